@@ -1,0 +1,42 @@
+# mdeas — `make help` lists the targets. Every target sets itself up (a .venv with the package, editable).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH_SPEC ?= torch==2.13.0
+ARGS ?=
+
+.PHONY: help install train test test-all lint format tensorboard clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+install: $(VENV)/.installed ## create .venv: torch ($(TORCH_SPEC)), the package (editable) and dev tools
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+train: install ## train the default recipe on generated data (extra overrides: make train ARGS="...")
+	$(PY) -m mdeas.train $(ARGS)
+
+test: install ## run the fast tests
+	$(PY) -m pytest -m "not slow" -q
+
+test-all: install ## run every test, slow ones included
+	$(PY) -m pytest -q
+
+lint: install ## ruff lint and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install ## ruff fix and format
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+tensorboard: install ## TensorBoard over every run
+	$(VENV)/bin/tensorboard --logdir . --bind_all
+
+clean: ## remove runs, caches and build files (keeps .venv)
+	rm -rf outputs multirun data/cache .pytest_cache .ruff_cache build *.egg-info
+	find . -name __pycache__ -not -path "./$(VENV)/*" -prune -exec rm -rf {} +

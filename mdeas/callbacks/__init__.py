@@ -1,0 +1,1 @@
+"""Training callbacks and checkpoint I/O."""

@@ -1,0 +1,117 @@
+"""LightningDataModule: locate (or generate) the dataset zip, index, split, and serve batches."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, get_worker_info
+
+from mdeas.data.dataset import IMAGENET_MEAN, IMAGENET_STD, MaskDepthDataset
+from mdeas.data.errors import DataError
+from mdeas.data.layouts import DatasetIndex, load_index
+from mdeas.data.splits import split, subset
+from mdeas.data.transforms import build_transform
+
+log = logging.getLogger(__name__)
+SPLITS = ("train", "val", "test")
+
+
+def _seed_worker_transform(_: int) -> None:
+    """Give each worker (and each epoch, as its torch seed changes) its own augmentation draws."""
+    info = get_worker_info()
+    info.dataset.transform.set_random_seed(torch.initial_seed() % 2**32)
+
+
+def cached_synth_path(cache_dir: str | Path, synth: dict) -> Path:
+    """Where the generated default dataset with parameters `synth` is cached."""
+    key = hashlib.sha1(json.dumps(synth, sort_keys=True).encode()).hexdigest()[:10]
+    return Path(cache_dir).expanduser() / f"synth-{synth.get('num_samples')}x{synth.get('image_size')}-{key}.zip"
+
+
+class MaskDepthDataModule(pl.LightningDataModule):
+    """Serves batch dicts (DESIGN.md) from `path` (one zip or a list) or, when None, a cached generated set."""
+
+    def __init__(
+        self,
+        path: str | Sequence[str] | None = None,
+        image_size: int = 64,
+        batch_size: int = 32,
+        num_workers: int = 2,
+        limit: int | None = None,
+        split: Sequence[float] = (0.7, 0.15, 0.15),
+        seed: int = 0,
+        cache_dir: str = "data/cache",
+        synth: dict | None = None,
+        augment: Sequence = (),
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+        pin_memory: bool = True,
+    ) -> None:
+        super().__init__()
+        self.path = path
+        self.image_size, self.batch_size, self.num_workers = image_size, batch_size, num_workers
+        self.limit, self.fractions, self.seed = limit, tuple(split), seed
+        self.cache_dir, self.synth = cache_dir, dict(synth or {})
+        self.augment, self.mean, self.std = list(augment), tuple(mean), tuple(std)
+        self.pin_memory = pin_memory
+        self.index: DatasetIndex | None = None
+        self.datasets: dict[str, MaskDepthDataset] = {}
+
+    def resolve_path(self) -> str | list[str]:
+        """The dataset path(s); with none given, generate the default set once into the cache."""
+        if self.path:
+            return self.path if isinstance(self.path, str) else [str(p) for p in self.path]
+        target = cached_synth_path(self.cache_dir, self.synth)
+        if not target.exists():
+            from mdeas.data.synth import generate
+
+            log.info("generating the default dataset into %s", target)
+            generate(target, **self.synth)
+        return str(target)
+
+    def prepare_data(self) -> None:
+        self.resolve_path()
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.index is not None:
+            return
+        self.index = load_index(self.resolve_path())
+        samples = subset(self.index.samples, self.limit, self.seed)
+        parts = dict(zip(SPLITS, split(samples, self.fractions, self.seed), strict=True))
+        for name, fraction in zip(SPLITS, self.fractions, strict=True):
+            if fraction > 0 and not parts[name]:
+                raise DataError(self.index.store.paths[0], None,
+                                f"the {name} split is empty ({len(samples)} samples); use more data or change data.split")
+        train_tf = build_transform(self.image_size, self.augment, seed=self.seed)
+        eval_tf = build_transform(self.image_size, seed=self.seed)
+        for name in SPLITS:
+            tf = train_tf if name == "train" else eval_tf
+            self.datasets[name] = MaskDepthDataset(self.index, parts[name], tf, self.mean, self.std)
+        log.info("dataset %s: %s", self.index.layout, {k: len(v) for k, v in self.datasets.items()})
+
+    def _loader(self, name: str, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            self.datasets[name],
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            drop_last=shuffle and len(self.datasets[name]) > self.batch_size,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory and torch.cuda.is_available(),
+            persistent_workers=self.num_workers > 0,
+            worker_init_fn=_seed_worker_transform if self.num_workers > 0 else None,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)

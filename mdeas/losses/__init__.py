@@ -1,0 +1,6 @@
+"""Loss terms (:mod:`.terms`) and the configurable weighted group (:mod:`.group`)."""
+
+from mdeas.losses.group import LossGroup, TermSpec, parse_terms
+from mdeas.losses.terms import TERMS, get_term
+
+__all__ = ["TERMS", "LossGroup", "TermSpec", "get_term", "parse_terms"]

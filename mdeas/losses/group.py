@@ -1,0 +1,108 @@
+"""A weighted sum of loss terms built from a config, reporting every weighted term by name."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from torch import Tensor, nn
+
+from mdeas.losses.terms import TERMS, Term
+
+TARGETS = ("mask", "depth")
+_SPEC_KEYS = {"name", "target", "fn", "weight", "kwargs"}
+
+
+@dataclass(frozen=True)
+class TermSpec:
+    """One configured term: ``weight * fn(outputs[target], batch[target], **kwargs)``."""
+
+    name: str
+    target: str
+    fn: str
+    weight: float = 1.0
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def func(self) -> Term:
+        return TERMS[self.fn]
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, DictConfig | ListConfig):
+        return OmegaConf.to_container(obj, resolve=True)
+    return obj
+
+
+def parse_terms(terms: Iterable[Mapping[str, Any]] | ListConfig) -> list[TermSpec]:
+    """Check and convert term specs ``{name, target: mask|depth, fn, weight, kwargs?}`` (dicts/OmegaConf)."""
+    terms = _plain(terms)
+    if isinstance(terms, Mapping) or not isinstance(terms, Iterable):
+        raise ValueError(f"loss terms must be a list of term specs, got {type(terms).__name__}")
+    specs: list[TermSpec] = []
+    seen: set[str] = set()
+    for i, raw in enumerate(terms):
+        raw = _plain(raw)
+        if not isinstance(raw, Mapping):
+            raise ValueError(f"loss term #{i} must be a mapping, got {type(raw).__name__}")
+        name = raw.get("name")
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"loss term #{i} needs a non-empty string 'name', got {name!r}")
+        extra = set(raw) - _SPEC_KEYS
+        if extra:
+            raise ValueError(f"loss term {name!r}: unknown keys {sorted(extra)}; allowed: {sorted(_SPEC_KEYS)}")
+        if name in seen:
+            raise ValueError(f"duplicate loss term name {name!r}")
+        seen.add(name)
+        target = raw.get("target")
+        if target not in TARGETS:
+            raise ValueError(f"loss term {name!r}: unknown target {target!r}; expected one of {list(TARGETS)}")
+        fn = raw.get("fn")
+        if fn not in TERMS:
+            raise ValueError(f"loss term {name!r}: unknown fn {fn!r}; known: {', '.join(sorted(TERMS))}")
+        kwargs = raw.get("kwargs") or {}
+        if not isinstance(kwargs, Mapping):
+            raise ValueError(f"loss term {name!r}: kwargs must be a mapping, got {type(kwargs).__name__}")
+        specs.append(TermSpec(name, target, fn, float(raw.get("weight", 1.0)), dict(kwargs)))
+    if not specs:
+        raise ValueError("a loss group needs at least one term")
+    return specs
+
+
+class LossGroup(nn.Module):
+    """Weighted sum of loss terms on model outputs ``{"mask": logits, "depth": pred}``, ``[B,1,H,W]`` each.
+
+    Depth terms get ``valid=batch["valid"]``; mask terms get ``valid=None``. ``forward`` returns the total
+    (float32 scalar) and ``{name: weight * term}`` for every term; a weight-0 term is not computed and
+    reported as 0.
+    """
+
+    def __init__(self, terms: Iterable[Mapping[str, Any]] | ListConfig) -> None:
+        super().__init__()
+        self.terms = parse_terms(terms)
+
+    @property
+    def names(self) -> list[str]:
+        """Term names in config order."""
+        return [t.name for t in self.terms]
+
+    def forward(self, outputs: Mapping[str, Tensor], batch: Mapping[str, Any]) -> tuple[Tensor, dict[str, Tensor]]:
+        """Total loss and the weighted value of every term (see the class docstring)."""
+        ref = next(iter(outputs.values()))
+        total = torch.zeros((), dtype=torch.float32, device=ref.device)
+        parts: dict[str, Tensor] = {}
+        for spec in self.terms:
+            if spec.weight == 0.0:
+                parts[spec.name] = torch.zeros((), dtype=torch.float32, device=ref.device)
+                continue
+            valid = batch.get("valid") if spec.target == "depth" else None
+            value = spec.weight * spec.func(outputs[spec.target], batch[spec.target], valid, **spec.kwargs)
+            parts[spec.name] = value
+            total = total + value
+        return total, parts
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{t.name}={t.weight:g}*{t.fn}({t.target})" for t in self.terms)

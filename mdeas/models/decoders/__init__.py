@@ -1,0 +1,1 @@
+"""Decoders: `decoder(x, features) -> [B, 1, H, W]` at the input resolution."""

@@ -1,0 +1,1 @@
+"""Encoders: modules returning a list of features, with `channels` and `strides` attributes."""

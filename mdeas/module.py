@@ -1,0 +1,107 @@
+"""The LightningModule: one model, one loss group, mask and depth metrics, optimiser and schedule from config."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from mdeas.metrics.classes import DepthMetrics, MaskMetrics
+
+
+def _plain(cfg: Any) -> Any:
+    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+
+
+class MaskDepthModule(pl.LightningModule):
+    """Trains `model(bg, fg_bg) -> {"mask", "depth"}` on `loss(outputs, batch)`.
+
+    `model`, `loss`, `optim` and `sched` are Hydra configs (stored in the checkpoint, so the module can be rebuilt
+    from it alone); `depth_max_m` is the depth (metres) that normalised depth 1.0 stands for, used by metrics.
+    """
+
+    def __init__(
+        self,
+        model: dict,
+        loss: dict,
+        optim: dict,
+        sched: dict | None = None,
+        depth_max_m: float = 20.0,
+        data: dict | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(
+            {
+                "model": _plain(model),
+                "loss": _plain(loss),
+                "optim": _plain(optim),
+                "sched": _plain(sched),
+                "depth_max_m": depth_max_m,
+                "data": _plain(data),
+            }
+        )
+        self.model = instantiate(self.hparams.model)
+        self.loss = instantiate(self.hparams.loss)
+        self.mask_metrics = torch.nn.ModuleDict({s: MaskMetrics() for s in ("val", "test")})
+        self.depth_metrics = torch.nn.ModuleDict({s: DepthMetrics(scale=depth_max_m) for s in ("val", "test")})
+
+    def forward(self, bg: torch.Tensor, fg_bg: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.model(bg, fg_bg)
+
+    def _loss(self, batch: dict, stage: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        outputs = self(batch["bg"], batch["fg_bg"])
+        total, terms = self.loss(outputs, batch)
+        size = batch["bg"].shape[0]
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", total, prog_bar=True, batch_size=size, on_step=on_step, on_epoch=True)
+        self.log_dict(
+            {f"{stage}/loss/{k}": v for k, v in terms.items()},
+            batch_size=size,
+            on_step=on_step,
+            on_epoch=True,
+        )
+        return total, outputs
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        return self._loss(batch, "train")[0]
+
+    def _evaluate(self, batch: dict, stage: str) -> None:
+        _, outputs = self._loss(batch, stage)
+        self.mask_metrics[stage].update(outputs["mask"], batch["mask"])
+        self.depth_metrics[stage].update(outputs["depth"], batch["depth"], batch["valid"])
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def _log_metrics(self, stage: str) -> None:
+        for task, metric in (("mask", self.mask_metrics[stage]), ("depth", self.depth_metrics[stage])):
+            values = metric.compute()
+            self.log_dict(
+                {f"{stage}/{task}/{k}": v.float() for k, v in values.items() if k != "count"},
+                prog_bar=False,
+                sync_dist=False,
+            )
+            metric.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_metrics("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_metrics("test")
+
+    def configure_optimizers(self) -> Any:
+        optimizer = instantiate(self.hparams.optim)(params=self.parameters())
+        sched = self.hparams.sched
+        if not sched:
+            return optimizer
+        scheduler = instantiate(sched["scheduler"])(optimizer=optimizer)
+        config = {"scheduler": scheduler, "interval": sched.get("interval", "epoch")}
+        if sched.get("monitor"):
+            config["monitor"] = sched["monitor"]
+        return {"optimizer": optimizer, "lr_scheduler": config}

@@ -1,0 +1,90 @@
+"""Train: `python -m mdeas.train [model=...] [loss=...] [key=value ...]` (Hydra app, `-m` for sweeps)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import hydra
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from mdeas.callbacks.atomic_checkpoint import AtomicCheckpointIO
+from mdeas.module import MaskDepthModule
+
+log = logging.getLogger(__name__)
+
+
+def build_module(cfg: DictConfig, datamodule) -> MaskDepthModule:
+    """The LightningModule of `cfg`; it records what predicting needs: input size, normalisation, depth encoding."""
+    depth = datamodule.index.depth
+    data = {
+        "image_size": datamodule.image_size,
+        "mean": list(datamodule.mean),
+        "std": list(datamodule.std),
+        "depth": {"format": depth.format, "unit": depth.unit, "max": depth.max},
+    }
+    return MaskDepthModule(
+        model=cfg.model,
+        loss=cfg.loss,
+        optim=cfg.optim,
+        sched=cfg.get("sched") or None,
+        depth_max_m=depth.max * depth.metres_per_unit,
+        data=data,
+    )
+
+
+def _scalars(metrics: dict, prefix: str) -> dict[str, float]:
+    return {k: float(v) for k, v in sorted(metrics.items()) if k.startswith(prefix)}
+
+
+def train(cfg: DictConfig) -> dict:
+    """Fit, then validate and test the best checkpoint; writes metrics.json in the run dir and returns it."""
+    pl.seed_everything(cfg.seed, workers=True)
+    out_dir = Path(cfg.paths.output_dir)
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    module = build_module(cfg, datamodule)
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    logger = instantiate(cfg.logger) if cfg.get("logger") else False
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, plugins=[AtomicCheckpointIO()])
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    which = best if best else None
+    results: dict = {"best_checkpoint": best}
+    if trainer.fast_dev_run:
+        which = None
+    results["val"] = _scalars(
+        trainer.validate(module, datamodule=datamodule, ckpt_path=which, verbose=False)[0], "val/"
+    )
+    if cfg.get("test"):
+        results["test"] = _scalars(
+            trainer.test(module, datamodule=datamodule, ckpt_path=which, verbose=False)[0], "test/"
+        )
+    if trainer.is_global_zero:
+        (out_dir / "metrics.json").write_text(json.dumps(results, indent=2))
+        log.info("val metrics: %s", json.dumps(results["val"]))
+        print(format_metrics(results))
+    return results
+
+
+def format_metrics(results: dict) -> str:
+    """A markdown table of the val/test metrics."""
+    lines = ["| metric | value |", "|---|---|"]
+    for stage in ("val", "test"):
+        lines += [f"| {k} | {v:.4f} |" for k, v in results.get(stage, {}).items() if "/loss/" not in k]
+    return "\n".join(lines)
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    results = train(cfg)
+    return results["val"].get(cfg.get("optimized_metric"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+import csv
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+def encode(array: np.ndarray, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def write_canonical_zip(path: Path, num_samples: int = 12, size: int = 32, fg_per_bg: int = 2, seed: int = 0) -> Path:
+    """A small canonical dataset written by hand: a bright square on a random background, known depth."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    with zipfile.ZipFile(path, "w") as zf:
+        for i in range(num_samples):
+            b = i // fg_per_bg
+            bg = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
+            if i % fg_per_bg == 0:
+                zf.writestr(f"bg/b{b:03d}.jpg", encode(bg, "JPEG"))
+            mask = np.zeros((size, size), np.uint8)
+            mask[4 + i % 5 : 16 + i % 5, 6:18] = 255
+            fg_bg = bg.copy()
+            fg_bg[mask > 0] = (250, 20, 20)
+            depth = np.full((size, size), 10000, np.uint16)
+            depth[mask > 0] = 2000 + 100 * i
+            depth[0, 0] = 0  # one unknown pixel
+            sid = f"b{b:03d}_f{i:02d}"
+            zf.writestr(f"fg_bg/{sid}.jpg", encode(fg_bg, "JPEG"))
+            zf.writestr(f"mask/{sid}.png", encode(mask, "PNG"))
+            zf.writestr(f"depth/{sid}.png", encode(depth, "PNG"))
+            rows.append([sid, f"bg/b{b:03d}.jpg", f"fg_bg/{sid}.jpg", f"mask/{sid}.png", f"depth/{sid}.png"])
+        text = io.StringIO()
+        csv.writer(text, lineterminator="\n").writerows([["id", "bg", "fg_bg", "mask", "depth"], *rows])
+        zf.writestr("manifest.csv", text.getvalue())
+        zf.writestr("meta.json", json.dumps({"depth": {"format": "png16", "unit": "mm", "max": 20000}}))
+    return path
+
+
+@pytest.fixture
+def canonical_zip(tmp_path: Path) -> Path:
+    return write_canonical_zip(tmp_path / "data.zip")

@@ -1,0 +1,232 @@
+"""Mask and depth metrics: hand-computed cases, empty cases, and the Metric classes against the functions."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from mdeas.metrics import DepthMetrics, MaskMetrics, depth_metrics, mask_metrics
+from mdeas.metrics.functional import DEPTH_KEYS, MASK_KEYS
+
+
+def assert_all_finite(metrics: dict[str, torch.Tensor]) -> None:
+    for key, value in metrics.items():
+        assert torch.isfinite(value).all(), key
+
+
+# ---------------------------------------------------------------- masks
+
+
+def hand_mask() -> tuple[torch.Tensor, torch.Tensor]:
+    """4x4: target rows 0-1; prediction rows 1-2 plus pixel (3, 0) -> TP 4, FP 5, FN 4, TN 3."""
+    target = torch.zeros(1, 1, 4, 4)
+    target[..., :2, :] = 1
+    logits = torch.full((1, 1, 4, 4), -3.0)
+    logits[..., 1:3, :] = 2.0
+    logits[..., 3, 0] = 0.1
+    return logits, target
+
+
+def test_mask_metrics_by_hand() -> None:
+    logits, target = hand_mask()
+    got = mask_metrics(logits, target)
+    expected = {"iou": 4 / 13, "dice": 8 / 17, "accuracy": 7 / 16, "precision": 4 / 9, "recall": 4 / 8}
+    assert set(got) == set(MASK_KEYS)
+    for key, value in expected.items():
+        assert got[key].item() == pytest.approx(value, abs=1e-12), key
+        assert got[key].dtype == torch.float64
+
+
+def test_mask_metrics_probabilities_and_threshold() -> None:
+    probs = torch.tensor([0.2, 0.5, 0.6, 0.9]).reshape(1, 1, 2, 2)
+    target = torch.tensor([0.0, 1.0, 1.0, 1.0]).reshape(1, 1, 2, 2)
+    # 0.5 is not above the threshold: TP 2, FN 1, TN 1
+    got = mask_metrics(probs, target, from_logits=False)
+    assert got["iou"].item() == pytest.approx(2 / 3)
+    assert got["accuracy"].item() == pytest.approx(3 / 4)
+    assert got["precision"].item() == pytest.approx(1.0)
+    got = mask_metrics(probs, target, threshold=0.1, from_logits=False)
+    assert got["recall"].item() == pytest.approx(1.0) and got["precision"].item() == pytest.approx(3 / 4)
+
+
+def test_mask_metrics_valid_pixels() -> None:
+    logits, target = hand_mask()
+    valid = torch.zeros(1, 1, 4, 4, dtype=torch.bool)
+    valid[..., :2, :] = True  # rows 0-1: TP 4 (row 1), FN 4 (row 0)
+    got = mask_metrics(logits, target, valid=valid)
+    assert got["iou"].item() == pytest.approx(0.5) and got["precision"].item() == pytest.approx(1.0)
+
+
+def test_mask_metrics_empty_cases_never_nan() -> None:
+    empty = torch.zeros(2, 1, 4, 4)
+    neg, pos = torch.full_like(empty, -5.0), torch.full_like(empty, 5.0)
+    perfect = mask_metrics(neg, empty)  # nothing there, nothing predicted
+    for key in MASK_KEYS:
+        assert perfect[key].item() == 1.0, key
+    false_alarm = mask_metrics(pos, empty)  # nothing there, all predicted
+    assert_all_finite(false_alarm)
+    assert false_alarm["iou"].item() == 0 and false_alarm["precision"].item() == 0
+    assert false_alarm["accuracy"].item() == 0
+    missed = mask_metrics(neg, torch.ones_like(empty))  # all there, nothing predicted
+    assert_all_finite(missed)
+    assert missed["iou"].item() == 0 and missed["recall"].item() == 0 and missed["precision"].item() == 0
+
+
+# ---------------------------------------------------------------- depth
+
+
+def hand_depth() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """8x8 maps; 4 valid pixels, with (in scale-4 units) gt 1 2 4 3 and pred 1 1 4 2; the rest is noise."""
+    g = torch.Generator().manual_seed(0)
+    pred = torch.rand(1, 1, 8, 8, generator=g)
+    target = torch.rand(1, 1, 8, 8, generator=g)
+    valid = torch.zeros(1, 1, 8, 8, dtype=torch.bool)
+    where = [(0, 0), (2, 5), (7, 7), (4, 1)]
+    for (r, c), gt, pr in zip(where, [1, 2, 4, 3], [1, 1, 4, 2], strict=True):
+        target[0, 0, r, c], pred[0, 0, r, c], valid[0, 0, r, c] = gt / 4, pr / 4, True
+    return pred, target, valid
+
+
+def test_depth_metrics_by_hand() -> None:
+    pred, target, valid = hand_depth()
+    got = depth_metrics(pred, target, valid, scale=4.0)
+    ln2, ln15 = math.log(2.0), math.log(1.5)
+    expected = {
+        "rmse": math.sqrt((0 + 1 + 0 + 1) / 4),
+        "abs_rel": (0 + 1 / 2 + 0 + 1 / 3) / 4,
+        "sq_rel": (0 + 1 / 2 + 0 + 1 / 3) / 4,
+        "rmse_log": math.sqrt((ln2**2 + ln15**2) / 4),
+        "log10": (math.log10(2) + math.log10(1.5)) / 4,
+        "delta1": 2 / 4,  # ratios 1, 2, 1, 1.5
+        "delta2": 3 / 4,  # 1.5 < 1.5625
+        "delta3": 3 / 4,  # 2 > 1.953
+        "count": 4,
+    }
+    assert set(got) == set(DEPTH_KEYS) | {"count"}
+    for key, value in expected.items():
+        assert got[key].item() == pytest.approx(value, rel=1e-6), key
+        assert got[key].dtype == torch.float64
+    assert -1.0 <= got["ssim"].item() <= 1.0
+
+
+def test_depth_invalid_and_zero_target_pixels_ignored() -> None:
+    pred, target, valid = hand_depth()
+    before = depth_metrics(pred, target, valid, scale=4.0)
+    pred2, target2 = pred.clone(), target.clone()
+    pred2[~valid], target2[~valid] = 0.9, 0.05
+    after = depth_metrics(pred2, target2, valid, scale=4.0)
+    for key in DEPTH_KEYS:
+        if key != "ssim":  # SSIM windows reach across invalid neighbours
+            assert after[key].item() == pytest.approx(before[key].item(), rel=1e-9), key
+    # target <= 0 means unknown even without a valid mask
+    target3 = torch.where(valid, target, torch.zeros_like(target))
+    unmasked = depth_metrics(pred, target3, None, scale=4.0)
+    for key in DEPTH_KEYS:
+        if key != "ssim":
+            assert unmasked[key].item() == pytest.approx(before[key].item(), rel=1e-9), key
+
+
+def test_depth_no_valid_pixels_no_nan() -> None:
+    pred, target, _ = hand_depth()
+    got = depth_metrics(pred, target, torch.zeros_like(pred, dtype=torch.bool), scale=20.0)
+    assert_all_finite(got)
+    assert got["count"].item() == 0
+    assert all(got[k].item() == 0 for k in DEPTH_KEYS)
+    got = depth_metrics(pred, torch.zeros_like(target))
+    assert_all_finite(got)
+    assert got["count"].item() == 0
+
+
+def test_depth_perfect_prediction_and_clamping() -> None:
+    g = torch.Generator().manual_seed(1)
+    target = torch.rand(2, 1, 16, 16, generator=g) * 0.9 + 0.05
+    got = depth_metrics(target.clone(), target, scale=20.0)
+    assert got["rmse"].item() == pytest.approx(0.0, abs=1e-6)
+    assert got["delta1"].item() == 1.0
+    assert got["ssim"].item() == pytest.approx(1.0, abs=1e-5)
+    # pred is clamped to [eps*scale, scale]: 2.0 -> 1.0, -1 -> eps
+    hi = depth_metrics(torch.full_like(target, 2.0), torch.ones_like(target), scale=20.0)
+    assert hi["rmse"].item() == pytest.approx(0.0, abs=1e-9)
+    lo = depth_metrics(torch.full_like(target, -1.0), torch.ones_like(target), scale=20.0)
+    assert lo["rmse"].item() == pytest.approx(20.0 - 20e-3, rel=1e-6)
+    assert torch.isfinite(lo["rmse_log"])
+
+
+# ---------------------------------------------------------------- Metric classes
+
+
+def random_batches(seed: int) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for b in (3, 2):
+        target = torch.rand(b, 1, 12, 16, generator=g)
+        pred = (target + 0.2 * torch.randn(b, 1, 12, 16, generator=g)).clamp(0, 1)
+        valid = torch.rand(b, 1, 12, 16, generator=g) > 0.3
+        out.append((pred, target, valid))
+    return out
+
+
+def test_mask_metric_class_equals_functional_on_concatenation() -> None:
+    metric = MaskMetrics()
+    batches = random_batches(2)
+    logits = [torch.logit(p.clamp(0.01, 0.99)) for p, _, _ in batches]
+    targets = [(t > 0.5).float() for _, t, _ in batches]
+    for lg, tg in zip(logits, targets, strict=True):
+        metric.update(lg, tg)
+    got = metric.compute()
+    expected = mask_metrics(torch.cat(logits), torch.cat(targets))
+    assert set(got) == set(MASK_KEYS)
+    for key in MASK_KEYS:
+        assert got[key].item() == pytest.approx(expected[key].item(), rel=1e-12), key
+    metric.reset()
+    metric.update(*hand_mask())
+    assert metric.compute()["iou"].item() == pytest.approx(4 / 13)
+
+
+def test_depth_metric_class_equals_functional_on_concatenation() -> None:
+    metric = DepthMetrics(scale=20.0)
+    batches = random_batches(3)
+    for pred, target, valid in batches:
+        metric.update(pred, target, valid)
+    got = metric.compute()
+    preds, targets, valids = (torch.cat(x) for x in zip(*batches, strict=True))
+    expected = depth_metrics(preds, targets, valids, scale=20.0)
+    assert set(got) == set(expected)
+    for key in expected:  # SSIM too: each image's map depends on that image only
+        assert got[key].item() == pytest.approx(expected[key].item(), rel=1e-9), key
+        assert got[key].dtype == torch.float64
+    # the epoch value is per pixel, not a mean of per-batch values
+    per_batch = [depth_metrics(p, t, v, scale=20.0)["rmse"].item() for p, t, v in batches]
+    assert got["rmse"].item() != pytest.approx(sum(per_batch) / 2, rel=1e-9)
+
+
+def test_depth_metric_class_empty_epoch_no_nan() -> None:
+    metric = DepthMetrics()
+    pred, target, _ = hand_depth()
+    metric.update(pred, target, torch.zeros_like(pred, dtype=torch.bool))
+    got = metric.compute()
+    assert_all_finite(got)
+    assert got["count"].item() == 0
+
+
+def test_metric_classes_under_bf16_autocast() -> None:
+    batches = random_batches(4)
+    mask, depth = MaskMetrics(), DepthMetrics(scale=10.0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        for pred, target, valid in batches:
+            logits = torch.logit(pred.clamp(0.01, 0.99)).to(torch.bfloat16)
+            mask.update(logits, (target > 0.5).float())
+            depth.update(pred.to(torch.bfloat16), target, valid)
+        got_mask, got_depth = mask.compute(), depth.compute()
+    ref = DepthMetrics(scale=10.0)
+    for pred, target, valid in batches:
+        ref.update(pred.to(torch.bfloat16).float(), target, valid)
+    expected = ref.compute()
+    for key, value in {**got_mask, **got_depth}.items():
+        assert value.dtype in (torch.float32, torch.float64), key
+        assert torch.isfinite(value), key
+    for key in expected:
+        assert got_depth[key].item() == pytest.approx(expected[key].item(), rel=1e-9), key
+    assert got_mask["iou"].item() > 0.5
