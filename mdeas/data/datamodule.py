@@ -86,8 +86,11 @@ class MaskDepthDataModule(pl.LightningDataModule):
         parts = dict(zip(SPLITS, split(samples, self.fractions, self.seed), strict=True))
         for name, fraction in zip(SPLITS, self.fractions, strict=True):
             if fraction > 0 and not parts[name]:
-                raise DataError(self.index.store.paths[0], None,
-                                f"the {name} split is empty ({len(samples)} samples); use more data or change data.split")
+                raise DataError(
+                    self.index.store.paths[0],
+                    None,
+                    f"the {name} split is empty ({len(samples)} samples); use more data or change data.split",
+                )
         train_tf = build_transform(self.image_size, self.augment, seed=self.seed)
         eval_tf = build_transform(self.image_size, seed=self.seed)
         for name in SPLITS:

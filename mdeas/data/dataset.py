@@ -58,9 +58,12 @@ class MaskDepthDataset(Dataset):
         depth = self._read(s.depth, decode_depth_png16) if s.depth else np.zeros(mask.shape, np.float32)
         for entry, array in ((s.bg, bg), (s.mask, mask), (s.depth, depth)):
             if array.shape[:2] != fg_bg.shape[:2]:
-                raise DataError(self.index.store.source(s.fg_bg), entry,
-                                f"size {array.shape[1]}x{array.shape[0]} differs from {s.fg_bg} "
-                                f"({fg_bg.shape[1]}x{fg_bg.shape[0]})")
+                raise DataError(
+                    self.index.store.source(s.fg_bg),
+                    entry,
+                    f"size {array.shape[1]}x{array.shape[0]} differs from {s.fg_bg} "
+                    f"({fg_bg.shape[1]}x{fg_bg.shape[0]})",
+                )
         out = apply(self.transform, bg, fg_bg, mask, depth)
         depth = torch.from_numpy(np.ascontiguousarray(out["depth"], np.float32))[None]
         return {

@@ -57,8 +57,9 @@ class ZipStore:
     def read(self, name: str) -> bytes:
         """Bytes of entry `name`; a missing or damaged entry raises DataError naming zip and entry."""
         if name not in self.owner:
-            raise DataError(self.paths[0] if len(self.paths) == 1 else ", ".join(map(str, self.paths)), name,
-                            "entry not found")
+            raise DataError(
+                self.paths[0] if len(self.paths) == 1 else ", ".join(map(str, self.paths)), name, "entry not found"
+            )
         index = self.owner[name]
         try:
             return self._handle(index).read(name)

@@ -1,0 +1,74 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from mdeas.train import train
+from tests.conftest import write_canonical_zip
+
+CONF = str(Path(__file__).resolve().parents[1] / "conf")
+
+
+@pytest.fixture
+def tiny_zip(tmp_path: Path) -> Path:
+    return write_canonical_zip(tmp_path / "tiny.zip", num_samples=24, size=32, fg_per_bg=2)
+
+
+def test_fast_dev_run_composes_the_real_config(tmp_path, tiny_zip):
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        cfg = compose(
+            "train",
+            overrides=[
+                f"paths.output_dir={tmp_path / 'run'}",
+                f"data.path={tiny_zip}",
+                "data.image_size=32",
+                "data.batch_size=4",
+                "data.num_workers=0",
+                "+trainer.fast_dev_run=true",
+            ],
+        )
+    results = train(cfg)
+    assert {"val/mask/iou", "val/depth/delta1", "val/depth/rmse"} <= set(results["val"])
+    assert 0.0 <= results["val"]["val/mask/iou"] <= 1.0
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text()) == results
+
+
+def test_one_epoch_writes_tensorboard_checkpoints_and_metrics(tmp_path, tiny_zip):
+    run = tmp_path / "run"
+    cmd = [
+        sys.executable, "-m", "mdeas.train", "model=densenet_dilated", "loss=ssim_mse", "trainer.max_epochs=1",
+        "data.image_size=32", "data.batch_size=4", "data.num_workers=0", f"data.path={tiny_zip}", "data.limit=20",
+        "seed=3", f"hydra.run.dir={run}", "trainer.accelerator=cpu",
+    ]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "val/mask/iou" in done.stdout
+    assert (run / ".hydra" / "config.yaml").is_file()
+    assert (run / "checkpoints" / "last.ckpt").is_file() and (run / "checkpoints" / "best.ckpt").is_file()
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert "val/mask/iou" in metrics["val"] and "test/depth/delta1" in metrics["test"]
+    scalars, images = set(), set()
+    for events in (run / "tensorboard").glob("events.out.tfevents.*"):
+        acc = EventAccumulator(str(events), size_guidance={"images": 0}).Reload()
+        scalars |= set(acc.Tags()["scalars"])
+        images |= set(acc.Tags()["images"])
+    expected = {"val/mask/iou", "val/depth/delta1", "train/loss_epoch"} | {
+        f"train/loss/{t}_epoch" for t in ("depth_ssim", "mask_ssim", "depth_mse", "mask_mse", "depth_l1", "mask_l1")
+    }
+    assert expected <= scalars, expected - scalars
+    assert "val/images" in images
+
+
+def test_unknown_model_choice_is_a_one_line_error(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "mdeas.train", "model=nope", f"hydra.run.dir={tmp_path}"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert done.returncode != 0
+    assert "Could not find 'model/nope'" in done.stderr
