@@ -10,6 +10,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from mdeas.metrics.classes import DepthMetrics, MaskMetrics
+from mdeas.schedules import lr_scheduler_config
 
 
 def _plain(cfg: Any) -> Any:
@@ -96,12 +97,11 @@ class MaskDepthModule(pl.LightningModule):
         self._log_metrics("test")
 
     def configure_optimizers(self) -> Any:
+        """The optimiser of ``optim`` and, with a ``sched``, its scheduler (``auto`` arguments from the trainer)."""
         optimizer = instantiate(self.hparams.optim)(params=self.parameters())
-        sched = self.hparams.sched
-        if not sched:
+        if not self.hparams.sched:
             return optimizer
-        scheduler = instantiate(sched["scheduler"])(optimizer=optimizer)
-        config = {"scheduler": scheduler, "interval": sched.get("interval", "epoch")}
-        if sched.get("monitor"):
-            config["monitor"] = sched["monitor"]
-        return {"optimizer": optimizer, "lr_scheduler": config}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": lr_scheduler_config(self.hparams.sched, optimizer, self.trainer),
+        }

@@ -9,10 +9,13 @@ from pathlib import Path
 import hydra
 import pytorch_lightning as pl
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from mdeas.callbacks.atomic_checkpoint import AtomicCheckpointIO
+from mdeas.data.errors import exit_on_data_error
 from mdeas.module import MaskDepthModule
+from mdeas.schedules import find_lr
+from mdeas.sweep import log_hparams, objective, run_hparams
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +27,8 @@ def build_module(cfg: DictConfig, datamodule) -> MaskDepthModule:
         "image_size": datamodule.image_size,
         "mean": list(datamodule.mean),
         "std": list(datamodule.std),
-        "depth": {"format": depth.format, "unit": depth.unit, "max": depth.max},
+        "depth": {"format": depth.format, "unit": depth.unit, "max": depth.max, "inverted": depth.inverted},
+        "config": OmegaConf.to_container(cfg.data, resolve=True),  # rebuilds the datamodule (evaluate)
     }
     return MaskDepthModule(
         model=cfg.model,
@@ -41,16 +45,25 @@ def _scalars(metrics: dict, prefix: str) -> dict[str, float]:
 
 
 def train(cfg: DictConfig) -> dict:
-    """Fit, then validate and test the best checkpoint; writes metrics.json in the run dir and returns it."""
+    """Fit, then validate and test the best checkpoint; writes metrics.json in the run dir and returns it.
+
+    With `tune_lr` the LR range test runs first (`tune_lr=only`: and nothing else; returns `{"lr_find": record}`).
+    """
+    if cfg.get("tune_lr") not in (None, False, True, "only"):
+        raise ValueError(f"tune_lr must be true, false or only, got {cfg.tune_lr!r}")
     pl.seed_everything(cfg.seed, workers=True)
     out_dir = Path(cfg.paths.output_dir)
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
     module = build_module(cfg, datamodule)
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, plugins=[AtomicCheckpointIO()])
+    if cfg.get("tune_lr"):
+        found = find_lr(trainer, module, datamodule, out_dir, **cfg.get("lr_find", {}))
+        if cfg.tune_lr == "only":
+            return {"lr_find": found}
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
 
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
@@ -69,6 +82,7 @@ def train(cfg: DictConfig) -> dict:
         (out_dir / "metrics.json").write_text(json.dumps(results, indent=2))
         log.info("val metrics: %s", json.dumps(results["val"]))
         print(format_metrics(results))
+    log_hparams(trainer, run_hparams(cfg, module), results["val"], objective(results["val"], cfg.optimized_metric))
     return results
 
 
@@ -82,8 +96,10 @@ def format_metrics(results: dict) -> str:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    results = train(cfg)
-    return results["val"].get(cfg.get("optimized_metric"))
+    """Train; return `optimized_metric` of the val metrics to a sweeper (None after `tune_lr=only`)."""
+    with exit_on_data_error():
+        results = train(cfg)
+    return objective(results["val"], cfg.optimized_metric) if "val" in results else None
 
 
 if __name__ == "__main__":

@@ -110,23 +110,24 @@ def test_truncated_image_names_the_entry(tmp_path, canonical_zip):
         dm.datasets["train"][0]
 
 
-def test_workers_draw_different_augmentations(tmp_path):
-    import albumentations as A
-
-    path = write_canonical_zip(tmp_path / "d.zip", num_samples=40, size=16, fg_per_bg=1)
-    dm = MaskDepthDataModule(
-        path=str(path),
-        image_size=16,
-        batch_size=1,
-        num_workers=2,
-        split=(1.0, 0.0, 0.0),
-        augment=[A.HorizontalFlip(p=0.5)],
+def test_data_error_keeps_one_line_through_worker_reraise_and_pickling():
+    error = DataError("a.zip", "fg_bg/1.jpg", "cannot decode image (truncated)", "decode")
+    assert str(error) == "a.zip: fg_bg/1.jpg: cannot decode image (truncated)"
+    clone = pickle.loads(pickle.dumps(error))
+    assert (str(clone), clone.entry, clone.category) == (str(error), "fg_bg/1.jpg", "decode")
+    worker = (
+        "Caught DataError in DataLoader worker process 1.\nOriginal Traceback (most recent call last):\n"
+        '  File "x.py", line 3, in f\n    raise DataError(...)\n'
+        "mdeas.data.errors.DataError: a.zip: fg_bg/1.jpg: cannot decode image (truncated)\n"
     )
-    dm.setup()
-    dm.datasets["train"].samples = dm.datasets["train"].samples[:1] * 40  # one sample, many draws
-    torch.manual_seed(0)
-    flips = []
-    for batch in dm._loader("train", shuffle=False):
-        flips.append(bool(batch["mask"][0, 0, :, :6].sum() > batch["mask"][0, 0, :, 10:].sum()))
-    assert len(flips) == 40 and 0 < sum(flips) < 40  # both flipped and unflipped draws
-    assert flips[0::2] != flips[1::2]  # batches alternate between the two workers: their draws differ
+    assert str(DataError(worker)) == "a.zip: fg_bg/1.jpg: cannot decode image (truncated)"
+
+
+def test_store_keys_tell_apart_equal_names_in_two_zips(tmp_path):
+    a = write_canonical_zip(tmp_path / "a.zip", num_samples=2, size=16)
+    b = write_canonical_zip(tmp_path / "b.zip", num_samples=2, size=16, seed=5)
+    store = ZipStore([a, b])
+    assert store.key("meta.json") == store.key("meta.json", 0) == "meta.json"
+    assert store.key("meta.json", 1) == "1::meta.json" and store.key("nothing.png", 1) is None
+    assert store.source("1::bg/b000.jpg") == b and store.name("1::bg/b000.jpg") == "bg/b000.jpg"
+    assert store.read("1::bg/b000.jpg") != store.read("bg/b000.jpg")

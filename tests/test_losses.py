@@ -6,10 +6,12 @@ import math
 from pathlib import Path
 
 import hydra
+import kornia
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from mdeas.losses import TERMS, LossGroup, get_term
@@ -17,6 +19,8 @@ from mdeas.losses import terms as T
 
 ROOT = Path(__file__).resolve().parents[1]
 ALL_TERMS = sorted(TERMS)
+MASK_TERMS = ["bce", "bce_dice", "dice", "focal", "lovasz_hinge", "soft_iou"]
+WINDOWED = {"ssim", "dssim", "densedepth"}  # SSIM windows reach across invalid neighbours
 
 
 def t22(*values: float) -> torch.Tensor:
@@ -24,15 +28,15 @@ def t22(*values: float) -> torch.Tensor:
     return torch.tensor(values, dtype=torch.float32).reshape(1, 1, 2, 2)
 
 
-def reference_ssim_map(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Textbook SSIM map: 11x11 Gaussian (sigma 1.5), C1 = 0.01^2, C2 = 0.03^2, reflect padding, float64."""
-    x, y = x.double(), y.double()
-    g = torch.exp(-((torch.arange(11, dtype=torch.float64) - 5) ** 2) / (2 * 1.5**2))
+def reference_ssim_map(x: torch.Tensor, y: torch.Tensor, window: int = 11) -> torch.Tensor:
+    """Textbook SSIM map: window x window Gaussian (sigma 1.5), C1 = 0.01^2, C2 = 0.03^2, reflect padding, float64."""
+    x, y, r = x.double(), y.double(), window // 2
+    g = torch.exp(-((torch.arange(window, dtype=torch.float64) - r) ** 2) / (2 * 1.5**2))
     g = g / g.sum()
     w = (g[:, None] * g[None, :])[None, None]
 
     def blur(img: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(F.pad(img, (5, 5, 5, 5), mode="reflect"), w)
+        return F.conv2d(F.pad(img, (r, r, r, r), mode="reflect"), w)
 
     mx, my = blur(x), blur(y)
     sxx, syy, sxy = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
@@ -101,11 +105,14 @@ def test_berhu_perfect_prediction_has_finite_gradient() -> None:
     assert torch.isfinite(pred.grad).all()
 
 
-def test_gradient_l1_linear_ramp() -> None:
+def test_gradient_l1_linear_ramps() -> None:
     # ramp of slope 1 along x: d/dx = 1 inside, 0.5 on the two replicated border columns; d/dy = 0
     ramp = torch.arange(4.0).repeat(4, 1).reshape(1, 1, 4, 4)
-    got = T.gradient_l1(ramp, torch.zeros_like(ramp))
-    assert got.item() == pytest.approx((2 * 1 + 2 * 0.5) / 4 / 2, abs=1e-6)
+    assert T.gradient_l1(ramp, torch.zeros_like(ramp)).item() == pytest.approx((2 * 1 + 2 * 0.5) / 4, abs=1e-6)
+    # |d/dx| + |d/dy|: the same ramp along y adds the same again
+    plane = ramp + ramp.transpose(-1, -2)
+    assert T.gradient_l1(plane, torch.zeros_like(plane)).item() == pytest.approx(2 * 0.75, abs=1e-6)
+    assert T.gradient_l1(plane, plane + 3.0).item() == pytest.approx(0.0, abs=1e-7)  # offsets have no edges
 
 
 def test_ssim_identical_zero_and_different_positive() -> None:
@@ -143,6 +150,126 @@ def test_ssim_too_small_image_is_a_clear_error() -> None:
         T.ssim(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4, 4))
 
 
+def test_dssim_is_kornias_ssim_loss_and_half_of_ssim() -> None:
+    g = torch.Generator().manual_seed(6)
+    a, b = torch.rand(2, 1, 16, 20, generator=g), torch.rand(2, 1, 16, 20, generator=g)
+    b = 0.6 * a + 0.4 * b
+    for window in (11, 3):
+        expected = (1.0 - reference_ssim_map(a, b, window).mean().item()) / 2
+        got = T.dssim(a, b, window_size=window)
+        assert got.item() == pytest.approx(expected, abs=1e-5)
+        assert got.item() == pytest.approx(kornia.losses.ssim_loss(a, b, window).item(), abs=1e-6)
+    assert T.dssim(a, b).item() == pytest.approx(T.ssim(a, b).item() / 2, abs=1e-6)
+
+
+def test_densedepth_combination() -> None:
+    g = torch.Generator().manual_seed(7)
+    a, b = torch.rand(2, 1, 16, 16, generator=g), torch.rand(2, 1, 16, 16, generator=g)
+    expected = kornia.losses.ssim_loss(a, b, 11).item() + T.gradient_l1(a, b).item() + 0.1 * (a - b).abs().mean().item()
+    assert T.densedepth(a, b).item() == pytest.approx(expected, abs=1e-5)
+    assert T.densedepth(a, b, w_ssim=0, w_edge=0, w_l1=1).item() == pytest.approx((a - b).abs().mean().item())
+
+
+def test_focal_matches_numpy_formula() -> None:
+    x = np.array([0.0, 2.0, -1.0, 3.0])
+    t = np.array([0.0, 1.0, 1.0, 0.0])
+    p = 1 / (1 + np.exp(-x))
+    p_t = np.where(t == 1, p, 1 - p)
+    a_t = np.where(t == 1, 0.25, 0.75)
+    expected = np.mean(-a_t * (1 - p_t) ** 2 * np.log(p_t))
+    assert T.focal(t22(*x), t22(*t)).item() == pytest.approx(expected, rel=1e-5)
+    # logits 0: p_t = 0.5 -> 0.25 ln 2 times alpha_t
+    assert T.focal(torch.zeros(1, 1, 2, 2), t22(1, 1, 0, 0)).item() == pytest.approx(
+        (0.25 + 0.75) / 2 * 0.25 * math.log(2), rel=1e-6
+    )
+    # gamma 0 without alpha is BCE
+    assert T.focal(t22(*x), t22(*t), alpha=None, gamma=0.0).item() == pytest.approx(T.bce(t22(*x), t22(*t)).item())
+
+
+def numpy_lovasz(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Binary Lovasz hinge of flat arrays, written out from the paper's algorithm."""
+    errors = 1.0 - logits * (2 * labels - 1)
+    order = np.argsort(-errors, kind="stable")
+    errors, gt = errors[order], labels[order]
+    jaccard = 1 - (gt.sum() - np.cumsum(gt)) / (gt.sum() + np.cumsum(1 - gt))
+    grad = np.concatenate([jaccard[:1], np.diff(jaccard)])
+    return float(np.dot(np.maximum(errors, 0), grad))
+
+
+def test_lovasz_hinge_by_hand() -> None:
+    # errors 1 - x*s = -1, 0, 1.5, 4; sorted 4 (fg), 1.5 (bg), 0, -1; Jaccard .5, 2/3, .75, 1 -> 4*.5 + 1.5/6
+    assert T.lovasz_hinge(t22(2, -1, 0.5, -3), t22(1, 0, 0, 1)).item() == pytest.approx(2.25, abs=1e-6)
+    zeros = torch.zeros(1, 1, 2, 2)
+    assert T.lovasz_hinge(zeros, t22(0, 0, 0, 0)).item() == pytest.approx(1.0)  # empty mask, grad [1, 0, 0, 0]
+    assert T.lovasz_hinge(zeros, t22(1, 1, 1, 1)).item() == pytest.approx(1.0)  # all foreground, grad 1/4 each
+
+
+def test_lovasz_hinge_per_image_and_batch_against_numpy() -> None:
+    g = torch.Generator().manual_seed(8)
+    logits = torch.randn(3, 1, 5, 6, generator=g) * 2
+    target = (torch.rand(3, 1, 5, 6, generator=g) > 0.6).float()
+    x, t = logits.numpy().astype(np.float64), target.numpy().astype(np.float64)
+    per_image = np.mean([numpy_lovasz(x[i].ravel(), t[i].ravel()) for i in range(3)])
+    batch = numpy_lovasz(x.ravel(), t.ravel())
+    assert T.lovasz_hinge(logits, target).item() == pytest.approx(per_image, rel=1e-5)
+    assert T.lovasz_hinge(logits, target, per_image=False).item() == pytest.approx(batch, rel=1e-5)
+    assert per_image != pytest.approx(batch, rel=1e-3)  # the two reductions do differ
+
+
+def test_silog_by_hand() -> None:
+    target = torch.full((1, 1, 2, 2), 0.5)
+    # d = 0, ln 2, -ln 2, 0: mean 0, mean d^2 = ln^2 2 / 2
+    assert T.silog(t22(0.5, 1.0, 0.25, 0.5), target).item() == pytest.approx(math.log(2) ** 2 / 2, rel=1e-6)
+    # a global scale: d = ln 2 everywhere -> (1 - lam) ln^2 2; 0 when fully scale-invariant
+    assert T.silog(2 * target, target).item() == pytest.approx(0.5 * math.log(2) ** 2, rel=1e-6)
+    assert T.silog(2 * target, target, lam=1.0).item() == pytest.approx(0.0, abs=1e-7)
+    # per image: image 0 has d = ln 2 (x1 px), image 1 has d = 0 -> mean(0, 0) with lam 1; lam 0: mean(ln^2 2, 0)
+    pred, tgt = torch.ones(2, 1, 1, 2) * 0.5, torch.ones(2, 1, 1, 2) * 0.5
+    pred[0] *= 2
+    assert T.silog(pred, tgt, lam=0.0).item() == pytest.approx(math.log(2) ** 2 / 2, rel=1e-6)
+    assert T.silog(pred, tgt, lam=1.0).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_silog_unknown_depth_ignored_and_nothing_known_is_zero() -> None:
+    pred = t22(0.5, 1.0, 0.9, 0.1).requires_grad_(True)
+    target = t22(0.5, 0.5, 0.0, 0.0)  # depth 0 = unknown: only d = 0, ln 2 count -> ln^2 2 / 2 - 0.5 (ln 2 / 2)^2
+    expected = math.log(2) ** 2 / 2 - 0.5 * (math.log(2) / 2) ** 2
+    assert T.silog(pred, target).item() == pytest.approx(expected, rel=1e-6)
+    loss = T.silog(pred, torch.zeros_like(target))
+    loss.backward()
+    assert loss.item() == 0.0 and torch.isfinite(pred.grad).all()
+
+
+def test_huber_and_bce_dice_by_hand() -> None:
+    x = t22(0, 0.5, 3, -2)
+    zero = torch.zeros(1, 1, 2, 2)
+    # delta 2: 0, 0.5*0.25, 2*(3-1), |-2| is not < 2 -> 2*(2-1)
+    assert T.huber(x, zero, delta=2.0).item() == pytest.approx((0.125 + 4 + 2) / 4)
+    assert T.huber(x, zero).item() == pytest.approx(T.smooth_l1(x, zero).item())  # delta 1 = beta 1
+    logits, target = t22(0.0, 2.0, -1.0, 3.0), t22(0, 1, 1, 0)
+    expected = T.bce(logits, target).item() + T.dice(logits, target).item()
+    assert T.bce_dice(logits, target).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_dice_on_raw_values() -> None:
+    # sigmoid=False compares the map itself (seed 004's depth Dice): 1 - (2*0.5 + 1)/(0.25 + 0.25 + 1 + 1 + 1)
+    pred, target = t22(0.5, 0.5, 0, 0), t22(1, 0, 1, 0)
+    got = T.dice(pred, target, smooth=1.0, squared=True, sigmoid=False)
+    assert got.item() == pytest.approx(1 - 2.0 / 3.5, abs=1e-6)
+    assert T.dice(target, target, smooth=1.0, squared=True, sigmoid=False).item() == pytest.approx(0.0, abs=1e-7)
+
+
+@pytest.mark.parametrize("name", MASK_TERMS)
+@pytest.mark.parametrize("fill", [0.0, 1.0], ids=["empty", "all_foreground"])
+def test_mask_terms_on_empty_and_all_foreground_masks(name: str, fill: float) -> None:
+    target = torch.full((2, 1, 6, 6), fill)
+    confident = torch.full_like(target, 30.0 if fill else -30.0)  # logits of a perfect prediction
+    right, wrong = get_term(name)(confident, target), get_term(name)(-confident, target)
+    assert torch.isfinite(right) and torch.isfinite(wrong)
+    assert right.item() == pytest.approx(0.0, abs=1e-5)
+    assert wrong.item() > 0.5
+
+
 def test_valid_mask_by_hand() -> None:
     pred, target = t22(0.1, 0.5, 0.9, 0.3), t22(0, 1, 1, 0)
     valid = t22(1, 1, 0, 0).bool()
@@ -155,7 +282,7 @@ def test_valid_mask_by_hand() -> None:
     assert loss.item() == 0.0 and torch.isfinite(p.grad).all()
 
 
-@pytest.mark.parametrize("name", [n for n in ALL_TERMS if n != "ssim"])
+@pytest.mark.parametrize("name", [n for n in ALL_TERMS if n not in WINDOWED])
 def test_invalid_pixels_do_not_change_loss(name: str) -> None:
     g = torch.Generator().manual_seed(3)
     pred, target = torch.rand(2, 1, 8, 8, generator=g), torch.rand(2, 1, 8, 8, generator=g)
@@ -166,7 +293,7 @@ def test_invalid_pixels_do_not_change_loss(name: str) -> None:
     before = fn(pred, target, valid)
     pred2, target2 = pred.clone(), target.clone()
     pred2[~valid] = 5.0
-    target2[~valid] = -3.0
+    target2[~valid] = 0.9
     after = fn(pred2, target2, valid)
     assert after.item() == pytest.approx(before.item(), abs=1e-6)
     assert fn(pred2, target2).item() != pytest.approx(before.item(), abs=1e-6)  # they did matter unmasked
@@ -255,6 +382,9 @@ def test_group_accepts_omegaconf_and_backpropagates() -> None:
         ([{"name": "x", "target": "rgb", "fn": "l1", "weight": 1}], "'x'.*target 'rgb'"),
         ([{"name": "y", "target": "mask", "fn": "l1", "wieght": 1}], "'y'.*wieght"),
         ([], "at least one"),
+        ({"z": {"name": "z", "target": "mask", "fn": "bce"}}, "'z'.*unknown keys \\['name'\\]"),
+        ({"w": "bce"}, "'w' must be a mapping"),
+        ("bce", "mapping name -> spec or a list"),
     ],
 )
 def test_group_config_errors(terms: list, match: str) -> None:
@@ -280,3 +410,79 @@ def test_ssim_mse_preset_from_yaml() -> None:
     )
     assert total.item() == pytest.approx(expected.item(), abs=1e-5)
     assert sum(p.item() for p in parts.values()) == pytest.approx(total.item(), rel=1e-6)
+
+
+def test_group_mapping_form_equals_list_form() -> None:
+    outputs, batch = _sample()
+    mapping = {
+        "m_focal": {"target": "mask", "fn": "focal", "weight": 0.5, "kwargs": {"gamma": 1.0}},
+        "d_silog": {"target": "depth", "fn": "silog", "weight": 2.0},
+    }
+    listed = [{"name": k, **v} for k, v in mapping.items()]
+    by_map, by_list = LossGroup(OmegaConf.create(mapping)), LossGroup(listed)
+    assert by_map.names == by_list.names == ["m_focal", "d_silog"]
+    (t1, p1), (t2, p2) = by_map(outputs, batch), by_list(outputs, batch)
+    assert t1.item() == t2.item() and p1.keys() == p2.keys()
+    assert p1["d_silog"].item() == pytest.approx(2.0 * T.silog(outputs["depth"], batch["depth"], batch["valid"]).item())
+
+
+def test_hydra_overrides_reweight_remove_and_add_terms() -> None:
+    overrides = [
+        "loss.terms.depth_ssim.weight=0.5",
+        "loss.terms.mask_mse.weight=0",
+        "~loss.terms.mask_l1",
+        "+loss.terms.mask_dice={target: mask, fn: dice, weight: 0.25}",
+    ]
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    group = hydra.utils.instantiate(cfg.loss)
+    weights = {t.name: t.weight for t in group.terms}
+    assert weights == {
+        "depth_ssim": 0.5, "mask_ssim": 0.4, "depth_mse": 0.1, "mask_mse": 0.0, "depth_l1": 1e-6, "mask_dice": 0.25,
+    }  # fmt: skip
+    outputs, batch = _sample(size=16)
+    total, parts = group(outputs, batch)
+    assert parts["mask_mse"].item() == 0.0  # weight 0: off, still reported
+    assert parts["mask_dice"].item() == pytest.approx(0.25 * T.dice(outputs["mask"], batch["mask"]).item())
+
+
+def _preset(name: str) -> LossGroup:
+    return hydra.utils.instantiate(OmegaConf.load(ROOT / "conf" / "loss" / f"{name}.yaml"))
+
+
+def test_seed_presets_by_hand() -> None:
+    """Each seed preset's total against the seed's formula written out with torch/reference SSIM."""
+    outputs, batch = _sample(size=24)
+    m, d, v = outputs["mask"], outputs["depth"], batch["valid"]
+    tm, td = batch["mask"], batch["depth"]
+    p = torch.sigmoid(m)
+    bce = F.binary_cross_entropy_with_logits(m, tm)
+    edge = T.gradient_l1(d, td, v)  # checked by hand above
+    expected = {
+        "dice_bce_densedepth": bce
+        + 1
+        - ((p * tm).sum() + 1e-6) / (p.sum() + tm.sum() - (p * tm).sum() + 1e-6)
+        + (1 - reference_ssim_map(d, td, window=3)[v].mean()) / 2
+        + (d - td).abs()[v].mean()
+        + edge,
+        "bce_ssim": bce + (1 - reference_ssim_map(d, td)[v].mean()) / 2,
+        "rmse_dice": 1
+        - (2 * (p * tm).sum() + 1e-6) / (p.sum() + tm.sum() + 1e-6)
+        + torch.sqrt(((d - td) ** 2)[v].mean() + 1e-6),
+        "smoothl1_dice": F.smooth_l1_loss(p, tm)
+        + 1
+        - (2 * (d * td)[v].sum() + 1) / ((d * d)[v].sum() + (td * td)[v].sum() + 1),
+    }
+    for name, value in expected.items():
+        total, parts = _preset(name)(outputs, batch)
+        assert total.item() == pytest.approx(value.item(), abs=1e-5), name
+        assert sum(x.item() for x in parts.values()) == pytest.approx(total.item(), rel=1e-6), name
+
+
+def test_every_preset_in_conf_loss_builds() -> None:
+    names = sorted(p.stem for p in (ROOT / "conf" / "loss").glob("*.yaml"))
+    assert names == ["bce_ssim", "dice_bce_densedepth", "rmse_dice", "smoothl1_dice", "ssim_mse"]
+    outputs, batch = _sample(size=16)
+    for name in names:
+        total, parts = _preset(name)(outputs, batch)
+        assert torch.isfinite(total) and set(parts) == set(_preset(name).names), name

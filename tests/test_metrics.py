@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import socket
+from pathlib import Path
 
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 
 from mdeas.metrics import DepthMetrics, MaskMetrics, depth_metrics, mask_metrics
 from mdeas.metrics.functional import DEPTH_KEYS, MASK_KEYS
@@ -230,3 +236,75 @@ def test_metric_classes_under_bf16_autocast() -> None:
     for key in expected:
         assert got_depth[key].item() == pytest.approx(expected[key].item(), rel=1e-9), key
     assert got_mask["iou"].item() > 0.5
+
+
+# ---------------------------------------------------------------- edge cases and DDP
+
+
+def test_mask_metrics_all_foreground() -> None:
+    full = torch.ones(2, 1, 4, 4)
+    perfect = mask_metrics(torch.full_like(full, 5.0), full)
+    assert all(perfect[k].item() == 1.0 for k in MASK_KEYS)
+    half = torch.full_like(full, -5.0)
+    half[..., :2, :] = 5.0  # half of every image predicted: TP 16, FN 16, no background at all
+    got = mask_metrics(half, full)
+    expected = {"iou": 0.5, "dice": 2 / 3, "accuracy": 0.5, "precision": 1.0, "recall": 0.5}
+    assert {k: got[k].item() for k in MASK_KEYS} == pytest.approx(expected)
+
+
+def test_depth_invalid_pixels_with_garbage_values_no_nan() -> None:
+    """Unknown target pixels (valid False) may hold any value, even inf, without changing the result."""
+    pred, target, valid = hand_depth()
+    before = depth_metrics(pred, target, valid, scale=4.0)
+    pred2, target2 = pred.clone(), target.clone()
+    pred2[~valid], target2[~valid] = -7.0, float("inf")
+    after = depth_metrics(pred2, target2, valid, scale=4.0)
+    assert_all_finite(after)
+    for key in DEPTH_KEYS:
+        if key != "ssim":
+            assert after[key].item() == pytest.approx(before[key].item(), rel=1e-9), key
+
+
+@pytest.mark.parametrize("cls", [MaskMetrics, DepthMetrics])
+def test_metric_states_are_sums_that_merge_like_one_process(cls: type) -> None:
+    """Two ranks' states combined by the states' reduction (as DDP sync does) give the metrics of all the data."""
+    batches = random_batches(5)
+    ranks = [cls(), cls()]
+    for metric, (pred, target, valid) in zip(ranks, batches, strict=True):
+        metric.update(pred, (target > 0.5).float() if cls is MaskMetrics else target, valid)
+    ranks[0].merge_state(ranks[1])
+    whole = cls()
+    for pred, target, valid in batches:
+        whole.update(pred, (target > 0.5).float() if cls is MaskMetrics else target, valid)
+    got, expected = ranks[0].compute(), whole.compute()
+    for key in expected:
+        assert got[key].item() == pytest.approx(expected[key].item(), rel=1e-12), key
+
+
+def _ddp_rank(rank: int, port: int, out_dir: str) -> None:
+    """One process of a 2-process gloo group: update with its own batch, compute (which syncs), save the result."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    pred, target, valid = random_batches(6)[rank]
+    mask, depth = MaskMetrics(), DepthMetrics(scale=20.0)
+    mask.update(pred, (target > 0.5).float(), valid)
+    depth.update(pred, target, valid)
+    values = {f"mask/{k}": v.item() for k, v in mask.compute().items()}
+    values |= {f"depth/{k}": v.item() for k, v in depth.compute().items()}
+    Path(out_dir, f"rank{rank}.json").write_text(json.dumps(values))
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow  # two spawned processes; test_metric_states_are_sums_that_merge_like_one_process covers the sums
+def test_metrics_sync_across_two_ddp_processes(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_ddp_rank, args=(port, str(tmp_path)), nprocs=2, join=True)
+    batches = random_batches(6)
+    preds, targets, valids = (torch.cat(x) for x in zip(*batches, strict=True))
+    expected = {f"mask/{k}": v.item() for k, v in mask_metrics(preds, (targets > 0.5).float(), valid=valids).items()}
+    expected |= {f"depth/{k}": v.item() for k, v in depth_metrics(preds, targets, valids, scale=20.0).items()}
+    for rank in (0, 1):
+        got = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        assert got == pytest.approx(expected, rel=1e-9), rank

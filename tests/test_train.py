@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -72,3 +73,32 @@ def test_unknown_model_choice_is_a_one_line_error(tmp_path):
     )
     assert done.returncode != 0
     assert "Could not find 'model/nope'" in done.stderr
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models train fastest on one thread when the machine's few cores are shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_tune_lr_trains_with_the_suggestion_as_onecycle_peak(tmp_path, tiny_zip, one_thread):
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        cfg = compose(
+            "train",
+            overrides=[
+                f"paths.output_dir={tmp_path / 'run'}", f"data.path={tiny_zip}", "data.image_size=32",
+                "data.batch_size=4", "data.num_workers=0", "trainer.accelerator=cpu", "trainer.max_epochs=7",
+                "+trainer.limit_train_batches=2", "test=false", "~callbacks.image_grid", "sched=onecycle",
+                "tune_lr=true", "lr_find.num_training=14", "lr_find.early_stop_threshold=null",
+            ],
+        )  # fmt: skip
+    results = train(cfg)
+    suggestion = json.loads((tmp_path / "run" / "lr_find.json").read_text())["suggestion"]
+    assert suggestion is not None and suggestion != 1e-3
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ckpt["hyper_parameters"]["optim"]["lr"] == suggestion
+    assert ckpt["optimizer_states"][0]["param_groups"][0]["max_lr"] == suggestion  # max_lr: auto
+    assert set(results["val"]) >= {"val/mask/iou", "val/depth/delta1"}

@@ -1,4 +1,10 @@
-"""LightningDataModule: locate (or generate) the dataset zip, index, split, and serve batches."""
+"""LightningDataModule: locate (or generate) the dataset zip(s), index, split, and serve batches.
+
+`on_error="raise"` (default): the first bad sample stops training with a DataError naming the zip and entry
+(also from DataLoader workers, see `DataError`). `on_error="skip"`: samples whose entries are missing are left out
+when indexing (counted in the log), and a sample that fails to decode is left out of its batch; each loader logs a
+warning with the number skipped at the end of every pass over its split.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, get_worker_info
 
-from mdeas.data.dataset import IMAGENET_MEAN, IMAGENET_STD, MaskDepthDataset
+from mdeas.data.dataset import IMAGENET_MEAN, IMAGENET_STD, ON_ERROR, SKIPPED, MaskDepthDataset, collate_skipping
 from mdeas.data.errors import DataError
 from mdeas.data.layouts import DatasetIndex, load_index
 from mdeas.data.splits import split, subset
@@ -28,6 +34,24 @@ def _seed_worker_transform(_: int) -> None:
     info.dataset.transform.set_random_seed(torch.initial_seed() % 2**32)
 
 
+class SkipCountingLoader(DataLoader):
+    """A DataLoader that removes `collate_skipping`'s count from each batch and drops emptied batches; the number
+    skipped in a pass is kept in `.skipped` and logged with the last batch of a full pass (Lightning stops asking
+    for batches once it has had `len(loader)`, so the count cannot wait for the iterator's end)."""
+
+    skipped = 0
+
+    def __iter__(self):
+        self.skipped, last = 0, len(self)
+        for n, batch in enumerate(super().__iter__(), start=1):
+            self.skipped += batch.pop(SKIPPED)
+            if n == last and self.skipped:
+                name = getattr(self.dataset, "name", "data")
+                log.warning("%s: skipped %d bad samples in this pass (data.on_error=skip)", name, self.skipped)
+            if batch:
+                yield batch
+
+
 def cached_synth_path(cache_dir: str | Path, synth: dict) -> Path:
     """Where the generated default dataset with parameters `synth` is cached."""
     key = hashlib.sha1(json.dumps(synth, sort_keys=True).encode()).hexdigest()[:10]
@@ -35,7 +59,11 @@ def cached_synth_path(cache_dir: str | Path, synth: dict) -> Path:
 
 
 class MaskDepthDataModule(pl.LightningDataModule):
-    """Serves batch dicts (DESIGN.md) from `path` (one zip or a list) or, when None, a cached generated set."""
+    """Serves batch dicts (DESIGN.md) from `path` (one zip or a list) or, when None, a cached generated set.
+
+    `layout` forces a layout (`mdeas.data.layouts.READERS`; None detects it); `depth_inverted` overrides the
+    layout's default (larger stored depth = nearer); `on_error` is `raise` or `skip` (module docstring).
+    """
 
     def __init__(
         self,
@@ -52,14 +80,20 @@ class MaskDepthDataModule(pl.LightningDataModule):
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
         pin_memory: bool = True,
+        layout: str | None = None,
+        depth_inverted: bool | None = None,
+        on_error: str = "raise",
     ) -> None:
         super().__init__()
+        if on_error not in ON_ERROR:
+            raise ValueError(f"data.on_error must be one of {ON_ERROR}, got {on_error!r}")
         self.path = path
         self.image_size, self.batch_size, self.num_workers = image_size, batch_size, num_workers
         self.limit, self.fractions, self.seed = limit, tuple(split), seed
         self.cache_dir, self.synth = cache_dir, dict(synth or {})
         self.augment, self.mean, self.std = list(augment), tuple(mean), tuple(std)
         self.pin_memory = pin_memory
+        self.layout, self.depth_inverted, self.on_error = layout, depth_inverted, on_error
         self.index: DatasetIndex | None = None
         self.datasets: dict[str, MaskDepthDataset] = {}
 
@@ -81,13 +115,16 @@ class MaskDepthDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.index is not None:
             return
-        self.index = load_index(self.resolve_path())
+        self.index = load_index(self.resolve_path(), self.layout, self.depth_inverted, strict=self.on_error == "raise")
+        if self.index.problems:
+            count = len(self.index.problems)
+            log.warning("left out the samples of %d indexing problems (data.on_error=skip)", count)
         samples = subset(self.index.samples, self.limit, self.seed)
         parts = dict(zip(SPLITS, split(samples, self.fractions, self.seed), strict=True))
         for name, fraction in zip(SPLITS, self.fractions, strict=True):
             if fraction > 0 and not parts[name]:
                 raise DataError(
-                    self.index.store.paths[0],
+                    self.index.store.describe(),
                     None,
                     f"the {name} split is empty ({len(samples)} samples); use more data or change data.split",
                 )
@@ -95,11 +132,13 @@ class MaskDepthDataModule(pl.LightningDataModule):
         eval_tf = build_transform(self.image_size, seed=self.seed)
         for name in SPLITS:
             tf = train_tf if name == "train" else eval_tf
-            self.datasets[name] = MaskDepthDataset(self.index, parts[name], tf, self.mean, self.std)
+            self.datasets[name] = MaskDepthDataset(
+                self.index, parts[name], tf, self.mean, self.std, self.on_error, name=name
+            )
         log.info("dataset %s: %s", self.index.layout, {k: len(v) for k, v in self.datasets.items()})
 
     def _loader(self, name: str, shuffle: bool) -> DataLoader:
-        return DataLoader(
+        return SkipCountingLoader(
             self.datasets[name],
             batch_size=self.batch_size,
             shuffle=shuffle,
@@ -108,6 +147,7 @@ class MaskDepthDataModule(pl.LightningDataModule):
             pin_memory=self.pin_memory and torch.cuda.is_available(),
             persistent_workers=self.num_workers > 0,
             worker_init_fn=_seed_worker_transform if self.num_workers > 0 else None,
+            collate_fn=collate_skipping,
         )
 
     def train_dataloader(self) -> DataLoader:

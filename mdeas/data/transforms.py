@@ -1,7 +1,11 @@
 """Joint augmentation with albumentations: geometry shared by all four arrays, photometry on the inputs only.
 
-`fg_bg` is the primary image, `bg` an additional image target (same photometric draw), `mask` and `depth`
-mask targets (geometry only; nearest interpolation keeps masks binary and depth values real).
+`fg_bg` is the primary image and `bg` an additional image target, so every transform draws its parameters once
+and applies them to both (the same flip, crop *and* colour jitter). `mask`, `depth` and `valid` are mask targets:
+geometry only, with each transform's `mask_interpolation` (nearest by default: masks stay binary, depth values
+stay real). Depth is carried as `depth · valid` next to `valid` and divided back afterwards, so even a linear
+`mask_interpolation` only averages known depth, never the 0 of unknown pixels; pixels pushed in from outside the
+image (constant border) become unknown.
 """
 
 from __future__ import annotations
@@ -12,16 +16,33 @@ import albumentations as A
 import cv2
 import numpy as np
 
-TARGETS = {"bg": "image", "depth": "mask"}
+TARGETS = {"bg": "image", "depth": "mask", "valid": "mask"}
 
 
 def build_transform(image_size: int, augmentations: Sequence[A.BasicTransform] = (), seed: int | None = None):
-    """Resize to `image_size`² (area for images, nearest for mask/depth), then `augmentations` in order."""
+    """Resize to `image_size`² (area for images, nearest for mask/depth/valid), then `augmentations` in order."""
     resize = A.Resize(image_size, image_size, interpolation=cv2.INTER_AREA, mask_interpolation=cv2.INTER_NEAREST)
     return A.Compose([resize, *augmentations], additional_targets=TARGETS, seed=seed)
 
 
-def apply(transform: A.Compose, bg: np.ndarray, fg_bg: np.ndarray, mask: np.ndarray, depth: np.ndarray) -> dict:
-    """Run `transform` on one sample; returns arrays under the keys bg, fg_bg, mask, depth."""
-    out = transform(image=fg_bg, bg=bg, mask=mask, depth=depth)
-    return {"bg": out["bg"], "fg_bg": out["image"], "mask": out["mask"], "depth": out["depth"]}
+def apply(
+    transform: A.Compose, bg: np.ndarray, fg_bg: np.ndarray, mask: np.ndarray, depth: np.ndarray, valid: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Run `transform` on one sample.
+
+    In: bg, fg_bg uint8 [H, W, 3]; mask float32 {0, 1} [H, W]; depth float32 [H, W] (0 where unknown); valid bool
+    [H, W]. Out (at the transform's size): bg, fg_bg uint8; mask float32 {0, 1}; depth float32 (0 where unknown);
+    valid bool.
+    """
+    known = valid.astype(np.float32)
+    out = transform(image=fg_bg, bg=bg, mask=mask, depth=depth * known, valid=known)
+    weight = out["valid"]
+    depth = np.where(weight > 0, out["depth"] / np.maximum(weight, 1e-6), 0.0).astype(np.float32)
+    valid = weight >= 0.5
+    return {
+        "bg": out["bg"],
+        "fg_bg": out["image"],
+        "mask": (out["mask"] >= 0.5).astype(np.float32),
+        "depth": np.where(valid, depth, 0.0).astype(np.float32),
+        "valid": valid,
+    }

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from mdeas.losses.terms import TERMS, Term
 
 TARGETS = ("mask", "depth")
-_SPEC_KEYS = {"name", "target", "fn", "weight", "kwargs"}
+_SPEC_KEYS = {"target", "fn", "weight", "kwargs"}
 
 
 @dataclass(frozen=True)
@@ -37,20 +37,34 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
-def parse_terms(terms: Iterable[Mapping[str, Any]] | ListConfig) -> list[TermSpec]:
-    """Check and convert term specs ``{name, target: mask|depth, fn, weight, kwargs?}`` (dicts/OmegaConf)."""
-    terms = _plain(terms)
-    if isinstance(terms, Mapping) or not isinstance(terms, Iterable):
-        raise ValueError(f"loss terms must be a list of term specs, got {type(terms).__name__}")
-    specs: list[TermSpec] = []
-    seen: set[str] = set()
+def _named(terms: Any) -> list[tuple[str, Any]]:
+    """``(name, spec)`` pairs of a ``{name: spec}`` mapping or a list of specs with a ``name`` key each."""
+    if isinstance(terms, Mapping):
+        return list(terms.items())
+    if isinstance(terms, str) or not isinstance(terms, Iterable):
+        raise ValueError(f"loss terms must be a mapping name -> spec or a list of specs, got {type(terms).__name__}")
+    pairs = []
     for i, raw in enumerate(terms):
-        raw = _plain(raw)
         if not isinstance(raw, Mapping):
             raise ValueError(f"loss term #{i} must be a mapping, got {type(raw).__name__}")
         name = raw.get("name")
         if not isinstance(name, str) or not name:
             raise ValueError(f"loss term #{i} needs a non-empty string 'name', got {name!r}")
+        pairs.append((name, {k: v for k, v in raw.items() if k != "name"}))
+    return pairs
+
+
+def parse_terms(terms: Mapping[str, Any] | Iterable[Mapping[str, Any]] | DictConfig | ListConfig) -> list[TermSpec]:
+    """Check and convert term specs (dicts or OmegaConf), in config order.
+
+    Either a mapping ``{name: {target: mask|depth, fn, weight, kwargs?}}`` (the presets' form: a term's weight is
+    then the override ``loss.terms.<name>.weight=...``) or a list of ``{name, target, fn, weight, kwargs?}``.
+    """
+    specs: list[TermSpec] = []
+    seen: set[str] = set()
+    for name, raw in _named(_plain(terms)):
+        if not isinstance(raw, Mapping):
+            raise ValueError(f"loss term {name!r} must be a mapping, got {type(raw).__name__}")
         extra = set(raw) - _SPEC_KEYS
         if extra:
             raise ValueError(f"loss term {name!r}: unknown keys {sorted(extra)}; allowed: {sorted(_SPEC_KEYS)}")
@@ -80,7 +94,7 @@ class LossGroup(nn.Module):
     reported as 0.
     """
 
-    def __init__(self, terms: Iterable[Mapping[str, Any]] | ListConfig) -> None:
+    def __init__(self, terms: Mapping[str, Any] | Iterable[Mapping[str, Any]] | DictConfig | ListConfig) -> None:
         super().__init__()
         self.terms = parse_terms(terms)
 

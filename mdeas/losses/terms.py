@@ -1,9 +1,14 @@
 """Loss terms, one function each: ``fn(pred, target, valid=None, **kwargs) -> scalar tensor``.
 
-pred, target: ``[B,1,H,W]`` float. Mask terms get mask **logits** as pred: the probability terms (dice,
-soft_iou) always apply the sigmoid, the others do when given ``sigmoid=True``. valid: optional bool
-``[B,1,H,W]`` (broadcastable), the pixels to include; the reduction is then the mean over valid pixels (0 when
-there are none). Every term runs in float32 with autocast off, whatever the input dtype.
+pred, target: ``[B,1,H,W]`` float. Mask terms get mask **logits** as pred: ``bce``, ``focal`` and ``lovasz_hinge``
+work on logits by definition; ``dice``, ``soft_iou`` and ``bce_dice`` apply the sigmoid unless given
+``sigmoid=False`` (to compare raw maps, e.g. depth); the regression terms compare ``sigmoid(pred)`` only when given
+``sigmoid=True``. valid: optional bool ``[B,1,H,W]`` (broadcastable), the pixels to include; the reduction is then
+over valid pixels only (0 when there are none). Every term runs in float32 with autocast off, whatever the input
+dtype, and returns a float32 scalar.
+
+SSIM terms: ``ssim`` is ``1 - SSIM`` (range [0, 2], what seed 002's weights assume); ``dssim`` is kornia's
+``ssim_loss``, ``clip((1 - SSIM) / 2, 0, 1)`` (range [0, 1], the DenseDepth form).
 """
 
 from __future__ import annotations
@@ -59,12 +64,17 @@ def _mean(values: Tensor, valid: Tensor | None) -> Tensor:
     return torch.where(valid, values, 0.0).sum() / valid.sum().clamp_min(1)
 
 
-def _sum(values: Tensor, valid: Tensor | None) -> Tensor:
-    return values.sum() if valid is None else torch.where(valid, values, 0.0).sum()
+def _sum(values: Tensor, valid: Tensor | None, dim: tuple[int, ...] | None = None) -> Tensor:
+    """Sum of ``values`` over ``dim`` (all when None), of the ``valid`` pixels only when given."""
+    values = values if valid is None else torch.where(valid, values, 0.0)
+    return values.sum() if dim is None else values.sum(dim=dim)
 
 
 def _prob(pred: Tensor, sigmoid: bool) -> Tensor:
     return torch.sigmoid(pred) if sigmoid else pred
+
+
+# ---------------------------------------------------------------- mask (classification) terms
 
 
 @_register("bce")
@@ -75,26 +85,93 @@ def bce(pred: Tensor, target: Tensor, valid: Tensor | None = None) -> Tensor:
 
 @_register("dice")
 def dice(
-    pred: Tensor, target: Tensor, valid: Tensor | None = None, smooth: float = 1e-6, squared: bool = False
+    pred: Tensor,
+    target: Tensor,
+    valid: Tensor | None = None,
+    smooth: float = 1e-6,
+    squared: bool = False,
+    sigmoid: bool = True,
 ) -> Tensor:
-    """Soft Dice loss on ``p = sigmoid(pred)``, sums over the whole batch.
+    """Soft Dice loss on ``p = sigmoid(pred)`` (``p = pred`` with ``sigmoid=False``), sums over the whole batch.
 
-    ``1 - (2 sum(p t) + smooth) / (sum(p) + sum(t) + smooth)``; ``squared=True`` sums ``p^2`` and ``t^2`` in
-    the denominator (seed 004's form, used there with ``smooth=1``).
+    ``1 - (2 sum(p t) + smooth) / (sum(p) + sum(t) + smooth)``: ``smooth=1e-6`` is seed 000's and 001's form.
+    ``squared=True`` sums ``p^2`` and ``t^2`` in the denominator: seed 004's ``1 - (2I + 1) / (sum p^2 + sum t^2
+    + 1)`` with ``smooth=1``, which is minimal at ``p = t`` for any real ``p`` (seed 004 used it on depth).
     """
-    p = torch.sigmoid(pred)
+    p = _prob(pred, sigmoid)
     inter = _sum(p * target, valid)
     den = _sum(p * p, valid) + _sum(target * target, valid) if squared else _sum(p, valid) + _sum(target, valid)
     return 1.0 - (2.0 * inter + smooth) / (den + smooth)
 
 
+@_register("bce_dice")
+def bce_dice(
+    pred: Tensor, target: Tensor, valid: Tensor | None = None, smooth: float = 1e-6, sigmoid: bool = True
+) -> Tensor:
+    """``bce + dice``, both on the same logits (seed 001's "Dice + BCE")."""
+    return bce(pred, target, valid) + dice(pred, target, valid, smooth=smooth, sigmoid=sigmoid)
+
+
 @_register("soft_iou")
-def soft_iou(pred: Tensor, target: Tensor, valid: Tensor | None = None, smooth: float = 1e-6) -> Tensor:
+def soft_iou(
+    pred: Tensor, target: Tensor, valid: Tensor | None = None, smooth: float = 1e-6, sigmoid: bool = True
+) -> Tensor:
     """Soft IoU loss on ``p = sigmoid(pred)``: ``1 - (sum(p t) + s) / (sum(p) + sum(t) - sum(p t) + s)``."""
-    p = torch.sigmoid(pred)
+    p = _prob(pred, sigmoid)
     inter = _sum(p * target, valid)
     union = _sum(p, valid) + _sum(target, valid) - inter
     return 1.0 - (inter + smooth) / (union + smooth)
+
+
+@_register("focal")
+def focal(
+    pred: Tensor, target: Tensor, valid: Tensor | None = None, alpha: float | None = 0.25, gamma: float = 2.0
+) -> Tensor:
+    """Focal loss on logits (Lin et al. 2017): mean of ``-a_t (1 - p_t)^gamma log(p_t)``.
+
+    ``p_t = p`` where ``t = 1`` and ``1 - p`` where ``t = 0``; ``a_t = alpha`` / ``1 - alpha`` likewise (no
+    weighting with ``alpha=None``). ``gamma=0, alpha=None`` is ``bce``.
+    """
+    ce = F.binary_cross_entropy_with_logits(pred, target, reduction="none")
+    p = torch.sigmoid(pred)
+    p_t = p * target + (1.0 - p) * (1.0 - target)
+    values = ce * (1.0 - p_t) ** gamma
+    if alpha is not None:
+        values = values * (alpha * target + (1.0 - alpha) * (1.0 - target))
+    return _mean(values, valid)
+
+
+def _lovasz_hinge_flat(logits: Tensor, labels: Tensor) -> Tensor:
+    """Binary Lovasz hinge of 1-D logits and {0,1} labels (Berman et al. 2018); 0 for no pixel."""
+    if logits.numel() == 0:
+        return logits.sum()
+    errors = 1.0 - logits * (2.0 * labels - 1.0)
+    errors, order = torch.sort(errors, descending=True)
+    gt = labels[order]
+    positives = gt.sum()
+    intersection = positives - gt.cumsum(0)
+    union = positives + (1.0 - gt).cumsum(0)
+    jaccard = 1.0 - intersection / union
+    grad = torch.cat([jaccard[:1], jaccard[1:] - jaccard[:-1]])  # Lovasz extension of the Jaccard loss
+    return torch.dot(F.relu(errors), grad)
+
+
+@_register("lovasz_hinge")
+def lovasz_hinge(pred: Tensor, target: Tensor, valid: Tensor | None = None, per_image: bool = True) -> Tensor:
+    """Binary Lovasz hinge on logits, a convex surrogate of ``1 - IoU`` (Berman et al. 2018).
+
+    ``per_image=True`` (the paper's default): the loss of each image's (valid) pixels, averaged over the batch (an
+    image without valid pixels counts 0); ``per_image=False``: one loss over all pixels of the batch. Labels are
+    ``target > 0.5``. An empty target predicted empty (all logits <= -1) costs 0.
+    """
+    labels = (target > 0.5).to(pred.dtype)
+    keep = torch.ones_like(pred, dtype=torch.bool) if valid is None else valid
+    if not per_image:
+        return _lovasz_hinge_flat(pred[keep], labels[keep])
+    return torch.stack([_lovasz_hinge_flat(p[k], t[k]) for p, t, k in zip(pred, labels, keep, strict=True)]).mean()
+
+
+# ---------------------------------------------------------------- regression (depth) terms
 
 
 @_register("mse")
@@ -119,9 +196,16 @@ def rmse(pred: Tensor, target: Tensor, valid: Tensor | None = None, sigmoid: boo
 def smooth_l1(
     pred: Tensor, target: Tensor, valid: Tensor | None = None, beta: float = 1.0, sigmoid: bool = False
 ) -> Tensor:
-    """Smooth L1 (Huber / beta): ``0.5 x^2 / beta`` if ``|x| < beta`` else ``|x| - 0.5 beta``."""
-    values = F.smooth_l1_loss(_prob(pred, sigmoid), target, reduction="none", beta=beta)
-    return _mean(values, valid)
+    """Smooth L1: ``0.5 x^2 / beta`` if ``|x| < beta`` else ``|x| - 0.5 beta`` (``torch.nn.SmoothL1Loss``)."""
+    return _mean(F.smooth_l1_loss(_prob(pred, sigmoid), target, reduction="none", beta=beta), valid)
+
+
+@_register("huber")
+def huber(
+    pred: Tensor, target: Tensor, valid: Tensor | None = None, delta: float = 1.0, sigmoid: bool = False
+) -> Tensor:
+    """Huber: ``0.5 x^2`` if ``|x| < delta`` else ``delta (|x| - 0.5 delta)`` (``delta * smooth_l1(beta=delta)``)."""
+    return _mean(F.huber_loss(_prob(pred, sigmoid), target, reduction="none", delta=delta), valid)
 
 
 @_register("berhu")
@@ -136,6 +220,29 @@ def berhu(pred: Tensor, target: Tensor, valid: Tensor | None = None, sigmoid: bo
     c = (0.2 * worst.max()).clamp_min(1e-6)
     values = torch.where(diff <= c, diff, (diff * diff + c * c) / (2.0 * c))
     return _mean(values, valid)
+
+
+@_register("silog")
+def silog(pred: Tensor, target: Tensor, valid: Tensor | None = None, lam: float = 0.5, eps: float = 1e-3) -> Tensor:
+    """Scale-invariant log loss (Eigen et al. 2014) per image, averaged over images with known pixels.
+
+    ``d = log(max(pred, eps)) - log(target)`` over the image's n valid pixels with ``target > 0``;
+    ``mean(d^2) - lam * mean(d)^2``. ``lam=0`` is the MSE of log depth, ``lam=1`` is fully scale-invariant,
+    Eigen trained with 0.5. Depth is compared in the normalised unit (the loss does not depend on it for
+    ``lam=1``); 0 when no pixel is known.
+    """
+    known = target > 0
+    known = known if valid is None else known & valid
+    d = torch.where(known, torch.log(pred.clamp_min(eps)) - torch.log(target.clamp_min(eps)), 0.0)
+    dims = (1, 2, 3)
+    n = known.sum(dim=dims).to(pred.dtype)
+    mean_d = d.sum(dim=dims) / n.clamp_min(1)
+    per_image = (d * d).sum(dim=dims) / n.clamp_min(1) - lam * mean_d**2
+    has = (n > 0).to(pred.dtype)
+    return (per_image * has).sum() / has.sum().clamp_min(1)
+
+
+# ---------------------------------------------------------------- structure terms
 
 
 @_register("ssim")
@@ -156,16 +263,51 @@ def ssim(
     return 1.0 - _mean(ssim_map(_prob(pred, sigmoid), target, window_size=window_size), valid)
 
 
+@_register("dssim")
+def dssim(
+    pred: Tensor,
+    target: Tensor,
+    valid: Tensor | None = None,
+    sigmoid: bool = False,
+    window_size: int = SSIM_WINDOW,
+) -> Tensor:
+    """Structural dissimilarity ``mean(clip((1 - SSIM) / 2, 0, 1))`` = ``kornia.losses.ssim_loss``, i.e. half of
+    ``ssim`` (SSIM lies in [-1, 1], so the clip never binds). The SSIM map, window and ``valid`` as in ``ssim``.
+    Seeds 001 and 003 used this form (kornia's ``SSIM`` loss; 001 with ``window_size=3``).
+    """
+    values = ((1.0 - ssim_map(_prob(pred, sigmoid), target, window_size=window_size)) / 2.0).clamp(0.0, 1.0)
+    return _mean(values, valid)
+
+
 @_register("gradient_l1")
 def gradient_l1(
     pred: Tensor, target: Tensor, valid: Tensor | None = None, sigmoid: bool = False, mode: str = "sobel"
 ) -> Tensor:
-    """L1 between spatial gradients (``kornia.filters.spatial_gradient``, normalised, replicate border), mean
-    over the x and y components. With ``valid`` a pixel counts only if its whole 3x3 neighbourhood is valid.
+    """Edge loss: ``mean(|dy(pred) - dy(t)| + |dx(pred) - dx(t)|)`` (DenseDepth's and seed 001's form), gradients
+    by ``kornia.filters.spatial_gradient`` (normalised, replicate border). With ``valid`` a pixel counts only if its
+    whole 3x3 neighbourhood is valid.
     """
     gp = kornia.filters.spatial_gradient(_prob(pred, sigmoid), mode=mode)  # [B,C,2,H,W]
     gt = kornia.filters.spatial_gradient(target, mode=mode)
+    diff = (gp - gt).abs().sum(dim=2)  # |d/dx| + |d/dy|, [B,C,H,W]
     if valid is not None:
-        invalid = F.max_pool2d((~valid).float(), kernel_size=3, stride=1, padding=1) > 0
-        valid = (~invalid).unsqueeze(2).expand_as(gp)
-    return _mean((gp - gt).abs(), valid)
+        valid = F.max_pool2d((~valid).float(), kernel_size=3, stride=1, padding=1) == 0
+    return _mean(diff, valid)
+
+
+@_register("densedepth")
+def densedepth(
+    pred: Tensor,
+    target: Tensor,
+    valid: Tensor | None = None,
+    w_ssim: float = 1.0,
+    w_edge: float = 1.0,
+    w_l1: float = 0.1,
+    window_size: int = SSIM_WINDOW,
+) -> Tensor:
+    """DenseDepth's depth loss (Alhashim & Wonka 2018): ``1.0 dssim + 1.0 gradient_l1 + 0.1 l1`` by default."""
+    return (
+        w_ssim * dssim(pred, target, valid, window_size=window_size)
+        + w_edge * gradient_l1(pred, target, valid)
+        + w_l1 * l1(pred, target, valid)
+    )

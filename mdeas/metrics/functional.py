@@ -140,7 +140,8 @@ def depth_sums(
     pred, target: ``[B,1,H,W]`` normalised depth in [0, 1]; both are multiplied by ``scale`` (the dataset's
     unit) and pred is clamped to ``[eps * scale, scale]``. Pixels count where ``valid`` (bool ``[B,1,H,W]``,
     optional) and ``target > 0``. ``count`` is the number of counted pixels; ``ssim`` sums the SSIM map of the
-    normalised maps (pred clamped to ``[eps, 1]``, see :func:`ssim_map`) over the counted pixels.
+    normalised maps (pred clamped to ``[eps, 1]``, uncounted target pixels set to 0, see :func:`ssim_map`) over the
+    counted pixels. Uncounted target pixels may hold anything (NaN, inf): no metric reads their values.
     """
     with torch.autocast(device_type=pred.device.type, enabled=False):
         pred_n = pred.detach().float().clamp(eps, 1.0)
@@ -150,7 +151,9 @@ def depth_sums(
             m = m & valid.to(torch.bool).expand_as(m)
         mf = m.to(torch.float64)
 
-        ssim = (ssim_map(pred_n, target_n) * m).sum(dtype=torch.float64)
+        # uncounted pixels read as 0 ("unknown") inside their counted neighbours' windows, whatever they hold
+        target_n = torch.where(m, target_n, 0.0)
+        ssim = torch.where(m, ssim_map(pred_n, target_n), 0.0).sum(dtype=torch.float64)
 
         # float64 for the pointwise terms; counted-out pixels become gt = pred = 1 so no log/division sees 0
         one = torch.ones((), dtype=torch.float64, device=pred.device)

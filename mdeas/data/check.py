@@ -1,0 +1,107 @@
+"""Check a dataset before training: every sample's entries exist, decode, agree in size, and masks are binary.
+
+    python -m mdeas.data.check path=data/set.zip
+    python -m mdeas.data.check 'path=[part1.zip,part2.zip]' layout=seed003 num_workers=4
+
+Prints the sample count and a summary of problems by kind, with the first offending entries of each; exits with
+status 1 when there is any problem (or when the zips cannot be indexed at all).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import hydra
+from omegaconf import DictConfig
+from torch.utils.data import Dataset
+
+from mdeas.data.dataset import dataset_paths, load_sample, scan
+from mdeas.data.errors import DataError, exit_on_data_error
+from mdeas.data.layouts import DatasetIndex, load_index
+
+MID_GREY = (32, 223)  # mask values that are neither background nor foreground, even after JPEG
+
+
+@dataclass
+class CheckResult:
+    """What `check` found: the index (complete samples) and every problem, indexing problems first."""
+
+    index: DatasetIndex
+    problems: list[DataError] = field(default_factory=list)
+
+
+class _Inspect(Dataset):
+    """Item i: the problems of sample i (an empty list when it is fine)."""
+
+    def __init__(self, index: DatasetIndex, max_mid_grey: float) -> None:
+        self.index, self.max_mid_grey = index, max_mid_grey
+
+    def __len__(self) -> int:
+        return len(self.index.samples)
+
+    def __getitem__(self, i: int) -> list[DataError]:
+        sample = self.index.samples[i]
+        try:
+            mask = load_sample(self.index, sample)["mask"]
+        except DataError as e:
+            return [e]
+        grey = float(((mask >= MID_GREY[0]) & (mask <= MID_GREY[1])).mean())
+        if grey > self.max_mid_grey:
+            store = self.index.store
+            what = (
+                f"not a binary mask: {grey:.0%} of its pixels are mid-grey (at most {self.max_mid_grey:.0%} expected)"
+            )
+            return [DataError(store.source(sample.mask), store.name(sample.mask), what, "mask")]
+        return []
+
+
+def check(
+    paths: str | Sequence[str],
+    layout: str | None = None,
+    num_workers: int = 0,
+    max_mid_grey: float = 0.1,
+) -> CheckResult:
+    """Index `paths` (leaving problem samples out) and decode every sample in `num_workers` processes."""
+    index = load_index(paths, layout, strict=False)
+    result = CheckResult(index, list(index.problems))
+    for problems in scan(_Inspect(index, max_mid_grey), num_workers, "checking"):
+        result.problems += problems
+    return result
+
+
+def report(result: CheckResult, listed: int = 5) -> str:
+    """The summary: the count of samples with all four entries, then per kind of problem its count and first
+    `listed` messages (one line each: zip, entry, what is wrong)."""
+    index = result.index
+    bad = len(result.problems)
+    lines = [f"{index.store.describe()}: layout {index.layout}, {len(index.samples)} samples with all their entries"]
+    if not bad:
+        return "\n".join([*lines, "no problems"])
+    by_kind: dict[str, list[DataError]] = {}
+    for problem in result.problems:
+        by_kind.setdefault(problem.category, []).append(problem)
+    lines.append(f"{bad} problems:")
+    for kind, problems in by_kind.items():
+        lines.append(f"  {kind}: {len(problems)}")
+        lines += [f"    {p}" for p in problems[:listed]]
+        if len(problems) > listed:
+            lines.append(f"    ... and {len(problems) - listed} more")
+    return "\n".join(lines)
+
+
+@hydra.main(version_base="1.3", config_path="../../conf", config_name="check")
+def main(cfg: DictConfig) -> None:
+    """CLI: python -m mdeas.data.check path=ZIP|[ZIP,...] [layout=...] [num_workers=N] (see conf/check.yaml)."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    paths = dataset_paths(cfg.path)
+    with exit_on_data_error():
+        result = check(paths, cfg.layout, int(cfg.num_workers), float(cfg.max_mid_grey))
+    print(report(result, int(cfg.listed)))
+    if result.problems:
+        raise SystemExit(f"error: {len(result.problems)} problems in {result.index.store.describe()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""Comparing runs: the optimised metric, the hyper-parameters shown beside it in TensorBoard, the sweep summary.
+
+``optimized_metric`` (train.yaml) names what ``python -m mdeas.train`` returns to a sweeper (always maximised):
+one val metric, a list of them (summed) or ``{metric: weight}`` (weighted sum; a negative weight for a metric to
+lower, e.g. ``{val/mask/iou: 1, val/depth/rmse: -0.1}``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from pytorch_lightning.loggers import TensorBoardLogger
+
+log = logging.getLogger(__name__)
+
+
+def metric_weights(spec: str | list | Mapping | ListConfig | DictConfig) -> dict[str, float]:
+    """``{metric: weight}`` of an ``optimized_metric`` spec (a name, a list of names, or a mapping)."""
+    if isinstance(spec, ListConfig | DictConfig):
+        spec = OmegaConf.to_container(spec, resolve=True)
+    if isinstance(spec, str):
+        return {spec: 1.0}
+    if isinstance(spec, Mapping):
+        return {str(k): float(v) for k, v in spec.items()}
+    if isinstance(spec, list) and spec and all(isinstance(k, str) for k in spec):
+        return dict.fromkeys(spec, 1.0)
+    raise ValueError(f"optimized_metric must be a metric name, a list of names or {{name: weight}}, got {spec!r}")
+
+
+def objective(val: Mapping[str, float], spec: str | list | Mapping | ListConfig | DictConfig) -> float:
+    """The weighted sum of the val metrics named by ``spec`` (see the module docstring)."""
+    weights = metric_weights(spec)
+    missing = [k for k in weights if k not in val]
+    if missing:
+        raise ValueError(f"optimized_metric: {', '.join(missing)} not among the val metrics: {', '.join(sorted(val))}")
+    return float(sum(w * val[k] for k, w in weights.items()))
+
+
+def run_hparams(cfg: DictConfig, module: pl.LightningModule) -> dict[str, Any]:
+    """A run's flat hyper-parameters: ``seed``, effective ``optim/lr``, every loss term's ``loss/<name>`` weight and,
+    under Hydra, the config-group choices (``choice/<group>``) and command-line overrides (``override/<key>``)."""
+    params: dict[str, Any] = {"seed": cfg.get("seed"), "optim/lr": module.hparams.optim.get("lr")}
+    params |= {f"loss/{term.name}": term.weight for term in module.loss.terms}
+    if HydraConfig.initialized():
+        hydra_cfg = HydraConfig.get()
+        params |= {f"choice/{k}": v for k, v in hydra_cfg.runtime.choices.items() if not k.startswith("hydra/")}
+        params |= {f"override/{k}": v for k, _, v in (o.partition("=") for o in hydra_cfg.overrides.task)}
+    return params
+
+
+def log_hparams(trainer: pl.Trainer, params: Mapping[str, Any], val: Mapping[str, float], value: float) -> None:
+    """Show ``params`` beside the final val metrics (as ``hp/<metric>`` and ``hp/objective``) in TensorBoard's
+    HPARAMS tab, then flush the event files."""
+    metrics = {f"hp/{k}": v for k, v in val.items()} | {"hp/objective": value}
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.log_hyperparams(dict(params), metrics=metrics, step=trainer.global_step)
+            logger.finalize("success")
+
+
+def job_rows(sweep_dir: Path) -> list[dict[str, Any]]:
+    """One row per job directory under ``sweep_dir`` (``.hydra/overrides.yaml`` marks one), in job order:
+    ``job``, ``overrides`` (list), the metrics named by its ``optimized_metric`` and ``objective`` (None without a
+    ``metrics.json``: the job did not finish)."""
+    rows = []
+    jobs = [p.parent.parent for p in sweep_dir.glob("*/.hydra/overrides.yaml")]
+    for job in sorted(jobs, key=lambda p: (len(p.name), p.name)):  # 0, 1, ..., 10 for Hydra's job numbers
+        weights = metric_weights(OmegaConf.load(job / ".hydra" / "config.yaml").optimized_metric)
+        row: dict[str, Any] = {"job": job.name, "overrides": list(OmegaConf.load(job / ".hydra" / "overrides.yaml"))}
+        metrics_file = job / "metrics.json"
+        val = json.loads(metrics_file.read_text())["val"] if metrics_file.is_file() else {}
+        row |= {k: val.get(k) for k in weights}
+        row["objective"] = objective(val, weights) if val else None
+        rows.append(row)
+    return rows
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    return f"{value:.4f}" if isinstance(value, float) else str(value).replace("|", "\\|")
+
+
+def write_summary(sweep_dir: Path, rows: list[dict[str, Any]], name: str = "sweep_summary") -> tuple[Path, Path]:
+    """Write ``rows`` as ``<name>.csv`` and ``<name>.md`` in ``sweep_dir``; the ``overrides`` column keeps what
+    differs between jobs (the markdown lists the overrides shared by all jobs above its table and names the best
+    job below it)."""
+    common = set.intersection(*(set(row["overrides"]) for row in rows)) if len(rows) > 1 else set()
+    table = [{**row, "overrides": " ".join(o for o in row["overrides"] if o not in common)} for row in rows]
+    columns = list(dict.fromkeys(k for row in table for k in row))
+    csv_path, md_path = sweep_dir / f"{name}.csv", sweep_dir / f"{name}.md"
+    with csv_path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(table)
+    shared = " ".join(o for o in rows[0]["overrides"] if o in common) if rows else ""
+    lines = [f"all jobs: `{shared}`", ""] if shared else []
+    lines += [f"| {' | '.join(columns)} |", f"|{'---|' * len(columns)}"]
+    lines += [f"| {' | '.join(_cell(row.get(c)) for c in columns)} |" for row in table]
+    done = [row for row in table if row["objective"] is not None]
+    if done:
+        best = max(done, key=lambda row: row["objective"])
+        lines += ["", f"best: job {best['job']} ({best['objective']:.4f}): `{best['overrides']}`"]
+    md_path.write_text("\n".join(lines) + "\n")
+    return csv_path, md_path
+
+
+class SweepSummary(Callback):
+    """Hydra callback: after a multirun (any sweeper), summarise its jobs (:func:`job_rows`) into
+    ``sweep_summary.csv`` and ``sweep_summary.md`` in the sweep directory."""
+
+    def __init__(self, name: str = "sweep_summary") -> None:
+        self.name = name
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        csv_path, md_path = write_summary(sweep_dir, job_rows(sweep_dir), self.name)
+        log.info("sweep summary: %s, %s", csv_path, md_path)

@@ -1,0 +1,115 @@
+from pathlib import Path
+
+import albumentations as A
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+from mdeas.data.datamodule import MaskDepthDataModule
+from mdeas.data.transforms import apply, build_transform
+from tests.conftest import write_canonical_zip
+
+CONF = str(Path(__file__).resolve().parents[1] / "conf")
+SIZE = 48
+
+
+def _augment(choice: str) -> list:
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        cfg = compose("train", overrides=[f"data/aug={choice}", f"data.image_size={SIZE}"])
+    return instantiate(cfg.data.augment, _convert_="all")
+
+
+def _square_sample():
+    """bg == fg_bg: dark texture with a bright square; mask == valid depth == the square; depth varies inside."""
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 60, (SIZE, SIZE, 3), dtype=np.uint8)
+    square = np.zeros((SIZE, SIZE), bool)
+    square[12:30, 16:36] = True
+    image[square] = 250
+    depth = np.where(square, np.linspace(0.3, 0.6, SIZE, dtype=np.float32)[None, :], 0).astype(np.float32)
+    return image, square, depth
+
+
+def test_config_group_choices():
+    assert _augment("none") == []
+    names = [type(t).__name__ for t in _augment("default")]
+    assert names == ["HorizontalFlip", "ColorJitter"]
+    strong = [type(t).__name__ for t in _augment("strong")]
+    assert {"Affine", "RandomResizedCrop", "ColorJitter", "GaussianBlur", "GaussNoise"} <= set(strong)
+
+
+def test_strong_augmentation_moves_all_four_arrays_together():
+    image, square, depth = _square_sample()
+    transform = build_transform(SIZE, _augment("strong"), seed=1)
+    known = set(np.unique(depth[square]).tolist())
+    moved = 0
+    for _ in range(30):
+        out = apply(transform, image.copy(), image.copy(), square.astype(np.float32), depth, square)
+        assert (out["bg"] == out["fg_bg"]).all()  # same geometry and the same photometric draw
+        assert set(np.unique(out["mask"]).tolist()) <= {0.0, 1.0}
+        assert (out["mask"].astype(bool) == out["valid"]).all()  # mask and depth known-ness coincide exactly
+        assert (out["depth"][~out["valid"]] == 0).all() and set(out["depth"][out["valid"]].tolist()) <= known
+        bright = (
+            out["fg_bg"].mean(axis=2) > (out["fg_bg"][out["valid"]].mean() + out["fg_bg"][~out["valid"]].mean()) / 2
+        )
+        if out["valid"].sum() > 20:
+            inter, union = (bright & out["valid"]).sum(), (bright | out["valid"]).sum()
+            assert inter / union > 0.8  # the bright square is where the mask is (up to blur at its edge)
+        moved += not (out["mask"].astype(bool) == square).all()
+    assert moved >= 10  # the geometry really changed in most draws
+
+
+def test_linear_mask_interpolation_never_blends_unknown_depth():
+    image, square, depth = _square_sample()
+    rotate = A.Affine(rotate=(20, 20), mask_interpolation=1, p=1.0)
+    out = apply(build_transform(SIZE, [rotate], seed=0), image, image, square.astype(np.float32), depth, square)
+    inside = out["depth"][out["valid"]]
+    assert inside.min() >= 0.3 - 1e-5 and inside.max() <= 0.6 + 1e-5  # only known depth was averaged
+    assert set(np.unique(out["mask"]).tolist()) == {0.0, 1.0}
+
+
+def _flips(dm: MaskDepthDataModule) -> list[bool]:
+    flips = []
+    for batch in dm._loader("train", shuffle=False):
+        flips += [bool(m[0, :, :6].sum() > m[0, :, 10:].sum()) for m in batch["mask"]]
+    return flips
+
+
+def _one_sample_module(tmp_path: Path, num_workers: int) -> MaskDepthDataModule:
+    path = write_canonical_zip(tmp_path / "d.zip", num_samples=4, size=16, fg_per_bg=1)
+    dm = MaskDepthDataModule(
+        path=str(path),
+        image_size=16,
+        batch_size=1,
+        num_workers=num_workers,
+        split=(1.0, 0.0, 0.0),
+        augment=[A.HorizontalFlip(p=0.5)],
+    )
+    dm.setup()
+    dm.datasets["train"].samples = dm.datasets["train"].samples[:1] * 24  # one sample, many draws
+    return dm
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_draws_differ_across_epochs_and_workers(tmp_path, num_workers):
+    torch.manual_seed(0)
+    dm = _one_sample_module(tmp_path, num_workers)
+    loader = dm._loader("train", shuffle=False)
+    epochs = []
+    for _ in range(2):
+        flips = []
+        for batch in loader:  # the same loader object, as Lightning keeps it (persistent workers)
+            flips.append(bool(batch["mask"][0, 0, :, :6].sum() > batch["mask"][0, 0, :, 10:].sum()))
+        epochs.append(flips)
+    assert len(epochs[0]) == 24 and 0 < sum(epochs[0]) < 24
+    assert epochs[0] != epochs[1]
+    if num_workers:
+        assert epochs[0][0::2] != epochs[0][1::2]  # batches alternate between the workers: their draws differ
+
+
+def test_same_seed_same_draws(tmp_path):
+    first = _flips(_one_sample_module(tmp_path, 0))
+    second = _flips(_one_sample_module(tmp_path, 0))
+    assert first == second and 0 < sum(first) < len(first)

@@ -1,0 +1,149 @@
+import logging
+import os
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mdeas.data.check import check, report
+from mdeas.data.datamodule import MaskDepthDataModule
+from mdeas.data.decode import decode_rgb
+from mdeas.data.errors import DataError, exit_on_data_error
+from mdeas.data.stats import dataset_stats, write_norm
+from tests.conftest import encode, write_canonical_zip
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TRUNCATED = "fg_bg/b001_f02.jpg"
+MISSING = "depth/b002_f04.png"
+RESIZED = "mask/b003_f06.png"
+GREY = "mask/b004_f08.png"
+
+
+def _damaged(tmp_path: Path, *defects: str) -> Path:
+    """The 12-sample canonical zip with the named entries truncated, removed, resized or made grey."""
+    src = write_canonical_zip(tmp_path / "clean.zip")
+    out = tmp_path / "bad.zip"
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(out, "w") as zout:
+        for info in zin.infolist():
+            data, name = zin.read(info), info.filename
+            if name not in defects:
+                zout.writestr(info, data)
+            elif name == TRUNCATED:
+                zout.writestr(info, data[: len(data) // 3])
+            elif name == RESIZED:
+                zout.writestr(info, encode(np.zeros((16, 16), np.uint8), "PNG"))
+            elif name == GREY:
+                zout.writestr(info, encode(np.tile(np.arange(0, 256, 8, dtype=np.uint8), (32, 1)), "PNG"))
+    return out
+
+
+def _check_cli(path: Path, cwd: Path) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "mdeas.data.check", f"path={path}", "num_workers=0"]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_check_cli_names_every_bad_entry_and_fails(tmp_path):
+    bad = _damaged(tmp_path, TRUNCATED, MISSING, RESIZED, GREY)
+    done = _check_cli(bad, tmp_path)
+    assert done.returncode == 1, done.stderr[-2000:]
+    out = done.stdout.splitlines()
+    assert out[0] == f"{bad}: layout canonical, 11 samples with all their entries"
+    assert out[1] == "4 problems:"
+    assert f"    {bad}: {MISSING}: listed for sample b002_f04 but missing (manifest.csv line 6)" in out
+    assert any(line.startswith(f"    {bad}: {TRUNCATED}: cannot decode image") for line in out)
+    assert f"    {bad}: {RESIZED}: size 16x16 differs from fg_bg/b003_f06.jpg (32x32)" in out
+    grey = f"    {bad}: {GREY}: not a binary mask: 75% of its pixels are mid-grey (at most 10% expected)"
+    assert grey in out
+    assert {"  missing: 1", "  decode: 1", "  size: 1", "  mask: 1"} <= set(out)
+    assert done.stderr.strip().splitlines()[-1] == f"error: 4 problems in {bad}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.zip", "clean.zip"]  # no logs, no outputs/
+
+
+def test_check_cli_passes_a_clean_dataset_and_reports_unreadable_zips(tmp_path):
+    clean = write_canonical_zip(tmp_path / "clean.zip")
+    done = _check_cli(clean, tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == [f"{clean}: layout canonical, 12 samples with all their entries", "no problems"]
+    (tmp_path / "junk.zip").write_bytes(b"not a zip")
+    with pytest.raises(SystemExit, match=f"^error: {re.escape(str(tmp_path / 'junk.zip'))}: not a readable zip"):
+        with exit_on_data_error():
+            check(str(tmp_path / "junk.zip"))
+
+
+def test_check_lists_the_first_problems_of_each_kind(tmp_path):
+    src = write_canonical_zip(tmp_path / "clean.zip")
+    cut = tmp_path / "cut.zip"
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(cut, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            zout.writestr(info, data[:50] if info.filename.startswith("fg_bg/") else data)
+    text = report(check(str(cut)), listed=2)
+    lines = text.splitlines()
+    assert lines[1:3] == ["12 problems:", "  decode: 12"]
+    assert lines[3].startswith(f"    {cut}: fg_bg/b000_f00.jpg: cannot decode image")
+    assert lines[-1] == "    ... and 10 more" and len(lines) == 6
+
+
+@pytest.mark.parametrize(
+    ("defect", "message", "num_workers"),
+    [
+        (TRUNCATED, f"{TRUNCATED}: cannot decode image", 2),  # raised in a worker, re-raised by PyTorch
+        (RESIZED, f"{RESIZED}: size 16x16 differs from fg_bg/b003_f06.jpg (32x32)", 0),
+    ],
+)
+def test_training_stops_with_one_line_naming_the_entry(tmp_path, defect, message, num_workers):
+    bad = _damaged(tmp_path, defect)
+    dm = MaskDepthDataModule(
+        path=str(bad), image_size=16, batch_size=12, num_workers=num_workers, split=(1.0, 0.0, 0.0)
+    )
+    dm.setup()
+    with pytest.raises(DataError) as caught:
+        next(iter(dm._loader("train", shuffle=False)))
+    assert str(caught.value).startswith(f"{bad}: {message}") and "\n" not in str(caught.value)
+    with pytest.raises(SystemExit, match=f"^error: {re.escape(str(bad))}: {re.escape(message)}"), exit_on_data_error():
+        raise caught.value
+
+
+def test_training_with_a_missing_partner_stops_at_setup(tmp_path):
+    bad = _damaged(tmp_path, MISSING)
+    dm = MaskDepthDataModule(path=str(bad), image_size=16, num_workers=0)
+    with pytest.raises(DataError, match=f"^{bad}: {MISSING}: listed for sample b002_f04 but missing"):
+        dm.setup()
+
+
+def test_skip_leaves_bad_samples_out_and_counts_them(tmp_path, caplog):
+    bad = _damaged(tmp_path, TRUNCATED, MISSING, RESIZED)
+    dm = MaskDepthDataModule(
+        path=str(bad), image_size=16, batch_size=4, num_workers=2, split=(1.0, 0.0, 0.0), on_error="skip"
+    )
+    with caplog.at_level(logging.WARNING):
+        dm.setup()
+        loader = dm._loader("train", shuffle=False)
+        ids = [i for batch in loader for i in batch["id"]]
+    assert len(dm.datasets["train"]) == 11 and loader.skipped == 2
+    assert len(ids) == 9 and not {"b001_f02", "b002_f04", "b003_f06"} & set(ids)
+    assert "left out the samples of 1 indexing problems (data.on_error=skip)" in caplog.text
+    assert "train: skipped 2 bad samples in this pass (data.on_error=skip)" in caplog.text
+
+
+def test_stats_match_hand_computed_values(tmp_path):
+    path = write_canonical_zip(tmp_path / "d.zip", num_samples=6, size=32, fg_per_bg=2)
+    stats = dataset_stats(str(path))
+    with zipfile.ZipFile(path) as zf:
+        fg = np.stack([decode_rgb(zf.read(n), "", "") for n in zf.namelist() if n.startswith("fg_bg/")]) / 255.0
+    assert stats["fg_bg"]["mean"] == pytest.approx(fg.reshape(-1, 3).mean(0).tolist(), abs=1e-9)
+    assert stats["fg_bg"]["std"] == pytest.approx(fg.reshape(-1, 3).std(0).tolist(), abs=1e-9)
+    assert stats["mask_fraction"] == pytest.approx(144 / 1024)  # a 12x12 square in 32x32
+    # depth: 880 pixels at 0.5, 144 at (2000 + 100 i) / 20000, pixel (0, 0) unknown (it is never in the square)
+    values = np.concatenate([np.r_[np.full(879, 0.5), np.full(144, (2000 + 100 * i) / 20000)] for i in range(6)])
+    assert stats["depth"]["mean"] == pytest.approx(values.mean()) and stats["depth"]["std"] == pytest.approx(
+        values.std()
+    )
+    assert stats["depth"]["known"] == pytest.approx(1023 / 1024)
+    out = write_norm(stats, tmp_path / "norm" / "d.yaml", str(path))
+    assert out.read_text().splitlines()[0] == "# @package data"

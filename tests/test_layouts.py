@@ -1,0 +1,250 @@
+import logging
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mdeas.data.datamodule import MaskDepthDataModule
+from mdeas.data.dataset import load_sample
+from mdeas.data.decode import binarise
+from mdeas.data.errors import DataError
+from mdeas.data.layouts import DepthEncoding, kinds_named, load_index
+from tests.conftest import write_canonical_zip
+from tests.layouts_fixtures import drop_entry as drop
+from tests.layouts_fixtures import (
+    encode,
+    make_samples,
+    replace_entry,
+    write_by_kind,
+    write_seed000,
+    write_seed002,
+    write_seed003,
+)
+
+
+def _seed002(tmp: Path):
+    return [tmp / "s002.zip"], write_seed002(tmp / "s002.zip", make_samples())
+
+
+def _seed003(tmp: Path):
+    paths = (tmp / "part1.zip", tmp / "part2.zip")
+    return list(paths), write_seed003(paths, make_samples())
+
+
+def _seed000(tmp: Path):
+    return [tmp / "s000.zip"], write_seed000(tmp / "s000.zip", make_samples())
+
+
+def _by_kind(tmp: Path):
+    return write_by_kind(tmp, make_samples())
+
+
+LAYOUTS = {"seed002": _seed002, "seed003": _seed003, "seed000": _seed000, "by_kind": _by_kind}
+
+
+def _assert_same_as_written(index, written) -> None:
+    assert len(index.samples) == len(written) == 6
+    for sample in index.samples:
+        record = written[index.store.name(sample.fg_bg)]
+        raw = load_sample(index, sample)
+        assert np.abs(raw["fg_bg"].astype(int) - record.fg_bg).mean() < 3  # JPEG quality 95
+        assert np.abs(raw["bg"].astype(int) - record.bg).mean() < 3
+        assert (binarise(raw["mask"]) == record.mask).all()
+        assert np.abs(raw["depth"] - record.depth).max() < 0.05 and raw["valid"].all()
+        assert raw["depth"][record.mask].mean() == pytest.approx(record.depth[record.mask][0], abs=0.01)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_each_layout_is_detected_and_reads_back_what_was_written(tmp_path, layout):
+    paths, written = LAYOUTS[layout](tmp_path)
+    index = load_index([str(p) for p in paths])
+    assert index.layout == layout and not index.problems
+    assert index.depth == DepthEncoding(format="gray8", unit="relative", max=255.0, inverted=True)
+    _assert_same_as_written(index, written)
+
+
+def test_forced_layout_and_depth_not_inverted(tmp_path):
+    paths, written = _seed000(tmp_path)
+    index = load_index(str(paths[0]), layout="seed000", depth_inverted=False)
+    sample = index.samples[0]
+    raw = load_sample(index, sample)
+    record = written[index.store.name(sample.fg_bg)]
+    assert np.abs(raw["depth"] - (1 - record.depth)).max() < 0.05  # grey / 255: bright = far
+    with pytest.raises(DataError, match=r"s000.zip: labels.txt line 1: expected 5 fields, got 4"):
+        load_index(str(paths[0]), layout="seed003")
+    with pytest.raises(DataError, match="unknown data.layout 'nope'"):
+        load_index(str(paths[0]), layout="nope")
+
+
+def test_relative_depth_reports_fractions_of_the_range():
+    seed = DepthEncoding(format="gray8", unit="relative", max=255.0, inverted=True)
+    assert seed.metres_per_unit == pytest.approx(1 / 255) and seed.scale == pytest.approx(1.0)
+    assert DepthEncoding().scale == pytest.approx(20.0)  # 20000 mm
+
+
+def test_seed_zips_batch_through_the_datamodule(tmp_path):
+    paths, _ = _seed003(tmp_path)
+    dm = MaskDepthDataModule(path=[str(p) for p in paths], image_size=16, batch_size=2, num_workers=0, split=(1, 0, 0))
+    dm.setup()
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["fg_bg"].shape == (2, 3, 16, 16) and batch["valid"].all()
+    assert set(batch["mask"].unique().tolist()) == {0.0, 1.0} and 0 <= batch["depth"].min() < batch["depth"].max() <= 1
+
+
+@pytest.mark.parametrize(
+    ("prefix", "rule"),
+    [
+        ("./", "24 exact (24 after removing './', '/' or '\\')"),
+        ("/content/drive/MyDrive/", "24 without their first 3 folder(s) (24 after removing './', '/' or '\\')"),
+    ],
+)
+def test_manifest_names_with_extra_folders_resolve(tmp_path, caplog, prefix, rule):
+    written = write_seed002(tmp_path / "s.zip", make_samples(), prefix=prefix)
+    with caplog.at_level(logging.INFO, logger="mdeas.data.layouts"):
+        index = load_index(str(tmp_path / "s.zip"))
+    assert len(index.samples) == 6
+    assert {index.store.name(s.fg_bg) for s in index.samples} == set(written)
+    (line,) = [r.getMessage() for r in caplog.records if "names resolved" in r.getMessage()]
+    assert line.endswith(f"24 names resolved: {rule}")
+
+
+def test_manifest_folder_missing_from_the_zip_resolves(tmp_path, caplog):
+    paths = (tmp_path / "a.zip", tmp_path / "b.zip")
+    written = write_seed003(paths, make_samples(), part_folders_in_zip=False)
+    with caplog.at_level(logging.INFO, logger="mdeas.data.layouts"):
+        index = load_index([str(p) for p in paths])
+    _assert_same_as_written(index, written)
+    assert "6 exact, 18 without their first 1 folder(s)" in caplog.text  # bg exact; data_k/ dropped
+
+
+def test_seed003_with_fg_listed_before_bg(tmp_path):
+    paths = (tmp_path / "a.zip", tmp_path / "b.zip")
+    written = write_seed003(paths, make_samples(), fg_first=True)
+    _assert_same_as_written(load_index([str(p) for p in paths]), written)
+
+
+def test_a_name_matching_several_entries_is_an_error(tmp_path):
+    src = tmp_path / "s.zip"
+    write_seed000(src, make_samples())
+    twice = tmp_path / "twice.zip"
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(twice, "w") as zout:
+        for info in zin.infolist():
+            for root in ("a/", "b/"):
+                zout.writestr(root + info.filename, zin.read(info))
+    with pytest.raises(DataError, match=r"bg_images/Image_1.JPEG: matches several entries \(a/bg_images/Image_1.JPEG"):
+        load_index(str(twice), layout="seed000")
+
+
+def test_zip_folder_missing_from_the_manifest_resolves(tmp_path, caplog):
+    src = tmp_path / "s.zip"
+    written = write_seed000(src, make_samples())
+    nested = tmp_path / "nested.zip"
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(nested, "w") as zout:
+        for info in zin.infolist():
+            zout.writestr(f"tiny_data/{info.filename}", zin.read(info))
+    with caplog.at_level(logging.INFO, logger="mdeas.data.layouts"):
+        index = load_index(str(nested))
+    assert "24 names resolved: 24 under 'tiny_data/'" in caplog.text
+    assert {index.store.name(s.fg_bg) for s in index.samples} == {f"tiny_data/{n}" for n in written}
+
+
+def test_missing_partners_are_named(tmp_path):
+    paths, _ = _seed002(tmp_path)
+    lean = drop(paths[0], tmp_path / "lean.zip", "bg1/fg_1/mask/2.jpg")
+    with pytest.raises(DataError, match=r"lean.zip: bg1/fg_1/mask/2.jpg: listed for sample bg1/fg_1/overlay/2.jpg"):
+        load_index(str(lean))
+    paths, _ = _seed000(tmp_path)
+    lean = drop(paths[0], tmp_path / "lean0.zip", "fg_bg_depth/Image_2_1_5.JPEG")
+    with pytest.raises(DataError, match=r"fg_bg_depth/Image_2_1_5.JPEG: listed for sample fg_bg/Image_2_1_5.JPEG"):
+        load_index(str(lean))
+    index = load_index(str(lean), strict=False)
+    assert len(index.samples) == 5 and [p.category for p in index.problems] == ["missing"]
+
+
+def test_by_kind_missing_and_orphan_partners_are_named(tmp_path):
+    paths, _ = _by_kind(tmp_path)
+    depth_zip = next(p for p in paths if p.name == "depth.zip")
+    drop(depth_zip, tmp_path / "d.zip", "depth/bg1_fg1_2.jpg")
+    paths = [p for p in paths if p != depth_zip] + [tmp_path / "d.zip"]
+    index = load_index([str(p) for p in paths], strict=False)
+    assert [str(p) for p in index.problems] == [
+        f"{tmp_path / 'fg_bg.zip'}: fg_bg/bg1_fg1_2.jpg: no depth partner (nothing named like bg1_fg1_2)"
+    ]
+    mask_zip = next(p for p in paths if p.name == "mask.zip")
+    drop(next(p for p in paths if p.name == "fg_bg.zip"), tmp_path / "f.zip", "fg_bg/bg2_fg2_1.jpg")
+    with pytest.raises(DataError, match="mask.zip: mask/bg2_fg2_1.jpg: mask without a fg_bg partner"):
+        load_index([str(tmp_path / "bg.zip"), str(tmp_path / "f.zip"), str(mask_zip), str(depth_zip)])
+
+
+@pytest.mark.parametrize(
+    ("zip_names", "folders"),
+    [
+        ({"bg": "a.zip", "fg_bg": "b.zip", "mask": "c.zip", "depth": "d.zip"}, None),  # folders tell
+        (
+            {"bg": "bg_images.zip", "fg_bg": "fgbg.zip", "mask": "masks.zip", "depth": "depths.zip"},
+            dict.fromkeys(("bg", "fg_bg", "mask", "depth"), "images"),
+        ),  # zip names tell
+        (
+            {"bg": "1.zip", "fg_bg": "2.zip", "mask": "3.zip", "depth": "4.zip"},
+            {"bg": "Background", "fg_bg": "Fg-Bg", "mask": "Fg-Bg-Mask", "depth": "Fg-Bg-Depth"},
+        ),
+    ],
+)
+def test_kind_of_each_zip_is_detected_from_names(tmp_path, zip_names, folders):
+    paths, written = write_by_kind(tmp_path, make_samples(), zip_names, folders)
+    index = load_index([str(p) for p in paths])
+    assert index.layout == "by_kind"
+    _assert_same_as_written(index, written)
+
+
+def test_undecidable_kind_is_a_clear_error(tmp_path):
+    names = {"bg": "a.zip", "fg_bg": "b.zip", "mask": "c.zip", "depth": "d.zip"}
+    paths, _ = write_by_kind(tmp_path, make_samples(), names, {"bg": "x", "fg_bg": "y", "mask": "z", "depth": "w"})
+    with pytest.raises(
+        DataError, match=r"no mask images found \(a.zip: bg; b.zip: fg_bg; c.zip: fg_bg; d.zip: fg_bg\); name each zip"
+    ):
+        load_index([str(p) for p in paths])
+    assert kinds_named("fg_bg_mask") == {"mask"} and kinds_named("fg_bg_depth") == {"depth"}
+    assert kinds_named("Fg-Bg") == {"fg_bg"} and kinds_named("bg_images") == {"bg"}
+    assert kinds_named("mask_and_depth") == {"mask", "depth"} and kinds_named("data_1") == set()
+
+
+def test_canonical_zips_with_the_same_names_form_one_dataset(tmp_path):
+    a = write_canonical_zip(tmp_path / "a.zip", num_samples=4, size=16, seed=0)
+    b = write_canonical_zip(tmp_path / "b.zip", num_samples=4, size=16, seed=1)
+    index = load_index([str(a), str(b)])
+    assert len(index.samples) == 8 and len({s.id for s in index.samples}) == 8
+    assert len({s.bg for s in index.samples}) == 4  # 2 backgrounds per zip, kept apart
+    first, second = index.samples[0], index.samples[4]
+    assert index.store.name(first.bg) == index.store.name(second.bg) == "bg/b000.jpg"
+    assert index.store.source(second.bg) == b and second.id == "b:b000_f00"
+    assert not np.array_equal(load_sample(index, first)["bg"], load_sample(index, second)["bg"])
+
+
+def test_grey_and_rgba_inputs_are_converted_and_16_bit_masks_rejected(tmp_path):
+    src = tmp_path / "s.zip"
+    record = write_seed002(src, make_samples())["bg1/fg_1/overlay/1.jpg"]
+    grey = replace_entry(src, tmp_path / "g.zip", "bg/bg1.jpg", encode(record.bg[..., 0]))
+    rgba = np.dstack([record.fg_bg, np.full(record.mask.shape, 255, np.uint8)])
+    converted = replace_entry(grey, tmp_path / "c.zip", "bg1/fg_1/overlay/1.jpg", encode(rgba, "PNG"))
+    index = load_index(str(converted))
+    raw = load_sample(index, next(s for s in index.samples if s.fg_bg == "bg1/fg_1/overlay/1.jpg"))
+    assert raw["bg"].shape == (24, 24, 3) and (raw["bg"][..., 0] == raw["bg"][..., 2]).all()
+    assert (raw["fg_bg"] == record.fg_bg).all()  # PNG: exact, alpha dropped
+
+    wide = replace_entry(src, tmp_path / "w.zip", "bg2/fg_1/mask/1.jpg", encode(np.zeros((24, 24), np.uint16), "PNG"))
+    index = load_index(str(wide))
+    sample = next(s for s in index.samples if s.mask == "bg2/fg_1/mask/1.jpg")
+    with pytest.raises(DataError, match=r"w.zip: bg2/fg_1/mask/1.jpg: expected an 8-bit grey image, got mode I;16"):
+        load_sample(index, sample)
+
+
+def test_mixed_sizes_in_one_dataset_are_resized(tmp_path):
+    records = [r for r in make_samples(size=24) if r.b == 1] + [r for r in make_samples(size=40) if r.b == 2]
+    write_seed002(tmp_path / "s.zip", records)
+    dm = MaskDepthDataModule(path=str(tmp_path / "s.zip"), image_size=16, batch_size=6, num_workers=0, split=(1, 0, 0))
+    dm.setup()
+    batch = next(iter(dm._loader("train", shuffle=False)))
+    assert batch["bg"].shape == (6, 3, 16, 16) and batch["depth"].shape == (6, 1, 16, 16)
+    assert (batch["mask"].flatten(1).sum(1) > 0).all()  # every square survives the resize

@@ -1,0 +1,232 @@
+"""LR schedules against hand-computed values, `auto` arguments from the trainer, optimiser configs, LR finder."""
+
+from __future__ import annotations
+
+import json
+import math
+from importlib.util import find_spec
+from pathlib import Path
+from types import SimpleNamespace
+
+import hydra
+import pytest
+import pytorch_lightning as pl
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from mdeas.schedules import (
+    WarmupCosine,
+    WarmupCosineLR,
+    WarmupCyclic,
+    WarmupCyclicLR,
+    lr_scheduler_config,
+)
+from mdeas.train import build_module, train
+from tests.conftest import write_canonical_zip
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+
+
+def sgd(lr: float = 1e-3) -> torch.optim.Optimizer:
+    return torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=lr)
+
+
+def lrs(scheduler: torch.optim.lr_scheduler.LRScheduler, steps: int) -> list[float]:
+    """The learning rate used by each of the first `steps` optimiser steps."""
+    out = []
+    for _ in range(steps):
+        out.append(scheduler.optimizer.param_groups[0]["lr"])
+        scheduler.optimizer.step()
+        scheduler.step()
+    return out
+
+
+# ---------------------------------------------------------------- seed 002's warm-up cyclic schedule
+
+
+@pytest.mark.parametrize(
+    ("step", "factor"),
+    [
+        (0, 1.0),  # warm-up: 5 epochs x 10 steps at the full rate
+        (49, 1.0),
+        (50, 0.01),  # first cycle starts at the bottom
+        (75, 0.505),  # half-way up: 0.01 + 0.99 * 0.5
+        (100, 1.0),  # peak after one 5-epoch edge
+        (125, 0.505),
+        (150, 0.01),  # end of cycle 1 = start of cycle 2
+        (200, 1.0),
+        (349, 0.01 + 0.99 / 50),  # one step before the end of cycle 3
+        (350, 0.1),  # after 3 cycles: lr / 10 for an edge
+        (399, 0.1),
+        (400, 0.01),  # / 10 again
+        (450, 0.001),
+    ],
+)
+def test_warmup_cyclic_factors_by_hand(step: int, factor: float) -> None:
+    assert WarmupCyclic(steps_per_epoch=10)(step) == pytest.approx(factor, abs=1e-12)
+
+
+def test_warmup_cyclic_uses_the_real_steps_per_epoch() -> None:
+    # 3 steps per epoch: the warm-up ends after 15 steps, the first peak is 15 steps later
+    schedule = WarmupCyclic(steps_per_epoch=3)
+    assert [schedule(s) for s in (14, 15, 30, 45)] == pytest.approx([1.0, 0.01, 1.0, 0.01])
+
+
+def test_warmup_cyclic_lr_drives_the_optimiser_from_1e_3() -> None:
+    scheduler = WarmupCyclicLR(sgd(1e-3), steps_per_epoch=2, warmup_epochs=1, edge_epochs=1, cycles=1)
+    # warm-up 2 steps at 1e-3; cycle of 2 + 2 steps 1e-5 -> 1e-3 -> 1e-5; then 1e-4 for 2 steps, 1e-5 ...
+    expected = [1e-3, 1e-3, 1e-5, 5.05e-4, 1e-3, 5.05e-4, 1e-4, 1e-4, 1e-5, 1e-5, 1e-6]
+    assert lrs(scheduler, len(expected)) == pytest.approx(expected, rel=1e-9)
+
+
+# ---------------------------------------------------------------- cosine with warm-up
+
+
+def test_warmup_cosine_factors_by_hand() -> None:
+    schedule = WarmupCosine(total_steps=10, warmup_steps=2, min_factor=0.1)
+    # warm-up 1/3, 2/3; cosine over steps 2..9 (7 intervals) from 1 to 0.1
+    expected = [1 / 3, 2 / 3] + [0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * i / 7)) for i in range(8)]
+    assert [schedule(s) for s in range(10)] == pytest.approx(expected, abs=1e-12)
+    assert schedule(9) == pytest.approx(0.1) and schedule(25) == pytest.approx(0.1)
+    assert WarmupCosine(total_steps=5, warmup_steps=0)(0) == 1.0
+
+
+def test_warmup_cosine_lr_in_epochs_and_resume_from_state_dict() -> None:
+    scheduler = WarmupCosineLR(sgd(0.5), total_steps=12, steps_per_epoch=4, warmup_epochs=0.5)  # 2 warm-up steps
+    first = lrs(scheduler, 6)
+    assert first[:3] == pytest.approx([0.5 / 3, 1.0 / 3, 0.5])
+    state = scheduler.state_dict()
+    resumed = WarmupCosineLR(sgd(0.5), total_steps=99, steps_per_epoch=1, warmup_epochs=50)
+    resumed.load_state_dict(state)  # the schedule's own parameters come back with it
+    resumed.optimizer.param_groups[0]["lr"] = scheduler.optimizer.param_groups[0]["lr"]
+    assert lrs(resumed, 6) == pytest.approx(lrs(scheduler, 6))
+
+
+# ---------------------------------------------------------------- sched configs and `auto`
+
+
+def fake_trainer(total: int = 40, batches: int = 10, accumulate: int = 3) -> SimpleNamespace:
+    return SimpleNamespace(
+        estimated_stepping_batches=total, num_training_batches=batches, accumulate_grad_batches=accumulate
+    )
+
+
+def load_sched(name: str) -> dict:
+    return OmegaConf.to_container(OmegaConf.load(CONF / "sched" / f"{name}.yaml"))
+
+
+def test_auto_arguments_come_from_the_trainer_and_optimiser() -> None:
+    optimizer = sgd(0.2)
+    onecycle = lr_scheduler_config(load_sched("onecycle"), optimizer, fake_trainer(total=40))
+    assert onecycle["interval"] == "step"
+    assert isinstance(onecycle["scheduler"], torch.optim.lr_scheduler.OneCycleLR)
+    assert onecycle["scheduler"].total_steps == 40
+    assert optimizer.param_groups[0]["max_lr"] == 0.2  # the optimiser's lr is the peak
+    cyclic = lr_scheduler_config(load_sched("cyclic_warmup"), sgd(), fake_trainer(batches=10, accumulate=3))
+    assert cyclic["scheduler"].lr_lambdas[0].steps_per_epoch == 4  # ceil(10 batches / 3 accumulated)
+    cosine = lr_scheduler_config(load_sched("cosine_warmup"), sgd(), fake_trainer(total=40, batches=10, accumulate=1))
+    assert (cosine["scheduler"].lr_lambdas[0].total_steps, cosine["scheduler"].lr_lambdas[0].warmup_steps) == (40, 10)
+
+
+def test_plateau_and_step_configs() -> None:
+    plateau = lr_scheduler_config(load_sched("plateau"), sgd(), fake_trainer())
+    assert isinstance(plateau["scheduler"], torch.optim.lr_scheduler.ReduceLROnPlateau)
+    assert (plateau["monitor"], plateau["interval"], plateau["scheduler"].factor) == ("val/loss", "epoch", 0.05)
+    step = lr_scheduler_config(load_sched("step"), sgd(), fake_trainer())
+    assert (step["scheduler"].step_size, step["scheduler"].gamma, step["interval"]) == (10, 0.1, "epoch")
+
+
+def test_auto_errors() -> None:
+    sched = {"scheduler": {"_target_": "torch.optim.lr_scheduler.StepLR", "_partial_": True, "step_size": "auto"}}
+    with pytest.raises(ValueError, match="sched.scheduler.step_size: 'auto' is known only for total_steps"):
+        lr_scheduler_config(sched, sgd(), fake_trainer())
+    with pytest.raises(ValueError, match="total_steps: auto needs trainer.max_epochs or trainer.max_steps"):
+        lr_scheduler_config(load_sched("onecycle"), sgd(), fake_trainer(total=float("inf")))
+    with pytest.raises(ValueError, match="steps_per_epoch: auto needs a train loader with a length"):
+        lr_scheduler_config(load_sched("cyclic_warmup"), sgd(), fake_trainer(batches=float("inf")))
+
+
+@pytest.mark.parametrize(
+    ("name", "cls", "lr"),
+    [("adam", torch.optim.Adam, 1e-3), ("adamw", torch.optim.AdamW, 1e-3), ("sgd", torch.optim.SGD, 1e-2)],
+)
+def test_optimiser_configs(name: str, cls: type, lr: float) -> None:
+    optimizer = hydra.utils.instantiate(OmegaConf.load(CONF / "optim" / f"{name}.yaml"))(params=[torch.zeros(1)])
+    assert type(optimizer) is cls and optimizer.defaults["lr"] == lr
+    if name == "sgd":
+        assert (optimizer.defaults["momentum"], optimizer.defaults["weight_decay"]) == (0.9, 1e-5)
+
+
+# ---------------------------------------------------------------- with a real trainer
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models train fastest on one thread when the machine's few cores are shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_canonical_zip(tmp_path_factory.mktemp("data") / "tiny.zip", num_samples=24, size=32)
+
+
+def compose_train(tmp_path: Path, tiny_zip: Path, *overrides: str):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(
+            "train",
+            overrides=[
+                f"paths.output_dir={tmp_path / 'run'}",
+                f"data.path={tiny_zip}",
+                "data.image_size=32",
+                "data.batch_size=4",
+                "data.num_workers=0",
+                "trainer.accelerator=cpu",
+                *overrides,
+            ],
+        )
+
+
+@pytest.mark.parametrize(("sched", "expected"), [("onecycle", 6), ("cyclic_warmup", 3), ("cosine_warmup", 6)])
+def test_fit_resolves_auto_from_the_real_loader(tmp_path: Path, tiny_zip: Path, sched: str, expected: int) -> None:
+    cfg = compose_train(tmp_path, tiny_zip, f"sched={sched}")
+    datamodule = hydra.utils.instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    module = build_module(cfg, datamodule)
+    trainer = pl.Trainer(
+        max_epochs=2, limit_train_batches=3, limit_val_batches=1, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
+    )  # fmt: skip
+    trainer.fit(module, datamodule=datamodule)
+    scheduler = trainer.lr_scheduler_configs[0].scheduler
+    schedule = getattr(scheduler, "lr_lambdas", [scheduler])[0]
+    resolved = schedule.steps_per_epoch if sched == "cyclic_warmup" else schedule.total_steps
+    assert resolved == expected  # 2 epochs x 3 batches; 3 per epoch
+    assert scheduler.last_epoch == 6  # stepped once per batch
+
+
+def test_lr_find_only_writes_the_record_and_stops(tmp_path: Path, tiny_zip: Path) -> None:
+    cfg = compose_train(
+        tmp_path, tiny_zip, "tune_lr=only", "lr_find.num_training=16", "lr_find.early_stop_threshold=null",
+        "trainer.max_epochs=8", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1", "~logger",
+        "~callbacks.lr_monitor",
+    )  # fmt: skip
+    results = train(cfg)
+    record = json.loads((tmp_path / "run" / "lr_find.json").read_text())
+    assert results == {"lr_find": record}
+    assert len(record["lr"]) == len(record["loss"]) == 16  # 8 epochs x 2 batches
+    assert record["configured_lr"] == 1e-3 and record["suggestion"] in record["lr"]
+    assert record["lr"][0] == pytest.approx(1e-6, rel=0.2) and record["lr"] == sorted(record["lr"])
+    assert not (tmp_path / "run" / "metrics.json").exists()
+    assert (tmp_path / "run" / "lr_find.png").exists() == (find_spec("matplotlib") is not None)
+
+
+def test_tune_lr_value_is_checked(tmp_path: Path, tiny_zip: Path) -> None:
+    with pytest.raises(ValueError, match="tune_lr must be true, false or only, got 'yes'"):
+        train(compose_train(tmp_path, tiny_zip, "tune_lr=yes"))

@@ -1,0 +1,153 @@
+"""The optimised metric, the sweep summary callback, and real sweeps (Hydra's basic sweeper and Optuna)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from omegaconf import OmegaConf
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
+
+from mdeas.sweep import SweepSummary, job_rows, metric_weights, objective
+from tests.conftest import write_canonical_zip
+
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}  # the machine's cores are shared: one thread per process
+VAL = {"val/mask/iou": 0.5, "val/depth/delta1": 0.75, "val/depth/rmse": 2.0}
+
+
+# ---------------------------------------------------------------- objective
+
+
+def test_objective_forms() -> None:
+    assert objective(VAL, "val/mask/iou") == 0.5
+    assert objective(VAL, ["val/mask/iou", "val/depth/delta1"]) == 1.25
+    assert objective(VAL, OmegaConf.create(["val/mask/iou", "val/depth/delta1"])) == 1.25
+    assert objective(VAL, {"val/mask/iou": 2, "val/depth/rmse": -0.1}) == pytest.approx(0.8)
+    assert metric_weights(OmegaConf.create({"val/mask/iou": 1})) == {"val/mask/iou": 1.0}
+
+
+def test_objective_errors_name_the_problem() -> None:
+    with pytest.raises(ValueError, match=r"optimized_metric: val/mask/iuo not among the val metrics: val/depth/delta1"):
+        objective(VAL, ["val/mask/iuo"])
+    with pytest.raises(ValueError, match="must be a metric name, a list of names or"):
+        objective(VAL, [])
+
+
+# ---------------------------------------------------------------- summary of job directories
+
+
+def fake_job(sweep: Path, num: int, overrides: list[str], val: dict | None, metric="[val/mask/iou, val/depth/delta1]"):
+    job = sweep / str(num)
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    (job / ".hydra" / "config.yaml").write_text(f"optimized_metric: {metric}\nseed: 0\n")
+    if val is not None:
+        (job / "metrics.json").write_text(json.dumps({"best_checkpoint": "", "val": val}))
+
+
+def test_summary_callback_writes_csv_and_markdown(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    fake_job(sweep, 0, ["loss.terms.a.weight=0.5", "seed=1"], {**VAL, "val/mask/iou": 0.25})
+    fake_job(sweep, 1, ["loss.terms.a.weight=1", "seed=1"], VAL)
+    fake_job(sweep, 2, ["loss.terms.a.weight=2", "seed=1"], None)  # did not finish
+    fake_job(sweep, 10, ["loss.terms.a.weight=4|x", "seed=1"], VAL, metric="val/depth/rmse")
+    SweepSummary().on_multirun_end(config=OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}}))
+    with (sweep / "sweep_summary.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [r["job"] for r in rows] == ["0", "1", "2", "10"]
+    assert list(rows[0]) == ["job", "overrides", "val/mask/iou", "val/depth/delta1", "objective", "val/depth/rmse"]
+    assert [r["objective"] for r in rows] == ["1.0", "1.25", "", "2.0"]
+    assert rows[1]["overrides"] == "loss.terms.a.weight=1" and rows[0]["val/mask/iou"] == "0.25"  # seed=1: shared
+    md = (sweep / "sweep_summary.md").read_text().splitlines()
+    assert md[:3] == [
+        "all jobs: `seed=1`",
+        "",
+        "| job | overrides | val/mask/iou | val/depth/delta1 | objective | val/depth/rmse |",
+    ]
+    assert md[4] == "| 0 | loss.terms.a.weight=0.5 | 0.2500 | 0.7500 | 1.0000 |  |"
+    assert md[6] == "| 2 | loss.terms.a.weight=2 |  |  |  |  |"
+    assert md[7] == "| 10 | loss.terms.a.weight=4\\|x |  |  | 2.0000 | 2.0000 |"
+    assert md[-1] == "best: job 10 (2.0000): `loss.terms.a.weight=4|x`"
+    assert job_rows(tmp_path / "empty") == []
+
+
+# ---------------------------------------------------------------- real sweeps
+
+
+@pytest.fixture(scope="module")
+def tiny_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_canonical_zip(tmp_path_factory.mktemp("data") / "tiny.zip", num_samples=24, size=32)
+
+
+def tiny_run(tiny_zip: Path, sweep: Path, *args: str) -> list[str]:
+    """The train command on the tiny data set, `args` first (Hydra flags such as -m, then overrides)."""
+    return [
+        sys.executable, "-m", "mdeas.train", *args, f"data.path={tiny_zip}", "data.image_size=32", "data.batch_size=4",
+        "data.num_workers=0", "data.limit=16", "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
+        "trainer.accelerator=cpu", "test=false", "~callbacks.image_grid", f"hydra.sweep.dir={sweep}",
+    ]  # fmt: skip
+
+
+def summary_rows(sweep: Path) -> list[dict[str, str]]:
+    with (sweep / "sweep_summary.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def job_objective(job: Path) -> float:
+    return objective(json.loads((job / "metrics.json").read_text())["val"], ["val/mask/iou", "val/depth/delta1"])
+
+
+def hparams_of(run: Path) -> tuple[set[str], set[str]]:
+    """Hyper-parameter names in a run's TensorBoard HPARAMS data, and its scalar tags."""
+    names, tags = set(), set()
+    for events in (run / "tensorboard").glob("events.out.tfevents.*"):
+        acc = EventAccumulator(str(events)).Reload()
+        tags |= set(acc.Tags()["scalars"])
+        try:
+            content = acc.PluginTagToContent("hparams")
+        except KeyError:  # an event file without hyper-parameters
+            continue
+        if "_hparams_/session_start_info" in content:
+            data = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
+            names |= set(data.session_start_info.hparams)
+    return names, tags
+
+
+def test_multirun_over_a_loss_weight_writes_jobs_and_summary(tmp_path: Path, tiny_zip: Path) -> None:
+    sweep = tmp_path / "sweep"
+    cmd = tiny_run(tiny_zip, sweep, "-m", "loss.terms.depth_ssim.weight=0.5,2")
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=ONE_THREAD)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = summary_rows(sweep)
+    assert [r["overrides"] for r in rows] == ["loss.terms.depth_ssim.weight=0.5", "loss.terms.depth_ssim.weight=2"]
+    for row, weight in zip(rows, (0.5, 2.0), strict=True):
+        job = sweep / row["job"]
+        assert float(row["objective"]) == pytest.approx(job_objective(job), rel=1e-9)
+        assert OmegaConf.load(job / ".hydra" / "config.yaml").loss.terms.depth_ssim.weight == weight
+    assert "best: job" in (sweep / "sweep_summary.md").read_text()
+    names, tags = hparams_of(sweep / "0")
+    assert {"optim/lr", "loss/depth_ssim", "choice/loss", "override/loss.terms.depth_ssim.weight"} <= names
+    assert {"hp/objective", "hp/val/mask/iou", "hp/val/depth/delta1"} <= tags
+
+
+def test_optuna_sweep_two_trials(tmp_path: Path, tiny_zip: Path) -> None:
+    sweep = tmp_path / "optuna"
+    cmd = tiny_run(tiny_zip, sweep, "hparams_search=ssim_mse_optuna", "hydra.sweeper.n_trials=2")
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=ONE_THREAD)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = summary_rows(sweep)
+    assert [r["job"] for r in rows] == ["0", "1"]
+    for row in rows:
+        sampled = dict(o.split("=", 1) for o in row["overrides"].split())
+        assert 1e-4 <= float(sampled["optim.lr"]) <= 1e-2
+        assert 0.5 <= float(sampled["loss.terms.depth_ssim.weight"]) <= 4.0
+        assert float(row["objective"]) == pytest.approx(job_objective(sweep / row["job"]), rel=1e-9)
+    results = OmegaConf.load(sweep / "optimization_results.yaml")
+    assert results.best_value == pytest.approx(max(float(r["objective"]) for r in rows), rel=1e-9)
