@@ -49,7 +49,19 @@ class MaskDepthModule(pl.LightningModule):
         self.mask_metrics = torch.nn.ModuleDict({s: MaskMetrics() for s in ("val", "test")})
         self.depth_metrics = torch.nn.ModuleDict({s: DepthMetrics(scale=depth_max_m) for s in ("val", "test")})
 
+    channels_last = False
+
+    def set_memory_format(self, channels_last: bool = False, compile: bool = False) -> None:
+        """Run the model channels-last (inputs converted in forward) and/or compiled (weights' names unchanged)."""
+        self.channels_last = channels_last
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        if compile:
+            self.model.compile()
+
     def forward(self, bg: torch.Tensor, fg_bg: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.channels_last:
+            bg, fg_bg = (x.contiguous(memory_format=torch.channels_last) for x in (bg, fg_bg))
         return self.model(bg, fg_bg)
 
     def _loss(self, batch: dict, stage: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -13,7 +13,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from mdeas.callbacks.atomic_checkpoint import AtomicCheckpointIO
 from mdeas.data.errors import exit_on_data_error
+from mdeas.inference import CheckpointError, load_weights
 from mdeas.module import MaskDepthModule
+from mdeas.progressive import StageError, apply_stage, finished
 from mdeas.schedules import find_lr
 from mdeas.sweep import log_hparams, objective, run_hparams
 
@@ -51,12 +53,21 @@ def train(cfg: DictConfig) -> dict:
     """
     if cfg.get("tune_lr") not in (None, False, True, "only"):
         raise ValueError(f"tune_lr must be true, false or only, got {cfg.tune_lr!r}")
+    if cfg.get("progressive"):
+        done = finished(cfg)
+        if done is not None:
+            return done
+        cfg = apply_stage(cfg)
     pl.seed_everything(cfg.seed, workers=True)
     out_dir = Path(cfg.paths.output_dir)
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
     module = build_module(cfg, datamodule)
+    if cfg.get("init_from"):
+        load_weights(module.model, cfg.init_from)
+        log.info("initialised the model's weights from %s", cfg.init_from)
+    module.set_memory_format(cfg.get("channels_last", False), cfg.get("compile", False))
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, plugins=[AtomicCheckpointIO()])
@@ -98,7 +109,10 @@ def format_metrics(results: dict) -> str:
 def main(cfg: DictConfig) -> float | None:
     """Train; return `optimized_metric` of the val metrics to a sweeper (None after `tune_lr=only`)."""
     with exit_on_data_error():
-        results = train(cfg)
+        try:
+            results = train(cfg)
+        except (CheckpointError, StageError) as e:
+            raise SystemExit(f"error: {e}") from None
     return objective(results["val"], cfg.optimized_metric) if "val" in results else None
 
 

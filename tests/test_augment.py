@@ -72,7 +72,7 @@ def test_linear_mask_interpolation_never_blends_unknown_depth():
 
 def _flips(dm: MaskDepthDataModule) -> list[bool]:
     flips = []
-    for batch in dm._loader("train", shuffle=False):
+    for batch in dm.train_dataloader():
         flips += [bool(m[0, :, :6].sum() > m[0, :, 10:].sum()) for m in batch["mask"]]
     return flips
 
@@ -96,9 +96,10 @@ def _one_sample_module(tmp_path: Path, num_workers: int) -> MaskDepthDataModule:
 def test_draws_differ_across_epochs_and_workers(tmp_path, num_workers):
     torch.manual_seed(0)
     dm = _one_sample_module(tmp_path, num_workers)
-    loader = dm._loader("train", shuffle=False)
+    loader = dm.train_dataloader()
     epochs = []
-    for _ in range(2):
+    for epoch in range(2):
+        loader.sampler.set_epoch(epoch)  # as Lightning does at each epoch start
         flips = []
         for batch in loader:  # the same loader object, as Lightning keeps it (persistent workers)
             flips.append(bool(batch["mask"][0, 0, :, :6].sum() > batch["mask"][0, 0, :, 10:].sum()))
@@ -113,3 +114,23 @@ def test_same_seed_same_draws(tmp_path):
     first = _flips(_one_sample_module(tmp_path, 0))
     second = _flips(_one_sample_module(tmp_path, 0))
     assert first == second and 0 < sum(first) < len(first)
+
+
+def test_a_batch_depends_on_seed_and_epoch_only_not_on_workers(tmp_path):
+    """What makes an interrupted run resume exactly: epoch e's batches are a function of (seed, e)."""
+    path = write_canonical_zip(tmp_path / "d.zip", num_samples=12, size=16, fg_per_bg=1)
+
+    def epoch_batches(num_workers: int, epoch: int) -> list[dict]:
+        dm = MaskDepthDataModule(path=str(path), image_size=16, batch_size=3, num_workers=num_workers,
+                                 split=(1.0, 0.0, 0.0), augment=[A.HorizontalFlip(p=0.5)], seed=7)  # fmt: skip
+        dm.setup()
+        loader = dm.train_dataloader()
+        loader.sampler.set_epoch(epoch)
+        return list(loader)
+
+    a, b, c = epoch_batches(0, 1), epoch_batches(2, 1), epoch_batches(0, 2)
+    assert [x["id"] for x in a] == [x["id"] for x in b]
+    assert all(
+        torch.equal(x["fg_bg"], y["fg_bg"]) and torch.equal(x["mask"], y["mask"]) for x, y in zip(a, b, strict=True)
+    )
+    assert [x["id"] for x in a] != [x["id"] for x in c]

@@ -103,7 +103,7 @@ def test_training_stops_with_one_line_naming_the_entry(tmp_path, defect, message
     )
     dm.setup()
     with pytest.raises(DataError) as caught:
-        next(iter(dm._loader("train", shuffle=False)))
+        next(iter(dm._loader("train")))
     assert str(caught.value).startswith(f"{bad}: {message}") and "\n" not in str(caught.value)
     with pytest.raises(SystemExit, match=f"^error: {re.escape(str(bad))}: {re.escape(message)}"), exit_on_data_error():
         raise caught.value
@@ -123,7 +123,7 @@ def test_skip_leaves_bad_samples_out_and_counts_them(tmp_path, caplog):
     )
     with caplog.at_level(logging.WARNING):
         dm.setup()
-        loader = dm._loader("train", shuffle=False)
+        loader = dm._loader("train")
         ids = [i for batch in loader for i in batch["id"]]
     assert len(dm.datasets["train"]) == 11 and loader.skipped == 2
     assert len(ids) == 9 and not {"b001_f02", "b002_f04", "b003_f06"} & set(ids)

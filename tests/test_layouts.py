@@ -245,6 +245,6 @@ def test_mixed_sizes_in_one_dataset_are_resized(tmp_path):
     write_seed002(tmp_path / "s.zip", records)
     dm = MaskDepthDataModule(path=str(tmp_path / "s.zip"), image_size=16, batch_size=6, num_workers=0, split=(1, 0, 0))
     dm.setup()
-    batch = next(iter(dm._loader("train", shuffle=False)))
+    batch = next(iter(dm._loader("train")))
     assert batch["bg"].shape == (6, 3, 16, 16) and batch["depth"].shape == (6, 1, 16, 16)
     assert (batch["mask"].flatten(1).sum(1) > 0).all()  # every square survives the resize

@@ -73,3 +73,144 @@ def test_summary_ends_with_total_params():
     assert text.splitlines()[-1] == "total params: 1,521,026"
     assert "fusion.fg_bg_stem.0.0" in text and "[1, 32, 64, 64]" in text
     assert "forward GFLOPs per image" in text
+
+
+# --- parts: registries, blocks, encoders, fusions, decoders ---------------------------------------------------------
+
+from functools import partial  # noqa: E402
+
+from mdeas.models.blocks import (  # noqa: E402
+    ChannelMean,
+    Residual,
+    basic_block,
+    conv_stem,
+    make_divisible,
+    preact_block,
+    resnet_stem,
+)
+from mdeas.models.decoders.unet import unet_stages  # noqa: E402
+from mdeas.models.fusion import DualStem, SiameseDiff  # noqa: E402
+from mdeas.models.registry import DECODERS, ENCODERS, FUSIONS, NECKS, Registry  # noqa: E402
+
+
+def test_part_registries_list_their_names_and_reject_unknown_ones():
+    assert ENCODERS.names() == ["dense", "mobile", "plain", "preact", "residual", "resnet"]
+    assert FUSIONS.names() == ["dual_stem", "early_concat", "siamese_diff"]
+    assert NECKS.names() == ["dilated", "shared"]
+    assert DECODERS.names() == ["light", "unet"]
+    with pytest.raises(KeyError, match="unknown encoder 'vit'; known encoders: dense, mobile, plain"):
+        ENCODERS.get("vit")
+
+
+def test_a_name_registers_once():
+    registry = Registry("thing", "mdeas.models.blocks")
+    registry.register("a")(int)
+    with pytest.raises(ValueError, match="thing 'a' is registered twice"):
+        registry.register("a")(float)
+
+
+@pytest.mark.parametrize("name", ["dense", "mobile", "plain", "preact", "residual", "resnet"])
+def test_encoders_declare_the_channels_and_strides_they_return(name):
+    encoder = ENCODERS.get(name)(6).eval()
+    with torch.no_grad():
+        features = encoder(torch.randn(1, 6, 64, 64))
+    assert [f.shape[1] for f in features] == encoder.channels
+    assert [64 // f.shape[-1] for f in features] == encoder.strides
+
+
+@pytest.mark.parametrize(
+    ("stem", "channels", "stride"), [(conv_stem, 32, 2), (partial(resnet_stem, channels=16), 16, 1)]
+)
+def test_dual_stem_features_follow_the_stem(stem, channels, stride):
+    fusion = DualStem(partial(ENCODERS.get("resnet"), widths=(24, 40), depths=(1, 1), strides=(2, 2)), stem).eval()
+    assert fusion.channels == [channels, 2 * channels, 24, 40]
+    assert fusion.strides == [stride, stride, 2 * stride, 4 * stride]
+    with torch.no_grad():
+        features = fusion(torch.randn(1, 3, 32, 32), torch.randn(1, 3, 32, 32))
+    assert [tuple(f.shape[1:]) for f in features] == [
+        (c, 32 // s, 32 // s) for c, s in zip(fusion.channels, fusion.strides, strict=True)
+    ]
+
+
+def test_siamese_diff_is_the_absolute_difference_then_the_fg_bg_feature():
+    fusion = SiameseDiff(partial(ENCODERS.get("resnet"), widths=(8, 16), depths=(1, 1), strides=(1, 2))).eval()
+    assert fusion.channels == [16, 32] and fusion.strides == [1, 2]
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        same = fusion(x, x)
+        own = fusion.encoder(x)
+        swapped, straight = fusion(x.flip(0), x), fusion(x, x.flip(0))
+    for feature, expected in zip(same, own, strict=True):
+        c = expected.shape[1]
+        assert torch.equal(feature[:, :c], torch.zeros_like(expected))  # |f(x) − f(x)| is exactly zero
+        assert torch.allclose(feature[:, c:], expected)
+    # the difference is symmetric in the inputs, the second half is always f(fg_bg)
+    for a, b in zip(swapped, straight, strict=True):
+        c = a.shape[1] // 2
+        assert torch.allclose(a[:, :c], b[:, :c]) and not torch.allclose(a[:, c:], b[:, c:])
+
+
+SMALL_RESNET = {"widths": (16, 32, 64), "depths": (1, 1, 1), "strides": (1, 2, 2)}
+
+
+@pytest.mark.parametrize(
+    ("fusion", "encoder", "encoder_kwargs"),
+    [
+        ("early_concat", "resnet", SMALL_RESNET),
+        ("early_concat", "mobile", {}),
+        ("dual_stem", "dense", {"channels": (32, 64)}),
+        ("dual_stem", "resnet", SMALL_RESNET),
+        ("siamese_diff", "resnet", SMALL_RESNET),
+        ("siamese_diff", "mobile", {}),
+        ("siamese_diff", "preact", {"stem_channels": 16, "widths": (32, 64)}),
+    ],
+)
+def test_each_fusion_works_with_several_encoders(fusion, encoder, encoder_kwargs):
+    model = create_model("composed", encoder=encoder, fusion=fusion, decoder="light", encoder_kwargs=encoder_kwargs)
+    out = model(torch.randn(2, 3, 32, 32), torch.randn(2, 3, 32, 32))
+    assert {k: tuple(v.shape) for k, v in out.items()} == {"mask": (2, 1, 32, 32), "depth": (2, 1, 32, 32)}
+    (out["mask"].pow(2).mean() + out["depth"].pow(2).mean()).backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_composed_model_with_the_dilated_neck_sizes_each_decoder_from_its_branch():
+    model = create_model("composed", encoder="dense", fusion="dual_stem", neck="dilated", decoder="unet")
+    assert model.neck.mask_channels == 128 and model.neck.depth_channels == 256
+    assert model.mask_decoder.blocks[0][0][0].in_channels == 128 + 256  # upsampled mask branch + /8 skip
+    assert model.depth_decoder.blocks[0][0][0].in_channels == 256 + 256
+    assert model.stride == 16
+
+
+def test_unet_stages_walk_up_to_stride_one_skipping_the_last_feature_at_each_stride():
+    # DualStem(dense): 0 fg_bg stem /2, 1 stems /2, 2 /4, 3 /8, 4 /16
+    assert unet_stages(256, [2, 2, 4, 8, 16]) == [(128, 3), (64, 2), (32, 1), (16, None)]
+    assert unet_stages(64, [1, 2, 4], widths=(48, 8)) == [(48, 1), (8, 0)]
+    with pytest.raises(ValueError, match="stride 8 needs 3 decoder widths, got 1: \\[4\\]"):
+        unet_stages(64, [2, 8], widths=(4,))
+    with pytest.raises(ValueError, match="must be a power of 2, got 12"):
+        unet_stages(64, [4, 12])
+
+
+def test_make_divisible_rounds_to_multiples_of_eight_without_losing_a_tenth():
+    assert [make_divisible(v) for v in (64, 72, 200, 100, 10, 3)] == [64, 72, 200, 104, 16, 8]
+
+
+def test_residual_blocks_reduce_to_their_shortcut_when_the_body_is_zero():
+    x = torch.randn(1, 4, 6, 6)
+    block = Residual(torch.nn.Conv2d(4, 4, 1), torch.nn.Identity(), torch.nn.ReLU())
+    torch.nn.init.zeros_(block.body.weight)
+    torch.nn.init.zeros_(block.body.bias)
+    assert torch.equal(block(x), x.clamp(min=0))
+    pre = preact_block(4, 4)
+    torch.nn.init.zeros_(pre.body[1][2].weight)
+    assert torch.allclose(pre(x), pre.shortcut(x))  # the shortcut is a 1×1 projection even at equal width
+    assert isinstance(pre.shortcut, torch.nn.Conv2d)
+    assert isinstance(basic_block(4, 4).shortcut, torch.nn.Identity)
+    assert basic_block(4, 8, stride=2)(x).shape == (1, 8, 3, 3)
+
+
+def test_channel_mean_and_transpose_upsampling():
+    x = torch.arange(12.0).reshape(1, 3, 2, 2)
+    assert torch.equal(ChannelMean()(x), torch.tensor([[[[4.0, 5.0], [6.0, 7.0]]]]))
+    layer, ch = upsample("transpose", 8, out_channels=3, bias=False)
+    assert ch == 3 and layer(torch.randn(1, 8, 4, 4)).shape == (1, 3, 8, 8) and layer.bias is None

@@ -1,4 +1,5 @@
-"""The synthetic generator: zip layout, encodings, determinism, CLI and the geometry behind the depth maps."""
+"""The synthetic generator: zip layout, encodings, schemes, determinism (seed and workers), CLI, and the geometry
+behind the depth maps (solids, occlusion, supports)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,10 @@ import pytest
 from PIL import Image
 
 from mdeas.data import scene as sc
-from mdeas.data.synth import depth_to_mm, generate, make_background, make_sample
+from mdeas.data.shapes import SPRITE_KINDS, Sprite, make_sprite
+from mdeas.data.solids import Solid
+from mdeas.data.synth import Options, depth_to_mm, generate, make_background, make_sample, plan
+from mdeas.data.textures import FAMILIES, texture
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE, N, PER_BG, MAX_MM = 64, 20, 5, 20000
@@ -25,7 +29,8 @@ SIZE, N, PER_BG, MAX_MM = 64, 20, 5, 20000
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return generate(tmp_path_factory.mktemp("synth") / "d.zip", N, image_size=SIZE, seed=3, fg_per_bg=PER_BG)
+    path = tmp_path_factory.mktemp("synth") / "d.zip"
+    return generate(path, N, image_size=SIZE, seed=3, fg_per_bg=PER_BG, workers=1)
 
 
 def _manifest(archive: zipfile.ZipFile) -> list[list[str]]:
@@ -78,7 +83,7 @@ def test_each_background_is_reused_fg_per_bg_times(dataset: Path) -> None:
 
 
 def test_partial_last_background(tmp_path: Path) -> None:
-    path = generate(tmp_path / "p.zip", 7, image_size=32, seed=0, fg_per_bg=3)
+    path = generate(tmp_path / "p.zip", 7, image_size=32, seed=0, fg_per_bg=3, workers=1)
     with zipfile.ZipFile(path) as archive:
         rows = _manifest(archive)[1:]
         assert len([n for n in archive.namelist() if n.startswith("bg/")]) == 3
@@ -91,7 +96,8 @@ def test_meta_describes_parameters_and_depth_encoding(dataset: Path) -> None:
         meta = json.loads(archive.read("meta.json"))
     assert meta["depth"] == {"format": "png16", "unit": "mm", "max": MAX_MM}
     assert (meta["seed"], meta["num_samples"], meta["image_size"], meta["fg_per_bg"]) == (3, N, SIZE, PER_BG)
-    assert meta["jpeg_quality"] == 75 and "version" in meta
+    assert meta["jpeg_quality"] == 75 and meta["version"] == 2 and meta["scheme"] == "random"
+    assert "workers" not in meta
 
 
 def test_images_have_the_documented_encodings(dataset: Path) -> None:
@@ -111,14 +117,45 @@ def test_images_have_the_documented_encodings(dataset: Path) -> None:
             assert depth.min() > 0 and depth.max() <= MAX_MM
 
 
+def test_seed_scheme_samples_every_object_flip_scale_and_position(tmp_path: Path) -> None:
+    options = dict(scheme="seed", num_foregrounds=2, scales=[1.0, 0.4], positions=3, image_size=32, seed=1)
+    path = generate(tmp_path / "s.zip", 30, workers=1, **options)
+    with zipfile.ZipFile(path) as archive:
+        ids = [row[0] for row in _manifest(archive)[1:]]
+        meta = json.loads(archive.read("meta.json"))
+    per_bg = 2 * 2 * 2 * 3
+    expected = [
+        f"b{b:05d}_o{o:03d}_m{m}_s{s}_p{p}"
+        for b in range(2)
+        for o in range(2)
+        for m in (0, 1)
+        for s in (0, 1)
+        for p in range(3)
+    ]
+    assert ids == expected[:30] and len(expected) == 2 * per_bg
+    assert (meta["scheme"], meta["num_foregrounds"], meta["scales"], meta["positions"]) == ("seed", 2, [1.0, 0.4], 3)
+    assert meta["num_backgrounds"] == 2 and meta["flips"] is True
+
+
+def test_seed_scheme_shares_each_object_across_backgrounds() -> None:
+    opts = Options(4, image_size=SIZE, seed=2, scheme="seed", num_foregrounds=2, scales=(1.0,), positions=1)
+    specs = {spec.id: spec for spec in plan(opts)}
+    assert len(specs) == 4 * 1  # 2 objects x 2 flips on the first background
+    a, b = specs["b00000_o001_m0_s0_p0"], specs["b00000_o001_m1_s0_p0"]
+    assert (a.foreground, a.flip, a.scale) == (1, False, 1.0) and (b.foreground, b.flip) == (1, True)
+    bg = make_background(2, 0, SIZE, MAX_MM / 1000.0)
+    plain, mirrored = make_sample(bg, a, opts), make_sample(bg, b, opts)
+    assert plain.mask.any() and mirrored.mask.any()
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Determinism, CLI, argument handling
 
 
 def test_same_seed_gives_identical_bytes_and_other_seeds_differ(tmp_path: Path) -> None:
-    a = generate(tmp_path / "a.zip", 6, image_size=32, seed=5, fg_per_bg=3)
-    b = generate(tmp_path / "b.zip", 6, image_size=32, seed=5, fg_per_bg=3)
-    c = generate(tmp_path / "c.zip", 6, image_size=32, seed=6, fg_per_bg=3)
+    a = generate(tmp_path / "a.zip", 6, image_size=32, seed=5, fg_per_bg=3, workers=1)
+    b = generate(tmp_path / "b.zip", 6, image_size=32, seed=5, fg_per_bg=3, workers=1)
+    c = generate(tmp_path / "c.zip", 6, image_size=32, seed=6, fg_per_bg=3, workers=1)
     assert a.read_bytes() == b.read_bytes()
     ea, eb, ec = _entries(a), _entries(b), _entries(c)
     assert list(ea) == list(eb) == list(ec)
@@ -127,9 +164,19 @@ def test_same_seed_gives_identical_bytes_and_other_seeds_differ(tmp_path: Path) 
         assert all(ea[n] != ec[n] for n in ea if n.startswith(prefix))
 
 
+@pytest.mark.parametrize(
+    "options",
+    [{"fg_per_bg": 2}, {"scheme": "seed", "num_foregrounds": 2, "scales": [0.8], "positions": 2, "flips": False}],
+)
+def test_the_zip_does_not_depend_on_the_number_of_workers(tmp_path: Path, options: dict) -> None:
+    one = generate(tmp_path / "one.zip", 8, image_size=32, seed=4, workers=1, **options)
+    two = generate(tmp_path / "two.zip", 8, image_size=32, seed=4, workers=2, **options)
+    assert one.read_bytes() == two.read_bytes()
+
+
 def test_first_samples_do_not_depend_on_the_dataset_size(tmp_path: Path) -> None:
-    small = _entries(generate(tmp_path / "s.zip", 3, image_size=32, seed=2, fg_per_bg=2))
-    large = _entries(generate(tmp_path / "l.zip", 5, image_size=32, seed=2, fg_per_bg=2))
+    small = _entries(generate(tmp_path / "s.zip", 3, image_size=32, seed=2, fg_per_bg=2, workers=1))
+    large = _entries(generate(tmp_path / "l.zip", 5, image_size=32, seed=2, fg_per_bg=2, workers=1))
     for name in ("fg_bg/b00000_f01.jpg", "depth/b00001_f00.png", "mask/b00001_f00.png", "bg/b00001.jpg"):
         assert small[name] == large[name]
 
@@ -137,24 +184,35 @@ def test_first_samples_do_not_depend_on_the_dataset_size(tmp_path: Path) -> None
 def test_cli_writes_only_the_zip(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     command = [sys.executable, "-m", "mdeas.data.synth", "out=data/x.zip", "num_samples=4", "image_size=32", "seed=1"]
+    command += ["scheme=seed", "num_foregrounds=1", "scales=[1.0,0.5]", "positions=1"]
     result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "wrote 4 samples to data/x.zip"
     assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == ["data", "data/x.zip"]
     with zipfile.ZipFile(tmp_path / "data" / "x.zip") as archive:
-        assert len(_manifest(archive)) == 5
-        assert json.loads(archive.read("meta.json"))["image_size"] == 32
+        assert [row[0] for row in _manifest(archive)[1:]][-1] == "b00000_o000_m1_s1_p0"
+        assert json.loads(archive.read("meta.json"))["scales"] == [1.0, 0.5]
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"num_samples": 0}, {"image_size": 8}, {"max_depth_mm": 70000}, {"fg_per_bg": 0}, {"seed": -1}]
+    "kwargs",
+    [
+        {"num_samples": 0},
+        {"image_size": 8},
+        {"max_depth_mm": 70000},
+        {"fg_per_bg": 0},
+        {"seed": -1},
+        {"scheme": "grid"},
+        {"workers": 0},
+        {"scales": []},
+        {"scale_range": [0.9, 0.5]},
+    ],
 )
 def test_bad_arguments_fail_and_write_nothing(tmp_path: Path, kwargs: dict) -> None:
     args = {"num_samples": 2, "image_size": 32, **kwargs}
     with pytest.raises(ValueError):
         generate(tmp_path / "sub" / "bad.zip", **args)
-    assert not (tmp_path / "sub" / "bad.zip").exists()
-    assert not (tmp_path / "sub" / "bad.zip.tmp").exists()
+    assert not (tmp_path / "sub").exists()
 
 
 def test_no_temporary_file_is_left(dataset: Path) -> None:
@@ -162,29 +220,95 @@ def test_no_temporary_file_is_left(dataset: Path) -> None:
 
 
 # --------------------------------------------------------------------------------------------------------------
+# Textures and sprites
+
+
+def test_every_texture_family_gives_colours_in_range_and_fades_when_a_pixel_is_large() -> None:
+    g = np.linspace(0, 3, 40)
+    u, v = (a.ravel() for a in np.meshgrid(g, g))
+    for family in FAMILIES:
+        fine = texture(np.random.default_rng(1), u, v, np.full(u.size, 0.001), (family,))
+        again = texture(np.random.default_rng(1), u, v, np.full(u.size, 0.001), (family,))
+        coarse = texture(np.random.default_rng(1), u, v, np.full(u.size, 50.0), (family,))
+        assert fine.shape == (u.size, 3) and 0 <= fine.min() and fine.max() <= 1, family
+        np.testing.assert_array_equal(fine, again)
+        if family != "gradient":  # a gradient has no detail to lose
+            assert coarse.std(0).max() < 0.6 * fine.std(0).max() + 1e-3, family
+
+
+def test_every_sprite_kind_stands_on_its_last_row() -> None:
+    for kind in SPRITE_KINDS:
+        for i in range(5):
+            sprite = make_sprite(np.random.default_rng(i), kind, rows=48)
+            assert sprite.alpha.shape[0] == 48 and sprite.rgb.shape == (*sprite.alpha.shape, 3)
+            assert sprite.alpha[-1].max() > 0.5, kind
+            flipped = sprite.flipped()
+            np.testing.assert_array_equal(flipped.alpha, sprite.alpha[:, ::-1])
+            assert sprite.scaled(2.0).height_m == 2 * sprite.height_m
+
+
+# --------------------------------------------------------------------------------------------------------------
 # Geometry
 
 
-def _samples(seed: int = 11, backgrounds: int = 6, per_bg: int = 3, size: int = SIZE):
-    for b in range(backgrounds):
-        background = make_background(seed, b, size, MAX_MM / 1000.0)
-        for k in range(per_bg):
-            yield make_sample(background, seed, k)
+def test_a_sprite_seen_small_is_area_averaged_and_keeps_its_ground_line() -> None:
+    alpha = np.zeros((40, 20))
+    alpha[:, 8:10] = 1.0  # a pole 2 of 20 columns wide, standing on the last row
+    rgb = np.zeros((40, 20, 3))
+    rgb[:, 8:10] = (1.0, 0.5, 0.0)
+    small = Sprite("pole", alpha, rgb, 2.0, 1.0).resampled(10)
+    assert small.alpha.shape == (10, 5) and (small.height_m, small.width_m) == (2.0, 1.0)
+    np.testing.assert_allclose(small.alpha.sum(axis=1), 0.5, atol=1e-6)  # coverage kept: 2 / 20 of 5 columns
+    assert small.alpha[-1].max() == pytest.approx(0.5)  # the pole's cell: half covered
+    np.testing.assert_allclose(small.rgb[small.alpha > 0], np.tile([1.0, 0.5, 0.0], (10, 1)), atol=1e-6)  # no fringe
 
 
-def test_background_depth_is_planar_depth_of_the_nearest_plane() -> None:
-    for b in range(8):
-        rgb, depth, info = sc.render_background(np.random.default_rng([4, b]), SIZE, 20.0)
-        assert rgb.shape == (SIZE, SIZE, 3) and rgb.dtype == np.uint8
-        assert depth.shape == (SIZE, SIZE) and depth.dtype == np.float32
+def test_solids_intersect_rays_where_hand_computation_says() -> None:
+    forward = ((0.0, 0.0, 0.0), (np.array([0.0]), np.array([0.0]), np.array([1.0])))
+    down = ((np.array([0.0]), np.array([5.0]), np.array([5.0])), (np.array([0.0]), np.array([-1.0]), np.array([0.0])))
+    solids = [
+        Solid("box", 0.0, 5.0, -1.0, 2.0, 0.5, 1.0),
+        Solid("cylinder", 0.0, 5.0, -1.0, 2.0, 1.0, 1.0),
+        Solid("sphere", 0.0, 5.0, -1.0, 2.0, 1.0, 1.0),
+    ]
+    for solid in solids:  # every solid's near side is at z = 4 on the optical axis, facing the camera
+        t, normal = solid.intersect(*forward)
+        np.testing.assert_allclose(t, [4.0])
+        np.testing.assert_allclose(np.concatenate(normal), [0.0, 0.0, -1.0], atol=1e-12)
+    for solid in solids:  # straight down from y = 5 onto the tops at y = 1
+        t, normal = solid.intersect(*down)
+        np.testing.assert_allclose(t, [4.0])
+        np.testing.assert_allclose(np.concatenate(normal), [0.0, 1.0, 0.0], atol=1e-12)
+    turned = Solid("box", 0.0, 5.0, -1.0, 2.0, 1.0, 1.0, yaw=math.pi / 4)  # a corner points at the camera
+    t, normal = turned.intersect(*forward)
+    np.testing.assert_allclose(t, [5.0 - math.sqrt(2.0)])
+    miss, _ = solids[0].intersect((0.0, 0.0, 0.0), (np.array([1.0]), np.array([0.0]), np.array([0.0])))
+    assert np.isinf(miss).all()
+
+
+def test_background_depth_is_planar_depth_of_the_nearest_surface() -> None:
+    seen = set()
+    for b in range(10):
+        render = sc.render_background(np.random.default_rng([4, b]), SIZE, 20.0)
+        depth, info = render.depth, render.scene
+        assert render.clean.shape == (SIZE, SIZE, 3) and depth.shape == (SIZE, SIZE) and depth.dtype == np.float32
         cam, room = info.camera, info.room
         dx, dy, dz = (np.broadcast_to(d, depth.shape) for d in cam.ray_dirs())
         t = depth.astype(np.float64)
-        ground, wall = info.surface == sc.GROUND, info.surface == sc.BACK_WALL
-        assert ground.any()
         unclamped = t < 20.0 - 1e-3
+        ground, wall = info.surface == sc.GROUND, info.surface == sc.BACK_WALL
+        ceiling = (info.surface == sc.CEILING) & unclamped
+        seen |= set(np.unique(info.surface).tolist())
+        assert ground.any()
         np.testing.assert_allclose(t[ground], np.minimum(-cam.height / dy[ground], 20.0), rtol=1e-6)
         np.testing.assert_allclose((t * dz)[wall & unclamped], room.wall_dist, rtol=1e-6)
+        np.testing.assert_allclose((t * dy)[ceiling], room.ceiling - cam.height, rtol=1e-6)
+        for i, solid in enumerate(info.solids):
+            sel = (info.solid_id == i) & unclamped
+            hit, _ = solid.intersect((0.0, 0.0, 0.0), (dx[sel], dy[sel], dz[sel]))
+            np.testing.assert_allclose(t[sel], hit, rtol=1e-5)
+            visible_from_camera = np.isfinite(solid.intersect((0.0, 0.0, 0.0), (dx, dy, dz))[0])
+            assert (visible_from_camera | ~sel).all()
         # the hit point projects back onto its own pixel centre with camera-frame z equal to the depth
         rows, cols = np.nonzero(unclamped & (info.surface != sc.SKY))
         u, v, zc = cam.project(t * dx, t * dy, t * dz)
@@ -192,34 +316,108 @@ def test_background_depth_is_planar_depth_of_the_nearest_plane() -> None:
         np.testing.assert_allclose(v[rows, cols], rows, atol=1e-6)
         np.testing.assert_allclose(zc[rows, cols], t[rows, cols], rtol=1e-6)
         np.testing.assert_array_equal(depth[info.surface == sc.SKY], 20.0)
+    assert {sc.GROUND, sc.SOLID, sc.SKY, sc.BACK_WALL} <= seen
+
+
+def _samples(seed: int = 11, backgrounds: int = 8, per_bg: int = 3, size: int = SIZE):
+    opts = Options(backgrounds * per_bg, image_size=size, seed=seed, fg_per_bg=per_bg)
+    for spec in plan(opts):
+        yield make_sample(make_background(seed, spec.bg_index, size, MAX_MM / 1000.0), spec, opts)
 
 
 def test_composite_depth_masks_and_colours_are_consistent() -> None:
+    coverages, with_solids = [], 0
     for s in _samples():
         mask = s.mask
-        assert mask.any() and 0.005 < mask.mean() < 0.5
+        coverages.append(mask.mean())
+        with_solids += len(s.background.scene.solids) > 0
+        assert mask.any()
         assert (s.depth[mask] <= s.bg_depth[mask]).all()
         np.testing.assert_array_equal(s.depth[~mask], s.bg_depth[~mask])
         np.testing.assert_array_equal(s.depth[mask], np.minimum(s.fg_depth, s.bg_depth)[mask])
         assert np.isinf(s.fg_depth[s.fg_depth > 1000]).all()
         assert s.fg_bg.shape == (SIZE, SIZE, 3) and s.fg_bg.dtype == np.uint8
+    assert with_solids >= 6 and 0.03 < np.median(coverages) < 0.3 and max(coverages) > 0.1
 
 
-def test_object_bottom_row_depth_equals_the_ground_depth() -> None:
+def test_object_bottom_row_depth_equals_its_support_depth() -> None:
     for s in _samples():
         row, col = s.contact
-        camera = s.background.scene.camera
-        assert s.background.scene.surface[row, col] == sc.GROUND
+        scene = s.background.scene
+        assert np.isfinite(scene.support_base()[row, col])
+        assert s.base == scene.support_base()[row, col]
         rows = np.nonzero(s.mask.any(axis=1))[0]
         assert rows.max() == row  # the object stands on its contact row and nothing of it is below
-        ground = camera.ground_depth()[row]
-        np.testing.assert_allclose(s.depth[row][s.mask[row]], ground, rtol=1e-6)
-        np.testing.assert_allclose(s.bg_depth[row][s.mask[row]], ground, rtol=1e-6)
+        support = scene.camera.plane_depth(s.base)[row]
+        np.testing.assert_allclose(s.depth[row][s.mask[row]], support, rtol=1e-6)
+        np.testing.assert_allclose(s.bg_depth[row][s.mask[row]], support, rtol=1e-6)
+
+
+def _scene_with(solids: tuple[Solid, ...], camera: sc.Camera) -> tuple[sc.SceneInfo, np.ndarray]:
+    room = sc.Room(wall_dist=12.0)
+    depth, surface, solid_id, normal = sc.trace_scene(camera, room, solids, 20.0)
+    light = sc.sample_light(np.random.default_rng(0), outdoor=False)
+    return sc.SceneInfo(camera, room, solids, light, surface, solid_id, normal, 20.0, 100.0, np.ones(3)), depth
+
+
+def _full_sprite(height: float, width: float, rows: int = 40) -> Sprite:
+    cols = max(4, round(rows * width / height))
+    return Sprite("block", np.ones((rows, cols)), np.full((rows, cols, 3), 0.5), height, width)
+
+
+def test_an_object_behind_a_solid_loses_the_hidden_pixels_from_its_mask() -> None:
+    camera = sc.Camera(size=64, focal=60.0, height=1.5, pitch=0.1)
+    box = Solid("box", -0.4, 4.0, -1.5, 1.0, 0.5, 0.3)  # in front of and to the left of the object
+    scene, depth = _scene_with((box,), camera)
+    row = int(np.argmin(np.abs(camera.ground_depth() - 6.0)))  # ground 6 m away, behind the box
+    fg = sc.render_billboard(camera, _full_sprite(1.8, 1.6), (row, 32))
+    rgb, mask, out_depth = sc.composite(np.zeros((64, 64, 3)), depth, fg)
+    solid_alpha = fg.alpha > 0.5
+    hidden = solid_alpha & (scene.surface == sc.SOLID) & (depth < fg.depth)
+    assert hidden.sum() > 20 and (solid_alpha & ~hidden).sum() > 20  # partly hidden, partly visible
+    np.testing.assert_array_equal(mask, solid_alpha & (fg.depth <= depth * (1 + 1e-6)))
+    assert not (mask & hidden).any()
+    np.testing.assert_array_equal(out_depth[~mask], depth[~mask])
+    assert (out_depth[mask] <= depth[mask]).all()
+    np.testing.assert_allclose(out_depth[mask], fg.depth[mask])
+    np.testing.assert_array_equal(rgb[hidden], 0.0)
+
+
+def test_an_object_on_a_box_stands_at_the_depth_of_the_box_top() -> None:
+    camera = sc.Camera(size=64, focal=60.0, height=1.6, pitch=0.35)
+    box = Solid("box", 0.0, 4.0, -1.6, 0.8, 1.5, 1.0)
+    scene, depth = _scene_with((box,), camera)
+    base = scene.support_base()
+    rows, cols = np.nonzero(base == 0.8)
+    assert rows.size > 50  # the top face is seen and is a support 0.8 m up
+    row, col = int(np.median(rows)), 32
+    assert base[row, col] == 0.8
+    fg = sc.render_billboard(camera, _full_sprite(0.6, 0.4), (row, col), base=0.8)
+    _, mask, out_depth = sc.composite(np.zeros((64, 64, 3)), depth, fg)
+    assert np.nonzero(mask.any(axis=1))[0].max() == row and mask[row].sum() >= 2
+    top = camera.plane_depth(0.8)[row]
+    np.testing.assert_allclose(out_depth[row][mask[row]], top, rtol=1e-6)
+    np.testing.assert_allclose(depth[row][mask[row]], top, rtol=1e-6)
+    assert top < camera.ground_depth()[row]
+    np.testing.assert_array_equal(out_depth[~mask], depth[~mask])
+
+
+def test_fit_scale_sizes_the_bounding_box_to_the_target() -> None:
+    camera = sc.Camera(size=128, focal=100.0, height=1.2, pitch=0.3)
+    for width, height in ((0.5, 1.8), (2.0, 0.6)):
+        sprite = _full_sprite(height, width, rows=200)
+        rows, cols = np.array([120, 110, 100]), np.array([64, 50, 70])
+        k, inside = sc.fit_scale(camera, sprite, rows, cols, np.zeros(3), 60.0)
+        for i in range(3):
+            fg = sc.render_billboard(camera, sprite.scaled(float(k[i])), (int(rows[i]), int(cols[i])))
+            r, c = np.nonzero(fg.alpha > 0.5)
+            assert inside[i]
+            assert abs(max(r.max() - r.min(), c.max() - c.min()) + 1 - 60) <= 2
 
 
 def test_object_size_is_inversely_proportional_to_depth() -> None:
     camera = sc.Camera(size=128, focal=110.0, height=1.6, pitch=0.0)
-    sprite = sc.make_sprite(np.random.default_rng(0), "furniture")
+    sprite = _full_sprite(1.1, 0.8, rows=96)
     heights, depths = [], []
     for row in (100, 85, 75):
         fg = sc.render_billboard(camera, sprite, (row, 64))
@@ -230,21 +428,20 @@ def test_object_size_is_inversely_proportional_to_depth() -> None:
         rows = np.nonzero(solid.any(axis=1))[0]
         heights.append(rows.max() - rows.min() + 1)
         depths.append(fg.z0)
-    solid_rows = np.nonzero((sprite.alpha > 0.5).any(axis=1))[0]
-    height_m = sprite.height_m * (solid_rows.max() - solid_rows.min() + 1) / sprite.alpha.shape[0]
     for h, z in zip(heights, depths, strict=True):
-        assert abs(h - camera.focal * height_m / z) <= 2.0, (h, camera.focal * height_m / z)
+        assert abs(h - camera.focal * sprite.height_m / z) <= 2.0, (h, camera.focal * sprite.height_m / z)
     assert heights[0] > heights[1] > heights[2]
 
 
 def test_written_files_match_the_geometry(tmp_path: Path) -> None:
     seed, per_bg, num = 8, 3, 9
-    path = generate(tmp_path / "g.zip", num, image_size=SIZE, seed=seed, fg_per_bg=per_bg)
+    path = generate(tmp_path / "g.zip", num, image_size=SIZE, seed=seed, fg_per_bg=per_bg, workers=1)
+    opts = Options(num, image_size=SIZE, seed=seed, fg_per_bg=per_bg)
     with zipfile.ZipFile(path) as archive:
         rows = _manifest(archive)[1:]
-        for i, (_, _, _, mask_name, depth_name) in enumerate(rows):
-            background = make_background(seed, i // per_bg, SIZE, MAX_MM / 1000.0, math.ceil(num / per_bg))
-            sample = make_sample(background, seed, i % per_bg, per_bg)
+        for spec, (_, _, _, mask_name, depth_name) in zip(plan(opts), rows, strict=True):
+            background = make_background(seed, spec.bg_index, SIZE, MAX_MM / 1000.0, opts.num_backgrounds)
+            sample = make_sample(background, spec, opts)
             mask = np.asarray(_image(archive, mask_name)) == 255
             depth = np.asarray(_image(archive, depth_name)).astype(np.int64)
             bg_mm = depth_to_mm(background.depth, MAX_MM).astype(np.int64)
@@ -252,5 +449,5 @@ def test_written_files_match_the_geometry(tmp_path: Path) -> None:
             assert (depth[mask] <= bg_mm[mask]).all()
             np.testing.assert_array_equal(depth[~mask], bg_mm[~mask])
             row = sample.contact[0]
-            ground_mm = background.scene.camera.ground_depth()[row] * 1000.0
-            assert np.abs(depth[row][mask[row]] - ground_mm).max() <= 1.0
+            support_mm = background.scene.camera.plane_depth(sample.base)[row] * 1000.0
+            assert np.abs(depth[row][mask[row]] - support_mm).max() <= 1.0

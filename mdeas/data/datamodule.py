@@ -16,22 +16,17 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, get_worker_info
+from torch.utils.data import DataLoader
 
 from mdeas.data.dataset import IMAGENET_MEAN, IMAGENET_STD, ON_ERROR, SKIPPED, MaskDepthDataset, collate_skipping
 from mdeas.data.errors import DataError
 from mdeas.data.layouts import DatasetIndex, load_index
+from mdeas.data.sampler import EpochSampler
 from mdeas.data.splits import split, subset
 from mdeas.data.transforms import build_transform
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
-
-
-def _seed_worker_transform(_: int) -> None:
-    """Give each worker (and each epoch, as its torch seed changes) its own augmentation draws."""
-    info = get_worker_info()
-    info.dataset.transform.set_random_seed(torch.initial_seed() % 2**32)
 
 
 class SkipCountingLoader(DataLoader):
@@ -54,7 +49,9 @@ class SkipCountingLoader(DataLoader):
 
 def cached_synth_path(cache_dir: str | Path, synth: dict) -> Path:
     """Where the generated default dataset with parameters `synth` is cached."""
-    key = hashlib.sha1(json.dumps(synth, sort_keys=True).encode()).hexdigest()[:10]
+    from mdeas.data.synth import GENERATOR_VERSION
+
+    key = hashlib.sha1(json.dumps({**synth, "generator": GENERATOR_VERSION}, sort_keys=True).encode()).hexdigest()[:10]
     return Path(cache_dir).expanduser() / f"synth-{synth.get('num_samples')}x{synth.get('image_size')}-{key}.zip"
 
 
@@ -133,28 +130,30 @@ class MaskDepthDataModule(pl.LightningDataModule):
         for name in SPLITS:
             tf = train_tf if name == "train" else eval_tf
             self.datasets[name] = MaskDepthDataset(
-                self.index, parts[name], tf, self.mean, self.std, self.on_error, name=name
+                self.index, parts[name], tf, self.mean, self.std, self.on_error, name=name, seed=self.seed
             )
         log.info("dataset %s: %s", self.index.layout, {k: len(v) for k, v in self.datasets.items()})
 
-    def _loader(self, name: str, shuffle: bool) -> DataLoader:
+    def _loader(self, name: str, sampler: EpochSampler | None = None) -> DataLoader:
         return SkipCountingLoader(
             self.datasets[name],
             batch_size=self.batch_size,
-            shuffle=shuffle,
-            drop_last=shuffle and len(self.datasets[name]) > self.batch_size,
+            sampler=sampler,
+            drop_last=sampler is not None and len(sampler) > self.batch_size,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory and torch.cuda.is_available(),
             persistent_workers=self.num_workers > 0,
-            worker_init_fn=_seed_worker_transform if self.num_workers > 0 else None,
             collate_fn=collate_skipping,
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        """Shuffled by (seed, epoch), this rank's share under DDP; augmentation seeded per (seed, epoch, sample)."""
+        trainer = self.trainer
+        world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        return self._loader("train", EpochSampler(self.datasets["train"], self.seed, world, rank))
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
+        return self._loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self._loader("test")

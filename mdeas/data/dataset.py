@@ -13,6 +13,7 @@ from tqdm import tqdm
 from mdeas.data.decode import binarise, decode_depth, decode_grey, decode_rgb
 from mdeas.data.errors import DataError
 from mdeas.data.layouts import DatasetIndex, Sample
+from mdeas.data.sampler import sample_seed
 from mdeas.data.transforms import apply
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -70,6 +71,7 @@ class MaskDepthDataset(Dataset):
         std: Sequence[float] = IMAGENET_STD,
         on_error: str = "raise",
         name: str = "data",
+        seed: int = 0,
     ) -> None:
         if on_error not in ON_ERROR:
             raise ValueError(f"data.on_error must be one of {ON_ERROR}, got {on_error!r}")
@@ -78,7 +80,7 @@ class MaskDepthDataset(Dataset):
         self.transform = transform
         self.mean = np.asarray(mean, np.float32) * 255.0
         self.std = np.asarray(std, np.float32) * 255.0
-        self.on_error, self.name = on_error, name
+        self.on_error, self.name, self.seed = on_error, name, seed
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -92,8 +94,12 @@ class MaskDepthDataset(Dataset):
         std = torch.as_tensor(self.std / 255.0, device=images.device).view(3, 1, 1)
         return (images * std + mean).clamp(0, 1)
 
-    def __getitem__(self, i: int) -> dict | None:
-        s = self.samples[i]
+    def __getitem__(self, key: int | tuple[int, int]) -> dict | None:
+        """`key`: an index, or `(epoch, index)` from EpochSampler (augmentation seeded by seed, epoch, index)."""
+        if isinstance(key, tuple):
+            epoch, key = key
+            self.transform.set_random_seed(sample_seed(self.seed, epoch, key))
+        s = self.samples[key]
         try:
             raw = load_sample(self.index, s)
         except DataError:

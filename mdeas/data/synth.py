@@ -1,54 +1,129 @@
 """Synthetic dataset generator: procedural scenes with exact depth, written as a canonical dataset zip.
 
     python -m mdeas.data.synth out=data/synth.zip num_samples=2000 image_size=128 seed=0
+    python -m mdeas.data.synth scheme=seed num_samples=400000 num_foregrounds=100 workers=16
 
-Each background (a room seen by a random camera, see `mdeas.data.scene`) is reused for `fg_per_bg` samples,
-each with one object standing on the ground. The zip holds (see DESIGN.md, "Canonical dataset zip"):
-manifest.csv, meta.json, bg/<bg_id>.jpg, fg_bg/<id>.jpg, mask/<id>.png (0/255), depth/<id>.png (uint16 mm,
-the depth of the fg_bg scene). The same arguments give a byte-identical zip.
+Each background (a scene seen by a random camera, see `mdeas.data.scene`) is reused for several samples, each
+with one object standing on the ground or on a solid's top, rescaled so that its bounding box is a fraction of
+the image side as the seeds pasted theirs (150/224 x scale). Two sampling schemes:
+
+- `random`: `fg_per_bg` samples per background, each a new random object at a scale drawn from `scale_range`;
+- `seed`: the seeds' scheme, `num_foregrounds` objects shared by all backgrounds, each mirrored or not (`flips`),
+  at every scale in `scales`, at `positions` random places: num_foregrounds x 2 x 4 x 5 samples per background.
+
+The zip holds (DESIGN.md, "Canonical dataset zip"): manifest.csv, meta.json, bg/<bg_id>.jpg, fg_bg/<id>.jpg,
+mask/<id>.png (0/255), depth/<id>.png (uint16 mm, the depth of the fg_bg scene). Work is spread over `workers`
+processes; the same arguments give a byte-identical zip whatever the number of workers.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
+import functools
 import math
-import os
-import zipfile
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import hydra
 import numpy as np
 from omegaconf import DictConfig
-from PIL import Image
 
-from mdeas.data.scene import SceneInfo, composite, contact_shadow, place_foreground, render_background
+from mdeas.data.parallel import default_workers, ordered_map
+from mdeas.data.scene import (
+    Render,
+    SceneInfo,
+    composite,
+    contact_occlusion,
+    light_foreground,
+    object_shadow,
+    place_foreground,
+    render_background,
+)
+from mdeas.data.sensor import Sensor, sample_sensor
+from mdeas.data.shapes import Sprite, make_sprite
+from mdeas.data.writer import encode_depth_mm, encode_jpeg, encode_mask, sample_row, write_zip
 
-GENERATOR_VERSION = 1
-MANIFEST_COLUMNS = ["id", "bg", "fg_bg", "mask", "depth"]
-_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+GENERATOR_VERSION = 2
+SCHEMES = ("random", "seed")
+SEED_FG_FRACTION = 150 / 224  # the seeds' cut-outs: max side 150 px on 224 px images at scale 1
+SEED_SCALES = (1.0, 0.8, 0.6, 0.4)
+_RETRY_SIZES = (1.0, 1.25, 0.8, 1.5, 0.65, 1.0)  # object sizes tried when a placement fails, x the target
+
+
+@dataclass(frozen=True)
+class Options:
+    """Everything that decides the dataset's content (see `generate`)."""
+
+    num_samples: int
+    image_size: int = 224
+    seed: int = 0
+    jpeg_quality: int = 75
+    fg_per_bg: int = 10
+    max_depth_mm: int = 20000
+    scheme: str = "random"
+    num_foregrounds: int = 100
+    flips: bool = True
+    scales: tuple[float, ...] = SEED_SCALES
+    positions: int = 5
+    scale_range: tuple[float, float] = (0.4, 1.25)
+
+    @property
+    def per_bg(self) -> int:
+        """Samples per background."""
+        if self.scheme == "seed":
+            return self.num_foregrounds * (2 if self.flips else 1) * len(self.scales) * self.positions
+        return self.fg_per_bg
+
+    @property
+    def num_backgrounds(self) -> int:
+        return math.ceil(self.num_samples / self.per_bg)
+
+    @property
+    def sprite_rows(self) -> int:
+        """Canvas rows of an object: enough for its largest size on the image."""
+        return max(48, round(0.75 * self.image_size))
+
+
+@dataclass(frozen=True)
+class SampleSpec:
+    """One sample to make: its id, background, random stream key, and for the seed scheme its shared object,
+    mirroring and scale (None: drawn from the sample's stream)."""
+
+    id: str
+    bg_index: int
+    key: tuple[int, ...]
+    foreground: int | None = None
+    flip: bool = False
+    scale: float | None = None
 
 
 @dataclass(frozen=True, eq=False)
 class Background:
-    """A rendered background. rgb: uint8 [S, S, 3] as stored (with sensor noise); clean: float64 [S, S, 3] in
-    [0, 1] (noise-free, what objects are composited onto); depth: float32 [S, S] planar depth in m."""
+    """A rendered background: `rgb` uint8 [S, S, 3] as stored, the `render` behind it (scene colour, lit part,
+    depth float32 [S, S] m, SceneInfo) and the camera `sensor` that recorded it."""
 
     index: int
     id: str
     rgb: np.ndarray
-    clean: np.ndarray
-    depth: np.ndarray
-    scene: SceneInfo
+    render: Render
+    sensor: Sensor
+    noise_key: tuple[int, ...]
+
+    @property
+    def depth(self) -> np.ndarray:
+        return self.render.depth
+
+    @property
+    def scene(self) -> SceneInfo:
+        return self.render.scene
 
 
 @dataclass(frozen=True, eq=False)
 class SampleArrays:
     """One sample before encoding. fg_bg: uint8 [S, S, 3]; mask: bool [S, S]; depth: float32 [S, S] m (the fg_bg
     scene); bg_depth: float32 [S, S] m (background only); fg_depth: float32 [S, S] m (inf off the object);
-    contact: (row, column) of the pixel where the object touches the ground."""
+    contact: (row, column) of the pixel where the object touches its support, `base` m above the ground."""
 
     id: str
     background: Background
@@ -58,23 +133,7 @@ class SampleArrays:
     bg_depth: np.ndarray
     fg_depth: np.ndarray
     contact: tuple[int, int]
-
-
-def background_rng(seed: int, bg_index: int) -> np.random.Generator:
-    """The random stream of one background: depends on (seed, bg_index) only."""
-    return np.random.default_rng([seed, 0, bg_index])
-
-
-def sample_rng(seed: int, bg_index: int, fg_index: int) -> np.random.Generator:
-    """The random stream of one sample (object, shadow, noise): depends on (seed, bg_index, fg_index) only."""
-    return np.random.default_rng([seed, 1, bg_index, fg_index])
-
-
-def add_noise(rng: np.random.Generator, rgb: np.ndarray) -> np.ndarray:
-    """Float image [H, W, 3] in [0, 1] → uint8 with Gaussian sensor noise of 0.5-3 grey levels."""
-    sigma = rng.uniform(0.5, 3.0)
-    noisy = rgb * 255.0 + rng.normal(0.0, sigma, rgb.shape)
-    return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
+    base: float
 
 
 def bg_name(bg_index: int, num_backgrounds: int) -> str:
@@ -82,52 +141,107 @@ def bg_name(bg_index: int, num_backgrounds: int) -> str:
     return f"b{bg_index:0{max(5, len(str(num_backgrounds - 1)))}d}"
 
 
-def sample_name(bg_id: str, fg_index: int, fg_per_bg: int) -> str:
-    """Sample id, e.g. b00012_f03 (at least 2 digits for the object)."""
-    return f"{bg_id}_f{fg_index:0{max(2, len(str(fg_per_bg - 1)))}d}"
+def _digits(count: int, least: int) -> int:
+    return max(least, len(str(count - 1)))
 
 
+def plan(opts: Options) -> list[SampleSpec]:
+    """The samples of a dataset, in order: background by background (ids `b00012_f03` for the random scheme,
+    `b00012_o007_m1_s2_p4` for the seed scheme: object 7, mirrored, scale index 2, position 4)."""
+    specs = []
+    for b in range(opts.num_backgrounds):
+        bg_id = bg_name(b, opts.num_backgrounds)
+        if opts.scheme == "random":
+            width = _digits(opts.fg_per_bg, 2)
+            specs += [SampleSpec(f"{bg_id}_f{k:0{width}d}", b, (opts.seed, 1, b, k)) for k in range(opts.fg_per_bg)]
+            continue
+        for o, m, s, p in seed_scheme(opts.num_foregrounds, opts.flips, len(opts.scales), opts.positions):
+            name = seed_sample_id(bg_id, o, m, s, p, opts.num_foregrounds)
+            specs.append(SampleSpec(name, b, (opts.seed, 3, b, o, m, s, p), o, bool(m), opts.scales[s]))
+    return specs[: opts.num_samples]
+
+
+def seed_scheme(num_foregrounds: int, flips: bool, num_scales: int, positions: int) -> list[tuple[int, int, int, int]]:
+    """The seeds' samples of one background, in order: (object, mirrored 0/1, scale index, position)."""
+    mirrors = (0, 1) if flips else (0,)
+    return [
+        (o, m, s, p)
+        for o in range(num_foregrounds)
+        for m in mirrors
+        for s in range(num_scales)
+        for p in range(positions)
+    ]
+
+
+def seed_sample_id(bg_id: str, obj: int, mirrored: int, scale_index: int, position: int, num_foregrounds: int) -> str:
+    """Sample id of the seed scheme, e.g. b00012_o007_m1_s2_p4 (at least 3 digits for the object)."""
+    return f"{bg_id}_o{obj:0{_digits(num_foregrounds, 3)}d}_m{mirrored}_s{scale_index}_p{position}"
+
+
+@functools.lru_cache(maxsize=2)
 def make_background(
     seed: int, bg_index: int, image_size: int, max_depth_m: float, num_backgrounds: int = 1
 ) -> Background:
-    """Render background `bg_index` of the dataset with this seed (deterministic)."""
-    rng = background_rng(seed, bg_index)
-    rgb, depth, scene = render_background(rng, image_size, max_depth_m)
-    clean = rgb.astype(np.float64) / 255.0
-    return Background(bg_index, bg_name(bg_index, num_backgrounds), add_noise(rng, clean), clean, depth, scene)
+    """Render background `bg_index` of the dataset with this seed (deterministic; cached per process)."""
+    rng = np.random.default_rng([seed, 0, bg_index])
+    render = render_background(rng, image_size, max_depth_m)
+    sensor = sample_sensor(rng, float(render.clean.mean()))
+    noise_key = (seed, 4, bg_index)
+    rgb = sensor.apply(render.clean, np.random.default_rng(noise_key))
+    return Background(bg_index, bg_name(bg_index, num_backgrounds), rgb, render, sensor, noise_key)
 
 
-def make_sample(background: Background, seed: int, fg_index: int, fg_per_bg: int = 10) -> SampleArrays:
-    """Place object `fg_index` into `background`: composite, mask and depth as float arrays (deterministic)."""
-    rng = sample_rng(seed, background.index, fg_index)
-    scene = background.scene
-    fg = place_foreground(rng, scene, background.depth)
-    shadow = contact_shadow(scene, fg, rng.uniform(0.15, 0.45))
-    rgb, mask, depth = composite(background.clean * shadow[..., None], background.depth, fg)
+@functools.lru_cache(maxsize=256)
+def shared_sprite(seed: int, index: int, rows: int) -> Sprite:
+    """Object `index` of the seed scheme, shared by every background (deterministic; cached per process)."""
+    return make_sprite(np.random.default_rng([seed, 2, index]), rows=rows)
+
+
+def make_sample(background: Background, spec: SampleSpec, opts: Options) -> SampleArrays:
+    """Place the object of `spec` into `background`: composite, mask and depth (deterministic).
+
+    When no placement is found the size is varied (_RETRY_SIZES) and, in the random scheme, a new object drawn.
+    The object is lit by the scene's light and shadowed by its solids; it casts a soft shadow (p = 0.7) and
+    darkens the support at its feet (p = 0.8), which change the image outside the mask. The fg_bg image reuses
+    the background's sensor noise with p = 0.5 (as a pasted composite) and draws its own otherwise (as a photo).
+    """
+    rng = np.random.default_rng(spec.key)
+    if spec.foreground is None:
+        sprite = make_sprite(rng, rows=opts.sprite_rows)
+    else:
+        sprite = shared_sprite(opts.seed, spec.foreground, opts.sprite_rows)
+    sprite = sprite.flipped() if spec.flip else sprite
+    scale = spec.scale if spec.scale is not None else float(rng.uniform(*opts.scale_range))
+    render, scene = background.render, background.scene
+    target = SEED_FG_FRACTION * opts.image_size * scale
+    for attempt, factor in enumerate(_RETRY_SIZES):
+        try:
+            fg = place_foreground(rng, scene, render.depth, sprite, target * factor)
+            break
+        except RuntimeError:  # e.g. thin legs too faint on the contact row at this size
+            if attempt == len(_RETRY_SIZES) - 1:
+                raise
+            if spec.foreground is None:
+                sprite = make_sprite(rng, rows=opts.sprite_rows)
+    fg = light_foreground(scene, fg)
+    colour = render.clean
+    if rng.random() < 0.7:
+        colour = colour - render.direct * object_shadow(scene, render.depth, fg)[..., None]
+    if rng.random() < 0.8:
+        colour = colour * contact_occlusion(scene, render.depth, fg, rng.uniform(0.2, 0.6))[..., None]
+    rgb, mask, depth = composite(colour, render.depth, fg)
+    noise = np.random.default_rng(background.noise_key) if rng.random() < 0.5 else rng
     return SampleArrays(
-        id=sample_name(background.id, fg_index, fg_per_bg),
+        id=spec.id,
         background=background,
-        fg_bg=add_noise(rng, rgb),
+        fg_bg=background.sensor.apply(rgb, noise),
         mask=mask,
         depth=depth.astype(np.float32),
-        bg_depth=background.depth,
+        bg_depth=render.depth,
         fg_depth=fg.depth.astype(np.float32),
         contact=fg.contact,
+        base=fg.base,
     )
-
-
-def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
-    """uint8 [H, W, 3] → JPEG bytes."""
-    buffer = io.BytesIO()
-    Image.fromarray(rgb).save(buffer, format="JPEG", quality=quality)
-    return buffer.getvalue()
-
-
-def encode_mask(mask: np.ndarray) -> bytes:
-    """bool [H, W] → 8-bit grey PNG with values 0 and 255."""
-    buffer = io.BytesIO()
-    Image.fromarray(np.where(mask, 255, 0).astype(np.uint8)).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def depth_to_mm(depth_m: np.ndarray, max_depth_mm: int) -> np.ndarray:
@@ -135,114 +249,110 @@ def depth_to_mm(depth_m: np.ndarray, max_depth_mm: int) -> np.ndarray:
     return np.clip(np.rint(depth_m * 1000.0), 1, max_depth_mm).astype(np.uint16)
 
 
-def encode_depth(depth_m: np.ndarray, max_depth_mm: int) -> bytes:
-    """Depth in m [H, W] → 16-bit grey PNG of millimetres (mode I;16)."""
-    buffer = io.BytesIO()
-    Image.fromarray(depth_to_mm(depth_m, max_depth_mm)).save(buffer, format="PNG")
-    return buffer.getvalue()
+def render_unit(opts: Options, specs: Sequence[SampleSpec], with_bg: bool) -> list[tuple[str, bytes]]:
+    """Zip entries (name, bytes) of some samples of one background, and the background image if `with_bg`."""
+    background = make_background(
+        opts.seed, specs[0].bg_index, opts.image_size, opts.max_depth_mm / 1000.0, opts.num_backgrounds
+    )
+    entries = [(f"bg/{background.id}.jpg", encode_jpeg(background.rgb, opts.jpeg_quality))] if with_bg else []
+    for spec in specs:
+        sample = make_sample(background, spec, opts)
+        entries.append((f"fg_bg/{spec.id}.jpg", encode_jpeg(sample.fg_bg, opts.jpeg_quality)))
+        entries.append((f"mask/{spec.id}.png", encode_mask(sample.mask)))
+        entries.append((f"depth/{spec.id}.png", encode_depth_mm(depth_to_mm(sample.depth, opts.max_depth_mm))))
+    return entries
 
 
-def _write(archive: zipfile.ZipFile, name: str, data: bytes, compress: bool = False) -> None:
-    """Add one entry with fixed metadata, so that equal contents give equal zip bytes."""
-    info = zipfile.ZipInfo(name, date_time=_ZIP_DATE)
-    info.compress_type = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
-    info.create_system = 3
-    info.external_attr = 0o644 << 16
-    archive.writestr(info, data)
+def _render_unit(args: tuple[Options, list[SampleSpec], bool]) -> list[tuple[str, bytes]]:
+    return render_unit(*args)
 
 
-def _manifest(ids: list[tuple[str, str]]) -> bytes:
-    """manifest.csv for (sample id, bg id) pairs."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(MANIFEST_COLUMNS)
-    for sample_id, bg_id in ids:
-        entries = [f"fg_bg/{sample_id}.jpg", f"mask/{sample_id}.png", f"depth/{sample_id}.png"]
-        writer.writerow([sample_id, f"bg/{bg_id}.jpg", *entries])
-    return buffer.getvalue().encode("utf-8")
+def work_units(opts: Options, specs: Sequence[SampleSpec]) -> list[tuple[Options, list[SampleSpec], bool]]:
+    """Split the plan into units of work: a background's samples (random scheme) or those of one object on one
+    background (seed scheme); the first unit of a background also writes its image."""
+    units: list[tuple[Options, list[SampleSpec], bool]] = []
+    for spec in specs:
+        group = (spec.bg_index, spec.foreground)
+        if units and (units[-1][1][0].bg_index, units[-1][1][0].foreground) == group:
+            units[-1][1].append(spec)
+        else:
+            units.append((opts, [spec], not units or units[-1][1][0].bg_index != spec.bg_index))
+    return units
 
 
-def _check_args(
-    num_samples: int, image_size: int, seed: int, jpeg_quality: int, fg_per_bg: int, max_depth_mm: int
-) -> None:
-    if num_samples < 1:
-        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-    if image_size < 16:
-        raise ValueError(f"image_size must be >= 16, got {image_size}")
-    if seed < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
-    if not 1 <= jpeg_quality <= 100:
-        raise ValueError(f"jpeg_quality must be in [1, 100], got {jpeg_quality}")
-    if fg_per_bg < 1:
-        raise ValueError(f"fg_per_bg must be >= 1, got {fg_per_bg}")
-    if not 1000 <= max_depth_mm <= 65535:
-        raise ValueError(f"max_depth_mm must be in [1000, 65535] (16-bit PNG), got {max_depth_mm}")
+def _check(opts: Options) -> None:
+    if opts.num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1, got {opts.num_samples}")
+    if opts.image_size < 16:
+        raise ValueError(f"image_size must be >= 16, got {opts.image_size}")
+    if opts.seed < 0:
+        raise ValueError(f"seed must be >= 0, got {opts.seed}")
+    if not 1 <= opts.jpeg_quality <= 100:
+        raise ValueError(f"jpeg_quality must be in [1, 100], got {opts.jpeg_quality}")
+    if opts.fg_per_bg < 1:
+        raise ValueError(f"fg_per_bg must be >= 1, got {opts.fg_per_bg}")
+    if not 1000 <= opts.max_depth_mm <= 65535:
+        raise ValueError(f"max_depth_mm must be in [1000, 65535] (16-bit PNG), got {opts.max_depth_mm}")
+    if opts.scheme not in SCHEMES:
+        raise ValueError(f"scheme must be one of {', '.join(SCHEMES)}, got {opts.scheme!r}")
+    if opts.num_foregrounds < 1 or opts.positions < 1 or not opts.scales:
+        raise ValueError("the seed scheme needs num_foregrounds >= 1, positions >= 1 and at least one scale")
+    low, high = opts.scale_range
+    if not all(0 < s <= 1.5 for s in (*opts.scales, low, high)) or low > high:
+        raise ValueError(f"scales must be in (0, 1.5], got {opts.scales} and scale_range {opts.scale_range}")
 
 
-def generate(
-    out: str | Path,
-    num_samples: int,
-    image_size: int = 224,
-    seed: int = 0,
-    jpeg_quality: int = 75,
-    fg_per_bg: int = 10,
-    max_depth_mm: int = 20000,
-) -> Path:
-    """Write a canonical dataset zip of `num_samples` samples at `image_size` px to `out`; returns its path.
+def generate(out: str | Path, num_samples: int, workers: int | None = None, **options) -> Path:
+    """Write a canonical dataset zip of `num_samples` samples to `out`; returns its path.
 
-    ceil(num_samples / fg_per_bg) backgrounds are rendered; depth is stored in mm, clamped to max_depth_mm.
-    The zip is written to `out`.tmp and moved into place, so `out` is either complete or absent.
+    options (see `Options`, conf/synth.yaml): image_size, seed, jpeg_quality, fg_per_bg, max_depth_mm, scheme
+    ("random" or "seed"), num_foregrounds, flips, scales, positions, scale_range. ceil(num_samples / samples
+    per background) backgrounds are rendered; depth is stored in mm, clamped to max_depth_mm. `workers`
+    processes render (default: the CPU count); the zip's bytes do not depend on it. The zip is written to
+    `out`.tmp and moved into place, so `out` is either complete or absent.
     """
-    _check_args(num_samples, image_size, seed, jpeg_quality, fg_per_bg, max_depth_mm)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    num_backgrounds = math.ceil(num_samples / fg_per_bg)
-    plan = [(b, k) for b in range(num_backgrounds) for k in range(fg_per_bg)][:num_samples]
-    ids = [(sample_name(bg_name(b, num_backgrounds), k, fg_per_bg), bg_name(b, num_backgrounds)) for b, k in plan]
+    for key in ("scales", "scale_range"):
+        if key in options:
+            options[key] = tuple(float(s) for s in options[key])
+    opts = Options(num_samples, **options)
+    workers = default_workers() if workers is None else workers
+    _check(opts)
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    specs = plan(opts)
     meta = {
         "generator": "mdeas.data.synth",
         "version": GENERATOR_VERSION,
-        "seed": seed,
-        "num_samples": num_samples,
-        "num_backgrounds": num_backgrounds,
-        "image_size": image_size,
-        "jpeg_quality": jpeg_quality,
-        "fg_per_bg": fg_per_bg,
-        "depth": {"format": "png16", "unit": "mm", "max": max_depth_mm},
+        "seed": opts.seed,
+        "num_samples": opts.num_samples,
+        "num_backgrounds": opts.num_backgrounds,
+        "image_size": opts.image_size,
+        "jpeg_quality": opts.jpeg_quality,
+        "scheme": opts.scheme,
+        "depth": {"format": "png16", "unit": "mm", "max": opts.max_depth_mm},
         "mask": {"format": "png8", "values": [0, 255]},
     }
-    tmp = out.with_name(out.name + ".tmp")
-    try:
-        with zipfile.ZipFile(tmp, "w") as archive:
-            _write(archive, "meta.json", json.dumps(meta, indent=2, sort_keys=True).encode("utf-8"), compress=True)
-            _write(archive, "manifest.csv", _manifest(ids), compress=True)
-            for b in range(num_backgrounds):
-                background = make_background(seed, b, image_size, max_depth_mm / 1000.0, num_backgrounds)
-                _write(archive, f"bg/{background.id}.jpg", encode_jpeg(background.rgb, jpeg_quality))
-                for k in range(min(fg_per_bg, num_samples - b * fg_per_bg)):
-                    sample = make_sample(background, seed, k, fg_per_bg)
-                    _write(archive, f"fg_bg/{sample.id}.jpg", encode_jpeg(sample.fg_bg, jpeg_quality))
-                    _write(archive, f"mask/{sample.id}.png", encode_mask(sample.mask))
-                    _write(archive, f"depth/{sample.id}.png", encode_depth(sample.depth, max_depth_mm))
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return out
+    if opts.scheme == "random":
+        meta.update(fg_per_bg=opts.fg_per_bg, scale_range=list(opts.scale_range))
+    else:
+        meta.update(num_foregrounds=opts.num_foregrounds, flips=opts.flips, scales=list(opts.scales))
+        meta.update(positions=opts.positions)
+    rows = [sample_row(spec.id, bg_name(spec.bg_index, opts.num_backgrounds)) for spec in specs]
+    units = work_units(opts, specs)
+    return write_zip(
+        out, meta, rows, (entry for entries in ordered_map(_render_unit, units, workers) for entry in entries)
+    )
 
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="synth")
 def main(cfg: DictConfig) -> None:
     """CLI: python -m mdeas.data.synth out=PATH num_samples=N image_size=S seed=K (see conf/synth.yaml)."""
-    path = generate(
-        cfg.out,
-        num_samples=int(cfg.num_samples),
-        image_size=int(cfg.image_size),
-        seed=int(cfg.seed),
-        jpeg_quality=int(cfg.jpeg_quality),
-        fg_per_bg=int(cfg.fg_per_bg),
-        max_depth_mm=int(cfg.max_depth_mm),
-    )
+    options = {k: v for k, v in cfg.items() if k not in ("out", "num_samples", "workers")}
+    workers = None if cfg.workers is None else int(cfg.workers)
+    try:
+        path = generate(cfg.out, int(cfg.num_samples), workers=workers, **options)
+    except (TypeError, ValueError) as e:
+        sys.exit(f"error: {e}")
     print(f"wrote {cfg.num_samples} samples to {path}")
 
 

@@ -8,15 +8,19 @@ be sized from them. Encoders are passed as factories `encoder(in_channels) -> nn
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import torch
 from torch import nn
 
-from mdeas.models.blocks import ConvBNReLU
+from mdeas.models.blocks import Stem, conv_stem
+from mdeas.models.registry import FUSIONS
 
 EncoderFactory = Callable[[int], nn.Module]
+StemFactory = Callable[[int], Stem]
 
 
+@FUSIONS.register("early_concat")
 class EarlyConcat(nn.Module):
     """Concatenate (fg_bg, bg) into 6 channels and run one encoder on it."""
 
@@ -31,21 +35,51 @@ class EarlyConcat(nn.Module):
 
 
 class DualStem(nn.Module):
-    """Each input through its own stem (conv3×3 → conv3×3 stride 2), concatenated, then the encoder.
+    """Each input through its own stem (same structure, separate weights), concatenated, then the encoder.
 
-    Features: [fg_bg stem (c, /2), concatenated stems (2c, /2), *encoder features (strides ×2)].
+    Features: [fg_bg stem (c, /s), concatenated stems (2c, /s), *encoder features (strides ×s)], where c and s are
+    the stem's channels and stride; without an encoder only the two stem features.
     """
 
-    def __init__(self, encoder: EncoderFactory, stem_channels: int = 32) -> None:
+    def __init__(self, encoder: EncoderFactory | None, stem: StemFactory = conv_stem) -> None:
         super().__init__()
-        c = stem_channels
-        self.bg_stem = nn.Sequential(ConvBNReLU(3, c), ConvBNReLU(c, c, stride=2))
-        self.fg_bg_stem = nn.Sequential(ConvBNReLU(3, c), ConvBNReLU(c, c, stride=2))
-        self.encoder = encoder(2 * c)
-        self.channels = [c, 2 * c, *self.encoder.channels]
-        self.strides = [2, 2, *(2 * s for s in self.encoder.strides)]
+        self.bg_stem = stem(3)
+        self.fg_bg_stem = stem(3)
+        c, s = self.fg_bg_stem.channels, self.fg_bg_stem.stride
+        self.encoder = encoder(2 * c) if encoder is not None else None
+        deeper = ([], []) if self.encoder is None else (self.encoder.channels, self.encoder.strides)
+        self.channels = [c, 2 * c, *deeper[0]]
+        self.strides = [s, s, *(s * t for t in deeper[1])]
 
     def forward(self, bg: torch.Tensor, fg_bg: torch.Tensor) -> list[torch.Tensor]:
         fg_bg_feat = self.fg_bg_stem(fg_bg)
         stem = torch.cat([self.bg_stem(bg), fg_bg_feat], dim=1)
-        return [fg_bg_feat, stem, *self.encoder(stem)]
+        return [fg_bg_feat, stem, *(self.encoder(stem) if self.encoder is not None else [])]
+
+
+@FUSIONS.register("dual_stem")
+def dual_stem(encoder: EncoderFactory, stem_channels: int = 32) -> DualStem:
+    """DualStem with the conv stem (conv3×3, conv3×3 stride 2) of `stem_channels` per input."""
+    return DualStem(encoder, partial(conv_stem, channels=stem_channels))
+
+
+@FUSIONS.register("siamese_diff")
+class SiameseDiff(nn.Module):
+    """One shared encoder on bg and on fg_bg; each feature is concat(|f(fg_bg) − f(bg)|, f(fg_bg)) (FC-Siam-diff).
+
+    Both images go through the encoder as one batch of 2B, so BatchNorm sees both. Features have twice the
+    encoder's channels at the encoder's strides.
+    """
+
+    def __init__(self, encoder: EncoderFactory) -> None:
+        super().__init__()
+        self.encoder = encoder(3)
+        self.channels = [2 * c for c in self.encoder.channels]
+        self.strides = list(self.encoder.strides)
+
+    def forward(self, bg: torch.Tensor, fg_bg: torch.Tensor) -> list[torch.Tensor]:
+        features = []
+        for both in self.encoder(torch.cat([bg, fg_bg], dim=0)):
+            f_bg, f_fg_bg = both.chunk(2, dim=0)
+            features.append(torch.cat([(f_fg_bg - f_bg).abs(), f_fg_bg], dim=1))
+        return features

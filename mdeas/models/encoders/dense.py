@@ -2,27 +2,21 @@
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from mdeas.models.blocks import DenseBlock
+from mdeas.models.encoders.base import StageEncoder
+from mdeas.models.registry import ENCODERS
 
 
-class DenseEncoder(nn.Module):
+@ENCODERS.register("dense")
+class DenseEncoder(StageEncoder):
     """[B, in, H, W] → one feature per stage: [B, channels[i], H/2^(i+1), W/2^(i+1)]."""
 
     def __init__(self, in_channels: int, channels: tuple[int, ...] = (128, 256, 256)) -> None:
-        super().__init__()
         widths = (in_channels, *channels)
-        self.stages = nn.ModuleList(
-            nn.Sequential(DenseBlock(a, b), nn.MaxPool2d(2)) for a, b in zip(widths, widths[1:], strict=False)
+        super().__init__(
+            [nn.Sequential(DenseBlock(a, b), nn.MaxPool2d(2)) for a, b in zip(widths, widths[1:], strict=False)],
+            channels,
+            [2 ** (i + 1) for i in range(len(channels))],
         )
-        self.channels = list(channels)
-        self.strides = [2 ** (i + 1) for i in range(len(channels))]
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        features = []
-        for stage in self.stages:
-            x = stage(x)
-            features.append(x)
-        return features

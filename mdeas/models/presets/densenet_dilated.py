@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from functools import partial
 
+from mdeas.models.blocks import conv_stem
 from mdeas.models.decoders.dense import DenseDecoder
 from mdeas.models.encoders.dense import DenseEncoder
 from mdeas.models.fusion import DualStem
@@ -25,7 +26,9 @@ FG_BG_STEM, STEMS, ENC4, ENC8 = 0, 1, 2, 3
 
 @register_model
 def densenet_dilated(stem_channels: int = 32, encoder_channels: tuple[int, ...] = (128, 256, 256)) -> MaskDepthNet:
-    fusion = DualStem(partial(DenseEncoder, channels=tuple(encoder_channels)), stem_channels)
+    fusion = DualStem(
+        partial(DenseEncoder, channels=tuple(encoder_channels)), partial(conv_stem, channels=stem_channels)
+    )
     neck = DilatedBottleneck(fusion.channels[-1], width=128, mask_channels=128, depth_channels=256)
     mask = DenseDecoder(
         128,

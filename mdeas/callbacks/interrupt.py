@@ -1,0 +1,33 @@
+"""On Ctrl-C: leave a resumable checkpoint and say how to resume."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytorch_lightning as pl
+
+log = logging.getLogger(__name__)
+
+
+class ResumeOnInterrupt(pl.Callback):
+    """Saves `<dirpath>/interrupted.ckpt` when training is interrupted and logs the command line to resume.
+
+    Resuming from `last.ckpt` (the last finished epoch) reproduces an uninterrupted run exactly; `interrupted.ckpt`
+    keeps the partial epoch's updates.
+    """
+
+    def __init__(self, dirpath: str) -> None:
+        self.dirpath = Path(dirpath)
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        if not isinstance(exception, KeyboardInterrupt) or not trainer.training:
+            return
+        path = self.dirpath / "interrupted.ckpt"
+        trainer.save_checkpoint(path)
+        last = self.dirpath / "last.ckpt"
+        resume = last if last.is_file() else path
+        log.error(
+            "interrupted at epoch %d, step %d; resume with: python -m mdeas.train <same overrides> ckpt_path=%s",
+            trainer.current_epoch, trainer.global_step, resume,
+        )  # fmt: skip

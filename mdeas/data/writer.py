@@ -1,0 +1,85 @@
+"""Write a canonical dataset zip (DESIGN.md, "Canonical dataset zip") byte-reproducibly.
+
+Entries carry fixed metadata, so equal contents in equal order give equal bytes; images are stored (their
+formats compress already), manifest.csv and meta.json are deflated. The zip is written to `<out>.tmp` and moved
+into place, so `out` is either complete or absent.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import zipfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+MANIFEST_COLUMNS = ["id", "bg", "fg_bg", "mask", "depth"]
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+
+
+def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
+    """uint8 [H, W, 3] → JPEG bytes."""
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def encode_mask(mask: np.ndarray) -> bytes:
+    """bool [H, W] → 8-bit grey PNG with values 0 and 255."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.where(mask, 255, 0).astype(np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def encode_depth_mm(depth_mm: np.ndarray) -> bytes:
+    """uint16 [H, W] millimetres (0 = unknown) → 16-bit grey PNG (mode I;16)."""
+    buffer = io.BytesIO()
+    Image.fromarray(depth_mm.astype(np.uint16)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def manifest_csv(rows: Iterable[Sequence[str]]) -> bytes:
+    """manifest.csv for rows (id, bg, fg_bg, mask, depth); an empty depth field means unknown depth."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(MANIFEST_COLUMNS)
+    writer.writerows(rows)
+    return buffer.getvalue().encode("utf-8")
+
+
+def sample_row(sample_id: str, bg_id: str, with_depth: bool = True) -> list[str]:
+    """The manifest row of a sample in the standard entry names: bg/<bg_id>.jpg, fg_bg/<id>.jpg, mask/<id>.png,
+    depth/<id>.png (or empty)."""
+    depth = f"depth/{sample_id}.png" if with_depth else ""
+    return [sample_id, f"bg/{bg_id}.jpg", f"fg_bg/{sample_id}.jpg", f"mask/{sample_id}.png", depth]
+
+
+def _add(archive: zipfile.ZipFile, name: str, data: bytes, compress: bool) -> None:
+    info = zipfile.ZipInfo(name, date_time=_ZIP_DATE)
+    info.compress_type = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    info.create_system = 3
+    info.external_attr = 0o644 << 16
+    archive.writestr(info, data)
+
+
+def write_zip(out: str | Path, meta: dict, rows: Sequence[Sequence[str]], entries: Iterable[tuple[str, bytes]]) -> Path:
+    """Write meta.json, manifest.csv (`rows`) and then `entries` (name, bytes) in the order given; returns `out`."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    try:
+        with zipfile.ZipFile(tmp, "w") as archive:
+            _add(archive, "meta.json", json.dumps(meta, indent=2, sort_keys=True).encode("utf-8"), compress=True)
+            _add(archive, "manifest.csv", manifest_csv(rows), compress=True)
+            for name, data in entries:
+                _add(archive, name, data, compress=False)
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return out

@@ -1,0 +1,86 @@
+"""Evaluate a checkpoint on its test split, or on any dataset, beside the |fg_bg − bg| baseline.
+
+`python -m mdeas.evaluate ckpt_path=outputs/.../checkpoints/best.ckpt [data.path=other.zip]` writes metrics.json
+(model and baseline) and prints a markdown table. The baseline's threshold is chosen on the validation split.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import hydra
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from mdeas.baseline import fit_threshold, score
+from mdeas.data.errors import DataError
+from mdeas.inference import CheckpointError, load_module
+from mdeas.metrics.classes import DepthMetrics
+
+OTHER_DATASET_SPLIT = [0.0, 0.15, 0.85]
+
+
+def data_config(stored: dict, overrides: dict) -> dict:
+    """The checkpoint's data config with `overrides` (non-null values) applied; another dataset is split
+    OTHER_DATASET_SPLIT (val picks the baseline threshold, test is scored) and used whole."""
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if not stored and "path" not in overrides:
+        raise ValueError("the checkpoint holds no data config; give data.path=...")
+    cfg = {**stored, **overrides}
+    if "path" in overrides:
+        cfg.update(split=OTHER_DATASET_SPLIT, limit=None)
+    return cfg
+
+
+def evaluate(ckpt_path: str, data_overrides: dict, output: str | None = None, device: str = "auto") -> dict:
+    """Test metrics of the checkpoint and of the baseline on the same samples; writes <output>/metrics.json."""
+    accelerator = "gpu" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
+    module = load_module(ckpt_path)
+    stored = (module.hparams.data or {}).get("config") or {}
+    datamodule = instantiate(data_config(stored, data_overrides), _convert_="all")
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    depth = datamodule.index.depth
+    module.depth_metrics["test"] = DepthMetrics(scale=depth.max * depth.metres_per_unit)
+    trainer = pl.Trainer(accelerator=accelerator, devices=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    model = {k.removeprefix("test/"): float(v) for k, v in trainer.test(module, datamodule, verbose=False)[0].items()}
+    denormalise = datamodule.datasets["test"].denormalise
+    threshold = fit_threshold(datamodule.val_dataloader(), denormalise)
+    baseline = {f"mask/{k}": v for k, v in score(datamodule.test_dataloader(), denormalise, threshold).items()}
+    results = {"checkpoint": str(ckpt_path), "samples": len(datamodule.datasets["test"]), "model": model,
+               "baseline": {"threshold": threshold, **baseline}}  # fmt: skip
+    out = Path(output) if output else Path(ckpt_path).resolve().parent.parent / "evaluate"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(results, indent=2))
+    return results
+
+
+def table(results: dict) -> str:
+    """Markdown: one row per metric, the model beside the baseline (mask metrics only for the baseline)."""
+    lines = ["| metric | model | |fg_bg − bg| baseline |", "|---|---|---|"]
+    for key, value in results["model"].items():
+        if key.startswith("loss"):
+            continue
+        base = results["baseline"].get(key)
+        lines.append(f"| {key} | {value:.4f} | {'' if base is None else f'{base:.4f}'} |")
+    return "\n".join(lines)
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    try:
+        overrides = OmegaConf.to_container(cfg.data, resolve=True)
+        results = evaluate(cfg.ckpt_path, overrides, cfg.output, cfg.device)
+    except (DataError, CheckpointError, ValueError) as e:
+        sys.exit(f"error: {e}")
+    print(f"{results['samples']} test samples; baseline threshold {results['baseline']['threshold']:.2f}")
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""Export a checkpoint to TorchScript or ONNX, checked against the PyTorch model on random inputs.
+
+The exported graph takes (bg, fg_bg): float32 [B, 3, S, S] RGB in [0, 1] at the checkpoint's size S (it
+normalises inside) and returns (mask probability [B, 1, S, S], depth [B, 1, S, S] normalised, larger = farther).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from mdeas.inference import CheckpointError, load_module
+from mdeas.module import MaskDepthModule
+
+
+class ExportWrapper(nn.Module):
+    """Normalise → model → (sigmoid(mask logits), depth)."""
+
+    def __init__(self, module: MaskDepthModule) -> None:
+        super().__init__()
+        data = module.hparams.data or {}
+        self.model = module.model
+        self.register_buffer("mean", torch.tensor(data.get("mean", (0.485, 0.456, 0.406))).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(data.get("std", (0.229, 0.224, 0.225))).view(1, 3, 1, 1))
+
+    def forward(self, bg: torch.Tensor, fg_bg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.model((bg - self.mean) / self.std, (fg_bg - self.mean) / self.std)
+        return torch.sigmoid(out["mask"]), out["depth"]
+
+
+def export(ckpt_path: str, fmt: str, output: str, batch_size: int = 2, opset: int = 17) -> float | None:
+    """Write the export and return the max abs difference to PyTorch (None when ONNX Runtime is missing)."""
+    module = load_module(ckpt_path)
+    wrapper = ExportWrapper(module).eval()
+    size = int((module.hparams.data or {}).get("image_size", 224))
+    generator = torch.Generator().manual_seed(0)
+    inputs = tuple(torch.rand(batch_size, 3, size, size, generator=generator) for _ in range(2))
+    out = Path(output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        reference = wrapper(*inputs)
+        if fmt == "torchscript":
+            torch.jit.save(torch.jit.trace(wrapper, inputs), str(out))
+            produced = torch.jit.load(str(out))(*inputs)
+        elif fmt == "onnx":
+            torch.onnx.export(
+                wrapper, inputs, str(out), input_names=["bg", "fg_bg"], output_names=["mask", "depth"],
+                dynamic_axes={n: {0: "batch"} for n in ("bg", "fg_bg", "mask", "depth")}, opset_version=opset,
+                dynamo=False,
+            )  # fmt: skip
+            if importlib.util.find_spec("onnxruntime") is None:
+                return None
+            import onnxruntime
+
+            session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+            produced = session.run(None, {"bg": inputs[0].numpy(), "fg_bg": inputs[1].numpy()})
+            produced = [torch.from_numpy(p) for p in produced]
+        else:
+            raise ValueError(f"unknown export format {fmt!r}; choose torchscript or onnx")
+    return max(float((a - b).abs().max()) for a, b in zip(reference, produced, strict=True))
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="export")
+def main(cfg: DictConfig) -> None:
+    try:
+        diff = export(cfg.ckpt_path, cfg.format, cfg.output, cfg.batch_size, cfg.opset)
+    except (CheckpointError, ValueError) as e:
+        sys.exit(f"error: {e}")
+    check = "not checked (install the `onnx` extra for onnxruntime)" if diff is None else f"{diff:.3g}"
+    print(f"exported {cfg.format} to {cfg.output}; max abs diff vs PyTorch: {check}")
+
+
+if __name__ == "__main__":
+    main()

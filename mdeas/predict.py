@@ -1,0 +1,168 @@
+"""Predict masks and depth maps with a trained checkpoint.
+
+`python -m mdeas.predict ckpt_path=run/checkpoints/best.ckpt output=preds bg=bg.jpg fg_bg=scene.jpg`, or
+`input=DIR` (DIR/bg/<name> and DIR/fg_bg/<name>), `input=data.zip` (any supported dataset), `video=clip.mp4 bg=bg.jpg`.
+Per sample it writes <id>_mask.png (0/255), <id>_depth.png (16-bit, dataset unit), <id>_depth_color.png and
+<id>_panel.png (fg_bg | mask | depth), each at the input's size; for a video also <name>_panel.mp4.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from itertools import chain
+from pathlib import Path
+
+import cv2
+import hydra
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from tqdm import tqdm
+
+from mdeas.data.decode import decode_rgb
+from mdeas.data.errors import DataError
+from mdeas.data.layouts import load_index
+from mdeas.inference import CheckpointError, Prediction, Predictor, load_module
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+Item = tuple[str, np.ndarray, np.ndarray]  # id, bg, fg_bg (uint8 RGB)
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """uint8 RGB [H, W, 3] from an image file; DataError naming the file otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "", "no such file")
+    return decode_rgb(path.read_bytes(), str(path), "")
+
+
+def pair_items(bg: str, fg_bg: str) -> Iterator[Item]:
+    yield Path(fg_bg).stem, read_image(bg), read_image(fg_bg)
+
+
+def folder_items(root: Path) -> Iterator[Item]:
+    """Pairs DIR/bg/<name> with DIR/fg_bg/<name> by exact name, sorted; a missing partner is an error."""
+    bg_dir, fg_dir = root / "bg", root / "fg_bg"
+    for d in (bg_dir, fg_dir):
+        if not d.is_dir():
+            raise DataError(d, "", "missing folder (input=DIR needs DIR/bg and DIR/fg_bg)")
+    fgs = sorted(p for p in fg_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    for fg in fgs:
+        if not (bg_dir / fg.name).is_file():
+            raise DataError(bg_dir, fg.name, f"missing partner of {fg}")
+    for fg in fgs:
+        yield fg.stem, read_image(bg_dir / fg.name), read_image(fg)
+
+
+def zip_items(path: str) -> Iterator[Item]:
+    index = load_index(path)
+    store = index.store
+    for s in index.samples:
+        yield (
+            s.id,
+            decode_rgb(store.read(s.bg), str(store.source(s.bg)), s.bg),
+            decode_rgb(store.read(s.fg_bg), str(store.source(s.fg_bg)), s.fg_bg),
+        )
+
+
+def video_items(video: str, bg: str) -> Iterator[Item]:
+    background = read_image(bg)
+    capture = cv2.VideoCapture(video)
+    if not capture.isOpened():
+        raise DataError(video, "", "cannot open video")
+    stem, n = Path(video).stem, 0
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frame = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        if frame.shape != background.shape:
+            background = cv2.resize(background, (frame.shape[1], frame.shape[0]), interpolation=cv2.INTER_AREA)
+        yield f"{stem}_{n:06d}", background, frame
+        n += 1
+    capture.release()
+
+
+def depth_color(depth_norm: np.ndarray) -> np.ndarray:
+    """Normalised depth [H, W] (larger = farther) → RGB uint8 [H, W, 3], near = bright."""
+    grey = np.round((1.0 - np.clip(depth_norm, 0, 1)) * 255).astype(np.uint8)
+    return cv2.cvtColor(cv2.applyColorMap(grey, cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB)
+
+
+def panel(fg_bg: np.ndarray, p: Prediction) -> np.ndarray:
+    """fg_bg | mask | depth colour side by side: RGB uint8 [H, 3W, 3]."""
+    mask = np.repeat((p.mask[..., None] > 0.5).astype(np.uint8) * 255, 3, axis=2)
+    return np.concatenate([fg_bg, mask, depth_color(p.depth_norm)], axis=1)
+
+
+def write_outputs(out: Path, sample_id: str, fg_bg: np.ndarray, p: Prediction) -> np.ndarray:
+    """Write the four files of one sample; returns its panel."""
+    cv2.imwrite(str(out / f"{sample_id}_mask.png"), (p.mask > 0.5).astype(np.uint8) * 255)
+    cv2.imwrite(str(out / f"{sample_id}_depth.png"), np.clip(np.round(p.depth), 0, 65535).astype(np.uint16))
+    cv2.imwrite(str(out / f"{sample_id}_depth_color.png"), cv2.cvtColor(depth_color(p.depth_norm), cv2.COLOR_RGB2BGR))
+    view = panel(fg_bg, p)
+    cv2.imwrite(str(out / f"{sample_id}_panel.png"), cv2.cvtColor(view, cv2.COLOR_RGB2BGR))
+    return view
+
+
+def items_of(cfg: DictConfig) -> tuple[Iterator[Item], int | None]:
+    """The input samples of the config and their count when known."""
+    if cfg.video:
+        if not cfg.bg:
+            raise ValueError("video=... needs bg=... (the background the frames are compared with)")
+        frames = int(cv2.VideoCapture(cfg.video).get(cv2.CAP_PROP_FRAME_COUNT)) or None
+        return video_items(cfg.video, cfg.bg), frames
+    if cfg.bg and cfg.fg_bg:
+        return pair_items(cfg.bg, cfg.fg_bg), 1
+    if cfg.input:
+        root = Path(cfg.input)
+        if root.is_dir():
+            return folder_items(root), len(list((root / "fg_bg").glob("*")))
+        return zip_items(str(root)), None
+    raise ValueError("give bg=... fg_bg=..., input=DIR, input=ZIP or video=... bg=...")
+
+
+def predict(cfg: DictConfig) -> Path:
+    """Run the checkpoint over the inputs of `cfg`; returns the output folder."""
+    device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    predictor = Predictor(load_module(cfg.ckpt_path), device)
+    out = Path(cfg.output)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(out, "", f"cannot create the output folder ({e.strerror})") from None
+    items, total = items_of(cfg)
+    writer, batch = None, []
+    with tqdm(total=total, desc="predict", unit="sample") as bar:
+        for item in chain(items, [None]):
+            if item is not None:
+                batch.append(item)
+            if batch and (item is None or len(batch) == cfg.batch_size):
+                preds = predictor([b for _, b, _ in batch], [f for _, _, f in batch])
+                for (sample_id, _, fg_bg), p in zip(batch, preds, strict=True):
+                    view = write_outputs(out, sample_id, fg_bg, p)
+                    if cfg.video:
+                        if writer is None:
+                            fps = cv2.VideoCapture(cfg.video).get(cv2.CAP_PROP_FPS) or 25.0
+                            path = str(out / f"{Path(cfg.video).stem}_panel.mp4")
+                            writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), fps, view.shape[1::-1])
+                        writer.write(cv2.cvtColor(view, cv2.COLOR_RGB2BGR))
+                bar.update(len(batch))
+                batch = []
+    if writer is not None:
+        writer.release()
+    return out
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
+def main(cfg: DictConfig) -> None:
+    try:
+        out = predict(cfg)
+    except (DataError, CheckpointError, ValueError) as e:
+        sys.exit(f"error: {e}")
+    print(f"predictions written to {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,225 @@
+"""The compose tool: pairing of inputs, the seeds' sampling, masks, depth (declared or not), determinism, CLI."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import io
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mdeas.data.compose import compose, composite_depth, find_sources, load_depth
+from mdeas.data.errors import DataError
+from mdeas.data.layouts import load_index
+
+REPO = Path(__file__).resolve().parents[1]
+SIZE = 48
+OPTIONS = {"image_size": SIZE, "scales": [1.0, 0.5], "positions": 2, "seed": 3}
+RED, BLUE = (250, 10, 10), (10, 10, 250)
+
+
+def _save(path: Path, array: np.ndarray, **kwargs) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path, **kwargs)
+    return path
+
+
+def _cutout(h: int, w: int, margin: int = 5) -> np.ndarray:
+    """RGBA [h + 2 margin, w + 2 margin]: an opaque block, red on the left half and blue on the right, in a
+    transparent frame (whose colour is green, which must never show)."""
+    rgba = np.zeros((h + 2 * margin, w + 2 * margin, 4), np.uint8)
+    rgba[..., 1] = 255
+    rgba[margin : margin + h, margin : margin + w] = (*RED, 255)
+    rgba[margin : margin + h, margin + w // 2 : margin + w] = (*BLUE, 255)
+    return rgba
+
+
+@pytest.fixture
+def inputs(tmp_path: Path) -> dict[str, Path]:
+    rng = np.random.default_rng(0)
+    bg_dir, fg_dir = tmp_path / "bg", tmp_path / "fg"
+    _save(bg_dir / "room.jpg", np.full((60, 80, 3), 120, np.uint8))
+    _save(bg_dir / "street.png", rng.integers(90, 160, (100, 50, 3), dtype=np.uint8))
+    _save(fg_dir / "block.png", _cutout(40, 20))
+    rgb = np.zeros((30, 30, 3), np.uint8)
+    rgb[:] = RED
+    rgb[:, 15:] = BLUE
+    _save(fg_dir / "photo.jpg", rgb, quality=95)
+    mask = np.zeros((30, 30), np.uint8)
+    mask[5:25, 8:22] = 255
+    _save(fg_dir / "photo_mask.png", mask)
+    return {"bg_dir": bg_dir, "fg_dir": fg_dir}
+
+
+def _rows(archive: zipfile.ZipFile) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(archive.read("manifest.csv").decode("utf-8"))))
+
+
+def _array(archive: zipfile.ZipFile, name: str) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(archive.read(name))))
+
+
+def test_every_background_gets_every_object_flip_scale_and_position(tmp_path: Path, inputs: dict) -> None:
+    path = compose(tmp_path / "c.zip", workers=1, **inputs, **OPTIONS)
+    with zipfile.ZipFile(path) as archive:
+        rows = _rows(archive)
+        meta = json.loads(archive.read("meta.json"))
+        names = set(archive.namelist())
+    expected = [
+        f"b{b:05d}_o{o:03d}_m{m}_s{s}_p{p}"
+        for b in range(2)
+        for o in range(2)
+        for m in (0, 1)
+        for s in (0, 1)
+        for p in (0, 1)
+    ]
+    assert rows[0] == ["id", "bg", "fg_bg", "mask", "depth"] and [r[0] for r in rows[1:]] == expected
+    assert all(r[4] == "" for r in rows[1:])  # no depth declared
+    assert not any(n.startswith("depth/") for n in names)
+    assert {r[1] for r in rows[1:]} == {"bg/b00000.jpg", "bg/b00001.jpg"} <= names
+    assert meta["depth"] is None and meta["num_samples"] == 32 and meta["scales"] == [1.0, 0.5]
+    assert meta["backgrounds"] == ["room.jpg", "street.png"] and meta["foregrounds"] == ["block.png", "photo.jpg"]
+    index = load_index(str(path))
+    assert len(index.samples) == 32 and all(s.depth is None for s in index.samples)
+
+
+def test_masks_have_the_seeds_size_and_the_object_shows_inside_only(tmp_path: Path, inputs: dict) -> None:
+    path = compose(tmp_path / "c.zip", workers=1, jpeg_quality=95, **inputs, **OPTIONS)
+    with zipfile.ZipFile(path) as archive:
+        for sample_id, bg_name, fg_bg_name, mask_name, _ in _rows(archive)[1:]:
+            if "_o000_" not in sample_id:  # the RGBA block: 40 x 20 px, opaque
+                continue
+            mask = _array(archive, mask_name)
+            assert set(np.unique(mask)) == {0, 255}
+            rows, cols = np.nonzero(mask)
+            scale = 1.0 if "_s0_" in sample_id else 0.5
+            side = round(150 / 224 * SIZE * scale)  # 32 or 16 px
+            assert (rows.max() - rows.min() + 1, cols.max() - cols.min() + 1) == (side, side // 2)
+            assert mask.sum() // 255 == side * (side // 2)  # a full rectangle
+            fg_bg, bg = _array(archive, fg_bg_name).astype(int), _array(archive, bg_name).astype(int)
+            inside = mask == 255
+            assert np.abs(fg_bg - bg)[~inside].mean() < 4  # JPEG noise only
+            left = inside & (np.arange(SIZE)[None, :] < cols.min() + side // 4)
+            right = inside & (np.arange(SIZE)[None, :] > cols.max() - side // 4)
+            sign = -1 if "_m1_" in sample_id else 1  # red left, blue right, unless mirrored
+            assert sign * (fg_bg[left][:, 0] - fg_bg[left][:, 2]).mean() > 80
+            assert sign * (fg_bg[right][:, 2] - fg_bg[right][:, 0]).mean() > 80
+            assert fg_bg[inside][:, 1].mean() < 40  # the transparent green frame never shows
+
+
+def test_a_jpeg_with_a_mask_file_or_a_mask_folder_is_an_object(tmp_path: Path, inputs: dict) -> None:
+    sources = find_sources(**inputs)
+    assert [p.name for p in sources.foregrounds] == ["block.png", "photo.jpg"]
+    assert sources.masks == (None, inputs["fg_dir"] / "photo_mask.png") and sources.depths is None
+    mask_dir = tmp_path / "masks"
+    _save(mask_dir / "block.png", np.full((50, 30), 255, np.uint8))
+    with pytest.raises(DataError, match=r"masks: photo.png: missing mask of foreground photo.jpg"):
+        find_sources(**inputs, mask_dir=mask_dir)
+    _save(mask_dir / "photo.png", np.full((30, 30), 255, np.uint8))
+    assert find_sources(**inputs, mask_dir=mask_dir).masks == (mask_dir / "block.png", mask_dir / "photo.png")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: (d["fg_dir"] / "photo_mask.png").unlink(), r"photo.jpg: no alpha channel and no mask"),
+        (lambda d: _save(d["fg_dir"] / "photo_mask.png", np.zeros((30, 30), np.uint8)), r"opacity is 0 everywhere"),
+        (lambda d: _save(d["fg_dir"] / "photo_mask.png", np.ones((9, 30), np.uint8)), r"differs from its foreground"),
+        (lambda d: (d["bg_dir"] / "room.jpg").write_bytes(b"not an image"), r"room.jpg: cannot decode image"),
+    ],
+)
+def test_bad_inputs_fail_with_the_file_named_and_write_nothing(tmp_path: Path, inputs: dict, change, message) -> None:
+    change(inputs)
+    with pytest.raises(DataError, match=message):
+        compose(tmp_path / "out" / "c.zip", workers=1, **inputs, **OPTIONS)
+    assert not (tmp_path / "out" / "c.zip").exists() and not (tmp_path / "out" / "c.zip.tmp").exists()
+
+
+def test_depth_maps_give_the_object_the_depth_of_its_contact_row(tmp_path: Path, inputs: dict) -> None:
+    depth_dir = tmp_path / "depth"
+    for name, (h, w) in (("room", (60, 80)), ("street", (100, 50))):
+        rows = np.arange(h, dtype=np.float64)[:, None] * np.ones((1, w))
+        _save(depth_dir / f"{name}.png", np.rint(12000 - rows * 8000 / h).astype(np.uint16))  # nearer below
+    path = compose(tmp_path / "d.zip", workers=1, depth_dir=depth_dir, max_depth_mm=15000, **inputs, **OPTIONS)
+    backgrounds = [load_depth(depth_dir / name, SIZE, "resize") for name in ("room.png", "street.png")]
+    with zipfile.ZipFile(path) as archive:
+        meta = json.loads(archive.read("meta.json"))
+        assert meta["depth"] == {"format": "png16", "unit": "mm", "max": 15000}
+        for sample_id, _, _, mask_name, depth_name in _rows(archive)[1:]:
+            assert depth_name == f"depth/{sample_id}.png"
+            mask = _array(archive, mask_name) == 255
+            depth = _array(archive, depth_name)
+            bg = backgrounds[int(sample_id[1:6])]
+            np.testing.assert_array_equal(depth[~mask], bg[~mask])
+            bottom = np.nonzero(mask.any(axis=1))[0].max()
+            contact = np.median(bg[bottom][mask[bottom]])  # the bg depth on the object's lowest row...
+            assert (depth[mask] == np.uint16(contact)).all()  # ...is the whole object's (it is the nearest)
+            assert (depth[mask] < bg[mask]).sum() > 0.5 * mask.sum()
+    assert backgrounds[0][0, 0] == 12000 and backgrounds[0][-1, 0] < 4200  # nearer at the bottom
+
+
+def test_composite_depth_by_hand() -> None:
+    bg = np.array([[9000, 9000, 9000], [5000, 0, 7000], [4000, 3000, 0]], np.uint16)
+    mask = np.array([[1, 1, 0], [1, 1, 0], [0, 1, 1]], bool)
+    # lowest mask row 2: known bg depths 3000 (the 0 is unknown) -> object at 3000, capped by nearer bg
+    expected = np.array([[3000, 3000, 9000], [3000, 3000, 7000], [4000, 3000, 3000]], np.uint16)
+    np.testing.assert_array_equal(composite_depth(bg, mask), expected)
+    unknown = np.array([[0, 0], [0, 0]], np.uint16)
+    np.testing.assert_array_equal(composite_depth(unknown, np.ones((2, 2), bool)), unknown)
+
+
+def test_same_seed_same_bytes_for_any_number_of_workers(tmp_path: Path, inputs: dict) -> None:
+    a = compose(tmp_path / "a.zip", workers=1, **inputs, **OPTIONS)
+    b = compose(tmp_path / "b.zip", workers=2, **inputs, **OPTIONS)
+    c = compose(tmp_path / "c.zip", workers=1, **inputs, **{**OPTIONS, "seed": 4})
+    assert a.read_bytes() == b.read_bytes() != c.read_bytes()
+
+
+def test_cli_writes_only_the_zip_and_reports_bad_input_on_one_line(tmp_path: Path, inputs: dict) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    base = [sys.executable, "-m", "mdeas.data.compose", f"bg_dir={inputs['bg_dir']}", "image_size=32", "positions=1"]
+    work = tmp_path / "work"
+    work.mkdir()
+    ok = subprocess.run(
+        [*base, f"fg_dir={inputs['fg_dir']}", "out=out/c.zip", "scales=[0.5]", "flips=false"],
+        cwd=work, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.strip().splitlines()[-1] == "wrote 4 samples to out/c.zip"
+    assert sorted(str(p.relative_to(work)) for p in work.rglob("*")) == ["out", "out/c.zip"]
+    bad = subprocess.run(
+        [*base, f"fg_dir={tmp_path / 'nowhere'}", "out=out/d.zip"], cwd=work, env=env, capture_output=True, text=True
+    )
+    assert bad.returncode != 0
+    assert bad.stderr.strip() == f"error: {tmp_path / 'nowhere'}: no such folder"
+
+
+@pytest.mark.slow
+def test_the_real_check_set_builds_from_the_installed_photos(tmp_path: Path) -> None:
+    if importlib.util.find_spec("skimage") is None:
+        pytest.skip("scikit-image (the dev extra) is not installed")
+    from experiments.real_check_set import build
+
+    a = build(tmp_path / "a.zip", image_size=64, workers=1)
+    b = build(tmp_path / "b.zip", image_size=64, workers=2)
+    assert a.read_bytes() == b.read_bytes()
+    with zipfile.ZipFile(a) as archive:
+        meta = json.loads(archive.read("meta.json"))
+        masks = [_array(archive, row[3]) for row in _rows(archive)[1:]]
+    assert meta["depth"] is None and meta["num_samples"] == 10 * 8 * 2 * 4 and meta["jpeg_quality"] == 50
+    assert meta["foregrounds"] == [f"coin_{i}.png" for i in range(4)] + [
+        "horse.png",
+        "logo.png",
+        "motorcycle.png",
+        "retina.png",
+    ]
+    coverage = np.array([(m == 255).mean() for m in masks])
+    assert 0.01 < coverage.min() and coverage.max() < 0.6

@@ -1,0 +1,148 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from mdeas.evaluate import evaluate
+from mdeas.inference import CheckpointError, load_module
+from mdeas.train import train
+from tests.conftest import write_canonical_zip
+
+CONF = str(Path(__file__).resolve().parents[1] / "conf")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> dict:
+    """A checkpoint trained for one short epoch on a tiny dataset, with the run's own metrics."""
+    root = tmp_path_factory.mktemp("trained")
+    data = write_canonical_zip(root / "tiny.zip", num_samples=24, size=48, fg_per_bg=2)
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        cfg = compose("train", overrides=[
+            f"paths.output_dir={root / 'run'}", f"data.path={data}", "data.image_size=32", "data.batch_size=4",
+            "data.num_workers=0", "trainer.max_epochs=1", "callbacks.image_grid=null",
+        ])  # fmt: skip
+    results = train(cfg)
+    return {"root": root, "data": data, "ckpt": Path(results["best_checkpoint"]), "results": results}
+
+
+def run(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_evaluate_reproduces_the_runs_test_metrics(trained):
+    results = evaluate(str(trained["ckpt"]), {}, str(trained["root"] / "eval"))
+    for key, value in trained["results"]["test"].items():
+        assert results["model"][key.removeprefix("test/")] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+    assert 0.0 < results["baseline"]["threshold"] <= 0.5
+    # the red square on random noise is easy for the difference baseline
+    assert results["baseline"]["mask/iou"] > 0.5
+    assert json.loads((trained["root"] / "eval" / "metrics.json").read_text()) == results
+
+
+def test_evaluate_on_another_dataset_scores_85_percent(trained, tmp_path):
+    other = write_canonical_zip(tmp_path / "other.zip", num_samples=40, size=40, fg_per_bg=2, seed=5)
+    results = evaluate(str(trained["ckpt"]), {"path": str(other)}, str(tmp_path / "e"))
+    assert results["samples"] == 34  # 20 backgrounds: 3 pick the threshold, 17 × 2 samples are scored
+
+
+def write_pair(folder: Path, name: str, size: tuple[int, int]) -> None:
+    rng = np.random.default_rng(0)
+    bg = rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+    fg = bg.copy()
+    fg[5:20, 5:25] = (255, 0, 0)
+    (folder / "bg").mkdir(parents=True, exist_ok=True)
+    (folder / "fg_bg").mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(folder / "bg" / name), bg)
+    cv2.imwrite(str(folder / "fg_bg" / name), fg)
+
+
+def check_outputs(out: Path, sample_id: str, size: tuple[int, int]) -> None:
+    mask = cv2.imread(str(out / f"{sample_id}_mask.png"), cv2.IMREAD_UNCHANGED)
+    depth = cv2.imread(str(out / f"{sample_id}_depth.png"), cv2.IMREAD_UNCHANGED)
+    color = cv2.imread(str(out / f"{sample_id}_depth_color.png"))
+    panel = cv2.imread(str(out / f"{sample_id}_panel.png"))
+    assert mask.shape == size[::-1] and set(np.unique(mask)) <= {0, 255}
+    assert depth.shape == size[::-1] and depth.dtype == np.uint16 and depth.max() <= 20000
+    assert color.shape == (*size[::-1], 3)
+    assert panel.shape == (size[1], 3 * size[0], 3)
+
+
+def test_predict_pair_folder_zip_and_video(trained, tmp_path):
+    ckpt = str(trained["ckpt"])
+    write_pair(tmp_path / "in", "a.png", (50, 30))
+    write_pair(tmp_path / "in", "b.png", (40, 40))
+    done = run("mdeas.predict", f"ckpt_path={ckpt}", "output=pair", f"bg={tmp_path}/in/bg/a.png",
+               f"fg_bg={tmp_path}/in/fg_bg/a.png", cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-1500:]
+    check_outputs(tmp_path / "pair", "a", (50, 30))
+    done = run("mdeas.predict", f"ckpt_path={ckpt}", "output=folder", "input=in", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-1500:]
+    check_outputs(tmp_path / "folder", "a", (50, 30))
+    check_outputs(tmp_path / "folder", "b", (40, 40))
+    done = run("mdeas.predict", f"ckpt_path={ckpt}", "output=zip", f"input={trained['data']}", "batch_size=5",
+               cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-1500:]
+    assert len(list((tmp_path / "zip").glob("*_mask.png"))) == 24
+    check_outputs(tmp_path / "zip", "b000_f00", (48, 48))
+    # a short video of fg_bg frames over one background
+    writer = cv2.VideoWriter(str(tmp_path / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 5, (48, 32))
+    frame = cv2.imread(str(tmp_path / "in" / "fg_bg" / "a.png"))
+    for _ in range(4):
+        writer.write(cv2.resize(frame, (48, 32)))
+    writer.release()
+    done = run("mdeas.predict", f"ckpt_path={ckpt}", "output=video", "video=clip.avi", "bg=in/bg/a.png",
+               cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-1500:]
+    check_outputs(tmp_path / "video", "clip_000003", (48, 32))
+    assert (tmp_path / "video" / "clip_panel.mp4").stat().st_size > 0
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_export_parity(trained, tmp_path, fmt):
+    if fmt == "onnx":
+        pytest.importorskip("onnxruntime")
+    done = run("mdeas.export", f"ckpt_path={trained['ckpt']}", f"format={fmt}", f"output=m.{fmt}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-1500:]
+    diff = float(done.stdout.strip().rsplit("max abs diff vs PyTorch: ", 1)[1])
+    assert diff <= 1e-4 and (tmp_path / f"m.{fmt}").stat().st_size > 100_000
+
+
+def test_bad_inputs_are_one_line_errors(trained, tmp_path):
+    ckpt = str(trained["ckpt"])
+    write_pair(tmp_path / "in", "a.png", (50, 30))
+    (tmp_path / "in" / "fg_bg" / "lonely.png").write_bytes((tmp_path / "in" / "fg_bg" / "a.png").read_bytes())
+    (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
+    (tmp_path / "cut.png").write_bytes((tmp_path / "in" / "bg" / "a.png").read_bytes()[:60])
+    cv2.imwrite(str(tmp_path / "small.png"), np.zeros((10, 10, 3), np.uint8))
+    cases = [
+        (["mdeas.predict", "ckpt_path=nope.ckpt", "output=o", "input=in"], "nope.ckpt: no such checkpoint file"),
+        (["mdeas.predict", "ckpt_path=junk.ckpt", "output=o", "input=in"], "junk.ckpt: not a PyTorch checkpoint"),
+        (["mdeas.predict", f"ckpt_path={ckpt}", "output=o", "input=in"], "lonely.png: missing partner"),
+        (["mdeas.predict", f"ckpt_path={ckpt}", "output=o", "bg=missing.png", "fg_bg=cut.png"],
+         "missing.png: no such file"),
+        (["mdeas.predict", f"ckpt_path={ckpt}", "output=o", "bg=cut.png", "fg_bg=cut.png"],
+         "cut.png: cannot decode image"),
+        (["mdeas.predict", f"ckpt_path={ckpt}", "output=o", "bg=small.png", "fg_bg=in/bg/a.png"],
+         "bg size 10x10 differs from fg_bg 50x30"),
+        (["mdeas.export", "ckpt_path=junk.ckpt", "format=onnx", "output=m.onnx"], "junk.ckpt: not a PyTorch"),
+        (["mdeas.evaluate", "ckpt_path=junk.ckpt"], "junk.ckpt: not a PyTorch checkpoint"),
+    ]  # fmt: skip
+    for args, message in cases:
+        done = run(*args, cwd=tmp_path)
+        assert done.returncode != 0, args
+        last = done.stderr.strip().splitlines()[-1]
+        assert message in last, (args, done.stderr[-800:])
+
+
+def test_checkpoint_of_another_model_is_named(trained, tmp_path):
+    ckpt = torch.load(trained["ckpt"], weights_only=False)
+    ckpt["state_dict"] = {k: v for k, v in ckpt["state_dict"].items() if "depth_decoder" not in k}
+    torch.save(ckpt, tmp_path / "other.ckpt")
+    with pytest.raises(CheckpointError, match="other.ckpt: weights of model 'densenet_dilated' do not fit"):
+        load_module(tmp_path / "other.ckpt")

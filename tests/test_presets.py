@@ -1,0 +1,141 @@
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+from mdeas.models import create_model, list_models
+from mdeas.models.encoders.mobile import MobileEncoder
+from mdeas.models.fusion import SiameseDiff
+from mdeas.train import train
+from tests.conftest import write_canonical_zip
+
+CONF = str(Path(__file__).resolve().parents[1] / "conf")
+
+# The seeds' published totals (SEEDS.md) and the efficient design's own count.
+PARAMS = {
+    "densenet_dilated": 1_521_026,
+    "resunet": 11_033_922,
+    "resnet_unet": 11_234_066,
+    "unet_shared": 3_165_170,
+    "dwsep_pair": 690_505,
+    "mobile_unet": 1_634_690,
+}
+STRIDES = {
+    "densenet_dilated": 16,
+    "resunet": 16,
+    "resnet_unet": 16,
+    "unet_shared": 4,
+    "dwsep_pair": 1,
+    "mobile_unet": 32,
+}
+
+
+def n_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_every_preset_is_registered_and_has_a_config():
+    assert list_models() == sorted([*PARAMS, "composed"])
+    assert list_models("*unet*") == ["mobile_unet", "resnet_unet", "resunet", "unet_shared"]
+    assert sorted(p.stem for p in Path(CONF, "model").glob("*.yaml")) == list_models()
+
+
+@pytest.mark.parametrize("name", sorted(PARAMS))
+def test_preset_matches_its_parameter_count_and_stride(name):
+    model = create_model(name)
+    assert n_params(model) == PARAMS[name]
+    assert model.stride == STRIDES[name]
+
+
+def test_dwsep_pair_is_two_separate_networks_with_the_seed_counts():
+    model = create_model("dwsep_pair")
+    assert n_params(model.depth_net) == 492_947
+    assert n_params(model.mask_net) == 197_558
+
+
+def _check_outputs(model: torch.nn.Module, out: dict, size: int) -> None:
+    assert set(out) == {"mask", "depth"}
+    for key in ("mask", "depth"):
+        assert out[key].shape == (2, 1, size, size) and out[key].dtype == torch.float32
+        assert torch.isfinite(out[key]).all()
+    # logits, not probabilities: no sigmoid anywhere (losses apply it)
+    assert not any(isinstance(m, torch.nn.Sigmoid) for m in model.modules())
+
+
+@pytest.mark.parametrize("name", sorted(PARAMS))
+def test_output_contract_at_64_and_backpropagation_to_every_parameter(name):
+    torch.manual_seed(0)
+    model = create_model(name)
+    out = model(torch.randn(2, 3, 64, 64), torch.randn(2, 3, 64, 64))
+    _check_outputs(model, out, 64)
+    (out["mask"].pow(2).mean() + out["depth"].pow(2).mean()).backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert missing == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("size", [128, 224])
+@pytest.mark.parametrize("name", sorted(PARAMS))
+def test_output_contract_at_128_and_224(name, size):
+    torch.manual_seed(0)
+    model = create_model(name).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, size, size), torch.randn(2, 3, size, size))
+    _check_outputs(model, out, size)
+
+
+def test_a_size_off_the_stride_is_a_clear_error():
+    with pytest.raises(ValueError, match="input size 48x48 is not divisible by the model stride 32"):
+        create_model("mobile_unet")(torch.zeros(1, 3, 48, 48), torch.zeros(1, 3, 48, 48))
+
+
+def test_composed_model_from_the_config_group():
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        cfg = compose(
+            "train",
+            overrides=[
+                "model=composed",
+                "model.encoder=mobile",
+                "model.fusion=siamese_diff",
+                "model.decoder=light",
+                "+model.decoder_kwargs.widths=[64,32,24,16,16]",
+            ],
+        )
+    model = instantiate(cfg.model)
+    assert isinstance(model.fusion, SiameseDiff) and isinstance(model.fusion.encoder, MobileEncoder)
+    assert [block[-1][0].out_channels for block in model.mask_decoder.blocks] == [64, 32, 24, 16, 16]
+    out = model(torch.zeros(1, 3, 32, 32), torch.zeros(1, 3, 32, 32))
+    assert out["mask"].shape == out["depth"].shape == (1, 1, 32, 32)
+
+
+@pytest.fixture(scope="module")
+def tiny_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_canonical_zip(tmp_path_factory.mktemp("data") / "tiny.zip", num_samples=24, size=32, fg_per_bg=2)
+
+
+FAST_TRAIN = {"densenet_dilated", "mobile_unet"}
+
+
+@pytest.mark.parametrize(
+    "name", [n if n in FAST_TRAIN else pytest.param(n, marks=pytest.mark.slow) for n in [*sorted(PARAMS), "composed"]]
+)
+def test_fast_dev_run_through_the_train_entry(name, tmp_path, tiny_zip):
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        cfg = compose(
+            "train",
+            overrides=[
+                f"model={name}",
+                f"paths.output_dir={tmp_path / 'run'}",
+                f"data.path={tiny_zip}",
+                "data.image_size=32",
+                "data.batch_size=4",
+                "data.num_workers=0",
+                "trainer.accelerator=cpu",
+                "+trainer.fast_dev_run=true",
+            ],
+        )
+    results = train(cfg)
+    assert 0.0 <= results["val"]["val/mask/iou"] <= 1.0
+    assert torch.isfinite(torch.tensor(results["val"]["val/depth/rmse"]))

@@ -1,0 +1,140 @@
+"""Training strategies: progressive stages, weight transfer, precision, DDP, exact resume."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from hydra import compose, initialize_config_dir
+
+from mdeas.inference import CheckpointError, load_module
+from mdeas.module import MaskDepthModule
+from mdeas.progressive import StageError, apply_stage
+from mdeas.train import train
+from tests.conftest import write_canonical_zip
+
+CONF = str(Path(__file__).resolve().parents[1] / "conf")
+
+
+class StopAfter(pl.Callback):
+    """Simulates Ctrl-C after `steps` optimiser steps."""
+
+    def __init__(self, steps: int) -> None:
+        self.steps = steps
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if trainer.global_step >= self.steps:
+            raise KeyboardInterrupt
+
+
+@pytest.fixture
+def tiny_zip(tmp_path: Path) -> Path:
+    return write_canonical_zip(tmp_path / "tiny.zip", num_samples=24, size=32, fg_per_bg=2)
+
+
+def config(out: Path, data: Path, *overrides: str):
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        return compose("train", overrides=[
+            f"paths.output_dir={out}", f"data.path={data}", "data.image_size=32", "data.batch_size=4",
+            "data.num_workers=0", "trainer.max_epochs=1", "callbacks.image_grid=null", *overrides,
+        ])  # fmt: skip
+
+
+def test_a_stage_without_its_previous_stage_is_a_clear_error(tmp_path, tiny_zip):
+    cfg = config(tmp_path / "chain" / "stage1", tiny_zip, "experiment=progressive", "stage=1")
+    with pytest.raises(StageError, match=r"stage 1 starts from stage 0's best weights, but .*chain/stage0/checkpoints"):
+        apply_stage(cfg)
+
+
+def test_a_stage_takes_its_size_epochs_and_batch(tmp_path, tiny_zip):
+    cfg = apply_stage(config(tmp_path / "chain" / "stage0", tiny_zip, "experiment=progressive", "stage=0"))
+    assert (cfg.data.image_size, cfg.trainer.max_epochs, cfg.data.batch_size) == (64, 4, 32)
+    assert cfg.get("init_from") is None and cfg.ckpt_path is None
+
+
+def test_init_from_loads_weights_only_and_rejects_another_model(tmp_path, tiny_zip):
+    first = train(config(tmp_path / "a", tiny_zip))
+    cfg = config(tmp_path / "b", tiny_zip, f"init_from={first['best_checkpoint']}", "optim.lr=0")
+    train(cfg)  # learning rate 0: the parameters written are the ones loaded
+    a, b = load_module(first["best_checkpoint"]), load_module(tmp_path / "b" / "checkpoints" / "last.ckpt")
+    assert all(torch.equal(x, y) for x, y in zip(a.model.parameters(), b.model.parameters(), strict=True))
+    fresh = load_module(tmp_path / "a" / "checkpoints" / "last.ckpt")
+    assert not all(torch.equal(x, y) for x, y in zip(fresh.model.parameters(), MaskDepthModule(
+        model=cfg.model, loss=cfg.loss, optim=cfg.optim).model.parameters(), strict=True))  # fmt: skip
+    other = config(tmp_path / "c", tiny_zip, f"init_from={first['best_checkpoint']}", "model=dwsep_pair")
+    with pytest.raises(CheckpointError, match=r"best.ckpt: weights of model 'densenet_dilated' do not fit"):
+        train(other)
+
+
+def test_bf16_mixed_precision_trains_and_keeps_fp32_metrics(tmp_path, tiny_zip):
+    results = train(config(tmp_path / "r", tiny_zip, "trainer.precision=bf16-mixed", "+trainer.fast_dev_run=true"))
+    assert all(torch.isfinite(torch.tensor(v)) for v in results["val"].values())
+
+
+def test_channels_last_gives_the_same_outputs(tmp_path, tiny_zip):
+    torch.manual_seed(0)
+    cfg = config(tmp_path / "r", tiny_zip)
+    module = MaskDepthModule(model=cfg.model, loss=cfg.loss, optim=cfg.optim).eval()
+    x = torch.randn(2, 3, 32, 32), torch.randn(2, 3, 32, 32)
+    before = module(*x)
+    module.set_memory_format(channels_last=True)
+    after = module(*x)
+    assert all(torch.allclose(before[k], after[k], atol=1e-5) for k in before)
+
+
+@pytest.mark.slow
+def test_interrupted_run_resumes_to_the_same_metrics(tmp_path, tiny_zip):
+    common = ("trainer.max_epochs=3", "seed=5", "~logger", "callbacks.lr_monitor=null")
+    straight = train(config(tmp_path / "straight", tiny_zip, *common))
+    stop = "+callbacks.stop={_target_: tests.test_strategies.StopAfter, steps: 5}"  # 3 steps per epoch
+    with pytest.raises(SystemExit):
+        train(config(tmp_path / "cut", tiny_zip, *common, stop))
+    ckpts = tmp_path / "cut" / "checkpoints"
+    assert (ckpts / "interrupted.ckpt").is_file() and (ckpts / "last.ckpt").is_file()
+    assert torch.load(ckpts / "last.ckpt", weights_only=False)["epoch"] == 0
+    resumed = train(config(tmp_path / "cut", tiny_zip, *common, f"ckpt_path={ckpts / 'last.ckpt'}"))
+    assert resumed["val"] == pytest.approx(straight["val"], rel=1e-6, abs=1e-7)
+    assert resumed["test"] == pytest.approx(straight["test"], rel=1e-6, abs=1e-7)
+
+
+@pytest.mark.slow
+def test_progressive_chain_runs_each_stage_at_its_size_from_the_previous_best(tmp_path, tiny_zip):
+    stages = "progressive.stages=[{image_size:32,max_epochs:1,batch_size:4},{image_size:48,max_epochs:1,batch_size:4},{image_size:64,max_epochs:1,batch_size:4}]"  # noqa: E501
+    cmd = [sys.executable, "-m", "mdeas.train", "-m", "experiment=progressive", f"data.path={tiny_zip}",
+           "data.num_workers=0", stages, "hydra.sweep.dir=chain", "callbacks.image_grid=null"]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    chain = tmp_path / "chain"
+    for k, size in enumerate((32, 48, 64)):
+        best = chain / f"stage{k}" / "checkpoints" / "best.ckpt"
+        assert torch.load(best, weights_only=False)["hyper_parameters"]["data"]["image_size"] == size
+        log = (chain / f"stage{k}" / "train.log").read_text()
+        start = "scratch" if k == 0 else str(chain / f"stage{k - 1}" / "checkpoints" / "best.ckpt")
+        assert f"stage {k}: {size} px, batch 4, 1 epochs, from {start}" in log
+    # running the chain again in the same directory resumes it: every stage is already finished
+    again = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
+    assert again.returncode == 0 and (again.stdout + again.stderr).count("already finished") == 3
+
+
+@pytest.mark.slow
+def test_ddp_with_two_cpu_processes_syncs_metrics(tmp_path):
+    data = write_canonical_zip(tmp_path / "d.zip", num_samples=40, size=32, fg_per_bg=2)  # test split: 6 samples
+    cmd = [sys.executable, "-m", "mdeas.train", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
+           f"data.path={data}", "data.image_size=32", "data.batch_size=2", "data.num_workers=0",
+           "trainer.max_epochs=1", "+trainer.limit_train_batches=3", "hydra.run.dir=run",
+           "callbacks.image_grid=null"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    # the synced test metrics equal one process scoring the whole test split with the same checkpoint
+    from mdeas.evaluate import evaluate
+
+    single = evaluate(metrics["best_checkpoint"], {}, str(tmp_path / "eval"))
+    for key, value in metrics["test"].items():
+        if "/loss" not in key:
+            assert single["model"][key.removeprefix("test/")] == pytest.approx(value, rel=1e-5, abs=1e-6), key
