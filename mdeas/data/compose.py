@@ -40,7 +40,7 @@ from PIL import Image, ImageOps
 from mdeas.data.errors import DataError
 from mdeas.data.parallel import default_workers, ordered_map
 from mdeas.data.synth import SEED_SCALES, bg_name, seed_sample_id, seed_scheme
-from mdeas.data.writer import encode_depth_mm, encode_jpeg, encode_mask, sample_row, write_zip
+from mdeas.data.writer import check_image_options, encode_depth_mm, encode_jpeg, encode_mask, sample_row, write_zip
 
 GENERATOR_VERSION = 1
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -243,12 +243,7 @@ def _render(unit: _Unit) -> list[tuple[str, bytes]]:
 
 
 def _check(opts: ComposeOptions) -> None:
-    if opts.image_size < 16:
-        raise ValueError(f"image_size must be >= 16, got {opts.image_size}")
-    if opts.seed < 0:
-        raise ValueError(f"seed must be >= 0, got {opts.seed}")
-    if not 1 <= opts.jpeg_quality <= 100:
-        raise ValueError(f"jpeg_quality must be in [1, 100], got {opts.jpeg_quality}")
+    check_image_options(opts.image_size, opts.seed, opts.jpeg_quality)
     if not opts.scales or not all(0 < s and opts.max_side(s) <= opts.image_size for s in opts.scales):
         raise ValueError(f"scales must be > 0 and keep the object within the image, got {list(opts.scales)}")
     if opts.positions < 1:

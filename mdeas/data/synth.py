@@ -42,7 +42,7 @@ from mdeas.data.scene import (
 )
 from mdeas.data.sensor import Sensor, sample_sensor
 from mdeas.data.shapes import Sprite, make_sprite
-from mdeas.data.writer import encode_depth_mm, encode_jpeg, encode_mask, sample_row, write_zip
+from mdeas.data.writer import check_image_options, encode_depth_mm, encode_jpeg, encode_mask, sample_row, write_zip
 
 GENERATOR_VERSION = 2
 SCHEMES = ("random", "seed")
@@ -283,12 +283,7 @@ def work_units(opts: Options, specs: Sequence[SampleSpec]) -> list[tuple[Options
 def _check(opts: Options) -> None:
     if opts.num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {opts.num_samples}")
-    if opts.image_size < 16:
-        raise ValueError(f"image_size must be >= 16, got {opts.image_size}")
-    if opts.seed < 0:
-        raise ValueError(f"seed must be >= 0, got {opts.seed}")
-    if not 1 <= opts.jpeg_quality <= 100:
-        raise ValueError(f"jpeg_quality must be in [1, 100], got {opts.jpeg_quality}")
+    check_image_options(opts.image_size, opts.seed, opts.jpeg_quality)
     if opts.fg_per_bg < 1:
         raise ValueError(f"fg_per_bg must be >= 1, got {opts.fg_per_bg}")
     if not 1000 <= opts.max_depth_mm <= 65535:

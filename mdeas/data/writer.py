@@ -83,3 +83,13 @@ def write_zip(out: str | Path, meta: dict, rows: Sequence[Sequence[str]], entrie
         tmp.unlink(missing_ok=True)
         raise
     return out
+
+
+def check_image_options(image_size: int, seed: int, jpeg_quality: int) -> None:
+    """ValueError naming the option for an image size < 16, a negative seed or a JPEG quality outside [1, 100]."""
+    if image_size < 16:
+        raise ValueError(f"image_size must be >= 16, got {image_size}")
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+    if not 1 <= jpeg_quality <= 100:
+        raise ValueError(f"jpeg_quality must be in [1, 100], got {jpeg_quality}")
