@@ -4,12 +4,12 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 ARGS ?=
 
-.PHONY: help install train test test-all lint format tensorboard clean
+.PHONY: help install train test test-all lint format tensorboard bench leaderboard clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-install: $(VENV)/.installed ## create .venv: torch ($(TORCH_SPEC)), the package (editable) and dev tools
+install: $(VENV)/.installed ## create .venv: torch (TORCH_SPEC, default torch==2.13.0), the package (editable), dev tools
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -33,6 +33,14 @@ lint: install ## ruff lint and format check
 format: install ## ruff fix and format
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+bench: install ## CPU benchmarks: data loader vs a seed-style loader, zip indexing, training step
+	$(PY) -m experiments.bench_data
+	$(PY) -m experiments.bench_index
+	$(PY) -m experiments.bench_train
+
+leaderboard: install ## every preset × loss at an equal budget; appends to experiments/RESULTS.md
+	$(PY) -m experiments.leaderboard --results
 
 tensorboard: install ## TensorBoard over every run
 	$(VENV)/bin/tensorboard --logdir . --bind_all

@@ -481,7 +481,7 @@ def test_seed_presets_by_hand() -> None:
 
 def test_every_preset_in_conf_loss_builds() -> None:
     names = sorted(p.stem for p in (ROOT / "conf" / "loss").glob("*.yaml"))
-    assert names == ["bce_ssim", "dice_bce_densedepth", "rmse_dice", "smoothl1_dice", "ssim_mse"]
+    assert names == ["bce_dice_ssim", "bce_ssim", "dice_bce_densedepth", "rmse_dice", "smoothl1_dice", "ssim_mse"]
     outputs, batch = _sample(size=16)
     for name in names:
         total, parts = _preset(name)(outputs, batch)

@@ -21,6 +21,22 @@ def make_grid(
     return torch.cat(list(rows), dim=1)
 
 
+@torch.no_grad()
+def sample_grid(module: torch.nn.Module, dataset, count: int) -> torch.Tensor:
+    """`make_grid` of the model's predictions on `count` evenly spaced samples of `dataset` (a MaskDepthDataset)."""
+    picks = torch.linspace(0, len(dataset) - 1, min(count, len(dataset))).long().tolist()
+    batch = default_collate([dataset[i] for i in picks])
+    device = next(module.parameters()).device
+    out = module(batch["bg"].to(device), batch["fg_bg"].to(device))
+    return make_grid(
+        dataset.denormalise(batch["fg_bg"]),
+        batch["mask"],
+        torch.sigmoid(out["mask"].float()).cpu(),
+        batch["depth"],
+        out["depth"].float().cpu(),
+    )
+
+
 class ImageGrid(pl.Callback):
     """Logs `val/images` to TensorBoard: the same `num_samples` validation samples every epoch."""
 
@@ -31,18 +47,6 @@ class ImageGrid(pl.Callback):
         loggers = [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
         if trainer.sanity_checking or not loggers or not trainer.is_global_zero:
             return
-        dataset = trainer.val_dataloaders.dataset
-        count = min(self.num_samples, len(dataset))
-        picks = torch.linspace(0, len(dataset) - 1, count).long().tolist()
-        batch = default_collate([dataset[i] for i in picks])
-        with torch.no_grad():
-            out = pl_module(batch["bg"].to(pl_module.device), batch["fg_bg"].to(pl_module.device))
-        grid = make_grid(
-            dataset.denormalise(batch["fg_bg"]),
-            batch["mask"],
-            torch.sigmoid(out["mask"].float()).cpu(),
-            batch["depth"],
-            out["depth"].float().cpu(),
-        )
+        grid = sample_grid(pl_module, trainer.val_dataloaders.dataset, self.num_samples)
         for logger in loggers:
             logger.experiment.add_image("val/images", grid, trainer.global_step, dataformats="CHW")
