@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import hydra
@@ -17,7 +16,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from mdeas.baseline import fit_threshold, score
-from mdeas.data.errors import DataError
+from mdeas.data.errors import exit_on_data_error, run_app
 from mdeas.inference import CheckpointError, load_module
 from mdeas.metrics.classes import DepthMetrics
 
@@ -40,6 +39,8 @@ def evaluate(ckpt_path: str, data_overrides: dict, output: str | None = None, de
     """Test metrics of the checkpoint and of the baseline on the same samples; writes <output>/metrics.json."""
     accelerator = "gpu" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
     module = load_module(ckpt_path)
+    out = Path(output) if output else Path(ckpt_path).resolve().parent.parent / "evaluate"
+    out.mkdir(parents=True, exist_ok=True)  # before the work: an unwritable folder fails at once, naming itself
     stored = (module.hparams.data or {}).get("config") or {}
     datamodule = instantiate(data_config(stored, data_overrides), _convert_="all")
     datamodule.prepare_data()
@@ -54,15 +55,13 @@ def evaluate(ckpt_path: str, data_overrides: dict, output: str | None = None, de
     baseline = {f"mask/{k}": v for k, v in score(datamodule.test_dataloader(), denormalise, threshold).items()}
     results = {"checkpoint": str(ckpt_path), "samples": len(datamodule.datasets["test"]), "model": model,
                "baseline": {"threshold": threshold, **baseline}}  # fmt: skip
-    out = Path(output) if output else Path(ckpt_path).resolve().parent.parent / "evaluate"
-    out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(results, indent=2))
     return results
 
 
 def table(results: dict) -> str:
     """Markdown: one row per metric, the model beside the baseline (mask metrics only for the baseline)."""
-    lines = ["| metric | model | |fg_bg − bg| baseline |", "|---|---|---|"]
+    lines = ["| metric | model | \\|fg_bg − bg\\| baseline |", "|---|---|---|"]
     for key, value in results["model"].items():
         if key.startswith("loss"):
             continue
@@ -73,14 +72,12 @@ def table(results: dict) -> str:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
-    try:
+    with exit_on_data_error(CheckpointError, ValueError):
         overrides = OmegaConf.to_container(cfg.data, resolve=True)
         results = evaluate(cfg.ckpt_path, overrides, cfg.output, cfg.device)
-    except (DataError, CheckpointError, ValueError) as e:
-        sys.exit(f"error: {e}")
     print(f"{results['samples']} test samples; baseline threshold {results['baseline']['threshold']:.2f}")
     print(table(results))
 
 
 if __name__ == "__main__":
-    main()
+    run_app(main)

@@ -7,7 +7,6 @@ normalises inside) and returns (mask probability [B, 1, S, S], depth [B, 1, S, S
 from __future__ import annotations
 
 import importlib.util
-import sys
 from pathlib import Path
 
 import hydra
@@ -15,6 +14,8 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from mdeas.callbacks.atomic_checkpoint import atomic_write
+from mdeas.data.errors import exit_on_data_error, run_app
 from mdeas.inference import CheckpointError, load_module
 from mdeas.module import MaskDepthModule
 
@@ -35,25 +36,28 @@ class ExportWrapper(nn.Module):
 
 
 def export(ckpt_path: str, fmt: str, output: str, batch_size: int = 2, opset: int = 17) -> float | None:
-    """Write the export and return the max abs difference to PyTorch (None when ONNX Runtime is missing)."""
+    """Write the export (atomically: an existing `output` is replaced only by a complete file) and return the max
+    abs difference to PyTorch (None when ONNX Runtime is missing)."""
+    if fmt not in ("torchscript", "onnx"):
+        raise ValueError(f"unknown export format {fmt!r}; choose torchscript or onnx")
     module = load_module(ckpt_path)
     wrapper = ExportWrapper(module).eval()
     size = int((module.hparams.data or {}).get("image_size", 224))
     generator = torch.Generator().manual_seed(0)
     inputs = tuple(torch.rand(batch_size, 3, size, size, generator=generator) for _ in range(2))
     out = Path(output)
-    out.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
         reference = wrapper(*inputs)
         if fmt == "torchscript":
-            torch.jit.save(torch.jit.trace(wrapper, inputs), str(out))
+            traced = torch.jit.trace(wrapper, inputs)
+            atomic_write(out, lambda tmp: torch.jit.save(traced, str(tmp)))
             produced = torch.jit.load(str(out))(*inputs)
-        elif fmt == "onnx":
-            torch.onnx.export(
-                wrapper, inputs, str(out), input_names=["bg", "fg_bg"], output_names=["mask", "depth"],
+        else:
+            atomic_write(out, lambda tmp: torch.onnx.export(
+                wrapper, inputs, str(tmp), input_names=["bg", "fg_bg"], output_names=["mask", "depth"],
                 dynamic_axes={n: {0: "batch"} for n in ("bg", "fg_bg", "mask", "depth")}, opset_version=opset,
                 dynamo=False,
-            )  # fmt: skip
+            ))  # fmt: skip
             if importlib.util.find_spec("onnxruntime") is None:
                 return None
             import onnxruntime
@@ -61,20 +65,16 @@ def export(ckpt_path: str, fmt: str, output: str, batch_size: int = 2, opset: in
             session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
             produced = session.run(None, {"bg": inputs[0].numpy(), "fg_bg": inputs[1].numpy()})
             produced = [torch.from_numpy(p) for p in produced]
-        else:
-            raise ValueError(f"unknown export format {fmt!r}; choose torchscript or onnx")
     return max(float((a - b).abs().max()) for a, b in zip(reference, produced, strict=True))
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="export")
 def main(cfg: DictConfig) -> None:
-    try:
+    with exit_on_data_error(CheckpointError, ValueError):
         diff = export(cfg.ckpt_path, cfg.format, cfg.output, cfg.batch_size, cfg.opset)
-    except (CheckpointError, ValueError) as e:
-        sys.exit(f"error: {e}")
     check = "not checked (install the `onnx` extra for onnxruntime)" if diff is None else f"{diff:.3g}"
     print(f"exported {cfg.format} to {cfg.output}; max abs diff vs PyTorch: {check}")
 
 
 if __name__ == "__main__":
-    main()
+    run_app(main)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytorch_lightning as pl
@@ -12,9 +13,15 @@ from omegaconf import DictConfig, OmegaConf
 from mdeas.metrics.classes import DepthMetrics, MaskMetrics
 from mdeas.schedules import lr_scheduler_config
 
+log = logging.getLogger(__name__)
+
 
 def _plain(cfg: Any) -> Any:
     return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A training loss that is NaN or infinite; the message names the step, the terms and the batch's samples."""
 
 
 class MaskDepthModule(pl.LightningModule):
@@ -64,9 +71,11 @@ class MaskDepthModule(pl.LightningModule):
             bg, fg_bg = (x.contiguous(memory_format=torch.channels_last) for x in (bg, fg_bg))
         return self.model(bg, fg_bg)
 
-    def _loss(self, batch: dict, stage: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def _loss(self, batch: dict, stage: str) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
         outputs = self(batch["bg"], batch["fg_bg"])
         total, terms = self.loss(outputs, batch)
+        if stage == "train" and not torch.isfinite(total):
+            return self._nonfinite(batch, total, terms), outputs
         size = batch["bg"].shape[0]
         on_step = stage == "train"
         self.log(f"{stage}/loss", total, prog_bar=True, batch_size=size, on_step=on_step, on_epoch=True)
@@ -78,8 +87,28 @@ class MaskDepthModule(pl.LightningModule):
         )
         return total, outputs
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
+        """The loss of the batch; None (Lightning skips the batch) for a non-finite loss with `skip_nonfinite`."""
         return self._loss(batch, "train")[0]
+
+    skip_nonfinite = False  # True: leave out batches whose loss is NaN or infinite (counted, not raised)
+
+    def _nonfinite(self, batch: dict, total: torch.Tensor, terms: dict[str, torch.Tensor]) -> None:
+        """Raise NonFiniteLossError naming the step, the non-finite terms, the inputs holding NaN or inf and the
+        samples; with `skip_nonfinite`, log that instead and count the batch in `train/skipped_nonfinite`."""
+        bad = [f"{name}={value.item():g}" for name, value in terms.items() if not torch.isfinite(value)]
+        inputs = [
+            k for k, x in batch.items() if torch.is_tensor(x) and x.is_floating_point() and not x.isfinite().all()
+        ]
+        ids = [str(i) for i in batch.get("id", [])]
+        message = f"non-finite loss at step {self.global_step}: {', '.join(bad) or f'total={total.item():g}'}"
+        if inputs:
+            message += f"; non-finite values in the batch's {', '.join(inputs)}"
+        message += f" (batch ids: {', '.join(ids[:8])}{', ...' if len(ids) > 8 else ''})"
+        if not self.skip_nonfinite:
+            raise NonFiniteLossError(f"{message}; skip such batches with skip_nonfinite=true")
+        log.warning("skipped a batch: %s", message)
+        self.log("train/skipped_nonfinite", 1.0, on_step=False, on_epoch=True, reduce_fx="sum", batch_size=1)
 
     def _evaluate(self, batch: dict, stage: str) -> None:
         _, outputs = self._loss(batch, stage)

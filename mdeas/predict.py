@@ -8,7 +8,6 @@ Per sample it writes <id>_mask.png (0/255), <id>_depth.png (16-bit, dataset unit
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from itertools import chain
 from pathlib import Path
@@ -21,7 +20,7 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from mdeas.data.decode import decode_rgb
-from mdeas.data.errors import DataError
+from mdeas.data.errors import DataError, exit_on_data_error, run_app
 from mdeas.data.layouts import load_index
 from mdeas.inference import CheckpointError, Prediction, Predictor, load_module
 
@@ -96,13 +95,18 @@ def panel(fg_bg: np.ndarray, p: Prediction) -> np.ndarray:
     return np.concatenate([fg_bg, mask, depth_color(p.depth_norm)], axis=1)
 
 
+def write_png(path: Path, image: np.ndarray) -> None:
+    """Write a PNG (uint8 or uint16, grey or BGR); an OSError names the file (cv2.imwrite would only return False)."""
+    path.write_bytes(cv2.imencode(".png", image)[1].tobytes())
+
+
 def write_outputs(out: Path, sample_id: str, fg_bg: np.ndarray, p: Prediction) -> np.ndarray:
     """Write the four files of one sample; returns its panel."""
-    cv2.imwrite(str(out / f"{sample_id}_mask.png"), (p.mask > 0.5).astype(np.uint8) * 255)
-    cv2.imwrite(str(out / f"{sample_id}_depth.png"), np.clip(np.round(p.depth), 0, 65535).astype(np.uint16))
-    cv2.imwrite(str(out / f"{sample_id}_depth_color.png"), cv2.cvtColor(depth_color(p.depth_norm), cv2.COLOR_RGB2BGR))
+    write_png(out / f"{sample_id}_mask.png", (p.mask > 0.5).astype(np.uint8) * 255)
+    write_png(out / f"{sample_id}_depth.png", np.clip(np.round(p.depth), 0, 65535).astype(np.uint16))
+    write_png(out / f"{sample_id}_depth_color.png", cv2.cvtColor(depth_color(p.depth_norm), cv2.COLOR_RGB2BGR))
     view = panel(fg_bg, p)
-    cv2.imwrite(str(out / f"{sample_id}_panel.png"), cv2.cvtColor(view, cv2.COLOR_RGB2BGR))
+    write_png(out / f"{sample_id}_panel.png", cv2.cvtColor(view, cv2.COLOR_RGB2BGR))
     return view
 
 
@@ -157,12 +161,10 @@ def predict(cfg: DictConfig) -> Path:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
 def main(cfg: DictConfig) -> None:
-    try:
+    with exit_on_data_error(CheckpointError, ValueError):
         out = predict(cfg)
-    except (DataError, CheckpointError, ValueError) as e:
-        sys.exit(f"error: {e}")
     print(f"predictions written to {out}")
 
 
 if __name__ == "__main__":
-    main()
+    run_app(main)

@@ -12,6 +12,8 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from mdeas.data.errors import exit_on_data_error, run_app
+
 
 def _shape(output) -> str:
     if isinstance(output, torch.Tensor):
@@ -64,8 +66,13 @@ def summarise(model: nn.Module, image_size: int) -> str:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="summary")
 def main(cfg: DictConfig) -> None:
-    print(summarise(instantiate(cfg.model), int(cfg.data.image_size)))
+    """Print the summary; a model config that cannot be built or a size it cannot take is a one-line error."""
+    size = cfg.data.image_size
+    with exit_on_data_error(ValueError):
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"data.image_size must be a positive integer, got {size!r}")
+        print(summarise(instantiate(cfg.model), size))
 
 
 if __name__ == "__main__":
-    main()
+    run_app(main)

@@ -10,11 +10,12 @@ import hydra
 import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from mdeas.callbacks.atomic_checkpoint import AtomicCheckpointIO
-from mdeas.data.errors import exit_on_data_error
-from mdeas.inference import CheckpointError, load_weights
-from mdeas.module import MaskDepthModule
+from mdeas.data.errors import exit_on_data_error, run_app
+from mdeas.inference import CheckpointError, load_weights, read_checkpoint
+from mdeas.module import MaskDepthModule, NonFiniteLossError
 from mdeas.progressive import StageError, apply_stage, finished
 from mdeas.schedules import find_lr
 from mdeas.sweep import log_hparams, objective, run_hparams
@@ -32,7 +33,7 @@ def build_module(cfg: DictConfig, datamodule) -> MaskDepthModule:
         "depth": {"format": depth.format, "unit": depth.unit, "max": depth.max, "inverted": depth.inverted},
         "config": OmegaConf.to_container(cfg.data, resolve=True),  # rebuilds the datamodule (evaluate)
     }
-    return MaskDepthModule(
+    module = MaskDepthModule(
         model=cfg.model,
         loss=cfg.loss,
         optim=cfg.optim,
@@ -40,6 +41,28 @@ def build_module(cfg: DictConfig, datamodule) -> MaskDepthModule:
         depth_max_m=depth.max * depth.metres_per_unit,
         data=data,
     )
+    module.skip_nonfinite = bool(cfg.get("skip_nonfinite", False))
+    return module
+
+
+def check_resume(module: MaskDepthModule, ckpt_path: str) -> None:
+    """Refuse `ckpt_path=` before Lightning loads it when it is not an mdeas checkpoint, or holds another model's
+    weights or another optimiser's state than the config asks for (CheckpointError naming the file)."""
+    ckpt = read_checkpoint(ckpt_path)
+    saved = ckpt["hyper_parameters"]
+    shapes = {k: tuple(v.shape) for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    if shapes != {k: tuple(v.shape) for k, v in module.state_dict().items() if k.startswith("model.")}:
+        theirs, ours = (m.get("name", m.get("_target_")) for m in (saved["model"], module.hparams.model))
+        raise CheckpointError(
+            f"{ckpt_path}: weights of model {theirs!r} do not fit model {ours!r}; resume with the run's own model "
+            "config, or start another model afresh"
+        )
+    theirs, ours = (o.get("_target_") for o in (saved.get("optim") or {}, module.hparams.optim))
+    if theirs != ours:
+        raise CheckpointError(
+            f"{ckpt_path}: holds the state of optimiser {theirs}, not {ours}; resume with the run's own optim, or "
+            "start from its weights with init_from="
+        )
 
 
 def _scalars(metrics: dict, prefix: str) -> dict[str, float]:
@@ -67,6 +90,8 @@ def train(cfg: DictConfig) -> dict:
     if cfg.get("init_from"):
         load_weights(module.model, cfg.init_from)
         log.info("initialised the model's weights from %s", cfg.init_from)
+    if cfg.get("ckpt_path"):
+        check_resume(module, cfg.ckpt_path)
     module.set_memory_format(cfg.get("channels_last", False), cfg.get("compile", False))
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
@@ -107,14 +132,15 @@ def format_metrics(results: dict) -> str:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    """Train; return `optimized_metric` of the val metrics to a sweeper (None after `tune_lr=only`)."""
-    with exit_on_data_error():
-        try:
-            results = train(cfg)
-        except (CheckpointError, StageError) as e:
-            raise SystemExit(f"error: {e}") from None
+    """Train; return `optimized_metric` of the val metrics to a sweeper (None after `tune_lr=only`).
+
+    Bad data, bad config values (ValueError, e.g. CheckpointError, and Lightning's MisconfigurationException), a
+    broken progressive chain and a non-finite loss end the run with one line `error: ...` and exit status 1.
+    """
+    with exit_on_data_error(ValueError, MisconfigurationException, StageError, NonFiniteLossError):
+        results = train(cfg)
     return objective(results["val"], cfg.optimized_metric) if "val" in results else None
 
 
 if __name__ == "__main__":
-    main()
+    run_app(main)

@@ -428,6 +428,7 @@ def test_group_mapping_form_equals_list_form() -> None:
 
 def test_hydra_overrides_reweight_remove_and_add_terms() -> None:
     overrides = [
+        "loss=ssim_mse",
         "loss.terms.depth_ssim.weight=0.5",
         "loss.terms.mask_mse.weight=0",
         "~loss.terms.mask_l1",

@@ -1,25 +1,42 @@
-"""Checkpoint I/O that never leaves a half-written file: write beside the target, then rename over it."""
+"""Writes that never leave a half-written file (checkpoints, exports): write beside the target, then rename."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 
+def atomic_write(path: str | Path, write: Callable[[Path], object]) -> None:
+    """Call `write(tmp)` to fill `<path>.tmp`, fsync it and rename it over `path` (atomic on POSIX).
+
+    On any failure `path` keeps its previous content and the tmp file is removed; an OSError about the tmp file
+    (e.g. a folder that cannot be written, a full disk) is re-raised naming `path`.
+    """
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        open(tmp, "wb").close()  # fails here, with an OSError, where `write` might raise something vaguer
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        culprit = path if e.filename is None or Path(e.filename) == tmp else e.filename
+        raise OSError(e.errno, e.strerror or str(e), str(culprit)) from e
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """`save_checkpoint` writes `<path>.tmp`, fsyncs it and renames it over `<path>` (atomic on POSIX)."""
+    """`save_checkpoint` through `atomic_write`: a checkpoint on disk is always complete."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        try:
-            super().save_checkpoint(checkpoint, tmp, storage_options)
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        save = super().save_checkpoint
+        atomic_write(path, lambda tmp: save(checkpoint, tmp, storage_options))

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 import pytorch_lightning as pl
+from pytorch_lightning.trainer.states import TrainerFn
 
 log = logging.getLogger(__name__)
 
@@ -14,14 +15,14 @@ class ResumeOnInterrupt(pl.Callback):
     """Saves `<dirpath>/interrupted.ckpt` when training is interrupted and logs the command line to resume.
 
     Resuming from `last.ckpt` (the last finished epoch) reproduces an uninterrupted run exactly; `interrupted.ckpt`
-    keeps the partial epoch's updates.
+    keeps the partial epoch's updates. Ctrl-C during fitting's validation counts too (not during validate/test).
     """
 
     def __init__(self, dirpath: str) -> None:
         self.dirpath = Path(dirpath)
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        if not isinstance(exception, KeyboardInterrupt) or not trainer.training:
+        if not isinstance(exception, KeyboardInterrupt) or trainer.state.fn != TrainerFn.FITTING:
             return
         path = self.dirpath / "interrupted.ckpt"
         trainer.save_checkpoint(path)

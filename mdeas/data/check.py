@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 from torch.utils.data import Dataset
 
 from mdeas.data.dataset import dataset_paths, load_sample, scan
-from mdeas.data.errors import DataError, exit_on_data_error
+from mdeas.data.errors import DataError, exit_on_data_error, run_app
 from mdeas.data.layouts import DatasetIndex, load_index
 
 MID_GREY = (32, 223)  # mask values that are neither background nor foreground, even after JPEG
@@ -104,4 +104,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_app(main)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import functools
 import json
-import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +36,7 @@ import numpy as np
 from omegaconf import DictConfig
 from PIL import Image, ImageOps
 
-from mdeas.data.errors import DataError
+from mdeas.data.errors import DataError, exit_on_data_error, run_app
 from mdeas.data.parallel import default_workers, ordered_map
 from mdeas.data.synth import SEED_SCALES, bg_name, seed_sample_id, seed_scheme
 from mdeas.data.writer import check_image_options, encode_depth_mm, encode_jpeg, encode_mask, sample_row, write_zip
@@ -311,7 +310,7 @@ def main(cfg: DictConfig) -> None:
     """CLI: python -m mdeas.data.compose bg_dir=DIR fg_dir=DIR out=PATH (see conf/compose.yaml)."""
     paths = ("out", "bg_dir", "fg_dir", "mask_dir", "depth_dir", "workers")
     options = {k: v for k, v in cfg.items() if k not in paths}
-    try:
+    with exit_on_data_error(TypeError, ValueError):
         path = compose(
             cfg.out,
             cfg.bg_dir,
@@ -321,11 +320,9 @@ def main(cfg: DictConfig) -> None:
             workers=None if cfg.workers is None else int(cfg.workers),
             **options,
         )
-    except (DataError, TypeError, ValueError) as e:
-        sys.exit(f"error: {e}")
     with zipfile.ZipFile(path) as archive:
         print(f"wrote {json.loads(archive.read('meta.json'))['num_samples']} samples to {path}")
 
 
 if __name__ == "__main__":
-    main()
+    run_app(main)

@@ -22,7 +22,7 @@ from mdeas.data.dataset import IMAGENET_MEAN, IMAGENET_STD, ON_ERROR, SKIPPED, M
 from mdeas.data.errors import DataError
 from mdeas.data.layouts import DatasetIndex, load_index
 from mdeas.data.sampler import EpochSampler
-from mdeas.data.splits import split, subset
+from mdeas.data.splits import check_limit, split, subset
 from mdeas.data.transforms import build_transform
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,7 @@ class MaskDepthDataModule(pl.LightningDataModule):
         super().__init__()
         if on_error not in ON_ERROR:
             raise ValueError(f"data.on_error must be one of {ON_ERROR}, got {on_error!r}")
+        check_limit(limit, "data.limit")
         self.path = path
         self.image_size, self.batch_size, self.num_workers = image_size, batch_size, num_workers
         self.limit, self.fractions, self.seed = limit, tuple(split), seed
@@ -116,6 +117,9 @@ class MaskDepthDataModule(pl.LightningDataModule):
         if self.index.problems:
             count = len(self.index.problems)
             log.warning("left out the samples of %d indexing problems (data.on_error=skip)", count)
+        count = len(self.index.samples)
+        if self.limit is not None and self.limit > count:
+            log.warning("data.limit=%d is more than the dataset's %d samples: using all of them", self.limit, count)
         samples = subset(self.index.samples, self.limit, self.seed)
         parts = dict(zip(SPLITS, split(samples, self.fractions, self.seed), strict=True))
         for name, fraction in zip(SPLITS, self.fractions, strict=True):

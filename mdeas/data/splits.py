@@ -9,12 +9,17 @@ import numpy as np
 from mdeas.data.layouts import Sample
 
 
+def check_limit(limit: object, key: str = "limit") -> None:
+    """ValueError naming config `key` unless `limit` is None or a positive int."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"{key} must be a positive number of samples (or null for all), got {limit!r}")
+
+
 def subset(samples: Sequence[Sample], limit: int | None, seed: int) -> list[Sample]:
     """`limit` samples drawn by `seed` (all of them when limit is None or ≥ the count), in index order."""
+    check_limit(limit)
     if limit is None or limit >= len(samples):
         return list(samples)
-    if limit <= 0:
-        raise ValueError(f"data.limit must be positive, got {limit}")
     keep = np.sort(np.random.default_rng(seed).choice(len(samples), size=limit, replace=False))
     return [samples[i] for i in keep]
 

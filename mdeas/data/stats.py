@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 
 from mdeas.data.dataset import dataset_paths, load_sample, scan
 from mdeas.data.decode import binarise
-from mdeas.data.errors import exit_on_data_error
+from mdeas.data.errors import exit_on_data_error, run_app
 from mdeas.data.layouts import DatasetIndex, load_index
 from mdeas.data.splits import subset
 
@@ -129,12 +129,12 @@ def main(cfg: DictConfig) -> None:
     """CLI: python -m mdeas.data.stats path=ZIP|[ZIP,...] [limit=N] [out=FILE.yaml] (see conf/stats.yaml)."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     paths = dataset_paths(cfg.path)
-    with exit_on_data_error():
+    with exit_on_data_error(ValueError):
         stats = dataset_stats(paths, cfg.layout, cfg.depth_inverted, cfg.limit, int(cfg.seed), int(cfg.num_workers))
-    print(format_stats(stats))
-    if cfg.out:
-        print(f"wrote {write_norm(stats, cfg.out, ', '.join(paths) if isinstance(paths, list) else paths)}")
+        print(format_stats(stats))
+        if cfg.out:
+            print(f"wrote {write_norm(stats, cfg.out, ', '.join(paths) if isinstance(paths, list) else paths)}")
 
 
 if __name__ == "__main__":
-    main()
+    run_app(main)

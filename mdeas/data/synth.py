@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import functools
 import math
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig
 
+from mdeas.data.errors import exit_on_data_error, run_app
 from mdeas.data.parallel import default_workers, ordered_map
 from mdeas.data.scene import (
     Render,
@@ -344,12 +344,10 @@ def main(cfg: DictConfig) -> None:
     """CLI: python -m mdeas.data.synth out=PATH num_samples=N image_size=S seed=K (see conf/synth.yaml)."""
     options = {k: v for k, v in cfg.items() if k not in ("out", "num_samples", "workers")}
     workers = None if cfg.workers is None else int(cfg.workers)
-    try:
+    with exit_on_data_error(TypeError, ValueError):
         path = generate(cfg.out, int(cfg.num_samples), workers=workers, **options)
-    except (TypeError, ValueError) as e:
-        sys.exit(f"error: {e}")
     print(f"wrote {cfg.num_samples} samples to {path}")
 
 
 if __name__ == "__main__":
-    main()
+    run_app(main)

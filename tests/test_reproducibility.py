@@ -1,0 +1,36 @@
+"""The same seed gives the same run: two trainings through the train entry, with DataLoader workers, agree exactly."""
+
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import torch
+
+from tests.conftest import write_canonical_zip
+
+
+def test_same_seed_gives_identical_metrics_and_weights_on_cpu(tmp_path):
+    data = write_canonical_zip(tmp_path / "tiny.zip", num_samples=24, size=32)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def train(name: str) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "mdeas.train", f"data.path={data}", "data.image_size=32", "data.batch_size=4",
+               "data.num_workers=2", "data/aug=strong", "trainer.max_epochs=2", "trainer.accelerator=cpu", "seed=11",
+               "callbacks.image_grid=null", f"hydra.run.dir={name}"]  # fmt: skip
+        return subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
+
+    with ThreadPoolExecutor(2) as pool:
+        runs = list(pool.map(train, ["a", "b"]))
+    for done in runs:
+        assert done.returncode == 0, done.stderr[-2000:]
+    a, b = (json.loads((tmp_path / name / "metrics.json").read_text()) for name in "ab")
+    assert a["best_checkpoint"] == str(tmp_path / "a" / "checkpoints" / "best.ckpt")
+    assert {k: a[k] for k in ("val", "test")} == {k: b[k] for k in ("val", "test")}
+    assert len(a["val"]) > 10 and len(a["test"]) > 10
+    weights = [
+        torch.load(tmp_path / name / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"] for name in "ab"
+    ]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
