@@ -1,0 +1,38 @@
+"""Every recipe in conf/experiment composes into the seed's model, loss, optimiser and sizes (SEEDS.md)."""
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+RECIPES = {
+    "seed000": ("resunet", "rmse_dice", "torch.optim.SGD", 112, 128, 3),
+    "seed001": ("unet_shared", "dice_bce_densedepth", "torch.optim.Adam", 64, 32, 15),
+    "seed002": ("densenet_dilated", "ssim_mse", "torch.optim.Adam", 224, 32, 20),
+    "seed003": ("resnet_unet", "bce_ssim", "torch.optim.SGD", 64, 128, 20),
+}
+
+
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_recipe_composes_the_seed_setup(name):
+    model, loss, optim, size, batch, epochs = RECIPES[name]
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=[f"experiment={name}", "paths.output_dir=x"], return_hydra_config=False)
+    resolved = OmegaConf.to_container(cfg.data, resolve=False)
+    assert cfg.model.name == model and cfg.optim._target_ == optim
+    assert cfg.loss == OmegaConf.load(CONF / "loss" / f"{loss}.yaml")
+    assert (resolved["image_size"], resolved["batch_size"], cfg.trainer.max_epochs) == (size, batch, epochs)
+
+
+def test_seed004_is_a_progressive_chain_of_dwsep_pair():
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=["experiment=seed004"])
+    assert cfg.model.name == "dwsep_pair" and cfg.sched.scheduler._target_.endswith("ReduceLROnPlateau")
+    assert [(s.image_size, s.max_epochs) for s in cfg.progressive.stages] == [(64, 4), (128, 6), (224, 2)]
+
+
+def test_every_recipe_file_is_tested():
+    assert {p.stem for p in (CONF / "experiment").glob("*.yaml")} == {*RECIPES, "seed004", "progressive"}
