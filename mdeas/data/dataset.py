@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
+import albumentations as A
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 from tqdm import tqdm
 
-from mdeas.data.decode import binarise, decode_depth, decode_grey, decode_rgb
+from mdeas.data.decode import binarise, open_image, reduction, to_depth, to_grey, to_rgb
 from mdeas.data.errors import DataError
 from mdeas.data.layouts import DatasetIndex, Sample
 from mdeas.data.sampler import sample_seed
@@ -22,36 +24,44 @@ SKIPPED = "skipped"  # collate's count of left-out samples; the loader removes i
 ON_ERROR = ("raise", "skip")
 
 
-def _read(index: DatasetIndex, key: str, decode: Callable, *args: Any) -> Any:
-    store = index.store
-    return decode(store.read(key), str(store.source(key)), store.name(key), *args)
-
-
-def load_sample(index: DatasetIndex, sample: Sample) -> dict[str, np.ndarray]:
-    """Decode one sample at its stored size.
+def load_sample(index: DatasetIndex, sample: Sample, target_size: int | None = None) -> dict[str, np.ndarray]:
+    """Decode one sample at its stored size or, with `target_size`, reduced by the largest of 2, 4, 8 that keeps
+    its sides at least `target_size` (`decode.reduction`: faster when training much smaller than stored).
 
     Returns bg, fg_bg: uint8 [H, W, 3]; mask: uint8 [H, W] grey as stored (0-255, not thresholded); depth: float32
     [H, W] normalised to [0, 1], larger = farther, 0 where unknown; valid: bool [H, W]. Raises DataError naming the
-    entry when one cannot be read or decoded, has the wrong bit depth, or differs in size from fg_bg.
+    entry when one cannot be read or decoded, has the wrong bit depth, or differs in stored size from fg_bg.
     """
-    fg_bg = _read(index, sample.fg_bg, decode_rgb)
-    bg = _read(index, sample.bg, decode_rgb)
-    mask = _read(index, sample.mask, decode_grey)
+    store = index.store
+    keys = {"fg_bg": sample.fg_bg, "bg": sample.bg, "mask": sample.mask, "depth": sample.depth}
+    images = {kind: open_image(store.read(k), str(store.source(k)), store.name(k)) for kind, k in keys.items() if k}
+    fg_bg = images["fg_bg"]
+    for kind, image in images.items():
+        if image.size != fg_bg.size:
+            problem = (
+                f"size {image.size[0]}x{image.size[1]} differs from {fg_bg.entry} ({fg_bg.size[0]}x{fg_bg.size[1]})"
+            )
+            raise DataError(store.source(keys[kind]), image.entry, problem, "size")
+    scale = reduction(fg_bg.size, target_size)
+    mask = to_grey(images["mask"], scale)
     if sample.depth:
-        depth, valid = _read(index, sample.depth, decode_depth, index.depth)
+        depth, valid = to_depth(images["depth"], index.depth, scale)
     else:
         depth, valid = np.zeros(mask.shape, np.float32), np.zeros(mask.shape, bool)
-    store = index.store
-    for key, array in ((sample.bg, bg), (sample.mask, mask), (sample.depth, depth)):
-        if array.shape[:2] != fg_bg.shape[:2]:
-            height, width = array.shape[:2]
-            raise DataError(
-                store.source(key),
-                store.name(key),
-                f"size {width}x{height} differs from {store.name(sample.fg_bg)} ({fg_bg.shape[1]}x{fg_bg.shape[0]})",
-                "size",
-            )
-    return {"bg": bg, "fg_bg": fg_bg, "mask": mask, "depth": depth, "valid": valid}
+    return {
+        "bg": to_rgb(images["bg"], scale),
+        "fg_bg": to_rgb(fg_bg, scale),
+        "mask": mask,
+        "depth": depth,
+        "valid": valid,
+    }
+
+
+def resize_target(transform: Any) -> int | None:
+    """The smaller side of `transform`'s leading resize (`build_transform` puts one first), else None: the size
+    that decoding may reduce images to without losing anything the transform keeps."""
+    first = next(iter(getattr(transform, "transforms", ())), None)
+    return min(first.height, first.width) if isinstance(first, A.Resize) else None
 
 
 class MaskDepthDataset(Dataset):
@@ -59,7 +69,8 @@ class MaskDepthDataset(Dataset):
     [1,S,S] in [0,1] (see `load_sample`; larger = farther); `valid` bool [1,S,S]; `id` str.
 
     `name` labels it in logs (the split). `on_error="skip"` returns None for a sample that raises DataError
-    (`collate_skipping` leaves it out and counts it); `"raise"` lets the DataError through.
+    (`collate_skipping` leaves it out and counts it); `"raise"` lets the DataError through. Samples are decoded
+    reduced when the transform's leading resize allows (`resize_target`, `load_sample`).
     """
 
     def __init__(
@@ -80,13 +91,20 @@ class MaskDepthDataset(Dataset):
         self.transform = transform
         self.mean = np.asarray(mean, np.float32) * 255.0
         self.std = np.asarray(std, np.float32) * 255.0
+        self._tables = [(np.arange(256, dtype=np.float32) - m) / s for m, s in zip(self.mean, self.std, strict=True)]
         self.on_error, self.name, self.seed = on_error, name, seed
+        self.target_size = resize_target(transform)
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def _normalise(self, image: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(((image.astype(np.float32) - self.mean) / self.std).transpose(2, 0, 1).copy())
+        """uint8 [H, W, 3] → float32 [3, H, W], (value - mean) / std through one 256-entry table per channel: the
+        same numbers as the arithmetic, several times faster."""
+        planes = cv2.split(np.ascontiguousarray(image))
+        return torch.from_numpy(
+            np.stack([cv2.LUT(plane, lut) for plane, lut in zip(planes, self._tables, strict=True)])
+        )
 
     def denormalise(self, images: torch.Tensor) -> torch.Tensor:
         """Normalised [..., 3, H, W] → RGB in [0, 1]."""
@@ -101,7 +119,7 @@ class MaskDepthDataset(Dataset):
             self.transform.set_random_seed(sample_seed(self.seed, epoch, key))
         s = self.samples[key]
         try:
-            raw = load_sample(self.index, s)
+            raw = load_sample(self.index, s, self.target_size)
         except DataError:
             if self.on_error == "skip":
                 return None

@@ -1,0 +1,182 @@
+import io
+import zipfile
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from mdeas.data.dataset import MaskDepthDataset, load_sample, resize_target
+from mdeas.data.decode import binarise, decode_rgb, open_image, reduction, to_depth, to_grey, to_rgb
+from mdeas.data.errors import DataError
+from mdeas.data.layouts import DepthEncoding, load_index
+from mdeas.data.transforms import build_transform
+from mdeas.data.zipstore import ZipStore
+from tests.conftest import write_canonical_zip
+from tests.layouts_fixtures import replace_entry
+
+
+def encode(array: np.ndarray, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def scene(height: int, width: int) -> np.ndarray:
+    """A photo-like uint8 [H, W, 3]: smooth gradients, a few soft blobs and mild noise."""
+    y, x = np.mgrid[0:height, 0:width] / max(height, width)
+    rng = np.random.default_rng(0)
+    rgb = np.stack([120 + 80 * x, 90 + 100 * y, 160 - 60 * x * y], axis=-1)
+    for _ in range(6):
+        cy, cx, r = rng.uniform(0, 1, 3) * [1, 1, 0.2]
+        rgb += rng.uniform(-80, 80, 3) * np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / (2 * (r + 0.05) ** 2))[..., None]
+    return np.clip(rgb + rng.normal(0, 4, rgb.shape), 0, 255).astype(np.uint8)
+
+
+def area(image: np.ndarray, size: int) -> np.ndarray:
+    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+
+
+@pytest.mark.parametrize(
+    ("size", "target", "scale"),
+    [((224, 224), 64, 2), ((224, 224), 56, 4), ((224, 224), 28, 8), ((224, 224), 224, 1), ((224, 224), None, 1),
+     ((400, 300), 64, 4), ((40, 24), 16, 1), ((40, 24), 12, 2), ((224, 224), 20, 8)],
+)  # fmt: skip
+def test_reduction_keeps_both_sides_at_least_the_target(size, target, scale):
+    assert reduction(size, target) == scale
+
+
+@pytest.mark.parametrize("target", [64, 32])
+def test_reduced_jpeg_matches_full_decode_after_the_resize(target):
+    data = encode(scene(192, 192), "JPEG", quality=90)
+    reduced = decode_rgb(data, "a.zip", "fg_bg/1.jpg", target_size=target)
+    assert reduced.shape == (192 // reduction((192, 192), target),) * 2 + (3,) and reduced.dtype == np.uint8
+    full = decode_rgb(data, "a.zip", "fg_bg/1.jpg")
+    assert full.shape == (192, 192, 3)
+    diff = np.abs(area(reduced, target).astype(float) - area(full, target))
+    assert diff.mean() < 3 and diff.max() < 40
+
+
+def test_jpeg_and_png_reduce_to_the_same_odd_size():
+    rgb = scene(45, 33)
+    for scale in (2, 4, 8):
+        sizes = {fmt: to_rgb(open_image(encode(rgb, fmt), "a.zip", "x"), scale).shape for fmt in ("JPEG", "PNG")}
+        grey = to_grey(open_image(encode(rgb[..., 0], "PNG"), "a.zip", "m.png"), scale).shape
+        assert sizes["JPEG"] == sizes["PNG"] == (-(-45 // scale), -(-33 // scale), 3) and grey == sizes["PNG"][:2]
+
+
+def test_png_colour_is_block_averaged():
+    rgb = scene(32, 32)
+    reduced = to_rgb(open_image(encode(rgb, "PNG"), "a.zip", "bg.png"), 2)
+    blocks = rgb.astype(float).reshape(16, 2, 16, 2, 3).mean(axis=(1, 3))
+    assert np.abs(reduced - blocks).max() <= 1
+
+
+def test_reduced_jpeg_mask_stays_binary_and_close():
+    mask = np.zeros((96, 96), np.uint8)
+    mask[20:70, 30:61] = 255
+    data = encode(mask, "JPEG", quality=50)
+    full = binarise(to_grey(open_image(data, "a.zip", "mask/1.jpg"))) > 0
+    reduced = binarise(to_grey(open_image(data, "a.zip", "mask/1.jpg"), 2))
+    assert reduced.shape == (48, 48) and set(np.unique(reduced)) == {0.0, 1.0}
+    assert (reduced.astype(bool) != full[::2, ::2]).mean() < 0.03
+    assert reduced[10:35, 15:30].all() and not reduced[:8].any()
+
+
+def test_reduced_png16_depth_is_nearest_and_keeps_unknown():
+    depth = (np.arange(20 * 30, dtype=np.uint16).reshape(20, 30) * 7 + 1000).astype(np.uint16)
+    depth[::3, ::5] = 0
+    encoded = open_image(encode(depth, "PNG"), "a.zip", "depth/1.png")
+    encoding = DepthEncoding(max=20000)
+    full, full_valid = to_depth(encoded, encoding)
+    reduced, valid = to_depth(open_image(encode(depth, "PNG"), "a.zip", "depth/1.png"), encoding, 2)
+    assert reduced.shape == valid.shape == (10, 15)
+    assert np.array_equal(reduced, full[::2, ::2]) and np.array_equal(valid, full_valid[::2, ::2])
+    assert reduced[0, 0] == 0 and not valid[0, 0] and reduced[0, 1] == pytest.approx((1000 + 14) / 20000)
+
+
+def test_load_sample_reduces_every_array_alike(tmp_path):
+    index = load_index(str(write_canonical_zip(tmp_path / "d.zip", num_samples=2, size=48)))
+    full = load_sample(index, index.samples[1])
+    raw = load_sample(index, index.samples[1], target_size=24)
+    assert raw["bg"].shape == raw["fg_bg"].shape == (24, 24, 3)
+    assert raw["mask"].shape == raw["depth"].shape == raw["valid"].shape == (24, 24)
+    assert np.array_equal(raw["depth"], full["depth"][::2, ::2]) and np.array_equal(raw["mask"], full["mask"][::2, ::2])
+    # noise backgrounds: the block means survive reduction (per channel), the pasted red square stays red
+    assert np.abs(raw["fg_bg"].mean(axis=(0, 1)) - full["fg_bg"].mean(axis=(0, 1))).max() < 2
+    assert raw["fg_bg"][raw["mask"] > 0][:, 0].mean() > 200
+
+
+def test_size_mismatch_names_stored_sizes_when_decoding_reduced(tmp_path):
+    src = write_canonical_zip(tmp_path / "d.zip", num_samples=2, size=48)
+    odd = replace_entry(src, tmp_path / "odd.zip", "mask/b000_f01.png", encode(np.zeros((46, 46), np.uint8), "PNG"))
+    index = load_index(str(odd))
+    with pytest.raises(
+        DataError, match=r"odd.zip: mask/b000_f01.png: size 46x46 differs from fg_bg/b000_f01.jpg \(48x48\)"
+    ):
+        load_sample(index, index.samples[1], target_size=16)
+
+
+def test_truncated_jpeg_fails_at_every_scale():
+    data = encode(scene(64, 64), "JPEG")[:600]
+    for scale in (1, 2):
+        with pytest.raises(DataError, match=r"^a.zip: fg_bg/1.jpg: cannot decode image"):
+            to_rgb(open_image(data, "a.zip", "fg_bg/1.jpg"), scale)
+    with pytest.raises(DataError, match=r"^a.zip: bg/1.jpg: cannot decode image"):
+        open_image(b"\x00" * 10, "a.zip", "bg/1.jpg")
+
+
+def test_dataset_decodes_at_its_resize_and_normalises_exactly(tmp_path):
+    index = load_index(str(write_canonical_zip(tmp_path / "d.zip", num_samples=2, size=48)))
+    transform = build_transform(16)
+    assert resize_target(transform) == 16 and resize_target(None) is None
+    data = MaskDepthDataset(index, index.samples, transform)
+    assert data.target_size == 16 and data[0]["fg_bg"].shape == (3, 16, 16)
+    image = scene(5, 7)
+    expected = (image.astype(np.float32) - data.mean) / data.std
+    assert np.array_equal(data._normalise(image).numpy(), expected.transpose(2, 0, 1))
+    assert np.array_equal(data._normalise(image[:, ::-1]).numpy(), expected[:, ::-1].transpose(2, 0, 1))
+
+
+# Reading entries: ZipStore's own central-directory reader must agree with zipfile on every kind of zip it meets.
+
+
+def _zip(path, entries: dict[str, bytes], compression: int = zipfile.ZIP_STORED):
+    with zipfile.ZipFile(path, "w", compression) as zf:
+        zf.writestr("folder/", b"")
+        for name, data in entries.items():
+            zf.writestr(name, data)
+    return path
+
+
+def test_store_reads_deflated_utf8_and_prefixed_zips_like_zipfile(tmp_path):
+    entries = {"a.txt": b"alpha" * 50, "fö/ß.png": encode(scene(8, 8), "PNG"), "empty": b""}
+    plain = _zip(tmp_path / "p.zip", entries, zipfile.ZIP_DEFLATED)
+    prefixed = tmp_path / "x.zip"
+    prefixed.write_bytes(b"#!/bin/sh\n" * 40 + plain.read_bytes())  # like a self-extracting archive
+    for path in (plain, prefixed):
+        store = ZipStore([path])
+        assert store.listing == [list(entries)]  # folders are not entries
+        assert {name: store.read(name) for name in entries} == entries
+
+
+def test_store_reads_zip64_directories(tmp_path):
+    names = [f"e/{i}.bin" for i in range(0x10000 + 5)]  # more entries than a plain end record can count
+    with zipfile.ZipFile(tmp_path / "big.zip", "w") as zf:
+        for i, name in enumerate(names):
+            zf.writestr(name, i.to_bytes(3, "little"))
+    store = ZipStore([tmp_path / "big.zip"])
+    assert store.listing[0] == names
+    assert store.read(names[-1]) == (len(names) - 1).to_bytes(3, "little") and store.read("e/7.bin") == b"\x07\0\0"
+
+
+def test_damaged_entry_and_directory_name_the_culprit(tmp_path):
+    path = _zip(tmp_path / "d.zip", {"x.bin": b"0123456789" * 10})
+    raw = bytearray(path.read_bytes())
+    raw[raw.index(b"0123456789") + 3] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    with pytest.raises(DataError, match=r"d.zip: x.bin: cannot read entry \(Bad CRC-32: the data differs"):
+        ZipStore([path]).read("x.bin")
+    path.write_bytes(bytes(raw[: raw.rindex(b"PK\x01\x02") + 20]))  # cut inside the central directory
+    with pytest.raises(DataError, match=r"d.zip: not a readable zip \(no end of central directory record\)"):
+        ZipStore([path])
