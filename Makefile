@@ -34,10 +34,10 @@ format: install ## ruff fix and format
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench: install ## CPU benchmarks: data loader vs a seed-style loader, zip indexing, training step
+bench: install ## data-path, indexing and training-step benchmarks (GPU: make bench ARGS="--device cuda --batch 64")
 	$(PY) -m experiments.bench_data
 	$(PY) -m experiments.bench_index
-	$(PY) -m experiments.bench_train
+	$(PY) -m experiments.bench_train $(ARGS)
 
 leaderboard: install ## every preset × loss at an equal budget; appends to experiments/RESULTS.md
 	$(PY) -m experiments.leaderboard --results
