@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
 from PIL import Image
 
 
@@ -13,6 +15,18 @@ def encode(array: np.ndarray, fmt: str) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(array).save(buf, format=fmt)
     return buf.getvalue()
+
+
+CONF = str(Path(__file__).resolve().parents[1] / "conf")
+TINY_RUN = ("data.image_size=32", "data.batch_size=4", "data.num_workers=0", "trainer.accelerator=cpu")
+
+
+def compose_train(output_dir: Path, data: Path, *overrides: str) -> DictConfig:
+    """The real train config writing to `output_dir`, on the zip `data` at 32 px, batch 4, in-process loading."""
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        return compose(
+            "train", overrides=[f"paths.output_dir={output_dir}", f"data.path={data}", *TINY_RUN, *overrides]
+        )
 
 
 def write_canonical_zip(path: Path, num_samples: int = 12, size: int = 32, fg_per_bg: int = 2, seed: int = 0) -> Path:

@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
-from hydra import compose, initialize_config_dir
 from lightning_fabric.plugins.io import torch_io
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -33,7 +32,7 @@ from mdeas.inference import CheckpointError, load_module, read_checkpoint
 from mdeas.module import MaskDepthModule, NonFiniteLossError
 from mdeas.predict import predict
 from mdeas.train import train
-from tests.conftest import encode, write_canonical_zip
+from tests.conftest import compose_train, encode, write_canonical_zip
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = str(ROOT / "conf")
@@ -58,8 +57,7 @@ POISON = "+callbacks.poison={_target_: tests.test_hardening.PoisonBatch, batch: 
 
 
 def config(out: Path, data: Path, *overrides: str):
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        return compose("train", overrides=[f"paths.output_dir={out}", f"data.path={data}", *SMALL, *overrides])
+    return compose_train(out, data, *SMALL, *overrides)
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,11 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
 from mdeas.evaluate import evaluate
 from mdeas.inference import CheckpointError, load_module
 from mdeas.train import train
-from tests.conftest import write_canonical_zip
+from tests.conftest import compose_train, write_canonical_zip
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 
@@ -22,11 +21,7 @@ def trained(tmp_path_factory) -> dict:
     """A checkpoint trained for one short epoch on a tiny dataset, with the run's own metrics."""
     root = tmp_path_factory.mktemp("trained")
     data = write_canonical_zip(root / "tiny.zip", num_samples=24, size=48, fg_per_bg=2)
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        cfg = compose("train", overrides=[
-            f"paths.output_dir={root / 'run'}", f"data.path={data}", "data.image_size=32", "data.batch_size=4",
-            "data.num_workers=0", "trainer.max_epochs=1", "callbacks.image_grid=null",
-        ])  # fmt: skip
+    cfg = compose_train(root / "run", data, "trainer.max_epochs=1", "callbacks.image_grid=null")
     results = train(cfg)
     return {"root": root, "data": data, "ckpt": Path(results["best_checkpoint"]), "results": results}
 

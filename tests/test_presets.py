@@ -9,7 +9,7 @@ from mdeas.models import create_model, list_models
 from mdeas.models.encoders.mobile import MobileEncoder
 from mdeas.models.fusion import SiameseDiff
 from mdeas.train import train
-from tests.conftest import write_canonical_zip
+from tests.conftest import compose_train, write_canonical_zip
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 
@@ -122,20 +122,7 @@ FAST_TRAIN = {"densenet_dilated", "mobile_unet"}
     "name", [n if n in FAST_TRAIN else pytest.param(n, marks=pytest.mark.slow) for n in [*sorted(PARAMS), "composed"]]
 )
 def test_fast_dev_run_through_the_train_entry(name, tmp_path, tiny_zip):
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        cfg = compose(
-            "train",
-            overrides=[
-                f"model={name}",
-                f"paths.output_dir={tmp_path / 'run'}",
-                f"data.path={tiny_zip}",
-                "data.image_size=32",
-                "data.batch_size=4",
-                "data.num_workers=0",
-                "trainer.accelerator=cpu",
-                "+trainer.fast_dev_run=true",
-            ],
-        )
+    cfg = compose_train(tmp_path / "run", tiny_zip, f"model={name}", "+trainer.fast_dev_run=true")
     results = train(cfg)
     assert 0.0 <= results["val"]["val/mask/iou"] <= 1.0
     assert torch.isfinite(torch.tensor(results["val"]["val/depth/rmse"]))

@@ -12,7 +12,6 @@ import hydra
 import pytest
 import pytorch_lightning as pl
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from mdeas.schedules import (
@@ -23,7 +22,7 @@ from mdeas.schedules import (
     lr_scheduler_config,
 )
 from mdeas.train import build_module, train
-from tests.conftest import write_canonical_zip
+from tests.conftest import compose_train, write_canonical_zip
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -176,25 +175,13 @@ def tiny_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_canonical_zip(tmp_path_factory.mktemp("data") / "tiny.zip", num_samples=24, size=32)
 
 
-def compose_train(tmp_path: Path, tiny_zip: Path, *overrides: str):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(
-            "train",
-            overrides=[
-                f"paths.output_dir={tmp_path / 'run'}",
-                f"data.path={tiny_zip}",
-                "data.image_size=32",
-                "data.batch_size=4",
-                "data.num_workers=0",
-                "trainer.accelerator=cpu",
-                *overrides,
-            ],
-        )
+def compose_run(tmp_path: Path, tiny_zip: Path, *overrides: str):
+    return compose_train(tmp_path / "run", tiny_zip, *overrides)
 
 
 @pytest.mark.parametrize(("sched", "expected"), [("onecycle", 6), ("cyclic_warmup", 3), ("cosine_warmup", 6)])
 def test_fit_resolves_auto_from_the_real_loader(tmp_path: Path, tiny_zip: Path, sched: str, expected: int) -> None:
-    cfg = compose_train(tmp_path, tiny_zip, f"sched={sched}")
+    cfg = compose_run(tmp_path, tiny_zip, f"sched={sched}")
     datamodule = hydra.utils.instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
@@ -212,7 +199,7 @@ def test_fit_resolves_auto_from_the_real_loader(tmp_path: Path, tiny_zip: Path, 
 
 
 def test_lr_find_only_writes_the_record_and_stops(tmp_path: Path, tiny_zip: Path) -> None:
-    cfg = compose_train(
+    cfg = compose_run(
         tmp_path, tiny_zip, "tune_lr=only", "lr_find.num_training=16", "lr_find.early_stop_threshold=null",
         "trainer.max_epochs=8", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1", "~logger",
         "~callbacks.lr_monitor",
@@ -229,4 +216,4 @@ def test_lr_find_only_writes_the_record_and_stops(tmp_path: Path, tiny_zip: Path
 
 def test_tune_lr_value_is_checked(tmp_path: Path, tiny_zip: Path) -> None:
     with pytest.raises(ValueError, match="tune_lr must be true, false or only, got 'yes'"):
-        train(compose_train(tmp_path, tiny_zip, "tune_lr=yes"))
+        train(compose_run(tmp_path, tiny_zip, "tune_lr=yes"))

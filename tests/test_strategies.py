@@ -9,13 +9,12 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
-from hydra import compose, initialize_config_dir
 
 from mdeas.inference import CheckpointError, load_module
 from mdeas.module import MaskDepthModule
 from mdeas.progressive import StageError, apply_stage
 from mdeas.train import train
-from tests.conftest import write_canonical_zip
+from tests.conftest import compose_train, write_canonical_zip
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 
@@ -37,11 +36,7 @@ def tiny_zip(tmp_path: Path) -> Path:
 
 
 def config(out: Path, data: Path, *overrides: str):
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        return compose("train", overrides=[
-            f"paths.output_dir={out}", f"data.path={data}", "data.image_size=32", "data.batch_size=4",
-            "data.num_workers=0", "trainer.max_epochs=1", "callbacks.image_grid=null", *overrides,
-        ])  # fmt: skip
+    return compose_train(out, data, "trainer.max_epochs=1", "callbacks.image_grid=null", *overrides)
 
 
 def test_a_stage_without_its_previous_stage_is_a_clear_error(tmp_path, tiny_zip):

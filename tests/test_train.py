@@ -9,7 +9,7 @@ from hydra import compose, initialize_config_dir
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mdeas.train import train
-from tests.conftest import write_canonical_zip
+from tests.conftest import compose_train, write_canonical_zip
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 
@@ -20,18 +20,7 @@ def tiny_zip(tmp_path: Path) -> Path:
 
 
 def test_fast_dev_run_composes_the_real_config(tmp_path, tiny_zip):
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        cfg = compose(
-            "train",
-            overrides=[
-                f"paths.output_dir={tmp_path / 'run'}",
-                f"data.path={tiny_zip}",
-                "data.image_size=32",
-                "data.batch_size=4",
-                "data.num_workers=0",
-                "+trainer.fast_dev_run=true",
-            ],
-        )
+    cfg = compose_train(tmp_path / "run", tiny_zip, "+trainer.fast_dev_run=true")
     results = train(cfg)
     assert {"val/mask/iou", "val/depth/delta1", "val/depth/rmse"} <= set(results["val"])
     assert 0.0 <= results["val"]["val/mask/iou"] <= 1.0
