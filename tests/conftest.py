@@ -18,7 +18,13 @@ def encode(array: np.ndarray, fmt: str) -> bytes:
 
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
-TINY_RUN = ("data.image_size=32", "data.batch_size=4", "data.num_workers=0", "trainer.accelerator=cpu")
+TINY_RUN = (
+    "data.image_size=32",
+    "data.batch_size=4",
+    "data.num_workers=0",
+    "data.cache_resized=false",
+    "trainer.accelerator=cpu",
+)
 
 
 def compose_train(output_dir: Path, data: Path, *overrides: str) -> DictConfig:

@@ -6,11 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mdeas.data.dataset import MaskDepthDataset, load_sample, resize_target
+from mdeas.data.dataset import MaskDepthDataset, load_sample
 from mdeas.data.decode import binarise, decode_rgb, open_image, reduction, to_depth, to_grey, to_rgb
 from mdeas.data.errors import DataError
 from mdeas.data.layouts import DepthEncoding, load_index
-from mdeas.data.transforms import build_transform
 from mdeas.data.zipstore import ZipStore
 from tests.conftest import write_canonical_zip
 from tests.layouts_fixtures import replace_entry
@@ -128,10 +127,8 @@ def test_truncated_jpeg_fails_at_every_scale():
 
 def test_dataset_decodes_at_its_resize_and_normalises_exactly(tmp_path):
     index = load_index(str(write_canonical_zip(tmp_path / "d.zip", num_samples=2, size=48)))
-    transform = build_transform(16)
-    assert resize_target(transform) == 16 and resize_target(None) is None
-    data = MaskDepthDataset(index, index.samples, transform)
-    assert data.target_size == 16 and data[0]["fg_bg"].shape == (3, 16, 16)
+    data = MaskDepthDataset(index, index.samples, 16)
+    assert data[0]["fg_bg"].shape == (3, 16, 16)
     image = scene(5, 7)
     expected = (image.astype(np.float32) - data.mean) / data.std
     assert np.array_equal(data._normalise(image).numpy(), expected.transpose(2, 0, 1))

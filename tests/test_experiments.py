@@ -6,6 +6,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from mdeas.progressive import apply_stage
+
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
 RECIPES = {
@@ -34,5 +36,19 @@ def test_seed004_is_a_progressive_chain_of_dwsep_pair():
     assert [(s.image_size, s.max_epochs) for s in cfg.progressive.stages] == [(64, 4), (128, 6), (224, 2)]
 
 
+def test_best_is_the_default_model_and_loss_as_a_bf16_compiled_progressive_chain(tmp_path):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        default = compose("train")
+        cfg = compose("train", overrides=["experiment=best", "stage=2", f"paths.output_dir={tmp_path}/stage2"])
+    assert (cfg.model, cfg.loss, cfg.sched) == (default.model, default.loss, default.sched)
+    assert [s.image_size for s in cfg.progressive.stages] == [64, 128, 224]
+    assert (cfg.trainer.precision, cfg.channels_last, cfg.compile) == ("bf16-mixed", True, True)
+    (tmp_path / "stage1" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "stage1" / "checkpoints" / "best.ckpt").touch()
+    staged = apply_stage(cfg)
+    assert (staged.data.image_size, staged.data.synth.image_size, staged.data.batch_size) == (224, 224, 32)
+    assert staged.init_from == str(tmp_path / "stage1" / "checkpoints" / "best.ckpt")
+
+
 def test_every_recipe_file_is_tested():
-    assert {p.stem for p in (CONF / "experiment").glob("*.yaml")} == {*RECIPES, "seed004", "progressive"}
+    assert {p.stem for p in (CONF / "experiment").glob("*.yaml")} == {*RECIPES, "seed004", "progressive", "best"}

@@ -21,9 +21,10 @@ from torch.utils.data import DataLoader
 from mdeas.data.dataset import IMAGENET_MEAN, IMAGENET_STD, ON_ERROR, SKIPPED, MaskDepthDataset, collate_skipping
 from mdeas.data.errors import DataError
 from mdeas.data.layouts import DatasetIndex, load_index
+from mdeas.data.resized_cache import resized_cache
 from mdeas.data.sampler import EpochSampler
 from mdeas.data.splits import check_limit, split, subset
-from mdeas.data.transforms import build_transform
+from mdeas.data.transforms import build_augment
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
@@ -60,6 +61,8 @@ class MaskDepthDataModule(pl.LightningDataModule):
 
     `layout` forces a layout (`mdeas.data.layouts.READERS`; None detects it); `depth_inverted` overrides the
     layout's default (larger stored depth = nearer); `on_error` is `raise` or `skip` (module docstring).
+    `cache_resized`: decode and resize each split once into a per-size cache under `cache_dir`, then read it
+    (`mdeas.data.resized_cache`; skipped with a warning above `cache_max_gb`).
     """
 
     def __init__(
@@ -80,6 +83,8 @@ class MaskDepthDataModule(pl.LightningDataModule):
         layout: str | None = None,
         depth_inverted: bool | None = None,
         on_error: str = "raise",
+        cache_resized: bool = False,
+        cache_max_gb: float = 16.0,
     ) -> None:
         super().__init__()
         if on_error not in ON_ERROR:
@@ -92,6 +97,7 @@ class MaskDepthDataModule(pl.LightningDataModule):
         self.augment, self.mean, self.std = list(augment), tuple(mean), tuple(std)
         self.pin_memory = pin_memory
         self.layout, self.depth_inverted, self.on_error = layout, depth_inverted, on_error
+        self.cache_resized, self.cache_max_gb = cache_resized, cache_max_gb
         self.index: DatasetIndex | None = None
         self.datasets: dict[str, MaskDepthDataset] = {}
 
@@ -129,13 +135,22 @@ class MaskDepthDataModule(pl.LightningDataModule):
                     None,
                     f"the {name} split is empty ({len(samples)} samples); use more data or change data.split",
                 )
-        train_tf = build_transform(self.image_size, self.augment, seed=self.seed)
-        eval_tf = build_transform(self.image_size, seed=self.seed)
+        augment = build_augment(self.augment, seed=self.seed)
         for name in SPLITS:
-            tf = train_tf if name == "train" else eval_tf
-            self.datasets[name] = MaskDepthDataset(
-                self.index, parts[name], tf, self.mean, self.std, self.on_error, name=name, seed=self.seed
+            data = MaskDepthDataset(
+                self.index,
+                parts[name],
+                self.image_size,
+                augment if name == "train" else None,
+                self.mean,
+                self.std,
+                self.on_error,
+                name=name,
+                seed=self.seed,
             )
+            if self.cache_resized and len(data):
+                data.cache = resized_cache(data, self.cache_dir, self.num_workers, self.cache_max_gb)
+            self.datasets[name] = data
         log.info("dataset %s: %s", self.index.layout, {k: len(v) for k, v in self.datasets.items()})
 
     def _loader(self, name: str, sampler: EpochSampler | None = None) -> DataLoader:

@@ -15,8 +15,9 @@ from tqdm import tqdm
 from mdeas.data.decode import binarise, open_image, reduction, to_depth, to_grey, to_rgb
 from mdeas.data.errors import DataError
 from mdeas.data.layouts import DatasetIndex, Sample
+from mdeas.data.resized_cache import ResizedCache
 from mdeas.data.sampler import sample_seed
-from mdeas.data.transforms import apply
+from mdeas.data.transforms import apply, build_resize
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -57,27 +58,23 @@ def load_sample(index: DatasetIndex, sample: Sample, target_size: int | None = N
     }
 
 
-def resize_target(transform: Any) -> int | None:
-    """The smaller side of `transform`'s leading resize (`build_transform` puts one first), else None: the size
-    that decoding may reduce images to without losing anything the transform keeps."""
-    first = next(iter(getattr(transform, "transforms", ())), None)
-    return min(first.height, first.width) if isinstance(first, A.Resize) else None
-
-
 class MaskDepthDataset(Dataset):
     """Items: `bg`, `fg_bg` float32 [3,S,S] normalised; `mask` float32 [1,S,S] in {0,1}; `depth` float32
-    [1,S,S] in [0,1] (see `load_sample`; larger = farther); `valid` bool [1,S,S]; `id` str.
+    [1,S,S] in [0,1] (see `load_sample`; larger = farther); `valid` bool [1,S,S]; `id` str. S = `image_size`.
 
-    `name` labels it in logs (the split). `on_error="skip"` returns None for a sample that raises DataError
-    (`collate_skipping` leaves it out and counts it); `"raise"` lets the DataError through. Samples are decoded
-    reduced when the transform's leading resize allows (`resize_target`, `load_sample`).
+    Each sample is decoded (reduced when S allows, see `load_sample`) and resized to S (`resized`), or read
+    resized from `cache` (`mdeas.data.resized_cache`: the same arrays), then augmented by `augment` (an
+    `A.Compose` from `transforms.build_augment`, or None). `name` labels it in logs (the split).
+    `on_error="skip"` returns None for a sample that raises DataError (`collate_skipping` leaves it out and counts
+    it); `"raise"` lets the DataError through.
     """
 
     def __init__(
         self,
         index: DatasetIndex,
         samples: Sequence[Sample],
-        transform,
+        image_size: int,
+        augment: A.Compose | None = None,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
         on_error: str = "raise",
@@ -88,12 +85,13 @@ class MaskDepthDataset(Dataset):
             raise ValueError(f"data.on_error must be one of {ON_ERROR}, got {on_error!r}")
         self.index = index
         self.samples = list(samples)
-        self.transform = transform
+        self.image_size, self.resize, self.augment = image_size, build_resize(image_size), augment
+        self.decode_size: int | None = image_size  # decoding may reduce down to this; None: at the stored size
+        self.cache: ResizedCache | None = None
         self.mean = np.asarray(mean, np.float32) * 255.0
         self.std = np.asarray(std, np.float32) * 255.0
         self._tables = [(np.arange(256, dtype=np.float32) - m) / s for m, s in zip(self.mean, self.std, strict=True)]
         self.on_error, self.name, self.seed = on_error, name, seed
-        self.target_size = resize_target(transform)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -112,26 +110,37 @@ class MaskDepthDataset(Dataset):
         std = torch.as_tensor(self.std / 255.0, device=images.device).view(3, 1, 1)
         return (images * std + mean).clamp(0, 1)
 
-    def __getitem__(self, key: int | tuple[int, int]) -> dict | None:
-        """`key`: an index, or `(epoch, index)` from EpochSampler (augmentation seeded by seed, epoch, index)."""
-        if isinstance(key, tuple):
-            epoch, key = key
-            self.transform.set_random_seed(sample_seed(self.seed, epoch, key))
-        s = self.samples[key]
+    def resized(self, key: int) -> dict[str, np.ndarray] | None:
+        """Sample `key` resized to S, not augmented: bg, fg_bg uint8 [S,S,3]; mask float32 {0,1} [S,S]; depth
+        float32 [S,S] (0 where unknown); valid bool [S,S]. None when skipped (`on_error="skip"`)."""
+        if self.cache is not None:
+            return self.cache[key]
         try:
-            raw = load_sample(self.index, s, self.target_size)
+            raw = load_sample(self.index, self.samples[key], self.decode_size)
         except DataError:
             if self.on_error == "skip":
                 return None
             raise
-        out = apply(self.transform, raw["bg"], raw["fg_bg"], binarise(raw["mask"]), raw["depth"], raw["valid"])
+        return apply(self.resize, raw["bg"], raw["fg_bg"], binarise(raw["mask"]), raw["depth"], raw["valid"])
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict | None:
+        """`key`: an index, or `(epoch, index)` from EpochSampler (augmentation seeded by seed, epoch, index)."""
+        if isinstance(key, tuple):
+            epoch, key = key
+            if self.augment is not None:
+                self.augment.set_random_seed(sample_seed(self.seed, epoch, key))
+        out = self.resized(key)
+        if out is None:
+            return None
+        if self.augment is not None:
+            out = apply(self.augment, **out)
         return {
             "bg": self._normalise(out["bg"]),
             "fg_bg": self._normalise(out["fg_bg"]),
             "mask": torch.from_numpy(out["mask"])[None],
             "depth": torch.from_numpy(out["depth"])[None],
             "valid": torch.from_numpy(out["valid"])[None],
-            "id": s.id,
+            "id": self.samples[key].id,
         }
 
 

@@ -19,10 +19,15 @@ import numpy as np
 TARGETS = {"bg": "image", "depth": "mask", "valid": "mask"}
 
 
-def build_transform(image_size: int, augmentations: Sequence[A.BasicTransform] = (), seed: int | None = None):
-    """Resize to `image_size`² (area for images, nearest for mask/depth/valid), then `augmentations` in order."""
+def build_resize(image_size: int) -> A.Compose:
+    """Resize to `image_size`² pixels: area for the images, nearest for mask, depth and valid."""
     resize = A.Resize(image_size, image_size, interpolation=cv2.INTER_AREA, mask_interpolation=cv2.INTER_NEAREST)
-    return A.Compose([resize, *augmentations], additional_targets=TARGETS, seed=seed)
+    return A.Compose([resize], additional_targets=TARGETS)
+
+
+def build_augment(augmentations: Sequence[A.BasicTransform], seed: int | None = None) -> A.Compose | None:
+    """`augmentations` in order as one joint transform (None when there are none)."""
+    return A.Compose(list(augmentations), additional_targets=TARGETS, seed=seed) if augmentations else None
 
 
 def apply(

@@ -1,0 +1,160 @@
+"""Per-size cache of pre-resized samples: decode and resize a split once, then read it from memory-mapped arrays.
+
+A split's samples, decoded and resized to the training size exactly as `MaskDepthDataset.resized` does, are
+written once into `<cache_dir>/resized-<size>px-<key>/`, one .npy per array: `bg`, `fg_bg` uint8 [N, S, S, 3];
+`mask` uint8 [N, S, S] in {0, 1}; `depth` float32 [N, S, S] (0 where unknown); `valid` bool [N, S, S]; `ok` bool
+[N] (False: the sample was left out under `on_error=skip`). The key hashes the zips (path, size, modification
+time), layout, depth encoding, size, decoder versions and the split's entries, so a changed dataset gets a new
+cache. The folder is written under a temporary name and renamed when complete: an interrupted build leaves no
+half cache, and processes building the same cache at once (DDP ranks) end up sharing one.
+
+Epochs then augment from these arrays instead of decoding JPEGs and PNGs again: the same tensors, a fraction of
+the CPU (experiments/RESULTS.md, "Data path"). Each stage of a progressive run gets its own size's cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import albumentations
+import cv2
+import numpy as np
+import PIL
+from numpy.lib.format import open_memmap
+from torch.utils.data import Dataset
+
+if TYPE_CHECKING:
+    from mdeas.data.dataset import MaskDepthDataset
+
+log = logging.getLogger(__name__)
+CACHE_VERSION = 1  # bump when decoding or resizing changes what a cached sample holds
+ARRAYS = {  # name → (dtype, trailing shape given the size)
+    "bg": (np.uint8, (3,)),
+    "fg_bg": (np.uint8, (3,)),
+    "mask": (np.uint8, ()),
+    "depth": (np.float32, ()),
+    "valid": (np.bool_, ()),
+}
+COMPLETE = "meta.json"  # written last, inside the temporary folder, before the rename
+
+
+def cache_bytes(count: int, size: int) -> int:
+    """Disk bytes of the cache of `count` samples at `size`² pixels (12 bytes a pixel)."""
+    per_pixel = sum(np.dtype(dtype).itemsize * int(np.prod(shape)) for dtype, shape in ARRAYS.values())
+    return count * size * size * per_pixel + count
+
+
+def cache_key(dataset: MaskDepthDataset) -> str:
+    """A hash of everything a cached sample depends on: zips, layout, depth encoding, size, versions, entries."""
+    index = dataset.index
+    zips = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in index.store.paths]
+    versions = [CACHE_VERSION, cv2.__version__, PIL.__version__, albumentations.__version__]
+    head = {"zips": zips, "layout": index.layout, "depth": asdict(index.depth), "size": dataset.image_size}
+    head["versions"] = versions
+    digest = hashlib.sha1(json.dumps(head, sort_keys=True).encode())
+    for s in dataset.samples:
+        digest.update(f"{s.bg}\0{s.fg_bg}\0{s.mask}\0{s.depth}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+class ResizedCache:
+    """Read access to a built cache folder: `cache[i]` is sample i as `MaskDepthDataset.resized` returns it (None
+    for a sample left out). Arrays are memory-mapped on first access in each process (never pickled)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self.meta = json.loads((self.folder / COMPLETE).read_text())
+        self._arrays: dict[str, np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return int(self.meta["count"])
+
+    def _open(self) -> dict[str, np.ndarray]:
+        if self._arrays is None:
+            names = [*ARRAYS, "ok"]
+            self._arrays = {name: np.load(self.folder / f"{name}.npy", mmap_mode="r") for name in names}
+        return self._arrays
+
+    def __getitem__(self, i: int) -> dict[str, np.ndarray] | None:
+        arrays = self._open()
+        if not arrays["ok"][i]:
+            return None
+        sample = {name: np.array(arrays[name][i]) for name in ARRAYS}
+        sample["mask"] = sample["mask"].astype(np.float32)
+        return sample
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_arrays": None}
+
+
+class _Resized(Dataset):
+    """`dataset.resized(i)` for every i (what the cache stores)."""
+
+    def __init__(self, dataset: MaskDepthDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> dict[str, np.ndarray] | None:
+        return self.dataset.resized(i)
+
+
+def _write(dataset: MaskDepthDataset, folder: Path, num_workers: int) -> None:
+    """Build the cache of `dataset` into `folder` (which must not exist), `num_workers` decoding processes."""
+    from mdeas.data.dataset import scan
+
+    folder.mkdir(parents=True)
+    count, size = len(dataset), dataset.image_size
+    arrays = {
+        name: open_memmap(folder / f"{name}.npy", mode="w+", dtype=dtype, shape=(count, size, size, *shape))
+        for name, (dtype, shape) in ARRAYS.items()
+    }
+    ok = open_memmap(folder / "ok.npy", mode="w+", dtype=np.bool_, shape=(count,))
+    for i, sample in enumerate(scan(_Resized(dataset), num_workers, f"caching {dataset.name} at {size} px")):
+        if sample is not None:
+            for name, array in arrays.items():
+                array[i] = sample[name]
+            ok[i] = True
+    for array in (*arrays.values(), ok):
+        array.flush()
+    meta = {"count": count, "size": size, "left_out": int(count - ok.sum()), "zips": dataset.index.store.describe()}
+    (folder / COMPLETE).write_text(json.dumps(meta))
+
+
+def resized_cache(
+    dataset: MaskDepthDataset, cache_dir: str | Path, num_workers: int = 0, max_gb: float = 16.0
+) -> ResizedCache | None:
+    """The cache of `dataset`'s samples at its size: opened when built before, else built now. None (with a
+    warning; the dataset then decodes every epoch) when it would exceed `max_gb` or 90 % of the free disk."""
+    root = Path(cache_dir).expanduser()
+    folder = root / f"resized-{dataset.image_size}px-{cache_key(dataset)}"
+    if (folder / COMPLETE).is_file():
+        return ResizedCache(folder)
+    root.mkdir(parents=True, exist_ok=True)
+    need, free = cache_bytes(len(dataset), dataset.image_size), shutil.disk_usage(root).free
+    if need > max_gb * 1e9 or need > 0.9 * free:
+        log.warning(
+            "%s: not caching at %d px: %.1f GB needed, limit %.1f GB (data.cache_max_gb), %.1f GB free in %s",
+            dataset.name, dataset.image_size, need / 1e9, max_gb, free / 1e9, root,
+        )  # fmt: skip
+        return None
+    partial = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        _write(dataset, partial, num_workers)
+        partial.rename(folder)
+    except OSError:
+        if not (folder / COMPLETE).is_file():  # not another process finishing the same cache first
+            raise
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    log.info("%s: cached %d samples at %d px in %s", dataset.name, len(dataset), dataset.image_size, folder)
+    return ResizedCache(folder)

@@ -1,0 +1,110 @@
+import logging
+import os
+import pickle
+import zipfile
+
+import albumentations as A
+import pytest
+import torch
+
+from mdeas.data import resized_cache as rc
+from mdeas.data.datamodule import MaskDepthDataModule
+from mdeas.data.errors import DataError
+from mdeas.data.sampler import EpochSampler
+from tests.conftest import write_canonical_zip
+
+
+def _module(path, cache_dir, cached: bool, **kwargs) -> MaskDepthDataModule:
+    settings = dict(image_size=16, batch_size=4, num_workers=0, split=(0.5, 0.25, 0.25), cache_dir=str(cache_dir))
+    settings["augment"] = [A.HorizontalFlip(p=0.5), A.ColorJitter(p=0.5), A.Affine(rotate=(-20, 20), p=0.5)]
+    dm = MaskDepthDataModule(path=str(path), cache_resized=cached, **{**settings, **kwargs})
+    dm.setup()
+    return dm
+
+
+def _same(a: dict | None, b: dict | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return a["id"] == b["id"] and all(torch.equal(a[k], b[k]) for k in ("bg", "fg_bg", "mask", "depth", "valid"))
+
+
+def test_cached_samples_equal_decoded_ones_with_augmentation(tmp_path):
+    path = write_canonical_zip(tmp_path / "d.zip", num_samples=16, size=40)
+    plain, cached = _module(path, tmp_path / "c", False), _module(path, tmp_path / "c", True)
+    for name in ("train", "val", "test"):
+        a, b = plain.datasets[name], cached.datasets[name]
+        assert a.cache is None and b.cache is not None and len(b.cache) == len(a) > 0
+        keys = list(EpochSampler(a, seed=0)) if name == "train" else range(len(a))
+        for epoch in (0, 1):
+            for key in keys:
+                key = (epoch, key[1]) if isinstance(key, tuple) else key
+                assert _same(a[key], b[key]), (name, key)
+    assert b[0]["fg_bg"].shape == (3, 16, 16)
+
+
+def test_cache_is_built_once_and_reused(tmp_path, monkeypatch):
+    path = write_canonical_zip(tmp_path / "d.zip", num_samples=8, size=32)
+    _module(path, tmp_path / "c", True)
+    folders = sorted(p.name for p in (tmp_path / "c").iterdir())
+    assert len(folders) == 3 and all(f.startswith("resized-16px-") for f in folders)  # one per split
+
+    def no_build(*args):
+        raise AssertionError("rebuilt")
+
+    monkeypatch.setattr(rc, "_write", no_build)
+    again = _module(path, tmp_path / "c", True)
+    assert again.datasets["train"].cache is not None
+    with pytest.raises(AssertionError, match="rebuilt"):
+        _module(path, tmp_path / "c", True, image_size=8)  # another size: another cache
+    write_canonical_zip(path, num_samples=8, size=32, seed=1)  # the dataset changed
+    os.utime(path, ns=(1, 1))
+    with pytest.raises(AssertionError, match="rebuilt"):
+        _module(path, tmp_path / "c", True)
+
+
+def test_interrupted_build_leaves_no_cache(tmp_path, monkeypatch):
+    path = write_canonical_zip(tmp_path / "d.zip", num_samples=8, size=32)
+
+    def interrupted(dataset, num_workers, desc):
+        yield dataset[0]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("mdeas.data.dataset.scan", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _module(path, tmp_path / "c", True)
+    assert list((tmp_path / "c").iterdir()) == []
+
+
+def test_bad_entry_names_itself_while_caching_or_is_left_out(tmp_path):
+    src = zipfile.ZipFile(write_canonical_zip(tmp_path / "d.zip", num_samples=8, size=32))
+    cut = tmp_path / "cut.zip"
+    with zipfile.ZipFile(cut, "w") as zf:
+        for info in src.infolist():
+            data = src.read(info)
+            zf.writestr(info, data[: len(data) // 3] if info.filename == "fg_bg/b001_f02.jpg" else data)
+    with pytest.raises(DataError, match=r"cut.zip: fg_bg/b001_f02.jpg: cannot decode image"):
+        _module(cut, tmp_path / "c", True, split=(1, 0, 0))
+    assert list((tmp_path / "c").iterdir()) == []
+    plain = _module(cut, tmp_path / "c", False, split=(1, 0, 0), on_error="skip")
+    cached = _module(cut, tmp_path / "c", True, split=(1, 0, 0), on_error="skip")
+    pairs = [(plain.datasets["train"][0, i], cached.datasets["train"][0, i]) for i in range(8)]
+    assert all(_same(a, b) for a, b in pairs) and sum(b is None for _, b in pairs) == 1
+    assert cached.datasets["train"].cache.meta["left_out"] == 1
+
+
+def test_cache_over_the_limit_is_skipped_with_a_warning(tmp_path, caplog):
+    path = write_canonical_zip(tmp_path / "d.zip", num_samples=8, size=32)
+    with caplog.at_level(logging.WARNING):
+        dm = _module(path, tmp_path / "c", True, cache_max_gb=1e-6)
+    assert dm.datasets["train"].cache is None and dm.datasets["train"][0]["bg"].shape == (3, 16, 16)
+    assert "not caching at 16 px" in caplog.text and "data.cache_max_gb" in caplog.text
+
+
+def test_cache_size_and_pickling(tmp_path):
+    assert rc.cache_bytes(10, 64) == 10 * 64 * 64 * 12 + 10
+    path = write_canonical_zip(tmp_path / "d.zip", num_samples=8, size=32)
+    cache = _module(path, tmp_path / "c", True).datasets["train"].cache
+    assert cache[0] is not None and cache._arrays is not None
+    clone = pickle.loads(pickle.dumps(cache))  # what a worker gets: paths, not arrays
+    assert clone._arrays is None and len(pickle.dumps(cache)) < 2000
+    assert all((clone[0][k] == cache[0][k]).all() for k in rc.ARRAYS)
