@@ -340,6 +340,35 @@ def test_composite_depth_masks_and_colours_are_consistent() -> None:
     assert with_solids >= 6 and 0.03 < np.median(coverages) < 0.3 and max(coverages) > 0.1
 
 
+def _changed_far_from_mask(s, margin: int = 12) -> float:
+    """Fraction of the pixels more than `margin` px from the mask where fg_bg differs from bg by > 2 levels."""
+    rows, cols = np.nonzero(s.mask)
+    yy, xx = np.mgrid[: s.mask.shape[0], : s.mask.shape[1]]
+    far = (
+        (yy < rows.min() - margin)
+        | (yy > rows.max() + margin)
+        | (xx < cols.min() - margin)
+        | (xx > cols.max() + margin)
+    )
+    changed = np.abs(s.fg_bg.astype(int) - s.background.rgb.astype(int)).max(axis=2) > 2
+    return changed[far].mean() if far.any() else 0.0
+
+
+def test_pasted_samples_equal_their_background_away_from_the_object() -> None:
+    seed, size = 11, 96
+    pasted_opts = Options(12, image_size=size, seed=seed, fg_per_bg=3, paste_fraction=1.0)
+    photo_opts = Options(12, image_size=size, seed=seed, fg_per_bg=3)
+    pasted, photos = [], []
+    for spec in plan(pasted_opts):
+        background = make_background(seed, spec.bg_index, size, MAX_MM / 1000.0)
+        pasted.append(_changed_far_from_mask(make_sample(background, spec, pasted_opts)))
+        photos.append(_changed_far_from_mask(make_sample(background, spec, photo_opts)))
+    assert max(pasted) == 0.0  # the background's own pixels and noise
+    assert np.mean(photos) > 0.1  # own noise (half of them) and shadows change the rest of the image
+    with pytest.raises(ValueError, match="paste_fraction must be in"):
+        generate("x.zip", 1, paste_fraction=1.5)
+
+
 def test_object_bottom_row_depth_equals_its_support_depth() -> None:
     for s in _samples():
         row, col = s.contact

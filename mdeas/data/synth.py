@@ -67,6 +67,7 @@ class Options:
     scales: tuple[float, ...] = SEED_SCALES
     positions: int = 5
     scale_range: tuple[float, float] = (0.4, 1.25)
+    paste_fraction: float = 0.0
 
     @property
     def per_bg(self) -> int:
@@ -204,6 +205,8 @@ def make_sample(background: Background, spec: SampleSpec, opts: Options) -> Samp
     The object is lit by the scene's light and shadowed by its solids; it casts a soft shadow (p = 0.7) and
     darkens the support at its feet (p = 0.8), which change the image outside the mask. The fg_bg image reuses
     the background's sensor noise with p = 0.5 (as a pasted composite) and draws its own otherwise (as a photo).
+    A fraction `opts.paste_fraction` of the samples is a pure paste, as the seeds made theirs: no cast shadow, no
+    darkening, the background's noise, so that fg_bg equals bg outside the mask up to JPEG.
     """
     rng = np.random.default_rng(spec.key)
     if spec.foreground is None:
@@ -224,13 +227,14 @@ def make_sample(background: Background, spec: SampleSpec, opts: Options) -> Samp
             if spec.foreground is None:
                 sprite = make_sprite(rng, rows=opts.sprite_rows)
     fg = light_foreground(scene, fg)
+    pasted = opts.paste_fraction > 0 and rng.random() < opts.paste_fraction  # no draw at 0
     colour = render.clean
-    if rng.random() < 0.7:
+    if not pasted and rng.random() < 0.7:
         colour = colour - render.direct * object_shadow(scene, render.depth, fg)[..., None]
-    if rng.random() < 0.8:
+    if not pasted and rng.random() < 0.8:
         colour = colour * contact_occlusion(scene, render.depth, fg, rng.uniform(0.2, 0.6))[..., None]
     rgb, mask, depth = composite(colour, render.depth, fg)
-    noise = np.random.default_rng(background.noise_key) if rng.random() < 0.5 else rng
+    noise = np.random.default_rng(background.noise_key) if pasted or rng.random() < 0.5 else rng
     return SampleArrays(
         id=spec.id,
         background=background,
@@ -292,6 +296,8 @@ def _check(opts: Options) -> None:
         raise ValueError(f"scheme must be one of {', '.join(SCHEMES)}, got {opts.scheme!r}")
     if opts.num_foregrounds < 1 or opts.positions < 1 or not opts.scales:
         raise ValueError("the seed scheme needs num_foregrounds >= 1, positions >= 1 and at least one scale")
+    if not 0 <= opts.paste_fraction <= 1:
+        raise ValueError(f"paste_fraction must be in [0, 1], got {opts.paste_fraction}")
     low, high = opts.scale_range
     if not all(0 < s <= 1.5 for s in (*opts.scales, low, high)) or low > high:
         raise ValueError(f"scales must be in (0, 1.5], got {opts.scales} and scale_range {opts.scale_range}")
@@ -301,7 +307,7 @@ def generate(out: str | Path, num_samples: int, workers: int | None = None, **op
     """Write a canonical dataset zip of `num_samples` samples to `out`; returns its path.
 
     options (see `Options`, conf/synth.yaml): image_size, seed, jpeg_quality, fg_per_bg, max_depth_mm, scheme
-    ("random" or "seed"), num_foregrounds, flips, scales, positions, scale_range. ceil(num_samples / samples
+    ("random" or "seed"), num_foregrounds, flips, scales, positions, scale_range, paste_fraction. ceil(num_samples / samples
     per background) backgrounds are rendered; depth is stored in mm, clamped to max_depth_mm. `workers`
     processes render (default: the CPU count); the zip's bytes do not depend on it. The zip is written to
     `out`.tmp and moved into place, so `out` is either complete or absent.
@@ -324,6 +330,7 @@ def generate(out: str | Path, num_samples: int, workers: int | None = None, **op
         "image_size": opts.image_size,
         "jpeg_quality": opts.jpeg_quality,
         "scheme": opts.scheme,
+        "paste_fraction": opts.paste_fraction,
         "depth": {"format": "png16", "unit": "mm", "max": opts.max_depth_mm},
         "mask": {"format": "png8", "values": [0, 255]},
     }
