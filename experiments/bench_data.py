@@ -94,7 +94,7 @@ def dataset(layout: str, samples: int, image_size: int, workers: int) -> Path:
     path = CACHE / f"bench-{samples}x{image_size}.zip"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        generate(path, samples, image_size=image_size, seed=0, workers=workers)
+        generate(path, samples, image_size=image_size, seed=0, workers=max(workers, 1))
     if layout == "canonical":
         return path
     seed = path.with_name(f"{path.stem}-seed002.zip")

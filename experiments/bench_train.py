@@ -2,15 +2,16 @@
 compile, at 64 and 224 px; and end to end (the real loader from a zip) against the model step alone.
 
     python -m experiments.bench_train                                    # CPU: batch 4, a few steps, under a minute
-    python -m experiments.bench_train --device cuda --batch 64 --steps 50 --compile    # a GPU
+    python -m experiments.bench_train --device cuda --sizes 64 128 224 --batch 64 --steps 50 --workers 8   # a GPU
 
 The model step is what `MaskDepthModule` trains: `set_memory_format(channels_last, compile)`, forward, the loss
 group of conf/loss/ssim_mse.yaml, backward and an Adam step (conf/optim/adam.yaml); bf16 runs forward and loss
 under `torch.autocast` (what Lightning's `precision=bf16-mixed` does). Inputs are random tensors already on the
 device, so the row measures the model alone. Throughput is samples/s over `--steps` steps after `--warmup` ones
 (more warm-up when compiled: the first steps compile). The end-to-end row trains the fastest configuration at
-`--e2e-size` from the DataModule's train loader (generated zip, default augmentation, `--workers` workers, batches
-moved to the device) and is reported as a fraction of that configuration's model-step throughput. The last line,
+each of `--e2e-sizes` from the DataModule's train loader as training uses it (generated zip stored at `--stored`
+px, resized cache built before timing, default augmentation, `--workers` workers, batches moved to the device)
+and is reported as a fraction of that configuration's model-step throughput. The last line,
 `ratio: X.XX`, is the fastest configuration over fp32 at 224 px.
 """
 
@@ -27,7 +28,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from experiments.bench_data import dataset, mdeas_loader
+from experiments.bench_data import CACHE, dataset, mdeas_loader
 from mdeas.module import MaskDepthModule
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -110,7 +111,8 @@ def model_step(config: str, size: int, args: argparse.Namespace, device: torch.d
 def end_to_end(config: str, size: int, args: argparse.Namespace, device: torch.device) -> float:
     """Samples/s training `config` at `size` on batches from the DataModule's train loader."""
     module, optimizer = build(config, device)
-    loader = mdeas_loader(dataset("canonical", args.samples, args.stored, args.workers), size, args, args.workers)
+    path = dataset("canonical", args.samples, args.stored, args.workers)
+    loader = mdeas_loader(path, size, args, args.workers, cache_dir=CACHE / "resized")  # built before timing
     batches = itertools.chain.from_iterable(itertools.repeat(loader))  # pass after pass (persistent workers)
     warmup = args.warmup + (args.compile_warmup if CONFIGS[config][2] else 0)
     return timed(module, optimizer, batches, CONFIGS[config][1], warmup, args.e2e_steps)
@@ -119,14 +121,14 @@ def end_to_end(config: str, size: int, args: argparse.Namespace, device: torch.d
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[64, HEADLINE_SIZE])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[64, HEADLINE_SIZE], help="e.g. 64 128 224 on a GPU")
     parser.add_argument("--batch", type=int, default=4, help="batch size (default 4; e.g. 64 on a GPU)")
     parser.add_argument("--steps", type=int, default=5, help="timed steps per row (default 5; e.g. 50 on a GPU)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (default 2)")
     parser.add_argument("--compile", action="store_true", help="add the compiled row (default: only on CUDA)")
     parser.add_argument("--compile-warmup", type=int, default=3, help="extra warm-up steps when compiled")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads on CPU (0: torch's default)")
-    parser.add_argument("--e2e-size", type=int, default=64, help="size of the end-to-end row (default 64)")
+    parser.add_argument("--e2e-sizes", type=int, nargs="+", help="end-to-end rows (default: all on CUDA, the first)")
     parser.add_argument("--e2e-steps", type=int, default=20, help="timed steps of the end-to-end row (default 20)")
     parser.add_argument("--workers", type=int, default=2, help="loader workers of the end-to-end row (default 2)")
     parser.add_argument("--samples", type=int, default=1000, help="generated dataset size (default 1000)")
@@ -134,6 +136,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if HEADLINE_SIZE not in args.sizes:
         parser.error(f"--sizes must include {HEADLINE_SIZE} (the ratio line)")
+    if not set(args.e2e_sizes or []) <= set(args.sizes):
+        parser.error("--e2e-sizes must be among --sizes")
     device = torch.device(args.device)
     if device.type == "cpu" and args.threads:
         torch.set_num_threads(args.threads)
@@ -146,13 +150,12 @@ def main(argv: list[str] | None = None) -> None:
     for (config, size), rate in rates.items():
         ms = 1000 * args.batch / rate
         print(f"| {size} | {config} | {rate:.1f} | {ms:.0f} | {rate / rates[BASELINE, size]:.2f} |")
-    e2e_size = args.e2e_size if args.e2e_size in args.sizes else args.sizes[0]
-    best = max(configs, key=lambda c: rates[c, e2e_size])
-    full = end_to_end(best, e2e_size, args, device)
-    step = rates[best, e2e_size]
     print("\n| size | configuration | model step samples/s | end to end samples/s | end to end / model step |")
     print("|---:|---|---:|---:|---:|")
-    print(f"| {e2e_size} | {best} | {step:.1f} | {full:.1f} | {100 * full / step:.0f} % |")
+    for size in args.e2e_sizes or (args.sizes if device.type == "cuda" else args.sizes[:1]):
+        best = max(configs, key=lambda c: rates[c, size])
+        step, full = rates[best, size], end_to_end(best, size, args, device)
+        print(f"| {size} | {best} | {step:.1f} | {full:.1f} | {100 * full / step:.0f} % |")
     top = max(configs, key=lambda c: rates[c, HEADLINE_SIZE])
     print(f"\nfastest at {HEADLINE_SIZE}: {top}")
     print(f"ratio: {rates[top, HEADLINE_SIZE] / rates[BASELINE, HEADLINE_SIZE]:.2f}")

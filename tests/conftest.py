@@ -25,6 +25,8 @@ CONF = str(Path(__file__).resolve().parents[1] / "conf")
 def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Generated datasets and resized caches made by tests (and their subprocesses) go to a temporary folder."""
     os.environ["MDEAS_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+
+
 TINY_RUN = (
     "data.image_size=32",
     "data.batch_size=4",

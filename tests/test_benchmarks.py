@@ -1,0 +1,28 @@
+"""The benchmarks run end to end on tiny settings and print their tables and the `ratio:` line."""
+
+import re
+
+from experiments import bench_data, bench_train
+
+
+def test_bench_data_prints_every_loader_and_the_ratio(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    bench_data.main(["--samples", "24", "--stored", "128", "--sizes", "64", "--workers", "0", "--passes", "1",
+                     "--cpu-samples", "8", "--batch", "4"])  # fmt: skip
+    out = capsys.readouterr().out
+    for layout in ("canonical", "seed002"):
+        for loader in ("seed-style (extracted files)", "resized cache build", "mdeas, no augmentation",
+                       "mdeas, decoded each epoch at full size", "mdeas, decoded each epoch", "mdeas |"):  # fmt: skip
+            assert f"| {layout} | {loader}" in out, (layout, loader)
+    assert re.search(r"\nratio: \d+\.\d\d\n$", out)
+
+
+def test_bench_train_prints_steps_end_to_end_and_the_ratio(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    bench_train.main(["--device", "cpu", "--sizes", "32", "224", "--batch", "1", "--steps", "1", "--warmup", "1",
+                      "--e2e-steps", "2", "--workers", "0", "--samples", "12", "--stored", "64"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert out.count("| 32 |") == 5 and out.count("| 224 |") == 4  # 4 configurations each, 1 end-to-end row
+    assert re.search(r"\| 32 \| [^|]+ \| [\d.]+ \| [\d.]+ \| \d+ % \|", out)
+    assert re.search(r"\nratio: \d+\.\d\d\n$", out)
+    assert list((tmp_path / "data/cache/bench/resized").iterdir())  # the end-to-end row read the resized cache
