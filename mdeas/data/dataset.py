@@ -164,6 +164,8 @@ def _as_is(item: Any) -> Any:
 
 
 def scan(dataset: Dataset, num_workers: int, desc: str) -> Iterator[Any]:
-    """Yield `dataset[i]` for every i, in order, computed in `num_workers` processes, with a progress bar."""
-    loader = DataLoader(dataset, batch_size=None, num_workers=num_workers, collate_fn=_as_is)
+    """Yield `dataset[i]` for every i, in order, computed in `num_workers` processes, with a progress bar. Leaves
+    torch's global random state as it was (a scan during setup must not change a seeded run)."""
+    private = torch.Generator()  # DataLoader draws its workers' base seed: never from the global generator
+    loader = DataLoader(dataset, batch_size=None, num_workers=num_workers, collate_fn=_as_is, generator=private)
     yield from tqdm(loader, desc=desc, unit="sample", total=len(dataset), dynamic_ncols=True)

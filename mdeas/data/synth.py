@@ -307,10 +307,10 @@ def generate(out: str | Path, num_samples: int, workers: int | None = None, **op
     """Write a canonical dataset zip of `num_samples` samples to `out`; returns its path.
 
     options (see `Options`, conf/synth.yaml): image_size, seed, jpeg_quality, fg_per_bg, max_depth_mm, scheme
-    ("random" or "seed"), num_foregrounds, flips, scales, positions, scale_range, paste_fraction. ceil(num_samples / samples
-    per background) backgrounds are rendered; depth is stored in mm, clamped to max_depth_mm. `workers`
-    processes render (default: the CPU count); the zip's bytes do not depend on it. The zip is written to
-    `out`.tmp and moved into place, so `out` is either complete or absent.
+    ("random" or "seed"), num_foregrounds, flips, scales, positions, scale_range, paste_fraction.
+    ceil(num_samples / samples per background) backgrounds are rendered; depth is stored in mm, clamped to
+    max_depth_mm. `workers` processes render (default: the CPU count); the zip's bytes do not depend on it. The
+    zip is written to `out`.tmp and moved into place, so `out` is either complete or absent.
     """
     for key in ("scales", "scale_range"):
         if key in options:
