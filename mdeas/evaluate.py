@@ -36,7 +36,8 @@ def data_config(stored: dict, overrides: dict) -> dict:
 
 
 def evaluate(ckpt_path: str, data_overrides: dict, output: str | None = None, device: str = "auto") -> dict:
-    """Test metrics of the checkpoint and of the baseline on the same samples; writes <output>/metrics.json."""
+    """Test metrics of the checkpoint and of the baseline on the same samples (mask metrics only for a dataset
+    without depth); writes <output>/metrics.json."""
     accelerator = "gpu" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
     module = load_module(ckpt_path)
     out = Path(output) if output else Path(ckpt_path).resolve().parent.parent / "evaluate"
@@ -50,6 +51,8 @@ def evaluate(ckpt_path: str, data_overrides: dict, output: str | None = None, de
     trainer = pl.Trainer(accelerator=accelerator, devices=1, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
     model = {k.removeprefix("test/"): float(v) for k, v in trainer.test(module, datamodule, verbose=False)[0].items()}
+    if not any(sample.depth for sample in datamodule.datasets["test"].samples):  # a set without depth: its depth
+        model = {k: v for k, v in model.items() if not k.startswith(("depth/", "loss/depth"))}  # rows mean nothing
     denormalise = datamodule.datasets["test"].denormalise
     threshold = fit_threshold(datamodule.val_dataloader(), denormalise)
     baseline = {f"mask/{k}": v for k, v in score(datamodule.test_dataloader(), denormalise, threshold).items()}

@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import cv2
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from mdeas.evaluate import evaluate
+from mdeas.evaluate import evaluate, table
 from mdeas.inference import CheckpointError, load_module
 from mdeas.train import train
 from tests.conftest import compose_train, write_canonical_zip
@@ -44,6 +45,24 @@ def test_evaluate_on_another_dataset_scores_85_percent(trained, tmp_path):
     other = write_canonical_zip(tmp_path / "other.zip", num_samples=40, size=40, fg_per_bg=2, seed=5)
     results = evaluate(str(trained["ckpt"]), {"path": str(other)}, str(tmp_path / "e"))
     assert results["samples"] == 34  # 20 backgrounds: 3 pick the threshold, 17 × 2 samples are scored
+
+
+def test_evaluate_on_a_dataset_without_depth_reports_no_depth_rows(trained, tmp_path):
+    source = write_canonical_zip(tmp_path / "with_depth.zip", num_samples=40, size=40, fg_per_bg=2, seed=5)
+    other = tmp_path / "no_depth.zip"
+    with zipfile.ZipFile(source) as src, zipfile.ZipFile(other, "w") as dst:
+        for name in src.namelist():
+            if name == "manifest.csv":
+                rows = [line.split(",") for line in src.read(name).decode().splitlines()]
+                dst.writestr(name, "\n".join(",".join([*row[:4], "" if i else "depth"]) for i, row in enumerate(rows)))
+            elif name == "meta.json":
+                dst.writestr(name, json.dumps({"depth": None}))
+            elif not name.startswith("depth/"):
+                dst.writestr(name, src.read(name))
+    results = evaluate(str(trained["ckpt"]), {"path": str(other)}, str(tmp_path / "e"))
+    assert results["samples"] == 34 and 0.0 <= results["model"]["mask/iou"] <= 1.0
+    assert not [key for key in results["model"] if "depth" in key]
+    assert "depth" not in table(results)
 
 
 def write_pair(folder: Path, name: str, size: tuple[int, int]) -> None:
