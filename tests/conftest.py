@@ -27,7 +27,8 @@ def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ["MDEAS_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
 
 
-TINY_RUN = (
+TINY_RUN = (  # a later override wins, e.g. model=resunet (the default, 11 M parameters)
+    "model=densenet_dilated",
     "data.image_size=32",
     "data.batch_size=4",
     "data.num_workers=0",
@@ -37,7 +38,8 @@ TINY_RUN = (
 
 
 def compose_train(output_dir: Path, data: Path, *overrides: str) -> DictConfig:
-    """The real train config writing to `output_dir`, on the zip `data` at 32 px, batch 4, in-process loading."""
+    """The real train config writing to `output_dir`, on the zip `data` at 32 px, batch 4, in-process loading, with
+    the small densenet_dilated unless `overrides` choose another model."""
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
         return compose(
             "train", overrides=[f"paths.output_dir={output_dir}", f"data.path={data}", *TINY_RUN, *overrides]

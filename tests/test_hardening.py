@@ -37,8 +37,8 @@ from tests.conftest import compose_train, encode, write_canonical_zip
 ROOT = Path(__file__).resolve().parents[1]
 CONF = str(ROOT / "conf")
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-SMALL = ("data.image_size=32", "data.batch_size=4", "data.num_workers=0", "trainer.max_epochs=1",
-         "callbacks.image_grid=null", "trainer.accelerator=cpu")  # fmt: skip
+SMALL = ("model=densenet_dilated", "data.image_size=32", "data.batch_size=4", "data.num_workers=0",
+         "trainer.max_epochs=1", "callbacks.image_grid=null", "trainer.accelerator=cpu")  # fmt: skip
 ID = r"b\d{3}_f\d{2}"
 
 

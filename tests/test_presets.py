@@ -115,7 +115,7 @@ def tiny_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_canonical_zip(tmp_path_factory.mktemp("data") / "tiny.zip", num_samples=24, size=32, fg_per_bg=2)
 
 
-FAST_TRAIN = {"densenet_dilated", "mobile_unet"}
+FAST_TRAIN = {"densenet_dilated", "mobile_unet", "resunet"}  # resunet: the default
 
 
 @pytest.mark.parametrize(
