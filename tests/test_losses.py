@@ -102,7 +102,7 @@ def test_berhu_perfect_prediction_has_finite_gradient() -> None:
     loss = T.berhu(pred, pred.detach().clone())
     loss.backward()
     assert loss.item() == 0.0
-    assert torch.isfinite(pred.grad).all()
+    assert torch.equal(pred.grad, torch.zeros_like(pred))  # every |x| = 0 <= c: the L1 branch, gradient sign(0) = 0
 
 
 def test_gradient_l1_linear_ramps() -> None:
@@ -115,13 +115,13 @@ def test_gradient_l1_linear_ramps() -> None:
     assert T.gradient_l1(plane, plane + 3.0).item() == pytest.approx(0.0, abs=1e-7)  # offsets have no edges
 
 
-def test_ssim_identical_zero_and_different_positive() -> None:
+def test_ssim_identical_zero_and_flat_against_reference() -> None:
     g = torch.Generator().manual_seed(0)
     img = torch.rand(2, 1, 16, 16, generator=g)
     assert T.ssim(img, img.clone()).item() == pytest.approx(0.0, abs=1e-5)
     flat = torch.full_like(img, 0.5)
     loss = T.ssim(flat, img)
-    assert 0.1 < loss.item() < 2.0
+    assert loss.item() == pytest.approx(1.0 - reference_ssim_map(flat, img).mean().item(), abs=1e-5)
     assert loss.item() == pytest.approx(T.ssim(img, flat).item(), abs=1e-6)  # SSIM is symmetric
 
 
@@ -216,6 +216,71 @@ def test_lovasz_hinge_per_image_and_batch_against_numpy() -> None:
     assert per_image != pytest.approx(batch, rel=1e-3)  # the two reductions do differ
 
 
+def test_focal_by_hand() -> None:
+    # logits 0, ln 3, -ln 3, ln 3 -> p = 1/2, 3/4, 1/4, 3/4; targets 1, 1, 1, 0 -> p_t = 1/2, 3/4, 1/4, 1/4.
+    # alpha_t (1 - p_t)^2 (-ln p_t): .25 * 1/4 * ln 2, .25 * 1/16 * ln(4/3), .25 * 9/16 * 2 ln 2, .75 * 9/16 * 2 ln 2
+    # = (1/16 + 9/32 + 27/32) ln 2 + (1/64) ln(4/3) = 1.1875 ln 2 + 0.015625 ln(4/3); the mean divides by 4.
+    logits, target = t22(0.0, math.log(3), -math.log(3), math.log(3)), t22(1, 1, 1, 0)
+    expected = (1.1875 * math.log(2) + 0.015625 * math.log(4 / 3)) / 4
+    assert T.focal(logits, target).item() == pytest.approx(expected, rel=1e-6)
+    # valid keeps the first two pixels: (ln 2 / 16 + ln(4/3) / 64) / 2
+    valid = t22(1, 1, 0, 0).bool()
+    expected = (math.log(2) / 16 + math.log(4 / 3) / 64) / 2
+    assert T.focal(logits, target, valid).item() == pytest.approx(expected, rel=1e-6)
+    # alpha None drops alpha_t: 1/4 ln 2 + 1/16 ln(4/3) + 9/8 ln 2 + 9/8 ln 2, over 4
+    expected = (2.5 * math.log(2) + math.log(4 / 3) / 16) / 4
+    assert T.focal(logits, target, alpha=None).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_lovasz_hinge_valid_subset_by_hand() -> None:
+    # without the last pixel (fg, error 4): errors 1.5 (bg), 0 (bg), -1 (fg); Jaccard .5, 2/3, 1 -> 1.5 * .5
+    logits, target = t22(2, -1, 0.5, -3), t22(1, 0, 0, 1)
+    valid = t22(1, 1, 1, 0).bool()
+    assert T.lovasz_hinge(logits, target, valid).item() == pytest.approx(0.75, abs=1e-6)
+    assert T.lovasz_hinge(logits, target, valid, per_image=False).item() == pytest.approx(0.75, abs=1e-6)
+    # image 1 has no valid pixel: it counts 0 in the per-image mean, and nothing in the flat loss
+    logits2, target2, valid2 = (torch.cat([a, a]) for a in (logits, target, valid))
+    valid2[1] = False
+    assert T.lovasz_hinge(logits2, target2, valid2).item() == pytest.approx(0.75 / 2, abs=1e-6)
+    assert T.lovasz_hinge(logits2, target2, valid2, per_image=False).item() == pytest.approx(0.75, abs=1e-6)
+
+
+def pinned_mask_inputs() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Seeded [3,1,5,6] logits (std 3), {0,1} target with image 1 all background, and a valid mask (~70 %)."""
+    g = torch.Generator().manual_seed(11)
+    logits = torch.randn(3, 1, 5, 6, generator=g) * 3
+    target = (torch.rand(3, 1, 5, 6, generator=g) > 0.6).float()
+    valid = torch.rand(3, 1, 5, 6, generator=g) > 0.3
+    target[1] = 0.0
+    return logits, target, valid
+
+
+def test_focal_pinned_values() -> None:
+    """Values of the focal term on a fixed input, recorded from the reference implementation (float32)."""
+    x, t, v = pinned_mask_inputs()
+    assert T.focal(x, t).item() == pytest.approx(0.628925621509552, abs=1e-6)
+    assert T.focal(x, t, alpha=None).item() == pytest.approx(0.915783703327179, abs=1e-6)
+    assert T.focal(x, t, v).item() == pytest.approx(0.6633841395378113, abs=1e-6)
+    assert T.focal(x, t, v, alpha=None, gamma=1.5).item() == pytest.approx(1.0176067352294922, abs=1e-6)
+    assert T.focal(x[1:2], t[1:2]).item() == pytest.approx(0.8374188542366028, abs=1e-6)  # all background
+    assert T.focal(x, t, torch.zeros_like(v)).item() == 0.0  # no valid pixel
+
+
+def test_lovasz_hinge_pinned_values() -> None:
+    """Values of the Lovasz hinge on a fixed input, recorded from the reference implementation (float32)."""
+    x, t, v = pinned_mask_inputs()
+    one_image_empty = v.clone()
+    one_image_empty[2] = False
+    assert T.lovasz_hinge(x, t).item() == pytest.approx(5.06974983215332, abs=1e-6)
+    assert T.lovasz_hinge(x, t, per_image=False).item() == pytest.approx(3.3192496299743652, abs=1e-6)
+    assert T.lovasz_hinge(x, t, v).item() == pytest.approx(5.026543617248535, abs=1e-6)
+    assert T.lovasz_hinge(x, t, v, per_image=False).item() == pytest.approx(3.2984373569488525, abs=1e-6)
+    assert T.lovasz_hinge(x, t, one_image_empty).item() == pytest.approx(4.099629878997803, abs=1e-6)
+    assert T.lovasz_hinge(x[1:2], t[1:2]).item() == pytest.approx(9.985161781311035, abs=1e-6)  # all background
+    for per_image in (True, False):  # no valid pixel
+        assert T.lovasz_hinge(x, t, torch.zeros_like(v), per_image=per_image).item() == 0.0
+
+
 def test_silog_by_hand() -> None:
     target = torch.full((1, 1, 2, 2), 0.5)
     # d = 0, ln 2, -ln 2, 0: mean 0, mean d^2 = ln^2 2 / 2
@@ -237,7 +302,7 @@ def test_silog_unknown_depth_ignored_and_nothing_known_is_zero() -> None:
     assert T.silog(pred, target).item() == pytest.approx(expected, rel=1e-6)
     loss = T.silog(pred, torch.zeros_like(target))
     loss.backward()
-    assert loss.item() == 0.0 and torch.isfinite(pred.grad).all()
+    assert loss.item() == 0.0 and torch.equal(pred.grad, torch.zeros_like(pred))
 
 
 def test_huber_and_bce_dice_by_hand() -> None:
@@ -259,15 +324,27 @@ def test_dice_on_raw_values() -> None:
     assert T.dice(target, target, smooth=1.0, squared=True, sigmoid=False).item() == pytest.approx(0.0, abs=1e-7)
 
 
+# a confidently wrong prediction (logits -+30 against an all-foreground / empty target), by hand: BCE is
+# softplus(30) = 30; Dice and soft IoU are 1 (up to smooth / 72); focal is a_t * 30 with (1 - p_t)^2 = 1, a_t = 0.25
+# for foreground and 0.75 for background; Lovasz: every hinge error is 1 + 30, weighted by Jaccard steps summing to 1
+WRONG = {
+    "bce": (30.0, 30.0),
+    "bce_dice": (31.0, 31.0),
+    "dice": (1.0, 1.0),
+    "focal": (0.75 * 30, 0.25 * 30),
+    "lovasz_hinge": (31.0, 31.0),
+    "soft_iou": (1.0, 1.0),
+}
+
+
 @pytest.mark.parametrize("name", MASK_TERMS)
 @pytest.mark.parametrize("fill", [0.0, 1.0], ids=["empty", "all_foreground"])
 def test_mask_terms_on_empty_and_all_foreground_masks(name: str, fill: float) -> None:
     target = torch.full((2, 1, 6, 6), fill)
     confident = torch.full_like(target, 30.0 if fill else -30.0)  # logits of a perfect prediction
     right, wrong = get_term(name)(confident, target), get_term(name)(-confident, target)
-    assert torch.isfinite(right) and torch.isfinite(wrong)
     assert right.item() == pytest.approx(0.0, abs=1e-5)
-    assert wrong.item() > 0.5
+    assert wrong.item() == pytest.approx(WRONG[name][int(fill)], rel=1e-6)
 
 
 def test_valid_mask_by_hand() -> None:
@@ -279,7 +356,7 @@ def test_valid_mask_by_hand() -> None:
     p = pred.clone().requires_grad_(True)
     loss = T.mse(p, target, torch.zeros_like(valid))
     loss.backward()
-    assert loss.item() == 0.0 and torch.isfinite(p.grad).all()
+    assert loss.item() == 0.0 and torch.equal(p.grad, torch.zeros_like(p))
 
 
 @pytest.mark.parametrize("name", [n for n in ALL_TERMS if n not in WINDOWED])
@@ -300,15 +377,20 @@ def test_invalid_pixels_do_not_change_loss(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", ALL_TERMS)
-def test_every_term_float32_scalar_with_gradient_under_autocast(name: str) -> None:
+def test_every_term_under_autocast_equals_float32(name: str) -> None:
+    """bfloat16 logits under autocast give the float32 scalar, and gradient, of the same values in float32."""
     g = torch.Generator().manual_seed(4)
     pred = torch.randn(2, 1, 16, 16, generator=g).to(torch.bfloat16).requires_grad_(True)
     target = (torch.rand(2, 1, 16, 16, generator=g) > 0.5).float()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         loss = get_term(name)(pred, target)
-    assert loss.dtype == torch.float32 and loss.dim() == 0 and torch.isfinite(loss)
     loss.backward()
-    assert pred.grad is not None and torch.isfinite(pred.grad.float()).all()
+    pred32 = pred.detach().float().requires_grad_(True)
+    expected = get_term(name)(pred32, target)
+    expected.backward()
+    assert loss.dtype == torch.float32 and loss.dim() == 0
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    torch.testing.assert_close(pred.grad, pred32.grad.to(torch.bfloat16))
 
 
 def test_get_term_unknown_lists_names() -> None:
@@ -481,9 +563,22 @@ def test_seed_presets_by_hand() -> None:
 
 
 def test_every_preset_in_conf_loss_builds() -> None:
+    """Each preset's total against its yaml's terms called one by one (depth terms over valid pixels)."""
     names = sorted(p.stem for p in (ROOT / "conf" / "loss").glob("*.yaml"))
     assert names == ["bce_dice_ssim", "bce_ssim", "dice_bce_densedepth", "rmse_dice", "smoothl1_dice", "ssim_mse"]
     outputs, batch = _sample(size=16)
     for name in names:
         total, parts = _preset(name)(outputs, batch)
-        assert torch.isfinite(total) and set(parts) == set(_preset(name).names), name
+        specs = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "loss" / f"{name}.yaml").terms)
+        expected = {
+            term: spec.get("weight", 1.0)
+            * get_term(spec["fn"])(
+                outputs[spec["target"]],
+                batch[spec["target"]],
+                batch["valid"] if spec["target"] == "depth" else None,
+                **spec.get("kwargs", {}),
+            ).item()
+            for term, spec in specs.items()
+        }
+        assert {k: v.item() for k, v in parts.items()} == pytest.approx(expected, rel=1e-6), name
+        assert total.item() == pytest.approx(sum(expected.values()), rel=1e-6), name

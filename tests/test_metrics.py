@@ -12,14 +12,21 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from torchmetrics.utilities.data import dim_zero_sum
 
-from mdeas.metrics import DepthMetrics, MaskMetrics, depth_metrics, mask_metrics
+from mdeas.metrics import DepthMetrics, MaskMetrics, depth_metrics, depth_sums, mask_confusion, mask_metrics
 from mdeas.metrics.functional import DEPTH_KEYS, MASK_KEYS
+from tests.test_losses import reference_ssim_map
 
 
-def assert_all_finite(metrics: dict[str, torch.Tensor]) -> None:
-    for key, value in metrics.items():
-        assert torch.isfinite(value).all(), key
+def reference_depth_ssim(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, eps: float = 1e-3) -> float:
+    """Mean textbook SSIM over counted pixels: pred clamped to [eps, 1], uncounted target pixels read as 0."""
+    counted = valid & (target > 0)
+    return reference_ssim_map(pred.clamp(eps, 1.0), torch.where(counted, target, 0.0))[counted].mean().item()
+
+
+NO_DEPTH = dict.fromkeys((*DEPTH_KEYS, "count"), 0.0)
+"""Depth metrics when no pixel is counted."""
 
 
 # ---------------------------------------------------------------- masks
@@ -68,16 +75,102 @@ def test_mask_metrics_valid_pixels() -> None:
 def test_mask_metrics_empty_cases_never_nan() -> None:
     empty = torch.zeros(2, 1, 4, 4)
     neg, pos = torch.full_like(empty, -5.0), torch.full_like(empty, 5.0)
-    perfect = mask_metrics(neg, empty)  # nothing there, nothing predicted
-    for key in MASK_KEYS:
-        assert perfect[key].item() == 1.0, key
-    false_alarm = mask_metrics(pos, empty)  # nothing there, all predicted
-    assert_all_finite(false_alarm)
-    assert false_alarm["iou"].item() == 0 and false_alarm["precision"].item() == 0
-    assert false_alarm["accuracy"].item() == 0
-    missed = mask_metrics(neg, torch.ones_like(empty))  # all there, nothing predicted
-    assert_all_finite(missed)
-    assert missed["iou"].item() == 0 and missed["recall"].item() == 0 and missed["precision"].item() == 0
+    perfect = mask_metrics(neg, empty)  # nothing there, nothing predicted: TP FP FN 0, TN 32, every 0/0 is 1
+    assert {k: v.item() for k, v in perfect.items()} == dict.fromkeys(MASK_KEYS, 1.0)
+    # nothing there, all predicted: FP 32, the rest 0 -> IoU 0/32, Dice 0/32, accuracy 0/32, precision 0/32, and
+    # recall 0/0 with an error made: 0
+    false_alarm = mask_metrics(pos, empty)
+    assert {k: v.item() for k, v in false_alarm.items()} == dict.fromkeys(MASK_KEYS, 0.0)
+    # all there, nothing predicted: FN 32 -> every ratio 0 (precision 0/0 with an object missed)
+    missed = mask_metrics(neg, torch.ones_like(empty))
+    assert {k: v.item() for k, v in missed.items()} == dict.fromkeys(MASK_KEYS, 0.0)
+
+
+# ---------------------------------------------------------------- pinned values
+
+
+def pinned_mask_batch(seed: int = 21, b: int = 2, h: int = 6, w: int = 7) -> tuple[torch.Tensor, ...]:
+    """Seeded ``[b,1,h,w]`` logits (std 2), {0,1} target and valid mask (~70 % of pixels)."""
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(b, 1, h, w, generator=g) * 2
+    target = (torch.rand(b, 1, h, w, generator=g) > 0.5).float()
+    valid = torch.rand(b, 1, h, w, generator=g) > 0.3
+    return logits, target, valid
+
+
+def from_counts(tp: int, fp: int, fn: int, tn: int) -> dict[str, float]:
+    """The mask metrics of pixel counts, written out (no 0/0 among the pinned cases)."""
+    return {
+        "iou": tp / (tp + fp + fn),
+        "dice": 2 * tp / (2 * tp + fp + fn),
+        "accuracy": (tp + tn) / (tp + fp + fn + tn),
+        "precision": tp / (tp + fp),
+        "recall": tp / (tp + fn),
+    }
+
+
+def as_floats(metrics: dict[str, torch.Tensor]) -> dict[str, float]:
+    return {k: v.item() for k, v in metrics.items()}
+
+
+# (tp, fp, fn, tn) of pinned_mask_batch(), recorded from the reference implementation
+PINNED_COUNTS = {
+    "logits": (29, 12, 22, 21),
+    "logits, valid": (22, 6, 15, 16),
+    "probabilities > 0.3": (34, 18, 17, 15),
+    "probabilities > 0.3, valid": (26, 10, 11, 12),
+}
+
+
+def test_mask_metrics_pinned_values() -> None:
+    x, t, v = pinned_mask_batch()
+    p = torch.sigmoid(x)
+    got = {
+        "logits": mask_metrics(x, t),
+        "logits, valid": mask_metrics(x, t, valid=v),
+        "probabilities > 0.3": mask_metrics(p, t, threshold=0.3, from_logits=False),
+        "probabilities > 0.3, valid": mask_metrics(p, t, threshold=0.3, from_logits=False, valid=v),
+    }
+    for case, counts in PINNED_COUNTS.items():
+        assert as_floats(got[case]) == pytest.approx(from_counts(*counts), rel=1e-15), case
+        assert all(value.dtype == torch.float64 and value.dim() == 0 for value in got[case].values()), case
+    assert as_floats(mask_metrics(x, t)) == {  # the same, as the literal float64 values
+        "iou": 0.4603174603174603,
+        "dice": 0.6304347826086957,
+        "accuracy": 0.5952380952380952,
+        "precision": 0.7073170731707317,
+        "recall": 0.5686274509803921,
+    }
+    assert [c.item() for c in mask_confusion(x, t, valid=v)] == [22, 6, 15, 16]
+
+
+def test_mask_metrics_logits_and_probabilities_are_never_guessed() -> None:
+    """Logits are always passed through the sigmoid, probabilities never, whatever their range."""
+    _, t, _ = pinned_mask_batch()
+    inside = torch.rand(2, 1, 6, 7, generator=torch.Generator().manual_seed(3))  # logits in [0, 1]: all foreground
+    assert as_floats(mask_metrics(inside, t)) == pytest.approx(from_counts(51, 33, 0, 0), rel=1e-15)
+    x, t, _ = pinned_mask_batch()
+    probs = torch.sigmoid(x)
+    probs[0, 0, 0, :] = 1.2  # probabilities above 1 are thresholded as they are, the others are left alone
+    assert as_floats(mask_metrics(probs, t, from_logits=False)) == pytest.approx(from_counts(31, 14, 20, 19), rel=1e-15)
+
+
+def test_mask_metric_class_pinned_accumulation() -> None:
+    metric = MaskMetrics()
+    steps = [(8, 9, 10, 14), (22, 22, 16, 25), (36, 29, 29, 35)]  # running (tp, fp, fn, tn), recorded
+    for seed, (b, h, w), counts in zip((31, 32, 33), [(3, 5, 4), (1, 8, 8), (2, 3, 9)], steps, strict=True):
+        metric.update(*pinned_mask_batch(seed, b, h, w))
+        assert as_floats(metric.compute()) == pytest.approx(from_counts(*counts), rel=1e-15), seed
+    assert as_floats(metric.compute()) == {
+        "iou": 0.3829787234042553,
+        "dice": 0.5538461538461539,
+        "accuracy": 0.5503875968992248,
+        "precision": 0.5538461538461539,
+        "recall": 0.5538461538461539,
+    }
+    metric.reset()
+    metric.update(torch.full((2, 1, 4, 4), -5.0), torch.zeros(2, 1, 4, 4))  # empty target predicted empty
+    assert as_floats(metric.compute()) == dict.fromkeys(MASK_KEYS, 1.0)
 
 
 # ---------------------------------------------------------------- depth
@@ -114,7 +207,7 @@ def test_depth_metrics_by_hand() -> None:
     for key, value in expected.items():
         assert got[key].item() == pytest.approx(value, rel=1e-6), key
         assert got[key].dtype == torch.float64
-    assert -1.0 <= got["ssim"].item() <= 1.0
+    assert got["ssim"].item() == pytest.approx(reference_depth_ssim(pred, target, valid), abs=1e-5)
 
 
 def test_depth_invalid_and_zero_target_pixels_ignored() -> None:
@@ -137,12 +230,9 @@ def test_depth_invalid_and_zero_target_pixels_ignored() -> None:
 def test_depth_no_valid_pixels_no_nan() -> None:
     pred, target, _ = hand_depth()
     got = depth_metrics(pred, target, torch.zeros_like(pred, dtype=torch.bool), scale=20.0)
-    assert_all_finite(got)
-    assert got["count"].item() == 0
-    assert all(got[k].item() == 0 for k in DEPTH_KEYS)
+    assert {k: v.item() for k, v in got.items()} == NO_DEPTH
     got = depth_metrics(pred, torch.zeros_like(target))
-    assert_all_finite(got)
-    assert got["count"].item() == 0
+    assert {k: v.item() for k, v in got.items()} == NO_DEPTH
 
 
 def test_depth_perfect_prediction_and_clamping() -> None:
@@ -157,7 +247,7 @@ def test_depth_perfect_prediction_and_clamping() -> None:
     assert hi["rmse"].item() == pytest.approx(0.0, abs=1e-9)
     lo = depth_metrics(torch.full_like(target, -1.0), torch.ones_like(target), scale=20.0)
     assert lo["rmse"].item() == pytest.approx(20.0 - 20e-3, rel=1e-6)
-    assert torch.isfinite(lo["rmse_log"])
+    assert lo["rmse_log"].item() == pytest.approx(math.log(20.0 / 20e-3), rel=1e-6)  # |ln 20 - ln 0.02| everywhere
 
 
 # ---------------------------------------------------------------- Metric classes
@@ -212,9 +302,7 @@ def test_depth_metric_class_empty_epoch_no_nan() -> None:
     metric = DepthMetrics()
     pred, target, _ = hand_depth()
     metric.update(pred, target, torch.zeros_like(pred, dtype=torch.bool))
-    got = metric.compute()
-    assert_all_finite(got)
-    assert got["count"].item() == 0
+    assert {k: v.item() for k, v in metric.compute().items()} == NO_DEPTH
 
 
 def test_metric_classes_under_bf16_autocast() -> None:
@@ -226,16 +314,16 @@ def test_metric_classes_under_bf16_autocast() -> None:
             mask.update(logits, (target > 0.5).float())
             depth.update(pred.to(torch.bfloat16), target, valid)
         got_mask, got_depth = mask.compute(), depth.compute()
-    ref = DepthMetrics(scale=10.0)
+    # the same bfloat16 values, in float32 without autocast
+    ref_mask, ref_depth = MaskMetrics(), DepthMetrics(scale=10.0)
     for pred, target, valid in batches:
-        ref.update(pred.to(torch.bfloat16).float(), target, valid)
-    expected = ref.compute()
-    for key, value in {**got_mask, **got_depth}.items():
-        assert value.dtype in (torch.float32, torch.float64), key
-        assert torch.isfinite(value), key
-    for key in expected:
-        assert got_depth[key].item() == pytest.approx(expected[key].item(), rel=1e-9), key
-    assert got_mask["iou"].item() > 0.5
+        ref_mask.update(torch.logit(pred.clamp(0.01, 0.99)).to(torch.bfloat16).float(), (target > 0.5).float())
+        ref_depth.update(pred.to(torch.bfloat16).float(), target, valid)
+    for got, expected in ((got_mask, ref_mask.compute()), (got_depth, ref_depth.compute())):
+        assert set(got) == set(expected)
+        for key in expected:
+            assert got[key].dtype == torch.float64, key
+            assert got[key].item() == pytest.approx(expected[key].item(), rel=1e-9), key
 
 
 # ---------------------------------------------------------------- edge cases and DDP
@@ -259,10 +347,29 @@ def test_depth_invalid_pixels_with_garbage_values_no_nan() -> None:
     pred2, target2 = pred.clone(), target.clone()
     pred2[~valid], target2[~valid] = -7.0, float("inf")
     after = depth_metrics(pred2, target2, valid, scale=4.0)
-    assert_all_finite(after)
     for key in DEPTH_KEYS:
         if key != "ssim":
             assert after[key].item() == pytest.approx(before[key].item(), rel=1e-9), key
+    assert after["ssim"].item() == pytest.approx(reference_depth_ssim(pred2, target2, valid), abs=1e-5)
+
+
+@pytest.mark.parametrize("cls", [MaskMetrics, DepthMetrics])
+def test_metric_states_are_summed_in_sync_and_reset(cls: type) -> None:
+    """The states are the functional sums, reduced by summing across processes, and reset to zero."""
+    metric = cls()
+    pred, target, valid = random_batches(7)[0]
+    if cls is MaskMetrics:
+        target = (target > 0.5).float()
+        expected = dict(zip(("tp", "fp", "fn", "tn"), mask_confusion(pred, target, valid=valid), strict=True))
+    else:
+        expected = {f"sum_{k}": v for k, v in depth_sums(pred, target, valid).items()}
+    assert cls.full_state_update is False
+    assert set(metric._reductions) == set(expected)
+    assert all(metric._reductions[name] is dim_zero_sum for name in expected)
+    metric.update(pred, target, valid)
+    assert {name: getattr(metric, name).item() for name in expected} == {k: v.item() for k, v in expected.items()}
+    metric.reset()
+    assert {name: getattr(metric, name).item() for name in expected} == dict.fromkeys(expected, 0)
 
 
 @pytest.mark.parametrize("cls", [MaskMetrics, DepthMetrics])

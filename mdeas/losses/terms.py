@@ -127,48 +127,35 @@ def soft_iou(
 def focal(
     pred: Tensor, target: Tensor, valid: Tensor | None = None, alpha: float | None = 0.25, gamma: float = 2.0
 ) -> Tensor:
-    """Focal loss on logits (Lin et al. 2017): mean of ``-a_t (1 - p_t)^gamma log(p_t)``.
+    """Focal loss on logits (Lin et al. 2017): mean of ``-a_t (1 - p_t)^gamma log(p_t)``, by
+    ``kornia.losses.binary_focal_loss_with_logits``.
 
     ``p_t = p`` where ``t = 1`` and ``1 - p`` where ``t = 0``; ``a_t = alpha`` / ``1 - alpha`` likewise (no
-    weighting with ``alpha=None``). ``gamma=0, alpha=None`` is ``bce``.
+    weighting with ``alpha=None``). ``gamma=0, alpha=None`` is ``bce``. The per-pixel map is averaged here, over
+    the ``valid`` pixels when given (kornia's ``ignore_index`` would keep ignored pixels in the denominator).
     """
-    ce = F.binary_cross_entropy_with_logits(pred, target, reduction="none")
-    p = torch.sigmoid(pred)
-    p_t = p * target + (1.0 - p) * (1.0 - target)
-    values = ce * (1.0 - p_t) ** gamma
-    if alpha is not None:
-        values = values * (alpha * target + (1.0 - alpha) * (1.0 - target))
+    values = kornia.losses.binary_focal_loss_with_logits(pred, target, alpha=alpha, gamma=gamma, reduction="none")
     return _mean(values, valid)
-
-
-def _lovasz_hinge_flat(logits: Tensor, labels: Tensor) -> Tensor:
-    """Binary Lovasz hinge of 1-D logits and {0,1} labels (Berman et al. 2018); 0 for no pixel."""
-    if logits.numel() == 0:
-        return logits.sum()
-    errors = 1.0 - logits * (2.0 * labels - 1.0)
-    errors, order = torch.sort(errors, descending=True)
-    gt = labels[order]
-    positives = gt.sum()
-    intersection = positives - gt.cumsum(0)
-    union = positives + (1.0 - gt).cumsum(0)
-    jaccard = 1.0 - intersection / union
-    grad = torch.cat([jaccard[:1], jaccard[1:] - jaccard[:-1]])  # Lovasz extension of the Jaccard loss
-    return torch.dot(F.relu(errors), grad)
 
 
 @_register("lovasz_hinge")
 def lovasz_hinge(pred: Tensor, target: Tensor, valid: Tensor | None = None, per_image: bool = True) -> Tensor:
-    """Binary Lovasz hinge on logits, a convex surrogate of ``1 - IoU`` (Berman et al. 2018).
+    """Binary Lovasz hinge on logits, a convex surrogate of ``1 - IoU`` (Berman et al. 2018), by
+    ``kornia.losses.lovasz_hinge_loss``.
 
     ``per_image=True`` (the paper's default): the loss of each image's (valid) pixels, averaged over the batch (an
     image without valid pixels counts 0); ``per_image=False``: one loss over all pixels of the batch. Labels are
-    ``target > 0.5``. An empty target predicted empty (all logits <= -1) costs 0.
+    ``target > 0.5``. An empty target predicted empty (all logits <= -1) costs 0. Invalid pixels enter kornia as
+    background with logit ``-inf``: their hinge error ``-inf`` sorts them after every valid pixel, where they
+    neither add an error nor change the Jaccard weights of the valid ones.
     """
     labels = (target > 0.5).to(pred.dtype)
-    keep = torch.ones_like(pred, dtype=torch.bool) if valid is None else valid
+    if valid is not None:
+        pred = torch.where(valid, pred, float("-inf"))
+        labels = torch.where(valid, labels, 0.0)
     if not per_image:
-        return _lovasz_hinge_flat(pred[keep], labels[keep])
-    return torch.stack([_lovasz_hinge_flat(p[k], t[k]) for p, t, k in zip(pred, labels, keep, strict=True)]).mean()
+        pred, labels = pred.reshape(1, 1, 1, -1), labels.reshape(1, 1, 1, -1)
+    return kornia.losses.lovasz_hinge_loss(pred, labels[:, 0])
 
 
 # ---------------------------------------------------------------- regression (depth) terms

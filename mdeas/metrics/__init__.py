@@ -7,6 +7,7 @@ from mdeas.metrics.functional import (
     finalize_depth,
     finalize_mask,
     mask_confusion,
+    mask_labels,
     mask_metrics,
     ssim_map,
 )
@@ -19,6 +20,7 @@ __all__ = [
     "finalize_depth",
     "finalize_mask",
     "mask_confusion",
+    "mask_labels",
     "mask_metrics",
     "ssim_map",
 ]

@@ -1,8 +1,9 @@
 """torchmetrics ``Metric`` classes for masks and depth, synced across DDP processes by summing their states.
 
-Both accumulate float64 sums on the metric's device and finish them with the functional formulas, so
-``compute()`` after several ``update`` calls equals the functional form on the concatenated data. Averaging is
-per pixel (micro) over the whole epoch, not a mean of per-image or per-batch values.
+``MaskMetrics`` is torchmetrics' ``BinaryStatScores`` (int64 pixel counts); ``DepthMetrics`` accumulates float64
+sums. Both finish with the functional formulas, so ``compute()`` after several ``update`` calls equals the
+functional form on the concatenated data. Averaging is per pixel (micro) over the whole epoch, not a mean of
+per-image or per-batch values.
 """
 
 from __future__ import annotations
@@ -12,48 +13,50 @@ from typing import Any
 import torch
 from torch import Tensor
 from torchmetrics import Metric
+from torchmetrics.classification import BinaryStatScores
 
-from mdeas.metrics.functional import DEPTH_SUM_KEYS, depth_sums, finalize_depth, finalize_mask, mask_confusion
-
-_MASK_STATES = ("tp", "fp", "fn", "tn")
+from mdeas.metrics.functional import (
+    DEPTH_SUM_KEYS,
+    MASK_IGNORE,
+    depth_sums,
+    finalize_depth,
+    finalize_mask,
+    mask_labels,
+)
 
 
 def _zero() -> Tensor:
     return torch.zeros((), dtype=torch.float64)
 
 
-class MaskMetrics(Metric):
+class MaskMetrics(BinaryStatScores):
     """Thresholded IoU, Dice, accuracy, precision, recall of ``[B,1,H,W]`` mask logits (or probabilities).
 
-    ``compute()`` returns float64 scalars under keys ``iou, dice, accuracy, precision, recall`` from the pixel
-    counts summed over every update (see :func:`mdeas.metrics.functional.finalize_mask` for 0/0 cases).
+    The pixel counts are ``BinaryStatScores``'s global ``tp, fp, tn, fn`` states (int64, summed across
+    processes), fed the labels of :func:`mdeas.metrics.functional.mask_labels`. ``compute()`` returns float64
+    scalars under keys ``iou, dice, accuracy, precision, recall`` from the counts summed over every update (see
+    :func:`mdeas.metrics.functional.finalize_mask` for 0/0 cases).
     """
 
-    is_differentiable = False
     higher_is_better = True
-    full_state_update = False
-
-    tp: Tensor
-    fp: Tensor
-    fn: Tensor
-    tn: Tensor
 
     def __init__(self, threshold: float = 0.5, from_logits: bool = True, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.threshold = float(threshold)
+        super().__init__(
+            threshold=float(threshold),
+            multidim_average="global",
+            ignore_index=MASK_IGNORE,
+            validate_args=False,
+            **kwargs,
+        )
         self.from_logits = bool(from_logits)
-        for name in _MASK_STATES:
-            self.add_state(name, default=_zero(), dist_reduce_fx="sum")
 
     def update(self, pred: Tensor, target: Tensor, valid: Tensor | None = None) -> None:
-        """Add the counts of a ``[B,1,H,W]`` prediction against a ``[B,1,H,W]`` {0,1} target."""
-        counts = mask_confusion(pred, target, self.threshold, self.from_logits, valid)
-        for name, value in zip(_MASK_STATES, counts, strict=True):
-            setattr(self, name, getattr(self, name) + value)
+        """Add the counts of a ``[B,1,H,W]`` prediction against a ``[B,1,H,W]`` {0,1} target over ``valid``."""
+        super().update(*mask_labels(pred, target, self.threshold, self.from_logits, valid))
 
     def compute(self) -> dict[str, Tensor]:
         """Metrics over everything seen since the last reset."""
-        return finalize_mask(self.tp, self.fp, self.fn, self.tn)
+        return finalize_mask(*(state.reshape(()) for state in (self.tp, self.fp, self.fn, self.tn)))
 
 
 class DepthMetrics(Metric):

@@ -3,7 +3,8 @@
 Every metric is computed from sums (``mask_confusion``, ``depth_sums``) and finished from them
 (``finalize_mask``, ``finalize_depth``), so the stateful classes in :mod:`mdeas.metrics.classes` reuse the
 same formulas: ``mask_metrics = finalize_mask(*mask_confusion(...))`` and
-``depth_metrics = finalize_depth(depth_sums(...))``. Sums are float64 (exact pixel counts up to 2**53).
+``depth_metrics = finalize_depth(depth_sums(...))``. Mask pixels are counted by torchmetrics'
+``binary_stat_scores`` (int64) on the labels of :func:`mask_labels`; depth sums are float64.
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ import math
 import kornia
 import torch
 from torch import Tensor
+from torchmetrics.functional.classification import binary_stat_scores
 
 SSIM_WINDOW = 11
 """Gaussian window side (sigma 1.5, fixed by kornia) used by every SSIM in the package."""
 
 MASK_KEYS = ("iou", "dice", "accuracy", "precision", "recall")
+MASK_IGNORE = -1
+"""Target label of a pixel that is not counted (``valid`` False), torchmetrics' ``ignore_index``."""
 DEPTH_KEYS = ("rmse", "abs_rel", "sq_rel", "rmse_log", "log10", "delta1", "delta2", "delta3", "ssim")
 DEPTH_SUM_KEYS = (
     "count",
@@ -64,6 +68,28 @@ def _probs(pred: Tensor, from_logits: bool) -> Tensor:
     return torch.sigmoid(pred) if from_logits else pred
 
 
+def mask_labels(
+    pred: Tensor,
+    target: Tensor,
+    threshold: float = 0.5,
+    from_logits: bool = True,
+    valid: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """int64 labels ``(pred, target)`` of ``[B,1,H,W]`` masks, for torchmetrics' binary stat scores.
+
+    pred: logits (``from_logits=True``, passed through the sigmoid) or probabilities (used as they are); label 1
+    where the probability is ``> threshold``. Thresholding here means torchmetrics never guesses from the value
+    range whether ``pred`` holds logits. target: label 1 where ``> 0.5``, 0 elsewhere, and ``MASK_IGNORE`` where
+    the optional bool ``valid`` is False.
+    """
+    with torch.autocast(device_type=pred.device.type, enabled=False):
+        p = (_probs(pred, from_logits) > threshold).long()
+        t = (target.detach().float() > 0.5).long()
+    if valid is not None:
+        t = torch.where(valid.to(torch.bool).expand_as(t), t, MASK_IGNORE)
+    return p, t
+
+
 def mask_confusion(
     pred: Tensor,
     target: Tensor,
@@ -73,21 +99,11 @@ def mask_confusion(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Pixel counts ``(tp, fp, fn, tn)`` over the whole batch, float64 scalars.
 
-    pred: ``[B,1,H,W]`` logits (``from_logits=True``) or probabilities; foreground where probability
-    ``> threshold``. target: ``[B,1,H,W]``, foreground where ``> 0.5``. valid: optional bool ``[B,1,H,W]``,
-    pixels to count.
+    pred, target, threshold, from_logits, valid: as in :func:`mask_labels`; counted by torchmetrics'
+    ``binary_stat_scores`` (global over the batch, ``valid`` False pixels ignored).
     """
-    with torch.autocast(device_type=pred.device.type, enabled=False):
-        p = _probs(pred, from_logits) > threshold
-        t = target.detach().float() > 0.5
-        if valid is None:
-            v = torch.ones_like(p)
-        else:
-            v = valid.to(torch.bool).expand_as(p)
-        tp = (p & t & v).sum(dtype=torch.float64)
-        fp = (p & ~t & v).sum(dtype=torch.float64)
-        fn = (~p & t & v).sum(dtype=torch.float64)
-        tn = (~p & ~t & v).sum(dtype=torch.float64)
+    p, t = mask_labels(pred, target, threshold, from_logits, valid)
+    tp, fp, tn, fn, _ = binary_stat_scores(p, t, ignore_index=MASK_IGNORE, validate_args=False).to(torch.float64)
     return tp, fp, fn, tn
 
 
@@ -101,7 +117,8 @@ def finalize_mask(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor) -> dict[str, T
 
     A 0/0 ratio is 1 when there is neither foreground nor predicted foreground (``tp + fp + fn == 0``: a
     perfect empty prediction) and 0 otherwise (e.g. precision when nothing is predicted but an object is
-    there).
+    there). torchmetrics' ``zero_division`` is one constant for every 0/0, so its precision and recall cannot
+    follow this rule; hence these formulas, on torchmetrics' counts.
     """
     tp, fp, fn, tn = (x.to(torch.float64) for x in (tp, fp, fn, tn))
     perfect = (tp + fp + fn == 0).to(torch.float64)
