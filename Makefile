@@ -3,6 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 ARGS ?=
+LOGDIR ?= outputs
 
 .PHONY: help install train test test-all lint format tensorboard bench leaderboard clean
 
@@ -39,11 +40,11 @@ bench: install ## data-path, indexing and training-step benchmarks (GPU: make be
 	$(PY) -m experiments.bench_index
 	$(PY) -m experiments.bench_train $(ARGS)
 
-leaderboard: install ## every preset × loss at an equal budget; appends to experiments/RESULTS.md
+leaderboard: install ## every preset × loss at an equal budget; appends to experiments/results/RESULTS.md
 	$(PY) -m experiments.leaderboard --results
 
-tensorboard: install ## TensorBoard over every run
-	$(VENV)/bin/tensorboard --logdir . --bind_all
+tensorboard: install ## TensorBoard over the runs in LOGDIR (default outputs; LOGDIR=multirun for sweeps)
+	$(VENV)/bin/tensorboard --logdir $(LOGDIR) --bind_all
 
 clean: ## remove runs, caches and build files (keeps .venv)
 	rm -rf outputs multirun data/cache .pytest_cache .ruff_cache build *.egg-info

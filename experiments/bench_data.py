@@ -50,7 +50,7 @@ from mdeas.data.datamodule import MaskDepthDataModule
 from mdeas.data.dataset import IMAGENET_MEAN, IMAGENET_STD, load_sample
 from mdeas.data.decode import reduction
 from mdeas.data.layouts import load_index
-from mdeas.data.synth import generate
+from mdeas.synth.generate import generate
 
 CACHE = Path("data/cache/bench")
 AUGMENT = Path(__file__).resolve().parents[1] / "conf/data/aug/default.yaml"

@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from mdeas.data.synth import generate
+from mdeas.synth.generate import generate
 
 
 def _cpu_seconds() -> float:

@@ -17,7 +17,7 @@ Objects, each cut out with a mask that comes from the data itself:
 - horse: horse.png's black silhouette (its darkness as opacity, so soft edges), filled with the table wood of
   coffee.png.
 The zip is canonical with no depth (manifest depth fields empty, meta.json "depth": null), written by
-`mdeas.data.compose` with JPEG quality 50 (the seeds saved at 30-65); the same arguments give the same bytes.
+`mdeas.synth.compose` with JPEG quality 50 (the seeds saved at 30-65); the same arguments give the same bytes.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from mdeas.data.compose import compose
+from mdeas.synth.compose import compose
 
 Crop = Callable[[np.ndarray], np.ndarray]
 

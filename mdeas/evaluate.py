@@ -1,49 +1,64 @@
 """Evaluate a checkpoint on its test split, or on any dataset, beside the |fg_bg − bg| baseline.
 
-`python -m mdeas.evaluate ckpt_path=outputs/.../checkpoints/best.ckpt [data.path=other.zip]` writes metrics.json
-(model and baseline) and prints a markdown table. The baseline's threshold is chosen on the validation split.
+`python -m mdeas.evaluate ckpt_path=outputs/.../checkpoints/best.ckpt [data.path=other.zip] [data.limit=200 ...]`
+writes metrics.json (model and baseline) and prints a markdown table. Any `data.*` override that `train` takes
+changes the data config stored in the checkpoint. The baseline's threshold is chosen on the validation split.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import hydra
 import pytorch_lightning as pl
 import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from mdeas.baseline import fit_threshold, score
-from mdeas.data.errors import exit_on_data_error, run_app
+from mdeas.cli import exit_on_data_error, run_app
 from mdeas.inference import CheckpointError, load_module
 from mdeas.metrics.classes import DepthMetrics
 
 OTHER_DATASET_SPLIT = [0.0, 0.15, 0.85]
 
 
-def data_config(stored: dict, overrides: dict) -> dict:
-    """The checkpoint's data config with `overrides` (non-null values) applied; another dataset is split
-    OTHER_DATASET_SPLIT (val picks the baseline threshold, test is scored) and used whole."""
-    overrides = {k: v for k, v in overrides.items() if v is not None}
+def data_config(stored: dict, overrides: dict[str, Any]) -> dict:
+    """The checkpoint's data config with `overrides` applied ({dotted key under data: value}, e.g.
+    `{"path": "x.zip", "limit": 200, "synth.num_samples": 500}`). Another dataset (`path` given) is split
+    OTHER_DATASET_SPLIT (val picks the baseline threshold, test is scored) and used whole, unless the overrides
+    set `split` or `limit` themselves."""
     if not stored and "path" not in overrides:
         raise ValueError("the checkpoint holds no data config; give data.path=...")
-    cfg = {**stored, **overrides}
+    cfg = OmegaConf.create(stored)
     if "path" in overrides:
-        cfg.update(split=OTHER_DATASET_SPLIT, limit=None)
-    return cfg
+        cfg.split, cfg.limit = OTHER_DATASET_SPLIT, None
+    for key, value in overrides.items():
+        OmegaConf.update(cfg, key, value, merge=False)
+    return OmegaConf.to_container(cfg, resolve=True)
 
 
-def evaluate(ckpt_path: str, data_overrides: dict, output: str | None = None, device: str = "auto") -> dict:
+def data_overrides(cfg: DictConfig) -> dict[str, Any]:
+    """The `data.<key>=<value>` overrides of this command line, with the values Hydra composed for them."""
+    keys = [o.key_or_group for o in OverridesParser.create().parse_overrides(HydraConfig.get().overrides.task)]
+    keys = [key.removeprefix("+").removeprefix("++") for key in keys]
+    return {key.removeprefix("data."): OmegaConf.select(cfg, key) for key in keys if key.startswith("data.")}
+
+
+def evaluate(ckpt_path: str, data: dict[str, Any], output: str | None = None, device: str = "auto") -> dict:
     """Test metrics of the checkpoint and of the baseline on the same samples (mask metrics only for a dataset
-    without depth); writes <output>/metrics.json."""
+    without depth), on the checkpoint's data config changed by `data` (see `data_config`); writes
+    <output>/metrics.json."""
     accelerator = "gpu" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
     module = load_module(ckpt_path)
     out = Path(output) if output else Path(ckpt_path).resolve().parent.parent / "evaluate"
     out.mkdir(parents=True, exist_ok=True)  # before the work: an unwritable folder fails at once, naming itself
     stored = (module.hparams.data or {}).get("config") or {}
-    datamodule = instantiate(data_config(stored, data_overrides), _convert_="all")
+    datamodule = instantiate(data_config(stored, data), _convert_="all")
     datamodule.prepare_data()
     datamodule.setup("test")
     depth = datamodule.index.depth
@@ -76,8 +91,7 @@ def table(results: dict) -> str:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
     with exit_on_data_error(CheckpointError, ValueError):
-        overrides = OmegaConf.to_container(cfg.data, resolve=True)
-        results = evaluate(cfg.ckpt_path, overrides, cfg.output, cfg.device)
+        results = evaluate(cfg.ckpt_path, data_overrides(cfg), cfg.output, cfg.device)
     print(f"{results['samples']} test samples; baseline threshold {results['baseline']['threshold']:.2f}")
     print(table(results))
 

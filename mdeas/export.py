@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from mdeas.callbacks.atomic_checkpoint import atomic_write
-from mdeas.data.errors import exit_on_data_error, run_app
+from mdeas.cli import exit_on_data_error, run_app
 from mdeas.inference import CheckpointError, load_module
 from mdeas.module import MaskDepthModule
 

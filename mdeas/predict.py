@@ -2,8 +2,10 @@
 
 `python -m mdeas.predict ckpt_path=run/checkpoints/best.ckpt output=preds bg=bg.jpg fg_bg=scene.jpg`, or
 `input=DIR` (DIR/bg/<name> and DIR/fg_bg/<name>), `input=data.zip` (any supported dataset), `video=clip.mp4 bg=bg.jpg`.
-Per sample it writes <id>_mask.png (0/255), <id>_depth.png (16-bit, dataset unit), <id>_depth_color.png and
-<id>_panel.png (fg_bg | mask | depth), each at the input's size; for a video also <name>_panel.mp4.
+Per sample it writes <id>_mask.png (0/255), <id>_depth.png (depth as the training data stores it: 16-bit in its
+unit, e.g. mm, or for a seed layout 8-bit grey with near = bright), <id>_depth_color.png (near = bright) and
+<id>_panel.png (fg_bg | mask | depth), each at the input's size; for a video also <name>_panel.mp4. An id with
+folders (a seed layout's) is written in those folders under the output.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ import torch
 from omegaconf import DictConfig
 from tqdm import tqdm
 
+from mdeas.cli import exit_on_data_error, run_app
 from mdeas.data.decode import decode_rgb
-from mdeas.data.errors import DataError, exit_on_data_error, run_app
+from mdeas.data.errors import DataError
 from mdeas.data.layouts import load_index
 from mdeas.inference import CheckpointError, Prediction, Predictor, load_module
 
@@ -101,9 +104,11 @@ def write_png(path: Path, image: np.ndarray) -> None:
 
 
 def write_outputs(out: Path, sample_id: str, fg_bg: np.ndarray, p: Prediction) -> np.ndarray:
-    """Write the four files of one sample; returns its panel."""
+    """Write the four files of one sample (in the folders its id names, as seed layouts' ids do); returns its
+    panel."""
+    (out / sample_id).parent.mkdir(parents=True, exist_ok=True)
     write_png(out / f"{sample_id}_mask.png", (p.mask > 0.5).astype(np.uint8) * 255)
-    write_png(out / f"{sample_id}_depth.png", np.clip(np.round(p.depth), 0, 65535).astype(np.uint16))
+    write_png(out / f"{sample_id}_depth.png", p.depth)
     write_png(out / f"{sample_id}_depth_color.png", cv2.cvtColor(depth_color(p.depth_norm), cv2.COLOR_RGB2BGR))
     view = panel(fg_bg, p)
     write_png(out / f"{sample_id}_panel.png", cv2.cvtColor(view, cv2.COLOR_RGB2BGR))

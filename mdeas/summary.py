@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from mdeas.data.errors import exit_on_data_error, run_app
+from mdeas.cli import exit_on_data_error, run_app
 
 
 def _shape(output) -> str:

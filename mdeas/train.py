@@ -8,12 +8,13 @@ from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from mdeas.callbacks.atomic_checkpoint import AtomicCheckpointIO
-from mdeas.data.errors import exit_on_data_error, run_app
+from mdeas.cli import exit_on_data_error, run_app
 from mdeas.inference import CheckpointError, load_weights, read_checkpoint
 from mdeas.module import MaskDepthModule, NonFiniteLossError
 from mdeas.progressive import StageError, apply_stage, finished
@@ -65,6 +66,15 @@ def check_resume(module: MaskDepthModule, ckpt_path: str) -> None:
         )
 
 
+def record_config(cfg: DictConfig) -> None:
+    """Rewrite the run's `.hydra/config.yaml` with `cfg` (e.g. after a progressive stage set its own size, batch,
+    epochs and starting weights), so that the file says what ran."""
+    if not HydraConfig.initialized() or HydraConfig.get().output_subdir is None:
+        return
+    hydra_cfg = HydraConfig.get()
+    OmegaConf.save(cfg, Path(hydra_cfg.runtime.output_dir) / hydra_cfg.output_subdir / "config.yaml")
+
+
 def _scalars(metrics: dict, prefix: str) -> dict[str, float]:
     return {k: float(v) for k, v in sorted(metrics.items()) if k.startswith(prefix)}
 
@@ -81,6 +91,7 @@ def train(cfg: DictConfig) -> dict:
         if done is not None:
             return done
         cfg = apply_stage(cfg)
+        record_config(cfg)
     pl.seed_everything(cfg.seed, workers=True)
     out_dir = Path(cfg.paths.output_dir)
     datamodule = instantiate(cfg.data)
@@ -102,7 +113,7 @@ def train(cfg: DictConfig) -> dict:
             return {"lr_find": found}
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
 
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    best = getattr(trainer.checkpoint_callback, "best_model_path", "")  # none without a ModelCheckpoint
     which = best if best else None
     results: dict = {"best_checkpoint": best}
     if trainer.fast_dev_run:

@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mdeas.cli import exit_on_data_error
 from mdeas.data.check import check, report
 from mdeas.data.datamodule import MaskDepthDataModule
 from mdeas.data.decode import decode_rgb
-from mdeas.data.errors import DataError, exit_on_data_error
+from mdeas.data.errors import DataError
 from mdeas.data.stats import dataset_stats, write_norm
 from tests.conftest import encode, write_canonical_zip
 

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mdeas.data.compose import compose, composite_depth, find_sources, load_depth
 from mdeas.data.errors import DataError
 from mdeas.data.layouts import load_index
+from mdeas.synth.compose import compose, composite_depth, find_sources, load_depth
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = 48
@@ -185,7 +185,7 @@ def test_same_seed_same_bytes_for_any_number_of_workers(tmp_path: Path, inputs: 
 
 def test_cli_writes_only_the_zip_and_reports_bad_input_on_one_line(tmp_path: Path, inputs: dict) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    base = [sys.executable, "-m", "mdeas.data.compose", f"bg_dir={inputs['bg_dir']}", "image_size=32", "positions=1"]
+    base = [sys.executable, "-m", "mdeas.synth.compose", f"bg_dir={inputs['bg_dir']}", "image_size=32", "positions=1"]
     work = tmp_path / "work"
     work.mkdir()
     ok = subprocess.run(

@@ -24,8 +24,8 @@ from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mdeas.callbacks.atomic_checkpoint import AtomicCheckpointIO
+from mdeas.cli import exit_on_data_error
 from mdeas.data.datamodule import MaskDepthDataModule
-from mdeas.data.errors import exit_on_data_error
 from mdeas.evaluate import evaluate
 from mdeas.export import export
 from mdeas.inference import CheckpointError, load_module, read_checkpoint

@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mdeas.data import scene as sc
-from mdeas.data.shapes import SPRITE_KINDS, Sprite, make_sprite
-from mdeas.data.solids import Solid
-from mdeas.data.synth import Options, depth_to_mm, generate, make_background, make_sample, plan
-from mdeas.data.textures import FAMILIES, texture
+from mdeas.synth import scene as sc
+from mdeas.synth.generate import Options, depth_to_mm, generate, make_background, make_sample, plan
+from mdeas.synth.shapes import SPRITE_KINDS, Sprite, make_sprite
+from mdeas.synth.solids import Solid
+from mdeas.synth.textures import FAMILIES, texture
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE, N, PER_BG, MAX_MM = 64, 20, 5, 20000
@@ -183,7 +183,7 @@ def test_first_samples_do_not_depend_on_the_dataset_size(tmp_path: Path) -> None
 
 def test_cli_writes_only_the_zip(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    command = [sys.executable, "-m", "mdeas.data.synth", "out=data/x.zip", "num_samples=4", "image_size=32", "seed=1"]
+    command = [sys.executable, "-m", "mdeas.synth", "out=data/x.zip", "num_samples=4", "image_size=32", "seed=1"]
     command += ["scheme=seed", "num_foregrounds=1", "scales=[1.0,0.5]", "positions=1"]
     result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

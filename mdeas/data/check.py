@@ -17,8 +17,9 @@ import hydra
 from omegaconf import DictConfig
 from torch.utils.data import Dataset
 
+from mdeas.cli import exit_on_data_error, run_app
 from mdeas.data.dataset import dataset_paths, load_sample, scan
-from mdeas.data.errors import DataError, exit_on_data_error, run_app
+from mdeas.data.errors import DataError
 from mdeas.data.layouts import DatasetIndex, load_index
 
 MID_GREY = (32, 223)  # mask values that are neither background nor foreground, even after JPEG

@@ -8,10 +8,8 @@ warning with the number skipped at the end of every pass over its split.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -48,16 +46,9 @@ class SkipCountingLoader(DataLoader):
                 yield batch
 
 
-def cached_synth_path(cache_dir: str | Path, synth: dict) -> Path:
-    """Where the generated default dataset with parameters `synth` is cached."""
-    from mdeas.data.synth import GENERATOR_VERSION
-
-    key = hashlib.sha1(json.dumps({**synth, "generator": GENERATOR_VERSION}, sort_keys=True).encode()).hexdigest()[:10]
-    return Path(cache_dir).expanduser() / f"synth-{synth.get('num_samples')}x{synth.get('image_size')}-{key}.zip"
-
-
 class MaskDepthDataModule(pl.LightningDataModule):
-    """Serves batch dicts (DESIGN.md) from `path` (one zip or a list) or, when None, a cached generated set.
+    """Serves batch dicts (DESIGN.md) from `path` (one zip or a list) or, when None, from the zip that `synth`
+    returns for `cache_dir` (a generated set, `mdeas.synth.default_set.GeneratedSet`, built by Hydra from `data.synth`).
 
     `layout` forces a layout (`mdeas.data.layouts.READERS`; None detects it); `depth_inverted` overrides the
     layout's default (larger stored depth = nearer); `on_error` is `raise` or `skip` (module docstring).
@@ -75,7 +66,7 @@ class MaskDepthDataModule(pl.LightningDataModule):
         split: Sequence[float] = (0.7, 0.15, 0.15),
         seed: int = 0,
         cache_dir: str = "data/cache",
-        synth: dict | None = None,
+        synth: Callable[[str], str | Path] | None = None,
         augment: Sequence = (),
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
@@ -93,7 +84,7 @@ class MaskDepthDataModule(pl.LightningDataModule):
         self.path = path
         self.image_size, self.batch_size, self.num_workers = image_size, batch_size, num_workers
         self.limit, self.fractions, self.seed = limit, tuple(split), seed
-        self.cache_dir, self.synth = cache_dir, dict(synth or {})
+        self.cache_dir, self.synth = cache_dir, synth
         self.augment, self.mean, self.std = list(augment), tuple(mean), tuple(std)
         self.pin_memory = pin_memory
         self.layout, self.depth_inverted, self.on_error = layout, depth_inverted, on_error
@@ -102,16 +93,12 @@ class MaskDepthDataModule(pl.LightningDataModule):
         self.datasets: dict[str, MaskDepthDataset] = {}
 
     def resolve_path(self) -> str | list[str]:
-        """The dataset path(s); with none given, generate the default set once into the cache."""
+        """The dataset path(s); with none given, the generated set `synth(cache_dir)` (made once, then cached)."""
         if self.path:
             return self.path if isinstance(self.path, str) else [str(p) for p in self.path]
-        target = cached_synth_path(self.cache_dir, self.synth)
-        if not target.exists():
-            from mdeas.data.synth import generate
-
-            log.info("generating the default dataset into %s", target)
-            generate(target, **self.synth)
-        return str(target)
+        if self.synth is None:
+            raise DataError("data.path", None, "no dataset given and no generator (data.synth) to make one")
+        return str(self.synth(self.cache_dir))
 
     def prepare_data(self) -> None:
         self.resolve_path()

@@ -15,7 +15,6 @@ from tqdm import tqdm
 from mdeas.data.decode import binarise, open_image, reduction, to_depth, to_grey, to_rgb
 from mdeas.data.errors import DataError
 from mdeas.data.layouts import DatasetIndex, Sample
-from mdeas.data.resized_cache import ResizedCache
 from mdeas.data.sampler import sample_seed
 from mdeas.data.transforms import apply, build_resize
 
@@ -87,7 +86,7 @@ class MaskDepthDataset(Dataset):
         self.samples = list(samples)
         self.image_size, self.resize, self.augment = image_size, build_resize(image_size), augment
         self.decode_size: int | None = image_size  # decoding may reduce down to this; None: at the stored size
-        self.cache: ResizedCache | None = None
+        self.cache: Sequence[dict[str, np.ndarray] | None] | None = None  # a ResizedCache
         self.mean = np.asarray(mean, np.float32) * 255.0
         self.std = np.asarray(std, np.float32) * 255.0
         self._tables = [(np.arange(256, dtype=np.float32) - m) / s for m, s in zip(self.mean, self.std, strict=True)]

@@ -1,19 +1,8 @@
-"""Errors for bad input, and how entry points report them: one line naming the culprit, exit status 1."""
+"""The error for bad input data: one line naming the zip (or file), the entry and what is wrong."""
 
 from __future__ import annotations
 
-import os
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-
-from hydra.errors import HydraException, InstantiationException
-from omegaconf.errors import OmegaConfBaseException
-
 _WORKER_PREFIX = "DataError: "
-_WORKER_TRACEBACK = "Original Traceback (most recent call last):"
-FULL_ERROR = "HYDRA_FULL_ERROR"  # set to 1 by the user: full tracebacks instead of one-line errors
-_SET_BY_RUN_APP = "MDEAS_ONE_LINE_ERRORS"  # marks a HYDRA_FULL_ERROR that `run_app` set, not the user
 
 
 class DataError(ValueError):
@@ -37,82 +26,3 @@ class DataError(ValueError):
 
     def __reduce__(self):
         return type(self), (self.source, self.entry, self.problem, self.category)
-
-
-def _built(error: InstantiationException) -> str:
-    """The config key (or, without one, the target) that Hydra's `instantiate` failed to build."""
-    lines = str(error).splitlines()
-    keys = [line.split("full_key:", 1)[1].strip() for line in lines if line.strip().startswith("full_key:")]
-    if keys and keys[-1]:
-        return keys[-1]
-    return lines[0].removeprefix("Error in call to target ").rstrip(":") if lines else "?"
-
-
-def one_line(error: BaseException) -> str:
-    """The message of `error` as one line that names the culprit.
-
-    An OSError names its file; an error that Hydra's `instantiate` wrapped is reported as its cause, followed by
-    the config key being built; an error PyTorch re-raised from a DataLoader worker keeps only its last line.
-    """
-    if isinstance(error, InstantiationException):
-        cause: BaseException = error
-        while isinstance(cause, InstantiationException) and cause.__cause__ is not None:
-            cause = cause.__cause__
-        if cause is error:
-            return " ".join(line.strip() for line in str(error).splitlines() if line.strip())
-        return f"{one_line(cause)} (building {_built(error)})"
-    if isinstance(error, OSError) and error.filename is not None and error.strerror:
-        return f"{error.filename}: {error.strerror}"
-    text = str(error) or type(error).__name__
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    if _WORKER_TRACEBACK in text:
-        return lines[-1].split(": ", 1)[-1]
-    return " ".join(lines)
-
-
-@contextmanager
-def exit_on_data_error(*also: type[BaseException]) -> Iterator[None]:
-    """For entry points: a DataError, an OSError (a file that cannot be read or written), a config object that
-    Hydra cannot build, and the errors of the types in `also` end the program with `error: <one line>` on stderr
-    and exit status 1 (with HYDRA_FULL_ERROR=1 they propagate with their traceback)."""
-    try:
-        yield
-    except (DataError, OSError, InstantiationException, *also) as e:
-        if full_traces():
-            raise
-        raise SystemExit(f"error: {one_line(e)}") from None
-
-
-def full_traces() -> bool:
-    """Whether the user asked for full tracebacks (HYDRA_FULL_ERROR=1)."""
-    return os.environ.get(FULL_ERROR) == "1" and os.environ.get(_SET_BY_RUN_APP) != "1"
-
-
-def _summary(error: BaseException) -> tuple[list[str], str]:
-    """Hydra's report of a config error as (detail lines, one line): the message's first paragraph without
-    OmegaConf's `full_key`/`object_type` lines, with the first line of an OmegaConf cause in brackets
-    (`Key 'nope' is not in struct`); the rest of the message are details."""
-    lines = [line for line in str(error).splitlines() if not line.strip().startswith(("full_key:", "object_type="))]
-    blank = next((i for i, line in enumerate(lines) if not line.strip()), len(lines))
-    head = " ".join(line.strip() for line in lines[:blank])
-    if isinstance(error.__cause__, OmegaConfBaseException):
-        head += f" ({str(error.__cause__).splitlines()[0].strip()})"
-    return [line for line in lines[blank:] if line.strip()], head
-
-
-def run_app(app: Callable[[], object]) -> None:
-    """Run a Hydra app (a `@hydra.main` function) so that the errors Hydra reports itself, before or around the
-    task (an unknown config choice or key, a run directory that cannot be written), end with one line
-    `error: <what>` naming the choice, key or path, and exit status 1. The details Hydra gives (e.g. the available
-    choices) come first. With HYDRA_FULL_ERROR=1 set by the user, Hydra's own reporting is left as it is."""
-    if full_traces():
-        app()
-        return
-    os.environ.update({FULL_ERROR: "1", _SET_BY_RUN_APP: "1"})  # Hydra raises instead of printing (DDP workers too)
-    try:
-        app()
-    except (HydraException, OmegaConfBaseException) as e:
-        details, head = _summary(e)
-        sys.exit("\n".join([*details, f"error: {head}"]))
-    except OSError as e:
-        sys.exit(f"error: {one_line(e)}")

@@ -2,7 +2,7 @@
 
 Layouts (README "Dataset layouts"; detected from the zips unless `layout` is given):
 
-- `canonical`: `manifest.csv` (id,bg,fg_bg,mask,depth) + `meta.json` per zip, written by `mdeas.data.synth`.
+- `canonical`: `manifest.csv` (id,bg,fg_bg,mask,depth) + `meta.json` per zip, written by `mdeas.synth`.
 - `seed002`: `label_data.csv`, `;`-delimited, every field quoted, no header: bg, fg_bg, mask, depth.
 - `seed003`: `labels.txt`, tab-separated: bg, fg, fg_bg, mask, depth (`data_k/{Fg-Bg,Fg-Bg-Mask,Depth}/...`, the
   parts spread over several zips).

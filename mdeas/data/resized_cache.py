@@ -5,11 +5,13 @@ written once into `<cache_dir>/resized-<size>px-<key>/`, one .npy per array: `bg
 `mask` uint8 [N, S, S] in {0, 1}; `depth` float32 [N, S, S] (0 where unknown); `valid` bool [N, S, S]; `ok` bool
 [N] (False: the sample was left out under `on_error=skip`). The key hashes the zips (path, size, modification
 time), layout, depth encoding, size, decoder versions and the split's entries, so a changed dataset gets a new
-cache. The folder is written under a temporary name and renamed when complete: an interrupted build leaves no
+cache. A cache that left samples out is named `resized-<size>px-<key>-skipped` and serves only `on_error=skip`:
+an `on_error=raise` run decodes the split again and stops at the first bad entry; a cache without left-out samples
+serves both. The folder is written under a temporary name and renamed when complete: an interrupted build leaves no
 half cache, and processes building the same cache at once (DDP ranks) end up sharing one.
 
 Epochs then augment from these arrays instead of decoding JPEGs and PNGs again: the same tensors, a fraction of
-the CPU (experiments/RESULTS.md, "Data path"). Each stage of a progressive run gets its own size's cache.
+the CPU (experiments/results/RESULTS.md, "Data path"). Each stage of a progressive run gets its own size's cache.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ import os
 import shutil
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import albumentations
 import cv2
@@ -30,8 +31,7 @@ import PIL
 from numpy.lib.format import open_memmap
 from torch.utils.data import Dataset
 
-if TYPE_CHECKING:
-    from mdeas.data.dataset import MaskDepthDataset
+from mdeas.data.dataset import MaskDepthDataset, scan
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 1  # bump when decoding or resizing changes what a cached sample holds
@@ -107,10 +107,9 @@ class _Resized(Dataset):
         return self.dataset.resized(i)
 
 
-def _write(dataset: MaskDepthDataset, folder: Path, num_workers: int) -> None:
-    """Build the cache of `dataset` into `folder` (which must not exist), `num_workers` decoding processes."""
-    from mdeas.data.dataset import scan
-
+def _write(dataset: MaskDepthDataset, folder: Path, num_workers: int) -> int:
+    """Build the cache of `dataset` into `folder` (which must not exist), `num_workers` decoding processes;
+    returns the number of samples left out."""
     folder.mkdir(parents=True)
     count, size = len(dataset), dataset.image_size
     arrays = {
@@ -127,17 +126,21 @@ def _write(dataset: MaskDepthDataset, folder: Path, num_workers: int) -> None:
         array.flush()
     meta = {"count": count, "size": size, "left_out": int(count - ok.sum()), "zips": dataset.index.store.describe()}
     (folder / COMPLETE).write_text(json.dumps(meta))
+    return meta["left_out"]
 
 
 def resized_cache(
     dataset: MaskDepthDataset, cache_dir: str | Path, num_workers: int = 0, max_gb: float = 16.0
 ) -> ResizedCache | None:
-    """The cache of `dataset`'s samples at its size: opened when built before, else built now. None (with a
-    warning; the dataset then decodes every epoch) when it would exceed `max_gb` or 90 % of the free disk."""
+    """The cache of `dataset`'s samples at its size: opened when built before (one that left samples out only
+    under `on_error=skip`), else built now. None (with a warning; the dataset then decodes every epoch) when it
+    would exceed `max_gb` or 90 % of the free disk."""
     root = Path(cache_dir).expanduser()
-    folder = root / f"resized-{dataset.image_size}px-{cache_key(dataset)}"
-    if (folder / COMPLETE).is_file():
-        return ResizedCache(folder)
+    whole = root / f"resized-{dataset.image_size}px-{cache_key(dataset)}"
+    skipped = whole.with_name(f"{whole.name}-skipped")
+    for found in (whole, skipped) if dataset.on_error == "skip" else (whole,):
+        if (found / COMPLETE).is_file():
+            return ResizedCache(found)
     root.mkdir(parents=True, exist_ok=True)
     need, free = cache_bytes(len(dataset), dataset.image_size), shutil.disk_usage(root).free
     if need > max_gb * 1e9 or need > 0.9 * free:
@@ -146,10 +149,11 @@ def resized_cache(
             dataset.name, dataset.image_size, need / 1e9, max_gb, free / 1e9, root,
         )  # fmt: skip
         return None
-    partial = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
+    partial = whole.with_name(f"{whole.name}.partial-{os.getpid()}")
     shutil.rmtree(partial, ignore_errors=True)
+    folder = whole
     try:
-        _write(dataset, partial, num_workers)
+        folder = skipped if _write(dataset, partial, num_workers) else whole
         partial.rename(folder)
     except OSError:
         if not (folder / COMPLETE).is_file():  # not another process finishing the same cache first

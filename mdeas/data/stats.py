@@ -20,9 +20,9 @@ import numpy as np
 from omegaconf import DictConfig
 from torch.utils.data import Dataset
 
+from mdeas.cli import exit_on_data_error, run_app
 from mdeas.data.dataset import dataset_paths, load_sample, scan
 from mdeas.data.decode import binarise
-from mdeas.data.errors import exit_on_data_error, run_app
 from mdeas.data.layouts import DatasetIndex, load_index
 from mdeas.data.splits import subset
 

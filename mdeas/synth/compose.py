@@ -1,7 +1,7 @@
 """Composite foreground cut-outs onto your backgrounds the way the seeds built their datasets; write a canonical zip.
 
-    python -m mdeas.data.compose bg_dir=photos/bg fg_dir=photos/fg out=data/composed.zip
-    python -m mdeas.data.compose bg_dir=B fg_dir=F mask_dir=M depth_dir=D out=data/c.zip jpeg_quality=50
+    python -m mdeas.synth.compose bg_dir=photos/bg fg_dir=photos/fg out=data/composed.zip
+    python -m mdeas.synth.compose bg_dir=B fg_dir=F mask_dir=M depth_dir=D out=data/c.zip jpeg_quality=50
 
 Inputs (one folder level, files sorted by name; images: .jpg .jpeg .png .bmp .webp .tif .tiff):
 
@@ -36,10 +36,12 @@ import numpy as np
 from omegaconf import DictConfig
 from PIL import Image, ImageOps
 
-from mdeas.data.errors import DataError, exit_on_data_error, run_app
-from mdeas.data.parallel import default_workers, ordered_map
-from mdeas.data.synth import SEED_SCALES, bg_name, seed_sample_id, seed_scheme
-from mdeas.data.writer import check_image_options, encode_depth_mm, encode_jpeg, encode_mask, sample_row, write_zip
+from mdeas.cli import exit_on_data_error, run_app
+from mdeas.data.decode import image_problem
+from mdeas.data.errors import DataError
+from mdeas.synth.generate import SEED_SCALES, bg_name, seed_sample_id, seed_scheme
+from mdeas.synth.parallel import default_workers, ordered_map
+from mdeas.synth.writer import check_image_options, encode_depth_mm, encode_jpeg, encode_mask, sample_row, write_zip
 
 GENERATOR_VERSION = 1
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -115,7 +117,7 @@ def _open(path: Path) -> Image.Image:
         image = Image.open(path)
         image.load()
     except (OSError, SyntaxError, ValueError) as e:
-        raise DataError(path, None, f"cannot decode image ({e})") from None
+        raise DataError(path, None, f"cannot decode image ({image_problem(e, path.read_bytes()[:12])})") from None
     return ImageOps.exif_transpose(image)
 
 
@@ -278,7 +280,7 @@ def compose(
         for _, m, s, p in per_pair
     ]
     meta = {
-        "generator": "mdeas.data.compose",
+        "generator": "mdeas.synth.compose",
         "version": GENERATOR_VERSION,
         "seed": opts.seed,
         "num_samples": len(rows),
@@ -307,7 +309,7 @@ def compose(
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="compose")
 def main(cfg: DictConfig) -> None:
-    """CLI: python -m mdeas.data.compose bg_dir=DIR fg_dir=DIR out=PATH (see conf/compose.yaml)."""
+    """CLI: python -m mdeas.synth.compose bg_dir=DIR fg_dir=DIR out=PATH (see conf/compose.yaml)."""
     paths = ("out", "bg_dir", "fg_dir", "mask_dir", "depth_dir", "workers")
     options = {k: v for k, v in cfg.items() if k not in paths}
     with exit_on_data_error(TypeError, ValueError):

@@ -1,9 +1,9 @@
 """Synthetic dataset generator: procedural scenes with exact depth, written as a canonical dataset zip.
 
-    python -m mdeas.data.synth out=data/synth.zip num_samples=2000 image_size=128 seed=0
-    python -m mdeas.data.synth scheme=seed num_samples=400000 num_foregrounds=100 workers=16
+    python -m mdeas.synth out=data/synth.zip num_samples=2000 image_size=128 seed=0
+    python -m mdeas.synth scheme=seed num_samples=400000 num_foregrounds=100 workers=16
 
-Each background (a scene seen by a random camera, see `mdeas.data.scene`) is reused for several samples, each
+Each background (a scene seen by a random camera, see `mdeas.synth.scene`) is reused for several samples, each
 with one object standing on the ground or on a solid's top, rescaled so that its bounding box is a fraction of
 the image side as the seeds pasted theirs (150/224 x scale). Two sampling schemes:
 
@@ -24,13 +24,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import hydra
 import numpy as np
-from omegaconf import DictConfig
 
-from mdeas.data.errors import exit_on_data_error, run_app
-from mdeas.data.parallel import default_workers, ordered_map
-from mdeas.data.scene import (
+from mdeas.synth.parallel import default_workers, ordered_map
+from mdeas.synth.scene import (
     Render,
     SceneInfo,
     composite,
@@ -40,9 +37,9 @@ from mdeas.data.scene import (
     place_foreground,
     render_background,
 )
-from mdeas.data.sensor import Sensor, sample_sensor
-from mdeas.data.shapes import Sprite, make_sprite
-from mdeas.data.writer import check_image_options, encode_depth_mm, encode_jpeg, encode_mask, sample_row, write_zip
+from mdeas.synth.sensor import Sensor, sample_sensor
+from mdeas.synth.shapes import Sprite, make_sprite
+from mdeas.synth.writer import check_image_options, encode_depth_mm, encode_jpeg, encode_mask, sample_row, write_zip
 
 GENERATOR_VERSION = 2
 SCHEMES = ("random", "seed")
@@ -322,7 +319,7 @@ def generate(out: str | Path, num_samples: int, workers: int | None = None, **op
         raise ValueError(f"workers must be >= 1, got {workers}")
     specs = plan(opts)
     meta = {
-        "generator": "mdeas.data.synth",
+        "generator": "mdeas.synth",
         "version": GENERATOR_VERSION,
         "seed": opts.seed,
         "num_samples": opts.num_samples,
@@ -344,17 +341,3 @@ def generate(out: str | Path, num_samples: int, workers: int | None = None, **op
     return write_zip(
         out, meta, rows, (entry for entries in ordered_map(_render_unit, units, workers) for entry in entries)
     )
-
-
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="synth")
-def main(cfg: DictConfig) -> None:
-    """CLI: python -m mdeas.data.synth out=PATH num_samples=N image_size=S seed=K (see conf/synth.yaml)."""
-    options = {k: v for k, v in cfg.items() if k not in ("out", "num_samples", "workers")}
-    workers = None if cfg.workers is None else int(cfg.workers)
-    with exit_on_data_error(TypeError, ValueError):
-        path = generate(cfg.out, int(cfg.num_samples), workers=workers, **options)
-    print(f"wrote {cfg.num_samples} samples to {path}")
-
-
-if __name__ == "__main__":
-    run_app(main)

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mdeas.data.solids import Solid, Vec
-from mdeas.data.textures import random_colour
+from mdeas.synth.solids import Solid, Vec
+from mdeas.synth.textures import random_colour
 
 _SHADOW_RAYS = 6
 _LIFT = 1e-4  # shadow rays start this far (m) off their surface, along its normal

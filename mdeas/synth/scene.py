@@ -12,7 +12,7 @@ Conventions (all lengths in metres, angles in radians):
 - Because there is no roll, dy and dz of the ray depend on the row only and dx on the column only.
 - The scene: ground plane y = -height; indoors a back wall z = wall_dist, side walls x = left / x = right and a
   ceiling; outdoors an open ground to the horizon (or a far wall with a top) under the sky (depth = the far
-  limit); boxes, cylinders and spheres on the ground (`mdeas.data.solids`).
+  limit); boxes, cylinders and spheres on the ground (`mdeas.synth.solids`).
 - An object is a billboard in the world-vertical plane z = z0 standing on a horizontal support (the ground or a
   solid's top, `base` m above the ground): its bottom edge lies on the support at that depth, so on the image
   row of its contact point the object's depth equals the support's. It is z-tested against the scene, so
@@ -26,10 +26,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mdeas.data.lighting import Light, billboard_shadow, sample_light, visibility
-from mdeas.data.shapes import Sprite
-from mdeas.data.solids import Solid, Vec, sample_solids
-from mdeas.data.textures import FAMILIES, fbm, random_colour, texture
+from mdeas.synth.lighting import Light, billboard_shadow, sample_light, visibility
+from mdeas.synth.shapes import Sprite
+from mdeas.synth.solids import Solid, Vec, sample_solids
+from mdeas.synth.textures import FAMILIES, fbm, random_colour, texture
 
 GROUND, BACK_WALL, LEFT_WALL, RIGHT_WALL, SKY, CEILING, SOLID = range(7)
 _PLANE_NORMALS = {GROUND: (0, 1, 0), CEILING: (0, -1, 0), BACK_WALL: (0, 0, -1), LEFT_WALL: (1, 0, 0)}

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from mdeas.data.textures import random_colour, texture
+from mdeas.synth.textures import random_colour, texture
 
 _SUPERSAMPLE = 4  # silhouettes are drawn this much finer, then box-filtered into a soft alpha
 

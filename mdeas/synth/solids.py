@@ -1,6 +1,6 @@
 """Background objects standing on the ground: boxes, cylinders and spheres, intersected with rays analytically.
 
-World frame as in `mdeas.data.scene`: y up, the camera at the origin. A ray is origin + t * direction; `intersect`
+World frame as in `mdeas.synth.scene`: y up, the camera at the origin. A ray is origin + t * direction; `intersect`
 returns the smallest t > EPS, so with the camera's scaled ray directions (`Camera.ray_dirs`) t is planar depth.
 """
 

@@ -1,0 +1,74 @@
+"""What a run records is what it ran: progressive stages write their own config; evaluate takes train's data.*
+overrides."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from mdeas.data.layouts import load_index
+from mdeas.data.splits import split, subset
+from mdeas.evaluate import data_config
+from tests.conftest import TINY_RUN, write_canonical_zip
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGES = "progressive.stages=[{image_size:32,max_epochs:1,batch_size:4},{image_size:64,max_epochs:1,batch_size:2}]"
+
+
+def run(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory) -> Path:
+    """A two-stage progressive chain (32 px then 64 px) on a tiny zip, one batch an epoch."""
+    root = tmp_path_factory.mktemp("chain")
+    data = write_canonical_zip(root / "d.zip", num_samples=40, size=32, fg_per_bg=2)
+    tiny = [o for o in TINY_RUN if not o.startswith("data.image_size")]
+    args = ["-m", "experiment=progressive", STAGES, "stage=0,1", f"data.path={data}", *tiny, "test=false"]
+    args += ["+trainer.limit_train_batches=1", "+trainer.limit_val_batches=1", "callbacks.image_grid=null"]
+    done = run("mdeas.train", *args, f"hydra.sweep.dir={root / 'sweep'}", cwd=root)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return root / "sweep"
+
+
+def test_each_stage_records_the_size_batch_epochs_and_start_it_used(chain):
+    first, second = (OmegaConf.load(chain / f"stage{k}" / ".hydra" / "config.yaml") for k in (0, 1))
+    assert (first.data.image_size, first.data.batch_size, first.trainer.max_epochs) == (32, 4, 1)
+    assert (second.data.image_size, second.data.batch_size, second.trainer.max_epochs) == (64, 2, 1)
+    assert first.get("init_from") is None
+    assert second.init_from == str(chain / "stage0" / "checkpoints" / "best.ckpt")
+
+
+def test_evaluate_takes_the_data_overrides_train_takes(chain, tmp_path):
+    ckpt = chain / "stage1" / "checkpoints" / "best.ckpt"
+    full = run("mdeas.evaluate", f"ckpt_path={ckpt}", f"output={tmp_path / 'full'}", cwd=tmp_path)
+    limited = run(
+        "mdeas.evaluate", f"ckpt_path={ckpt}", f"output={tmp_path / 'few'}", "data.limit=20", "data.image_size=32",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert full.returncode == 0 and limited.returncode == 0, full.stderr[-1500:] + limited.stderr[-1500:]
+    counts = [json.loads((tmp_path / name / "metrics.json").read_text())["samples"] for name in ("full", "few")]
+    samples = load_index(str(chain.parent / "d.zip")).samples
+    expected = [len(split(subset(samples, limit, 0), (0.7, 0.15, 0.15), 0)[2]) for limit in (None, 20)]
+    assert counts == expected and expected[1] < expected[0]
+    misspelt = run("mdeas.evaluate", f"ckpt_path={ckpt}", "data.limt=20", cwd=tmp_path)
+    assert misspelt.returncode == 1 and "error: Could not override 'data.limt'" in misspelt.stderr
+
+
+def test_data_config_applies_dotted_overrides_on_the_stored_config():
+    stored = {"path": "a.zip", "limit": None, "split": [0.7, 0.15, 0.15], "synth": {"num_samples": 10}}
+    assert data_config(stored, {"limit": 200, "synth.num_samples": 50}) == {
+        "path": "a.zip",
+        "limit": 200,
+        "split": [0.7, 0.15, 0.15],
+        "synth": {"num_samples": 50},
+    }
+    other = data_config(stored, {"path": "b.zip"})
+    assert (other["path"], other["split"], other["limit"]) == ("b.zip", [0.0, 0.15, 0.85], None)
+    assert data_config(stored, {"path": "b.zip", "limit": 30})["limit"] == 30
+    with pytest.raises(ValueError, match="holds no data config"):
+        data_config({}, {"limit": 3})
