@@ -15,6 +15,8 @@ import cv2
 import numpy as np
 import torch
 
+from mdeas.data.decode import encode_depth
+from mdeas.data.layouts import DepthEncoding
 from mdeas.module import MaskDepthModule
 
 
@@ -64,8 +66,9 @@ def load_module(ckpt_path: str | Path, map_location: str | torch.device = "cpu")
 
 @dataclass
 class Prediction:
-    """Per-sample outputs at the input size: `mask` probability float32 [H, W] in [0, 1]; `depth` float32
-    [H, W] in the dataset unit (e.g. mm); `depth_norm` float32 [H, W] in [0, 1] (larger = farther)."""
+    """Per-sample outputs at the input size: `mask` probability float32 [H, W] in [0, 1]; `depth` [H, W] as the
+    training data stores depth (`encode_depth`: uint16 in its unit, e.g. mm, for png16; uint8 grey for gray8, near
+    = bright when inverted, as the seeds' sets); `depth_norm` float32 [H, W] in [0, 1] (larger = farther)."""
 
     mask: np.ndarray
     depth: np.ndarray
@@ -82,7 +85,7 @@ class Predictor:
         self.size = int(data.get("image_size", 224))
         self.mean = np.asarray(data.get("mean", (0.485, 0.456, 0.406)), np.float32) * 255
         self.std = np.asarray(data.get("std", (0.229, 0.224, 0.225)), np.float32) * 255
-        self.depth_max = float((data.get("depth") or {}).get("max", 1.0))
+        self.depth_encoding = DepthEncoding(**(data.get("depth") or {}))
 
     def _tensor(self, images: list[np.ndarray]) -> torch.Tensor:
         resized = [cv2.resize(im, (self.size, self.size), interpolation=cv2.INTER_AREA) for im in images]
@@ -105,5 +108,5 @@ class Predictor:
             h, w = fg_bg.shape[:2]
             mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_LINEAR)
             depth = cv2.resize(depth, (w, h), interpolation=cv2.INTER_LINEAR)
-            results.append(Prediction(mask, depth * self.depth_max, depth))
+            results.append(Prediction(mask, encode_depth(depth, self.depth_encoding), depth))
         return results

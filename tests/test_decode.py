@@ -7,9 +7,18 @@ import pytest
 from PIL import Image
 
 from mdeas.data.dataset import MaskDepthDataset, load_sample
-from mdeas.data.decode import binarise, decode_rgb, open_image, reduction, to_depth, to_grey, to_rgb
+from mdeas.data.decode import (
+    binarise,
+    decode_rgb,
+    encode_depth,
+    open_image,
+    reduction,
+    to_depth,
+    to_grey,
+    to_rgb,
+)
 from mdeas.data.errors import DataError
-from mdeas.data.layouts import DepthEncoding, load_index
+from mdeas.data.layouts import SEED_DEPTH, DepthEncoding, load_index
 from mdeas.data.zipstore import ZipStore
 from tests.conftest import write_canonical_zip
 from tests.layouts_fixtures import replace_entry
@@ -92,6 +101,28 @@ def test_reduced_png16_depth_is_nearest_and_keeps_unknown():
     assert reduced.shape == valid.shape == (10, 15)
     assert np.array_equal(reduced, full[::2, ::2]) and np.array_equal(valid, full_valid[::2, ::2])
     assert reduced[0, 0] == 0 and not valid[0, 0] and reduced[0, 1] == pytest.approx((1000 + 14) / 20000)
+
+
+@pytest.mark.parametrize(
+    "encoding", [DepthEncoding(max=20000), SEED_DEPTH, DepthEncoding("gray8", "relative", 255.0, inverted=False)]
+)
+def test_encode_depth_writes_back_what_to_depth_read(encoding):
+    rng = np.random.default_rng(0)
+    if encoding.format == "png16":
+        stored = rng.integers(0, 20001, (12, 10)).astype(np.uint16)
+        stored[0, :3] = (0, 1, 20000)  # unknown, nearest, farthest
+    else:
+        stored = rng.integers(0, 256, (12, 10)).astype(np.uint8)
+        stored[0, :2] = (0, 255)
+    depth, valid = to_depth(open_image(encode(stored, "PNG"), "a.zip", "depth/1.png"), encoding)
+    written = encode_depth(depth, encoding)
+    assert written.dtype == stored.dtype and np.array_equal(written[valid], stored[valid])
+
+
+def test_encode_depth_of_seed_data_is_near_bright_and_png16_never_unknown():
+    near_far = np.array([[0.0, 0.25, 1.0]], np.float32)
+    assert encode_depth(near_far, SEED_DEPTH).tolist() == [[255, 191, 0]]
+    assert encode_depth(near_far, DepthEncoding(max=20000)).tolist() == [[1, 5000, 20000]]
 
 
 def test_load_sample_reduces_every_array_alike(tmp_path):

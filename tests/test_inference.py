@@ -8,11 +8,16 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
 
+from mdeas.data.decode import open_image, to_depth, to_grey
+from mdeas.data.layouts import load_index
 from mdeas.evaluate import evaluate, table
 from mdeas.inference import CheckpointError, load_module
+from mdeas.predict import predict
 from mdeas.train import train
 from tests.conftest import compose_train, write_canonical_zip
+from tests.layouts_fixtures import make_samples, write_seed002
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 
@@ -115,6 +120,38 @@ def test_predict_pair_folder_zip_and_video(trained, tmp_path):
     assert done.returncode == 0, done.stderr[-1500:]
     check_outputs(tmp_path / "video", "clip_000003", (48, 32))
     assert (tmp_path / "video" / "clip_panel.mp4").stat().st_size > 0
+
+
+def test_predict_writes_depth_as_the_training_data_stores_it(tmp_path, monkeypatch):
+    """A model trained on a seed layout (8-bit grey, near = bright) that predicts each sample's own depth writes
+    back the dataset's depth image, in the folders of the sample's id."""
+    data = tmp_path / "seed.zip"
+    write_seed002(data, make_samples(backgrounds=6, per_bg=2, size=32))
+    run_cfg = compose_train(tmp_path / "run", data, "trainer.max_epochs=1", "callbacks.image_grid=null")
+    ckpt = train(run_cfg)["best_checkpoint"]
+    index = load_index(str(data))
+    entries = [open_image(index.store.read(s.depth), str(data), s.depth) for s in index.samples]
+    truth = [to_depth(entry, index.depth)[0] for entry in entries]
+
+    class Oracle(torch.nn.Module):
+        """The checkpoint's settings, predicting each sample's decoded depth in the order predict reads them."""
+
+        def __init__(self, module: torch.nn.Module) -> None:
+            super().__init__()
+            self.hparams, self.queue = module.hparams, list(truth)
+
+        def forward(self, bg: torch.Tensor, fg_bg: torch.Tensor) -> dict[str, torch.Tensor]:
+            depth = torch.stack([torch.from_numpy(self.queue.pop(0)) for _ in bg])[:, None]
+            return {"mask": torch.zeros_like(depth), "depth": depth}
+
+    monkeypatch.setattr("mdeas.predict.load_module", lambda path: Oracle(load_module(path)))
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        overrides = [f"ckpt_path={ckpt}", f"output={tmp_path / 'out'}", f"input={data}", "batch_size=5", "device=cpu"]
+        predict(compose("predict", overrides=overrides))
+    for sample, entry in zip(index.samples, entries, strict=True):
+        written = cv2.imread(str(tmp_path / "out" / f"{sample.id}_depth.png"), cv2.IMREAD_UNCHANGED)
+        assert written.dtype == np.uint8 and written.shape == (32, 32), sample.id
+        assert np.abs(written.astype(int) - to_grey(entry)).max() <= 1, sample.id
 
 
 @pytest.mark.parametrize("fmt", ["torchscript", "onnx"])

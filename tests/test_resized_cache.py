@@ -71,20 +71,29 @@ def test_interrupted_build_leaves_no_cache(tmp_path, monkeypatch):
         yield dataset[0]
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("mdeas.data.dataset.scan", interrupted)
+    monkeypatch.setattr(rc, "scan", interrupted)
     with pytest.raises(KeyboardInterrupt):
         _module(path, tmp_path / "c", True)
     assert list((tmp_path / "c").iterdir()) == []
 
 
-def test_bad_entry_names_itself_while_caching_or_is_left_out(tmp_path):
+def _cut_zip(tmp_path):
+    """A canonical zip of 8 samples whose entry fg_bg/b001_f02.jpg is cut to a third."""
     src = zipfile.ZipFile(write_canonical_zip(tmp_path / "d.zip", num_samples=8, size=32))
     cut = tmp_path / "cut.zip"
     with zipfile.ZipFile(cut, "w") as zf:
         for info in src.infolist():
             data = src.read(info)
             zf.writestr(info, data[: len(data) // 3] if info.filename == "fg_bg/b001_f02.jpg" else data)
-    with pytest.raises(DataError, match=r"cut.zip: fg_bg/b001_f02.jpg: cannot decode image"):
+    return cut
+
+
+CUT_ENTRY = r"cut.zip: fg_bg/b001_f02.jpg: cannot decode image"
+
+
+def test_bad_entry_names_itself_while_caching_or_is_left_out(tmp_path):
+    cut = _cut_zip(tmp_path)
+    with pytest.raises(DataError, match=CUT_ENTRY):
         _module(cut, tmp_path / "c", True, split=(1, 0, 0))
     assert list((tmp_path / "c").iterdir()) == []
     plain = _module(cut, tmp_path / "c", False, split=(1, 0, 0), on_error="skip")
@@ -92,6 +101,31 @@ def test_bad_entry_names_itself_while_caching_or_is_left_out(tmp_path):
     pairs = [(plain.datasets["train"][0, i], cached.datasets["train"][0, i]) for i in range(8)]
     assert all(_same(a, b) for a, b in pairs) and sum(b is None for _, b in pairs) == 1
     assert cached.datasets["train"].cache.meta["left_out"] == 1
+
+
+@pytest.mark.parametrize("first", ["skip", "raise"])
+def test_cache_left_out_under_skip_is_not_used_by_raise(tmp_path, first):
+    cut = _cut_zip(tmp_path)
+    order = ["skip", "raise", "skip", "raise"] if first == "skip" else ["raise", "skip", "raise"]
+    for on_error in order:
+        if on_error == "raise":
+            with pytest.raises(DataError, match=CUT_ENTRY):
+                _module(cut, tmp_path / "c", True, split=(1, 0, 0), on_error="raise")
+        else:
+            cache = _module(cut, tmp_path / "c", True, split=(1, 0, 0), on_error="skip").datasets["train"].cache
+            assert cache is not None and cache.meta["left_out"] == 1
+
+
+def test_cache_without_left_out_samples_serves_skip_and_raise(tmp_path, monkeypatch):
+    path = write_canonical_zip(tmp_path / "d.zip", num_samples=8, size=32)
+    _module(path, tmp_path / "c", True, split=(1, 0, 0), on_error="skip")
+
+    def no_build(*args):
+        raise AssertionError("rebuilt")
+
+    monkeypatch.setattr(rc, "_write", no_build)
+    for on_error in ("raise", "skip"):
+        assert _module(path, tmp_path / "c", True, split=(1, 0, 0), on_error=on_error).datasets["train"].cache
 
 
 def test_cache_over_the_limit_is_skipped_with_a_warning(tmp_path, caplog):

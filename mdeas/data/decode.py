@@ -6,16 +6,19 @@ Two steps: `open_image` reads the header (format, mode and size, known before an
 reduced scale through libjpeg's DCT scaling (the decoder does less work; about twice as fast as Pillow's draft
 mode); other formats by Pillow, then reduced: colour by averaging each k×k block, grey and depth by keeping every
 k-th pixel (nearest: masks stay binary, depth values stay real). `decode_rgb` takes the bytes and does both steps.
+`encode_depth` is the inverse of `to_depth` (predicted depth is written in the dataset's own encoding), and
+`image_problem` says in words why an image could not be read.
 """
 
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from mdeas.data.errors import DataError
 from mdeas.data.layouts import DepthEncoding
@@ -34,6 +37,32 @@ _JPEG_FLAGS = {  # (grey, scale) → cv2.imdecode flags
     (True, 4): cv2.IMREAD_REDUCED_GRAYSCALE_4,
     (True, 8): cv2.IMREAD_REDUCED_GRAYSCALE_8,
 }
+
+
+_SIGNATURES = (  # first bytes → format: tells a damaged image from a file that is no image at all
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"GIF8", "GIF"),
+    (b"II*\0", "TIFF"),
+    (b"MM\0*", "TIFF"),
+)
+_OBJECT_REPR = re.compile(r"\s*<[^<>]* at 0x[0-9a-fA-F]+>")
+
+
+def image_problem(error: BaseException, head: bytes) -> str:
+    """What Pillow's `error` means for an image file or entry whose first bytes are `head`, in words without
+    Python object reprs: `not an image file (unknown format)`, `damaged PNG header`, `truncated image`, ..."""
+    known = next((name for signature, name in _SIGNATURES if head.startswith(signature)), None)
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        known = "WEBP"
+    if isinstance(error, UnidentifiedImageError):
+        return f"damaged {known} header" if known else "not an image file (unknown format)"
+    if isinstance(error, Image.DecompressionBombError):
+        return f"too large to decode ({str(error).split(',')[0]})"
+    text = _OBJECT_REPR.sub("", str(error)).strip()
+    if "truncated" in text.lower():
+        return "truncated image"
+    return f"corrupt {known or 'image'} data" + (f" ({text})" if text else "")
 
 
 @dataclass(frozen=True)
@@ -72,7 +101,7 @@ def open_image(data: bytes, source: str, entry: str) -> Encoded:
     try:
         header = Image.open(io.BytesIO(data))
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise DataError(source, entry, f"cannot decode image ({e})", "decode") from None
+        raise DataError(source, entry, f"cannot decode image ({image_problem(e, data[:12])})", "decode") from None
     return Encoded(data, source, entry, header)
 
 
@@ -81,7 +110,7 @@ def _pillow(encoded: Encoded) -> Image.Image:
     try:
         image.load()
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise encoded.error(f"cannot decode image ({e})", "decode") from None
+        raise encoded.error(f"cannot decode image ({image_problem(e, encoded.data[:12])})", "decode") from None
     return image
 
 
@@ -91,7 +120,7 @@ def _jpeg(encoded: Encoded, grey: bool, scale: int) -> np.ndarray:
     try:
         array = cv2.imdecode(np.frombuffer(encoded.data, np.uint8), flags)
     except cv2.error as e:
-        raise encoded.error(f"cannot decode image ({e.err})", "decode") from None
+        raise encoded.error(f"cannot decode image (corrupt JPEG data: {e.err})", "decode") from None
     if array is None:
         raise encoded.error("cannot decode image (truncated or corrupt JPEG data)", "decode")
     return array
@@ -152,6 +181,19 @@ def to_depth(encoded: Encoded, encoding: DepthEncoding, scale: int = 1) -> tuple
     if encoding.inverted:
         depth = 1.0 - depth
     return np.where(valid, depth, 0.0).astype(np.float32), valid
+
+
+def encode_depth(depth: np.ndarray, encoding: DepthEncoding) -> np.ndarray:
+    """Normalised depth float [H, W] in [0, 1], larger = farther → the stored values that `to_depth` reads back
+    as it: `max · depth`, or `max · (1 - depth)` when `encoding.inverted`, rounded; uint16 [H, W] for `png16`
+    (at least 1: 0 would read as unknown), uint8 [H, W] grey for `gray8`."""
+    depth = np.clip(depth, 0.0, 1.0)
+    stored = np.rint(encoding.max * (1.0 - depth if encoding.inverted else depth))
+    if encoding.format == "png16":
+        return np.clip(stored, 1, 65535).astype(np.uint16)
+    if encoding.format == "gray8":
+        return np.clip(stored, 0, 255).astype(np.uint8)
+    raise ValueError(f"unknown depth format {encoding.format!r} (png16 or gray8)")
 
 
 def decode_rgb(data: bytes, source: str, entry: str, target_size: int | None = None) -> np.ndarray:

@@ -1,0 +1,184 @@
+"""Every bad input ends in one line naming the zip (or file), the entry and the cause in words: no Python object
+reprs, no traceback. The cases go through the entry points' formatter (`mdeas.cli.one_line`) or a CLI run."""
+
+from __future__ import annotations
+
+import io
+import re
+import subprocess
+import sys
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mdeas.cli import one_line
+from mdeas.data.dataset import MaskDepthDataset
+from mdeas.data.errors import DataError
+from mdeas.data.layouts import load_index
+from mdeas.predict import read_image, zip_items
+from mdeas.synth.compose import compose
+from tests.conftest import write_canonical_zip
+from tests.layouts_fixtures import drop_entry, replace_entry
+
+FG_BG, MASK, DEPTH = "fg_bg/b000_f01.jpg", "mask/b000_f01.png", "depth/b000_f01.png"
+INTERNALS = re.compile(r"object at 0x|Traceback|<[\w.]+ [^>]*>")
+
+
+def encode(array: np.ndarray, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def assert_readable(message: str, culprit: str, entry: str | None) -> None:
+    """One line, naming `culprit` (a zip or file name) and `entry`, without Python internals."""
+    assert "\n" not in message and not INTERNALS.search(message), message
+    assert culprit in message and (entry is None or entry in message), message
+
+
+def cut(fraction: float) -> Callable[[bytes], bytes]:
+    return lambda data: data[: int(len(data) * fraction)]
+
+
+def bad_crc(src: Path, dst: Path, entry: str) -> Path:
+    """A copy of `src` (entries stored uncompressed) with one byte of `entry`'s data flipped."""
+    raw = bytearray(src.read_bytes())
+    with zipfile.ZipFile(src) as zf:
+        data = zf.read(entry)
+    raw[raw.index(data) + len(data) // 2] ^= 0xFF
+    dst.write_bytes(bytes(raw))
+    return dst
+
+
+def not_a_zip(path: Path) -> Path:
+    path.write_bytes(b"not a zip " * 100)
+    return path
+
+
+def data_path_error(path: Path) -> BaseException:
+    """The error of indexing `path` and decoding every sample (what training meets first)."""
+    try:
+        index = load_index(str(path))
+        dataset = MaskDepthDataset(index, index.samples, 16)
+        for i in range(len(dataset)):
+            dataset[i]
+    except DataError as e:
+        return e
+    raise AssertionError(f"{path}: no error")
+
+
+@pytest.fixture
+def clean(tmp_path: Path) -> Path:
+    return write_canonical_zip(tmp_path / "clean.zip", num_samples=4, size=32)
+
+
+def with_entry(clean: Path, entry: str, change: Callable[[bytes], bytes]) -> Path:
+    with zipfile.ZipFile(clean) as zf:
+        data = zf.read(entry)
+    return replace_entry(clean, clean.with_name("bad.zip"), entry, change(data))
+
+
+DATA_CASES = {  # name → (make the bad zip from the clean one, the entry to be named; None: the zip itself)
+    "non-image entry": (lambda z: with_entry(z, FG_BG, lambda d: b"these are not image bytes"), FG_BG),
+    "truncated JPEG": (lambda z: with_entry(z, FG_BG, cut(1 / 3)), FG_BG),
+    "JPEG header only": (lambda z: with_entry(z, FG_BG, lambda d: d[:3]), FG_BG),
+    "truncated PNG": (lambda z: with_entry(z, MASK, cut(1 / 2)), MASK),
+    "PNG signature only": (lambda z: with_entry(z, DEPTH, lambda d: d[:8]), DEPTH),
+    "empty entry": (lambda z: with_entry(z, MASK, lambda d: b""), MASK),
+    "bad CRC": (lambda z: bad_crc(z, z.with_name("bad.zip"), DEPTH), DEPTH),
+    "wrong mode": (lambda z: with_entry(z, DEPTH, lambda d: encode(np.zeros((32, 32, 3), np.uint8), "PNG")), DEPTH),
+    "missing partner": (lambda z: drop_entry(z, z.with_name("bad.zip"), MASK), MASK),
+    "corrupt zip": (lambda z: not_a_zip(z.with_name("bad.zip")), None),
+}
+
+
+@pytest.mark.parametrize("case", list(DATA_CASES))
+def test_data_path_errors_name_zip_entry_and_cause(clean, case):
+    make, entry = DATA_CASES[case]
+    assert_readable(one_line(data_path_error(make(clean))), "bad.zip", entry)
+
+
+def test_undecodable_entries_say_what_is_wrong(clean):
+    causes = {  # a JPEG cut in its header fails in Pillow (truncated image), later in libjpeg (... JPEG data)
+        "non-image entry": r"not an image file \(unknown format\)",
+        "truncated JPEG": r"truncated image|truncated or corrupt JPEG data",
+        "JPEG header only": r"damaged JPEG header",
+        "truncated PNG": r"truncated image",
+        "PNG signature only": r"damaged PNG header",
+    }
+    for case, cause in causes.items():
+        make, entry = DATA_CASES[case]
+        message = one_line(data_path_error(make(clean)))
+        assert re.search(rf"{re.escape(entry)}: cannot decode image \(({cause})\)$", message), message
+
+
+def test_check_cli_lists_the_entry_in_words(clean, tmp_path):
+    bad = DATA_CASES["non-image entry"][0](clean)
+    done = subprocess.run(
+        [sys.executable, "-m", "mdeas.data.check", f"path={bad}", "num_workers=0"],
+        capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 1
+    output = done.stdout + done.stderr
+    assert not INTERNALS.search(output), output[-2000:]
+    assert f"{FG_BG}: cannot decode image (not an image file (unknown format))" in output, output[-2000:]
+    assert_readable(done.stderr.strip().splitlines()[-1], "bad.zip", None)
+
+
+def _compose_inputs(root: Path) -> dict[str, Path]:
+    bg_dir, fg_dir = root / "bg", root / "fg"
+    bg_dir.mkdir()
+    fg_dir.mkdir()
+    (bg_dir / "room.png").write_bytes(encode(np.full((40, 40, 3), 120, np.uint8), "PNG"))
+    cutout = np.zeros((20, 20, 4), np.uint8)
+    cutout[5:15, 5:15] = (250, 10, 10, 255)
+    (fg_dir / "block.png").write_bytes(encode(cutout, "PNG"))
+    return {"bg_dir": bg_dir, "fg_dir": fg_dir}
+
+
+@pytest.mark.parametrize(
+    ("damage", "file"),
+    [
+        (lambda d: (d["bg_dir"] / "room.png").write_bytes(b"not an image"), "room.png"),
+        (lambda d: (d["fg_dir"] / "block.png").write_bytes((d["fg_dir"] / "block.png").read_bytes()[:70]), "block.png"),
+        (lambda d: (d["bg_dir"] / "room.png").write_bytes(b""), "room.png"),
+    ],
+)
+def test_compose_errors_name_the_file(tmp_path, damage, file):
+    inputs = _compose_inputs(tmp_path)
+    damage(inputs)
+    with pytest.raises(DataError) as error:
+        compose(tmp_path / "c.zip", workers=1, image_size=32, scales=[1.0], positions=1, **inputs)
+    assert_readable(one_line(error.value), file, None)
+
+
+def test_compose_cli_error_is_one_readable_line(tmp_path):
+    inputs = _compose_inputs(tmp_path)
+    (inputs["bg_dir"] / "room.png").write_bytes(b"not an image")
+    done = subprocess.run(
+        [sys.executable, "-m", "mdeas.synth.compose", f"bg_dir={inputs['bg_dir']}", f"fg_dir={inputs['fg_dir']}",
+         f"out={tmp_path / 'c.zip'}", "workers=1", "image_size=32", "positions=1", "scales=[1.0]"],
+        capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 1 and not INTERNALS.search(done.stderr), done.stderr[-2000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert_readable(last, "room.png", None)
+    assert last.endswith("cannot decode image (not an image file (unknown format))"), last
+
+
+def test_predict_input_errors_name_the_file_or_entry(clean, tmp_path):
+    files = {"junk.png": b"not an image", "empty.png": b"", "cut.png": encode(np.zeros((30, 30, 3), np.uint8), "PNG")}
+    files["cut.png"] = files["cut.png"][:60]
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(DataError) as error:
+            read_image(tmp_path / name)
+        assert_readable(one_line(error.value), name, None)
+    bad = DATA_CASES["non-image entry"][0](clean)
+    with pytest.raises(DataError) as error:
+        list(zip_items(str(bad)))
+    assert_readable(one_line(error.value), "bad.zip", FG_BG)
