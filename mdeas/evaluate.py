@@ -1,13 +1,16 @@
-"""Evaluate a checkpoint on its test split, or on any dataset, beside the |fg_bg − bg| baseline.
+"""Evaluate a checkpoint on its test split, or on any dataset, beside the |fg_bg − bg| and depth baselines.
 
 `python -m mdeas.evaluate ckpt_path=outputs/.../checkpoints/best.ckpt [data.path=other.zip] [data.limit=200 ...]`
-writes metrics.json (model and baseline) and prints a markdown table. Any `data.*` override that `train` takes
-changes the data config stored in the checkpoint. The baseline's threshold is chosen on the validation split.
+writes metrics.json (model, baseline, depth_baseline) and prints a markdown table. Any `data.*` override that
+`train` takes changes the data config stored in the checkpoint. The baseline's threshold is chosen on the validation
+split; the depth baselines (the median depth, the per-pixel mean depth map) are fitted on the train split, or on the
+validation split when there is none (another dataset).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +22,13 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from mdeas.baseline import fit_threshold, score
+from mdeas.baseline import fit_depth_baselines, fit_threshold, score, score_depth
 from mdeas.cli import exit_on_data_error, run_app
+from mdeas.data.datamodule import MaskDepthDataModule
+from mdeas.data.dataset import MaskDepthDataset
 from mdeas.inference import CheckpointError, load_module
 from mdeas.metrics.classes import DepthMetrics
+from mdeas.module import depth_alignment
 
 OTHER_DATASET_SPLIT = [0.0, 0.15, 0.85]
 
@@ -49,10 +55,31 @@ def data_overrides(cfg: DictConfig) -> dict[str, Any]:
     return {key.removeprefix("data."): OmegaConf.select(cfg, key) for key in keys if key.startswith("data.")}
 
 
+def depth_maps(dataset: MaskDepthDataset) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(depth, valid) of every sample of a MaskDepthDataset at its size, not augmented: float32 [S, S] normalised
+    depth and bool [S, S] (samples skipped by `on_error="skip"` are left out)."""
+    for key in range(len(dataset)):
+        item = dataset.resized(key)
+        if item is not None:
+            yield torch.from_numpy(item["depth"]), torch.from_numpy(item["valid"])
+
+
+def depth_baseline(datamodule: MaskDepthDataModule, scale: float, align: str) -> dict | None:
+    """The depth baselines fitted on the train split (the val split when train is empty) and scored on the test
+    split by DepthMetrics(scale, align): {"fit_on", "median" (in the reported unit), "constant": {metric: value},
+    "mean_map": {...}}; None when the fitting split has no valid depth."""
+    fit_on = "train" if len(datamodule.datasets["train"]) else "val"
+    baselines = fit_depth_baselines(depth_maps(datamodule.datasets[fit_on]))
+    if baselines is None:
+        return None
+    scores = score_depth(datamodule.test_dataloader(), baselines, scale, align)
+    return {"fit_on": fit_on, "median": baselines.constant * scale, **scores}
+
+
 def evaluate(ckpt_path: str, data: dict[str, Any], output: str | None = None, device: str = "auto") -> dict:
-    """Test metrics of the checkpoint and of the baseline on the same samples (mask metrics only for a dataset
-    without depth), on the checkpoint's data config changed by `data` (see `data_config`); writes
-    <output>/metrics.json."""
+    """Test metrics of the checkpoint and of the baselines on the same samples (mask metrics only, and no
+    depth_baseline, for a dataset without depth), on the checkpoint's data config changed by `data` (see
+    `data_config`); writes <output>/metrics.json."""
     accelerator = "gpu" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
     module = load_module(ckpt_path)
     out = Path(output) if output else Path(ckpt_path).resolve().parent.parent / "evaluate"
@@ -62,29 +89,41 @@ def evaluate(ckpt_path: str, data: dict[str, Any], output: str | None = None, de
     datamodule.prepare_data()
     datamodule.setup("test")
     depth = datamodule.index.depth
-    module.depth_metrics["test"] = DepthMetrics(scale=depth.max * depth.metres_per_unit)
+    align = depth_alignment(depth.unit, depth.inverted)
+    module.depth_metrics["test"] = DepthMetrics(scale=depth.scale, align=align)
     trainer = pl.Trainer(accelerator=accelerator, devices=1, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
     model = {k.removeprefix("test/"): float(v) for k, v in trainer.test(module, datamodule, verbose=False)[0].items()}
-    if not any(sample.depth for sample in datamodule.datasets["test"].samples):  # a set without depth: its depth
-        model = {k: v for k, v in model.items() if not k.startswith(("depth/", "loss/depth"))}  # rows mean nothing
+    has_depth = any(sample.depth for sample in datamodule.datasets["test"].samples)
+    if not has_depth:  # a set without depth: its depth rows mean nothing
+        model = {k: v for k, v in model.items() if not k.startswith(("depth/", "loss/depth"))}
     denormalise = datamodule.datasets["test"].denormalise
     threshold = fit_threshold(datamodule.val_dataloader(), denormalise)
     baseline = {f"mask/{k}": v for k, v in score(datamodule.test_dataloader(), denormalise, threshold).items()}
     results = {"checkpoint": str(ckpt_path), "samples": len(datamodule.datasets["test"]), "model": model,
                "baseline": {"threshold": threshold, **baseline}}  # fmt: skip
+    depth_base = depth_baseline(datamodule, depth.scale, align) if has_depth else None
+    if depth_base is not None:
+        results["depth_baseline"] = depth_base
     (out / "metrics.json").write_text(json.dumps(results, indent=2))
     return results
 
 
 def table(results: dict) -> str:
-    """Markdown: one row per metric, the model beside the baseline (mask metrics only for the baseline)."""
-    lines = ["| metric | model | \\|fg_bg − bg\\| baseline |", "|---|---|---|"]
+    """Markdown: one row per metric, the model beside the |fg_bg − bg| baseline (mask rows) and, when there is a
+    depth_baseline, the train median depth and the train mean depth map (depth rows)."""
+    columns = [results["baseline"]]
+    header = "| metric | model | \\|fg_bg − bg\\| baseline |"
+    depth_base = results.get("depth_baseline")
+    if depth_base:
+        columns += [depth_base["constant"], depth_base["mean_map"]]
+        header += f" {depth_base['fit_on']} median depth | {depth_base['fit_on']} mean depth map |"
+    lines = [header, "|---|---" + "|---" * len(columns) + "|"]
     for key, value in results["model"].items():
         if key.startswith("loss"):
             continue
-        base = results["baseline"].get(key)
-        lines.append(f"| {key} | {value:.4f} | {'' if base is None else f'{base:.4f}'} |")
+        cells = ["" if column.get(key) is None else f"{column[key]:.4f}" for column in columns]
+        lines.append(f"| {key} | {value:.4f} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

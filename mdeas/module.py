@@ -20,6 +20,17 @@ def _plain(cfg: Any) -> Any:
     return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
 
 
+def depth_alignment(unit: str = "mm", inverted: bool = False) -> str:
+    """The space in which DepthMetrics fits its per-image scale and shift, from the dataset's depth encoding.
+
+    Metric units: ``"depth"``. Relative depth is known up to an affine map of its inverse (disparity): stored as
+    depth (not `inverted`) it is fitted in ``"inverse"`` space; stored inverse-like (`inverted`, the seeds' DenseDepth
+    grey, near = bright) normalised depth ``1 - value / max`` is already affine in the stored value, so the fit in
+    ``"depth"`` space is that disparity fit.
+    """
+    return "inverse" if unit == "relative" and not inverted else "depth"
+
+
 class NonFiniteLossError(FloatingPointError):
     """A training loss that is NaN or infinite; the message names the step, the terms and the batch's samples."""
 
@@ -54,7 +65,11 @@ class MaskDepthModule(pl.LightningModule):
         self.model = instantiate(self.hparams.model)
         self.loss = instantiate(self.hparams.loss)
         self.mask_metrics = torch.nn.ModuleDict({s: MaskMetrics() for s in ("val", "test")})
-        self.depth_metrics = torch.nn.ModuleDict({s: DepthMetrics(scale=depth_max_m) for s in ("val", "test")})
+        encoding = (self.hparams.data or {}).get("depth") or {}
+        align = depth_alignment(encoding.get("unit", "mm"), encoding.get("inverted", False))
+        self.depth_metrics = torch.nn.ModuleDict(
+            {s: DepthMetrics(scale=depth_max_m, align=align) for s in ("val", "test")}
+        )
 
     channels_last = False
 
@@ -125,7 +140,7 @@ class MaskDepthModule(pl.LightningModule):
         for task, metric in (("mask", self.mask_metrics[stage]), ("depth", self.depth_metrics[stage])):
             values = metric.compute()
             self.log_dict(
-                {f"{stage}/{task}/{k}": v.float() for k, v in values.items() if k != "count"},
+                {f"{stage}/{task}/{k}": v.float() for k, v in values.items() if k not in ("count", "images")},
                 prog_bar=False,
                 sync_dist=False,
             )

@@ -305,6 +305,60 @@ def test_silog_unknown_depth_ignored_and_nothing_known_is_zero() -> None:
     assert loss.item() == 0.0 and torch.equal(pred.grad, torch.zeros_like(pred))
 
 
+def test_silog_bts_form_by_hand() -> None:
+    target = torch.full((1, 1, 2, 2), 0.5)
+    # d = ln 2 everywhere: 10 sqrt(ln^2 2 - 0.85 ln^2 2)
+    got = T.silog(2 * target, target, lam=0.85, root=True).item()
+    assert got == pytest.approx(10 * math.sqrt(0.15) * math.log(2), rel=1e-6)
+    # d = 0, ln 2, -ln 2, 0: 10 sqrt(ln^2 2 / 2)
+    got = T.silog(t22(0.5, 1.0, 0.25, 0.5), target, lam=0.85, root=True).item()
+    assert got == pytest.approx(10 * math.log(2) / math.sqrt(2), rel=1e-6)
+    assert T.silog(target, target, lam=0.85, root=True).item() == pytest.approx(0.0, abs=1e-5)
+
+
+def test_log_l1_and_inverse_l1_by_hand() -> None:
+    pred, target = t22(0.5, 0.25, 1.0, 0.0005), t22(0.5, 0.5, 0.25, 0.5)
+    # |ln(p/t)|: 0, ln 2, ln 4, and pred clamped to eps 1e-3: ln 500
+    assert T.log_l1(pred, target).item() == pytest.approx((math.log(2) + math.log(4) + math.log(500)) / 4, rel=1e-6)
+    # |1/p - 1/t|: 0, 2, 3, and pred clamped to eps 1e-2: |100 - 2|
+    assert T.inverse_l1(pred, target).item() == pytest.approx((2 + 3 + 98) / 4, rel=1e-6)
+    valid = t22(0, 1, 1, 0).bool()
+    assert T.log_l1(pred, target, valid).item() == pytest.approx(3 * math.log(2) / 2, rel=1e-6)
+    assert T.inverse_l1(pred, target, valid).item() == pytest.approx(5 / 2, rel=1e-6)
+    # target 0 is unknown depth, as for silog
+    unknown = t22(0.5, 0.0, 0.25, 0.0)
+    assert T.log_l1(pred, unknown).item() == pytest.approx(math.log(4) / 2, rel=1e-6)
+    assert T.inverse_l1(pred, unknown).item() == pytest.approx(3 / 2, rel=1e-6)
+
+
+def test_ssi_zero_for_scale_and_shift_and_by_hand() -> None:
+    g = torch.Generator().manual_seed(6)
+    target = torch.rand(2, 1, 16, 16, generator=g) * 0.9 + 0.05
+    valid = torch.rand(2, 1, 16, 16, generator=g) > 0.2
+    assert T.ssi(3.0 * target - 0.7, target, valid).item() == pytest.approx(0.0, abs=1e-5)
+    assert T.ssi(torch.rand(2, 1, 16, 16, generator=g), target, valid).item() > 0.5
+    # 2x2 by hand: target 0.1 .. 0.4, lower median 0.2, mean |x - 0.2| = 0.1 -> -1 0 1 2; pred reversed -> 2 1 0 -1.
+    # MAE (3 + 1 + 1 + 3) / 4 = 2; R = [[3, 1], [-1, -3]]: scale 0 pairs |1-3| + |-3+1| + |-1-3| + |-3-1| = 12 over
+    # 4 pixels = 3, coarser scales hold one pixel (no pairs): 2 + 0.5 * 3
+    pred, target = t22(0.4, 0.3, 0.2, 0.1), t22(0.1, 0.2, 0.3, 0.4)
+    assert T.ssi(pred, target).item() == pytest.approx(3.5, rel=1e-6)
+    assert T.ssi(pred, target, alpha=0.0).item() == pytest.approx(2.0, rel=1e-6)
+
+
+def test_gradient_matching_by_hand() -> None:
+    g = torch.Generator().manual_seed(7)
+    target = torch.rand(2, 1, 16, 16, generator=g)
+    assert T.gradient_matching(target + 0.3, target).item() == pytest.approx(0.0, abs=1e-6)  # constant offset
+    # R = [[3, 1], [-1, -3]], pixel (1, 1) invalid: pairs |1 - 3| (row 0) and |-1 - 3| (column 0) over 3 pixels
+    r, zero = t22(3, 1, -1, -3), torch.zeros(1, 1, 2, 2)
+    assert T.gradient_matching(r, zero).item() == pytest.approx(12 / 4, rel=1e-6)
+    assert T.gradient_matching(r, zero, t22(1, 1, 1, 0).bool()).item() == pytest.approx(6 / 3, rel=1e-6)
+    # 4x4 ramp R = column index: scale 0, 3 horizontal steps of 1 in each of 4 rows over 16 pixels; scale 1, the
+    # pixels (0, 0) (0, 2) (2, 0) (2, 2), one step of 2 in each of 2 rows over 4 pixels
+    ramp = torch.arange(4.0).repeat(4, 1)[None, None]
+    assert T.gradient_matching(ramp, torch.zeros_like(ramp)).item() == pytest.approx(12 / 16 + 4 / 4, rel=1e-6)
+
+
 def test_huber_and_bce_dice_by_hand() -> None:
     x = t22(0, 0.5, 3, -2)
     zero = torch.zeros(1, 1, 2, 2)
@@ -565,7 +619,16 @@ def test_seed_presets_by_hand() -> None:
 def test_every_preset_in_conf_loss_builds() -> None:
     """Each preset's total against its yaml's terms called one by one (depth terms over valid pixels)."""
     names = sorted(p.stem for p in (ROOT / "conf" / "loss").glob("*.yaml"))
-    assert names == ["bce_dice_ssim", "bce_ssim", "dice_bce_densedepth", "rmse_dice", "smoothl1_dice", "ssim_mse"]
+    assert names == [
+        "bce_dice_silog",
+        "bce_dice_ssim",
+        "bce_ssim",
+        "dice_bce_densedepth",
+        "relative_ssi",
+        "rmse_dice",
+        "smoothl1_dice",
+        "ssim_mse",
+    ]
     outputs, batch = _sample(size=16)
     for name in names:
         total, parts = _preset(name)(outputs, batch)

@@ -14,8 +14,20 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torchmetrics.utilities.data import dim_zero_sum
 
-from mdeas.metrics import DepthMetrics, MaskMetrics, depth_metrics, depth_sums, mask_confusion, mask_metrics
-from mdeas.metrics.functional import DEPTH_KEYS, MASK_KEYS
+from mdeas.metrics import (
+    DepthMetrics,
+    MaskMetrics,
+    depth_image_metrics,
+    depth_image_sums,
+    depth_metrics,
+    depth_sums,
+    mask_confusion,
+    mask_metrics,
+    median_align,
+    scale_shift_align,
+    silog_per_image,
+)
+from mdeas.metrics.functional import DEPTH_KEYS, IMAGE_KEYS, MASK_KEYS
 from tests.test_losses import reference_ssim_map
 
 
@@ -27,6 +39,13 @@ def reference_depth_ssim(pred: torch.Tensor, target: torch.Tensor, valid: torch.
 
 NO_DEPTH = dict.fromkeys((*DEPTH_KEYS, "count"), 0.0)
 """Depth metrics when no pixel is counted."""
+NO_IMAGES = dict.fromkeys((*IMAGE_KEYS, "images"), 0.0)
+"""Per-image depth metrics when no image has a counted pixel."""
+
+
+def all_depth_metrics(*args, **kwargs) -> dict[str, torch.Tensor]:
+    """What DepthMetrics computes: the pooled and the per-image metrics of the same data."""
+    return depth_metrics(*args, **kwargs) | depth_image_metrics(*args, **kwargs)
 
 
 # ---------------------------------------------------------------- masks
@@ -288,7 +307,7 @@ def test_depth_metric_class_equals_functional_on_concatenation() -> None:
         metric.update(pred, target, valid)
     got = metric.compute()
     preds, targets, valids = (torch.cat(x) for x in zip(*batches, strict=True))
-    expected = depth_metrics(preds, targets, valids, scale=20.0)
+    expected = all_depth_metrics(preds, targets, valids, scale=20.0)
     assert set(got) == set(expected)
     for key in expected:  # SSIM too: each image's map depends on that image only
         assert got[key].item() == pytest.approx(expected[key].item(), rel=1e-9), key
@@ -302,7 +321,7 @@ def test_depth_metric_class_empty_epoch_no_nan() -> None:
     metric = DepthMetrics()
     pred, target, _ = hand_depth()
     metric.update(pred, target, torch.zeros_like(pred, dtype=torch.bool))
-    assert {k: v.item() for k, v in metric.compute().items()} == NO_DEPTH
+    assert {k: v.item() for k, v in metric.compute().items()} == NO_DEPTH | NO_IMAGES
 
 
 def test_metric_classes_under_bf16_autocast() -> None:
@@ -324,6 +343,112 @@ def test_metric_classes_under_bf16_autocast() -> None:
         for key in expected:
             assert got[key].dtype == torch.float64, key
             assert got[key].item() == pytest.approx(expected[key].item(), rel=1e-9), key
+
+
+# ---------------------------------------------------------------- per-image depth metrics (aligned, SILog)
+
+
+def test_depth_off_by_a_scale_is_perfect_after_median_and_ssi_alignment() -> None:
+    pred, target, valid = hand_depth()
+    target = torch.where(valid, target, target.clamp_min(0.05))
+    scaled = 0.5 * target  # every valid pixel off by 2: plain delta1 0
+    assert depth_metrics(scaled, target, valid, scale=4.0)["delta1"].item() == 0.0
+    got = depth_image_metrics(scaled, target, valid, scale=4.0)
+    assert got["delta1_median"].item() == 1.0 and got["delta1_ssi"].item() == 1.0
+    assert got["abs_rel_median"].item() == pytest.approx(0.0, abs=1e-7)
+    assert got["abs_rel_ssi"].item() == pytest.approx(0.0, abs=1e-7)
+    torch.testing.assert_close(median_align(scaled, target, valid, 4.0)[valid], 4.0 * target[valid].double())
+    # scale and shift: only the least-squares fit recovers it
+    shifted = 0.5 * target + 0.1
+    got = depth_image_metrics(shifted, target, valid, scale=4.0)
+    assert got["delta1_ssi"].item() == 1.0 and got["abs_rel_ssi"].item() == pytest.approx(0.0, abs=1e-6)
+    assert got["delta1_median"].item() < 1.0
+    assert depth_metrics(shifted, target, valid, scale=4.0)["delta1"].item() < 1.0
+    aligned = scale_shift_align(shifted, target, valid, 4.0)
+    torch.testing.assert_close(aligned[valid], 4.0 * target[valid].double())
+
+
+def test_ssi_inverse_alignment_fits_scale_and_shift_of_disparity() -> None:
+    target = torch.tensor([0.1, 0.2, 0.4, 0.8]).reshape(1, 1, 2, 2)
+    pred = 1.0 / (0.5 / target + 2.0)  # disparity 0.5 / target + 2: affine in the target's disparity
+    inverse = depth_image_metrics(pred, target, scale=10.0, align="inverse")
+    assert inverse["delta1_ssi"].item() == 1.0 and inverse["abs_rel_ssi"].item() == pytest.approx(0.0, abs=1e-6)
+    assert depth_image_metrics(pred, target, scale=10.0)["abs_rel_ssi"].item() > 0.05  # not affine in depth
+    # normalised disparities 4 3 2.5 0.2 fit 10 5 2.5 1.25 as 2.064 x - 0.317: depth 1 / 0.095 at the last pixel,
+    # beyond the range: its aligned disparity is clamped to 1 / scale, depth 10 (in scale units)
+    x = torch.tensor([4.0, 3.0, 2.5, 0.2]).reshape(1, 1, 2, 2)
+    aligned = scale_shift_align(1.0 / x, target, scale=10.0, align="inverse")
+    assert aligned[0, 0, 1, 1].item() == 10.0
+    assert aligned[0, 0, 0, 0].item() == pytest.approx(10.0 / (2.063888 * 4 - 0.31742839), rel=1e-5)
+    with pytest.raises(ValueError, match="align"):
+        DepthMetrics(align="disparity")
+
+
+def test_ssi_of_a_constant_prediction_is_the_mean_target() -> None:
+    """A constant prediction cannot be scaled: the least-squares fit is the mean target (s = 0)."""
+    target = torch.tensor([0.1, 0.2, 0.3, 0.0]).reshape(1, 1, 2, 2)  # the 0 is unknown depth
+    got = depth_image_metrics(torch.full_like(target, 0.7), target, scale=10.0)
+    assert got["abs_rel_ssi"].item() == pytest.approx((1 / 1 + 0 + 1 / 3) / 3, rel=1e-6)
+    assert got["delta1_ssi"].item() == 1 / 3
+
+
+def test_silog_by_hand_and_scale_invariant() -> None:
+    pred, target, valid = hand_depth()  # gt 1 2 4 3, pred 1 1 4 2: d = 0, -ln 2, 0, ln(2/3)
+    d = [0.0, -math.log(2.0), 0.0, math.log(2 / 3)]
+    mean_d, mean_d2 = sum(d) / 4, sum(x * x for x in d) / 4
+    assert silog_per_image(pred, target, valid).item() == pytest.approx(100 * math.sqrt(mean_d2 - mean_d**2))
+    assert depth_image_metrics(pred, target, valid, scale=4.0)["silog"].item() == pytest.approx(
+        100 * math.sqrt(mean_d2 - mean_d**2)
+    )
+    for k in (0.5, 3.0):  # pred x k adds ln k to every d: the variance (lambda = 1) does not change
+        scaled = silog_per_image(k * pred, target, valid).item()
+        assert scaled == pytest.approx(100 * math.sqrt(mean_d2 - mean_d**2), rel=1e-9)
+        shifted_d = [x + math.log(k) for x in d]
+        m, m2 = sum(shifted_d) / 4, sum(x * x for x in shifted_d) / 4
+        assert silog_per_image(k * pred, target, valid, lam=0.85).item() == pytest.approx(
+            100 * math.sqrt(m2 - 0.85 * m**2), rel=1e-9
+        )
+
+
+def two_images() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """6x6 maps of normalised depth 0.5 (unit 1). Image 0: 3 valid pixels, pred 1 1 2 (x 0.5); image 1: 1 valid
+    pixel, pred 0.25; image 2: no valid pixel."""
+    target = torch.full((3, 1, 6, 6), 0.5)
+    pred = torch.full((3, 1, 6, 6), 0.5)
+    valid = torch.zeros(3, 1, 6, 6, dtype=torch.bool)
+    valid[0, 0, 0, :2] = valid[0, 0, 1, 0] = True
+    pred[0, 0, 1, 0] = 1.0
+    valid[1, 0, 0, 0] = True
+    pred[1, 0, 0, 0] = 0.25
+    return pred, target, valid
+
+
+def test_per_image_average_differs_from_pooling_and_skips_empty_images() -> None:
+    pred, target, valid = two_images()
+    got = depth_image_metrics(pred, target, valid)
+    # medians 1 and 1 in image 0 (ratio 1): ratios 1 1 2 -> delta1 2/3, AbsRel 1/3; image 1 is exact once scaled
+    assert got["delta1_median"].item() == pytest.approx((2 / 3 + 1) / 2)
+    assert got["abs_rel_median"].item() == pytest.approx((1 / 3 + 0) / 2)
+    assert got["images"].item() == 2  # image 2 has no valid pixel: not counted
+    pooled_delta1 = 3 / 4  # the same four pixels pooled
+    assert got["delta1_median"].item() != pytest.approx(pooled_delta1)
+    # image 2 alone: nothing counted, no NaN
+    alone = depth_image_metrics(pred[2:], target[2:], valid[2:])
+    assert {k: v.item() for k, v in alone.items()} == NO_IMAGES
+
+
+def test_per_image_metrics_accumulate_like_one_update_on_the_concatenation() -> None:
+    metric = DepthMetrics(scale=20.0, align="inverse")
+    batches = random_batches(8)
+    batches[1][2][0] = False  # an image without valid pixels
+    for pred, target, valid in batches:
+        metric.update(pred, target, valid)
+    got = metric.compute()
+    preds, targets, valids = (torch.cat(x) for x in zip(*batches, strict=True))
+    expected = depth_image_metrics(preds, targets, valids, scale=20.0, align="inverse")
+    assert got["images"].item() == 4  # 3 + 2 images, one of them empty
+    for key in expected:
+        assert got[key].item() == pytest.approx(expected[key].item(), rel=1e-9), key
 
 
 # ---------------------------------------------------------------- edge cases and DDP
@@ -351,6 +476,10 @@ def test_depth_invalid_pixels_with_garbage_values_no_nan() -> None:
         if key != "ssim":
             assert after[key].item() == pytest.approx(before[key].item(), rel=1e-9), key
     assert after["ssim"].item() == pytest.approx(reference_depth_ssim(pred2, target2, valid), abs=1e-5)
+    for align in ("depth", "inverse"):
+        before = depth_image_metrics(pred, target, valid, scale=4.0, align=align)
+        after = depth_image_metrics(pred2, target2, valid, scale=4.0, align=align)
+        assert {k: v.item() for k, v in after.items()} == pytest.approx({k: v.item() for k, v in before.items()})
 
 
 @pytest.mark.parametrize("cls", [MaskMetrics, DepthMetrics])
@@ -362,7 +491,8 @@ def test_metric_states_are_summed_in_sync_and_reset(cls: type) -> None:
         target = (target > 0.5).float()
         expected = dict(zip(("tp", "fp", "fn", "tn"), mask_confusion(pred, target, valid=valid), strict=True))
     else:
-        expected = {f"sum_{k}": v for k, v in depth_sums(pred, target, valid).items()}
+        sums = depth_sums(pred, target, valid) | depth_image_sums(pred, target, valid)
+        expected = {f"sum_{k}": v for k, v in sums.items()}
     assert cls.full_state_update is False
     assert set(metric._reductions) == set(expected)
     assert all(metric._reductions[name] is dim_zero_sum for name in expected)
@@ -411,7 +541,7 @@ def test_metrics_sync_across_two_ddp_processes(tmp_path: Path) -> None:
     batches = random_batches(6)
     preds, targets, valids = (torch.cat(x) for x in zip(*batches, strict=True))
     expected = {f"mask/{k}": v.item() for k, v in mask_metrics(preds, (targets > 0.5).float(), valid=valids).items()}
-    expected |= {f"depth/{k}": v.item() for k, v in depth_metrics(preds, targets, valids, scale=20.0).items()}
+    expected |= {f"depth/{k}": v.item() for k, v in all_depth_metrics(preds, targets, valids, scale=20.0).items()}
     for rank in (0, 1):
         got = json.loads((tmp_path / f"rank{rank}.json").read_text())
         assert got == pytest.approx(expected, rel=1e-9), rank

@@ -209,24 +209,123 @@ def berhu(pred: Tensor, target: Tensor, valid: Tensor | None = None, sigmoid: bo
     return _mean(values, valid)
 
 
+def _known(target: Tensor, valid: Tensor | None) -> Tensor:
+    """Pixels with known depth: ``valid`` (when given) and ``target > 0`` (depth 0 is unknown)."""
+    known = target > 0
+    return known if valid is None else known & valid
+
+
 @_register("silog")
-def silog(pred: Tensor, target: Tensor, valid: Tensor | None = None, lam: float = 0.5, eps: float = 1e-3) -> Tensor:
+def silog(
+    pred: Tensor,
+    target: Tensor,
+    valid: Tensor | None = None,
+    lam: float = 0.5,
+    eps: float = 1e-3,
+    root: bool = False,
+) -> Tensor:
     """Scale-invariant log loss (Eigen et al. 2014) per image, averaged over images with known pixels.
 
     ``d = log(max(pred, eps)) - log(target)`` over the image's n valid pixels with ``target > 0``;
-    ``mean(d^2) - lam * mean(d)^2``. ``lam=0`` is the MSE of log depth, ``lam=1`` is fully scale-invariant,
-    Eigen trained with 0.5. Depth is compared in the normalised unit (the loss does not depend on it for
-    ``lam=1``); 0 when no pixel is known.
+    ``mean(d^2) - lam * mean(d)^2`` (Eigen's training loss: ``lam=0`` is the MSE of log depth, ``lam=1`` is fully
+    scale-invariant, Eigen trained with 0.5). ``root=True`` is BTS's and AdaBins' form
+    ``10 * sqrt(mean(d^2) - lam * mean(d)^2)`` (they use ``lam=0.85``; the square root is taken at 1e-12 or more).
+    Depth is compared in the normalised unit (the loss does not depend on it for ``lam=1``); 0 when no pixel is
+    known. A pixel predicted below ``eps`` gets no gradient from this term.
     """
-    known = target > 0
-    known = known if valid is None else known & valid
+    known = _known(target, valid)
     d = torch.where(known, torch.log(pred.clamp_min(eps)) - torch.log(target.clamp_min(eps)), 0.0)
     dims = (1, 2, 3)
     n = known.sum(dim=dims).to(pred.dtype)
     mean_d = d.sum(dim=dims) / n.clamp_min(1)
     per_image = (d * d).sum(dim=dims) / n.clamp_min(1) - lam * mean_d**2
+    if root:
+        per_image = 10.0 * per_image.clamp_min(1e-12).sqrt()
     has = (n > 0).to(pred.dtype)
     return (per_image * has).sum() / has.sum().clamp_min(1)
+
+
+@_register("log_l1")
+def log_l1(pred: Tensor, target: Tensor, valid: Tensor | None = None, eps: float = 1e-3) -> Tensor:
+    """L1 of log depth: mean of ``|log max(pred, eps) - log max(target, eps)|`` over valid pixels with
+    ``target > 0``.
+
+    Depth is normalised (metres / the dataset's max depth), so ``eps`` is a fraction of that range: 1e-3 is 2 cm at
+    20 m, the floor the depth metrics clamp predictions to. A pixel predicted below ``eps`` gets no gradient from
+    this term.
+    """
+    diff = torch.log(pred.clamp_min(eps)) - torch.log(target.clamp_min(eps))
+    return _mean(diff.abs(), _known(target, valid))
+
+
+@_register("inverse_l1")
+def inverse_l1(pred: Tensor, target: Tensor, valid: Tensor | None = None, eps: float = 1e-2) -> Tensor:
+    """L1 of inverse depth: mean of ``|1 / max(pred, eps) - 1 / max(target, eps)|`` over valid pixels with
+    ``target > 0``.
+
+    Depth is normalised (metres / the dataset's max depth), so inverse depth is in units of 1 / max depth and
+    ``1 / eps`` bounds it: the default 1e-2 (20 cm at 20 m) caps a pixel's inverse depth at 100 and its gradient at
+    1e4. A pixel predicted below ``eps`` gets no gradient from this term.
+    """
+    diff = 1.0 / pred.clamp_min(eps) - 1.0 / target.clamp_min(eps)
+    return _mean(diff.abs(), _known(target, valid))
+
+
+def _image_median(values: Tensor, known: Tensor) -> Tensor:
+    """Lower median of each image's known values, ``[B,1,1,1]`` (0 for an image with none); differentiable."""
+    flat = torch.where(known, values, float("nan")).flatten(1)
+    median = torch.nanmedian(flat, dim=1).values
+    return torch.where(known.flatten(1).any(dim=1), median, 0.0).view(-1, 1, 1, 1)
+
+
+def _ssi_normalise(values: Tensor, known: Tensor, floor: float = 1e-6) -> Tensor:
+    """``(x - median(x)) / mean|x - median(x)|`` per image over known pixels (the mean at least ``floor``); 0 at
+    unknown pixels."""
+    centred = torch.where(known, values - _image_median(values, known), 0.0)
+    n = known.sum(dim=(1, 2, 3), keepdim=True).clamp_min(1)
+    spread = (centred.abs().sum(dim=(1, 2, 3), keepdim=True) / n).clamp_min(floor)
+    return centred / spread
+
+
+def gradient_matching(pred: Tensor, target: Tensor, valid: Tensor | None = None, scales: int = 4) -> Tensor:
+    """Multi-scale gradient matching (Li & Snavely 2018, as MiDaS trains), ``[B,1,H,W]`` maps, float32 scalar.
+
+    With ``R = pred - target``, at scale k = 0 .. scales-1 (every 2^k-th row and column): the sum over horizontal
+    and vertical neighbour pairs that are both valid of ``|R(p) - R(q)|``, divided by the image's valid pixels at
+    that scale; summed over scales, averaged over images with valid pixels. Invariant to a constant offset between
+    pred and target.
+    """
+    valid = torch.ones_like(pred, dtype=torch.bool) if valid is None else valid.expand_as(pred)
+    has = valid.flatten(1).any(dim=1).to(pred.dtype)
+    diff = torch.where(valid, pred - target, 0.0)
+    per_image = torch.zeros_like(has)
+    for k in range(scales):
+        step = 2**k
+        r, m = diff[..., ::step, ::step], valid[..., ::step, ::step]
+        gx = torch.where(m[..., :, 1:] & m[..., :, :-1], (r[..., :, 1:] - r[..., :, :-1]).abs(), 0.0)
+        gy = torch.where(m[..., 1:, :] & m[..., :-1, :], (r[..., 1:, :] - r[..., :-1, :]).abs(), 0.0)
+        n = m.sum(dim=(1, 2, 3)).clamp_min(1)
+        per_image = per_image + (gx.sum(dim=(1, 2, 3)) + gy.sum(dim=(1, 2, 3))) / n
+    return (per_image * has).sum() / has.sum().clamp_min(1)
+
+
+@_register("ssi")
+def ssi(pred: Tensor, target: Tensor, valid: Tensor | None = None, alpha: float = 0.5, scales: int = 4) -> Tensor:
+    """Scale-and-shift-invariant MAE plus multi-scale gradient matching (Ranftl et al. 2020, MiDaS).
+
+    Per image, pred and target are each aligned over the known pixels (``valid`` and ``target > 0``) to median 0
+    and mean absolute deviation 1: ``x_hat = (x - median(x)) / mean|x - median(x)|``. The loss is the mean of
+    ``|pred_hat - target_hat|`` per image, averaged over images with known pixels, plus ``alpha`` times
+    :func:`gradient_matching` of ``pred_hat`` against ``target_hat`` over ``scales`` scales. 0 for any
+    ``pred = a * target + b`` with ``a > 0``: for relative depth known up to scale and shift (the seeds' maps).
+    """
+    known = _known(target, valid)
+    pred_hat, target_hat = _ssi_normalise(pred, known), _ssi_normalise(target, known)
+    n = known.sum(dim=(1, 2, 3))
+    per_image = (pred_hat - target_hat).abs().sum(dim=(1, 2, 3)) / n.clamp_min(1)
+    has = (n > 0).to(pred.dtype)
+    data = (per_image * has).sum() / has.sum().clamp_min(1)
+    return data + alpha * gradient_matching(pred_hat, target_hat, known, scales)
 
 
 # ---------------------------------------------------------------- structure terms

@@ -3,7 +3,7 @@
 ``MaskMetrics`` is torchmetrics' ``BinaryStatScores`` (int64 pixel counts); ``DepthMetrics`` accumulates float64
 sums. Both finish with the functional formulas, so ``compute()`` after several ``update`` calls equals the
 functional form on the concatenated data. Averaging is per pixel (micro) over the whole epoch, not a mean of
-per-image or per-batch values.
+per-batch values; ``DepthMetrics``' aligned metrics and SILog alone are per image, then averaged over images.
 """
 
 from __future__ import annotations
@@ -16,10 +16,15 @@ from torchmetrics import Metric
 from torchmetrics.classification import BinaryStatScores
 
 from mdeas.metrics.functional import (
+    ALIGN_SPACES,
     DEPTH_SUM_KEYS,
+    IMAGE_SUM_KEYS,
     MASK_IGNORE,
+    SILOG_LAMBDA,
+    depth_image_sums,
     depth_sums,
     finalize_depth,
+    finalize_depth_images,
     finalize_mask,
     mask_labels,
 )
@@ -60,32 +65,49 @@ class MaskMetrics(BinaryStatScores):
 
 
 class DepthMetrics(Metric):
-    """Depth RMSE, AbsRel, SqRel, RMSE-log, log10, delta1-3 and SSIM, in ``scale`` units, over valid pixels.
+    """Depth metrics in ``scale`` units over valid pixels: pooled over pixels, and per image then over images.
 
-    ``compute()`` returns float64 scalars under keys ``rmse, abs_rel, sq_rel, rmse_log, log10, delta1,
-    delta2, delta3, ssim, count`` over every valid pixel seen: RMSE = sqrt(total squared error / total
-    count), the means are total sums / total count, SSIM is the summed per-pixel SSIM map (each batch's map
-    computed on that batch) over the total count. With ``count == 0`` every metric is 0; skip it by ``count``.
+    ``compute()`` returns float64 scalars. Pooled over every valid pixel seen (keys ``rmse, abs_rel, sq_rel,
+    rmse_log, log10, delta1, delta2, delta3, ssim, count``): RMSE = sqrt(total squared error / total count), the
+    means are total sums / total count, SSIM is the summed per-pixel SSIM map (each batch's map computed on that
+    batch) over the total count. Per image, averaged over the images with valid pixels (keys ``delta1_median,
+    abs_rel_median, delta1_ssi, abs_rel_ssi, silog, images``): the prediction scaled by median(gt) / median(pred),
+    or fitted by least-squares scale and shift in ``align`` space (``"depth"``; ``"inverse"``: disparity, for
+    relative depth known only up to an affine map of its inverse), and SILog with ``silog_lambda``
+    (:mod:`mdeas.metrics.functional`). With ``count == 0`` (``images == 0``) those metrics are 0; skip them by it.
     """
 
     is_differentiable = False
     higher_is_better = None
     full_state_update = False
 
-    def __init__(self, scale: float = 1.0, eps: float = 1e-3, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        scale: float = 1.0,
+        eps: float = 1e-3,
+        align: str = "depth",
+        silog_lambda: float = SILOG_LAMBDA,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
+        if align not in ALIGN_SPACES:
+            raise ValueError(f"align must be one of {ALIGN_SPACES}, got {align!r}")
         self.scale = float(scale)
         self.eps = float(eps)
-        for key in DEPTH_SUM_KEYS:
+        self.align = align
+        self.silog_lambda = float(silog_lambda)
+        for key in (*DEPTH_SUM_KEYS, *IMAGE_SUM_KEYS):
             self.add_state(f"sum_{key}", default=_zero(), dist_reduce_fx="sum")
 
     def update(self, pred: Tensor, target: Tensor, valid: Tensor | None = None) -> None:
         """Add the sums of a ``[B,1,H,W]`` normalised prediction against the target over ``valid`` pixels."""
         sums = depth_sums(pred, target, valid, self.scale, self.eps)
-        for key in DEPTH_SUM_KEYS:
+        sums |= depth_image_sums(pred, target, valid, self.scale, self.eps, self.align, self.silog_lambda)
+        for key, value in sums.items():
             name = f"sum_{key}"
-            setattr(self, name, getattr(self, name) + sums[key])
+            setattr(self, name, getattr(self, name) + value)
 
     def compute(self) -> dict[str, Tensor]:
         """Metrics over everything seen since the last reset."""
-        return finalize_depth({key: getattr(self, f"sum_{key}") for key in DEPTH_SUM_KEYS})
+        pooled = finalize_depth({key: getattr(self, f"sum_{key}") for key in DEPTH_SUM_KEYS})
+        return pooled | finalize_depth_images({key: getattr(self, f"sum_{key}") for key in IMAGE_SUM_KEYS})

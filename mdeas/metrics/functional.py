@@ -1,10 +1,12 @@
 """Mask and depth metrics as pure tensor functions (no state).
 
-Every metric is computed from sums (``mask_confusion``, ``depth_sums``) and finished from them
-(``finalize_mask``, ``finalize_depth``), so the stateful classes in :mod:`mdeas.metrics.classes` reuse the
-same formulas: ``mask_metrics = finalize_mask(*mask_confusion(...))`` and
-``depth_metrics = finalize_depth(depth_sums(...))``. Mask pixels are counted by torchmetrics'
-``binary_stat_scores`` (int64) on the labels of :func:`mask_labels`; depth sums are float64.
+Every metric is computed from sums (``mask_confusion``, ``depth_sums``, ``depth_image_sums``) and finished from
+them (``finalize_mask``, ``finalize_depth``, ``finalize_depth_images``), so the stateful classes in
+:mod:`mdeas.metrics.classes` reuse the same formulas: ``mask_metrics = finalize_mask(*mask_confusion(...))``,
+``depth_metrics = finalize_depth(depth_sums(...))`` (pooled over pixels) and
+``depth_image_metrics = finalize_depth_images(depth_image_sums(...))`` (per image, then averaged over images: the
+median-scaled, scale-and-shift-aligned and SILog numbers as depth papers report them). Mask pixels are counted by
+torchmetrics' ``binary_stat_scores`` (int64) on the labels of :func:`mask_labels`; depth sums are float64.
 """
 
 from __future__ import annotations
@@ -232,3 +234,194 @@ def depth_metrics(
     pixels used; all metrics are 0 when it is 0). Per-pixel (micro) averages over the batch; float64.
     """
     return finalize_depth(depth_sums(pred, target, valid, scale, eps))
+
+
+# ---------------------------------------------------------------- per-image depth metrics (depth papers' protocols)
+
+IMAGE_KEYS = ("delta1_median", "abs_rel_median", "delta1_ssi", "abs_rel_ssi", "silog")
+IMAGE_SUM_KEYS = ("images", *IMAGE_KEYS)
+ALIGN_SPACES = ("depth", "inverse")
+SILOG_LAMBDA = 1.0
+"""λ of the reported SILog: 1 (fully scale-invariant), as the KITTI benchmark and BTS's/AdaBins' evaluation."""
+
+_IMAGE_DIMS = (1, 2, 3)
+
+
+def _counted(pred: Tensor, target: Tensor, valid: Tensor | None, scale: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """float64 ``(pred, target)`` ``[B,1,H,W]`` in ``scale`` units, the bool counted mask and per-image counts ``[B]``.
+
+    Counted: ``valid`` and ``target > 0``, as in :func:`depth_sums`. Uncounted pixels hold 1 in both maps, so no
+    log or division ever sees their values; pred is not clamped here.
+    """
+    pred64 = pred.detach().to(torch.float64)
+    target64 = target.detach().to(torch.float64)
+    m = target64 > 0
+    if valid is not None:
+        m = m & valid.to(torch.bool).expand_as(m)
+    one = torch.ones((), dtype=torch.float64, device=pred.device)
+    pr = torch.where(m, pred64 * scale, one)
+    gt = torch.where(m, target64 * scale, one)
+    return pr, gt, m, m.sum(dim=_IMAGE_DIMS)
+
+
+def _image_mean(values: Tensor, m: Tensor, n: Tensor) -> Tensor:
+    """Mean of ``values`` ``[B,1,H,W]`` over each image's counted pixels, ``[B]`` (0 for an image with none)."""
+    return torch.where(m, values, 0.0).sum(dim=_IMAGE_DIMS) / n.clamp_min(1)
+
+
+def _image_median(values: Tensor, m: Tensor, n: Tensor) -> Tensor:
+    """Median of ``values`` over each image's counted pixels, ``[B]``: the middle value, or the mean of the two
+    middle values for an even count (``numpy.median``); 1 for an image with none."""
+    ordered = torch.where(m, values, math.inf).flatten(1).sort(dim=1).values
+    lo, hi = ((n - 1).clamp_min(0) // 2)[:, None], (n // 2)[:, None]
+    middle = (ordered.gather(1, lo) + ordered.gather(1, hi))[:, 0] / 2
+    return torch.where(n > 0, middle, 1.0)
+
+
+def median_align(
+    pred: Tensor, target: Tensor, valid: Tensor | None = None, scale: float = 1.0, eps: float = 1e-3
+) -> Tensor:
+    """Per-image median scaling (monodepth2): pred x median(target) / median(pred) over each image's counted pixels.
+
+    pred, target: ``[B,1,H,W]`` normalised depth; counted pixels as in :func:`depth_sums`. pred is clamped below at
+    ``eps`` first (not above: the scaling rescales it). Returns float64 ``[B,1,H,W]`` in ``scale`` units, clamped to
+    ``[eps * scale, scale]`` as the pooled metrics clamp their prediction; uncounted pixels hold 1.
+    """
+    with torch.autocast(device_type=pred.device.type, enabled=False):
+        pr, gt, m, n = _counted(pred.detach().float().clamp_min(eps), target, valid, scale)
+        ratio = _image_median(gt, m, n) / _image_median(pr, m, n)
+        return torch.where(m, (pr * ratio.view(-1, 1, 1, 1)).clamp(eps * scale, scale), 1.0)
+
+
+def scale_shift_align(
+    pred: Tensor,
+    target: Tensor,
+    valid: Tensor | None = None,
+    scale: float = 1.0,
+    eps: float = 1e-3,
+    align: str = "depth",
+) -> Tensor:
+    """Per-image least-squares scale and shift (MiDaS): ``s x + t`` minimising ``sum (s x + t - y)^2`` over each
+    image's counted pixels.
+
+    ``align="depth"``: x, y are pred and target depth (pred as it is, unclamped); ``"inverse"``: their inverses
+    (disparity; pred clamped below at ``eps``), and the aligned disparity, clamped below at ``1 / scale`` (depth at
+    most the dataset's range), is turned back into depth. An image whose x is constant gets ``s = 0`` and ``t`` the
+    mean of y (the least-squares solution). Returns float64 ``[B,1,H,W]`` depth in ``scale`` units, clamped to
+    ``[eps * scale, scale]``; uncounted pixels hold 1.
+    """
+    if align not in ALIGN_SPACES:
+        raise ValueError(f"align must be one of {ALIGN_SPACES}, got {align!r}")
+    with torch.autocast(device_type=pred.device.type, enabled=False):
+        pred = pred.detach().float()
+        pr, gt, m, n = _counted(pred if align == "depth" else pred.clamp_min(eps), target, valid, scale)
+        x, y = (pr, gt) if align == "depth" else (1.0 / pr, 1.0 / gt)
+        mean_x, mean_y = (_image_mean(v, m, n).view(-1, 1, 1, 1) for v in (x, y))
+        dx = x - mean_x
+        var = torch.where(m, dx * dx, 0.0).sum(dim=_IMAGE_DIMS)
+        cov = torch.where(m, dx * (y - mean_y), 0.0).sum(dim=_IMAGE_DIMS)
+        s = torch.where(var > 0, cov / torch.where(var > 0, var, 1.0), 0.0).view(-1, 1, 1, 1)
+        aligned = mean_y + s * dx  # = s x + t in centred form, which stays exact for a near-constant x
+        if align == "inverse":
+            aligned = 1.0 / aligned.clamp_min(1.0 / scale)
+        return torch.where(m, aligned.clamp(eps * scale, scale), 1.0)
+
+
+def silog_per_image(
+    pred: Tensor,
+    target: Tensor,
+    valid: Tensor | None = None,
+    eps: float = 1e-3,
+    lam: float = SILOG_LAMBDA,
+) -> Tensor:
+    """Scale-invariant log error of each image (Eigen et al. 2014), ``[B]`` float64, 0 for an image without
+    counted pixels.
+
+    ``silog = 100 * sqrt(mean(d^2) - lam * mean(d)^2)`` with ``d = log(pred) - log(target)`` over the image's
+    counted pixels (as in :func:`depth_sums`), pred clamped below at ``eps`` (not above). ``lam = 1`` (default) is
+    ``100 *`` the standard deviation of ``d``, invariant to any scale of pred: the KITTI benchmark's SILog and what
+    BTS and AdaBins report (their training loss uses ``lam = 0.85`` and a factor 10). Depth units cancel in ``d``.
+    """
+    with torch.autocast(device_type=pred.device.type, enabled=False):
+        pr, gt, m, n = _counted(pred.detach().float().clamp_min(eps), target, valid, 1.0)
+        d = torch.log(pr) - torch.log(gt)
+        mean_d = _image_mean(d, m, n)
+        return 100.0 * (_image_mean(d * d, m, n) - lam * mean_d**2).clamp_min(0.0).sqrt()
+
+
+def _delta1_abs_rel(aligned: Tensor, gt: Tensor, m: Tensor, n: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-image δ1 (fraction with max(gt/pred, pred/gt) < 1.25) and AbsRel (mean |gt - pred| / gt), ``[B]``."""
+    ratio = torch.maximum(gt / aligned, aligned / gt)
+    return _image_mean((ratio < 1.25).to(torch.float64), m, n), _image_mean((gt - aligned).abs() / gt, m, n)
+
+
+def depth_per_image(
+    pred: Tensor,
+    target: Tensor,
+    valid: Tensor | None = None,
+    scale: float = 1.0,
+    eps: float = 1e-3,
+    align: str = "depth",
+    silog_lambda: float = SILOG_LAMBDA,
+) -> dict[str, Tensor]:
+    """Per-image depth metrics of ``[B,1,H,W]`` normalised pred vs target, each over the image's counted pixels.
+
+    Keys ``IMAGE_KEYS``, float64 ``[B]``, plus ``count`` (counted pixels per image, int64 ``[B]``; every metric is 0
+    where it is 0): ``delta1_median``, ``abs_rel_median`` after :func:`median_align`; ``delta1_ssi``,
+    ``abs_rel_ssi`` after :func:`scale_shift_align` in ``align`` space; ``silog`` from :func:`silog_per_image`.
+    """
+    with torch.autocast(device_type=pred.device.type, enabled=False):
+        _, gt, m, n = _counted(pred, target, valid, scale)
+        d1_median, rel_median = _delta1_abs_rel(median_align(pred, target, valid, scale, eps), gt, m, n)
+        d1_ssi, rel_ssi = _delta1_abs_rel(scale_shift_align(pred, target, valid, scale, eps, align), gt, m, n)
+        silog = silog_per_image(pred, target, valid, eps, silog_lambda)
+    return {
+        "delta1_median": d1_median,
+        "abs_rel_median": rel_median,
+        "delta1_ssi": d1_ssi,
+        "abs_rel_ssi": rel_ssi,
+        "silog": silog,
+        "count": n,
+    }
+
+
+def depth_image_sums(
+    pred: Tensor,
+    target: Tensor,
+    valid: Tensor | None = None,
+    scale: float = 1.0,
+    eps: float = 1e-3,
+    align: str = "depth",
+    silog_lambda: float = SILOG_LAMBDA,
+) -> dict[str, Tensor]:
+    """Sums over the batch's images that have counted pixels (float64 scalars, keys ``IMAGE_SUM_KEYS``):
+    ``images`` is their number, the others the sums of :func:`depth_per_image`'s values. Images without a counted
+    pixel are skipped (not counted)."""
+    values = depth_per_image(pred, target, valid, scale, eps, align, silog_lambda)
+    has = values.pop("count") > 0
+    sums = {key: torch.where(has, value, 0.0).sum() for key, value in values.items()}
+    return {"images": has.sum(dtype=torch.float64), **sums}
+
+
+def finalize_depth_images(sums: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Means over images (float64 scalars, keys ``IMAGE_KEYS`` plus ``images``) from :func:`depth_image_sums` or
+    their totals; 0 when no image was counted."""
+    images = sums["images"].to(torch.float64)
+    return {key: sums[key].to(torch.float64) / images.clamp_min(1) for key in IMAGE_KEYS} | {"images": images}
+
+
+def depth_image_metrics(
+    pred: Tensor,
+    target: Tensor,
+    valid: Tensor | None = None,
+    scale: float = 1.0,
+    eps: float = 1e-3,
+    align: str = "depth",
+    silog_lambda: float = SILOG_LAMBDA,
+) -> dict[str, Tensor]:
+    """Per-image depth metrics averaged over the images with counted pixels (macro average; float64 scalars).
+
+    Keys ``delta1_median, abs_rel_median, delta1_ssi, abs_rel_ssi, silog`` and ``images`` (images averaged; all
+    metrics are 0 when it is 0). See :func:`depth_per_image`.
+    """
+    return finalize_depth_images(depth_image_sums(pred, target, valid, scale, eps, align, silog_lambda))
