@@ -4,8 +4,18 @@
     python -m mdeas.synth scheme=seed num_samples=400000 num_foregrounds=100 workers=16
 
 Each background (a scene seen by a random camera, see `mdeas.synth.scene`) is reused for several samples, each
-with one object standing on the ground or on a solid's top, rescaled so that its bounding box is a fraction of
-the image side as the seeds pasted theirs (150/224 x scale). Two sampling schemes:
+with one object standing on the ground or on a solid's top, its bounding box a fraction of the image side as the
+seeds pasted theirs (150/224 x scale). The `camera` prior decides what the world looks like and how that size is
+reached:
+
+- `metric` (the default): a world of real sizes seen by a hand-held camera (1.3-1.8 m high, FOV 55-70 deg,
+  pitch 5-20 deg; rooms, furniture and materials of fixed sizes in metres), so that depth has an absolute scale
+  to learn. Objects keep their size in metres (a person 1.5-1.9 m tall): the scale decides where the object
+  stands (the nearer, the larger on the image), as far as the scene allows, never how large it is;
+- `wide`: no absolute scale (camera 0.3-2.2 m high, FOV 45-80 deg, the room and its furniture scaled with the
+  camera's height, materials of any size), for relative-depth training; objects are resized to the target.
+
+Two sampling schemes:
 
 - `random`: `fg_per_bg` samples per background, each a new random object at a scale drawn from `scale_range`;
 - `seed`: the seeds' scheme, `num_foregrounds` objects shared by all backgrounds, each mirrored or not (`flips`),
@@ -28,6 +38,7 @@ import numpy as np
 
 from mdeas.synth.parallel import default_workers, ordered_map
 from mdeas.synth.scene import (
+    CAMERA_PRIORS,
     Render,
     SceneInfo,
     composite,
@@ -41,7 +52,7 @@ from mdeas.synth.sensor import Sensor, sample_sensor
 from mdeas.synth.shapes import Sprite, make_sprite
 from mdeas.synth.writer import check_image_options, encode_depth_mm, encode_jpeg, encode_mask, sample_row, write_zip
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 SCHEMES = ("random", "seed")
 SEED_FG_FRACTION = 150 / 224  # the seeds' cut-outs: max side 150 px on 224 px images at scale 1
 SEED_SCALES = (1.0, 0.8, 0.6, 0.4)
@@ -65,6 +76,7 @@ class Options:
     positions: int = 5
     scale_range: tuple[float, float] = (0.4, 1.25)
     paste_fraction: float = 0.0
+    camera: str = "metric"
 
     @property
     def per_bg(self) -> int:
@@ -178,11 +190,12 @@ def seed_sample_id(bg_id: str, obj: int, mirrored: int, scale_index: int, positi
 
 @functools.lru_cache(maxsize=2)
 def make_background(
-    seed: int, bg_index: int, image_size: int, max_depth_m: float, num_backgrounds: int = 1
+    seed: int, bg_index: int, image_size: int, max_depth_m: float, num_backgrounds: int = 1, camera: str = "metric"
 ) -> Background:
-    """Render background `bg_index` of the dataset with this seed (deterministic; cached per process)."""
+    """Render background `bg_index` of the dataset with this seed under the `camera` prior (CAMERA_PRIORS)
+    (deterministic; cached per process)."""
     rng = np.random.default_rng([seed, 0, bg_index])
-    render = render_background(rng, image_size, max_depth_m)
+    render = render_background(rng, image_size, max_depth_m, camera)
     sensor = sample_sensor(rng, float(render.clean.mean()))
     noise_key = (seed, 4, bg_index)
     rgb = sensor.apply(render.clean, np.random.default_rng(noise_key))
@@ -198,7 +211,11 @@ def shared_sprite(seed: int, index: int, rows: int) -> Sprite:
 def make_sample(background: Background, spec: SampleSpec, opts: Options) -> SampleArrays:
     """Place the object of `spec` into `background`: composite, mask and depth (deterministic).
 
-    When no placement is found the size is varied (_RETRY_SIZES) and, in the random scheme, a new object drawn.
+    The object's bounding box aims at 150/224 x scale of the image side: under the wide prior it is resized to
+    that, under the metric prior it keeps its size in metres and stands where it has about that size on the image
+    (`place_foreground`). When no placement is found the target is varied (_RETRY_SIZES) and, in the random
+    scheme, a new object drawn.
+
     The object is lit by the scene's light and shadowed by its solids; it casts a soft shadow (p = 0.7) and
     darkens the support at its feet (p = 0.8), which change the image outside the mask. The fg_bg image reuses
     the background's sensor noise with p = 0.5 (as a pasted composite) and draws its own otherwise (as a photo).
@@ -216,7 +233,7 @@ def make_sample(background: Background, spec: SampleSpec, opts: Options) -> Samp
     target = SEED_FG_FRACTION * opts.image_size * scale
     for attempt, factor in enumerate(_RETRY_SIZES):
         try:
-            fg = place_foreground(rng, scene, render.depth, sprite, target * factor)
+            fg = place_foreground(rng, scene, render.depth, sprite, target * factor, resize=opts.camera == "wide")
             break
         except RuntimeError:  # e.g. thin legs too faint on the contact row at this size
             if attempt == len(_RETRY_SIZES) - 1:
@@ -253,7 +270,7 @@ def depth_to_mm(depth_m: np.ndarray, max_depth_mm: int) -> np.ndarray:
 def render_unit(opts: Options, specs: Sequence[SampleSpec], with_bg: bool) -> list[tuple[str, bytes]]:
     """Zip entries (name, bytes) of some samples of one background, and the background image if `with_bg`."""
     background = make_background(
-        opts.seed, specs[0].bg_index, opts.image_size, opts.max_depth_mm / 1000.0, opts.num_backgrounds
+        opts.seed, specs[0].bg_index, opts.image_size, opts.max_depth_mm / 1000.0, opts.num_backgrounds, opts.camera
     )
     entries = [(f"bg/{background.id}.jpg", encode_jpeg(background.rgb, opts.jpeg_quality))] if with_bg else []
     for spec in specs:
@@ -289,6 +306,8 @@ def _check(opts: Options) -> None:
         raise ValueError(f"fg_per_bg must be >= 1, got {opts.fg_per_bg}")
     if not 1000 <= opts.max_depth_mm <= 65535:
         raise ValueError(f"max_depth_mm must be in [1000, 65535] (16-bit PNG), got {opts.max_depth_mm}")
+    if opts.camera not in CAMERA_PRIORS:
+        raise ValueError(f"camera must be one of {', '.join(CAMERA_PRIORS)}, got {opts.camera!r}")
     if opts.scheme not in SCHEMES:
         raise ValueError(f"scheme must be one of {', '.join(SCHEMES)}, got {opts.scheme!r}")
     if opts.num_foregrounds < 1 or opts.positions < 1 or not opts.scales:
@@ -304,7 +323,8 @@ def generate(out: str | Path, num_samples: int, workers: int | None = None, **op
     """Write a canonical dataset zip of `num_samples` samples to `out`; returns its path.
 
     options (see `Options`, conf/synth.yaml): image_size, seed, jpeg_quality, fg_per_bg, max_depth_mm, scheme
-    ("random" or "seed"), num_foregrounds, flips, scales, positions, scale_range, paste_fraction.
+    ("random" or "seed"), num_foregrounds, flips, scales, positions, scale_range, paste_fraction, camera
+    ("metric" or "wide").
     ceil(num_samples / samples per background) backgrounds are rendered; depth is stored in mm, clamped to
     max_depth_mm. `workers` processes render (default: the CPU count); the zip's bytes do not depend on it. The
     zip is written to `out`.tmp and moved into place, so `out` is either complete or absent.
@@ -328,6 +348,7 @@ def generate(out: str | Path, num_samples: int, workers: int | None = None, **op
         "jpeg_quality": opts.jpeg_quality,
         "scheme": opts.scheme,
         "paste_fraction": opts.paste_fraction,
+        "camera": opts.camera,
         "depth": {"format": "png16", "unit": "mm", "max": opts.max_depth_mm},
         "mask": {"format": "png8", "values": [0, 255]},
     }

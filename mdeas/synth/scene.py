@@ -13,6 +13,10 @@ Conventions (all lengths in metres, angles in radians):
 - The scene: ground plane y = -height; indoors a back wall z = wall_dist, side walls x = left / x = right and a
   ceiling; outdoors an open ground to the horizon (or a far wall with a top) under the sky (depth = the far
   limit); boxes, cylinders and spheres on the ground (`mdeas.synth.solids`).
+- Two priors draw the camera, the room, its solids and their materials (CAMERA_PRIORS): "metric", a world of
+  real sizes in metres seen by a hand-held camera, whose depth has an absolute scale (the camera's height, the
+  room's, the furniture's and the materials' sizes do not depend on each other), and "wide", a world without
+  absolute scale (camera 0.3-2.2 m high, the room and its solids scaled with it, materials of any size).
 - An object is a billboard in the world-vertical plane z = z0 standing on a horizontal support (the ground or a
   solid's top, `base` m above the ground): its bottom edge lies on the support at that depth, so on the image
   row of its contact point the object's depth equals the support's. It is z-tested against the scene, so
@@ -35,6 +39,7 @@ GROUND, BACK_WALL, LEFT_WALL, RIGHT_WALL, SKY, CEILING, SOLID = range(7)
 _PLANE_NORMALS = {GROUND: (0, 1, 0), CEILING: (0, -1, 0), BACK_WALL: (0, 0, -1), LEFT_WALL: (1, 0, 0)}
 _PLANE_NORMALS[RIGHT_WALL] = (-1, 0, 0)
 _SOLID_TRIES = 20
+CAMERA_PRIORS = ("metric", "wide")  # see sample_camera, sample_room, sample_room_solids
 
 
 @dataclass(frozen=True)
@@ -154,20 +159,43 @@ class Render:
 # Camera, room, ray casting
 
 
-def sample_camera(rng: np.random.Generator, size: int) -> Camera:
-    """Random camera: horizontal FOV 45-80 deg, height 0.3-2.2 m (log-uniform: from table-top to eye level and
-    above), pitch 0-32 deg down."""
-    fov = math.radians(rng.uniform(45, 80))
-    focal = size / 2 / math.tan(fov / 2)
-    height = float(np.exp(rng.uniform(np.log(0.3), np.log(2.2))))
-    return Camera(size, focal, height, math.radians(rng.uniform(0, 32)))
+def sample_camera(rng: np.random.Generator, size: int, prior: str = "metric") -> Camera:
+    """Random camera of a prior (CAMERA_PRIORS).
+
+    metric: a hand-held camera at chest to eye level, height 1.3-1.8 m, horizontal FOV 55-70 deg (a phone's or a
+    kit lens'), pitch 5-20 deg down;
+    wide: FOV 45-80 deg, height 0.3-2.2 m (log-uniform: from table-top to eye level and above), pitch 0-32 deg
+    down.
+    """
+    if prior == "metric":
+        fov, height, pitch = rng.uniform(55, 70), rng.uniform(1.3, 1.8), rng.uniform(5, 20)
+    else:
+        fov, height, pitch = rng.uniform(45, 80), np.exp(rng.uniform(np.log(0.3), np.log(2.2))), rng.uniform(0, 32)
+    focal = size / 2 / math.tan(math.radians(fov) / 2)
+    return Camera(size, focal, float(height), math.radians(pitch))
 
 
-def sample_room(rng: np.random.Generator, camera: Camera) -> Room:
-    """Indoors (p = 0.6): back wall 3-15 m, side walls 1.5-6 m aside (p = 0.6 each), a ceiling 2.3-4 m up (above
-    the camera); outdoors: open ground to the horizon or (p = 0.5) a far wall 8-40 m away with a top and sky
-    above, side walls with p = 0.2 each. Lengths indoors scale with the camera height (a low camera sees a
-    small world), and the back wall stands far enough for the ground to fill the bottom of the image."""
+def sample_room(rng: np.random.Generator, camera: Camera, prior: str = "metric") -> Room:
+    """Random room (or open view) around the camera, of a prior (CAMERA_PRIORS).
+
+    metric, lengths in metres that do not depend on the camera: indoors (p = 0.6) a back wall 6-10 m away, side
+    walls 1.5-4 m aside (p = 0.6 each), a ceiling 2.4-3.2 m high; outdoors open ground to the horizon or (p =
+    0.5) a facade 5-8 m away, 2.5-15 m high with sky above, side walls 1.5-4 m aside with p = 0.2 each.
+    wide: indoors (p = 0.6) back wall 3-15 m, side walls 1.5-6 m aside (p = 0.6 each), a ceiling 2.3-4 m up
+    (above the camera); outdoors open ground or (p = 0.5) a far wall 8-40 m away with a top 0.5-15 m above the
+    camera, side walls with p = 0.2 each. Lengths indoors scale with the camera height (a low camera sees a
+    small world), and the back wall stands far enough for the ground to fill the bottom of the image.
+    """
+    if prior == "metric":
+        if rng.random() < 0.6:
+            side, wall_dist, top, ceiling = 0.6, float(rng.uniform(6, 10)), math.inf, float(rng.uniform(2.4, 3.2))
+        else:
+            side, ceiling = 0.2, math.inf
+            wall_dist = float(rng.uniform(5, 8)) if rng.random() < 0.5 else math.inf
+            top = float(rng.uniform(2.5, 15))
+        left = -float(rng.uniform(1.5, 4)) if rng.random() < side else None
+        right = float(rng.uniform(1.5, 4)) if rng.random() < side else None
+        return Room(wall_dist, top, left, right, ceiling, outdoor=math.isinf(ceiling))
     scale = max(camera.height / 1.6, 0.5)
     bottom_ray = camera.pitch + math.atan(camera.size / 2 / camera.focal)  # below the horizon
     nearest_wall = 2.5 * camera.height / math.tan(bottom_ray)  # so that the ground fills some rows
@@ -182,6 +210,27 @@ def sample_room(rng: np.random.Generator, camera: Camera) -> Room:
     left = -float(rng.uniform(1.5, 6) * scale) if rng.random() < side else None
     right = float(rng.uniform(1.5, 6) * scale) if rng.random() < side else None
     return Room(wall_dist, top, left, right, ceiling, outdoor=math.isinf(ceiling))
+
+
+def sample_room_solids(
+    rng: np.random.Generator, camera: Camera, room: Room, max_depth_m: float, prior: str = "metric"
+) -> tuple[Solid, ...]:
+    """Solids on the ground of a room, in view of the camera (`sample_solids`), of a prior (CAMERA_PRIORS).
+
+    metric: between 2.5 m and 10 m ahead (and 0.5 m before the back wall), furniture-sized whatever the camera:
+    half extents 0.1-0.84 m, heights 0.14-1.75 m (0.7 x the ranges of `sample_solids`); wide: between max(0.8 x
+    camera height, 0.6 m) and 4 + 6 x camera height m, sizes times 0.35 + 0.65 x min(camera height / 1.6 m, 1.4),
+    so that a low camera sees a table-top world. Never beyond 0.7 x max_depth_m.
+    """
+    if prior == "metric":
+        near, far, scale = 2.5, min(room.wall_dist - 0.5, 10.0, max_depth_m * 0.7), 0.7
+    else:
+        near = max(0.8 * camera.height, 0.6)
+        far = min(room.wall_dist - 0.5, 4 + 6 * camera.height, max_depth_m * 0.7)
+        scale = 0.35 + 0.65 * min(camera.height / 1.6, 1.4)
+    limits = (room.left if room.left is not None else -math.inf, room.right if room.right is not None else math.inf)
+    half_fov = math.atan(camera.size / 2 / camera.focal)
+    return tuple(sample_solids(rng, -camera.height, half_fov, near, max(far, near + 0.5), limits, scale))
 
 
 def trace_scene(
@@ -272,9 +321,11 @@ def shade_scene(
     normal: Vec,
     haze_m: float,
     horizon: np.ndarray,
+    physical: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Scene colour [H, W, 3] and its directly lit part: a material per surface and solid, Lambert light with
-    soft shadows of the solids, ambient occlusion at their feet, haze."""
+    """Scene colour [H, W, 3] and its directly lit part: a material per surface and solid (feature sizes of
+    their family if `physical`, see `texture`), Lambert light with soft shadows of the solids, ambient occlusion
+    at their feet, haze."""
     shape = depth.shape
     dx, dy, dz = (np.broadcast_to(d, shape) for d in camera.ray_dirs())
     x, y, z = depth * dx, depth * dy, depth * dz
@@ -285,12 +336,12 @@ def shade_scene(
         sel = surface == code
         if sel.any():
             u, v = _plane_uv(code, x[sel], y[sel], z[sel])
-            albedo[sel] = texture(rng, u, v, footprint[sel], FAMILIES) * rng.uniform(0.6, 1.1)
+            albedo[sel] = texture(rng, u, v, footprint[sel], FAMILIES, physical) * rng.uniform(0.6, 1.1)
     for i, solid in enumerate(solids):
         sel = solid_id == i
         if sel.any():
             u, v = solid.surface_uv(x[sel], y[sel], z[sel], tuple(n[sel] for n in normal))
-            albedo[sel] = texture(rng, u, v, footprint[sel], FAMILIES)
+            albedo[sel] = texture(rng, u, v, footprint[sel], FAMILIES, physical)
     lit = surface != SKY
     sun = np.zeros(shape)
     points, normals = (x[lit], y[lit], z[lit]), tuple(n[lit] for n in normal)
@@ -309,18 +360,15 @@ def shade_scene(
     return clean, direct
 
 
-def render_background(rng: np.random.Generator, size: int, max_depth_m: float = 20.0) -> Render:
-    """A random scene seen by a random camera, with at least 15 % of the image a support an object can stand on:
-    solids are drawn again until then (the last try has none; the room always shows some ground)."""
-    camera = sample_camera(rng, size)
-    room = sample_room(rng, camera)
-    near = max(0.8 * camera.height, 0.6)
-    far = min(room.wall_dist - 0.5, 4 + 6 * camera.height, max_depth_m * 0.7)
-    limits = (room.left if room.left is not None else -math.inf, room.right if room.right is not None else math.inf)
-    half_fov = math.atan(size / 2 / camera.focal)
+def render_background(rng: np.random.Generator, size: int, max_depth_m: float = 20.0, prior: str = "metric") -> Render:
+    """A random scene seen by a random camera, both of a prior (CAMERA_PRIORS: "metric", a world of real sizes
+    seen from eye level; "wide", one without absolute scale), with at least 15 % of the image a support an object
+    can stand on: solids are drawn again until then (the last try has none; the room always shows some ground).
+    Under the metric prior the materials' feature sizes are those of their family (`texture`)."""
+    camera = sample_camera(rng, size, prior)
+    room = sample_room(rng, camera, prior)
     for attempt in range(_SOLID_TRIES):
-        last = attempt == _SOLID_TRIES - 1
-        solids = () if last else tuple(sample_solids(rng, -camera.height, half_fov, near, max(far, near + 0.5), limits))
+        solids = () if attempt == _SOLID_TRIES - 1 else sample_room_solids(rng, camera, room, max_depth_m, prior)
         depth, surface, solid_id, normal = trace_scene(camera, room, solids, max_depth_m)
         support = np.isfinite(support_base(surface, solid_id, normal, solids)) & (depth < 0.9 * max_depth_m)
         if support.mean() >= 0.15:
@@ -328,7 +376,9 @@ def render_background(rng: np.random.Generator, size: int, max_depth_m: float = 
     light = sample_light(rng, room.outdoor)
     haze_m = float(rng.uniform(30, 250) if room.outdoor else rng.uniform(80, 400))
     horizon = np.clip(random_colour(rng, (0.0, 0.3), (0.7, 1.0)), 0, 1)
-    clean, direct = shade_scene(rng, camera, room, solids, light, depth, surface, solid_id, normal, haze_m, horizon)
+    clean, direct = shade_scene(
+        rng, camera, room, solids, light, depth, surface, solid_id, normal, haze_m, horizon, prior == "metric"
+    )
     scene = SceneInfo(camera, room, solids, light, surface, solid_id, normal, max_depth_m, haze_m, horizon)
     return Render(clean, direct, depth.astype(np.float32), scene)
 
@@ -428,6 +478,20 @@ def _contact_points(camera: Camera, v0: np.ndarray, u0: np.ndarray, base: np.nda
     return t0, t0 * dx[0, u0], t0 * dz[v0, 0]
 
 
+def _extent(
+    camera: Camera, sprite: Sprite, x0: np.ndarray, z0: np.ndarray, base: np.ndarray, k: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Longer side (px) of the projected bounding box of the sprite scaled by k [N] standing at world (x0, z0) [N]
+    (m) on supports `base` [N] m high (nan where a corner is behind the camera), and whether it lies wholly in
+    view."""
+    u, v, zc = _billboard_corners(camera, sprite, x0, z0, base, k)
+    front = (zc > 1e-6).all(0)
+    with np.errstate(invalid="ignore"):
+        side = np.where(front, np.maximum(np.ptp(u, axis=0), np.ptp(v, axis=0)), np.nan)
+    inside = front & (u.min(0) >= -0.5) & (u.max(0) <= camera.size - 0.5) & (v.min(0) >= -0.5)
+    return side, inside
+
+
 def fit_scale(
     camera: Camera, sprite: Sprite, v0: np.ndarray, u0: np.ndarray, base: np.ndarray, target_px: float
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -445,24 +509,31 @@ def fit_scale(
         top_y = np.where(co + m * s > 1e-9, z0 * (m * co - s) / (co + m * s), np.inf)
     k = np.minimum((top_y - (base - camera.height)) / sprite.height_m, target_px * t0 / (camera.focal * sprite.width_m))
     for _ in range(3):
-        u, v, zc = _billboard_corners(camera, sprite, x0, z0, base, k)
-        with np.errstate(invalid="ignore"):
-            side = np.maximum(np.ptp(u, axis=0), np.ptp(v, axis=0))
-        k = np.where((zc > 1e-6).all(0) & (side > 0), k * target_px / side, k)
-    u, v, zc = _billboard_corners(camera, sprite, x0, z0, base, k)
-    inside = (zc > 1e-6).all(0) & (u.min(0) >= -0.5) & (u.max(0) <= camera.size - 0.5) & (v.min(0) >= -0.5)
-    return k, inside
+        side, _ = _extent(camera, sprite, x0, z0, base, k)
+        k = np.where(side > 0, k * target_px / side, k)
+    return k, _extent(camera, sprite, x0, z0, base, k)[1]
 
 
 def place_foreground(
-    rng: np.random.Generator, scene: SceneInfo, bg_depth: np.ndarray, sprite: Sprite, target_px: float, tries: int = 40
+    rng: np.random.Generator,
+    scene: SceneInfo,
+    bg_depth: np.ndarray,
+    sprite: Sprite,
+    target_px: float,
+    resize: bool = True,
+    tries: int = 40,
 ) -> Foreground:
-    """Stand `sprite`, rescaled so that its bounding box is `target_px` on its longer side, on a random support
-    pixel of the scene: the ground, or a solid's flat top that its whole bottom edge then rests on.
+    """Stand `sprite` on a random support pixel of the scene, the ground or a solid's flat top that its whole
+    bottom edge then rests on, so that its bounding box is about `target_px` on its longer side on the image.
 
-    Contact pixels where the object lies wholly in view at 0.4-2.5 x its own size are preferred, then any in
-    view, then any; with p = 0.3 a solid's top in view comes first. A placement is kept when the object's
-    contact row is visible and at least 60 % of it survives the depth test against bg_depth [H, W] (m).
+    resize (the wide prior): the sprite is rescaled to exactly `target_px` wherever it stands; contact pixels
+    where the object lies wholly in view at 0.4-2.5 x its own size are preferred. Otherwise (the metric prior)
+    it keeps its size in metres and the target decides where it stands: contact pixels where it lies wholly in
+    view at an image size within 25 % of the target are preferred, or when the scene has none (the object would
+    have to stand nearer than the ground seen, or farther than the room), within 10 % of the size nearest to it.
+    Then come any in view, then any; with p = 0.3 a preferred solid's top (resize: any in view) comes first. A
+    placement is kept when the object's contact row is visible and at least 60 % of it survives the depth test
+    against bg_depth [H, W] (m).
     """
     camera = scene.camera
     base_map = scene.support_base()
@@ -472,18 +543,30 @@ def place_foreground(
     grid[phase[0] :: stride, phase[1] :: stride] = True
     rows, cols = np.nonzero(grid & np.isfinite(base_map) & (bg_depth < 0.9 * scene.max_depth_m))
     base = base_map[rows, cols]
-    k, inside = fit_scale(camera, sprite, rows, cols, base, target_px)
-    usable = np.isfinite(k) & (k > 0)
     _, x0, z0 = _contact_points(camera, rows, cols, base)
+    if resize:
+        k, inside = fit_scale(camera, sprite, rows, cols, base, target_px)
+        usable = np.isfinite(k) & (k > 0)
+        off = np.abs(np.log(np.where(usable, k, 1.0)))  # how far from its own size
+    else:
+        k = np.ones(rows.size)
+        side, inside = _extent(camera, sprite, x0, z0, base, k)
+        usable = np.isfinite(side) & (side > 0)
+        off = np.abs(np.log(np.where(usable, side, target_px) / target_px))  # how far from the target size
     half = np.where(usable, k, 0.0) * sprite.width_m / 2
     ids = scene.solid_id[rows, cols]
     for i, solid in enumerate(scene.solids):
         sel = (ids == i) & (base > 0)
         usable[sel] &= solid.on_top(x0[sel] - half[sel], z0[sel]) & solid.on_top(x0[sel] + half[sel], z0[sel])
-    realistic = usable & inside & (np.abs(np.log(np.where(usable, k, 1.0))) < np.log(2.5))
-    pools = [realistic, usable & inside, usable]
+    if resize:
+        tolerance = np.log(2.5)
+    else:
+        nearest = off[usable & inside].min() if (usable & inside).any() else 0.0
+        tolerance = max(np.log(1.25), nearest + np.log(1.1))
+    preferred = usable & inside & (off < tolerance)
+    pools = [preferred, usable & inside, usable]
     if rng.random() < 0.3:
-        pools.insert(0, usable & inside & (base > 0))
+        pools.insert(0, (usable & inside if resize else preferred) & (base > 0))
     pools = [np.flatnonzero(p) for p in pools if p.any()]
     for attempt in range(tries if pools else 0):
         pool = pools[min(attempt * len(pools) // tries, len(pools) - 1)]

@@ -216,16 +216,17 @@ def _vase(rng: np.random.Generator, c: _Canvas, h: float) -> None:
     c.polygon([(float(p), float(q)) for p, q in outline])
 
 
-# kind → (draw function, height range m, width / height range, how often it is drawn)
+# kind → (draw function, height range m, width / height range, how often it is drawn); heights of the real things
+# (the metric prior shows objects at their size in metres)
 SPRITE_KINDS = {
-    "person": (_person, (1.0, 2.0), (0.42, 0.5), 3.0),
+    "person": (_person, (1.5, 1.9), (0.42, 0.5), 3.0),
     "animal": (_animal, (0.3, 1.6), (1.1, 1.9), 2.0),
     "blob": (_blob, (0.3, 1.8), (0.5, 1.3), 2.0),
     "rock": (_rock, (0.3, 1.5), (0.6, 1.4), 2.0),
     "furniture": (_furniture, (0.4, 1.5), (0.6, 1.6), 1.5),
     "plant": (_plant, (0.4, 2.0), (0.4, 0.8), 1.5),
-    "tool": (_tool, (0.6, 2.0), (0.12, 0.4), 0.7),
-    "vehicle": (_vehicle, (0.3, 1.6), (1.5, 2.6), 1.5),
+    "tool": (_tool, (1.0, 2.0), (0.12, 0.4), 0.7),
+    "vehicle": (_vehicle, (1.2, 1.9), (1.5, 2.6), 1.5),
     "vase": (_vase, (0.2, 1.2), (0.3, 0.8), 1.5),
 }
 _WEIGHTS = np.array([kind[3] for kind in SPRITE_KINDS.values()]) / sum(kind[3] for kind in SPRITE_KINDS.values())

@@ -125,12 +125,18 @@ class Solid:
 
 
 def sample_solids(
-    rng: np.random.Generator, ground_y: float, half_fov: float, near: float, far: float, x_limits: tuple[float, float]
+    rng: np.random.Generator,
+    ground_y: float,
+    half_fov: float,
+    near: float,
+    far: float,
+    x_limits: tuple[float, float],
+    scale: float = 1.0,
 ) -> list[Solid]:
-    """0-5 solids of random kind and size on the ground between `near` and `far` m ahead, inside x_limits (m) and
-    roughly in view (|x| < z tan(half_fov) + 1); their footprints do not overlap. Sizes scale with the camera
-    height (-ground_y), so a low camera sees a table-top world."""
-    scale = 0.35 + 0.65 * min(-ground_y / 1.6, 1.4)
+    """0-5 solids of random kind on the ground (world y = ground_y, m) between `near` and `far` m ahead, inside
+    x_limits (m) and roughly in view (|x| < z tan(half_fov) + 1 with half_fov in rad); their footprints do not
+    overlap. Furniture-sized: half extents 0.15-1.2 m, heights 0.2-2.5 m (a sphere's: its diameter), both times
+    `scale`."""
     solids: list[Solid] = []
     for _ in range(int(rng.integers(0, 6))):
         kind = KINDS[int(rng.integers(len(KINDS)))]

@@ -7,6 +7,10 @@ image pixel on the surface) fades detail finer than a pixel towards its mean ins
 - "stripes", "checker", "planks", "bricks", "gradient";
 - "photo": multi-scale 1/f noise through a three-colour palette (the statistics of natural images);
 - "tiled": a random crop of another family, rendered once into a tile and repeated with mirroring.
+
+A material's feature size (m: a checker's square, a stripe's period, a plank's double width, ...) is drawn
+log-uniformly, either from the family's own range (FEATURE_M: tiles, planks and bricks of real sizes, a cue to
+the scale of the scene) or from WIDE_FEATURE_M for every family (the wide prior, and the objects' own looks).
 """
 
 from __future__ import annotations
@@ -18,6 +22,21 @@ import numpy as np
 FAMILIES = ("noise", "perlin", "stripes", "checker", "planks", "bricks", "gradient", "photo", "tiled")
 _LATTICE = 64  # side of the random lattices behind value and gradient noise and per-cell colours
 _TILE = 64  # side of the tiles behind "photo" and "tiled"
+# feature size range (m) per family, see `_pattern`: noise blotches 2 x scale, checker squares, stripe periods,
+# planks 0.5 x scale wide, bricks 0.6 x 0.25 scale, gradients over 4-15 x scale, photo tiles over 2-6 x scale,
+# tiles of `tiled` 0.5-2.5 x scale
+FEATURE_M = {
+    "noise": (0.2, 0.6),
+    "perlin": (0.2, 0.6),
+    "stripes": (0.1, 0.4),
+    "checker": (0.3, 0.6),
+    "planks": (0.2, 0.4),
+    "bricks": (0.28, 0.36),
+    "gradient": (0.3, 1.0),
+    "photo": (0.2, 0.6),
+    "tiled": (0.3, 1.0),
+}
+WIDE_FEATURE_M = (0.15, 2.5)  # the same range for every family
 
 
 def value_noise(lattice: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -182,13 +201,17 @@ def _photo(rng: np.random.Generator, u: np.ndarray, v: np.ndarray, footprint: np
     return colour * (1 + keep * (0.5 * sample_tile(light, x * 0.5, y * 0.5, mirror=False)[:, None] - 0.25))
 
 
-def _tiled(rng: np.random.Generator, u: np.ndarray, v: np.ndarray, footprint: np.ndarray, scale: float) -> np.ndarray:
-    """A crop of another family rendered into a tile, then repeated (mirrored or not) over the surface."""
+def _tiled(
+    rng: np.random.Generator, u: np.ndarray, v: np.ndarray, footprint: np.ndarray, scale: float, physical: bool
+) -> np.ndarray:
+    """A crop of another family rendered into a tile, then repeated (mirrored or not) over the surface; the inner
+    family's feature size is drawn as `texture` draws it (`physical`)."""
     span = scale * rng.uniform(0.5, 2.5)
     grid = (np.arange(_TILE) + 0.5) / _TILE * span
     gu, gv = np.meshgrid(grid, grid)
     inner = tuple(f for f in FAMILIES if f != "tiled")
-    tile = texture(rng, gu.ravel(), gv.ravel(), np.full(gu.size, span / _TILE), inner).reshape(_TILE, _TILE, 3)
+    tile = texture(rng, gu.ravel(), gv.ravel(), np.full(gu.size, span / _TILE), inner, physical)
+    tile = tile.reshape(_TILE, _TILE, 3)
     angle = rng.uniform(0, 2 * np.pi)
     ru = u * np.cos(angle) - v * np.sin(angle)
     rv = u * np.sin(angle) + v * np.cos(angle)
@@ -240,17 +263,20 @@ def texture(
     v: np.ndarray,
     footprint: np.ndarray,
     families: tuple[str, ...] = FAMILIES,
+    physical: bool = False,
 ) -> np.ndarray:
     """Colour [N, 3] in [0, 1] of a random material from `families` at surface coordinates u, v (m, [N]).
 
-    footprint [N]: pixel size on the surface (m). v runs along planks, brick rows stack along v.
+    footprint [N]: pixel size on the surface (m). v runs along planks, brick rows stack along v. The feature size
+    (m) is drawn log-uniformly from FEATURE_M[family] if `physical`, else from WIDE_FEATURE_M.
     """
     kind = families[int(rng.integers(len(families)))]
-    scale = float(np.exp(rng.uniform(np.log(0.15), np.log(2.5))))
+    low, high = FEATURE_M[kind] if physical else WIDE_FEATURE_M
+    scale = float(np.exp(rng.uniform(np.log(low), np.log(high))))
     if kind == "photo":
         colour = _photo(rng, u, v, footprint, scale)
     elif kind == "tiled":
-        colour = _tiled(rng, u, v, footprint, scale)
+        colour = _tiled(rng, u, v, footprint, scale, physical)
     else:
         colours = palette(rng)
         colour = through_palette(
