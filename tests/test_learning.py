@@ -1,0 +1,122 @@
+"""Learning checks: each preset overfits one fixed batch of generated samples, so a model that cannot learn fails.
+
+The batch: 8 samples of 32x32 px from the project's generator (fixed seed), read back through MaskDepthDataModule,
+so decoding, resizing and ImageNet normalisation are the real ones. The loss: conf/loss/bce_dice_ssim.yaml built
+by Hydra with its depth SSIM and edge terms switched off (weight 0), i.e. mask BCE + Dice and depth L1. Plain Adam
+on that same batch; afterwards mask IoU (threshold 0.5, `mdeas.metrics.functional.mask_metrics`) must reach 0.95
+and the depth loss must have fallen at least 10x from its first value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from mdeas.data.datamodule import MaskDepthDataModule
+from mdeas.losses import LossGroup
+from mdeas.metrics.functional import mask_metrics
+from mdeas.models import create_model
+from mdeas.synth.generate import generate
+
+ROOT = Path(__file__).resolve().parents[1]
+IMAGE_SIZE = 32  # px; divisible by both presets' stride (16)
+BATCH = 8
+MIN_IOU = 0.95
+MIN_DEPTH_DROP = 10.0  # first depth loss / final depth loss
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """One intra-op thread: on a small, shared CPU, OpenMP threads spinning against other processes make each step
+    many times slower; one thread keeps the step time steady."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The fixed batch (DESIGN.md contract): bg, fg_bg float32 [8,3,32,32] normalised; mask float32 [8,1,32,32]
+    in {0,1}; depth float32 [8,1,32,32] in [0,1]; valid bool [8,1,32,32]."""
+    folder = tmp_path_factory.mktemp("learning")
+    path = generate(folder / "data.zip", BATCH, workers=1, image_size=IMAGE_SIZE, seed=0, fg_per_bg=4)
+    dm = MaskDepthDataModule(
+        path=str(path),
+        image_size=IMAGE_SIZE,
+        batch_size=BATCH,
+        num_workers=0,
+        split=(1.0, 0.0, 0.0),
+        cache_dir=str(folder / "cache"),
+    )
+    dm.setup()
+    out = next(iter(dm.train_dataloader()))
+    assert out["fg_bg"].shape == (BATCH, 3, IMAGE_SIZE, IMAGE_SIZE)
+    assert 0 < out["mask"].mean() < 0.5 and bool(out["valid"].all())
+    return out
+
+
+def make_loss() -> LossGroup:
+    """The default loss config with `loss.terms.depth_ssim.weight=0` and `loss.terms.depth_edge.weight=0`."""
+    cfg = OmegaConf.load(ROOT / "conf" / "loss" / "bce_dice_ssim.yaml")
+    cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(["terms.depth_ssim.weight=0", "terms.depth_edge.weight=0"]))
+    return instantiate(cfg)
+
+
+def depth_loss(loss: LossGroup, parts: dict[str, torch.Tensor]) -> float:
+    """Sum of the weighted depth terms (a float, the loss's unit: mean |error| of normalised depth here)."""
+    return sum(parts[t.name].item() for t in loss.terms if t.target == "depth")
+
+
+def overfit(name: str, batch: dict, lr: float, steps: int) -> tuple[float, float]:
+    """Train preset `name` (seeded) for `steps` Adam steps on `batch`; returns (mask IoU, depth loss drop).
+
+    IoU and the final depth loss come from one more forward pass in training mode (BatchNorm on the batch's own
+    statistics, the mode the fit was made in); the drop is the first step's depth loss over that final one.
+    """
+    torch.manual_seed(0)
+    model = create_model(name).train()
+    loss = make_loss()
+    optimiser = torch.optim.Adam(model.parameters(), lr=lr)
+    first = None
+    for _ in range(steps):
+        total, parts = loss(model(batch["bg"], batch["fg_bg"]), batch)
+        first = depth_loss(loss, parts) if first is None else first
+        optimiser.zero_grad()
+        total.backward()
+        optimiser.step()
+    with torch.no_grad():
+        out = model(batch["bg"], batch["fg_bg"])
+        _, parts = loss(out, batch)
+    iou = float(mask_metrics(out["mask"], batch["mask"], threshold=0.5)["iou"])
+    return iou, first / depth_loss(loss, parts)
+
+
+def learned(iou: float, drop: float) -> bool:
+    """The thresholds: mask IoU ≥ 0.95 and depth loss down ≥ 10x."""
+    return iou >= MIN_IOU and drop >= MIN_DEPTH_DROP
+
+
+@pytest.mark.parametrize(
+    ("name", "lr", "steps"),
+    [("densenet_dilated", 3e-3, 70), ("resunet", 5e-3, 90)],
+)
+def test_preset_overfits_one_batch(batch: dict, name: str, lr: float, steps: int) -> None:
+    """Each preset fits the fixed batch: IoU ≥ 0.95 and depth loss ÷ ≥ 10 after `steps` steps at `lr`."""
+    iou, drop = overfit(name, batch, lr, steps)
+    print(f"{name}: lr={lr:g} steps={steps} iou={iou:.4f} depth_drop={drop:.1f}x")
+    assert learned(iou, drop), f"{name} did not fit one batch: iou={iou:.4f} (≥ {MIN_IOU}), depth drop={drop:.1f}x"
+
+
+def test_check_fails_without_learning(batch: dict) -> None:
+    """The same loop with lr=0 leaves the model as built: the thresholds are not met (the check can fail)."""
+    iou, drop = overfit("densenet_dilated", batch, lr=0.0, steps=3)
+    print(f"lr=0: iou={iou:.4f} depth_drop={drop:.2f}x")
+    assert drop == pytest.approx(1.0)
+    assert iou < MIN_IOU
+    assert not learned(iou, drop)
