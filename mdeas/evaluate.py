@@ -29,8 +29,10 @@ from mdeas.data.dataset import MaskDepthDataset
 from mdeas.inference import CheckpointError, load_module
 from mdeas.metrics.classes import DepthMetrics
 from mdeas.module import depth_alignment
+from mdeas.native_eval import native_mask_scores
 
 OTHER_DATASET_SPLIT = [0.0, 0.15, 0.85]
+RESOLUTIONS = ("native", "model")
 
 
 def data_config(stored: dict, overrides: dict[str, Any]) -> dict:
@@ -76,11 +78,20 @@ def depth_baseline(datamodule: MaskDepthDataModule, scale: float, align: str) ->
     return {"fit_on": fit_on, "median": baselines.constant * scale, **scores}
 
 
-def evaluate(ckpt_path: str, data: dict[str, Any], output: str | None = None, device: str = "auto") -> dict:
+def evaluate(
+    ckpt_path: str, data: dict[str, Any], output: str | None = None, device: str = "auto", resolution: str = "native"
+) -> dict:
     """Test metrics of the checkpoint and of the baselines on the same samples (mask metrics only, and no
     depth_baseline, for a dataset without depth), on the checkpoint's data config changed by `data` (see
-    `data_config`); writes <output>/metrics.json."""
+    `data_config`); writes <output>/metrics.json.
+
+    `resolution="native"`: masks (model and |fg_bg − bg| baseline) are scored at each sample's stored size
+    (`mdeas.native_eval`); `"model"`: at the model's input size, as validation during training. Depth is scored at
+    the model's size either way."""
+    if resolution not in RESOLUTIONS:
+        raise ValueError(f"resolution must be one of {RESOLUTIONS}, got {resolution!r}")
     accelerator = "gpu" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
+    torch_device = "cuda" if accelerator == "gpu" else "cpu"
     module = load_module(ckpt_path)
     out = Path(output) if output else Path(ckpt_path).resolve().parent.parent / "evaluate"
     out.mkdir(parents=True, exist_ok=True)  # before the work: an unwritable folder fails at once, naming itself
@@ -97,11 +108,18 @@ def evaluate(ckpt_path: str, data: dict[str, Any], output: str | None = None, de
     has_depth = any(sample.depth for sample in datamodule.datasets["test"].samples)
     if not has_depth:  # a set without depth: its depth rows mean nothing
         model = {k: v for k, v in model.items() if not k.startswith(("depth/", "loss/depth"))}
-    denormalise = datamodule.datasets["test"].denormalise
-    threshold = fit_threshold(datamodule.val_dataloader(), denormalise)
-    baseline = {f"mask/{k}": v for k, v in score(datamodule.test_dataloader(), denormalise, threshold).items()}
-    results = {"checkpoint": str(ckpt_path), "samples": len(datamodule.datasets["test"]), "model": model,
-               "baseline": {"threshold": threshold, **baseline}}  # fmt: skip
+    if resolution == "native":
+        native, baseline = native_mask_scores(
+            module, datamodule.datasets["val"], datamodule.datasets["test"], torch_device
+        )
+        model = {**{k: v for k, v in model.items() if not k.startswith("mask/")}, **native}
+    else:
+        denormalise = datamodule.datasets["test"].denormalise
+        threshold = fit_threshold(datamodule.val_dataloader(), denormalise)
+        scores = score(datamodule.test_dataloader(), denormalise, threshold)
+        baseline = {"threshold": threshold, **{f"mask/{k}": v for k, v in scores.items()}}
+    results = {"checkpoint": str(ckpt_path), "samples": len(datamodule.datasets["test"]), "resolution": resolution,
+               "model": model, "baseline": baseline}  # fmt: skip
     depth_base = depth_baseline(datamodule, depth.scale, align) if has_depth else None
     if depth_base is not None:
         results["depth_baseline"] = depth_base
@@ -130,8 +148,9 @@ def table(results: dict) -> str:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
     with exit_on_data_error(CheckpointError, ValueError):
-        results = evaluate(cfg.ckpt_path, data_overrides(cfg), cfg.output, cfg.device)
-    print(f"{results['samples']} test samples; baseline threshold {results['baseline']['threshold']:.2f}")
+        results = evaluate(cfg.ckpt_path, data_overrides(cfg), cfg.output, cfg.device, cfg.resolution)
+    print(f"{results['samples']} test samples, masks scored at {results['resolution']} resolution; "
+          f"baseline threshold {results['baseline']['threshold']:.2f}")  # fmt: skip
     print(table(results))
 
 

@@ -64,6 +64,21 @@ def load_module(ckpt_path: str | Path, map_location: str | torch.device = "cpu")
     return module.eval().to(map_location)
 
 
+@torch.no_grad()
+def full_resolution(module: MaskDepthModule, bg: torch.Tensor, fg_bg: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Outputs at the input's own size for normalised float [1,3,H,W] `bg`, `fg_bg` of any H, W: the model's
+    `forward_full` when it has one (a refined model), else resize to the model's input size (area), run, and
+    upsample bilinearly: {"mask": logits [1,1,H,W], "depth": [1,1,H,W]}."""
+    if hasattr(module.model, "forward_full"):
+        return module.model.forward_full(bg, fg_bg)
+    size = int((module.hparams.data or {}).get("image_size", 224))
+    h, w = fg_bg.shape[-2:]
+    small = [torch.nn.functional.interpolate(x, size=(size, size), mode="area") for x in (bg, fg_bg)]
+    out = module(*small)
+    return {k: torch.nn.functional.interpolate(out[k].float(), size=(h, w), mode="bilinear", align_corners=False)
+            for k in ("mask", "depth")}  # fmt: skip
+
+
 @dataclass
 class Prediction:
     """Per-sample outputs at the input size: `mask` probability float32 [H, W] in [0, 1]; `depth` [H, W] as the

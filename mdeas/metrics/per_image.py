@@ -1,0 +1,93 @@
+"""Mask scores per image, then averaged over images: IoU and the boundary F-score.
+
+Pooled IoU (``MaskMetrics``) weighs large objects more; the per-image mean weighs every image alike, and the
+boundary F-score (Perazzi et al., DAVIS 2016) looks only at the outline, where a mask upsampled from a small
+model goes wrong first.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchmetrics import Metric
+
+BOUNDARY_TOLERANCE = 0.0075  # share of the image diagonal within which a boundary pixel counts as matched (DAVIS)
+
+
+def boundary_tolerance(height: int, width: int) -> int:
+    """The boundary matching distance in pixels for an image of that size: at least 1."""
+    return max(1, round(BOUNDARY_TOLERANCE * math.hypot(height, width)))
+
+
+def _dilate(mask: Tensor, radius: int) -> Tensor:
+    """Binary dilation of bool [B,1,H,W] by a (2·radius+1)² square."""
+    return F.max_pool2d(mask.float(), 2 * radius + 1, stride=1, padding=radius) > 0
+
+
+def boundary(mask: Tensor) -> Tensor:
+    """The pixels of bool [B,1,H,W] `mask` with one of their 8 neighbours outside it (beyond the border counts as
+    inside)."""
+    inside = F.pad(mask.float(), (1, 1, 1, 1), mode="replicate")
+    eroded = -F.max_pool2d(-inside, 3, stride=1)
+    return mask & (eroded < 1)
+
+
+def boundary_f_score(pred: Tensor, target: Tensor, tolerance: int | None = None) -> Tensor:
+    """Per-image boundary F-score of bool [B,1,H,W] masks → float64 [B] in [0, 1].
+
+    Precision: the share of predicted boundary pixels within `tolerance` px (default `boundary_tolerance`) of a
+    true boundary pixel; recall the reverse; F = 2PR / (P + R). Both boundaries empty scores 1, one empty 0.
+    """
+    radius = boundary_tolerance(*pred.shape[-2:]) if tolerance is None else tolerance
+    pb, tb = boundary(pred), boundary(target)
+    n_pred, n_true = pb.flatten(1).sum(1).double(), tb.flatten(1).sum(1).double()
+    precision = (pb & _dilate(tb, radius)).flatten(1).sum(1).double() / n_pred.clamp(min=1)
+    recall = (tb & _dilate(pb, radius)).flatten(1).sum(1).double() / n_true.clamp(min=1)
+    f = torch.where(precision + recall > 0, 2 * precision * recall / (precision + recall).clamp(min=1e-12), 0.0)
+    both_empty = (n_pred == 0) & (n_true == 0)
+    return torch.where(both_empty, torch.ones_like(f), f)
+
+
+def iou_per_image(pred: Tensor, target: Tensor) -> Tensor:
+    """Per-image IoU of bool [B,1,H,W] masks → float64 [B]; an empty mask predicted empty scores 1."""
+    inter = (pred & target).flatten(1).sum(1).double()
+    union = (pred | target).flatten(1).sum(1).double()
+    return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
+
+
+class PerImageMaskMetrics(Metric):
+    """Mean over images of IoU (``iou_per_image``) and boundary F-score (``boundary_f``) of thresholded masks.
+
+    ``update(pred, target)``: pred [B,1,H,W] logits (or probabilities with ``from_logits=False``), target
+    [B,1,H,W] in {0, 1}; images of different sizes may come in different updates. States are sums and a count,
+    summed across DDP processes.
+    """
+
+    is_differentiable = False
+    higher_is_better = True
+    full_state_update = False
+
+    iou: Tensor
+    boundary_f: Tensor
+    images: Tensor
+
+    def __init__(self, threshold: float = 0.5, from_logits: bool = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.threshold, self.from_logits = float(threshold), bool(from_logits)
+        for name in ("iou", "boundary_f", "images"):
+            self.add_state(name, default=torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, pred: Tensor, target: Tensor) -> None:
+        probs = torch.sigmoid(pred.float()) if self.from_logits else pred.float()
+        hard, truth = probs > self.threshold, target > 0.5
+        self.iou += iou_per_image(hard, truth).sum()
+        self.boundary_f += boundary_f_score(hard, truth).sum()
+        self.images += hard.shape[0]
+
+    def compute(self) -> dict[str, Tensor]:
+        count = self.images.clamp(min=1)
+        return {"iou_per_image": self.iou / count, "boundary_f": self.boundary_f / count}

@@ -1,0 +1,69 @@
+"""Mask scores at each sample's stored size: the model's logits brought to full size (a refiner's full-resolution
+output, or the model-size logits upsampled bilinearly) against the full-size ground truth, and the |fg_bg − bg|
+baseline on the same full-size pixels.
+
+Reported for model and baseline alike: pooled ``mask/iou``, ``mask/dice`` (and accuracy, precision, recall),
+``mask/iou_per_image`` (mean over images) and ``mask/boundary_f`` (boundary F-score, mean over images).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+
+from mdeas.baseline import difference, fit_threshold
+from mdeas.data.dataset import MaskDepthDataset, load_sample
+from mdeas.data.decode import binarise
+from mdeas.inference import full_resolution
+from mdeas.metrics.classes import MaskMetrics
+from mdeas.metrics.per_image import PerImageMaskMetrics
+from mdeas.module import MaskDepthModule
+
+
+def full_size_samples(dataset: MaskDepthDataset) -> Iterator[dict[str, torch.Tensor]]:
+    """Each sample of `dataset` at its stored size, as a batch of one: bg, fg_bg RGB float32 [1,3,H,W] in [0, 1];
+    mask float32 [1,1,H,W] in {0, 1}."""
+    for sample in dataset.samples:
+        arrays = load_sample(dataset.index, sample)
+        rgb = {k: torch.from_numpy(arrays[k]).permute(2, 0, 1)[None].float() / 255 for k in ("bg", "fg_bg")}
+        yield {**rgb, "mask": torch.from_numpy(binarise(arrays["mask"]))[None, None]}
+
+
+class MaskScores:
+    """Pooled and per-image mask scores over several updates (see the module docstring for the names)."""
+
+    def __init__(self, from_logits: bool) -> None:
+        self.pooled = MaskMetrics(from_logits=from_logits)
+        self.per_image = PerImageMaskMetrics(from_logits=from_logits)
+
+    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        self.pooled.update(pred, target)
+        self.per_image.update(pred, target)
+
+    def compute(self) -> dict[str, float]:
+        scores = {**self.pooled.compute(), **self.per_image.compute()}
+        return {f"mask/{k}": float(v) for k, v in scores.items()}
+
+
+def _normalise(rgb: torch.Tensor, dataset: MaskDepthDataset) -> torch.Tensor:
+    mean = torch.as_tensor(dataset.mean / 255.0).view(1, 3, 1, 1)
+    std = torch.as_tensor(dataset.std / 255.0).view(1, 3, 1, 1)
+    return ((rgb - mean) / std).float()
+
+
+@torch.no_grad()
+def native_mask_scores(
+    module: MaskDepthModule, val: MaskDepthDataset, test: MaskDepthDataset, device: torch.device | str = "cpu"
+) -> tuple[dict[str, float], dict]:
+    """(model scores, baseline scores with its "threshold") on `test` at full size; the baseline's threshold is
+    chosen on `val` at full size."""
+    threshold = fit_threshold(full_size_samples(val), lambda images: images)
+    model, baseline = MaskScores(from_logits=True), MaskScores(from_logits=False)
+    module = module.eval().to(device)
+    for batch in full_size_samples(test):
+        bg, fg_bg = (_normalise(batch[k], test).to(device) for k in ("bg", "fg_bg"))
+        logits = full_resolution(module, bg, fg_bg)["mask"].float().cpu()
+        model.update(logits, batch["mask"])
+        baseline.update((difference(batch["bg"], batch["fg_bg"]) > threshold).float(), batch["mask"])
+    return model.compute(), {"threshold": threshold, **baseline.compute()}

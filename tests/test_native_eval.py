@@ -1,0 +1,69 @@
+"""evaluate scores masks at each sample's stored size by default: the model's logits upsampled, the baseline on
+full-size pixels, both against the full-size ground truth."""
+
+import numpy as np
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from mdeas.data.dataset import load_sample
+from mdeas.data.decode import binarise
+from mdeas.evaluate import evaluate
+from mdeas.inference import full_resolution, load_module
+from mdeas.train import train
+from tests.conftest import compose_train, write_canonical_zip
+
+MASK_KEYS = ("mask/iou", "mask/dice", "mask/iou_per_image", "mask/boundary_f")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> dict:
+    """A checkpoint trained one batch at 32 px on a dataset stored at 64 px, evaluated both ways."""
+    root = tmp_path_factory.mktemp("native")
+    data = write_canonical_zip(root / "data.zip", num_samples=16, size=64, fg_per_bg=2)
+    overrides = ("trainer.max_epochs=1", "+trainer.limit_train_batches=1", "callbacks.image_grid=null", "test=false")
+    ckpt = train(compose_train(root / "run", data, *overrides))["best_checkpoint"]
+    native = evaluate(ckpt, {}, str(root / "native"))
+    model_size = evaluate(ckpt, {}, str(root / "model"), resolution="model")
+    return {"ckpt": ckpt, "native": native, "model": model_size}
+
+
+def full_size_test_split(ckpt: str):
+    """The checkpoint's module and its data module, set up for the test split."""
+    module = load_module(ckpt)
+    dm = instantiate(module.hparams.data["config"], _convert_="all")
+    dm.setup("test")
+    return module, dm
+
+
+def test_native_is_the_default_and_reports_every_mask_score(run):
+    assert run["native"]["resolution"] == "native" and run["model"]["resolution"] == "model"
+    for key in MASK_KEYS:
+        assert key in run["native"]["model"] and key in run["native"]["baseline"], key
+    assert run["native"]["model"]["depth/delta1"] == run["model"]["model"]["depth/delta1"]  # depth: model size
+
+
+def test_native_scores_equal_a_hand_computation_at_full_size(run):
+    module, dm = full_size_test_split(run["ckpt"])
+    test = dm.datasets["test"]
+    inter = union = inter_base = union_base = 0
+    threshold = run["native"]["baseline"]["threshold"]
+    for sample in test.samples:
+        arrays = load_sample(test.index, sample)
+        assert arrays["mask"].shape == (64, 64)  # scored at the stored size, not the model's 32 px
+        truth = binarise(arrays["mask"]) > 0.5
+        rgb = [torch.from_numpy(arrays[k]).permute(2, 0, 1)[None].float() / 255 for k in ("bg", "fg_bg")]
+        mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (dm.mean, dm.std))
+        bg, fg_bg = ((x - mean) / std for x in rgb)
+        logits = full_resolution(module, bg, fg_bg)["mask"][0, 0].numpy()
+        pred = logits > 0
+        inter, union = inter + (pred & truth).sum(), union + (pred | truth).sum()
+        base = np.abs(arrays["fg_bg"].astype(np.float32) - arrays["bg"]).mean(axis=2) / 255 > threshold
+        inter_base, union_base = inter_base + (base & truth).sum(), union_base + (base | truth).sum()
+    assert run["native"]["model"]["mask/iou"] == pytest.approx(inter / union, abs=1e-6)
+    assert run["native"]["baseline"]["mask/iou"] == pytest.approx(inter_base / union_base, abs=1e-6)
+
+
+def test_an_unknown_resolution_is_refused(run):
+    with pytest.raises(ValueError, match="resolution must be one of"):
+        evaluate(run["ckpt"], {}, None, resolution="full")

@@ -1,0 +1,61 @@
+"""Per-image mask scores against hand-made cases."""
+
+import pytest
+import torch
+
+from mdeas.metrics.per_image import PerImageMaskMetrics, boundary, boundary_f_score, boundary_tolerance, iou_per_image
+
+
+def square(size: int, top: int, left: int, side: int) -> torch.Tensor:
+    mask = torch.zeros(1, 1, size, size, dtype=torch.bool)
+    mask[..., top : top + side, left : left + side] = True
+    return mask
+
+
+def test_boundary_of_a_square_is_its_outline():
+    outline = boundary(square(8, 2, 2, 4))[0, 0]
+    assert outline.sum() == 12  # a 4x4 square: 16 pixels, 4 inside
+    assert not outline[3:5, 3:5].any() and outline[2, 2:6].all() and outline[5, 2:6].all()
+
+
+def test_boundary_f_score_hand_cases():
+    a = square(16, 4, 4, 6)
+    assert boundary_f_score(a, a, tolerance=1).item() == 1.0
+    shifted = square(16, 4, 5, 6)  # one pixel to the right: every boundary pixel is within 1 px of the other's
+    assert boundary_f_score(shifted, a, tolerance=1).item() == 1.0
+    # with no tolerance: of 20 outline pixels each, the shared ones are the top and bottom rows minus one column
+    # (2 x 5) and no column pixels; P = R = 10/20
+    assert boundary_f_score(shifted, a, tolerance=0).item() == pytest.approx(0.5)
+    far = square(16, 0, 12, 3)
+    assert boundary_f_score(far, a, tolerance=1).item() == 0.0
+    empty = torch.zeros_like(a)
+    assert boundary_f_score(empty, empty).tolist() == [1.0]
+    assert boundary_f_score(empty, a).tolist() == [0.0]
+
+
+def test_tolerance_follows_the_diagonal():
+    assert boundary_tolerance(16, 16) == 1
+    assert boundary_tolerance(224, 224) == 2  # 0.0075 x 316.8
+    assert boundary_tolerance(1080, 1920) == 17  # 0.0075 x 2202.9
+
+
+def test_per_image_mean_differs_from_pooling():
+    big, small = square(10, 0, 0, 10), square(10, 0, 0, 2)
+    pred = torch.cat([big, torch.zeros_like(small)])
+    target = torch.cat([big, small])
+    assert iou_per_image(pred, target).tolist() == [1.0, 0.0]
+    metric = PerImageMaskMetrics(from_logits=False)
+    metric.update(pred.float(), target.float())
+    assert metric.compute()["iou_per_image"].item() == 0.5  # pooled IoU would be 100 / 104
+
+
+def test_updates_of_different_sizes_accumulate():
+    metric = PerImageMaskMetrics()
+    a = square(8, 2, 2, 4)
+    metric.update(torch.where(a, 5.0, -5.0), a.float())  # logits: perfect
+    b = square(12, 0, 0, 6)
+    metric.update(torch.full((1, 1, 12, 12), -5.0), b.float())  # predicted empty
+    scores = metric.compute()
+    assert scores["iou_per_image"].item() == 0.5 and scores["boundary_f"].item() == 0.5
+    metric.reset()
+    assert metric.images.item() == 0
