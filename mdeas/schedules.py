@@ -20,23 +20,9 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from pytorch_lightning.tuner import Tuner
 from torch.optim import Optimizer
-from torch.optim.lr_scheduler import LambdaLR
+from torch.optim.lr_scheduler import CosineAnnealingLR, LambdaLR, LinearLR, SequentialLR
 
 log = logging.getLogger(__name__)
-
-
-class WarmupCosine:
-    """LR factor per optimiser step: linear warm-up ``(k + 1) / (W + 1)`` for ``k < W``, then cosine from 1 down to
-    ``min_factor`` at step ``total_steps - 1`` (and after)."""
-
-    def __init__(self, total_steps: int, warmup_steps: int, min_factor: float = 0.0) -> None:
-        self.total_steps, self.warmup_steps, self.min_factor = int(total_steps), int(warmup_steps), float(min_factor)
-
-    def __call__(self, step: int) -> float:
-        if step < self.warmup_steps:
-            return (step + 1) / (self.warmup_steps + 1)
-        progress = min(1.0, (step - self.warmup_steps) / max(1, self.total_steps - 1 - self.warmup_steps))
-        return self.min_factor + (1.0 - self.min_factor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 class WarmupCyclic:
@@ -72,20 +58,23 @@ class WarmupCyclic:
         return self.decay ** ((it - 2 * edge * self.cycles) // edge + 1)
 
 
-class WarmupCosineLR(LambdaLR):
-    """:class:`WarmupCosine` on every parameter group; warm-up given in epochs (may be fractional). Step per batch."""
+def warmup_cosine(
+    optimizer: Optimizer, total_steps: int, steps_per_epoch: int, warmup_epochs: float = 1.0, min_factor: float = 0.0
+) -> SequentialLR:
+    """Linear warm-up for ``warmup_epochs`` (may be fractional), then cosine down to ``min_factor`` × lr. Step per
+    batch.
 
-    def __init__(
-        self,
-        optimizer: Optimizer,
-        total_steps: int,
-        steps_per_epoch: int,
-        warmup_epochs: float = 1.0,
-        min_factor: float = 0.0,
-        last_epoch: int = -1,
-    ) -> None:
-        schedule = WarmupCosine(total_steps, round(warmup_epochs * steps_per_epoch), min_factor)
-        super().__init__(optimizer, schedule, last_epoch=last_epoch)
+    With ``W = round(warmup_epochs · steps_per_epoch)`` warm-up steps, the LR factor of optimiser step k is
+    ``(k + 1) / (W + 1)`` for k < W, then cosine from 1 at step W to ``min_factor`` at step ``total_steps - 1``.
+    The floor is ``min_factor`` × the first parameter group's lr (the module's optimiser has one group). Steps past
+    ``total_steps - 1`` (a run resumed with a larger budget keeps its saved schedule) follow torch's periodic cosine
+    back up.
+    """
+    warmup = round(warmup_epochs * steps_per_epoch)
+    floor = min_factor * optimizer.param_groups[0]["lr"]  # before LinearLR sets the first step's lr
+    ramp = LinearLR(optimizer, start_factor=1 / (warmup + 1), end_factor=1.0, total_iters=warmup)
+    cosine = CosineAnnealingLR(optimizer, T_max=max(1, total_steps - 1 - warmup), eta_min=floor)
+    return SequentialLR(optimizer, [ramp, cosine], milestones=[warmup])
 
 
 class WarmupCyclicLR(LambdaLR):

@@ -325,3 +325,9 @@ def test_ctrl_c_leaves_a_resumable_checkpoint_and_says_how_to_resume(run, tmp_pa
     interrupted = read_checkpoint(ckpts / "interrupted.ckpt")
     assert interrupted["epoch"] >= read_checkpoint(ckpts / "last.ckpt")["epoch"] >= 0
     assert sorted(p.name for p in ckpts.iterdir()) == ["best.ckpt", "interrupted.ckpt", "last.ckpt"]
+    # resuming from it finishes the interrupted epoch
+    before = (ckpts / "last.ckpt").read_bytes()
+    resume = (f"ckpt_path={ckpts / 'interrupted.ckpt'}", f"trainer.max_epochs={interrupted['epoch'] + 1}", "test=false")
+    train(config(tmp_path / "run", run["data"], *resume))
+    assert (ckpts / "last.ckpt").read_bytes() != before
+    assert read_checkpoint(ckpts / "last.ckpt")["global_step"] >= interrupted["global_step"] > 0

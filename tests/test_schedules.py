@@ -14,13 +14,7 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import OmegaConf
 
-from mdeas.schedules import (
-    WarmupCosine,
-    WarmupCosineLR,
-    WarmupCyclic,
-    WarmupCyclicLR,
-    lr_scheduler_config,
-)
+from mdeas.schedules import WarmupCyclic, WarmupCyclicLR, lr_scheduler_config
 from mdeas.train import build_module, train
 from tests.conftest import compose_train, write_canonical_zip
 
@@ -82,25 +76,50 @@ def test_warmup_cyclic_lr_drives_the_optimiser_from_1e_3() -> None:
 
 # ---------------------------------------------------------------- cosine with warm-up
 
+# sched=cosine_warmup at lr 1e-3 over 20 optimiser steps of 5 per epoch (warm-up: 1 epoch = 5 steps): the learning
+# rate of each step, as the schedule gave it before it was built from torch's LinearLR and CosineAnnealingLR.
+COSINE_WARMUP_LRS = [
+    0.00016666666666666666, 0.0003333333333333333, 0.0005, 0.0006666666666666666, 0.0008333333333333334, 0.001,
+    0.0009874639560909118, 0.0009504844339512095, 0.000890915741234015, 0.0008117449009293668,
+    0.0007169418695587791, 0.0006112604669781572, 0.0005, 0.00038873953302184284, 0.00028305813044122096,
+    0.00018825509907063325, 0.0001090842587659851, 4.9515566048790485e-05, 1.2536043909088191e-05, 0.0,
+]  # fmt: skip
 
-def test_warmup_cosine_factors_by_hand() -> None:
-    schedule = WarmupCosine(total_steps=10, warmup_steps=2, min_factor=0.1)
-    # warm-up 1/3, 2/3; cosine over steps 2..9 (7 intervals) from 1 to 0.1
+
+def cosine_warmup(lr: float, total: int, batches: int, **overrides: float) -> torch.optim.lr_scheduler.LRScheduler:
+    """conf/sched/cosine_warmup.yaml (with `overrides`) for `total` optimiser steps of `batches` per epoch."""
+    sched = load_sched("cosine_warmup")
+    sched["scheduler"].update(overrides)
+    return lr_scheduler_config(sched, sgd(lr), fake_trainer(total=total, batches=batches, accumulate=1))["scheduler"]
+
+
+def test_cosine_warmup_lr_per_step_is_pinned() -> None:
+    lr = lrs(cosine_warmup(1e-3, total=20, batches=5), 20)
+    assert lr == pytest.approx(COSINE_WARMUP_LRS, rel=1e-9, abs=1e-15)
+    # by hand: warm-up (k + 1) / 6 of the rate, the full rate after it, cosine half-way at step 12 and 0 at the last
+    assert lr[0] == pytest.approx(1e-3 / 6, rel=1e-12) and lr[4] == pytest.approx(5e-3 / 6, rel=1e-12)
+    assert lr[5] == pytest.approx(1e-3, rel=1e-12) and lr[12] == pytest.approx(0.5e-3, rel=1e-12)
+    assert lr[19] == pytest.approx(0.0, abs=1e-15)
+
+
+def test_cosine_warmup_by_hand_with_a_floor_and_fractional_warmup() -> None:
+    lr = lrs(cosine_warmup(0.5, total=10, batches=4, warmup_epochs=0.5, min_factor=0.1), 10)
+    # warm-up 1/3, 2/3 (half an epoch of 4 steps); cosine over steps 2..9 (7 intervals) from 1 to 0.1
     expected = [1 / 3, 2 / 3] + [0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * i / 7)) for i in range(8)]
-    assert [schedule(s) for s in range(10)] == pytest.approx(expected, abs=1e-12)
-    assert schedule(9) == pytest.approx(0.1) and schedule(25) == pytest.approx(0.1)
-    assert WarmupCosine(total_steps=5, warmup_steps=0)(0) == 1.0
+    assert lr == pytest.approx([0.5 * f for f in expected], rel=1e-9)
+    no_warmup = lrs(cosine_warmup(0.5, total=3, batches=4, warmup_epochs=0), 3)
+    assert no_warmup == pytest.approx([0.5, 0.25, 0.0], rel=1e-9, abs=1e-15)
 
 
-def test_warmup_cosine_lr_in_epochs_and_resume_from_state_dict() -> None:
-    scheduler = WarmupCosineLR(sgd(0.5), total_steps=12, steps_per_epoch=4, warmup_epochs=0.5)  # 2 warm-up steps
-    first = lrs(scheduler, 6)
-    assert first[:3] == pytest.approx([0.5 / 3, 1.0 / 3, 0.5])
-    state = scheduler.state_dict()
-    resumed = WarmupCosineLR(sgd(0.5), total_steps=99, steps_per_epoch=1, warmup_epochs=50)
-    resumed.load_state_dict(state)  # the schedule's own parameters come back with it
-    resumed.optimizer.param_groups[0]["lr"] = scheduler.optimizer.param_groups[0]["lr"]
-    assert lrs(resumed, 6) == pytest.approx(lrs(scheduler, 6))
+@pytest.mark.parametrize("cut", [1, 6])  # during the warm-up and after it
+def test_cosine_warmup_resumes_from_its_state_dict(cut: int) -> None:
+    straight = lrs(cosine_warmup(0.5, total=12, batches=4, warmup_epochs=0.5), 12)  # 2 warm-up steps
+    scheduler = cosine_warmup(0.5, total=12, batches=4, warmup_epochs=0.5)
+    first = lrs(scheduler, cut)
+    resumed = cosine_warmup(0.5, total=99, batches=1, warmup_epochs=50)
+    resumed.optimizer.load_state_dict(scheduler.optimizer.state_dict())
+    resumed.load_state_dict(scheduler.state_dict())  # the schedule's own parameters come back with it
+    assert first + lrs(resumed, 12 - cut) == pytest.approx(straight, rel=1e-9)
 
 
 # ---------------------------------------------------------------- sched configs and `auto`
@@ -125,8 +144,9 @@ def test_auto_arguments_come_from_the_trainer_and_optimiser() -> None:
     assert optimizer.param_groups[0]["max_lr"] == 0.2  # the optimiser's lr is the peak
     cyclic = lr_scheduler_config(load_sched("cyclic_warmup"), sgd(), fake_trainer(batches=10, accumulate=3))
     assert cyclic["scheduler"].lr_lambdas[0].steps_per_epoch == 4  # ceil(10 batches / 3 accumulated)
-    cosine = lr_scheduler_config(load_sched("cosine_warmup"), sgd(), fake_trainer(total=40, batches=10, accumulate=1))
-    assert (cosine["scheduler"].lr_lambdas[0].total_steps, cosine["scheduler"].lr_lambdas[0].warmup_steps) == (40, 10)
+    cosine = lrs(cosine_warmup(1e-3, total=40, batches=10), 40)  # warm-up: 1 epoch of 10 steps, then down to 0
+    assert cosine[9] < cosine[10] == max(cosine) == pytest.approx(1e-3) and cosine[39] == pytest.approx(0, abs=1e-15)
+    assert cosine[38] > 0
 
 
 def test_plateau_and_step_configs() -> None:
@@ -179,6 +199,16 @@ def compose_run(tmp_path: Path, tiny_zip: Path, *overrides: str):
     return compose_train(tmp_path / "run", tiny_zip, *overrides)
 
 
+class RecordLR(pl.Callback):
+    """Records the learning rate of every optimiser step."""
+
+    def __init__(self) -> None:
+        self.lrs: list[float] = []
+
+    def on_train_batch_start(self, trainer: pl.Trainer, *args: object) -> None:
+        self.lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+
 @pytest.mark.parametrize(("sched", "expected"), [("onecycle", 6), ("cyclic_warmup", 3), ("cosine_warmup", 6)])
 def test_fit_resolves_auto_from_the_real_loader(tmp_path: Path, tiny_zip: Path, sched: str, expected: int) -> None:
     cfg = compose_run(tmp_path, tiny_zip, f"sched={sched}")
@@ -186,15 +216,20 @@ def test_fit_resolves_auto_from_the_real_loader(tmp_path: Path, tiny_zip: Path, 
     datamodule.prepare_data()
     datamodule.setup("fit")
     module = build_module(cfg, datamodule)
+    record = RecordLR()
     trainer = pl.Trainer(
         max_epochs=2, limit_train_batches=3, limit_val_batches=1, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
+        enable_progress_bar=False, enable_model_summary=False, accelerator="cpu", callbacks=[record],
     )  # fmt: skip
     trainer.fit(module, datamodule=datamodule)
     scheduler = trainer.lr_scheduler_configs[0].scheduler
-    schedule = getattr(scheduler, "lr_lambdas", [scheduler])[0]
-    resolved = schedule.steps_per_epoch if sched == "cyclic_warmup" else schedule.total_steps
-    assert resolved == expected  # 2 epochs x 3 batches; 3 per epoch
+    if sched == "cosine_warmup":  # warm-up for 1 epoch of 3 steps, then down to 0 at the last of 6 steps
+        lr = record.lrs
+        assert len(lr) == 6 and lr[2] < lr[3] == max(lr) and lr[4] > lr[5] == pytest.approx(0, abs=1e-15)
+    else:
+        schedule = getattr(scheduler, "lr_lambdas", [scheduler])[0]
+        resolved = schedule.steps_per_epoch if sched == "cyclic_warmup" else schedule.total_steps
+        assert resolved == expected  # 2 epochs x 3 batches; 3 per epoch
     assert scheduler.last_epoch == 6  # stepped once per batch
 
 

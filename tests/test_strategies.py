@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,9 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.demos.boring_classes import BoringModel
 
+from mdeas.callbacks.interrupt import ResumeOnInterrupt
 from mdeas.inference import CheckpointError, load_module
 from mdeas.module import MaskDepthModule
 from mdeas.progressive import StageError, apply_stage
@@ -79,6 +82,41 @@ def test_channels_last_gives_the_same_outputs(tmp_path, tiny_zip):
     module.set_memory_format(channels_last=True)
     after = module(*x)
     assert all(torch.allclose(before[k], after[k], atol=1e-5) for k in before)
+
+
+class StartStep(pl.Callback):
+    """Records the optimiser step a fit starts from."""
+
+    start: int | None = None
+
+    def on_train_start(self, trainer, *args) -> None:
+        self.start = trainer.global_step
+
+
+def test_ctrl_c_checkpoint_is_resumed_only_when_asked(tmp_path):
+    """Lightning's OnExceptionCheckpoint would fail this: beside one, `fit(ckpt_path=None)` resumes the newest of
+    its checkpoint and last.ckpt, where mdeas starts afresh unless `ckpt_path=` is given."""
+    ckpts = tmp_path / "checkpoints"
+
+    def fit(*callbacks: pl.Callback, ckpt_path: Path | None = None) -> None:
+        trainer = pl.Trainer(
+            max_steps=4, limit_val_batches=0, logger=False, enable_progress_bar=False, enable_model_summary=False,
+            accelerator="cpu", default_root_dir=tmp_path, callbacks=[ResumeOnInterrupt(str(ckpts)), *callbacks],
+        )  # fmt: skip
+        trainer.fit(BoringModel(), ckpt_path=ckpt_path)
+
+    sigint = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(SystemExit):
+            fit(StopAfter(2))
+    finally:
+        signal.signal(signal.SIGINT, sigint)  # Lightning ignores further Ctrl-C after the first
+    assert torch.load(ckpts / "interrupted.ckpt", weights_only=False)["global_step"] == 2
+    fresh, resumed = StartStep(), StartStep()
+    fit(fresh)
+    assert fresh.start == 0, f"a fit without ckpt_path resumed from step {fresh.start}"
+    fit(resumed, ckpt_path=ckpts / "interrupted.ckpt")
+    assert resumed.start == 2
 
 
 @pytest.mark.slow

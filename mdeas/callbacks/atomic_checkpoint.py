@@ -35,7 +35,14 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> None:
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """`save_checkpoint` through `atomic_write`: a checkpoint on disk is always complete."""
+    """`save_checkpoint` through `atomic_write`: a checkpoint on disk is always complete.
+
+    Lightning's own save (`lightning_fabric.utilities.cloud_io._atomic_save`) is not enough: fsspec writes the bytes
+    to a temporary file in TMPDIR and moves it onto the checkpoint path, which is a rename only when TMPDIR is on
+    the checkpoint's filesystem. Otherwise (e.g. /tmp on tmpfs, runs on a disk or a network share) the move
+    truncates the previous checkpoint and copies into it, so a kill or a full disk during the copy leaves no
+    complete checkpoint (tests/test_checkpoint_io.py). Nor does it fsync before the rename.
+    """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
         save = super().save_checkpoint

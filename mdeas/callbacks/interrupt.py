@@ -16,6 +16,11 @@ class ResumeOnInterrupt(pl.Callback):
 
     Resuming from `last.ckpt` (the last finished epoch) reproduces an uninterrupted run exactly; `interrupted.ckpt`
     keeps the partial epoch's updates. Ctrl-C during fitting's validation counts too (not during validate/test).
+
+    Not Lightning's `OnExceptionCheckpoint`: with one among the callbacks, `fit(ckpt_path=None)` resumes from the
+    newest of its checkpoint and `last.ckpt` (`_CheckpointConnector._parse_ckpt_path`), so a run in a folder that
+    holds them would continue the old run, unchecked, instead of starting afresh; it also saves on any exception
+    and deletes its checkpoint when a later fit finishes.
     """
 
     def __init__(self, dirpath: str) -> None:

@@ -1,0 +1,113 @@
+"""A process killed (SIGKILL) in the middle of saving a checkpoint leaves the previous checkpoint complete.
+
+Lightning's TorchCheckpointIO saves through fsspec: the bytes go to a temporary file in TMPDIR, which is then moved
+onto the checkpoint path. The move is a rename when TMPDIR is on the checkpoint's filesystem, and a copy into the
+checkpoint path itself when it is not; AtomicCheckpointIO writes and renames beside the checkpoint in both cases.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import signal
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from fsspec.implementations.local import LocalFileOpener
+from pytorch_lightning.plugins.io import CheckpointIO, TorchCheckpointIO
+
+from mdeas.callbacks.atomic_checkpoint import AtomicCheckpointIO
+
+CHUNK = 1 << 20  # bytes written between two points where the kill may strike
+FORK = multiprocessing.get_context("fork")  # the child needs no imports: one kill point costs milliseconds
+
+
+def checkpoint(epoch: int) -> dict:
+    """An 8 MiB checkpoint whose weights say which epoch it is."""
+    return {"epoch": epoch, "state_dict": {"w": torch.full((2 << 20,), float(epoch))}}
+
+
+def save_and_die(io: CheckpointIO, content: dict, path: Path, tmp_dir: Path, kill_at: int) -> None:
+    """Save `content` to `path` through `io` with temporary files in `tmp_dir`, writing at most CHUNK bytes at a time
+    (file writes, and the kernel copy of a move between filesystems); SIGKILL this process after chunk `kill_at`."""
+    tempfile.tempdir = str(tmp_dir)
+    chunks = 0
+
+    def count() -> None:
+        nonlocal chunks
+        chunks += 1
+        if chunks == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    write, sendfile = LocalFileOpener.write, os.sendfile
+
+    def chunked_write(self: LocalFileOpener, data: bytes) -> int:
+        view = memoryview(data)
+        for start in range(0, len(view), CHUNK):
+            write(self, view[start : start + CHUNK])
+            count()
+        return len(view)
+
+    def chunked_sendfile(out_fd: int, in_fd: int, offset: int, count_: int) -> int:
+        sent = sendfile(out_fd, in_fd, offset, min(count_, CHUNK))
+        count()
+        return sent
+
+    LocalFileOpener.write = chunked_write
+    os.sendfile = chunked_sendfile
+    io.save_checkpoint(content, path)
+
+
+@pytest.fixture
+def tmp_dir(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
+    """TMPDIR for the save: beside the checkpoints ("same"), or on another filesystem, /dev/shm ("other")."""
+    if request.param == "same":
+        (tmp_path / "tmp").mkdir()
+        yield tmp_path / "tmp"
+        return
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or not os.access(shm, os.W_OK) or shm.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("needs a writable /dev/shm on another filesystem than the test's folder")
+    other = Path(tempfile.mkdtemp(dir=shm))
+    yield other
+    shutil.rmtree(other)
+
+
+LIGHTNING_ACROSS = pytest.mark.xfail(
+    strict=True, raises=AssertionError, reason="fsspec copies its temporary file into the checkpoint path in place"
+)
+
+
+@pytest.mark.parametrize(
+    ("io_class", "tmp_dir"),
+    [
+        (TorchCheckpointIO, "same"),
+        pytest.param(TorchCheckpointIO, "other", marks=LIGHTNING_ACROSS),
+        (AtomicCheckpointIO, "same"),
+        (AtomicCheckpointIO, "other"),
+    ],
+    indirect=["tmp_dir"],
+)
+def test_a_save_killed_at_any_point_keeps_the_previous_checkpoint(
+    io_class: type[CheckpointIO], tmp_dir: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "checkpoints" / "last.ckpt"
+    io_class().save_checkpoint(checkpoint(0), path)
+    old = path.read_bytes()
+    new = checkpoint(1)
+    for kill_at in range(1, 100):
+        child = FORK.Process(target=save_and_die, args=(io_class(), new, path, tmp_dir, kill_at))
+        child.start()
+        child.join()
+        if child.exitcode == 0:
+            break  # the save finished before chunk `kill_at`
+        assert child.exitcode == -signal.SIGKILL
+        intact = path.read_bytes() == old
+        assert intact, f"killed after chunk {kill_at} of the save: {path} is no longer the previous checkpoint"
+        assert torch.load(path, weights_only=True)["epoch"] == 0
+    assert kill_at > 8, "the save was never killed while writing its 8 MiB"
+    assert torch.equal(torch.load(path, weights_only=True)["state_dict"]["w"], new["state_dict"]["w"])
