@@ -35,6 +35,15 @@ class NonFiniteLossError(FloatingPointError):
     """A training loss that is NaN or infinite; the message names the step, the terms and the batch's samples."""
 
 
+def selection_score(values: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The one number that picks `best.ckpt` and ranks sweep jobs: (mask IoU + depth δ1) / 2, or mask IoU alone
+    when no pixel had known depth (`values` as computed: `mask/iou`, `depth/delta1`, `depth/count`)."""
+    iou = values["mask/iou"]
+    if float(values.get("depth/count", 0)) == 0:
+        return iou
+    return (iou + values["depth/delta1"].to(iou.dtype)) / 2
+
+
 class MaskDepthModule(pl.LightningModule):
     """Trains `model(bg, fg_bg) -> {"mask", "depth"}` on `loss(outputs, batch)`.
 
@@ -137,14 +146,14 @@ class MaskDepthModule(pl.LightningModule):
         self._evaluate(batch, "test")
 
     def _log_metrics(self, stage: str) -> None:
+        """Log `<stage>/mask/*`, `<stage>/depth/*` and `<stage>/score` (see `selection_score`), then reset."""
+        values = {}
         for task, metric in (("mask", self.mask_metrics[stage]), ("depth", self.depth_metrics[stage])):
-            values = metric.compute()
-            self.log_dict(
-                {f"{stage}/{task}/{k}": v.float() for k, v in values.items() if k not in ("count", "images")},
-                prog_bar=False,
-                sync_dist=False,
-            )
+            values |= {f"{task}/{k}": v for k, v in metric.compute().items()}
             metric.reset()
+        logged = {f"{stage}/{k}": v.float() for k, v in values.items() if k not in ("depth/count", "depth/images")}
+        logged[f"{stage}/score"] = selection_score(values).float()
+        self.log_dict(logged, prog_bar=False, sync_dist=False)
 
     def on_validation_epoch_end(self) -> None:
         self._log_metrics("val")

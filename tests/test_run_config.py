@@ -7,11 +7,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from omegaconf import OmegaConf
 
 from mdeas.data.layouts import load_index
 from mdeas.data.splits import split, subset
 from mdeas.evaluate import data_config
+from mdeas.module import selection_score
 from tests.conftest import TINY_RUN, write_canonical_zip
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,3 +74,11 @@ def test_data_config_applies_dotted_overrides_on_the_stored_config():
     assert data_config(stored, {"path": "b.zip", "limit": 30})["limit"] == 30
     with pytest.raises(ValueError, match="holds no data config"):
         data_config({}, {"limit": 3})
+
+
+def test_selection_score_is_the_mean_of_mask_iou_and_depth_delta1(chain):
+    values = {"mask/iou": torch.tensor(0.8), "depth/delta1": torch.tensor(0.6), "depth/count": torch.tensor(10.0)}
+    assert selection_score(values).item() == pytest.approx(0.7)
+    assert selection_score({**values, "depth/count": torch.tensor(0.0)}).item() == pytest.approx(0.8)
+    val = json.loads((chain / "stage1" / "metrics.json").read_text())["val"]
+    assert val["val/score"] == pytest.approx((val["val/mask/iou"] + val["val/depth/delta1"]) / 2, abs=1e-6)
