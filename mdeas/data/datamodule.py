@@ -64,6 +64,7 @@ class MaskDepthDataModule(pl.LightningDataModule):
         num_workers: int = 2,
         limit: int | None = None,
         split: Sequence[float] = (0.7, 0.15, 0.15),
+        split_by: str = "background",
         seed: int = 0,
         cache_dir: str = "data/cache",
         synth: Callable[[str], str | Path] | None = None,
@@ -84,6 +85,7 @@ class MaskDepthDataModule(pl.LightningDataModule):
         self.path = path
         self.image_size, self.batch_size, self.num_workers = image_size, batch_size, num_workers
         self.limit, self.fractions, self.seed = limit, tuple(split), seed
+        self.split_by = split_by
         self.cache_dir, self.synth = cache_dir, synth
         self.augment, self.mean, self.std = list(augment), tuple(mean), tuple(std)
         self.pin_memory = pin_memory
@@ -114,7 +116,7 @@ class MaskDepthDataModule(pl.LightningDataModule):
         if self.limit is not None and self.limit > count:
             log.warning("data.limit=%d is more than the dataset's %d samples: using all of them", self.limit, count)
         samples = subset(self.index.samples, self.limit, self.seed)
-        parts = dict(zip(SPLITS, split(samples, self.fractions, self.seed), strict=True))
+        parts = dict(zip(SPLITS, split(samples, self.fractions, self.seed, self.split_by), strict=True))
         for name, fraction in zip(SPLITS, self.fractions, strict=True):
             if fraction > 0 and not parts[name]:
                 raise DataError(
