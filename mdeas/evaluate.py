@@ -138,11 +138,20 @@ def table(results: dict) -> str:
         header += f" {depth_base['fit_on']} median depth | {depth_base['fit_on']} mean depth map |"
     lines = [header, "|---|---" + "|---" * len(columns) + "|"]
     for key, value in results["model"].items():
-        if key.startswith("loss"):
+        if key.startswith("loss") or value is None:
             continue
-        cells = ["" if column.get(key) is None else f"{column[key]:.4f}" for column in columns]
-        lines.append(f"| {key} | {value:.4f} | " + " | ".join(cells) + " |")
+        cells = [_cell(column.get(key)) for column in columns]
+        lines.append(f"| {key} | {_cell(value)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _cell(value: float | list | None) -> str:
+    """A table cell: a number to 4 decimals, an interval as [lo, hi], nothing for None."""
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return "[" + ", ".join(f"{v:.4f}" for v in value) + "]"
+    return f"{value:.4f}"
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")

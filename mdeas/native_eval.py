@@ -3,13 +3,16 @@ output, or the model-size logits upsampled bilinearly) against the full-size gro
 baseline on the same full-size pixels.
 
 Reported for model and baseline alike: pooled ``mask/iou``, ``mask/dice`` (and accuracy, precision, recall),
-``mask/iou_per_image`` (mean over images) and ``mask/boundary_f`` (boundary F-score, mean over images).
+``mask/iou_per_image`` (mean over images) and ``mask/boundary_f`` (boundary F-score, mean over images); and 95 %
+bootstrap intervals over images of the pooled IoU (``mask/iou_ci95``) and of the model's gain over the baseline
+(``mask/iou_gain_ci95``, paired: the same resampled images for both).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numpy as np
 import torch
 
 from mdeas.baseline import difference, fit_threshold
@@ -31,19 +34,44 @@ def full_size_samples(dataset: MaskDepthDataset) -> Iterator[dict[str, torch.Ten
 
 
 class MaskScores:
-    """Pooled and per-image mask scores over several updates (see the module docstring for the names)."""
+    """Pooled and per-image mask scores over several updates (see the module docstring for the names), keeping
+    each image's intersection and union for bootstrap intervals."""
 
     def __init__(self, from_logits: bool) -> None:
         self.pooled = MaskMetrics(from_logits=from_logits)
         self.per_image = PerImageMaskMetrics(from_logits=from_logits)
+        self.from_logits = from_logits
+        self.counts: list[tuple[int, int]] = []  # (intersection, union) pixels per image
 
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
         self.pooled.update(pred, target)
         self.per_image.update(pred, target)
+        hard, truth = (pred > 0 if self.from_logits else pred > 0.5), target > 0.5
+        self.counts += [
+            (int(i), int(u))
+            for i, u in zip((hard & truth).flatten(1).sum(1), (hard | truth).flatten(1).sum(1), strict=True)
+        ]
 
     def compute(self) -> dict[str, float]:
         scores = {**self.pooled.compute(), **self.per_image.compute()}
         return {f"mask/{k}": float(v) for k, v in scores.items()}
+
+
+def bootstrap_iou(
+    model: list[tuple[int, int]], baseline: list[tuple[int, int]], draws: int = 2000, seed: int = 0
+) -> dict:
+    """95 % bootstrap intervals over images (the same resampled images for both) of the pooled IoU of the model,
+    of the baseline and of their difference: {"model": [lo, hi], "baseline": [lo, hi], "gain": [lo, hi]}."""
+    m, b = np.asarray(model, np.float64), np.asarray(baseline, np.float64)
+    picks = np.random.default_rng(seed).integers(0, len(m), size=(draws, len(m)))
+
+    def pooled(counts: np.ndarray) -> np.ndarray:
+        inter, union = counts[picks, 0].sum(1), counts[picks, 1].sum(1)
+        return np.where(union > 0, inter / np.maximum(union, 1), 1.0)
+
+    iou_m, iou_b = pooled(m), pooled(b)
+    interval = lambda x: [float(v) for v in np.percentile(x, [2.5, 97.5])]  # noqa: E731
+    return {"model": interval(iou_m), "baseline": interval(iou_b), "gain": interval(iou_m - iou_b)}
 
 
 def _normalise(rgb: torch.Tensor, dataset: MaskDepthDataset) -> torch.Tensor:
@@ -66,4 +94,10 @@ def native_mask_scores(
         logits = full_resolution(module, bg, fg_bg)["mask"].float().cpu()
         model.update(logits, batch["mask"])
         baseline.update((difference(batch["bg"], batch["fg_bg"]) > threshold).float(), batch["mask"])
-    return model.compute(), {"threshold": threshold, **baseline.compute()}
+    model_scores = {**model.compute(), "mask/iou_ci95": None}
+    baseline_scores = {"threshold": threshold, **baseline.compute(), "mask/iou_ci95": None}
+    if model.counts:
+        ci = bootstrap_iou(model.counts, baseline.counts)
+        model_scores["mask/iou_ci95"], baseline_scores["mask/iou_ci95"] = ci["model"], ci["baseline"]
+        model_scores["mask/iou_gain_ci95"] = ci["gain"]
+    return model_scores, baseline_scores

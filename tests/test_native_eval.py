@@ -10,6 +10,7 @@ from mdeas.data.dataset import load_sample
 from mdeas.data.decode import binarise
 from mdeas.evaluate import evaluate
 from mdeas.inference import full_resolution, load_module
+from mdeas.native_eval import bootstrap_iou
 from mdeas.train import train
 from tests.conftest import compose_train, write_canonical_zip
 
@@ -67,3 +68,17 @@ def test_native_scores_equal_a_hand_computation_at_full_size(run):
 def test_an_unknown_resolution_is_refused(run):
     with pytest.raises(ValueError, match="resolution must be one of"):
         evaluate(run["ckpt"], {}, None, resolution="full")
+
+
+def test_bootstrap_intervals_hold_the_point_estimate_and_pair_the_images(run):
+    model, baseline = run["native"]["model"], run["native"]["baseline"]
+    lo, hi = model["mask/iou_ci95"]
+    assert lo <= model["mask/iou"] <= hi
+    lo, hi = baseline["mask/iou_ci95"]
+    assert lo <= baseline["mask/iou"] <= hi
+    # identical predictions: every resample gives the same IoU for both, so the gain interval is exactly [0, 0]
+    counts = [(3, 4), (0, 2), (5, 5)]
+    ci = bootstrap_iou(counts, counts, draws=50)
+    assert ci["gain"] == [0.0, 0.0] and ci["model"] == ci["baseline"]
+    one = bootstrap_iou([(3, 4)], [(1, 4)], draws=10)  # one image: no spread
+    assert one == {"model": [0.75, 0.75], "baseline": [0.25, 0.25], "gain": [0.5, 0.5]}
