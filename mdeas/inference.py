@@ -1,4 +1,5 @@
-"""Load a trained checkpoint and run it on raw images: resize, normalise, predict, map back to the input size.
+"""Load a trained checkpoint and run it on raw images: resize, normalise, predict, map back to the input size (a
+refined model, `mdeas.models.refiner.RefinedNet`, refines its mask at the input size instead).
 
 A checkpoint carries what this needs (DESIGN.md): the model config, the input size, the normalisation and the
 depth encoding, so nothing but the checkpoint path is required.
@@ -17,6 +18,7 @@ import torch
 
 from mdeas.data.decode import encode_depth
 from mdeas.data.layouts import DepthEncoding
+from mdeas.models.refiner import RefinedNet, resize, upsample
 from mdeas.module import MaskDepthModule
 
 
@@ -50,9 +52,12 @@ def _load_state(target: torch.nn.Module, state: dict, path: str | Path, hparams:
 
 
 def load_weights(model: torch.nn.Module, ckpt_path: str | Path, prefix: str = "model.") -> None:
-    """Copy the weights under `prefix` of an mdeas checkpoint into `model` (strict: every tensor must fit)."""
+    """Copy the weights under `prefix` of an mdeas checkpoint into `model` (strict: every tensor must fit). A
+    RefinedNet also takes a checkpoint of its base model alone (second-stage training): into its `base`."""
     ckpt = read_checkpoint(ckpt_path)
     weights = {k.removeprefix(prefix): v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+    if isinstance(model, RefinedNet) and not any(k.startswith("base.") for k in weights):
+        model = model.base
     _load_state(model, weights, ckpt_path, ckpt["hyper_parameters"])
 
 
@@ -64,19 +69,27 @@ def load_module(ckpt_path: str | Path, map_location: str | torch.device = "cpu")
     return module.eval().to(map_location)
 
 
+def model_size(module: MaskDepthModule) -> int:
+    """The square input size (px) the module trained at: data.image_size of its checkpoint (224 if unknown)."""
+    return int((module.hparams.data or {}).get("image_size", 224))
+
+
 @torch.no_grad()
 def full_resolution(module: MaskDepthModule, bg: torch.Tensor, fg_bg: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Outputs at the input's own size for normalised float [1,3,H,W] `bg`, `fg_bg` of any H, W: the model's
-    `forward_full` when it has one (a refined model), else resize to the model's input size (area), run, and
-    upsample bilinearly: {"mask": logits [1,1,H,W], "depth": [1,1,H,W]}."""
-    if hasattr(module.model, "forward_full"):
-        return module.model.forward_full(bg, fg_bg)
-    size = int((module.hparams.data or {}).get("image_size", 224))
-    h, w = fg_bg.shape[-2:]
-    small = [torch.nn.functional.interpolate(x, size=(size, size), mode="area") for x in (bg, fg_bg)]
-    out = module(*small)
-    return {k: torch.nn.functional.interpolate(out[k].float(), size=(h, w), mode="bilinear", align_corners=False)
-            for k in ("mask", "depth")}  # fmt: skip
+    """Normalised bg, fg_bg float [B, 3, H, W] of any size → {"mask": logits, "depth"}, [B, 1, H, W] each, at
+    that size: a RefinedNet's `forward_full`; any other model runs on the pair resized (area) to the model size,
+    its outputs upsampled bilinearly."""
+    size = model_size(module)
+    if isinstance(module.model, RefinedNet):
+        out = module.model.forward_full(bg, fg_bg, size)
+        return {key: out[key] for key in ("mask", "depth")}
+    out = module(resize(bg, (size, size)), resize(fg_bg, (size, size)))
+    return {key: upsample(out[key], fg_bg.shape[-2:]) for key in ("mask", "depth")}
+
+
+def _arrays(out: dict[str, torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
+    """Mask probabilities and depth clamped to [0, 1], float32 [B, H, W] each, from model outputs."""
+    return torch.sigmoid(out["mask"].float())[:, 0].cpu().numpy(), out["depth"].float().clamp(0, 1)[:, 0].cpu().numpy()
 
 
 @dataclass
@@ -97,31 +110,45 @@ class Predictor:
         self.module = module.eval().to(device)
         self.device = torch.device(device)
         data = module.hparams.data or {}
-        self.size = int(data.get("image_size", 224))
+        self.size = model_size(module)
         self.mean = np.asarray(data.get("mean", (0.485, 0.456, 0.406)), np.float32) * 255
         self.std = np.asarray(data.get("std", (0.229, 0.224, 0.225)), np.float32) * 255
         self.depth_encoding = DepthEncoding(**(data.get("depth") or {}))
 
-    def _tensor(self, images: list[np.ndarray]) -> torch.Tensor:
-        resized = [cv2.resize(im, (self.size, self.size), interpolation=cv2.INTER_AREA) for im in images]
-        batch = (np.stack(resized).astype(np.float32) - self.mean) / self.std
+    def _tensor(self, images: list[np.ndarray], resized: bool = True) -> torch.Tensor:
+        """Normalised float32 [B, 3, H, W] on the device, each image resized to the model size unless not
+        `resized` (then the images must share a size)."""
+        if resized:
+            images = [cv2.resize(im, (self.size, self.size), interpolation=cv2.INTER_AREA) for im in images]
+        batch = (np.stack(images).astype(np.float32) - self.mean) / self.std
         return torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous().to(self.device)
+
+    def _outputs(self, bgs: list[np.ndarray], fg_bgs: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(mask probability, normalised depth) float32 [H, W] per sample at its input's size: a RefinedNet refines
+        each sample at its own size, one at a time; other models run the batch at the model size."""
+        if isinstance(getattr(self.module, "model", None), RefinedNet):
+            outputs = []
+            for bg, fg_bg in zip(bgs, fg_bgs, strict=True):
+                out = full_resolution(
+                    self.module, self._tensor([bg], resized=False), self._tensor([fg_bg], resized=False)
+                )
+                outputs.append(tuple(a[0] for a in _arrays(out)))
+            return outputs
+        masks, depths = _arrays(self.module(self._tensor(bgs), self._tensor(fg_bgs)))
+        return [
+            tuple(cv2.resize(a, fg_bg.shape[1::-1], interpolation=cv2.INTER_LINEAR) for a in (mask, depth))
+            for mask, depth, fg_bg in zip(masks, depths, fg_bgs, strict=True)
+        ]
 
     @torch.no_grad()
     def __call__(self, bgs: list[np.ndarray], fg_bgs: list[np.ndarray]) -> list[Prediction]:
-        """Predict a batch; each output is resized back to its own input size."""
+        """Predict a batch; each output is at its own input's size."""
         for bg, fg_bg in zip(bgs, fg_bgs, strict=True):
             if bg.shape != fg_bg.shape:
                 raise ValueError(
                     f"bg size {bg.shape[1]}x{bg.shape[0]} differs from fg_bg {fg_bg.shape[1]}x{fg_bg.shape[0]}"
                 )
-        out = self.module(self._tensor(bgs), self._tensor(fg_bgs))
-        masks = torch.sigmoid(out["mask"].float())[:, 0].cpu().numpy()
-        depths = out["depth"].float().clamp(0, 1)[:, 0].cpu().numpy()
-        results = []
-        for mask, depth, fg_bg in zip(masks, depths, fg_bgs, strict=True):
-            h, w = fg_bg.shape[:2]
-            mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_LINEAR)
-            depth = cv2.resize(depth, (w, h), interpolation=cv2.INTER_LINEAR)
-            results.append(Prediction(mask, encode_depth(depth, self.depth_encoding), depth))
-        return results
+        return [
+            Prediction(mask, encode_depth(depth, self.depth_encoding), depth)
+            for mask, depth in self._outputs(bgs, fg_bgs)
+        ]

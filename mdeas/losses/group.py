@@ -12,7 +12,8 @@ from torch import Tensor, nn
 
 from mdeas.losses.terms import TERMS, Term
 
-TARGETS = ("mask", "depth")
+# output name -> the batch entry it is scored against (mask_coarse: a refined model's coarse mask, upsampled)
+TARGETS = {"mask": "mask", "depth": "depth", "mask_coarse": "mask"}
 _SPEC_KEYS = {"target", "fn", "weight", "kwargs"}
 
 
@@ -57,8 +58,9 @@ def _named(terms: Any) -> list[tuple[str, Any]]:
 def parse_terms(terms: Mapping[str, Any] | Iterable[Mapping[str, Any]] | DictConfig | ListConfig) -> list[TermSpec]:
     """Check and convert term specs (dicts or OmegaConf), in config order.
 
-    Either a mapping ``{name: {target: mask|depth, fn, weight, kwargs?}}`` (the presets' form: a term's weight is
-    then the override ``loss.terms.<name>.weight=...``) or a list of ``{name, target, fn, weight, kwargs?}``.
+    Either a mapping ``{name: {target: mask|depth|mask_coarse, fn, weight, kwargs?}}`` (the presets' form: a term's
+    weight is then the override ``loss.terms.<name>.weight=...``) or a list of ``{name, target, fn, weight,
+    kwargs?}``.
     """
     specs: list[TermSpec] = []
     seen: set[str] = set()
@@ -112,8 +114,9 @@ class LossGroup(nn.Module):
             if spec.weight == 0.0:
                 parts[spec.name] = torch.zeros((), dtype=torch.float32, device=ref.device)
                 continue
-            valid = batch.get("valid") if spec.target == "depth" else None
-            value = spec.weight * spec.func(outputs[spec.target], batch[spec.target], valid, **spec.kwargs)
+            truth = TARGETS[spec.target]
+            valid = batch.get("valid") if truth == "depth" else None
+            value = spec.weight * spec.func(outputs[spec.target], batch[truth], valid, **spec.kwargs)
             parts[spec.name] = value
             total = total + value
         return total, parts

@@ -1,0 +1,211 @@
+"""Full-resolution masks: a base model on the downsampled pair, a light refiner on the full-resolution patches
+where the coarse mask is unsure (after BackgroundMattingV2's refiner, Lin et al., CVPR 2021).
+
+`PatchRefiner` sees bg, fg_bg, |fg_bg − bg| and the coarse mask probability; it predicts a correction of the
+coarse logits on square patches of `patch` px from crops with `context` px more on each side: its 3×3 convs are
+unpadded (one per px of context), so a patch's output depends only on its crop, refining a patch alone gives the
+same values as refining every patch at once (the dense pass), and pixels outside the chosen patches keep the
+coarse logits exactly. Patches are chosen by uncertainty: the maximum over the patch of 1 − |2p − 1| (p the coarse
+probability), highest first.
+
+`RefinedNet` wraps any preset: `forward` (training, export) runs the base on the input shrunk by `downsample`
+and refines a fixed share of patches at the input size; `forward_full` (inference at any native size) runs the
+base at its training size and refines at the native size the patches above an uncertainty threshold, up to the
+same share of the image's patches.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mdeas.models.net import check_size
+from mdeas.models.registry import create_model
+
+IN_CHANNELS = 10  # bg, fg_bg, |fg_bg − bg| (3 each) and the coarse mask probability
+
+
+def resize(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Images [B, C, h, w] → [B, C, *size] by area averaging (the data pipeline's INTER_AREA)."""
+    return F.interpolate(x, size=tuple(size), mode="area")
+
+
+def upsample(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Maps [B, C, h, w] (logits or depth) → [B, C, *size] bilinearly."""
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
+
+
+def patch_uncertainty(logits: torch.Tensor, patch: int) -> torch.Tensor:
+    """Mask logits [B, 1, H, W] (H, W multiples of `patch`) → [B, H/patch, W/patch]: per patch the maximum of
+    1 − |2p − 1| = 1 − |tanh(logit / 2)|, in [0, 1] (1: p = 0.5 somewhere in the patch)."""
+    closest = -F.max_pool2d(-logits.detach().abs().float(), patch)
+    return 1.0 - torch.tanh(closest[:, 0] / 2)
+
+
+def select_patches(
+    uncertainty: torch.Tensor, k: int, threshold: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The patches to refine: per image the `k` most uncertain of `uncertainty` [B, nH, nW] whose uncertainty is at
+    least `threshold` (0: all `k`). Returns (image, row, column) indices, int64 [n] each."""
+    n_w = uncertainty.shape[-1]
+    values, index = uncertainty.flatten(1).topk(min(k, n_w * uncertainty.shape[-2]), dim=1)
+    image, rank = (values >= threshold).nonzero(as_tuple=True)
+    patch = index[image, rank]
+    return image, patch // n_w, patch % n_w
+
+
+class PatchRefiner(nn.Module):
+    """Refines coarse mask logits on full-resolution patches.
+
+    `widths`: channels of the hidden 3×3 convs (ReLU after each); `patch`: side of a patch, px; `context` =
+    len(widths) + 1 px around each patch. The last conv starts at zero: an untrained refiner returns the coarse
+    logits.
+    """
+
+    def __init__(self, widths: Sequence[int] = (24, 16), patch: int = 8) -> None:
+        super().__init__()
+        channels = [IN_CHANNELS, *widths]
+        layers: list[nn.Module] = []
+        for a, b in zip(channels, channels[1:], strict=False):
+            layers += [nn.Conv2d(a, b, 3), nn.ReLU(inplace=True)]
+        last = nn.Conv2d(channels[-1], 1, 3)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+        self.net = nn.Sequential(*layers, last)
+        self.patch = patch
+        self.context = len(widths) + 1
+
+    def grid(self, size: Sequence[int]) -> tuple[int, int]:
+        """Patches (rows, columns) covering an image of `size` (H, W); the last row and column may overhang."""
+        return math.ceil(size[0] / self.patch), math.ceil(size[1] / self.patch)
+
+    def correction(self, x: torch.Tensor) -> torch.Tensor:
+        """Crops [N, 7, h + 2·context, w + 2·context] of (bg, fg_bg, coarse logits) → logit corrections [N, 1, h, w]."""
+        bg, fg_bg, coarse = x[:, :3], x[:, 3:6], x[:, 6:]
+        return self.net(torch.cat([bg, fg_bg, (fg_bg - bg).abs(), torch.sigmoid(coarse)], dim=1))
+
+    def crops(
+        self, maps: Sequence[torch.Tensor], image: torch.Tensor, row: torch.Tensor, col: torch.Tensor
+    ) -> torch.Tensor:
+        """The patches (image, row, col) with their context from `maps` [B, C_i, H, W] → [N, ΣC_i, p + 2c, p + 2c]
+        (channels-last); pixels beyond the image repeat its edge."""
+        h, w = maps[0].shape[-2:]
+        offset = torch.arange(-self.context, self.patch + self.context, device=image.device)
+        rows = (row[:, None] * self.patch + offset).clamp(0, h - 1)[:, :, None]
+        cols = (col[:, None] * self.patch + offset).clamp(0, w - 1)[:, None, :]
+        index = image[:, None, None]
+        return torch.cat([m[index, :, rows, cols] for m in maps], dim=3).permute(0, 3, 1, 2)
+
+    def forward(
+        self,
+        bg: torch.Tensor,
+        fg_bg: torch.Tensor,
+        coarse: torch.Tensor,
+        k: int | None = None,
+        threshold: float = 0.0,
+    ) -> torch.Tensor:
+        """Refined mask logits [B, 1, H, W].
+
+        bg, fg_bg: normalised images [B, 3, H, W]; coarse: mask logits [B, 1, H, W] (the coarse prediction
+        upsampled to H, W); k: patches refined per image, the most uncertain ones with uncertainty ≥ `threshold`
+        (None: every patch, in one dense pass). Pixels outside the refined patches are `coarse`'s.
+        """
+        h, w = coarse.shape[-2:]
+        p, c = self.patch, self.context
+        rows, cols = self.grid((h, w))
+        pad_h, pad_w = rows * p - h, cols * p - w
+        padded = F.pad(coarse, (0, pad_w, 0, pad_h), mode="replicate")
+        if k is None:
+            x = F.pad(torch.cat([bg, fg_bg, coarse], dim=1), (c, c + pad_w, c, c + pad_h), mode="replicate")
+            return (padded + self.correction(x))[..., :h, :w]
+        image, row, col = select_patches(patch_uncertainty(padded, p), k, threshold)
+        correction = self.correction(self.crops((bg, fg_bg, coarse), image, row, col))
+        patches = padded.unflatten(2, (rows, p)).unflatten(4, (cols, p)).permute(0, 2, 4, 1, 3, 5)  # [B,nH,nW,1,p,p]
+        patches = patches.index_put((image, row, col), patches[image, row, col] + correction)
+        return patches.permute(0, 3, 1, 4, 2, 5).reshape(padded.shape)[..., :h, :w]
+
+
+class RefinedNet(nn.Module):
+    """A base model on the downsampled pair, its mask refined at the input size by a PatchRefiner.
+
+    `downsample`: input size / base input size in training; `fraction`: share of the patches refined per image (in
+    (0, 1]; 1: every patch, densely); `threshold`: least uncertainty of a patch refined by `forward_full`;
+    `freeze_base`: keep the base's weights and normalisation statistics fixed (second-stage training).
+    """
+
+    def __init__(
+        self,
+        base: nn.Module,
+        refiner: PatchRefiner,
+        downsample: int = 4,
+        fraction: float = 0.25,
+        threshold: float = 0.1,
+        freeze_base: bool = False,
+    ) -> None:
+        super().__init__()
+        if not 0.0 < fraction <= 1.0:
+            raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+        self.base = base
+        self.refiner = refiner
+        self.downsample = downsample
+        self.fraction = fraction
+        self.threshold = threshold
+        self.freeze_base = freeze_base
+        self.stride = base.stride * downsample
+        self.base.requires_grad_(not freeze_base)
+        self.train()
+
+    def train(self, mode: bool = True) -> RefinedNet:
+        """Set the training mode; a frozen base stays in eval mode (its BatchNorm statistics fixed)."""
+        super().train(mode)
+        if self.freeze_base:
+            self.base.eval()
+        return self
+
+    def patches(self, size: Sequence[int]) -> int | None:
+        """Patches refined per image of `size` (H, W): `fraction` of them, rounded up; None for every patch."""
+        rows, cols = self.refiner.grid(size)
+        return None if self.fraction >= 1.0 else math.ceil(self.fraction * rows * cols)
+
+    def _refine(
+        self, bg: torch.Tensor, fg_bg: torch.Tensor, base: dict[str, torch.Tensor], threshold: float
+    ) -> dict[str, torch.Tensor]:
+        """The base's outputs `base` brought to the size of bg, fg_bg, the mask refined there."""
+        size = fg_bg.shape[-2:]
+        coarse = upsample(base["mask"], size)
+        mask = self.refiner(bg, fg_bg, coarse, self.patches(size), threshold)
+        return {"mask": mask, "depth": upsample(base["depth"], size), "mask_coarse": coarse}
+
+    def forward(self, bg: torch.Tensor, fg_bg: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Normalised bg, fg_bg [B, 3, H, W] (H, W divisible by `stride`) → {"mask": refined logits, "depth",
+        "mask_coarse": the base's logits upsampled}, each [B, 1, H, W]; the base runs on the pair averaged over
+        `downsample` × `downsample` blocks and `fraction` of the patches are refined."""
+        check_size(fg_bg, self.stride)
+        base = self.base(F.avg_pool2d(bg, self.downsample), F.avg_pool2d(fg_bg, self.downsample))
+        return self._refine(bg, fg_bg, base, 0.0)
+
+    def forward_full(self, bg: torch.Tensor, fg_bg: torch.Tensor, train_size: int) -> dict[str, torch.Tensor]:
+        """Normalised bg, fg_bg [B, 3, H, W] of any size → the outputs of `forward` at H × W. The base runs on
+        the pair shrunk to the square it trained on, `train_size` / downsample px (`train_size`: the training
+        input size, data.image_size); the patches refined are those with uncertainty ≥ `threshold`, at most
+        `fraction` of them."""
+        side = (train_size // self.downsample,) * 2
+        return self._refine(bg, fg_bg, self.base(resize(bg, side), resize(fg_bg, side)), self.threshold)
+
+
+def refined(
+    name: str,
+    refiner: PatchRefiner,
+    downsample: int = 4,
+    fraction: float = 0.25,
+    threshold: float = 0.1,
+    freeze_base: bool = False,
+    **preset: Any,
+) -> RefinedNet:
+    """The preset `name` (its keyword overrides in `preset`) as the base of a RefinedNet with `refiner`."""
+    return RefinedNet(create_model(name, **preset), refiner, downsample, fraction, threshold, freeze_base)
