@@ -113,6 +113,7 @@ def evaluate(
             module, datamodule.datasets["val"], datamodule.datasets["test"], torch_device
         )
         model = {**{k: v for k, v in model.items() if not k.startswith("mask/")}, **native}
+        model["score"] = (native["mask/iou"] + model["depth/delta1"]) / 2 if has_depth else native["mask/iou"]
     else:
         denormalise = datamodule.datasets["test"].denormalise
         threshold = fit_threshold(datamodule.val_dataloader(), denormalise)

@@ -82,3 +82,8 @@ def test_bootstrap_intervals_hold_the_point_estimate_and_pair_the_images(run):
     assert ci["gain"] == [0.0, 0.0] and ci["model"] == ci["baseline"]
     one = bootstrap_iou([(3, 4)], [(1, 4)], draws=10)  # one image: no spread
     assert one == {"model": [0.75, 0.75], "baseline": [0.25, 0.25], "gain": [0.5, 0.5]}
+
+
+def test_the_score_follows_the_native_mask_iou(run):
+    model = run["native"]["model"]
+    assert model["score"] == pytest.approx((model["mask/iou"] + model["depth/delta1"]) / 2)
