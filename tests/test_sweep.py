@@ -101,7 +101,10 @@ def summary_rows(sweep: Path) -> list[dict[str, str]]:
 
 
 def job_objective(job: Path) -> float:
-    return objective(json.loads((job / "metrics.json").read_text())["val"], ["val/mask/iou", "val/depth/delta1"])
+    """The default optimized_metric, val/score = (val mask IoU + val depth δ1) / 2, from the job's metrics.json."""
+    val = json.loads((job / "metrics.json").read_text())["val"]
+    assert val["val/score"] == pytest.approx((val["val/mask/iou"] + val["val/depth/delta1"]) / 2, abs=1e-6)
+    return objective(val, "val/score")
 
 
 def hparams_of(run: Path) -> tuple[set[str], set[str]]:
