@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from PIL import Image
@@ -25,6 +26,16 @@ CONF = str(Path(__file__).resolve().parents[1] / "conf")
 def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Generated datasets and resized caches made by tests (and their subprocesses) go to a temporary folder."""
     os.environ["MDEAS_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread: tiny models train fastest, and at a steady pace, on one thread when the machine's few
+    cores are shared (OpenMP threads spinning against other processes make each step many times slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 TINY_RUN = (  # a later override wins, e.g. model=resunet (the default, 11 M parameters)

@@ -9,7 +9,6 @@ and the depth loss must have fallen at least 10x from its first value.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,14 +29,7 @@ MIN_IOU = 0.95
 MIN_DEPTH_DROP = 10.0  # first depth loss / final depth loss
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread: on a small, shared CPU, OpenMP threads spinning against other processes make each step
-    many times slower; one thread keeps the step time steady."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,8 @@ from mdeas.schedules import WarmupCyclic, WarmupCyclicLR, lr_scheduler_config
 from mdeas.train import build_module, train
 from tests.conftest import compose_train, write_canonical_zip
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 
@@ -179,15 +181,6 @@ def test_optimiser_configs(name: str, cls: type, lr: float) -> None:
 
 
 # ---------------------------------------------------------------- with a real trainer
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models train fastest on one thread when the machine's few cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -64,15 +64,6 @@ def test_unknown_model_choice_is_a_one_line_error(tmp_path):
     assert "Could not find 'model/nope'" in done.stderr
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models train fastest on one thread when the machine's few cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_tune_lr_trains_with_the_suggestion_as_onecycle_peak(tmp_path, tiny_zip, one_thread):
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
         cfg = compose(
