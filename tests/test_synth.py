@@ -214,6 +214,9 @@ def test_cli_writes_only_the_zip(tmp_path: Path) -> None:
         {"scales": []},
         {"scale_range": [0.9, 0.5]},
         {"camera": "fisheye"},
+        {"jpeg_quality": [60, 40]},
+        {"jpeg_quality": [0, 50]},
+        {"rough_edges": 1.5},
     ],
 )
 def test_bad_arguments_fail_and_write_nothing(tmp_path: Path, kwargs: dict) -> None:
@@ -538,3 +541,46 @@ def test_written_files_match_the_geometry(tmp_path: Path) -> None:
             row = sample.contact[0]
             support_mm = background.scene.camera.plane_depth(sample.base)[row] * 1000.0
             assert np.abs(depth[row][mask[row]] - support_mm).max() <= 1.0
+
+
+def _jpeg_quality(data: bytes) -> int:
+    """The quality a libjpeg-saved JPEG was written at: its luminance table against the standard one."""
+    table = Image.open(io.BytesIO(data)).quantization[0]
+    scale = table[0] / 16  # the standard table's first entry is 16
+    return round(100 - 50 * scale) if scale < 1 else round(50 / scale)
+
+
+def test_a_quality_range_saves_bg_and_each_fg_bg_at_independent_qualities(tmp_path: Path) -> None:
+    out = generate(tmp_path / "q.zip", 30, image_size=32, fg_per_bg=10, jpeg_quality=[30, 90], workers=1)
+    with zipfile.ZipFile(out) as archive:
+        bgs = [_jpeg_quality(archive.read(n)) for n in archive.namelist() if n.startswith("bg/")]
+        fg_bgs = [_jpeg_quality(archive.read(n)) for n in archive.namelist() if n.startswith("fg_bg/")]
+        assert json.loads(archive.read("meta.json"))["jpeg_quality"] == [30, 90]
+    assert all(28 <= q <= 92 for q in bgs + fg_bgs)  # the estimate is within 2 of the quality saved
+    assert len(set(fg_bgs)) >= 10 and len(bgs) == 3 and len(set(bgs)) >= 2
+    fixed = generate(tmp_path / "f.zip", 10, image_size=32, jpeg_quality=50, workers=1)
+    with zipfile.ZipFile(fixed) as archive:
+        assert {_jpeg_quality(archive.read(n)) for n in archive.namelist() if n.endswith(".jpg")} == {50}
+
+
+def test_rough_edges_feather_the_outline_and_keep_mask_depth_and_colours_consistent() -> None:
+    from mdeas.synth.rough_edges import rough_edges
+
+    seed, size = 3, 96
+    opts = Options(4, image_size=size, seed=seed, fg_per_bg=4, paste_fraction=1.0)
+    rough = dataclasses.replace(opts, rough_edges=1.0)
+    for spec in plan(opts):
+        background = make_background(seed, spec.bg_index, size, MAX_MM / 1000.0)
+        clean, edged = make_sample(background, spec, opts), make_sample(background, spec, rough)
+        overlap = (clean.mask & edged.mask).sum() / (clean.mask | edged.mask).sum()
+        assert 0.85 < overlap < 1.0  # the outline moved by about a pixel, the object did not
+        np.testing.assert_array_equal(edged.depth[~edged.mask], edged.bg_depth[~edged.mask])
+        assert (edged.depth[edged.mask] <= edged.bg_depth[edged.mask]).all()
+        assert _changed_far_from_mask(edged) == 0.0  # still a paste: nothing changes away from it
+    # by hand: a 1-pixel-wide change in alpha becomes a ramp, the ring beyond the object gets its depth
+    fg = sc.Foreground(None, np.ones((9, 9, 3)) * 0.5, np.zeros((9, 9)), np.full((9, 9), np.inf), (8, 4), 0, 0)
+    fg.alpha[:, :5], fg.depth[:, :5] = 1.0, 2.0
+    out = rough_edges(fg, np.random.default_rng(0))
+    assert out.alpha[4, 0] > 0.95 and 0.0 < out.alpha[4, 5] < 0.5 and out.alpha[4, 8] == 0
+    assert out.depth[4, 5] == 2.0 and out.depth[4, 6] == 2.0 and np.isinf(out.depth[4, 8])
+    assert (0 <= out.rgb).all() and (out.rgb <= 1).all()

@@ -41,7 +41,17 @@ from mdeas.data.decode import image_problem
 from mdeas.data.errors import DataError
 from mdeas.synth.generate import SEED_SCALES, bg_name, seed_sample_id, seed_scheme
 from mdeas.synth.parallel import default_workers, ordered_map
-from mdeas.synth.writer import check_image_options, encode_depth_mm, encode_jpeg, encode_mask, sample_row, write_zip
+from mdeas.synth.writer import (
+    JpegQuality,
+    as_jpeg_quality,
+    check_image_options,
+    encode_depth_mm,
+    encode_jpeg,
+    encode_mask,
+    jpeg_quality_for,
+    sample_row,
+    write_zip,
+)
 
 GENERATOR_VERSION = 1
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -66,7 +76,7 @@ class ComposeOptions:
 
     image_size: int = 224
     seed: int = 0
-    jpeg_quality: int = 75
+    jpeg_quality: JpegQuality = 75
     scales: tuple[float, ...] = SEED_SCALES
     positions: int = 5
     flips: bool = True
@@ -226,7 +236,8 @@ def _render(unit: _Unit) -> list[tuple[str, bytes]]:
     opts, sources = unit.opts, unit.sources
     bg, bg_depth = _background(sources, opts, unit.bg)
     bg_id = bg_name(unit.bg, len(sources.backgrounds))
-    entries = [(f"bg/{bg_id}.jpg", encode_jpeg(bg, opts.jpeg_quality))] if unit.with_bg else []
+    bg_quality = jpeg_quality_for(opts.jpeg_quality, (opts.seed, unit.bg))
+    entries = [(f"bg/{bg_id}.jpg", encode_jpeg(bg, bg_quality))] if unit.with_bg else []
     cutout = load_foreground(sources.foregrounds[unit.fg], sources.masks[unit.fg])
     for _, m, s, p in seed_scheme(1, opts.flips, len(opts.scales), opts.positions):
         sample_id = seed_sample_id(bg_id, unit.fg, m, s, p, len(sources.foregrounds))
@@ -236,7 +247,8 @@ def _render(unit: _Unit) -> list[tuple[str, bytes]]:
         top = int(rng.integers(0, opts.image_size - alpha.shape[0] + 1))
         left = int(rng.integers(0, opts.image_size - alpha.shape[1] + 1))
         fg_bg, mask = paste(bg, rgb, alpha, top, left)
-        entries.append((f"fg_bg/{sample_id}.jpg", encode_jpeg(fg_bg, opts.jpeg_quality)))
+        quality = jpeg_quality_for(opts.jpeg_quality, (opts.seed, unit.bg, unit.fg, m, s, p))
+        entries.append((f"fg_bg/{sample_id}.jpg", encode_jpeg(fg_bg, quality)))
         entries.append((f"mask/{sample_id}.png", encode_mask(mask)))
         if bg_depth is not None:
             entries.append((f"depth/{sample_id}.png", encode_depth_mm(composite_depth(bg_depth, mask))))
@@ -268,6 +280,8 @@ def compose(
     ComposeOptions. `workers` processes render (default: the CPU count); the bytes do not depend on it."""
     if "scales" in options:
         options["scales"] = tuple(float(s) for s in options["scales"])
+    if "jpeg_quality" in options:
+        options["jpeg_quality"] = as_jpeg_quality(options["jpeg_quality"])
     opts = ComposeOptions(**options)
     _check(opts)
     sources = find_sources(bg_dir, fg_dir, mask_dir, depth_dir)

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from mdeas.synth.parallel import default_workers, ordered_map
+from mdeas.synth.rough_edges import rough_edges
 from mdeas.synth.scene import (
     CAMERA_PRIORS,
     Render,
@@ -50,13 +51,24 @@ from mdeas.synth.scene import (
 )
 from mdeas.synth.sensor import Sensor, sample_sensor
 from mdeas.synth.shapes import Sprite, make_sprite
-from mdeas.synth.writer import check_image_options, encode_depth_mm, encode_jpeg, encode_mask, sample_row, write_zip
+from mdeas.synth.writer import (
+    JpegQuality,
+    as_jpeg_quality,
+    check_image_options,
+    encode_depth_mm,
+    encode_jpeg,
+    encode_mask,
+    jpeg_quality_for,
+    sample_row,
+    write_zip,
+)
 
 GENERATOR_VERSION = 3
 SCHEMES = ("random", "seed")
 SEED_FG_FRACTION = 150 / 224  # the seeds' cut-outs: max side 150 px on 224 px images at scale 1
 SEED_SCALES = (1.0, 0.8, 0.6, 0.4)
 _RETRY_SIZES = (1.0, 1.25, 0.8, 1.5, 0.65, 1.0)  # object sizes tried when a placement fails, x the target
+_EDGE_STREAM = 7  # the random stream of cut-out edges, apart from the sample's other draws
 
 
 @dataclass(frozen=True)
@@ -66,7 +78,7 @@ class Options:
     num_samples: int
     image_size: int = 224
     seed: int = 0
-    jpeg_quality: int = 75
+    jpeg_quality: JpegQuality = 75
     fg_per_bg: int = 10
     max_depth_mm: int = 20000
     scheme: str = "random"
@@ -76,6 +88,7 @@ class Options:
     positions: int = 5
     scale_range: tuple[float, float] = (0.4, 1.25)
     paste_fraction: float = 0.0
+    rough_edges: float = 0.0
     camera: str = "metric"
 
     @property
@@ -220,7 +233,9 @@ def make_sample(background: Background, spec: SampleSpec, opts: Options) -> Samp
     darkens the support at its feet (p = 0.8), which change the image outside the mask. The fg_bg image reuses
     the background's sensor noise with p = 0.5 (as a pasted composite) and draws its own otherwise (as a photo).
     A fraction `opts.paste_fraction` of the samples is a pure paste, as the seeds made theirs: no cast shadow, no
-    darkening, the background's noise, so that fg_bg equals bg outside the mask up to JPEG.
+    darkening, the background's noise, so that fg_bg equals bg outside the mask up to JPEG. A fraction
+    `opts.rough_edges` of the pastes has the outline of a hand-made cut-out (`rough_edges`: feathered, often
+    fringed), drawn from a stream of its own.
     """
     rng = np.random.default_rng(spec.key)
     if spec.foreground is None:
@@ -242,6 +257,9 @@ def make_sample(background: Background, spec: SampleSpec, opts: Options) -> Samp
                 sprite = make_sprite(rng, rows=opts.sprite_rows)
     fg = light_foreground(scene, fg)
     pasted = opts.paste_fraction > 0 and rng.random() < opts.paste_fraction  # no draw at 0
+    edges = np.random.default_rng([*spec.key, _EDGE_STREAM])
+    if pasted and edges.random() < opts.rough_edges:
+        fg = rough_edges(fg, edges)
     colour = render.clean
     if not pasted and rng.random() < 0.7:
         colour = colour - render.direct * object_shadow(scene, render.depth, fg)[..., None]
@@ -272,10 +290,12 @@ def render_unit(opts: Options, specs: Sequence[SampleSpec], with_bg: bool) -> li
     background = make_background(
         opts.seed, specs[0].bg_index, opts.image_size, opts.max_depth_mm / 1000.0, opts.num_backgrounds, opts.camera
     )
-    entries = [(f"bg/{background.id}.jpg", encode_jpeg(background.rgb, opts.jpeg_quality))] if with_bg else []
+    bg_quality = jpeg_quality_for(opts.jpeg_quality, (opts.seed, specs[0].bg_index))
+    entries = [(f"bg/{background.id}.jpg", encode_jpeg(background.rgb, bg_quality))] if with_bg else []
     for spec in specs:
         sample = make_sample(background, spec, opts)
-        entries.append((f"fg_bg/{spec.id}.jpg", encode_jpeg(sample.fg_bg, opts.jpeg_quality)))
+        quality = jpeg_quality_for(opts.jpeg_quality, spec.key)
+        entries.append((f"fg_bg/{spec.id}.jpg", encode_jpeg(sample.fg_bg, quality)))
         entries.append((f"mask/{spec.id}.png", encode_mask(sample.mask)))
         entries.append((f"depth/{spec.id}.png", encode_depth_mm(depth_to_mm(sample.depth, opts.max_depth_mm))))
     return entries
@@ -312,8 +332,9 @@ def _check(opts: Options) -> None:
         raise ValueError(f"scheme must be one of {', '.join(SCHEMES)}, got {opts.scheme!r}")
     if opts.num_foregrounds < 1 or opts.positions < 1 or not opts.scales:
         raise ValueError("the seed scheme needs num_foregrounds >= 1, positions >= 1 and at least one scale")
-    if not 0 <= opts.paste_fraction <= 1:
-        raise ValueError(f"paste_fraction must be in [0, 1], got {opts.paste_fraction}")
+    for name in ("paste_fraction", "rough_edges"):
+        if not 0 <= getattr(opts, name) <= 1:
+            raise ValueError(f"{name} must be in [0, 1], got {getattr(opts, name)}")
     low, high = opts.scale_range
     if not all(0 < s <= 1.5 for s in (*opts.scales, low, high)) or low > high:
         raise ValueError(f"scales must be in (0, 1.5], got {opts.scales} and scale_range {opts.scale_range}")
@@ -323,7 +344,7 @@ def generate(out: str | Path, num_samples: int, workers: int | None = None, **op
     """Write a canonical dataset zip of `num_samples` samples to `out`; returns its path.
 
     options (see `Options`, conf/synth.yaml): image_size, seed, jpeg_quality, fg_per_bg, max_depth_mm, scheme
-    ("random" or "seed"), num_foregrounds, flips, scales, positions, scale_range, paste_fraction, camera
+    ("random" or "seed"), num_foregrounds, flips, scales, positions, scale_range, paste_fraction, rough_edges, camera
     ("metric" or "wide").
     ceil(num_samples / samples per background) backgrounds are rendered; depth is stored in mm, clamped to
     max_depth_mm. `workers` processes render (default: the CPU count); the zip's bytes do not depend on it. The
@@ -332,6 +353,8 @@ def generate(out: str | Path, num_samples: int, workers: int | None = None, **op
     for key in ("scales", "scale_range"):
         if key in options:
             options[key] = tuple(float(s) for s in options[key])
+    if "jpeg_quality" in options:
+        options["jpeg_quality"] = as_jpeg_quality(options["jpeg_quality"])
     opts = Options(num_samples, **options)
     workers = default_workers() if workers is None else workers
     _check(opts)
@@ -348,6 +371,7 @@ def generate(out: str | Path, num_samples: int, workers: int | None = None, **op
         "jpeg_quality": opts.jpeg_quality,
         "scheme": opts.scheme,
         "paste_fraction": opts.paste_fraction,
+        "rough_edges": opts.rough_edges,
         "camera": opts.camera,
         "depth": {"format": "png16", "unit": "mm", "max": opts.max_depth_mm},
         "mask": {"format": "png8", "values": [0, 255]},

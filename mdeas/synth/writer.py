@@ -14,12 +14,26 @@ import os
 import zipfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TypeAlias
 
 import numpy as np
 from PIL import Image
 
 MANIFEST_COLUMNS = ["id", "bg", "fg_bg", "mask", "depth"]
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+_QUALITY_STREAM = 6  # the random stream of JPEG qualities, apart from every other draw of a sample
+
+JpegQuality: TypeAlias = int | tuple[int, int]  # one quality for every image, or a range [low, high] drawn per image
+
+
+def jpeg_quality_for(quality: JpegQuality, key: Sequence[int]) -> int:
+    """The JPEG quality of one image: `quality` itself, or for a range (low, high) a uniform draw in it from the
+    image's own stream `key` (ints), so bg and each fg_bg are saved at independent qualities, as separately saved
+    photographs are; the draw does not depend on the number of workers."""
+    if isinstance(quality, int):
+        return quality
+    low, high = quality
+    return int(np.random.default_rng([*key, _QUALITY_STREAM]).integers(low, high + 1))
 
 
 def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
@@ -85,11 +99,18 @@ def write_zip(out: str | Path, meta: dict, rows: Sequence[Sequence[str]], entrie
     return out
 
 
-def check_image_options(image_size: int, seed: int, jpeg_quality: int) -> None:
-    """ValueError naming the option for an image size < 16, a negative seed or a JPEG quality outside [1, 100]."""
+def as_jpeg_quality(value: int | Sequence[int]) -> JpegQuality:
+    """A config value (an int, or a list [low, high] from Hydra) as a JpegQuality."""
+    return int(value) if isinstance(value, int | np.integer) else tuple(int(q) for q in value)
+
+
+def check_image_options(image_size: int, seed: int, jpeg_quality: JpegQuality) -> None:
+    """ValueError naming the option for an image size < 16, a negative seed or a JPEG quality (or range) outside
+    [1, 100]."""
     if image_size < 16:
         raise ValueError(f"image_size must be >= 16, got {image_size}")
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
-    if not 1 <= jpeg_quality <= 100:
-        raise ValueError(f"jpeg_quality must be in [1, 100], got {jpeg_quality}")
+    qualities = (jpeg_quality,) if isinstance(jpeg_quality, int) else tuple(jpeg_quality)
+    if len(qualities) not in (1, 2) or not all(1 <= q <= 100 for q in qualities) or qualities[0] > qualities[-1]:
+        raise ValueError(f"jpeg_quality must be in [1, 100] or a range [low, high] in it, got {jpeg_quality}")
