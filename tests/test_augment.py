@@ -134,3 +134,25 @@ def test_a_batch_depends_on_seed_and_epoch_only_not_on_workers(tmp_path):
         torch.equal(x["fg_bg"], y["fg_bg"]) and torch.equal(x["mask"], y["mask"]) for x, y in zip(a, b, strict=True)
     )
     assert [x["id"] for x in a] != [x["id"] for x in c]
+
+
+def test_crop_trains_on_windows_of_the_full_images_and_validates_on_whole_ones(tmp_path):
+    path = write_canonical_zip(tmp_path / "d.zip", num_samples=12, size=32, fg_per_bg=1)
+    whole = MaskDepthDataModule(path=str(path), image_size=32, batch_size=4, num_workers=0, seed=3)
+    cropped = MaskDepthDataModule(path=str(path), image_size=32, batch_size=4, num_workers=0, seed=3, crop=16)
+    whole.setup(), cropped.setup()
+    full, window = whole.datasets["train"][0], cropped.datasets["train"][0]
+    assert window["fg_bg"].shape == (3, 16, 16) and full["fg_bg"].shape == (3, 32, 32)
+    found = [  # the window is a piece of the full image at full detail, cut at the same place in all arrays
+        (y, x)
+        for y in range(17)
+        for x in range(17)
+        if torch.equal(full["fg_bg"][:, y : y + 16, x : x + 16], window["fg_bg"])
+    ]
+    assert len(found) == 1
+    (y, x) = found[0]
+    for key in ("bg", "mask", "depth"):
+        assert torch.equal(full[key][:, y : y + 16, x : x + 16], window[key])
+    assert next(iter(cropped.val_dataloader()))["fg_bg"].shape[-1] == 32
+    with pytest.raises(ValueError, match="data.crop must be in"):
+        MaskDepthDataModule(path=str(path), image_size=32, crop=48)

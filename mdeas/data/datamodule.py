@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import albumentations as A
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
@@ -52,6 +53,9 @@ class MaskDepthDataModule(pl.LightningDataModule):
 
     `layout` forces a layout (`mdeas.data.layouts.READERS`; None detects it); `depth_inverted` overrides the
     layout's default (larger stored depth = nearer); `on_error` is `raise` or `skip` (module docstring).
+    `crop`: train on random `crop`² windows of the `image_size` images (drawn jointly for the four arrays, before
+    `augment`), so the model learns at the full detail of `image_size` for the cost of `crop`; validation and test
+    see whole images (any fully convolutional model runs at either size). None: whole images.
     `cache_resized`: decode and resize each split once into a per-size cache under `cache_dir`, then read it
     (`mdeas.data.resized_cache`; skipped with a warning above `cache_max_gb`).
     """
@@ -69,6 +73,7 @@ class MaskDepthDataModule(pl.LightningDataModule):
         cache_dir: str = "data/cache",
         synth: Callable[[str], str | Path] | None = None,
         augment: Sequence = (),
+        crop: int | None = None,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
         pin_memory: bool = True,
@@ -82,12 +87,16 @@ class MaskDepthDataModule(pl.LightningDataModule):
         if on_error not in ON_ERROR:
             raise ValueError(f"data.on_error must be one of {ON_ERROR}, got {on_error!r}")
         check_limit(limit, "data.limit")
+        if crop is not None and not 0 < crop <= image_size:
+            raise ValueError(f"data.crop must be in [1, data.image_size={image_size}] or null, got {crop}")
         self.path = path
         self.image_size, self.batch_size, self.num_workers = image_size, batch_size, num_workers
         self.limit, self.fractions, self.seed = limit, tuple(split), seed
         self.split_by = split_by
         self.cache_dir, self.synth = cache_dir, synth
         self.augment, self.mean, self.std = list(augment), tuple(mean), tuple(std)
+        if crop is not None:
+            self.augment.insert(0, A.RandomCrop(crop, crop))
         self.pin_memory = pin_memory
         self.layout, self.depth_inverted, self.on_error = layout, depth_inverted, on_error
         self.cache_resized, self.cache_max_gb = cache_resized, cache_max_gb
