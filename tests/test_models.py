@@ -89,7 +89,7 @@ from mdeas.models.blocks import (  # noqa: E402
     resnet_stem,
 )
 from mdeas.models.decoders.unet import unet_stages  # noqa: E402
-from mdeas.models.fusion import DualStem, SiameseDiff  # noqa: E402
+from mdeas.models.fusion import DualStem, EarlyConcat, SiameseDiff  # noqa: E402
 from mdeas.models.registry import DECODERS, ENCODERS, FUSIONS, NECKS, Registry  # noqa: E402
 
 
@@ -148,6 +148,29 @@ def test_siamese_diff_is_the_absolute_difference_then_the_fg_bg_feature():
     for a, b in zip(swapped, straight, strict=True):
         c = a.shape[1] // 2
         assert torch.allclose(a[:, :c], b[:, :c]) and not torch.allclose(a[:, c:], b[:, c:])
+
+
+def test_early_concat_with_difference_feeds_the_encoder_fg_bg_bg_and_their_absolute_difference():
+    seen = []
+
+    class Record(torch.nn.Module):
+        channels, strides = [9], [1]
+
+        def __init__(self, in_channels: int) -> None:
+            super().__init__()
+            assert in_channels == 9
+
+        def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+            seen.append(x)
+            return [x]
+
+    bg, fg_bg = torch.randn(2, 3, 8, 8), torch.randn(2, 3, 8, 8)
+    EarlyConcat(Record, difference=True)(bg, fg_bg)
+    assert torch.equal(seen[0], torch.cat([fg_bg, bg, (fg_bg - bg).abs()], dim=1))
+    plain, with_difference = create_model("resunet"), create_model("resunet", difference=True)
+    extra = sum(p.numel() for p in with_difference.parameters()) - sum(p.numel() for p in plain.parameters())
+    assert extra == 3 * 32 * 9 + 3 * 32  # three more input channels of the first 3×3 conv and of the 1×1 shortcut
+    assert with_difference(bg.repeat(1, 1, 2, 2), fg_bg.repeat(1, 1, 2, 2))["mask"].shape == (2, 1, 16, 16)
 
 
 SMALL_RESNET = {"widths": (16, 32, 64), "depths": (1, 1, 1), "strides": (1, 2, 2)}

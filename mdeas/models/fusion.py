@@ -22,16 +22,19 @@ StemFactory = Callable[[int], Stem]
 
 @FUSIONS.register("early_concat")
 class EarlyConcat(nn.Module):
-    """Concatenate (fg_bg, bg) into 6 channels and run one encoder on it."""
+    """Concatenate (fg_bg, bg) into 6 channels and run one encoder on it; with `difference`, |fg_bg − bg| as three
+    more channels (9 in all): the evidence of the object, per pixel, at the input's full detail."""
 
-    def __init__(self, encoder: EncoderFactory) -> None:
+    def __init__(self, encoder: EncoderFactory, difference: bool = False) -> None:
         super().__init__()
-        self.encoder = encoder(6)
+        self.difference = difference
+        self.encoder = encoder(9 if difference else 6)
         self.channels = list(self.encoder.channels)
         self.strides = list(self.encoder.strides)
 
     def forward(self, bg: torch.Tensor, fg_bg: torch.Tensor) -> list[torch.Tensor]:
-        return self.encoder(torch.cat([fg_bg, bg], dim=1))
+        inputs = [fg_bg, bg, (fg_bg - bg).abs()] if self.difference else [fg_bg, bg]
+        return self.encoder(torch.cat(inputs, dim=1))
 
 
 class DualStem(nn.Module):

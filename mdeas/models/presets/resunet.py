@@ -20,8 +20,9 @@ from mdeas.models.registry import register_model
 
 
 @register_model
-def resunet(widths: tuple[int, ...] = (32, 64, 128, 256), bottom: int = 512) -> MaskDepthNet:
-    fusion = EarlyConcat(partial(ResidualEncoder, widths=tuple(widths), bottom=bottom))
+def resunet(widths: tuple[int, ...] = (32, 64, 128, 256), bottom: int = 512, difference: bool = False) -> MaskDepthNet:
+    """`difference`: |fg_bg − bg| as three more input channels (EarlyConcat)."""
+    fusion = EarlyConcat(partial(ResidualEncoder, widths=tuple(widths), bottom=bottom), difference)
     stages = [(width, i) for i, width in reversed(list(enumerate(widths)))]
 
     def decoder() -> UNetDecoder:
