@@ -82,25 +82,25 @@ def test_table_rows_are_ranked_and_formatted_exactly() -> None:
     rows = [
         {"model": "`a`", "loss": "`l1`", "params": 1234567, "gflops": 4.3, "samples_per_s": 12.345,
          "val_iou": 0.5, "val_dice": 0.6, "test_iou": 0.55, "test_dice": 0.66, "rmse": 1.2345, "abs_rel": 0.1,
-         "delta1": 0.9, "real_iou": 0.25},
+         "delta1": 0.9, "delta1_ssi": 0.95, "real_iou": 0.25},
         {"model": BASELINE, "loss": "threshold 0.12", "test_iou": 0.7, "test_dice": 0.8, "real_iou": 0.3},
         {"model": "`b`", "loss": "`l2`", "params": 10, "gflops": 0.5, "samples_per_s": None, "val_iou": 0.1,
          "val_dice": 0.2, "test_iou": None, "test_dice": 0.3, "rmse": 2.0, "abs_rel": 0.2, "delta1": 0.5},
     ]  # fmt: skip
     header = (
         "| model | loss | params | GFLOPs at 224 | train samples/s | val IoU | val Dice | test IoU | test Dice "
-        "| depth RMSE | AbsRel | δ1 |"
+        "| depth RMSE | AbsRel | δ1 | δ1 scale-and-shift |"
     )
     assert format_table(ranked(rows)).splitlines() == [
         header,
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        r"| \|fg_bg − bg\| baseline | threshold 0.12 |  |  |  |  |  | 0.700 | 0.800 |  |  |  |",
-        "| `a` | `l1` | 1,234,567 | 4.30 | 12.3 | 0.500 | 0.600 | 0.550 | 0.660 | 1.234 | 0.100 | 0.900 |",
-        "| `b` | `l2` | 10 | 0.50 |  | 0.100 | 0.200 |  | 0.300 | 2.000 | 0.200 | 0.500 |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        r"| \|fg_bg − bg\| baseline | threshold 0.12 |  |  |  |  |  | 0.700 | 0.800 |  |  |  |  |",
+        "| `a` | `l1` | 1,234,567 | 4.30 | 12.3 | 0.500 | 0.600 | 0.550 | 0.660 | 1.234 | 0.100 | 0.900 | 0.950 |",
+        "| `b` | `l2` | 10 | 0.50 |  | 0.100 | 0.200 |  | 0.300 | 2.000 | 0.200 | 0.500 |  |",
     ]
     with_real = format_table(rows[:2], real=True).splitlines()
     assert with_real[0] == header + " real IoU |"
-    assert with_real[2].endswith("| 0.900 | 0.250 |") and with_real[3].endswith("|  |  |  | 0.300 |")
+    assert with_real[2].endswith("| 0.900 | 0.950 | 0.250 |") and with_real[3].endswith("|  |  |  |  | 0.300 |")
 
 
 def test_bar_chart_draws_bars_in_proportion_to_their_values() -> None:
@@ -148,13 +148,15 @@ def test_a_tiny_leaderboard_end_to_end(tmp_path) -> None:
     first = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr[-3000:]
     table = [line for line in (out / "leaderboard.md").read_text().splitlines() if line.startswith("| ")]
-    assert len(table) == 4 and table[0].endswith("| δ1 | real IoU |")
-    losses = sorted(line.split(" | ")[1] for line in table[1:])
+    assert len(table) == 6 and table[0].endswith("| δ1 | δ1 scale-and-shift | real IoU |")
+    assert [line.split(" | ")[1] for line in table[-2:]] == ["sees no image", "sees no image"]
+    losses = sorted(line.split(" | ")[1] for line in table[1:-2])
     assert losses[:2] == ["`bce_dice_ssim`", "`ssim_mse`"] and losses[2].startswith("threshold 0.")
     summary = json.loads((out / "leaderboard.json").read_text())
     assert summary["budget"] == {"samples_per_epoch": 16, "steps_per_epoch": 4, "epochs": 1, "batch_size": 4,
                                  "image_size": 32, "seed": 0}  # fmt: skip
-    entry, base = summary["rows"][0], summary["rows"][-1]
+    entry, base, constant = summary["rows"][0], summary["rows"][-3], summary["rows"][-2]
+    assert constant["model"] == "train median depth (constant)" and 0 <= constant["delta1"] <= 1
     assert entry["params"] == 1521026 and entry["samples_per_s"] > 0 and 0 <= entry["test_iou"] <= 1
     assert entry["real_iou"] is not None and base["model"] == BASELINE and 0 < base["test_iou"] <= 1
     assert "## Leaderboard: which model and loss" in results.read_text() and "(leaderboard.png)" in results.read_text()
