@@ -5,7 +5,7 @@ TORCH_SPEC ?= torch==2.13.0
 ARGS ?=
 LOGDIR ?= outputs
 
-.PHONY: help install train test test-all lint format tensorboard bench leaderboard clean
+.PHONY: help install train test test-all lint format tensorboard dashboard-shots bench leaderboard clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -34,6 +34,11 @@ lint: install ## ruff lint and format check
 format: install ## ruff fix and format
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+dashboard-shots: install ## tiny run, then Time Series/Images/HPARAMS screenshots in outputs/dashboard-shots/shots (needs chromium)
+	rm -rf outputs/dashboard-shots
+	$(PY) -m mdeas.train hydra.run.dir=outputs/dashboard-shots trainer.max_epochs=3 data.synth.num_samples=96 data.batch_size=16 data.num_workers=0 trainer.log_every_n_steps=1
+	$(PY) experiments/dashboard_shots.py --logdir outputs/dashboard-shots --out outputs/dashboard-shots/shots
 
 bench: install ## data-path, indexing and training-step benchmarks (GPU: make bench ARGS="--device cuda --batch 64")
 	$(PY) -m experiments.bench_data

@@ -103,12 +103,8 @@ class MaskDepthModule(pl.LightningModule):
         size = batch["bg"].shape[0]
         on_step = stage == "train"
         self.log(f"{stage}/loss", total, prog_bar=True, batch_size=size, on_step=on_step, on_epoch=True)
-        self.log_dict(
-            {f"{stage}/loss/{k}": v for k, v in terms.items()},
-            batch_size=size,
-            on_step=on_step,
-            on_epoch=True,
-        )
+        # each term as `<stage>/loss/<name>`, its epoch mean: one card per term (the total's step curve shows steps)
+        self.log_dict({f"{stage}/loss/{k}": v for k, v in terms.items()}, batch_size=size, on_step=False, on_epoch=True)
         return total, outputs
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
@@ -134,13 +130,15 @@ class MaskDepthModule(pl.LightningModule):
         log.warning("skipped a batch: %s", message)
         self.log("train/skipped_nonfinite", 1.0, on_step=False, on_epoch=True, reduce_fx="sum", batch_size=1)
 
-    def _evaluate(self, batch: dict, stage: str) -> None:
+    def _evaluate(self, batch: dict, stage: str) -> dict[str, torch.Tensor]:
         _, outputs = self._loss(batch, stage)
         self.mask_metrics[stage].update(outputs["mask"], batch["mask"])
         self.depth_metrics[stage].update(outputs["depth"], batch["depth"], batch["valid"])
+        return outputs
 
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._evaluate(batch, "val")
+    def validation_step(self, batch: dict, batch_idx: int) -> dict[str, torch.Tensor]:
+        """The model's outputs on the batch, for callbacks (image panels, PR curves)."""
+        return self._evaluate(batch, "val")
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self._evaluate(batch, "test")

@@ -1,4 +1,4 @@
-"""Comparing runs: the optimised metric, the hyper-parameters shown beside it in TensorBoard, the sweep summary.
+"""Comparing runs: the optimised metric and the sweep summary (the HPARAMS tab: `mdeas.callbacks.hparams`).
 
 ``optimized_metric`` (train.yaml) names what ``python -m mdeas.train`` returns to a sweeper (always maximised):
 one val metric, a list of them (summed) or ``{metric: weight}`` (weighted sum; a negative weight for a metric to
@@ -14,11 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as pl
-from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, ListConfig, OmegaConf
-from pytorch_lightning.loggers import TensorBoardLogger
 
 log = logging.getLogger(__name__)
 
@@ -43,28 +40,6 @@ def objective(val: Mapping[str, float], spec: str | list | Mapping | ListConfig 
     if missing:
         raise ValueError(f"optimized_metric: {', '.join(missing)} not among the val metrics: {', '.join(sorted(val))}")
     return float(sum(w * val[k] for k, w in weights.items()))
-
-
-def run_hparams(cfg: DictConfig, module: pl.LightningModule) -> dict[str, Any]:
-    """A run's flat hyper-parameters: ``seed``, effective ``optim/lr``, every loss term's ``loss/<name>`` weight and,
-    under Hydra, the config-group choices (``choice/<group>``) and command-line overrides (``override/<key>``)."""
-    params: dict[str, Any] = {"seed": cfg.get("seed"), "optim/lr": module.hparams.optim.get("lr")}
-    params |= {f"loss/{term.name}": term.weight for term in module.loss.terms}
-    if HydraConfig.initialized():
-        hydra_cfg = HydraConfig.get()
-        params |= {f"choice/{k}": v for k, v in hydra_cfg.runtime.choices.items() if not k.startswith("hydra/")}
-        params |= {f"override/{k}": v for k, _, v in (o.partition("=") for o in hydra_cfg.overrides.task)}
-    return params
-
-
-def log_hparams(trainer: pl.Trainer, params: Mapping[str, Any], val: Mapping[str, float], value: float) -> None:
-    """Show ``params`` beside the final val metrics (as ``hp/<metric>`` and ``hp/objective``) in TensorBoard's
-    HPARAMS tab, then flush the event files."""
-    metrics = {f"hp/{k}": v for k, v in val.items()} | {"hp/objective": value}
-    for logger in trainer.loggers:
-        if isinstance(logger, TensorBoardLogger):
-            logger.log_hyperparams(dict(params), metrics=metrics, step=trainer.global_step)
-            logger.finalize("success")
 
 
 def job_rows(sweep_dir: Path) -> list[dict[str, Any]]:

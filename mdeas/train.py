@@ -8,18 +8,21 @@ from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from mdeas.callbacks.atomic_checkpoint import AtomicCheckpointIO
+from mdeas.callbacks.hparams import log_hparams, run_hparams
+from mdeas.callbacks.steps import val_log_step
 from mdeas.cli import exit_on_data_error, run_app
 from mdeas.inference import CheckpointError, load_weights, read_checkpoint
 from mdeas.module import MaskDepthModule, NonFiniteLossError
 from mdeas.progressive import StageError, apply_stage, finished
 from mdeas.schedules import find_lr
-from mdeas.sweep import log_hparams, objective, run_hparams
+from mdeas.sweep import objective
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +46,8 @@ def build_module(cfg: DictConfig, datamodule) -> MaskDepthModule:
         data=data,
     )
     module.skip_nonfinite = bool(cfg.get("skip_nonfinite", False))
+    size = datamodule.image_size
+    module.example_input_array = (torch.zeros(1, 3, size, size), torch.zeros(1, 3, size, size))  # summary FLOPs, graph
     return module
 
 
@@ -114,6 +119,8 @@ def train(cfg: DictConfig) -> dict:
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
 
     best = getattr(trainer.checkpoint_callback, "best_model_path", "")  # none without a ModelCheckpoint
+    # the best checkpoint's scores go to metrics.json and the HPARAMS tab, not as second points on the curves
+    loggers, trainer.loggers = trainer.loggers, []
     which = best if best else None
     results: dict = {"best_checkpoint": best}
     if trainer.fast_dev_run:
@@ -129,7 +136,11 @@ def train(cfg: DictConfig) -> dict:
         (out_dir / "metrics.json").write_text(json.dumps(results, indent=2))
         log.info("val metrics: %s", json.dumps(results["val"]))
         print(format_metrics(results))
-    log_hparams(trainer, run_hparams(cfg, module), results["val"], objective(results["val"], cfg.optimized_metric))
+    hp_metrics = dict(results["val"])
+    if not isinstance(cfg.optimized_metric, str):  # a combination of metrics: shown as a column of its own
+        hp_metrics["val/objective"] = objective(results["val"], cfg.optimized_metric)
+    step = val_log_step(read_checkpoint(which)["global_step"] if which else trainer.global_step)
+    log_hparams(loggers, run_hparams(cfg, module), hp_metrics, step)
     return results
 
 

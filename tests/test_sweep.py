@@ -123,6 +123,15 @@ def hparams_of(run: Path) -> tuple[set[str], set[str]]:
     return names, tags
 
 
+def last_scalars(run: Path) -> dict[str, float]:
+    """The last value of each scalar tag in one TensorBoard run folder (not its sub-runs)."""
+    last = {}
+    for events in sorted(run.glob("events.out.tfevents.*")):
+        acc = EventAccumulator(str(events)).Reload()
+        last |= {tag: acc.Scalars(tag)[-1].value for tag in acc.Tags()["scalars"]}
+    return last
+
+
 def test_multirun_over_a_loss_weight_writes_jobs_and_summary(tmp_path: Path, tiny_zip: Path) -> None:
     sweep = tmp_path / "sweep"
     cmd = tiny_run(tiny_zip, sweep, "-m", "loss.terms.depth_ssim.weight=0.5,2")
@@ -136,8 +145,11 @@ def test_multirun_over_a_loss_weight_writes_jobs_and_summary(tmp_path: Path, tin
         assert OmegaConf.load(job / ".hydra" / "config.yaml").loss.terms.depth_ssim.weight == weight
     assert "best: job" in (sweep / "sweep_summary.md").read_text()
     names, tags = hparams_of(sweep / "0")
-    assert {"optim/lr", "loss/depth_ssim", "choice/loss", "override/loss.terms.depth_ssim.weight"} <= names
-    assert {"hp/objective", "hp/val/mask/iou", "hp/val/depth/delta1"} <= tags
+    assert {"model", "loss", "lr", "loss/depth_ssim"} <= names  # the swept weight is the term's hyper-parameter
+    assert not any(name.startswith(("choice/", "override/")) for name in names)
+    assert {"val/score", "val/mask/iou"} <= tags and not any(tag.startswith("hp/") for tag in tags)
+    best = last_scalars(sweep / "0" / "tensorboard" / "best")  # what HPARAMS shows: the best checkpoint's metrics
+    assert best["val/score"] == pytest.approx(job_objective(sweep / "0"))
 
 
 def test_optuna_sweep_two_trials(tmp_path: Path, tiny_zip: Path) -> None:

@@ -47,10 +47,10 @@ def test_one_epoch_writes_tensorboard_checkpoints_and_metrics(tmp_path, tiny_zip
         scalars |= set(acc.Tags()["scalars"])
         images |= set(acc.Tags()["images"])
     expected = {"val/mask/iou", "val/depth/delta1", "train/loss_epoch"} | {
-        f"train/loss/{t}_epoch" for t in ("depth_ssim", "mask_ssim", "depth_mse", "mask_mse", "depth_l1", "mask_l1")
+        f"train/loss/{t}" for t in ("depth_ssim", "mask_ssim", "depth_mse", "mask_mse", "depth_l1", "mask_l1")
     }
     assert expected <= scalars, expected - scalars
-    assert "val/images" in images
+    assert {"val_images/samples", "val_images/worst"} <= images
 
 
 def test_unknown_model_choice_is_a_one_line_error(tmp_path):

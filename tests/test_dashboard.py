@@ -1,0 +1,126 @@
+"""What a tiny run leaves in TensorBoard: the lr every step, no repeated val points, HPARAMS without hp/* scalars,
+labelled image panels, PR curves of the model and the baseline, and the graph when asked for."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
+
+from mdeas.callbacks.panels import COLUMNS, GAP, prediction_panel
+from mdeas.metrics.pr_curve import precision_recall, threshold_counts
+from mdeas.train import train
+from tests.conftest import compose_train, write_canonical_zip
+
+EPOCHS, TILE = 2, 128
+
+
+def _accumulators(run: Path) -> list[EventAccumulator]:
+    guidance = {"scalars": 0, "images": 0, "tensors": 0}
+    return [
+        EventAccumulator(str(f), size_guidance=guidance).Reload() for f in sorted(run.glob("events.out.tfevents.*"))
+    ]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-epoch run at 32 px of the real config, with the graph switched on."""
+    tmp = tmp_path_factory.mktemp("dashboard")
+    data = write_canonical_zip(tmp / "tiny.zip", num_samples=24, size=32)
+    cfg = compose_train(tmp / "run", data, f"trainer.max_epochs={EPOCHS}", "test=false", "logger.log_graph=true")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train(cfg)
+    finally:
+        torch.set_num_threads(threads)
+    return tmp / "run"
+
+
+def scalars(run: Path) -> dict[str, list[tuple[int, float]]]:
+    """(step, value) of each scalar tag in one run folder."""
+    series: dict[str, list[tuple[int, float]]] = {}
+    for acc in _accumulators(run):
+        for tag in acc.Tags()["scalars"]:
+            series.setdefault(tag, []).extend((e.step, e.value) for e in acc.Scalars(tag))
+    return series
+
+
+def test_lr_once_per_optimiser_step_and_no_repeated_val_points(run: Path) -> None:
+    series = scalars(run / "tensorboard")
+    steps = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"]
+    assert [step for step, _ in series["train/lr"]] == list(range(steps))
+    for tag, points in series.items():
+        if tag.startswith("val/"):
+            assert len(points) == EPOCHS and max(Counter(s for s, _ in points).values()) == 1, (tag, points)
+    assert not [tag for tag in series if tag.startswith("hp/") or tag == "epoch"]
+
+
+def test_hparams_show_the_run_and_the_best_checkpoint(run: Path) -> None:
+    plugin = {}
+    for acc in _accumulators(run / "tensorboard"):
+        try:
+            plugin |= acc.PluginTagToContent("hparams")
+        except KeyError:  # an event file without hparams summaries
+            continue
+    start = plugin_data_pb2.HParamsPluginData.FromString(plugin["_hparams_/session_start_info"]).session_start_info
+    assert start.hparams["model"].string_value == "densenet_dilated" and start.hparams["lr"].number_value == 1e-3
+    assert {"loss", "image_size", "batch_size", "epochs", "seed", "loss/mask_bce"} <= set(start.hparams)
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(plugin["_hparams_/experiment"]).experiment
+    metrics = [(m.name.group, m.name.tag) for m in experiment.metric_infos]
+    assert metrics[:3] == [("best", "val/score"), ("best", "val/mask/iou"), ("best", "val/depth/delta1")]
+    assert {h.name for h in experiment.hparam_infos if h.differs} == {"model", "loss", "lr"}
+    best = scalars(run / "tensorboard" / "best")
+    val = json.loads((run / "metrics.json").read_text())["val"]
+    (step, value), = best["val/score"]  # fmt: skip
+    assert value == pytest.approx(val["val/score"])
+    assert (step, pytest.approx(value)) in scalars(run / "tensorboard")["val/score"]  # on the curve, at the best epoch
+
+
+def test_image_panels_pr_curves_and_graph(run: Path) -> None:
+    images, pr, graph = {}, {}, False
+    for acc in _accumulators(run / "tensorboard"):
+        images |= {tag: acc.Images(tag) for tag in acc.Tags()["images"]}
+        pr |= {tag: acc.Tensors(tag) for tag in acc.Tags()["tensors"] if tag.startswith("val/mask/pr")}
+        graph |= acc.Tags()["graph"]
+    width = len(COLUMNS) * (TILE + GAP) + GAP  # 32 px tiles upsampled 4x
+    for tag in ("val_images/samples", "val_images/worst"):
+        assert len(images[tag]) == EPOCHS and {event.width for event in images[tag]} == {width}, tag
+    assert len(pr["val/mask/pr"]) == EPOCHS and len(pr["val/mask/pr_baseline"]) == 1
+    assert graph
+
+
+def test_threshold_counts_match_counting_by_hand() -> None:
+    scores, labels = torch.rand(500), torch.rand(500) > 0.6
+    tp, fp = threshold_counts(scores, labels, 11)
+    for i, t in enumerate(torch.linspace(0, 1, 11)):
+        positive = torch.floor(scores * 10) >= i  # TensorBoard's bucketing: score ≥ i / (T − 1)
+        assert (tp[i], fp[i]) == ((positive & labels).sum(), (positive & ~labels).sum()), t
+    precision, recall = precision_recall(tp, fp)
+    assert recall[0] == 1 and precision[0] == pytest.approx(labels.float().mean().item())
+
+
+def test_panel_layout_and_captions() -> None:
+    n, size = 3, 48
+    mask = torch.zeros(n, 1, size, size)
+    mask[:, :, 10:30, 10:30] = 1
+    image = prediction_panel(
+        bg=torch.rand(n, 3, size, size),
+        fg_bg=torch.rand(n, 3, size, size),
+        mask=mask,
+        mask_logits=(mask * 2 - 1) * 5,
+        depth=torch.rand(n, 1, size, size),
+        depth_pred=torch.rand(n, 1, size, size),
+        valid=torch.ones(n, 1, size, size, dtype=torch.bool),
+        depth_scale_m=20.0,
+        ids=["a", "b", "c"],
+    )
+    tile = size * 3  # the smallest whole factor reaching 128 px
+    header = image.shape[0] - n * (tile + GAP) - GAP
+    assert image.dtype.name == "uint8" and image.shape[1:] == (len(COLUMNS) * (tile + GAP) + GAP, 3)
+    assert 20 < header < 60 and image[:header].std() > 0  # the labels are drawn
