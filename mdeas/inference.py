@@ -2,12 +2,16 @@
 refined model, `mdeas.models.refiner.RefinedNet`, refines its mask at the input size instead).
 
 A checkpoint carries what this needs (DESIGN.md): the model config, the input size, the normalisation and the
-depth encoding, so nothing but the checkpoint path is required.
+depth encoding, so nothing but the checkpoint path is required. Checkpoints are data, never code: every one is read
+with `torch.load(weights_only=True)` (tensors, numbers, strings and plain containers; mdeas writes nothing else),
+and one that would load anything more (a class, a function) is refused, naming what it would load.
 """
 
 from __future__ import annotations
 
 import pickle
+import pickletools
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,15 +30,52 @@ class CheckpointError(ValueError):
     """A file that cannot be used as an mdeas checkpoint; the message names the file."""
 
 
+def _pickle_globals(path: Path) -> list[str]:
+    """`module.name` of each global the first pickle in `path` would import, read without running it ([] when it
+    is no pickle; a name taken from the pickle's memo is not seen)."""
+    names, strings = [], []
+    try:
+        with open(path, "rb") as f:
+            for op, arg, _ in pickletools.genops(f):
+                if op.name == "GLOBAL":
+                    names.append(str(arg).replace(" ", "."))
+                elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                    names.append(".".join(strings[-2:]))
+                elif isinstance(arg, str):
+                    strings.append(arg)
+    except Exception:  # damaged or no pickle: what was read so far
+        pass
+    return names
+
+
+def _refused(path: Path, error: pickle.UnpicklingError) -> str:
+    """Why the weights-only unpickler refused `path`: the globals it would load (read from the pickle without
+    running it: all of them for a torch.save zip, else those of the first pickle or the one the unpickler names),
+    or, naming none, that it is not a checkpoint."""
+    try:
+        wanted = sorted(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+    except Exception:  # not a torch.save zip
+        wanted = _pickle_globals(path) or re.findall(r"GLOBAL ([\w.]+)", str(error))[:1]
+    if wanted:
+        return f"{path}: refused: it would load {', '.join(wanted)} (a checkpoint may hold only tensors and plain data)"
+    complaint = re.search(r"(Unsupported [^\n.]*)", str(error))
+    return f"{path}: not a PyTorch checkpoint ({complaint.group(1) if complaint else 'not plain data'})"
+
+
 def read_checkpoint(ckpt_path: str | Path, map_location: str | torch.device = "cpu") -> dict:
-    """The contents of an mdeas checkpoint (hyper_parameters with a model config, state_dict); one-line
-    CheckpointError naming the file for a missing file, a non-checkpoint or another program's checkpoint."""
+    """The contents of an mdeas checkpoint (hyper_parameters with a model config, state_dict), read as data
+    (`weights_only=True`); one-line CheckpointError naming the file for a missing file, a non-checkpoint, another
+    program's checkpoint, or one that would load code or classes (naming them)."""
     path = Path(ckpt_path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=False)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError, ValueError) as e:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "weights only" not in str(e).lower():
+            raise CheckpointError(f"{path}: not a PyTorch checkpoint ({str(e).splitlines()[0][:120]})") from None
+        raise CheckpointError(_refused(path, e)) from None
+    except (zipfile.BadZipFile, RuntimeError, EOFError, OSError, ValueError) as e:
         raise CheckpointError(f"{path}: not a PyTorch checkpoint ({str(e).splitlines()[0][:120]})") from None
     hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
     if not hparams or "model" not in hparams or "state_dict" not in ckpt:

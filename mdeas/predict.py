@@ -22,9 +22,10 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from mdeas.cli import exit_on_data_error, run_app
-from mdeas.data.decode import decode_rgb
+from mdeas.data.decode import check_pixels, decode_rgb
 from mdeas.data.errors import DataError
 from mdeas.data.layouts import load_index
+from mdeas.data.zipstore import MAX_ENTRY_MB, MIB, env_limit
 from mdeas.inference import CheckpointError, Prediction, Predictor, load_module
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
@@ -32,10 +33,15 @@ Item = tuple[str, np.ndarray, np.ndarray]  # id, bg, fg_bg (uint8 RGB)
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """uint8 RGB [H, W, 3] from an image file; DataError naming the file otherwise."""
+    """uint8 RGB [H, W, 3] from an image file; DataError naming the file otherwise, or when the file is larger
+    than MDEAS_MAX_ENTRY_MB (read nothing) or its header declares more than MDEAS_MAX_MEGAPIXELS (decode nothing)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "", "no such file")
+    limit = env_limit("MDEAS_MAX_ENTRY_MB", MAX_ENTRY_MB)
+    if path.stat().st_size > limit * MIB:
+        size = f"{path.stat().st_size / MIB:.1f} MiB"
+        raise DataError(path, "", f"refused: {size}, above the {limit:g} MiB limit (MDEAS_MAX_ENTRY_MB)", "limit")
     return decode_rgb(path.read_bytes(), str(path), "")
 
 
@@ -73,11 +79,13 @@ def video_items(video: str, bg: str) -> Iterator[Item]:
     capture = cv2.VideoCapture(video)
     if not capture.isOpened():
         raise DataError(video, "", "cannot open video")
+    check_pixels(int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)), video, "")
     stem, n = Path(video).stem, 0
     while True:
         ok, frame = capture.read()
         if not ok:
             break
+        check_pixels(frame.shape[1], frame.shape[0], video, f"frame {n}")  # when the container declared no size
         frame = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
         if frame.shape != background.shape:
             background = cv2.resize(background, (frame.shape[1], frame.shape[0]), interpolation=cv2.INTER_AREA)

@@ -35,7 +35,8 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> None:
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """`save_checkpoint` through `atomic_write`: a checkpoint on disk is always complete.
+    """`save_checkpoint` through `atomic_write`: a checkpoint on disk is always complete; `load_checkpoint` reads
+    it as data only (`weights_only=True`).
 
     Lightning's own save (`lightning_fabric.utilities.cloud_io._atomic_save`) is not enough: fsspec writes the bytes
     to a temporary file in TMPDIR and moves it onto the checkpoint path, which is a rename only when TMPDIR is on
@@ -47,3 +48,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
         save = super().save_checkpoint
         atomic_write(path, lambda tmp: save(checkpoint, tmp, storage_options))
+
+    def load_checkpoint(self, path: str | Path, map_location: Any = "cpu", weights_only: bool | None = None) -> dict:
+        """Lightning's load (resume, and validate or test from a checkpoint) with `weights_only=True` whatever the
+        caller or TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD asks: tensors and plain data load, anything that would import a
+        class or function is refused (`pickle.UnpicklingError`). `mdeas.train` refuses such a `ckpt_path` before,
+        in one line (`mdeas.inference.read_checkpoint`)."""
+        return super().load_checkpoint(path, map_location=map_location, weights_only=True)

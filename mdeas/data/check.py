@@ -1,4 +1,5 @@
-"""Check a dataset before training: every sample's entries exist, decode, agree in size, and masks are binary.
+"""Check a dataset before training: every sample's entries exist, stay within the read and decode limits (README
+"Security"), decode, agree in size, and masks are binary.
 
     python -m mdeas.data.check path=data/set.zip
     python -m mdeas.data.check 'path=[part1.zip,part2.zip]' layout=seed003 num_workers=4

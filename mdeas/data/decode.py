@@ -8,12 +8,17 @@ mode); other formats by Pillow, then reduced: colour by averaging each k×k bloc
 k-th pixel (nearest: masks stay binary, depth values stay real). `decode_rgb` takes the bytes and does both steps.
 `encode_depth` is the inverse of `to_depth` (predicted depth is written in the dataset's own encoding), and
 `image_problem` says in words why an image could not be read.
+
+Decodes are bounded (README "Security"): `open_image` reads only formats a dataset may hold (JPEG, PNG, BMP, TIFF,
+WEBP) and refuses a header declaring more than `max_pixels` (default 64 megapixels, MDEAS_MAX_MEGAPIXELS raises
+it) before any pixel memory is allocated.
 """
 
 from __future__ import annotations
 
 import io
 import re
+import warnings
 from dataclasses import dataclass
 
 import cv2
@@ -22,10 +27,14 @@ from PIL import Image, UnidentifiedImageError
 
 from mdeas.data.errors import DataError
 from mdeas.data.layouts import DepthEncoding
+from mdeas.data.zipstore import env_limit
 
 _EIGHT_BIT = ("RGB", "L", "RGBA", "P", "CMYK", "YCbCr", "LA", "1")
 _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L")
 _SCALES = (8, 4, 2)
+_FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "WEBP")  # what Pillow may read (JPEG opens a camera's multi-picture MPO too)
+_UNREADABLE = (OSError, SyntaxError, ValueError, EOFError)  # how Pillow says an image is damaged
+MAX_MEGAPIXELS = 64.0  # 8000×8000; a 48-MP phone photo passes, the seeds' images have 0.05-0.16
 _KEEP_AS_STORED = cv2.IMREAD_IGNORE_ORIENTATION  # like Pillow: EXIF orientation is not applied
 _JPEG_FLAGS = {  # (grey, scale) → cv2.imdecode flags
     (False, 1): cv2.IMREAD_COLOR,
@@ -59,7 +68,7 @@ def image_problem(error: BaseException, head: bytes) -> str:
         return f"damaged {known} header" if known else "not an image file (unknown format)"
     if isinstance(error, Image.DecompressionBombError):
         return f"too large to decode ({str(error).split(',')[0]})"
-    text = _OBJECT_REPR.sub("", str(error)).strip()
+    text = " ".join(_OBJECT_REPR.sub("", str(error)).split())
     if "truncated" in text.lower():
         return "truncated image"
     return f"corrupt {known or 'image'} data" + (f" ({text})" if text else "")
@@ -94,24 +103,52 @@ def reduction(size: tuple[int, int], target_size: int | None) -> int:
     return 1
 
 
+def max_pixels() -> int:
+    """The pixel limit of one image: MDEAS_MAX_MEGAPIXELS (default 64) million pixels."""
+    return int(env_limit("MDEAS_MAX_MEGAPIXELS", MAX_MEGAPIXELS) * 1e6)
+
+
+def _too_many(said: str, source: str, entry: str) -> DataError:
+    limit = f"the {max_pixels() / 1e6:g}-megapixel limit (MDEAS_MAX_MEGAPIXELS)"
+    return DataError(source, entry, f"refused: declares {said} pixels, above {limit}", "limit")
+
+
+def check_pixels(width: int, height: int, source: str, entry: str) -> None:
+    """DataError naming the entry (or file) when width × height is above `max_pixels()`."""
+    if width * height > max_pixels():
+        raise _too_many(f"{width}x{height}", source, entry)
+
+
 def open_image(data: bytes, source: str, entry: str) -> Encoded:
-    """Read the header of an image entry; DataError naming the entry when it is empty or not an image."""
+    """Read the header of an image entry; DataError naming the entry when it is empty, not an image of a dataset's
+    formats, or larger than `max_pixels()` (checked before any pixel is decoded)."""
     if not data:
         raise DataError(source, entry, "empty entry (0 bytes)", "decode")
+    limit = max_pixels()
+    if Image.MAX_IMAGE_PIXELS is not None and limit > Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = limit  # Pillow's own guard (refusing above twice this) never below ours
     try:
-        header = Image.open(io.BytesIO(data))
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        with warnings.catch_warnings():  # Pillow warns of sizes this refuses anyway (or allows when raised)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            header = Image.open(io.BytesIO(data), formats=_FORMATS)
+        width, height = header.size
+    except Image.DecompressionBombError as e:  # Pillow's guard: above twice its limit, so above ours
+        count = re.search(r"(\d+) pixels", str(e))
+        raise _too_many(count.group(1) if count else "too many", source, entry) from None
+    except _UNREADABLE as e:
         raise DataError(source, entry, f"cannot decode image ({image_problem(e, data[:12])})", "decode") from None
+    check_pixels(width, height, source, entry)
     return Encoded(data, source, entry, header)
 
 
-def _pillow(encoded: Encoded) -> Image.Image:
+def _pillow(encoded: Encoded, mode: str | None = None) -> Image.Image:
+    """The pixels of `encoded`, converted to `mode` (None: as stored)."""
     image = encoded.header
     try:
         image.load()
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        return image.convert(mode) if mode else image
+    except _UNREADABLE as e:
         raise encoded.error(f"cannot decode image ({image_problem(e, encoded.data[:12])})", "decode") from None
-    return image
 
 
 def _jpeg(encoded: Encoded, grey: bool, scale: int) -> np.ndarray:
@@ -123,6 +160,10 @@ def _jpeg(encoded: Encoded, grey: bool, scale: int) -> np.ndarray:
         raise encoded.error(f"cannot decode image (corrupt JPEG data: {e.err})", "decode") from None
     if array is None:
         raise encoded.error("cannot decode image (truncated or corrupt JPEG data)", "decode")
+    width, height = encoded.size
+    if array.shape[:2] != (-(-height // scale), -(-width // scale)):
+        shape = f"{array.shape[1] * scale}x{array.shape[0] * scale}"
+        raise encoded.error(f"cannot decode image (JPEG data of {shape} pixels, header {width}x{height})", "decode")
     return array
 
 
@@ -142,7 +183,7 @@ def to_rgb(encoded: Encoded, scale: int = 1) -> np.ndarray:
     _check_eight_bit(encoded, "colour image")
     if encoded.header.format == "JPEG":
         return cv2.cvtColor(_jpeg(encoded, False, scale), cv2.COLOR_BGR2RGB)
-    image = _pillow(encoded).convert("RGB")
+    image = _pillow(encoded, "RGB")
     return np.asarray(image.reduce(scale) if scale > 1 else image)
 
 
@@ -152,7 +193,7 @@ def to_grey(encoded: Encoded, scale: int = 1) -> np.ndarray:
     _check_eight_bit(encoded, "grey image")
     if encoded.header.format == "JPEG":
         return _jpeg(encoded, True, scale)
-    return _nearest(np.asarray(_pillow(encoded).convert("L")), scale)
+    return _nearest(np.asarray(_pillow(encoded, "L")), scale)
 
 
 def to_png16(encoded: Encoded, scale: int = 1) -> np.ndarray:

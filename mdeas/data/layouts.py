@@ -25,6 +25,7 @@ import csv
 import io
 import json
 import logging
+import math
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -169,11 +170,19 @@ class _Collector:
         return DatasetIndex(self.store, self.samples, depth, layout, self.problems, self.resolver.summary())
 
 
+def _table(store: ZipStore, key: str, delimiter: str = ",") -> list[list[str]]:
+    """The rows of a delimited manifest; DataError naming it when the csv module cannot split it."""
+    try:
+        return list(csv.reader(io.StringIO(_text(store, key)), delimiter=delimiter))
+    except csv.Error as e:
+        raise DataError(store.source(key), store.name(key), f"unreadable table ({e})", "layout") from None
+
+
 def _rows(store: ZipStore, key: str, delimiter: str) -> list[tuple[int, list[str]]]:
     """(line number, fields) of a delimited manifest; blank lines skipped, a header (no image name) dropped."""
     rows = [
         (n, [f.strip() for f in row])
-        for n, row in enumerate(csv.reader(io.StringIO(_text(store, key)), delimiter=delimiter), start=1)
+        for n, row in enumerate(_table(store, key, delimiter), start=1)
         if any(f.strip() for f in row)
     ]
     if rows and not any(f.lower().endswith(IMAGE_EXTENSIONS) for f in rows[0][1]):
@@ -198,16 +207,26 @@ def _read_table(store: ZipStore, file_name: str, delimiter: str, width: int, pic
 
 
 def _canonical_depth(store: ZipStore, meta_key: str) -> DepthEncoding:
+    """The depth encoding of a canonical zip's meta.json: `format` png16 or gray8, `unit` a word, `max` a positive
+    number (each optional); DataError naming meta.json for anything else."""
+    where = (store.source(meta_key), store.name(meta_key))
     try:
-        depth = json.loads(_text(store, meta_key)).get("depth") or {}
-        encoding = DepthEncoding(**{k: depth[k] for k in ("format", "unit", "max") if k in depth})
-    except (ValueError, AttributeError, TypeError) as e:
-        problem = f"unreadable depth encoding ({e})"
-        raise DataError(store.source(meta_key), store.name(meta_key), problem, "layout") from None
-    if encoding.format not in ("png16", "gray8") or not encoding.max > 0:
-        problem = f"depth must be png16 or gray8 with max > 0, got {depth}"
-        raise DataError(store.source(meta_key), store.name(meta_key), problem, "layout")
-    return encoding
+        meta = json.loads(_text(store, meta_key))
+    except (ValueError, RecursionError) as e:
+        raise DataError(*where, f"unreadable depth encoding ({e})", "layout") from None
+    depth = (meta.get("depth") if isinstance(meta, dict) else meta) or {}
+    fields = {k: depth[k] for k in ("format", "unit", "max") if k in depth} if isinstance(depth, dict) else None
+    if (
+        fields is None
+        or fields.get("format", "png16") not in ("png16", "gray8")
+        or not isinstance(fields.get("unit", ""), str)
+        or not isinstance(fields.get("max", 1), int | float)
+        or isinstance(fields.get("max"), bool)
+        or not 0 < fields.get("max", 1) < math.inf
+    ):
+        problem = f"depth must be png16 or gray8, unit a word and max a number > 0, got {str(depth)[:160]}"
+        raise DataError(*where, problem, "layout")
+    return DepthEncoding(**fields)
 
 
 def read_canonical(store: ZipStore) -> DatasetIndex:
@@ -222,7 +241,7 @@ def read_canonical(store: ZipStore) -> DatasetIndex:
         if meta_key is None:
             raise DataError(store.paths[home], folder + "meta.json", "missing; not a canonical mdeas dataset", "layout")
         encodings.add(_canonical_depth(store, meta_key))
-        rows = list(csv.reader(io.StringIO(_text(store, key))))
+        rows = _table(store, key)
         if not rows or rows[0] != MANIFEST_COLUMNS:
             raise DataError(
                 store.paths[home], store.name(key), f"header must be {','.join(MANIFEST_COLUMNS)}", "layout"
@@ -312,17 +331,18 @@ _NAME_KINDS = "name each zip or folder after its kind (bg, fg_bg, mask, depth), 
 
 
 def _classify(store: ZipStore, i: int) -> dict[str, list[tuple[str, str]]]:
-    """The image entries of zip `i` by kind, as (name without the kind folder, entry name) pairs."""
+    """The image entries of zip `i` by kind, as (name without the kind folder, entry name) pairs; a name's leading
+    `/` is not a folder."""
     images = [n for n in store.listing[i] if _is_image(n)]
     zip_kinds = kinds_named(store.paths[i].stem)
     file_kinds = set().union(*(kinds_named(_stem(n.rsplit("/", 1)[-1])) for n in images[:100]))
     entries: dict[str, list[tuple[str, str]]] = {k: [] for k in KINDS}
     for name in images:
-        kinds, depth = _kind_of_entry(name, zip_kinds, file_kinds)
+        kinds, depth = _kind_of_entry(name.lstrip("/"), zip_kinds, file_kinds)
         if len(kinds) != 1:
             said = " and ".join(sorted(kinds)) if kinds else "no kind"
             raise DataError(store.paths[i], name, f"its names point to {said}; {_NAME_KINDS}", "layout")
-        parts = name.split("/")
+        parts = name.lstrip("/").split("/")
         entries[next(iter(kinds))].append(("/".join(parts[: max(depth - 1, 0)] + parts[depth:]), name))
     return entries
 
@@ -340,7 +360,7 @@ def read_by_kind(store: ZipStore) -> DatasetIndex:
         entries = _classify(store, i)
         told.append(f"{store.paths[i].name}: {', '.join(k for k, v in entries.items() if v) or 'no images'}")
         for kind, pairs in entries.items():
-            common = os.path.commonpath([os.path.dirname(p) for p, _ in pairs]) if pairs else ""
+            common = _common_folder([p for p, _ in pairs])
             for path, name in pairs:
                 pairing = _stem(path[len(common) :].lstrip("/"))
                 if pairing in groups[kind]:
@@ -353,6 +373,21 @@ def read_by_kind(store: ZipStore) -> DatasetIndex:
             raise DataError(store.describe(), None, f"no {kind} images found ({found}); {_NAME_KINDS}", "layout")
     _pair_by_name(store, groups, collector)
     return collector.index("by_kind", SEED_DEPTH)
+
+
+def _common_folder(paths: list[str]) -> str:
+    """The longest folder that holds every one of `paths` (`a/b` for `a/b/x.jpg` and `a/b/c/y.jpg`; '' for none)."""
+    common = paths[0].split("/")[:-1] if paths else []
+    for path in paths[1:]:
+        common = common[: _common_prefix(common, path.split("/")[:-1])]
+    return "/".join(common)
+
+
+def _common_prefix(a: list[str], b: list[str]) -> int:
+    k = 0
+    while k < min(len(a), len(b)) and a[k] == b[k]:
+        k += 1
+    return k
 
 
 def _bg_for(name: str, bgs: dict[str, str]) -> str | None:

@@ -8,6 +8,13 @@ written in a manifest to keys, tolerating folder prefixes that the manifest has 
 entry) instead of one `zipfile.ZipInfo` object per entry: a 400k-entry zip then indexes in about a second and a
 hundred MB, and a DataLoader worker reads entries through its own plain file handle without parsing the directory
 again.
+
+Reads are bounded (README "Security"): an entry whose declared (or packed) size is above a limit, or whose declared
+size is over 1 MiB with a compression ratio above a limit, is refused before a byte of it is read; its
+local header must agree with the directory (name, method, sizes) and its data must lie between its header and the
+next entry; deflated data never inflates past its declared size. Indexing refuses entries that overlap or lie past
+the central directory, and names that appear twice. Defaults: 256 MiB and 100:1, raised by the environment
+variables MDEAS_MAX_ENTRY_MB and MDEAS_MAX_RATIO (or by `ZipStore`'s arguments).
 """
 
 from __future__ import annotations
@@ -20,7 +27,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-from mdeas.data.errors import DataError
+import numpy as np
+
+from mdeas.data.errors import DataError, printable
 
 _SEP = "::"
 _END = struct.Struct("<4s4H2LH")  # end of central directory record
@@ -29,12 +38,39 @@ _END64 = struct.Struct("<4sQ2H2L4Q")
 _CENTRAL = struct.Struct("<4s6H3L5H2L")  # central directory file header
 _LOCAL = struct.Struct("<4s5H3L2H")  # local file header
 _MAX_COMMENT = 0xFFFF
-_UTF8_NAMES, _ENCRYPTED = 0x800, 0x1
+_UTF8_NAMES, _ENCRYPTED, _DESCRIPTOR = 0x800, 0x1, 0x8
 _STORED, _DEFLATED = 0, 8
+MAX_ENTRY_MB = 256.0  # per entry: 5× the largest manifest (the seed scheme's 400k rows: 48 MiB), 10× a 12-MP 16-bit PNG
+MAX_RATIO = 100.0  # stored / packed size; images are 1.0-1.2 (JPEG, PNG are compressed already), manifests 8-13
+RATIO_FROM = 1 << 20  # bytes: entries smaller than this are never refused for their ratio
+MIB = 1 << 20
 
 
 class BadZip(Exception):
-    """A zip whose directory or entry cannot be read (the message says why)."""
+    """A zip whose directory or entry cannot be read (the message says why; `entry` names the entry, if one)."""
+
+    def __init__(self, message: str, entry: str | None = None) -> None:
+        super().__init__(message)
+        self.entry = entry
+
+
+class OverLimit(BadZip):
+    """An entry refused for its declared size or compression ratio (the message names the limit)."""
+
+
+def env_limit(name: str, default: float) -> float:
+    """The positive number in environment variable `name`, else `default`; DataError naming the variable when it
+    holds something else (`inf` switches a limit off)."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise DataError(name, None, f"must be a positive number (or inf), got {text!r}", "limit")
+    return value
 
 
 def _zip64_extra(extra: bytes, fields: list[int]) -> list[int]:
@@ -55,13 +91,15 @@ class ZipDirectory:
 
     def __init__(self, f: BinaryIO) -> None:
         count, size, offset, concat = self._end(f)
-        f.seek(offset + concat)
+        self.directory_at = offset + concat  # where the entries' data must end
+        f.seek(self.directory_at)
         data = f.read(size)
         if len(data) != size:
             raise BadZip("truncated central directory")
         self.names: list[str] = []
         self.offsets, self.packed, self.sizes = array("Q"), array("Q"), array("Q")
         self.methods, self.crcs, self.flags = array("H"), array("I"), array("H")
+        name_bytes = array("Q")
         pos = 0
         for _ in range(count):
             if pos + _CENTRAL.size > len(data):
@@ -87,7 +125,36 @@ class ZipDirectory:
             self.methods.append(method)
             self.crcs.append(crc)
             self.flags.append(flags)
+            name_bytes.append(name_len)
         self.row = {name: i for i, name in enumerate(self.names)}
+        if len(self.row) != len(self.names):
+            twice = next(name for i, name in enumerate(self.names) if self.row[name] != i)
+            raise BadZip("appears twice in the directory", twice)
+        self.ends = self._ends(name_bytes)
+
+    def _ends(self, name_bytes: array) -> array:
+        """Per entry, where its data must end: the next entry's local header, or the central directory. Raises
+        BadZip when an entry's header, name and packed data (at least) lie past the central directory or run into
+        the next entry's header."""
+        if not self.names:
+            return array("Q")
+        offsets, packed = np.frombuffer(self.offsets, np.uint64), np.frombuffer(self.packed, np.uint64)
+        least = np.uint64(_LOCAL.size) + np.frombuffer(name_bytes, np.uint64)
+        past = np.flatnonzero((offsets > self.directory_at) | (packed > self.directory_at))  # no overflow below
+        least += offsets + packed
+        past = past if len(past) else np.flatnonzero(least > self.directory_at)
+        if len(past):
+            i = int(past[0])
+            raise BadZip(f"lies past the central directory ({packed[i]} bytes at {offsets[i]})", self.names[i])
+        order = np.argsort(offsets, kind="stable")
+        ends = np.full(len(offsets), self.directory_at, np.uint64)
+        ends[order[:-1]] = offsets[order[1:]]
+        over = np.flatnonzero(least > ends)
+        if len(over):
+            i = int(over[0])
+            j = next(int(k) for k in order if offsets[k] == ends[i] and k != i)
+            raise BadZip(f"overlaps entry {printable(self.names[j], 300)}", self.names[i])
+        return array("Q", ends.tobytes())
 
     @staticmethod
     def _end(f: BinaryIO) -> tuple[int, int, int, int]:
@@ -115,44 +182,85 @@ class ZipDirectory:
             raise BadZip("central directory outside the file")
         return count, size, offset, concat
 
-    def read(self, f: BinaryIO, i: int) -> bytes:
-        """The stored bytes of entry `i`: decompressed and checked against its size and CRC-32."""
+    def read(self, f: BinaryIO, i: int, max_bytes: float = MAX_ENTRY_MB * MIB, max_ratio: float = MAX_RATIO) -> bytes:
+        """The stored bytes of entry `i`: decompressed and checked against its size and CRC-32. OverLimit, before
+        anything is read, for a declared (or packed) size above `max_bytes`, or a declared size over 1 MiB more
+        than `max_ratio` times its packed size."""
+        size, packed = self.sizes[i], self.packed[i]
+        if max(size, packed) > max_bytes:
+            big = max(size, packed) / MIB
+            raise OverLimit(f"declares {big:.1f} MiB, above the {max_bytes / MIB:g} MiB limit (MDEAS_MAX_ENTRY_MB)")
+        if size > RATIO_FROM and size > max_ratio * packed:
+            ratio = f"{size / MIB:.1f} MiB from {packed} bytes"
+            raise OverLimit(f"declares {ratio}, above the {max_ratio:g}:1 ratio limit (MDEAS_MAX_RATIO)")
         if self.flags[i] & _ENCRYPTED:
             raise BadZip("encrypted entry")
         f.seek(self.offsets[i])
         header = f.read(_LOCAL.size)
         if len(header) != _LOCAL.size or header[:4] != b"PK\x03\x04":
             raise BadZip("bad local file header")
-        name_len, extra_len = _LOCAL.unpack(header)[-2:]
-        f.seek(name_len + extra_len, os.SEEK_CUR)
-        packed = f.read(self.packed[i])
-        if len(packed) != self.packed[i]:
+        _, _, flags, method, _, _, _, local_packed, local_size, name_len, extra_len = _LOCAL.unpack(header)
+        local = f.read(name_len + extra_len)
+        self._agree(i, local[:name_len], method, flags, local_size, local_packed, local[name_len:])
+        if self.offsets[i] + _LOCAL.size + name_len + extra_len + packed > self.ends[i]:
+            raise BadZip("its data runs into the next entry")
+        data = f.read(packed)
+        if len(data) != packed:
             raise BadZip("truncated entry data")
         if self.methods[i] == _DEFLATED:
-            try:
-                data = zlib.decompress(packed, -15)
-            except zlib.error as e:
-                raise BadZip(f"bad deflate data: {e}") from None
-        elif self.methods[i] == _STORED:
-            data = packed
-        else:
+            data = _inflate(data, size)
+        elif self.methods[i] != _STORED:
             raise BadZip(f"unsupported compression method {self.methods[i]}")
-        if len(data) != self.sizes[i]:
-            raise BadZip(f"{len(data)} bytes where the directory says {self.sizes[i]}")
+        if len(data) != size:
+            raise BadZip(f"{len(data)} bytes where the directory says {size}")
         if zlib.crc32(data) != self.crcs[i]:
             raise BadZip("Bad CRC-32: the data differs from what was written")
         return data
+
+    def _agree(self, i: int, name: bytes, method: int, flags: int, size: int, packed: int, extra: bytes) -> None:
+        """BadZip unless the local header of entry `i` has the directory's name, method and sizes (sizes are not
+        in a local header whose data descriptor follows the data)."""
+        if name != self.names[i].encode("utf-8" if self.flags[i] & _UTF8_NAMES else "cp437"):
+            raise BadZip(f"local header names {name.decode('cp437')!r}")
+        if method != self.methods[i]:
+            raise BadZip(f"local header says method {method}, the directory {self.methods[i]}")
+        if not flags & _DESCRIPTOR:
+            size, packed = _zip64_extra(extra, [size, packed])
+            if (size, packed) != (self.sizes[i], self.packed[i]):
+                raise BadZip(
+                    f"local header says {size} bytes ({packed} packed), the directory {self.sizes[i]} "
+                    f"({self.packed[i]} packed)"
+                )
+
+
+def _inflate(packed: bytes, size: int) -> bytes:
+    """Raw deflate data → at most `size` bytes; BadZip when it is damaged, ends early or would inflate past `size`."""
+    inflater = zlib.decompressobj(-15)
+    try:
+        data = inflater.decompress(packed, size + 1)
+    except zlib.error as e:
+        raise BadZip(f"bad deflate data: {e}") from None
+    if len(data) > size:
+        raise BadZip(f"inflates past its declared {size} bytes")
+    if not inflater.eof:
+        raise BadZip("bad deflate data: the stream ends early")
+    return data
 
 
 class ZipStore:
     """A read-only view of the file entries of several zips.
 
     `read` opens (and caches) a file handle per process, so a store forked or pickled into DataLoader workers
-    opens its own handles there.
+    opens its own handles there. `max_entry_mb` (MiB) and `max_ratio` bound each read (`ZipDirectory.read`); None
+    takes MDEAS_MAX_ENTRY_MB and MDEAS_MAX_RATIO from the environment, else 256 MiB and 100:1.
     """
 
-    def __init__(self, paths: Sequence[str | os.PathLike]) -> None:
+    def __init__(
+        self, paths: Sequence[str | os.PathLike], max_entry_mb: float | None = None, max_ratio: float | None = None
+    ) -> None:
         self.paths = [Path(p) for p in paths]
+        self.max_bytes = (max_entry_mb or env_limit("MDEAS_MAX_ENTRY_MB", MAX_ENTRY_MB)) * MIB
+        self.max_ratio = max_ratio or env_limit("MDEAS_MAX_RATIO", MAX_RATIO)
         self.owner: dict[str, int] = {}  # name → the first zip holding it
         self.shadowed: set[str] = set()  # keys of names that an earlier zip also holds
         self.directories: list[ZipDirectory] = []
@@ -161,8 +269,8 @@ class ZipStore:
         for i, path in enumerate(self.paths):
             try:
                 self.directories.append(ZipDirectory(self._handle(i)))
-            except (BadZip, OSError, ValueError, struct.error) as e:
-                raise DataError(path, None, f"not a readable zip ({e})", "read") from None
+            except (BadZip, OSError, ValueError, OverflowError, struct.error) as e:
+                raise DataError(path, getattr(e, "entry", None), f"not a readable zip ({e})", "read") from None
             for name in self.directories[i].names:
                 if name in self.owner:
                     self.shadowed.add(f"{i}{_SEP}{name}")
@@ -232,7 +340,9 @@ class ZipStore:
         index, name = self.locate(key)
         directory = self.directories[index]
         try:
-            return directory.read(self._handle(index), directory.row[name])
+            return directory.read(self._handle(index), directory.row[name], self.max_bytes, self.max_ratio)
+        except OverLimit as e:
+            raise DataError(self.paths[index], name, f"refused: {e}", "limit") from None
         except (BadZip, OSError, struct.error) as e:
             raise DataError(self.paths[index], name, f"cannot read entry ({e})", "read") from None
 

@@ -1,0 +1,155 @@
+"""Checkpoints are data, never code: a checkpoint whose unpickling would run something (here: create a file) is
+refused by every entry point that loads one, in one line naming the file and what it would load, and the file is
+never created; what mdeas itself saves (state dicts of every optimiser and schedule) loads as plain data."""
+
+import os
+import pathlib
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from mdeas.callbacks.atomic_checkpoint import AtomicCheckpointIO
+from mdeas.cli import exit_on_data_error
+from mdeas.evaluate import evaluate
+from mdeas.export import export
+from mdeas.inference import CheckpointError, read_checkpoint
+from mdeas.predict import predict
+from mdeas.train import train
+from tests.conftest import CONF, compose_train, write_canonical_zip
+
+
+class RunsCommand:
+    """Unpickled, runs `touch <marker>` (the classic payload: any callable named in a pickle is called)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+class TouchesPath:
+    """Unpickled, creates `marker` through pathlib (no shell)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return pathlib.Path.touch, (pathlib.Path(self.marker),)
+
+
+def crafted(path: Path, payload: object) -> Path:
+    """An mdeas-looking checkpoint (model config, weights) whose hyper-parameters hold `payload`."""
+    torch.save({"hyper_parameters": {"model": {"name": payload}}, "state_dict": {"w": torch.zeros(1)}}, path)
+    return path
+
+
+def test_the_crafted_checkpoint_would_run_its_payload_if_read_as_code(tmp_path):
+    """The payloads are real: read the old way (weights_only=False), they create their file."""
+    for kind in (RunsCommand, TouchesPath):
+        marker = tmp_path / f"proof-{kind.__name__}"
+        torch.load(crafted(tmp_path / f"{kind.__name__}.ckpt", kind(marker)), weights_only=False)
+        assert marker.exists()
+
+
+@pytest.mark.parametrize(
+    "payload, named",
+    [(RunsCommand, r"posix\.system"), (TouchesPath, r"builtins\.getattr, pathlib\.Path, pathlib\.PosixPath")],
+)
+def test_read_checkpoint_refuses_a_payload_naming_what_it_would_load(tmp_path, payload, named):
+    marker = tmp_path / "created"
+    path = crafted(tmp_path / "evil.ckpt", payload(marker))
+    with pytest.raises(CheckpointError, match=rf"^{path}: refused: it would load {named} \(a checkpoint may hold"):
+        read_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_a_plain_pickle_and_an_old_format_checkpoint_with_a_payload_are_refused(tmp_path):
+    marker = tmp_path / "created"
+    (tmp_path / "plain.ckpt").write_bytes(pickle.dumps({"state_dict": RunsCommand(marker)}))
+    torch.save({"x": RunsCommand(marker)}, tmp_path / "old.ckpt", _use_new_zipfile_serialization=False)
+    for name in ("plain.ckpt", "old.ckpt"):
+        with pytest.raises(CheckpointError, match=rf"{name}: refused: it would load posix\.system"):
+            read_checkpoint(tmp_path / name)
+    assert not marker.exists()
+
+
+def test_a_checkpoint_holding_config_objects_is_refused_clearly(tmp_path):
+    """Hyper-parameters are saved as plain containers; a checkpoint holding OmegaConf objects (not one mdeas wrote)
+    is refused naming the classes rather than loaded as code."""
+    config = OmegaConf.create({"name": "densenet_dilated"})
+    torch.save({"hyper_parameters": {"model": config}, "state_dict": {}}, tmp_path / "config.ckpt")
+    with pytest.raises(
+        CheckpointError, match=r"config.ckpt: refused: it would load .*omegaconf\.dictconfig\.DictConfig"
+    ):
+        read_checkpoint(tmp_path / "config.ckpt")
+
+
+def test_lightning_loads_through_the_checkpoint_io_as_data_even_when_told_otherwise(tmp_path, monkeypatch):
+    marker = tmp_path / "created"
+    path = crafted(tmp_path / "evil.ckpt", RunsCommand(marker))
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    for asked in (None, False):
+        with pytest.raises(pickle.UnpicklingError, match="posix.system"):
+            AtomicCheckpointIO().load_checkpoint(path, weights_only=asked)
+    assert not marker.exists()
+    plain = tmp_path / "plain.ckpt"
+    torch.save({"epoch": 1, "state_dict": {"w": torch.ones(2)}, "loops": {"fit": {"a": [1, 2.5, "x", None]}}}, plain)
+    assert AtomicCheckpointIO().load_checkpoint(plain)["state_dict"]["w"].tolist() == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("optim", sorted(p.stem for p in (Path(CONF) / "optim").glob("*.yaml")))
+def test_every_optimiser_and_schedule_saves_plain_data(tmp_path, optim):
+    """What a resumable checkpoint holds besides weights (the optimiser's and each schedule's state) needs no
+    allow-list: no global outside torch's default set."""
+    model = torch.nn.Linear(2, 2)
+    optimizer = instantiate(OmegaConf.load(Path(CONF) / "optim" / f"{optim}.yaml"))(params=model.parameters())
+    model(torch.ones(1, 2)).sum().backward()
+    optimizer.step()
+    states = {"optimizer_states": [optimizer.state_dict()], "lr_schedulers": []}
+    auto = {"total_steps": 10, "steps_per_epoch": 2, "max_lr": [0.1]}
+    for sched in sorted((Path(CONF) / "sched").glob("*.yaml")):
+        spec = OmegaConf.to_container(OmegaConf.load(sched)).get("scheduler")
+        if spec:
+            values = {k: auto[k] if v == "auto" else v for k, v in spec.items()}
+            scheduler = instantiate(values, _convert_="all")(optimizer=optimizer)
+            scheduler.step(*([1.0] if "Plateau" in spec["_target_"] else []))
+            states["lr_schedulers"].append(scheduler.state_dict())
+    torch.save(states, tmp_path / "states.ckpt")
+    assert torch.serialization.get_unsafe_globals_in_checkpoint(tmp_path / "states.ckpt") == []
+    assert len(torch.load(tmp_path / "states.ckpt", weights_only=True)["lr_schedulers"]) >= 5
+
+
+def test_every_entry_point_refuses_a_payload_in_one_line_and_never_runs_it(tmp_path):
+    """predict (as a command: exit status 1, one line), evaluate, export, and train with init_from= or ckpt_path=
+    (resume), each as its command runs it (`exit_on_data_error`)."""
+    marker = tmp_path / "created"
+    evil = crafted(tmp_path / "evil.ckpt", RunsCommand(marker))
+    data = write_canonical_zip(tmp_path / "data.zip")
+    refused = f"error: {evil}: refused: it would load posix.system (a checkpoint may hold only tensors and plain data)"
+    done = subprocess.run(
+        [sys.executable, "-m", "mdeas.predict", f"ckpt_path={evil}", "output=out", f"input={data}"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 1 and done.stderr.strip().splitlines()[-1] == refused, done.stderr[-1500:]
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        predicting = compose("predict", overrides=[f"ckpt_path={evil}", f"output={tmp_path / 'p'}", f"input={data}"])
+    runs = {
+        "predict": lambda: predict(predicting),
+        "evaluate": lambda: evaluate(str(evil), {}, str(tmp_path / "e")),
+        "export": lambda: export(str(evil), "torchscript", str(tmp_path / "m.pt")),
+        "init_from": lambda: train(compose_train(tmp_path / "a", data, f"init_from={evil}")),
+        "resume": lambda: train(compose_train(tmp_path / "b", data, f"ckpt_path={evil}")),
+    }
+    for name, run in runs.items():
+        with pytest.raises(SystemExit) as caught, exit_on_data_error(CheckpointError, ValueError):
+            run()
+        assert str(caught.value.code) == refused, name
+    assert not marker.exists() and not (tmp_path / "m.pt").exists()
