@@ -4,8 +4,9 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 ARGS ?=
 LOGDIR ?= outputs
+PYTHON ?= python3
 
-.PHONY: help install train test test-all lint format tensorboard dashboard-shots bench leaderboard clean
+.PHONY: help install train test test-all lint format tensorboard dashboard-shots bench leaderboard gpu-wheels gpu-check clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -50,6 +51,12 @@ leaderboard: install ## every preset × loss at an equal budget; appends to expe
 
 tensorboard: install ## TensorBoard over the runs in LOGDIR (default outputs; LOGDIR=multirun for sweeps)
 	$(VENV)/bin/tensorboard --logdir $(LOGDIR) --bind_all
+
+gpu-wheels: install ## download what a GPU machine without network lacks into wheels/ (needs network)
+	$(PY) -m experiments.gpu_check --download-wheels wheels/
+
+gpu-check: ## on the GPU machine (no .venv): CUDA tests, best chain, benchmarks -> gpu_check/summary.md
+	$(PYTHON) -m experiments.gpu_check --out gpu_check $(ARGS)
 
 clean: ## remove runs, caches and build files (keeps .venv)
 	rm -rf outputs multirun data/cache .pytest_cache .ruff_cache build *.egg-info

@@ -13,7 +13,9 @@ mask grey at quality 50, depth DenseDepth-style 8-bit grey). Both loaders use th
 - mdeas: `MaskDepthDataModule.train_dataloader()` as training uses it, with the default augmentation
   (`data/aug=default`): samples read from the per-size cache of resized samples (`mdeas.data.resized_cache`; its
   one-off build, from the zip, is timed and reported apart like the seed-style extraction), augmented, normalised.
-  "mdeas, no augmentation" (`data/aug=none`) does the same work as the seed-style loader. Without the cache:
+  "mdeas, no augmentation" (`data/aug=none`) does the same work as the seed-style loader. "mdeas, augment_on=gpu"
+  is the CPU side of `data.augment_on=gpu`: the same cache read into uint8 batches with each sample's random draws,
+  augmentation and normalisation left to the training device. Without the cache:
   "decoded each epoch" reads every sample from the zip, decoded reduced where the training size allows
   (`mdeas.data.decode`), and "decoded each epoch at full size" also turns the reduced decoding off (shown where
   reducing applies).
@@ -175,10 +177,18 @@ def seed_style_loader(folder: Path, rows: list[list[str]], size: int, depth_max:
     return DataLoader(data, batch_size=args.batch, shuffle=True, num_workers=workers, persistent_workers=workers > 0)
 
 
-def mdeas_loader(
-    path: Path, size: int, args, workers: int, cache_dir: Path, augment: bool = True, mode: str = "cached"
-) -> DataLoader:
-    """The DataModule's train loader, with the default augmentation or none. `mode`: `cached` (the default:
+def mdeas_datamodule(
+    path: Path,
+    size: int,
+    args,
+    workers: int,
+    cache_dir: Path,
+    augment: bool = True,
+    mode: str = "cached",
+    augment_on: str = "cpu",
+) -> MaskDepthDataModule:
+    """The DataModule set up as training uses it, with the default augmentation or none, done by the loader
+    (`augment_on="cpu"`) or left to the device (`"gpu"`: the loader yields uint8). `mode`: `cached` (the default:
     samples resized once into a per-size cache under `cache_dir`), `decoded` (decoded and resized every epoch,
     reduced where the size allows) or `full-size` (decoded at the stored size every epoch)."""
     steps = OmegaConf.to_container(OmegaConf.load(AUGMENT))["augment"] if augment else []
@@ -191,11 +201,17 @@ def mdeas_loader(
         split=(1, 0, 0),
         cache_dir=str(cache_dir),
         cache_resized=mode == "cached",
+        augment_on=augment_on,
     )
     dm.setup()
     if mode == "full-size":
         dm.datasets["train"].decode_size = None
-    return dm.train_dataloader()
+    return dm
+
+
+def mdeas_loader(path: Path, size: int, args, workers: int, cache_dir: Path, **kw) -> DataLoader:
+    """The train loader of `mdeas_datamodule` (same arguments)."""
+    return mdeas_datamodule(path, size, args, workers, cache_dir, **kw).train_dataloader()
 
 
 def cache_build(path: Path, size: int, args, cache_dir: Path) -> float:
@@ -261,6 +277,9 @@ def bench_layout(layout: str, args: argparse.Namespace) -> tuple[list[str], floa
                 )
             loaders["mdeas, decoded each epoch"] = partial(mdeas_loader, path, size, cache_dir=cache, mode="decoded")
             loaders["mdeas"] = partial(mdeas_loader, path, size, cache_dir=cache)
+            loaders["mdeas, augment_on=gpu (uint8 batches)"] = partial(
+                mdeas_loader, path, size, cache_dir=cache, augment_on="gpu"
+            )
             found = {
                 name: (throughput(make(args, args.workers), args.passes), cpu_ms(make(args, 0), args.cpu_samples))
                 for name, make in loaders.items()

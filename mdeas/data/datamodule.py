@@ -4,6 +4,11 @@
 (also from DataLoader workers, see `DataError`). `on_error="skip"`: samples whose entries are missing are left out
 when indexing (counted in the log), and a sample that fails to decode is left out of its batch; each loader logs a
 warning with the number skipped at the end of every pass over its split.
+
+`augment_on="gpu"`: the train loader yields uint8 batches (bg, fg_bg [B,S,S,3] as resized, with per-sample random
+draws) and `on_after_batch_transfer` augments and normalises them on the training device (`mdeas.data.gpu_augment`);
+validation and test loaders are the same in both modes (normalised on the CPU, never augmented), so `evaluate`,
+which reads them without a trainer, is unaffected.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import albumentations as A
 import pytorch_lightning as pl
@@ -19,6 +25,7 @@ from torch.utils.data import DataLoader
 
 from mdeas.data.dataset import IMAGENET_MEAN, IMAGENET_STD, ON_ERROR, SKIPPED, MaskDepthDataset, collate_skipping
 from mdeas.data.errors import DataError
+from mdeas.data.gpu_augment import DeviceAugment, RawItems
 from mdeas.data.layouts import DatasetIndex, load_index
 from mdeas.data.resized_cache import resized_cache
 from mdeas.data.sampler import EpochSampler
@@ -27,6 +34,7 @@ from mdeas.data.transforms import build_augment
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
+AUGMENT_ON = ("cpu", "gpu")
 
 
 class SkipCountingLoader(DataLoader):
@@ -58,6 +66,8 @@ class MaskDepthDataModule(pl.LightningDataModule):
     see whole images (any fully convolutional model runs at either size). None: whole images.
     `cache_resized`: decode and resize each split once into a per-size cache under `cache_dir`, then read it
     (`mdeas.data.resized_cache`; skipped with a warning above `cache_max_gb`).
+    `augment_on`: `cpu` augments and normalises in the loader's workers; `gpu` on the device the batch is moved to
+    (module docstring; `augment` then holds only transforms with a device version, `gpu_augment.STEPS`).
     """
 
     def __init__(
@@ -82,6 +92,7 @@ class MaskDepthDataModule(pl.LightningDataModule):
         on_error: str = "raise",
         cache_resized: bool = False,
         cache_max_gb: float = 16.0,
+        augment_on: str = "cpu",
     ) -> None:
         super().__init__()
         if on_error not in ON_ERROR:
@@ -89,6 +100,8 @@ class MaskDepthDataModule(pl.LightningDataModule):
         check_limit(limit, "data.limit")
         if crop is not None and not 0 < crop <= image_size:
             raise ValueError(f"data.crop must be in [1, data.image_size={image_size}] or null, got {crop}")
+        if augment_on not in AUGMENT_ON:
+            raise ValueError(f"data.augment_on must be one of {AUGMENT_ON}, got {augment_on!r}")
         self.path = path
         self.image_size, self.batch_size, self.num_workers = image_size, batch_size, num_workers
         self.limit, self.fractions, self.seed = limit, tuple(split), seed
@@ -97,6 +110,7 @@ class MaskDepthDataModule(pl.LightningDataModule):
         self.augment, self.mean, self.std = list(augment), tuple(mean), tuple(std)
         if crop is not None:
             self.augment.insert(0, A.RandomCrop(crop, crop))
+        self.device_augment = DeviceAugment(self.augment, self.mean, self.std) if augment_on == "gpu" else None
         self.pin_memory = pin_memory
         self.layout, self.depth_inverted, self.on_error = layout, depth_inverted, on_error
         self.cache_resized, self.cache_max_gb = cache_resized, cache_max_gb
@@ -133,7 +147,7 @@ class MaskDepthDataModule(pl.LightningDataModule):
                     None,
                     f"the {name} split is empty ({len(samples)} samples); use more data or change data.split",
                 )
-        augment = build_augment(self.augment, seed=self.seed)
+        augment = build_augment(self.augment, seed=self.seed) if self.device_augment is None else None
         for name in SPLITS:
             data = MaskDepthDataset(
                 self.index,
@@ -152,8 +166,11 @@ class MaskDepthDataModule(pl.LightningDataModule):
         log.info("dataset %s: %s", self.index.layout, {k: len(v) for k, v in self.datasets.items()})
 
     def _loader(self, name: str, sampler: EpochSampler | None = None) -> DataLoader:
+        data = self.datasets[name]
+        if name == "train" and self.device_augment is not None:
+            data = RawItems(data, self.device_augment.draws, self.seed)
         return SkipCountingLoader(
-            self.datasets[name],
+            data,
             batch_size=self.batch_size,
             sampler=sampler,
             drop_last=sampler is not None and len(sampler) > self.batch_size,
@@ -174,3 +191,10 @@ class MaskDepthDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test")
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """With `augment_on=gpu`, a train batch (uint8, with `draws`) augmented and normalised where it now is; any
+        other batch as it is."""
+        if isinstance(batch, dict) and "draws" in batch:
+            return self.device_augment(batch)
+        return batch
