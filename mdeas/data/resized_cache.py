@@ -54,7 +54,7 @@ def cache_bytes(count: int, size: int) -> int:
 def cache_key(dataset: MaskDepthDataset) -> str:
     """A hash of everything a cached sample depends on: zips, layout, depth encoding, size, versions, entries."""
     index = dataset.index
-    zips = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in index.store.paths]
+    zips = [index.store.identity(i) for i in range(len(index.store.paths))]  # a URL: its size and ETag
     versions = [CACHE_VERSION, cv2.__version__, PIL.__version__, albumentations.__version__]
     head = {"zips": zips, "layout": index.layout, "depth": asdict(index.depth), "size": dataset.image_size}
     head["versions"] = versions

@@ -15,6 +15,9 @@ local header must agree with the directory (name, method, sizes) and its data mu
 next entry; deflated data never inflates past its declared size. Indexing refuses entries that overlap or lie past
 the central directory, and names that appear twice. Defaults: 256 MiB and 100:1, raised by the environment
 variables MDEAS_MAX_ENTRY_MB and MDEAS_MAX_RATIO (or by `ZipStore`'s arguments).
+
+A zip given by URL (`http(s)://`, `s3://`, `gs://`) is read the same way through a `mdeas.data.remote.RemoteFile`:
+range requests for the end records, the directory and each entry, never the whole file.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import BinaryIO
 import numpy as np
 
 from mdeas.data.errors import DataError, printable
+from mdeas.data.remote import RemoteError, RemoteFile, ZipURL, open_source, zip_location
 
 _SEP = "::"
 _END = struct.Struct("<4s4H2LH")  # end of central directory record
@@ -40,6 +44,7 @@ _LOCAL = struct.Struct("<4s5H3L2H")  # local file header
 _MAX_COMMENT = 0xFFFF
 _UTF8_NAMES, _ENCRYPTED, _DESCRIPTOR = 0x800, 0x1, 0x8
 _STORED, _DEFLATED = 0, 8
+_MOST_AROUND_DATA = _LOCAL.size + 2 * 0xFFFF + 24  # bytes: local header, longest name and extra, data descriptor
 MAX_ENTRY_MB = 256.0  # per entry: 5× the largest manifest (the seed scheme's 400k rows: 48 MiB), 10× a 12-MP 16-bit PNG
 MAX_RATIO = 100.0  # stored / packed size; images are 1.0-1.2 (JPEG, PNG are compressed already), manifests 8-13
 RATIO_FROM = 1 << 20  # bytes: entries smaller than this are never refused for their ratio
@@ -182,6 +187,12 @@ class ZipDirectory:
             raise BadZip("central directory outside the file")
         return count, size, offset, concat
 
+    def span(self, i: int) -> tuple[int, int]:
+        """(first byte, end) of what reading entry `i` touches at most: its local header, name, extra field, data
+        and data descriptor, up to the next entry's header or the central directory."""
+        start = self.offsets[i]
+        return start, min(self.ends[i], start + self.packed[i] + _MOST_AROUND_DATA)
+
     def read(self, f: BinaryIO, i: int, max_bytes: float = MAX_ENTRY_MB * MIB, max_ratio: float = MAX_RATIO) -> bytes:
         """The stored bytes of entry `i`: decompressed and checked against its size and CRC-32. OverLimit, before
         anything is read, for a declared (or packed) size above `max_bytes`, or a declared size over 1 MiB more
@@ -251,14 +262,15 @@ class ZipStore:
     """A read-only view of the file entries of several zips.
 
     `read` opens (and caches) a file handle per process, so a store forked or pickled into DataLoader workers
-    opens its own handles there. `max_entry_mb` (MiB) and `max_ratio` bound each read (`ZipDirectory.read`); None
+    opens its own handles there. `paths` may be URLs (`mdeas.data.remote.zip_location`): each is then a ZipURL
+    read by range requests. `max_entry_mb` (MiB) and `max_ratio` bound each read (`ZipDirectory.read`); None
     takes MDEAS_MAX_ENTRY_MB and MDEAS_MAX_RATIO from the environment, else 256 MiB and 100:1.
     """
 
     def __init__(
         self, paths: Sequence[str | os.PathLike], max_entry_mb: float | None = None, max_ratio: float | None = None
     ) -> None:
-        self.paths = [Path(p) for p in paths]
+        self.paths: list[Path | ZipURL] = [zip_location(p) for p in paths]
         self.max_bytes = (max_entry_mb or env_limit("MDEAS_MAX_ENTRY_MB", MAX_ENTRY_MB)) * MIB
         self.max_ratio = max_ratio or env_limit("MDEAS_MAX_RATIO", MAX_RATIO)
         self.owner: dict[str, int] = {}  # name → the first zip holding it
@@ -269,6 +281,8 @@ class ZipStore:
         for i, path in enumerate(self.paths):
             try:
                 self.directories.append(ZipDirectory(self._handle(i)))
+            except RemoteError as e:
+                raise DataError(path, None, f"cannot read ({e})", "read") from None
             except (BadZip, OSError, ValueError, OverflowError, struct.error) as e:
                 raise DataError(path, getattr(e, "entry", None), f"not a readable zip ({e})", "read") from None
             for name in self.directories[i].names:
@@ -283,7 +297,9 @@ class ZipStore:
         return [d.names for d in self.directories]
 
     @staticmethod
-    def _open(path: Path) -> BinaryIO:
+    def _open(path: Path | ZipURL) -> BinaryIO | RemoteFile:
+        if isinstance(path, ZipURL):
+            return RemoteFile(open_source(path))
         if not path.is_file():
             raise DataError(path, None, "no such file", "read")
         return open(path, "rb")  # kept open until `close`, one per zip and process
@@ -309,13 +325,23 @@ class ZipStore:
         index, name = key.split(_SEP, 1)
         return int(index), name
 
-    def source(self, key: str) -> Path:
+    def source(self, key: str) -> Path | ZipURL:
         """The zip holding entry `key`."""
         return self.paths[self.locate(key)[0]]
 
     def name(self, key: str) -> str:
         """The entry name of `key` inside its zip."""
         return self.locate(key)[1]
+
+    def identity(self, index: int) -> list[str | int]:
+        """What zip `index`'s content is known by: [resolved path, bytes, modification time in ns], or for a URL
+        [URL, bytes, ETag or Last-Modified as the server gives it]."""
+        path = self.paths[index]
+        if isinstance(path, ZipURL):
+            handle = self._handle(index)
+            return [str(path), handle.size, handle.version]
+        stat = path.stat()
+        return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
 
     def close(self) -> None:
         """Close this process's file handles (a later read opens them again)."""
@@ -325,7 +351,7 @@ class ZipStore:
 
     __del__ = close
 
-    def _handle(self, index: int) -> BinaryIO:
+    def _handle(self, index: int) -> BinaryIO | RemoteFile:
         if os.getpid() != self._pid:  # forked into a worker: never share the parent's file offsets
             self.close()  # the worker's copies of the parent's descriptors
             self._pid = os.getpid()
@@ -338,9 +364,12 @@ class ZipStore:
         if key not in self:
             raise DataError(self.describe(), key, "entry not found", "missing")
         index, name = self.locate(key)
-        directory = self.directories[index]
+        directory, row = self.directories[index], self.directories[index].row[name]
         try:
-            return directory.read(self._handle(index), directory.row[name], self.max_bytes, self.max_ratio)
+            handle = self._handle(index)
+            if isinstance(handle, RemoteFile) and directory.packed[row] <= self.max_bytes:
+                handle.prefetch(*directory.span(row))  # one request for the reads below
+            return directory.read(handle, row, self.max_bytes, self.max_ratio)
         except OverLimit as e:
             raise DataError(self.paths[index], name, f"refused: {e}", "limit") from None
         except (BadZip, OSError, struct.error) as e:
