@@ -29,7 +29,7 @@ def test_a_short_run_reads_metric_depth_from_the_image(tmp_path: Path, one_threa
         "model=resunet",
         "+model.widths=[16,32,64,128]",
         "+model.bottom=128",
-        "loss=bce_dice_silog",
+        "loss=bce_dice_ssim",
         "trainer.max_epochs=8",
         "data.batch_size=16",
         "test=false",

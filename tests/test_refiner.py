@@ -242,3 +242,31 @@ def test_the_refiner_recovers_detail_the_base_cannot_see():
     alone = overfit_iou(RefinedNet(copy.deepcopy(base), PatchRefiner(), downsample=4), "mask_coarse")
     with_refiner = overfit_iou(RefinedNet(copy.deepcopy(base), PatchRefiner(), downsample=4), "mask")
     assert with_refiner > 0.9 and with_refiner > alone + 0.3, (with_refiner, alone)
+
+
+def test_a_detail_base_reads_the_full_size_difference_shrunk_with_the_images():
+    seen = []
+
+    class Record(torch.nn.Module):
+        stride = 1
+
+        def forward(self, bg, fg_bg, difference=None):
+            seen.append((bg, fg_bg, difference))
+            return {"mask": torch.zeros_like(bg[:, :1]), "depth": torch.zeros_like(bg[:, :1])}
+
+    # a texture that moved: a 1-px checkerboard against its shift keeps every 4x4 mean, changes every pixel
+    board = (torch.arange(16)[:, None] + torch.arange(16)[None, :]) % 2
+    bg = board.float().expand(1, 3, 16, 16)
+    fg_bg = 1 - bg
+    for detail in (True, False):
+        RefinedNet(Record(), PatchRefiner(), downsample=4, detail=detail)(bg, fg_bg)
+    small_bg, small_fg_bg, difference = seen[0]
+    assert torch.equal(small_bg, F.avg_pool2d(bg, 4)) and torch.equal(small_fg_bg, F.avg_pool2d(fg_bg, 4))
+    assert torch.equal(difference, torch.ones(1, 3, 4, 4))  # |fg_bg − bg| = 1 everywhere, then averaged
+    assert torch.equal((small_fg_bg - small_bg).abs(), torch.zeros(1, 3, 4, 4))  # what the shrunk pair shows
+    assert seen[1][2] is None  # without detail the base computes its own difference, if it has one
+    model = refined("resunet", PatchRefiner(), difference=True, detail=True).eval()
+    assert model.forward_full(torch.randn(1, 3, 120, 88), torch.randn(1, 3, 120, 88), 256)["mask"].shape[-2:] == (
+        120,
+        88,
+    )

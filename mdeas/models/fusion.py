@@ -32,9 +32,15 @@ class EarlyConcat(nn.Module):
         self.channels = list(self.encoder.channels)
         self.strides = list(self.encoder.strides)
 
-    def forward(self, bg: torch.Tensor, fg_bg: torch.Tensor) -> list[torch.Tensor]:
-        inputs = [fg_bg, bg, (fg_bg - bg).abs()] if self.difference else [fg_bg, bg]
-        return self.encoder(torch.cat(inputs, dim=1))
+    def forward(
+        self, bg: torch.Tensor, fg_bg: torch.Tensor, difference: torch.Tensor | None = None
+    ) -> list[torch.Tensor]:
+        """`difference` [B, 3, H, W]: the |fg_bg − bg| channels to use instead of the inputs' own (e.g. measured at
+        a finer resolution, then shrunk); only with `self.difference`."""
+        if not self.difference:
+            return self.encoder(torch.cat([fg_bg, bg], dim=1))
+        difference = (fg_bg - bg).abs() if difference is None else difference
+        return self.encoder(torch.cat([fg_bg, bg, difference], dim=1))
 
 
 class DualStem(nn.Module):

@@ -28,9 +28,10 @@ class MaskDepthNet(nn.Module):
         self.depth_decoder = depth_decoder
         self.stride = max(fusion.strides)
 
-    def forward(self, bg: torch.Tensor, fg_bg: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, bg: torch.Tensor, fg_bg: torch.Tensor, **fusion_inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """`fusion_inputs`: extra inputs of the fusion, e.g. `difference` for EarlyConcat with a difference input."""
         check_size(fg_bg, self.stride)
-        features = self.fusion(bg, fg_bg)
+        features = self.fusion(bg, fg_bg, **fusion_inputs)
         mask_in, depth_in = self.neck(features[-1])
         return {"mask": self.mask_decoder(mask_in, features), "depth": self.depth_decoder(depth_in, features)}
 

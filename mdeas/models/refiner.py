@@ -17,7 +17,7 @@ same share of the image's patches.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -135,7 +135,10 @@ class RefinedNet(nn.Module):
 
     `downsample`: input size / base input size in training; `fraction`: share of the patches refined per image (in
     (0, 1]; 1: every patch, densely); `threshold`: least uncertainty of a patch refined by `forward_full`;
-    `freeze_base`: keep the base's weights and normalisation statistics fixed (second-stage training).
+    `freeze_base`: keep the base's weights and normalisation statistics fixed (second-stage training);
+    `detail`: give the base (a preset with `difference=True`) |fg_bg − bg| measured at the input size and then
+    shrunk with the images, instead of the difference of the shrunk images: a texture that changed keeps its
+    evidence though its average colour did not.
     """
 
     def __init__(
@@ -146,6 +149,7 @@ class RefinedNet(nn.Module):
         fraction: float = 0.25,
         threshold: float = 0.1,
         freeze_base: bool = False,
+        detail: bool = False,
     ) -> None:
         super().__init__()
         if not 0.0 < fraction <= 1.0:
@@ -156,6 +160,7 @@ class RefinedNet(nn.Module):
         self.fraction = fraction
         self.threshold = threshold
         self.freeze_base = freeze_base
+        self.detail = detail
         self.stride = base.stride * downsample
         self.base.requires_grad_(not freeze_base)
         self.train()
@@ -186,8 +191,15 @@ class RefinedNet(nn.Module):
         "mask_coarse": the base's logits upsampled}, each [B, 1, H, W]; the base runs on the pair averaged over
         `downsample` × `downsample` blocks and `fraction` of the patches are refined."""
         check_size(fg_bg, self.stride)
-        base = self.base(F.avg_pool2d(bg, self.downsample), F.avg_pool2d(fg_bg, self.downsample))
-        return self._refine(bg, fg_bg, base, 0.0)
+        return self._refine(bg, fg_bg, self._base(bg, fg_bg, lambda x: F.avg_pool2d(x, self.downsample)), 0.0)
+
+    def _base(
+        self, bg: torch.Tensor, fg_bg: torch.Tensor, shrink: Callable[[torch.Tensor], torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """The base's outputs on the pair shrunk by `shrink` (with the full-size difference shrunk too if `detail`)."""
+        if self.detail:
+            return self.base(shrink(bg), shrink(fg_bg), difference=shrink((fg_bg - bg).abs()))
+        return self.base(shrink(bg), shrink(fg_bg))
 
     def forward_full(self, bg: torch.Tensor, fg_bg: torch.Tensor, train_size: int) -> dict[str, torch.Tensor]:
         """Normalised bg, fg_bg [B, 3, H, W] of any size → the outputs of `forward` at H × W. The base runs on
@@ -195,7 +207,7 @@ class RefinedNet(nn.Module):
         input size, data.image_size); the patches refined are those with uncertainty ≥ `threshold`, at most
         `fraction` of them."""
         side = (train_size // self.downsample,) * 2
-        return self._refine(bg, fg_bg, self.base(resize(bg, side), resize(fg_bg, side)), self.threshold)
+        return self._refine(bg, fg_bg, self._base(bg, fg_bg, lambda x: resize(x, side)), self.threshold)
 
 
 def refined(
@@ -205,7 +217,8 @@ def refined(
     fraction: float = 0.25,
     threshold: float = 0.1,
     freeze_base: bool = False,
+    detail: bool = False,
     **preset: Any,
 ) -> RefinedNet:
     """The preset `name` (its keyword overrides in `preset`) as the base of a RefinedNet with `refiner`."""
-    return RefinedNet(create_model(name, **preset), refiner, downsample, fraction, threshold, freeze_base)
+    return RefinedNet(create_model(name, **preset), refiner, downsample, fraction, threshold, freeze_base, detail)
