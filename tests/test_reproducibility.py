@@ -16,9 +16,9 @@ def test_same_seed_gives_identical_metrics_and_weights_on_cpu(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
 
     def train(name: str) -> subprocess.CompletedProcess:
-        cmd = [sys.executable, "-m", "mdeas.train", f"data.path={data}", "data.image_size=32", "data.batch_size=4",
-               "data.num_workers=2", "data/aug=strong", "trainer.max_epochs=2", "trainer.accelerator=cpu", "seed=11",
-               "callbacks.image_grid=null", f"hydra.run.dir={name}"]  # fmt: skip
+        cmd = [sys.executable, "-m", "mdeas.train", "model=resunet", f"data.path={data}", "data.image_size=32",
+               "data.batch_size=4", "data.num_workers=2", "data/aug=strong", "trainer.max_epochs=2",
+               "trainer.accelerator=cpu", "seed=11", "callbacks.image_grid=null", f"hydra.run.dir={name}"]  # fmt: skip
         return subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
 
     runs = [train("a"), train("b")]

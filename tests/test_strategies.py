@@ -156,8 +156,8 @@ def test_progressive_chain_runs_each_stage_at_its_size_from_the_previous_best(tm
 @pytest.mark.slow
 def test_ddp_with_two_cpu_processes_syncs_metrics(tmp_path):
     data = write_canonical_zip(tmp_path / "d.zip", num_samples=40, size=32, fg_per_bg=2)  # test split: 6 samples
-    cmd = [sys.executable, "-m", "mdeas.train", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
-           f"data.path={data}", "data.image_size=32", "data.batch_size=2", "data.num_workers=0",
+    cmd = [sys.executable, "-m", "mdeas.train", "trainer=ddp", "model=resunet", "trainer.accelerator=cpu",
+           "trainer.devices=2", f"data.path={data}", "data.image_size=32", "data.batch_size=2", "data.num_workers=0",
            "trainer.max_epochs=1", "+trainer.limit_train_batches=3", "hydra.run.dir=run",
            "callbacks.image_grid=null"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

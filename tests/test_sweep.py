@@ -89,7 +89,8 @@ def tiny_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_run(tiny_zip: Path, sweep: Path, *args: str) -> list[str]:
     """The train command on the tiny data set, `args` first (Hydra flags such as -m, then overrides)."""
     return [
-        sys.executable, "-m", "mdeas.train", *args, f"data.path={tiny_zip}", "data.image_size=32", "data.batch_size=4",
+        sys.executable, "-m", "mdeas.train", *args, "model=resunet", f"data.path={tiny_zip}", "data.image_size=32",
+        "data.batch_size=4",
         "data.num_workers=0", "data.limit=16", "trainer.max_epochs=1", "+trainer.limit_train_batches=2",
         "trainer.accelerator=cpu", "test=false", "~callbacks.image_grid", f"hydra.sweep.dir={sweep}",
     ]  # fmt: skip
