@@ -310,7 +310,10 @@ def test_ctrl_c_leaves_a_resumable_checkpoint_and_says_how_to_resume(run, tmp_pa
            "hydra.run.dir=run"]  # fmt: skip
     ckpts = tmp_path / "run" / "checkpoints"
     with (tmp_path / "output").open("w") as output:
-        proc = subprocess.Popen(cmd, cwd=tmp_path, env=ENV, stdout=output, stderr=subprocess.STDOUT)
+        # Ctrl-C as a terminal sends it, whatever this process's own handling (Lightning ignores SIGINT in the
+        # process after handling one, and an ignored signal stays ignored in children)
+        restore = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
+        proc = subprocess.Popen(cmd, cwd=tmp_path, env=ENV, stdout=output, stderr=subprocess.STDOUT, preexec_fn=restore)
         try:
             deadline = time.monotonic() + 120
             while not (ckpts / "last.ckpt").exists() and proc.poll() is None and time.monotonic() < deadline:

@@ -4,6 +4,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from mdeas.models import create_model, list_models
 from mdeas.models.encoders.mobile import MobileEncoder
@@ -39,7 +40,11 @@ def n_params(model: torch.nn.Module) -> int:
 def test_every_preset_is_registered_and_has_a_config():
     assert list_models() == sorted([*PARAMS, "composed"])
     assert list_models("*unet*") == ["mobile_unet", "resnet_unet", "resunet", "unet_shared"]
-    assert sorted(p.stem for p in Path(CONF, "model").glob("*.yaml")) == list_models()
+    configs = {p.stem: OmegaConf.load(p) for p in Path(CONF, "model").glob("*.yaml")}
+    presets = {name for name, cfg in configs.items() if "model" not in cfg}  # the others are _global_ recipes
+    assert sorted(presets) == list_models()
+    for name in set(configs) - presets:  # a recipe builds on a registered preset
+        assert configs[name].model.name in list_models(), name
 
 
 @pytest.mark.parametrize("name", sorted(PARAMS))
