@@ -2,6 +2,7 @@
 
     python experiments/real_check_set.py                       # 10 backgrounds x 8 objects x 2 x 4 scales
     python experiments/real_check_set.py --out data/rc.zip --positions 5 --image-size 128
+    python experiments/real_check_set.py --out data/real_check_q.zip --jpeg-quality 30 95   # each image its own quality
 
 The photos are the sample images shipped inside scikit-image (`skimage/data`, part of the dev install); nothing
 is downloaded. The files are read straight from the package folder (scikit-image is never imported).
@@ -168,7 +169,7 @@ def build(
     image_size: int = 224,
     positions: int = 1,
     seed: int = 0,
-    jpeg_quality: int = 50,
+    jpeg_quality: int | tuple[int, int] = 50,
     workers: int | None = None,
 ) -> Path:
     """Write the real-photo check set to `out` (module docstring); returns its path."""
@@ -184,10 +185,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--positions", type=int, default=1, help="random places per (bg, object, flip, scale)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--jpeg-quality", type=int, default=50)
+    parser.add_argument(
+        "--jpeg-quality", type=int, nargs="+", default=[50], help="one quality, or LOW HIGH: each image draws its own"
+    )
     parser.add_argument("--workers", type=int, default=None)
     args = parser.parse_args(argv)
-    path = build(args.out, args.image_size, args.positions, args.seed, args.jpeg_quality, args.workers)
+    quality = args.jpeg_quality[0] if len(args.jpeg_quality) == 1 else tuple(args.jpeg_quality)
+    path = build(args.out, args.image_size, args.positions, args.seed, quality, args.workers)
     print(f"wrote {path}")
 
 

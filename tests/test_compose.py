@@ -223,3 +223,21 @@ def test_the_real_check_set_builds_from_the_installed_photos(tmp_path: Path) -> 
     ]
     coverage = np.array([(m == 255).mean() for m in masks])
     assert 0.01 < coverage.min() and coverage.max() < 0.6
+
+
+@pytest.mark.slow
+def test_the_real_check_set_takes_a_range_of_jpeg_qualities(tmp_path: Path) -> None:
+    if importlib.util.find_spec("skimage") is None:
+        pytest.skip("scikit-image (the dev extra) is not installed")
+    from experiments.real_check_set import main
+
+    main(["--out", str(tmp_path / "q.zip"), "--image-size", "32", "--jpeg-quality", "30", "95", "--workers", "1"])
+    with zipfile.ZipFile(tmp_path / "q.zip") as archive:
+        meta = json.loads(archive.read("meta.json"))
+        rows = _rows(archive)[1:]
+        tables = {  # a JPEG's luminance quantisation table is set by its quality
+            kind: {tuple(Image.open(io.BytesIO(archive.read(row[column]))).quantization[0]) for row in rows}
+            for kind, column in (("bg", 1), ("fg_bg", 2))
+        }
+    assert meta["jpeg_quality"] == [30, 95]
+    assert len(tables["bg"]) > 5 and len(tables["fg_bg"]) > 30  # 10 backgrounds, 640 composites: each its own
