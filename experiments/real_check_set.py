@@ -35,6 +35,7 @@ import numpy as np
 from PIL import Image
 
 from mdeas.synth.compose import compose
+from mdeas.synth.writer import check_image_options
 
 Crop = Callable[[np.ndarray], np.ndarray]
 
@@ -172,7 +173,9 @@ def build(
     jpeg_quality: int | tuple[int, int] = 50,
     workers: int | None = None,
 ) -> Path:
-    """Write the real-photo check set to `out` (module docstring); returns its path."""
+    """Write the real-photo check set to `out` (module docstring); returns its path. ValueError naming a bad option
+    before any photo is read."""
+    check_image_options(image_size, seed, jpeg_quality)
     with tempfile.TemporaryDirectory() as tmp:
         bg_dir, fg_dir = write_inputs(skimage_data(), Path(tmp))
         options = {"image_size": image_size, "positions": positions, "seed": seed, "jpeg_quality": jpeg_quality}
@@ -190,8 +193,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--workers", type=int, default=None)
     args = parser.parse_args(argv)
+    if len(args.jpeg_quality) > 2:
+        parser.error(f"--jpeg-quality takes one quality or LOW HIGH, got {len(args.jpeg_quality)} values")
     quality = args.jpeg_quality[0] if len(args.jpeg_quality) == 1 else tuple(args.jpeg_quality)
-    path = build(args.out, args.image_size, args.positions, args.seed, quality, args.workers)
+    try:
+        path = build(args.out, args.image_size, args.positions, args.seed, quality, args.workers)
+    except ValueError as error:  # a bad option, named by compose
+        parser.error(str(error))
     print(f"wrote {path}")
 
 
