@@ -217,6 +217,7 @@ def test_cli_writes_only_the_zip(tmp_path: Path) -> None:
         {"jpeg_quality": [60, 40]},
         {"jpeg_quality": [0, 50]},
         {"rough_edges": 1.5},
+        {"camouflage": -0.1},
     ],
 )
 def test_bad_arguments_fail_and_write_nothing(tmp_path: Path, kwargs: dict) -> None:
@@ -584,3 +585,28 @@ def test_rough_edges_feather_the_outline_and_keep_mask_depth_and_colours_consist
     assert out.alpha[4, 0] > 0.95 and 0.0 < out.alpha[4, 5] < 0.5 and out.alpha[4, 8] == 0
     assert out.depth[4, 5] == 2.0 and out.depth[4, 6] == 2.0 and np.isinf(out.depth[4, 8])
     assert (0 <= out.rgb).all() and (out.rgb <= 1).all()
+
+
+def test_camouflage_hides_the_object_in_the_background_s_colours_and_keeps_its_outline() -> None:
+    from mdeas.synth.camouflage import camouflage
+
+    seed, size = 3, 96
+    opts = Options(6, image_size=size, seed=seed, fg_per_bg=6, paste_fraction=1.0)
+    disguised = dataclasses.replace(opts, camouflage=1.0)
+    inside_plain, inside_disguised = [], []
+    for spec in plan(opts):
+        background = make_background(seed, spec.bg_index, size, MAX_MM / 1000.0)
+        plain, hidden = make_sample(background, spec, opts), make_sample(background, spec, disguised)
+        np.testing.assert_array_equal(plain.mask, hidden.mask)
+        np.testing.assert_array_equal(plain.depth, hidden.depth)
+        assert _changed_far_from_mask(hidden) == 0.0  # still a paste: nothing changes away from it
+        for sample, inside in ((plain, inside_plain), (hidden, inside_disguised)):
+            difference = np.abs(sample.fg_bg.astype(float) - background.rgb.astype(float)).mean(-1)
+            inside.append(difference[sample.mask].mean())
+    assert np.mean(inside_disguised) < 0.7 * np.mean(inside_plain)
+    # by hand: a white object on a black background keeps 5-40 % of its own colour, and all of its alpha and depth
+    fg = sc.Foreground(None, np.ones((8, 8, 3)), np.zeros((8, 8)), np.full((8, 8), np.inf), (7, 4), 0, 0)
+    fg.alpha[2:6, 2:6], fg.depth[2:6, 2:6] = 1.0, 3.0
+    out = camouflage(fg, np.zeros((8, 8, 3)), np.random.default_rng(0))
+    assert ((0.05 <= out.rgb) & (out.rgb <= 0.4)).all() and np.ptp(out.rgb) == 0
+    assert out.alpha is fg.alpha and out.depth is fg.depth

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mdeas.synth.camouflage import camouflage
 from mdeas.synth.parallel import default_workers, ordered_map
 from mdeas.synth.rough_edges import rough_edges
 from mdeas.synth.scene import (
@@ -69,6 +70,7 @@ SEED_FG_FRACTION = 150 / 224  # the seeds' cut-outs: max side 150 px on 224 px i
 SEED_SCALES = (1.0, 0.8, 0.6, 0.4)
 _RETRY_SIZES = (1.0, 1.25, 0.8, 1.5, 0.65, 1.0)  # object sizes tried when a placement fails, x the target
 _EDGE_STREAM = 7  # the random stream of cut-out edges, apart from the sample's other draws
+_CAMOUFLAGE_STREAM = 8  # the random stream of recolouring with the background's texture
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,7 @@ class Options:
     scale_range: tuple[float, float] = (0.4, 1.25)
     paste_fraction: float = 0.0
     rough_edges: float = 0.0
+    camouflage: float = 0.0
     camera: str = "metric"
 
     @property
@@ -235,7 +238,8 @@ def make_sample(background: Background, spec: SampleSpec, opts: Options) -> Samp
     A fraction `opts.paste_fraction` of the samples is a pure paste, as the seeds made theirs: no cast shadow, no
     darkening, the background's noise, so that fg_bg equals bg outside the mask up to JPEG. A fraction
     `opts.rough_edges` of the pastes has the outline of a hand-made cut-out (`rough_edges`: feathered, often
-    fringed), drawn from a stream of its own.
+    fringed), drawn from a stream of its own; a fraction `opts.camouflage` of the pastes wears the background's
+    own texture from another place (`camouflage`), drawn from another stream.
     """
     rng = np.random.default_rng(spec.key)
     if spec.foreground is None:
@@ -260,6 +264,9 @@ def make_sample(background: Background, spec: SampleSpec, opts: Options) -> Samp
     edges = np.random.default_rng([*spec.key, _EDGE_STREAM])
     if pasted and edges.random() < opts.rough_edges:
         fg = rough_edges(fg, edges)
+    disguise = np.random.default_rng([*spec.key, _CAMOUFLAGE_STREAM])
+    if pasted and disguise.random() < opts.camouflage:
+        fg = camouflage(fg, render.clean, disguise)
     colour = render.clean
     if not pasted and rng.random() < 0.7:
         colour = colour - render.direct * object_shadow(scene, render.depth, fg)[..., None]
@@ -332,7 +339,7 @@ def _check(opts: Options) -> None:
         raise ValueError(f"scheme must be one of {', '.join(SCHEMES)}, got {opts.scheme!r}")
     if opts.num_foregrounds < 1 or opts.positions < 1 or not opts.scales:
         raise ValueError("the seed scheme needs num_foregrounds >= 1, positions >= 1 and at least one scale")
-    for name in ("paste_fraction", "rough_edges"):
+    for name in ("paste_fraction", "rough_edges", "camouflage"):
         if not 0 <= getattr(opts, name) <= 1:
             raise ValueError(f"{name} must be in [0, 1], got {getattr(opts, name)}")
     low, high = opts.scale_range
@@ -344,8 +351,8 @@ def generate(out: str | Path, num_samples: int, workers: int | None = None, **op
     """Write a canonical dataset zip of `num_samples` samples to `out`; returns its path.
 
     options (see `Options`, conf/synth.yaml): image_size, seed, jpeg_quality, fg_per_bg, max_depth_mm, scheme
-    ("random" or "seed"), num_foregrounds, flips, scales, positions, scale_range, paste_fraction, rough_edges, camera
-    ("metric" or "wide").
+    ("random" or "seed"), num_foregrounds, flips, scales, positions, scale_range, paste_fraction, rough_edges,
+    camouflage, camera ("metric" or "wide").
     ceil(num_samples / samples per background) backgrounds are rendered; depth is stored in mm, clamped to
     max_depth_mm. `workers` processes render (default: the CPU count); the zip's bytes do not depend on it. The
     zip is written to `out`.tmp and moved into place, so `out` is either complete or absent.
@@ -372,6 +379,7 @@ def generate(out: str | Path, num_samples: int, workers: int | None = None, **op
         "scheme": opts.scheme,
         "paste_fraction": opts.paste_fraction,
         "rough_edges": opts.rough_edges,
+        "camouflage": opts.camouflage,
         "camera": opts.camera,
         "depth": {"format": "png16", "unit": "mm", "max": opts.max_depth_mm},
         "mask": {"format": "png8", "values": [0, 255]},
