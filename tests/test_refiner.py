@@ -12,15 +12,7 @@ from mdeas.inference import Predictor, full_resolution, load_module, load_weight
 from mdeas.losses.group import LossGroup
 from mdeas.metrics.functional import mask_metrics
 from mdeas.models import create_model
-from mdeas.models.refiner import (
-    PatchRefiner,
-    RefinedNet,
-    patch_evidence,
-    patch_uncertainty,
-    refined,
-    select_patches,
-    upsample,
-)
+from mdeas.models.refiner import PatchRefiner, RefinedNet, patch_uncertainty, refined, select_patches, upsample
 from mdeas.module import MaskDepthModule
 from mdeas.train import train
 from tests.conftest import compose_train, write_canonical_zip
@@ -108,26 +100,6 @@ def test_selection_picks_the_most_uncertain_patches():
     assert list(zip(row.tolist(), col.tolist(), strict=True)) == [(0, 3), (2, 1), (3, 0)]
     _, row, col = select_patches(uncertainty, k=3, threshold=0.5)  # (3, 0): 1 - tanh(0.75) = 0.37 is below
     assert list(zip(row.tolist(), col.tolist(), strict=True)) == [(0, 3), (2, 1)]
-
-
-def test_evidence_selects_a_thin_part_the_coarse_mask_calls_background():
-    bg, fg_bg = torch.zeros(1, 3, 16, 24), torch.zeros(1, 3, 16, 24)
-    fg_bg[..., 5] = 3.0  # a 1-px line in the first column of patches: its 3×3 mean is 1 on and beside it
-    fg_bg[..., 20] = 0.3  # a faint one in the third: 3×3 mean 0.1
-    sure_bg = torch.full((1, 1, 16, 24), -12.0)
-    evidence = patch_evidence(bg, fg_bg, sure_bg, 8, scale=0.5)
-    expected = torch.tensor([[1.0, 0.0, 0.2], [1.0, 0.0, 0.2]])  # min(1, 1 / 0.5), 0, 0.1 / 0.5
-    assert torch.allclose(evidence[0], expected, atol=1e-4)
-    assert patch_evidence(bg, fg_bg, -sure_bg, 8, scale=0.5).max() < 1e-4  # the coarse mask has it already
-    unsure = sure_bg.clone()
-    unsure[0, 0, 3, 12] = 1.0  # one unsure pixel in the middle column: uncertainty 1 - tanh(0.5) = 0.54
-    refiner = randomise_last_layer(PatchRefiner(patch=8))
-    for evidence, changed_columns in ((0.0, [1]), (0.5, [0])):
-        refiner.evidence = evidence
-        with torch.no_grad():
-            out = refiner(bg, fg_bg, unsure, k=1)
-        changed = (out != unsure)[0, 0].any(0).view(3, 8).any(1)
-        assert changed.nonzero().flatten().tolist() == changed_columns
 
 
 def test_patches_refined_scale_with_the_image_area_and_stop_at_the_threshold():

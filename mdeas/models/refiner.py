@@ -6,8 +6,7 @@ coarse logits on square patches of `patch` px from crops with `context` px more 
 unpadded (one per px of context), so a patch's output depends only on its crop, refining a patch alone gives the
 same values as refining every patch at once (the dense pass), and pixels outside the chosen patches keep the
 coarse logits exactly. Patches are chosen by uncertainty: the maximum over the patch of 1 − |2p − 1| (p the coarse
-probability), highest first; with `evidence` > 0 also by the evidence of a missed object: the maximum over the
-patch of (1 − p) · min(1, d / evidence), d the 3×3 mean of |fg_bg − bg| (a thin part the coarse mask lost).
+probability), highest first.
 
 `RefinedNet` wraps any preset: `forward` (training, export) runs the base on the input shrunk by `downsample`
 and refines a fixed share of patches at the input size; `forward_full` (inference at any native size) runs the
@@ -48,20 +47,6 @@ def patch_uncertainty(logits: torch.Tensor, patch: int) -> torch.Tensor:
     return 1.0 - torch.tanh(closest[:, 0] / 2)
 
 
-def patch_evidence(
-    bg: torch.Tensor, fg_bg: torch.Tensor, logits: torch.Tensor, patch: int, scale: float
-) -> torch.Tensor:
-    """Per patch the evidence of object pixels that the coarse mask calls background, in [0, 1]: the maximum of
-    (1 − p) · min(1, d / scale), p = sigmoid(logits) [B, 1, H', W'] (H', W' multiples of `patch`, at least H, W of
-    the normalised images bg, fg_bg [B, 3, H, W]) and d the channel mean of |fg_bg − bg| averaged over 3×3 px (in
-    the images' units). Returns [B, H'/patch, W'/patch]."""
-    h, w = logits.shape[-2:]
-    d = F.avg_pool2d((fg_bg - bg).detach().abs().mean(1, keepdim=True), 3, 1, 1, count_include_pad=False)
-    d = F.pad(d, (0, w - d.shape[-1], 0, h - d.shape[-2]), mode="replicate")
-    missed = (1 - torch.sigmoid(logits.detach().float())) * (d.float() / scale).clamp(max=1.0)
-    return F.max_pool2d(missed, patch)[:, 0]
-
-
 def select_patches(
     uncertainty: torch.Tensor, k: int, threshold: float = 0.0
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -78,12 +63,11 @@ class PatchRefiner(nn.Module):
     """Refines coarse mask logits on full-resolution patches.
 
     `widths`: channels of the hidden 3×3 convs (ReLU after each); `patch`: side of a patch, px; `context` =
-    len(widths) + 1 px around each patch; `evidence`: the difference (normalised units) at which a patch the
-    coarse mask calls background counts as fully uncertain (`patch_evidence`; 0: choose by uncertainty alone). The
-    last conv starts at zero: an untrained refiner returns the coarse logits.
+    len(widths) + 1 px around each patch. The last conv starts at zero: an untrained refiner returns the coarse
+    logits.
     """
 
-    def __init__(self, widths: Sequence[int] = (24, 16), patch: int = 8, evidence: float = 0.0) -> None:
+    def __init__(self, widths: Sequence[int] = (24, 16), patch: int = 8) -> None:
         super().__init__()
         channels = [IN_CHANNELS, *widths]
         layers: list[nn.Module] = []
@@ -95,7 +79,6 @@ class PatchRefiner(nn.Module):
         self.net = nn.Sequential(*layers, last)
         self.patch = patch
         self.context = len(widths) + 1
-        self.evidence = evidence
 
     def grid(self, size: Sequence[int]) -> tuple[int, int]:
         """Patches (rows, columns) covering an image of `size` (H, W); the last row and column may overhang."""
@@ -140,10 +123,7 @@ class PatchRefiner(nn.Module):
         if k is None:
             x = F.pad(torch.cat([bg, fg_bg, coarse], dim=1), (c, c + pad_w, c, c + pad_h), mode="replicate")
             return (padded + self.correction(x))[..., :h, :w]
-        score = patch_uncertainty(padded, p)
-        if self.evidence > 0:
-            score = torch.maximum(score, patch_evidence(bg, fg_bg, padded, p, self.evidence))
-        image, row, col = select_patches(score, k, threshold)
+        image, row, col = select_patches(patch_uncertainty(padded, p), k, threshold)
         correction = self.correction(self.crops((bg, fg_bg, coarse), image, row, col))
         patches = padded.unflatten(2, (rows, p)).unflatten(4, (cols, p)).permute(0, 2, 4, 1, 3, 5)  # [B,nH,nW,1,p,p]
         patches = patches.index_put((image, row, col), patches[image, row, col] + correction)
