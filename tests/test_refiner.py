@@ -102,6 +102,17 @@ def test_selection_picks_the_most_uncertain_patches():
     assert list(zip(row.tolist(), col.tolist(), strict=True)) == [(0, 3), (2, 1)]
 
 
+def test_a_margin_makes_the_patches_beside_an_unsure_pixel_unsure_too():
+    logits = torch.full((1, 1, 24, 24), 12.0)  # a 3 × 3 grid of 8-px patches, all sure
+    logits[0, 0, 8, 14] = 0.0  # patch (1, 1): 1 px below patch (0, 1), 2 px left of patch (1, 2)
+    assert (patch_uncertainty(logits, 8)[0] > 0.5).nonzero().tolist() == [[1, 1]]
+    assert (patch_uncertainty(logits, 8, margin=1)[0] > 0.5).nonzero().tolist() == [[0, 1], [1, 1]]
+    unsure = (patch_uncertainty(logits, 8, margin=2)[0] > 0.5).nonzero().tolist()
+    assert unsure == [[0, 1], [0, 2], [1, 1], [1, 2]]  # within 2 px: above, on the right, and their corner
+    with pytest.raises(ValueError, match=r"margin must be in \[0, patch / 2 = 4\] px, got 5"):
+        PatchRefiner(patch=8, margin=5)
+
+
 def test_patches_refined_scale_with_the_image_area_and_stop_at_the_threshold():
     torch.manual_seed(0)
     net = RefinedNet(tiny_base(), randomise_last_layer(PatchRefiner()), downsample=4, fraction=0.25).eval()

@@ -40,10 +40,11 @@ def upsample(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
 
 
-def patch_uncertainty(logits: torch.Tensor, patch: int) -> torch.Tensor:
+def patch_uncertainty(logits: torch.Tensor, patch: int, margin: int = 0) -> torch.Tensor:
     """Mask logits [B, 1, H, W] (H, W multiples of `patch`) → [B, H/patch, W/patch]: per patch the maximum of
-    1 − |2p − 1| = 1 − |tanh(logit / 2)|, in [0, 1] (1: p = 0.5 somewhere in the patch)."""
-    closest = -F.max_pool2d(-logits.detach().abs().float(), patch)
+    1 − |2p − 1| = 1 − |tanh(logit / 2)|, in [0, 1] (1: p = 0.5 somewhere in the patch), over the patch widened by
+    `margin` px on each side (a patch next to the coarse edge counts as unsure too)."""
+    closest = -F.max_pool2d(-logits.detach().abs().float(), patch + 2 * margin, patch, margin)
     return 1.0 - torch.tanh(closest[:, 0] / 2)
 
 
@@ -63,11 +64,14 @@ class PatchRefiner(nn.Module):
     """Refines coarse mask logits on full-resolution patches.
 
     `widths`: channels of the hidden 3×3 convs (ReLU after each); `patch`: side of a patch, px; `context` =
-    len(widths) + 1 px around each patch. The last conv starts at zero: an untrained refiner returns the coarse
-    logits.
+    len(widths) + 1 px around each patch; `margin`: px around each patch where the coarse mask's uncertainty also
+    counts when patches are chosen (at most patch / 2). The last conv starts at zero: an untrained refiner returns
+    the coarse logits.
     """
 
-    def __init__(self, widths: Sequence[int] = (24, 16), patch: int = 8) -> None:
+    def __init__(self, widths: Sequence[int] = (24, 16), patch: int = 8, margin: int = 0) -> None:
+        if not 0 <= margin <= patch // 2:
+            raise ValueError(f"margin must be in [0, patch / 2 = {patch // 2}] px, got {margin}")
         super().__init__()
         channels = [IN_CHANNELS, *widths]
         layers: list[nn.Module] = []
@@ -78,6 +82,7 @@ class PatchRefiner(nn.Module):
         nn.init.zeros_(last.bias)
         self.net = nn.Sequential(*layers, last)
         self.patch = patch
+        self.margin = margin
         self.context = len(widths) + 1
 
     def grid(self, size: Sequence[int]) -> tuple[int, int]:
@@ -123,7 +128,7 @@ class PatchRefiner(nn.Module):
         if k is None:
             x = F.pad(torch.cat([bg, fg_bg, coarse], dim=1), (c, c + pad_w, c, c + pad_h), mode="replicate")
             return (padded + self.correction(x))[..., :h, :w]
-        image, row, col = select_patches(patch_uncertainty(padded, p), k, threshold)
+        image, row, col = select_patches(patch_uncertainty(padded, p, self.margin), k, threshold)
         correction = self.correction(self.crops((bg, fg_bg, coarse), image, row, col))
         patches = padded.unflatten(2, (rows, p)).unflatten(4, (cols, p)).permute(0, 2, 4, 1, 3, 5)  # [B,nH,nW,1,p,p]
         patches = patches.index_put((image, row, col), patches[image, row, col] + correction)
