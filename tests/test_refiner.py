@@ -109,6 +109,11 @@ def test_a_margin_makes_the_patches_beside_an_unsure_pixel_unsure_too():
     assert (patch_uncertainty(logits, 8, margin=1)[0] > 0.5).nonzero().tolist() == [[0, 1], [1, 1]]
     unsure = (patch_uncertainty(logits, 8, margin=2)[0] > 0.5).nonzero().tolist()
     assert unsure == [[0, 1], [0, 2], [1, 1], [1, 2]]  # within 2 px: above, on the right, and their corner
+    refiner = randomise_last_layer(PatchRefiner(patch=8, margin=2))
+    images = torch.rand(2, 1, 3, 24, 24)
+    with torch.no_grad():
+        changed = (refiner(*images, logits, k=9, threshold=0.5) != logits)[0, 0]
+    assert changed.view(3, 8, 3, 8).any(3).any(1).nonzero().tolist() == unsure  # the refiner refines just those
     with pytest.raises(ValueError, match=r"margin must be in \[0, patch / 2 = 4\] px, got 5"):
         PatchRefiner(patch=8, margin=5)
 

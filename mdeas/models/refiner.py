@@ -5,8 +5,8 @@ where the coarse mask is unsure (after BackgroundMattingV2's refiner, Lin et al.
 coarse logits on square patches of `patch` px from crops with `context` px more on each side: its 3×3 convs are
 unpadded (one per px of context), so a patch's output depends only on its crop, refining a patch alone gives the
 same values as refining every patch at once (the dense pass), and pixels outside the chosen patches keep the
-coarse logits exactly. Patches are chosen by uncertainty: the maximum over the patch of 1 − |2p − 1| (p the coarse
-probability), highest first.
+coarse logits exactly. Patches are chosen by uncertainty: the maximum of 1 − |2p − 1| (p the coarse probability)
+over the patch and `margin` px around it, highest first.
 
 `RefinedNet` wraps any preset: `forward` (training, export) runs the base on the input shrunk by `downsample`
 and refines a fixed share of patches at the input size; `forward_full` (inference at any native size) runs the
