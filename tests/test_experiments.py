@@ -41,7 +41,10 @@ def test_best_is_the_default_base_model_and_loss_as_a_bf16_compiled_progressive_
         default = compose("train")
         cfg = compose("train", overrides=["experiment=best", "stage=2", f"paths.output_dir={tmp_path}/stage2"])
     assert cfg.model.name == default.model.name == "resunet" and "refiner" not in cfg.model
-    assert (cfg.loss, cfg.sched) == (default.loss, default.sched)
+    terms = OmegaConf.to_container(default.loss.terms)
+    assert terms.pop("mask_coarse_bce")["target"] == "mask_coarse"  # the refined default also scores its base's mask
+    assert (OmegaConf.to_container(cfg.loss.terms), cfg.sched) == (terms, default.sched)
+    assert cfg.loss._target_ == default.loss._target_
     assert [s.image_size for s in cfg.progressive.stages] == [64, 128, 224]
     assert (cfg.trainer.precision, cfg.channels_last, cfg.compile) == ("bf16-mixed", True, True)
     (tmp_path / "stage1" / "checkpoints").mkdir(parents=True)

@@ -564,6 +564,7 @@ def test_group_mapping_form_equals_list_form() -> None:
 
 def test_hydra_overrides_reweight_remove_and_add_terms() -> None:
     overrides = [
+        "model=resunet",  # a plain preset: the default refined model adds a coarse-mask term
         "loss=ssim_mse",
         "loss.terms.depth_ssim.weight=0.5",
         "loss.terms.mask_mse.weight=0",

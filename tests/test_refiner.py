@@ -143,6 +143,16 @@ def test_a_mask_coarse_loss_term_scores_the_coarse_mask_against_the_mask():
     assert total == pytest.approx(float(parts["fine"] + parts["coarse"]))
 
 
+@pytest.mark.parametrize("loss", ["bce_dice_ssim", "ssim_mse"])
+def test_the_default_recipe_supervises_the_coarse_mask_under_any_loss(tmp_path: Path, loss: str) -> None:
+    cfg = compose_train(tmp_path, tmp_path / "d.zip", "model=resunet_detail", f"loss={loss}")
+    names = {spec.name: spec.target for spec in LossGroup(cfg.loss.terms).terms}
+    assert names["mask_coarse_bce"] == "mask_coarse"
+    assert names.keys() - {"mask_coarse_bce"} == set(OmegaConf.load(CONF / f"loss/{loss}.yaml").terms)
+    plain = compose_train(tmp_path, tmp_path / "d.zip", "model=resunet", f"loss={loss}")
+    assert "mask_coarse_bce" not in plain.loss.terms  # a plain preset has no coarse mask to score
+
+
 def save_base_checkpoint(path: Path, base: torch.nn.Module, model_cfg: dict) -> Path:
     """A checkpoint of a base model alone, as a base run leaves it (weights under `model.`)."""
     state = {f"model.{k}": v for k, v in base.state_dict().items()}
