@@ -55,6 +55,20 @@ def test_bce_matches_numpy_formula() -> None:
     assert got.item() == pytest.approx(expected, rel=1e-6)
 
 
+def test_boundary_bce_scores_only_the_band_around_the_outline() -> None:
+    target = torch.zeros(1, 1, 4, 6)
+    target[..., :3] = 1  # outline between columns 2 and 3
+    logits = torch.where(target > 0.5, 30.0, -30.0)  # right everywhere
+    logits[..., 0, 1], logits[..., 3, 4] = -30.0, 30.0  # wrong in columns 1 and 4
+    assert T.boundary_bce(logits, target, width=1).item() == pytest.approx(0.0, abs=1e-6)  # band: columns 2, 3
+    logits[..., 1, 2] = 0.0  # undecided in the band: ln 2 over its 8 pixels; columns 1 and 4 still ignored
+    assert T.boundary_bce(logits, target, width=1).item() == pytest.approx(math.log(2) / 8, rel=1e-5)
+    # width 2 widens the band to columns 1..4: the two wrong pixels count now, 30 each, over 16 pixels
+    assert T.boundary_bce(logits, target, width=2).item() == pytest.approx((60 + math.log(2)) / 16, rel=1e-4)
+    empty = torch.zeros(1, 1, 4, 6)
+    assert T.boundary_bce(torch.zeros_like(empty), empty).item() == 0.0  # no outline: nothing to score
+
+
 def test_dice_and_soft_iou_empty_and_full_masks() -> None:
     empty, full = t22(0, 0, 0, 0), t22(1, 1, 1, 1)
     very_neg, very_pos, half = (
