@@ -46,7 +46,7 @@ bench: install ## data-path, indexing and training-step benchmarks (GPU: make be
 	$(PY) -m experiments.bench_index
 	$(PY) -m experiments.bench_train $(ARGS)
 
-leaderboard: install ## every preset × loss at an equal budget; appends to experiments/results/RESULTS.md
+leaderboard: install ## every preset × loss at an equal budget; appends to experiments/RESULTS.md
 	$(PY) -m experiments.leaderboard --results
 
 tensorboard: install ## TensorBoard over the runs in LOGDIR (default outputs; LOGDIR=multirun for sweeps)

@@ -24,7 +24,7 @@ time limit within the global --budget; a section that fails does not stop the ne
   H100 anchors (ANCHORS). Last, as its compiling makes it the longest: stopped at the deadline, it keeps the rows
   measured so far.
 
-`summary.md` (ready to paste into experiments/results/RESULTS.md) and `summary.json` in --out give each section's
+`summary.md` (ready to paste into experiments/RESULTS.md) and `summary.json` in --out give each section's
 status (passed, failed or skipped), seconds and findings; `<section>.log` holds its output. `--device cpu --tiny`
 runs the same sections at toy sizes (32 px, a few steps, a few samples, no compile). This module imports only the
 standard library, so it runs before anything is installed.

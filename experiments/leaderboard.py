@@ -342,9 +342,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--results",
         nargs="?",
-        const="experiments/results/RESULTS.md",
+        const="experiments/RESULTS.md",
         type=Path,
-        help="append the report to this file (default experiments/results/RESULTS.md); plots beside it",
+        help="append the report to this file (default experiments/RESULTS.md); plots beside it",
     )
     args = parser.parse_args(argv)
     known = list_models()

@@ -2,7 +2,7 @@
 predictors fitted on the same training split (the train median depth, a constant; the train mean depth map).
 
 Why these margins: on this world the constant scores δ1 ≈ 0.27 and the mean map ≈ 0.5, and the full default run
-reaches 0.69 (experiments/results/RESULTS.md). A model that ignores the image can do no better than the mean map,
+reaches 0.69 (experiments/RESULTS.md). A model that ignores the image can do no better than the mean map,
 so beating the constant by 0.15 and the mean map at all shows depth read from the image; a broken depth path (a
 detached head, an ignored loss, inverted targets) stays at or below the constant.
 """

@@ -11,7 +11,7 @@ serves both. The folder is written under a temporary name and renamed when compl
 half cache, and processes building the same cache at once (DDP ranks) end up sharing one.
 
 Epochs then augment from these arrays instead of decoding JPEGs and PNGs again: the same tensors, a fraction of
-the CPU (experiments/results/RESULTS.md, "Data path"). Each stage of a progressive run gets its own size's cache.
+the CPU (experiments/RESULTS.md, "Data path"). Each stage of a progressive run gets its own size's cache.
 """
 
 from __future__ import annotations
