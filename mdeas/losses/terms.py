@@ -92,8 +92,7 @@ def boundary_bce(pred: Tensor, target: Tensor, valid: Tensor | None = None, widt
     grown = F.max_pool2d(labels, 2 * width + 1, 1, width)
     shrunk = -F.max_pool2d(-labels, 2 * width + 1, 1, width)
     band = grown > shrunk
-    values = F.binary_cross_entropy_with_logits(pred, target, reduction="none")
-    return _mean(values, band if valid is None else band & valid)
+    return bce(pred, target, band if valid is None else band & valid)
 
 
 @_register("dice")
