@@ -79,13 +79,33 @@ def test_only_the_selected_patches_change_the_coarse_logits():
     assert image.bincount().tolist() == [5, 5]
 
 
-def test_refining_every_patch_equals_the_dense_pass():
+@pytest.mark.parametrize("dilations", [None, (1, 3)])
+def test_refining_every_patch_equals_the_dense_pass(dilations):
     torch.manual_seed(0)
     bg, fg_bg, coarse = torch.randn(2, 3, 37, 45), torch.randn(2, 3, 37, 45), torch.randn(2, 1, 37, 45)
-    refiner = randomise_last_layer(PatchRefiner(patch=8))
+    refiner = randomise_last_layer(PatchRefiner(patch=8, dilations=dilations))
     rows, cols = refiner.grid((37, 45))
     every = refiner(bg, fg_bg, coarse, k=rows * cols)
     assert torch.allclose(every, refiner(bg, fg_bg, coarse, k=None), atol=1e-5)
+
+
+def test_dilations_widen_the_context_and_a_patch_reads_nothing_beyond_it():
+    torch.manual_seed(0)
+    refiner = randomise_last_layer(PatchRefiner(widths=(8, 8, 8), dilations=(1, 2, 3), patch=8))
+    assert refiner.context == 7  # 1 + 2 + 3 px from the hidden convs, 1 from the last
+    bg, fg_bg, coarse = torch.rand(1, 3, 40, 40), torch.rand(1, 3, 40, 40), torch.zeros(1, 1, 40, 40)
+
+    def patch_22(bg: torch.Tensor) -> torch.Tensor:  # the refined logits of the patch at row 2, column 2
+        with torch.no_grad():
+            return refiner(bg, fg_bg, coarse, k=25)[..., 16:24, 16:24]
+
+    inside, outside = bg.clone(), bg.clone()
+    inside[..., 16 - 7, 20] += 5.0  # 7 px above the patch: within its context
+    outside[..., 16 - 8, 20] += 5.0  # 8 px above: beyond it
+    assert not torch.equal(patch_22(inside), patch_22(bg))
+    assert torch.equal(patch_22(outside), patch_22(bg))
+    with pytest.raises(ValueError, match=r"dilations must be 2 integers ≥ 1 \(one per width\), got \[1\]"):
+        PatchRefiner(widths=(8, 8), dilations=(1,))
 
 
 def test_selection_picks_the_most_uncertain_patches():

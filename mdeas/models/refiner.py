@@ -3,10 +3,10 @@ where the coarse mask is unsure (after BackgroundMattingV2's refiner, Lin et al.
 
 `PatchRefiner` sees bg, fg_bg, |fg_bg − bg| and the coarse mask probability; it predicts a correction of the
 coarse logits on square patches of `patch` px from crops with `context` px more on each side: its 3×3 convs are
-unpadded (one per px of context), so a patch's output depends only on its crop, refining a patch alone gives the
-same values as refining every patch at once (the dense pass), and pixels outside the chosen patches keep the
-coarse logits exactly. Patches are chosen by uncertainty: the maximum of 1 − |2p − 1| (p the coarse probability)
-over the patch and `margin` px around it, highest first.
+unpadded (each uses its dilation's worth of context), so a patch's output depends only on its crop, refining a
+patch alone gives the same values as refining every patch at once (the dense pass), and pixels outside the chosen
+patches keep the coarse logits exactly. Patches are chosen by uncertainty: the maximum of 1 − |2p − 1| (p the
+coarse probability) over the patch and `margin` px around it, highest first.
 
 `RefinedNet` wraps any preset: `forward` (training, export) runs the base on the input shrunk by `downsample`
 and refines a fixed share of patches at the input size; `forward_full` (inference at any native size) runs the
@@ -63,27 +63,36 @@ def select_patches(
 class PatchRefiner(nn.Module):
     """Refines coarse mask logits on full-resolution patches.
 
-    `widths`: channels of the hidden 3×3 convs (ReLU after each); `patch`: side of a patch, px; `context` =
-    len(widths) + 1 px around each patch; `margin`: px around each patch where the coarse mask's uncertainty also
-    counts when patches are chosen (at most patch / 2). The last conv starts at zero: an untrained refiner returns
-    the coarse logits.
+    `widths`: channels of the hidden 3×3 convs (ReLU after each); `dilations`: their dilations (None: all 1), so
+    `context` = sum(dilations) + 1 px around each patch; `patch`: side of a patch, px; `margin`: px around each
+    patch where the coarse mask's uncertainty also counts when patches are chosen (at most patch / 2). The last conv
+    starts at zero: an untrained refiner returns the coarse logits.
     """
 
-    def __init__(self, widths: Sequence[int] = (24, 16), patch: int = 8, margin: int = 0) -> None:
+    def __init__(
+        self,
+        widths: Sequence[int] = (24, 16),
+        patch: int = 8,
+        margin: int = 0,
+        dilations: Sequence[int] | None = None,
+    ) -> None:
         if not 0 <= margin <= patch // 2:
             raise ValueError(f"margin must be in [0, patch / 2 = {patch // 2}] px, got {margin}")
+        dilations = [1] * len(widths) if dilations is None else list(dilations)
+        if len(dilations) != len(widths) or min(dilations, default=1) < 1:
+            raise ValueError(f"dilations must be {len(widths)} integers ≥ 1 (one per width), got {dilations}")
         super().__init__()
         channels = [IN_CHANNELS, *widths]
         layers: list[nn.Module] = []
-        for a, b in zip(channels, channels[1:], strict=False):
-            layers += [nn.Conv2d(a, b, 3), nn.ReLU(inplace=True)]
+        for a, b, d in zip(channels, channels[1:], dilations, strict=False):
+            layers += [nn.Conv2d(a, b, 3, dilation=d), nn.ReLU(inplace=True)]
         last = nn.Conv2d(channels[-1], 1, 3)
         nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)
         self.net = nn.Sequential(*layers, last)
         self.patch = patch
         self.margin = margin
-        self.context = len(widths) + 1
+        self.context = sum(dilations) + 1
 
     def grid(self, size: Sequence[int]) -> tuple[int, int]:
         """Patches (rows, columns) covering an image of `size` (H, W); the last row and column may overhang."""
