@@ -328,9 +328,10 @@ def test_ctrl_c_leaves_a_resumable_checkpoint_and_says_how_to_resume(run, tmp_pa
     interrupted = read_checkpoint(ckpts / "interrupted.ckpt")
     assert interrupted["epoch"] >= read_checkpoint(ckpts / "last.ckpt")["epoch"] >= 0
     assert sorted(p.name for p in ckpts.iterdir()) == ["best.ckpt", "interrupted.ckpt", "last.ckpt"]
-    # resuming from it finishes the interrupted epoch
+    # resuming from it trains on: one epoch past the interrupted one (which may have ended just before the Ctrl-C,
+    # so that finishing it alone would write nothing)
     before = (ckpts / "last.ckpt").read_bytes()
-    resume = (f"ckpt_path={ckpts / 'interrupted.ckpt'}", f"trainer.max_epochs={interrupted['epoch'] + 1}", "test=false")
+    resume = (f"ckpt_path={ckpts / 'interrupted.ckpt'}", f"trainer.max_epochs={interrupted['epoch'] + 2}", "test=false")
     train(config(tmp_path / "run", run["data"], *resume))
     assert (ckpts / "last.ckpt").read_bytes() != before
-    assert read_checkpoint(ckpts / "last.ckpt")["global_step"] >= interrupted["global_step"] > 0
+    assert read_checkpoint(ckpts / "last.ckpt")["global_step"] > interrupted["global_step"] > 0
