@@ -31,14 +31,7 @@ from experiments.real_check_set import skimage_data, write_inputs
 from mdeas.data.layouts import read_canonical
 from mdeas.data.splits import split
 from mdeas.data.zipstore import ZipStore
-from mdeas.synth.compose import (
-    ComposeOptions,
-    find_sources,
-    load_background,
-    load_foreground,
-    paste,
-    resize_foreground,
-)
+from mdeas.synth.compose import ComposeOptions, find_sources, load_background, load_foreground, paste, place
 from mdeas.synth.generate import bg_name, seed_sample_id, seed_scheme
 from mdeas.synth.writer import as_jpeg_quality
 
@@ -74,11 +67,7 @@ def composites(zip_path: Path, quality: int | tuple[int, int]):
                 cutout = load_foreground(fg_path, sources.masks[f])
                 for _, m, s, p in seed_scheme(1, opts.flips, len(opts.scales), opts.positions):
                     sample_id = seed_sample_id(bg_id, f, m, s, p, len(sources.foregrounds))
-                    rgb, alpha = resize_foreground(*cutout, opts.max_side(opts.scales[s]))
-                    rgb, alpha = (rgb[:, ::-1], alpha[:, ::-1]) if m else (rgb, alpha)
-                    rng = np.random.default_rng([opts.seed, 5, b, f, m, s, p])
-                    top = int(rng.integers(0, opts.image_size - alpha.shape[0] + 1))
-                    left = int(rng.integers(0, opts.image_size - alpha.shape[1] + 1))
+                    rgb, alpha, top, left = place(cutout, opts, b, f, m, s, p)
                     clean, mask = paste(bg, rgb, alpha, top, left)
                     colour = bg.astype(np.float64)
                     colour[top : top + alpha.shape[0], left : left + alpha.shape[1]] = rgb

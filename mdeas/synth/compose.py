@@ -200,6 +200,26 @@ def paste(bg: np.ndarray, rgb: np.ndarray, alpha: np.ndarray, top: int, left: in
     return np.clip(np.rint(out), 0, 255).astype(np.uint8), mask
 
 
+def place(
+    cutout: tuple[np.ndarray, np.ndarray],
+    opts: ComposeOptions,
+    bg: int,
+    fg: int,
+    mirrored: int,
+    scale: int,
+    position: int,
+) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """The object `cutout` (colour, opacity of `load_foreground`) of sample (bg, fg, mirrored, scale index,
+    position): resized to its scale, mirrored if asked, and the place it is pasted at. Returns colour [h, w, 3],
+    opacity [h, w], top and left (px)."""
+    rgb, alpha = resize_foreground(*cutout, opts.max_side(opts.scales[scale]))
+    rgb, alpha = (rgb[:, ::-1], alpha[:, ::-1]) if mirrored else (rgb, alpha)
+    rng = np.random.default_rng([opts.seed, 5, bg, fg, mirrored, scale, position])
+    top = int(rng.integers(0, opts.image_size - alpha.shape[0] + 1))
+    left = int(rng.integers(0, opts.image_size - alpha.shape[1] + 1))
+    return rgb, alpha, top, left
+
+
 def composite_depth(bg_depth: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """fg_bg depth uint16 [S, S] (mm) of an object standing on the ground at its lowest mask row (module
     docstring): outside the mask the background's, inside min(object depth, background depth)."""
@@ -241,11 +261,7 @@ def _render(unit: _Unit) -> list[tuple[str, bytes]]:
     cutout = load_foreground(sources.foregrounds[unit.fg], sources.masks[unit.fg])
     for _, m, s, p in seed_scheme(1, opts.flips, len(opts.scales), opts.positions):
         sample_id = seed_sample_id(bg_id, unit.fg, m, s, p, len(sources.foregrounds))
-        rgb, alpha = resize_foreground(*cutout, opts.max_side(opts.scales[s]))
-        rgb, alpha = (rgb[:, ::-1], alpha[:, ::-1]) if m else (rgb, alpha)
-        rng = np.random.default_rng([opts.seed, 5, unit.bg, unit.fg, m, s, p])
-        top = int(rng.integers(0, opts.image_size - alpha.shape[0] + 1))
-        left = int(rng.integers(0, opts.image_size - alpha.shape[1] + 1))
+        rgb, alpha, top, left = place(cutout, opts, unit.bg, unit.fg, m, s, p)
         fg_bg, mask = paste(bg, rgb, alpha, top, left)
         quality = jpeg_quality_for(opts.jpeg_quality, (opts.seed, unit.bg, unit.fg, m, s, p))
         entries.append((f"fg_bg/{sample_id}.jpg", encode_jpeg(fg_bg, quality)))
