@@ -31,10 +31,12 @@ def randomise_last_layer(refiner: PatchRefiner) -> PatchRefiner:
     return refiner
 
 
-def tiny_module(image_size: int = 64) -> MaskDepthModule:
-    """A MaskDepthModule of a refined tiny base, built from config as training builds it."""
-    refiner = {"_target_": "mdeas.models.refiner.PatchRefiner"}
+def tiny_module(image_size: int = 64, features: int = 0) -> MaskDepthModule:
+    """A MaskDepthModule of a refined tiny base, built from config as training builds it (its refiner reading
+    `features` channels of the base's mask head input)."""
+    refiner = {"_target_": "mdeas.models.refiner.PatchRefiner", "features": features}
     model = {"_target_": "mdeas.models.refiner.refined", **TINY, "refiner": refiner}
+    model["hidden"] = "mask_decoder.head" if features else None
     return MaskDepthModule(
         model=model,
         loss=OmegaConf.load(CONF / "loss/bce_dice_ssim.yaml"),
@@ -79,14 +81,15 @@ def test_only_the_selected_patches_change_the_coarse_logits():
     assert image.bincount().tolist() == [5, 5]
 
 
-@pytest.mark.parametrize("dilations", [None, (1, 3)])
-def test_refining_every_patch_equals_the_dense_pass(dilations):
+@pytest.mark.parametrize(("dilations", "features"), [(None, 0), ((1, 3), 0), (None, 2)])
+def test_refining_every_patch_equals_the_dense_pass(dilations, features):
     torch.manual_seed(0)
     bg, fg_bg, coarse = torch.randn(2, 3, 37, 45), torch.randn(2, 3, 37, 45), torch.randn(2, 1, 37, 45)
-    refiner = randomise_last_layer(PatchRefiner(patch=8, dilations=dilations))
+    hidden = torch.randn(2, features, 37, 45) if features else None
+    refiner = randomise_last_layer(PatchRefiner(patch=8, dilations=dilations, features=features))
     rows, cols = refiner.grid((37, 45))
-    every = refiner(bg, fg_bg, coarse, k=rows * cols)
-    assert torch.allclose(every, refiner(bg, fg_bg, coarse, k=None), atol=1e-5)
+    every = refiner(bg, fg_bg, coarse, k=rows * cols, features=hidden)
+    assert torch.allclose(every, refiner(bg, fg_bg, coarse, k=None, features=hidden), atol=1e-5)
 
 
 def test_dilations_widen_the_context_and_a_patch_reads_nothing_beyond_it():
@@ -106,6 +109,41 @@ def test_dilations_widen_the_context_and_a_patch_reads_nothing_beyond_it():
     assert torch.equal(patch_22(outside), patch_22(bg))
     with pytest.raises(ValueError, match=r"dilations must be 2 integers ≥ 1 \(one per width\), got \[1\]"):
         PatchRefiner(widths=(8, 8), dilations=(1,))
+
+
+def test_the_refiner_reads_the_bases_hidden_map_through_a_projection():
+    torch.manual_seed(0)
+    net = RefinedNet(
+        tiny_base(), randomise_last_layer(PatchRefiner(features=4)), fraction=0.5, hidden="mask_decoder.head"
+    )
+    assert (net.project.in_channels, net.project.out_channels) == (16, 4)  # the tiny base's mask head reads 16
+    bg, fg_bg = torch.randn(2, 3, 64, 64), torch.randn(2, 3, 64, 64)
+    twin = copy.deepcopy(net)
+    out = net(bg, fg_bg)
+    out["mask"].sum().backward()
+    assert net.project.weight.grad.abs().sum() > 0  # the features reach the refined mask
+    with torch.no_grad():
+        assert torch.equal(twin(bg, fg_bg)["mask"], out["mask"])  # a copy records its own base's map
+        twin.project.weight.zero_()
+        twin.project.bias.zero_()
+        assert not torch.equal(twin(bg, fg_bg)["mask"], out["mask"])
+        assert shapes(net.eval().forward_full(torch.randn(1, 3, 37, 45), torch.randn(1, 3, 37, 45), 64))["mask"] == (
+            1,
+            1,
+            37,
+            45,
+        )
+
+
+def test_hidden_features_need_a_module_of_the_base_and_a_refiner_reading_them():
+    with pytest.raises(ValueError, match="a refiner reading 4 feature channels needs hidden"):
+        RefinedNet(tiny_base(), PatchRefiner(features=4))
+    with pytest.raises(ValueError, match="a refiner reading 0 feature channels needs hidden"):
+        RefinedNet(tiny_base(), PatchRefiner(), hidden="mask_decoder.head")
+    with pytest.raises(ValueError, match="the base has no module 'mask_head' \\(hidden\\)"):
+        RefinedNet(tiny_base(), PatchRefiner(features=4), hidden="mask_head")
+    with pytest.raises(ValueError, match="the refiner reads 4 feature channels, got 0"):
+        PatchRefiner(features=4)(*torch.zeros(2, 1, 3, 16, 16), torch.zeros(1, 1, 16, 16), k=1)
 
 
 def test_selection_picks_the_most_uncertain_patches():
@@ -243,11 +281,12 @@ def test_full_resolution_of_a_plain_model_upsamples_its_outputs():
 
 
 @pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
-def test_export_keeps_the_patch_selection(tmp_path, fmt):
+@pytest.mark.parametrize("features", [0, 4])
+def test_export_keeps_the_patch_selection(tmp_path, fmt, features):
     if fmt == "onnx":
         pytest.importorskip("onnxruntime")
     torch.manual_seed(0)
-    module = tiny_module(image_size=64)
+    module = tiny_module(image_size=64, features=features)
     randomise_last_layer(module.model.refiner)
     ckpt = tmp_path / "refined.ckpt"
     torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict()}, ckpt)

@@ -1,8 +1,10 @@
 """Full-resolution masks: a base model on the downsampled pair, a light refiner on the full-resolution patches
 where the coarse mask is unsure (after BackgroundMattingV2's refiner, Lin et al., CVPR 2021).
 
-`PatchRefiner` sees bg, fg_bg, |fg_bg − bg| and the coarse mask probability; it predicts a correction of the
-coarse logits on square patches of `patch` px from crops with `context` px more on each side: its 3×3 convs are
+`PatchRefiner` sees bg, fg_bg, |fg_bg − bg|, the coarse mask probability and optionally a few channels of the
+base's hidden map, projected and upsampled (BackgroundMattingV2's refiner reads its base's hidden map too); it
+predicts a correction of the coarse logits on square patches of `patch` px from crops with `context` px more on
+each side: its 3×3 convs are
 unpadded (each uses its dilation's worth of context), so a patch's output depends only on its crop, refining a
 patch alone gives the same values as refining every patch at once (the dense pass), and pixels outside the chosen
 patches keep the coarse logits exactly. Patches are chosen by uncertainty: the maximum of 1 − |2p − 1| (p the
@@ -27,7 +29,7 @@ from torch import nn
 from mdeas.models.net import check_size
 from mdeas.models.registry import create_model
 
-IN_CHANNELS = 10  # bg, fg_bg, |fg_bg − bg| (3 each) and the coarse mask probability
+IN_CHANNELS = 10  # bg, fg_bg, |fg_bg − bg| (3 each) and the coarse mask probability (+ the base's features)
 
 
 def resize(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
@@ -65,8 +67,9 @@ class PatchRefiner(nn.Module):
 
     `widths`: channels of the hidden 3×3 convs (ReLU after each); `dilations`: their dilations (None: all 1), so
     `context` = sum(dilations) + 1 px around each patch; `patch`: side of a patch, px; `margin`: px around each
-    patch where the coarse mask's uncertainty also counts when patches are chosen (at most patch / 2). The last conv
-    starts at zero: an untrained refiner returns the coarse logits.
+    patch where the coarse mask's uncertainty also counts when patches are chosen (at most patch / 2); `features`:
+    channels of the base's hidden map it reads besides the images (0: none). The last conv starts at zero: an
+    untrained refiner returns the coarse logits.
     """
 
     def __init__(
@@ -75,6 +78,7 @@ class PatchRefiner(nn.Module):
         patch: int = 8,
         margin: int = 0,
         dilations: Sequence[int] | None = None,
+        features: int = 0,
     ) -> None:
         if not 0 <= margin <= patch // 2:
             raise ValueError(f"margin must be in [0, patch / 2 = {patch // 2}] px, got {margin}")
@@ -82,7 +86,7 @@ class PatchRefiner(nn.Module):
         if len(dilations) != len(widths) or min(dilations, default=1) < 1:
             raise ValueError(f"dilations must be {len(widths)} integers ≥ 1 (one per width), got {dilations}")
         super().__init__()
-        channels = [IN_CHANNELS, *widths]
+        channels = [IN_CHANNELS + features, *widths]
         layers: list[nn.Module] = []
         for a, b, d in zip(channels, channels[1:], dilations, strict=False):
             layers += [nn.Conv2d(a, b, 3, dilation=d), nn.ReLU(inplace=True)]
@@ -93,15 +97,17 @@ class PatchRefiner(nn.Module):
         self.patch = patch
         self.margin = margin
         self.context = sum(dilations) + 1
+        self.features = features
 
     def grid(self, size: Sequence[int]) -> tuple[int, int]:
         """Patches (rows, columns) covering an image of `size` (H, W); the last row and column may overhang."""
         return math.ceil(size[0] / self.patch), math.ceil(size[1] / self.patch)
 
     def correction(self, x: torch.Tensor) -> torch.Tensor:
-        """Crops [N, 7, h + 2·context, w + 2·context] of (bg, fg_bg, coarse logits) → logit corrections [N, 1, h, w]."""
-        bg, fg_bg, coarse = x[:, :3], x[:, 3:6], x[:, 6:]
-        return self.net(torch.cat([bg, fg_bg, (fg_bg - bg).abs(), torch.sigmoid(coarse)], dim=1))
+        """Crops [N, 7 + features, h + 2·context, w + 2·context] of (bg, fg_bg, coarse logits, features) → logit
+        corrections [N, 1, h, w]."""
+        bg, fg_bg, coarse, features = x[:, :3], x[:, 3:6], x[:, 6:7], x[:, 7:]
+        return self.net(torch.cat([bg, fg_bg, (fg_bg - bg).abs(), torch.sigmoid(coarse), features], dim=1))
 
     def crops(
         self, maps: Sequence[torch.Tensor], image: torch.Tensor, row: torch.Tensor, col: torch.Tensor
@@ -122,26 +128,50 @@ class PatchRefiner(nn.Module):
         coarse: torch.Tensor,
         k: int | None = None,
         threshold: float = 0.0,
+        features: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Refined mask logits [B, 1, H, W].
 
         bg, fg_bg: normalised images [B, 3, H, W]; coarse: mask logits [B, 1, H, W] (the coarse prediction
         upsampled to H, W); k: patches refined per image, the most uncertain ones with uncertainty ≥ `threshold`
-        (None: every patch, in one dense pass). Pixels outside the refined patches are `coarse`'s.
+        (None: every patch, in one dense pass); features: [B, `self.features`, H, W] (None when it reads none).
+        Pixels outside the refined patches are `coarse`'s.
         """
+        got = 0 if features is None else features.shape[1]
+        if got != self.features:
+            raise ValueError(f"the refiner reads {self.features} feature channels, got {got}")
+        maps = (bg, fg_bg, coarse) if features is None else (bg, fg_bg, coarse, features)
         h, w = coarse.shape[-2:]
         p, c = self.patch, self.context
         rows, cols = self.grid((h, w))
         pad_h, pad_w = rows * p - h, cols * p - w
         padded = F.pad(coarse, (0, pad_w, 0, pad_h), mode="replicate")
         if k is None:
-            x = F.pad(torch.cat([bg, fg_bg, coarse], dim=1), (c, c + pad_w, c, c + pad_h), mode="replicate")
+            x = F.pad(torch.cat(maps, dim=1), (c, c + pad_w, c, c + pad_h), mode="replicate")
             return (padded + self.correction(x))[..., :h, :w]
         image, row, col = select_patches(patch_uncertainty(padded, p, self.margin), k, threshold)
-        correction = self.correction(self.crops((bg, fg_bg, coarse), image, row, col))
+        correction = self.correction(self.crops(maps, image, row, col))
         patches = padded.unflatten(2, (rows, p)).unflatten(4, (cols, p)).permute(0, 2, 4, 1, 3, 5)  # [B,nH,nW,1,p,p]
         patches = patches.index_put((image, row, col), patches[image, row, col] + correction)
         return patches.permute(0, 3, 1, 4, 2, 5).reshape(padded.shape)[..., :h, :w]
+
+
+def _record_input(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+    module.recorded_input = inputs[0]
+
+
+def hidden_projection(base: nn.Module, hidden: str, features: int) -> nn.Conv2d:
+    """Make `base.<hidden>` record its input at each call (as its `recorded_input`); return a 1×1 conv from that
+    input's channels to `features`. ValueError naming `hidden` if the base has no such module with a conv."""
+    try:
+        module = base.get_submodule(hidden)
+    except AttributeError:
+        raise ValueError(f"the base has no module {hidden!r} (hidden)") from None
+    conv = next((m for m in module.modules() if isinstance(m, nn.Conv2d)), None)
+    if conv is None:
+        raise ValueError(f"the base's module {hidden!r} (hidden) has no conv to read its channels from")
+    module.register_forward_pre_hook(_record_input)
+    return nn.Conv2d(conv.in_channels, features, 1)
 
 
 class RefinedNet(nn.Module):
@@ -152,7 +182,9 @@ class RefinedNet(nn.Module):
     `freeze_base`: keep the base's weights and normalisation statistics fixed (second-stage training);
     `detail`: give the base (a preset with `difference=True`) |fg_bg − bg| measured at the input size and then
     shrunk with the images, instead of the difference of the shrunk images: a texture that changed keeps its
-    evidence though its average colour did not.
+    evidence though its average colour did not; `hidden`: the base's submodule whose input is its hidden map (e.g.
+    "mask_decoder.head", the mask head of a MaskDepthNet), projected by a 1×1 conv to the refiner's `features`
+    channels and upsampled bilinearly to the input size (None: the refiner reads no features).
     """
 
     def __init__(
@@ -164,10 +196,18 @@ class RefinedNet(nn.Module):
         threshold: float = 0.1,
         freeze_base: bool = False,
         detail: bool = False,
+        hidden: str | None = None,
     ) -> None:
         super().__init__()
         if not 0.0 < fraction <= 1.0:
             raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+        if (hidden is None) != (refiner.features == 0):
+            raise ValueError(
+                f"a refiner reading {refiner.features} feature channels needs hidden to name the base's "
+                f"module whose input they come from (and none without them), got hidden={hidden!r}"
+            )
+        self.hidden = hidden
+        self.project = None if hidden is None else hidden_projection(base, hidden, refiner.features)
         self.base = base
         self.refiner = refiner
         self.downsample = downsample
@@ -197,7 +237,10 @@ class RefinedNet(nn.Module):
         """The base's outputs `base` brought to the size of bg, fg_bg, the mask refined there."""
         size = fg_bg.shape[-2:]
         coarse = upsample(base["mask"], size)
-        mask = self.refiner(bg, fg_bg, coarse, self.patches(size), threshold)
+        features = None
+        if self.project is not None:
+            features = upsample(self.project(self.base.get_submodule(self.hidden).__dict__.pop("recorded_input")), size)
+        mask = self.refiner(bg, fg_bg, coarse, self.patches(size), threshold, features)
         return {"mask": mask, "depth": upsample(base["depth"], size), "mask_coarse": coarse}
 
     def forward(self, bg: torch.Tensor, fg_bg: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -232,7 +275,9 @@ def refined(
     threshold: float = 0.1,
     freeze_base: bool = False,
     detail: bool = False,
+    hidden: str | None = None,
     **preset: Any,
 ) -> RefinedNet:
     """The preset `name` (its keyword overrides in `preset`) as the base of a RefinedNet with `refiner`."""
-    return RefinedNet(create_model(name, **preset), refiner, downsample, fraction, threshold, freeze_base, detail)
+    base = create_model(name, **preset)
+    return RefinedNet(base, refiner, downsample, fraction, threshold, freeze_base, detail, hidden)
