@@ -7,7 +7,8 @@ decoding, no uint8 conversion): without the refiner, the pair is resized (area) 
 outputs are upsampled bilinearly (what every preset does); with it (conf/model/refiner/patch.yaml, the same base
 weights), `RefinedNet.forward_full` also refines the mask on 8×8 patches at the native size. The models are
 untrained, so the refined patches are set by the share alone (threshold 0: exactly `fraction` of the patches,
-the most a trained model refines at that setting); `--fractions` adds shares to the config's. Time is the median of
+the most a trained model refines at that setting); `--fractions` adds shares to the config's; one more row is the
+default model's refiner (conf/model/resunet_detail.yaml: it also reads the base's hidden map). Time is the median of
 `--runs` after one warm-up, batch 1, the models taking turns run by run. The last line, `ratio: X.XX`, is the
 time with the refiner at the config's share over the time without, at the largest size.
 """
@@ -80,6 +81,13 @@ def main(argv: list[str] | None = None) -> None:
         module = build({**preset, **refiner, "fraction": fraction, "threshold": 0.0}, args.base * refiner["downsample"])
         module.model.base.load_state_dict(plain.model.state_dict())
         rows[f"+ refiner, {fraction:.0%} of the patches"] = module
+    default = OmegaConf.to_container(OmegaConf.load(CONF / "model/resunet_detail.yaml"))["model"]
+    features = {"refiner": {**refiner["refiner"], **default["refiner"]}, "hidden": default["hidden"], "threshold": 0.0}
+    module = build({**preset, **refiner, **features}, args.base * refiner["downsample"])
+    module.model.base.load_state_dict(plain.model.state_dict())
+    rows[f"+ refiner reading {features['refiner']['features']} channels of the base, {refiner['fraction']:.0%}"] = (
+        module
+    )
     times = {
         (name, s): ms
         for s in args.sizes
