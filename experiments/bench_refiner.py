@@ -85,9 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     features = {"refiner": {**refiner["refiner"], **default["refiner"]}, "hidden": default["hidden"], "threshold": 0.0}
     module = build({**preset, **refiner, **features}, args.base * refiner["downsample"])
     module.model.base.load_state_dict(plain.model.state_dict())
-    rows[f"+ refiner reading {features['refiner']['features']} channels of the base, {refiner['fraction']:.0%}"] = (
-        module
-    )
+    rows[f"+ default refiner (reads the base's hidden map), {refiner['fraction']:.0%}"] = module
     times = {
         (name, s): ms
         for s in args.sizes

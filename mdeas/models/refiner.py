@@ -4,11 +4,10 @@ where the coarse mask is unsure (after BackgroundMattingV2's refiner, Lin et al.
 `PatchRefiner` sees bg, fg_bg, |fg_bg − bg|, the coarse mask probability and optionally a few channels of the
 base's hidden map, projected and upsampled (BackgroundMattingV2's refiner reads its base's hidden map too); it
 predicts a correction of the coarse logits on square patches of `patch` px from crops with `context` px more on
-each side: its 3×3 convs are
-unpadded (each uses its dilation's worth of context), so a patch's output depends only on its crop, refining a
-patch alone gives the same values as refining every patch at once (the dense pass), and pixels outside the chosen
-patches keep the coarse logits exactly. Patches are chosen by uncertainty: the maximum of 1 − |2p − 1| (p the
-coarse probability) over the patch and `margin` px around it, highest first.
+each side: its 3×3 convs are unpadded (each uses its dilation's worth of context), so a patch's output depends only
+on its crop, refining a patch alone gives the same values as refining every patch at once (the dense pass), and
+pixels outside the chosen patches keep the coarse logits exactly. Patches are chosen by uncertainty: the maximum of
+1 − |2p − 1| (p the coarse probability) over the patch and `margin` px around it, highest first.
 
 `RefinedNet` wraps any preset: `forward` (training, export) runs the base on the input shrunk by `downsample`
 and refines a fixed share of patches at the input size; `forward_full` (inference at any native size) runs the
@@ -238,8 +237,9 @@ class RefinedNet(nn.Module):
         size = fg_bg.shape[-2:]
         coarse = upsample(base["mask"], size)
         features = None
-        if self.project is not None:
-            features = upsample(self.project(self.base.get_submodule(self.hidden).__dict__.pop("recorded_input")), size)
+        if self.project is not None:  # the hidden map the base's forward just recorded, taken so it is not kept
+            hidden = self.base.get_submodule(self.hidden).__dict__.pop("recorded_input")
+            features = upsample(self.project(hidden), size)
         mask = self.refiner(bg, fg_bg, coarse, self.patches(size), threshold, features)
         return {"mask": mask, "depth": upsample(base["depth"], size), "mask_coarse": coarse}
 
