@@ -1,6 +1,6 @@
 """Training step throughput: a model with its loss group (densenet_dilated + ssim_mse, seed 002's; resunet +
-bce_dice_ssim, the default), fp32 against channels-last, bf16 and compile, at 64 and 224 px; and end to end (the
-real loader from a zip) against the model step alone.
+bce_dice_ssim; resunet_detail, the default, which trains at 256 px), fp32 against channels-last, bf16 and compile,
+at 64 and 224 px; and end to end (the real loader from a zip) against the model step alone.
 
     python -m experiments.bench_train                                    # CPU: batch 4, a few steps, under a minute
     python -m experiments.bench_train --device cuda --sizes 64 128 224 --batch 64 --steps 50 --workers 8   # a GPU
@@ -32,8 +32,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import torch
+from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from experiments.bench_data import CACHE, dataset, mdeas_datamodule
 from mdeas.module import MaskDepthModule
@@ -46,18 +46,18 @@ CONFIGS = {  # name → (channels_last, bf16, compile)
     "bf16 + channels_last": (True, True, False),
     "bf16 + channels_last + compile": (True, True, True),
 }
-MODELS = {"densenet_dilated": "ssim_mse", "resunet": "bce_dice_ssim"}  # model → its loss group
+# model → its loss group (resunet_detail, the default, adds its coarse-mask term; it trains at 256 px)
+MODELS = {"densenet_dilated": "ssim_mse", "resunet": "bce_dice_ssim", "resunet_detail": "bce_dice_ssim"}
 BASELINE = "fp32"
 
 
 def build(model: str, config: str, device: torch.device) -> tuple[MaskDepthModule, torch.optim.Optimizer]:
-    """A fresh module (`model` and its loss group) in `config`'s memory format, and its Adam optimiser."""
+    """A fresh module (`model` and its loss group, composed as `python -m mdeas.train model=… loss=…` would) in
+    `config`'s memory format, and its Adam optimiser."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=[f"model={model}", f"loss={MODELS[model]}", "optim=adam"])
     torch.manual_seed(0)
-    module = MaskDepthModule(
-        model=OmegaConf.load(CONF / f"model/{model}.yaml"),
-        loss=OmegaConf.load(CONF / f"loss/{MODELS[model]}.yaml"),
-        optim=OmegaConf.load(CONF / "optim/adam.yaml"),
-    ).to(device)
+    module = MaskDepthModule(model=cfg.model, loss=cfg.loss, optim=cfg.optim).to(device)
     channels_last, _, compiled = CONFIGS[config]
     module.set_memory_format(channels_last, compiled)
     return module, instantiate(module.hparams.optim)(params=module.parameters())
@@ -221,7 +221,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--compile-sizes", type=int, nargs="+", help="sizes of the compiled rows (default: all)")
     parser.add_argument("--compile-warmup", type=int, default=3, help="extra warm-up steps when compiled")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads on CPU (0: torch's default)")
-    parser.add_argument("--e2e-sizes", type=int, nargs="+", help="end-to-end rows (default: all on CUDA, the first)")
+    parser.add_argument(
+        "--e2e-sizes", type=int, nargs="*", help="end-to-end rows (default: all on CUDA, the first; none: no value)"
+    )
     parser.add_argument("--e2e-config", choices=list(CONFIGS), help="end-to-end rows (default: the fastest)")
     parser.add_argument("--e2e-steps", type=int, default=20, help="timed steps of the end-to-end row (default 20)")
     parser.add_argument("--augment-on", nargs="+", default=["cpu"], choices=["cpu", "gpu"], help="end-to-end rows")
@@ -241,7 +243,9 @@ def main(argv: list[str] | None = None) -> None:
     ]
     if args.e2e_config and args.e2e_config not in configs:
         parser.error(f"--e2e-config must be among the configurations measured: {configs}")
-    e2e_sizes = args.e2e_sizes or (args.sizes if device.type == "cuda" else args.sizes[:1])
+    e2e_sizes = args.e2e_sizes
+    if e2e_sizes is None:
+        e2e_sizes = args.sizes if device.type == "cuda" else args.sizes[:1]
     print_tables(measure(args, device, configs, e2e_sizes), args)
 
 

@@ -20,6 +20,7 @@ from mdeas.callbacks.steps import val_log_step
 from mdeas.cli import exit_on_data_error, run_app
 from mdeas.inference import CheckpointError, load_weights, read_checkpoint
 from mdeas.module import MaskDepthModule, NonFiniteLossError
+from mdeas.precision import resolve_precision
 from mdeas.progressive import StageError, apply_stage, finished
 from mdeas.schedules import find_lr
 from mdeas.sweep import objective
@@ -109,6 +110,9 @@ def train(cfg: DictConfig) -> dict:
     if cfg.get("ckpt_path"):
         check_resume(module, cfg.ckpt_path)
     module.set_memory_format(cfg.get("channels_last", False), cfg.get("compile", False))
+    if cfg.trainer.get("precision") == "auto":
+        cfg.trainer.precision = resolve_precision("auto", cfg.trainer.get("accelerator", "auto"))
+        log.info("precision auto: %s", cfg.trainer.precision)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, plugins=[AtomicCheckpointIO()])

@@ -1,6 +1,7 @@
 """Training strategies: progressive stages, weight transfer, precision, DDP, exact resume."""
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -12,6 +13,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.demos.boring_classes import BoringModel
 
+from mdeas import precision
 from mdeas.callbacks.interrupt import ResumeOnInterrupt
 from mdeas.inference import CheckpointError, load_module
 from mdeas.module import MaskDepthModule
@@ -71,6 +73,27 @@ def test_init_from_loads_weights_only_and_rejects_another_model(tmp_path, tiny_z
 def test_bf16_mixed_precision_trains_and_keeps_fp32_metrics(tmp_path, tiny_zip):
     results = train(config(tmp_path / "r", tiny_zip, "trainer.precision=bf16-mixed", "+trainer.fast_dev_run=true"))
     assert all(torch.isfinite(torch.tensor(v)) for v in results["val"].values())
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"), [({"avx2", "avx512f"}, "32-true"), ({"avx512f", "avx512_bf16"}, "bf16-mixed")]
+)
+def test_auto_precision_is_bf16_only_on_a_cpu_that_computes_it(
+    tmp_path, tiny_zip, monkeypatch, caplog, flags, expected
+):
+    monkeypatch.setattr(precision, "cpu_flags", lambda: flags)
+    assert precision.resolve_precision("auto", "cpu") == expected
+    assert precision.resolve_precision("16-mixed", "cpu") == "16-mixed"  # anything but auto is Lightning's
+    with caplog.at_level(logging.INFO, logger="mdeas.train"):
+        train(config(tmp_path / "r", tiny_zip, "trainer.precision=auto", "+trainer.fast_dev_run=true"))
+    assert f"precision auto: {expected}" in caplog.text
+
+
+def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512_bf16\n\nprocessor\t: 1\nflags\t\t: fpu avx2\n")
+    assert precision.cpu_flags(cpuinfo) == {"fpu", "avx2", "avx512_bf16"}
+    assert precision.cpu_flags(tmp_path / "absent") == set()
 
 
 def test_channels_last_gives_the_same_outputs(tmp_path, tiny_zip):
