@@ -45,6 +45,7 @@ TINY_RUN = (  # a later override wins, e.g. model=resunet (the default, 11 M par
     "data.num_workers=0",
     "data.cache_resized=false",
     "trainer.accelerator=cpu",
+    "trainer.precision=32-true",  # the same arithmetic on every CPU (the default, auto, follows the hardware)
 )
 
 

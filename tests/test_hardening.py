@@ -38,7 +38,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CONF = str(ROOT / "conf")
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 SMALL = ("model=densenet_dilated", "data.image_size=32", "data.batch_size=4", "data.num_workers=0",
-         "trainer.max_epochs=1", "callbacks.image_grid=null", "trainer.accelerator=cpu")  # fmt: skip
+         "trainer.max_epochs=1", "callbacks.image_grid=null", "trainer.accelerator=cpu",
+         "trainer.precision=32-true")  # fmt: skip
 ID = r"b\d{3}_f\d{2}"
 
 

@@ -182,7 +182,7 @@ def test_ddp_with_two_cpu_processes_syncs_metrics(tmp_path):
     cmd = [sys.executable, "-m", "mdeas.train", "trainer=ddp", "model=resunet", "trainer.accelerator=cpu",
            "trainer.devices=2", f"data.path={data}", "data.image_size=32", "data.batch_size=2", "data.num_workers=0",
            "trainer.max_epochs=1", "+trainer.limit_train_batches=3", "hydra.run.dir=run",
-           "callbacks.image_grid=null"]  # fmt: skip
+           "callbacks.image_grid=null", "trainer.precision=32-true"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
