@@ -1,7 +1,7 @@
 """`trainer.precision=auto`: bf16 mixed precision where the hardware computes bf16 natively, fp32 elsewhere.
 
-A CPU without bf16 instructions emulates it 6–12× slower than fp32, one with them trains the default model about
-twice as fast in bf16 (RESULTS.md, "Training step"), so the choice cannot be one fixed value.
+A CPU without bf16 instructions emulates it 6–12× slower than fp32, one with them trains the default model 1.5×
+faster in bf16 (RESULTS.md, "Training step"), so the choice cannot be one fixed value.
 """
 
 from __future__ import annotations
