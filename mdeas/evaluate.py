@@ -53,7 +53,6 @@ def data_config(stored: dict, overrides: dict[str, Any]) -> dict:
 def data_overrides(cfg: DictConfig) -> dict[str, Any]:
     """The `data.<key>=<value>` overrides of this command line, with the values Hydra composed for them."""
     keys = [o.key_or_group for o in OverridesParser.create().parse_overrides(HydraConfig.get().overrides.task)]
-    keys = [key.removeprefix("+").removeprefix("++") for key in keys]
     return {key.removeprefix("data."): OmegaConf.select(cfg, key) for key in keys if key.startswith("data.")}
 
 

@@ -19,7 +19,8 @@ from torch import nn
 
 from mdeas.callbacks.atomic_checkpoint import atomic_write
 from mdeas.cli import exit_on_data_error, run_app
-from mdeas.inference import CheckpointError, load_module
+from mdeas.data.dataset import IMAGENET_MEAN, IMAGENET_STD
+from mdeas.inference import CheckpointError, load_module, model_size
 from mdeas.module import MaskDepthModule
 
 
@@ -30,8 +31,8 @@ class ExportWrapper(nn.Module):
         super().__init__()
         data = module.hparams.data or {}
         self.model = module.model
-        self.register_buffer("mean", torch.tensor(data.get("mean", (0.485, 0.456, 0.406))).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(data.get("std", (0.229, 0.224, 0.225))).view(1, 3, 1, 1))
+        self.register_buffer("mean", torch.tensor(data.get("mean", IMAGENET_MEAN)).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(data.get("std", IMAGENET_STD)).view(1, 3, 1, 1))
 
     def forward(self, bg: torch.Tensor, fg_bg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.model((bg - self.mean) / self.std, (fg_bg - self.mean) / self.std)
@@ -45,7 +46,7 @@ def export(ckpt_path: str, fmt: str, output: str, batch_size: int = 2, opset: in
         raise ValueError(f"unknown export format {fmt!r}; choose torchscript or onnx")
     module = load_module(ckpt_path)
     wrapper = ExportWrapper(module).eval()
-    size = int((module.hparams.data or {}).get("image_size", 224))
+    size = model_size(module)
     generator = torch.Generator().manual_seed(0)
     inputs = tuple(torch.rand(batch_size, 3, size, size, generator=generator) for _ in range(2))
     out = Path(output)

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 import torch
 
+from mdeas.data.dataset import IMAGENET_MEAN, IMAGENET_STD
 from mdeas.data.decode import encode_depth
 from mdeas.data.layouts import DepthEncoding
 from mdeas.models.refiner import RefinedNet, resize, upsample
@@ -152,8 +153,8 @@ class Predictor:
         self.device = torch.device(device)
         data = module.hparams.data or {}
         self.size = model_size(module)
-        self.mean = np.asarray(data.get("mean", (0.485, 0.456, 0.406)), np.float32) * 255
-        self.std = np.asarray(data.get("std", (0.229, 0.224, 0.225)), np.float32) * 255
+        self.mean = np.asarray(data.get("mean", IMAGENET_MEAN), np.float32) * 255
+        self.std = np.asarray(data.get("std", IMAGENET_STD), np.float32) * 255
         self.depth_encoding = DepthEncoding(**(data.get("depth") or {}))
 
     def _tensor(self, images: list[np.ndarray], resized: bool = True) -> torch.Tensor:

@@ -45,8 +45,18 @@ def read_image(path: str | Path) -> np.ndarray:
     return decode_rgb(path.read_bytes(), str(path), "")
 
 
+def same_size(bg: np.ndarray, fg_bg: np.ndarray, source: object, entry: str) -> None:
+    """DataError naming the fg_bg `source` and `entry` when its size differs from its bg's."""
+    if bg.shape[:2] != fg_bg.shape[:2]:
+        size = lambda image: f"{image.shape[1]}x{image.shape[0]}"  # noqa: E731
+        raise DataError(source, entry, f"size {size(fg_bg)} differs from its bg's {size(bg)}", "size")
+
+
 def pair_items(bg: str, fg_bg: str) -> Iterator[Item]:
-    yield Path(fg_bg).stem, read_image(bg), read_image(fg_bg)
+    """The one pair bg=… fg_bg=…, named by the fg_bg file's stem."""
+    pair = read_image(bg), read_image(fg_bg)
+    same_size(*pair, fg_bg, "")
+    yield Path(fg_bg).stem, *pair
 
 
 def folder_items(root: Path) -> Iterator[Item]:
@@ -60,21 +70,22 @@ def folder_items(root: Path) -> Iterator[Item]:
         if not (bg_dir / fg.name).is_file():
             raise DataError(bg_dir, fg.name, f"missing partner of {fg}")
     for fg in fgs:
-        yield fg.stem, read_image(bg_dir / fg.name), read_image(fg)
+        pair = read_image(bg_dir / fg.name), read_image(fg)
+        same_size(*pair, fg, "")
+        yield fg.stem, *pair
 
 
 def zip_items(path: str) -> Iterator[Item]:
-    index = load_index(path)
-    store = index.store
+    """The samples of a dataset zip (any supported layout), named by their ids."""
+    store = (index := load_index(path)).store
     for s in index.samples:
-        yield (
-            s.id,
-            decode_rgb(store.read(s.bg), str(store.source(s.bg)), s.bg),
-            decode_rgb(store.read(s.fg_bg), str(store.source(s.fg_bg)), s.fg_bg),
-        )
+        pair = tuple(decode_rgb(store.read(key), str(store.source(key)), store.name(key)) for key in (s.bg, s.fg_bg))
+        same_size(*pair, store.source(s.fg_bg), store.name(s.fg_bg))
+        yield s.id, *pair
 
 
 def video_items(video: str, bg: str) -> Iterator[Item]:
+    """The frames of `video` against the background `bg` (resized to the frames' size), named <stem>_<frame>."""
     background = read_image(bg)
     capture = cv2.VideoCapture(video)
     if not capture.isOpened():
@@ -135,13 +146,17 @@ def items_of(cfg: DictConfig) -> tuple[Iterator[Item], int | None]:
     if cfg.input:
         root = Path(cfg.input)
         if root.is_dir():
-            return folder_items(root), len(list((root / "fg_bg").glob("*")))
+            fg_dir = root / "fg_bg"
+            total = sum(p.suffix.lower() in IMAGE_SUFFIXES for p in fg_dir.iterdir()) if fg_dir.is_dir() else None
+            return folder_items(root), total
         return zip_items(str(root)), None
     raise ValueError("give bg=... fg_bg=..., input=DIR, input=ZIP or video=... bg=...")
 
 
 def predict(cfg: DictConfig) -> Path:
     """Run the checkpoint over the inputs of `cfg`; returns the output folder."""
+    if not isinstance(cfg.batch_size, int) or cfg.batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {cfg.batch_size!r}")
     device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     predictor = Predictor(load_module(cfg.ckpt_path), device)
     out = Path(cfg.output)

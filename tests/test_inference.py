@@ -180,7 +180,7 @@ def test_bad_inputs_are_one_line_errors(trained, tmp_path):
         (["mdeas.predict", f"ckpt_path={ckpt}", "output=o", "bg=cut.png", "fg_bg=cut.png"],
          "cut.png: cannot decode image"),
         (["mdeas.predict", f"ckpt_path={ckpt}", "output=o", "bg=small.png", "fg_bg=in/bg/a.png"],
-         "bg size 10x10 differs from fg_bg 50x30"),
+         "in/bg/a.png: size 50x30 differs from its bg's 10x10"),
         (["mdeas.export", "ckpt_path=junk.ckpt", "format=onnx", "output=m.onnx"], "junk.ckpt: not a PyTorch"),
         (["mdeas.evaluate", "ckpt_path=junk.ckpt"], "junk.ckpt: not a PyTorch checkpoint"),
     ]  # fmt: skip
