@@ -18,6 +18,7 @@ import torch
 from mdeas.baseline import difference, fit_threshold
 from mdeas.data.dataset import MaskDepthDataset, load_sample
 from mdeas.data.decode import binarise
+from mdeas.data.errors import DataError
 from mdeas.inference import full_resolution
 from mdeas.metrics.classes import MaskMetrics
 from mdeas.metrics.per_image import PerImageMaskMetrics
@@ -26,9 +27,15 @@ from mdeas.module import MaskDepthModule
 
 def full_size_samples(dataset: MaskDepthDataset) -> Iterator[dict[str, torch.Tensor]]:
     """Each sample of `dataset` at its stored size, as a batch of one: bg, fg_bg RGB float32 [1,3,H,W] in [0, 1];
-    mask float32 [1,1,H,W] in {0, 1}."""
+    mask float32 [1,1,H,W] in {0, 1}. A sample that raises DataError is left out when `dataset.on_error` is
+    "skip"."""
     for sample in dataset.samples:
-        arrays = load_sample(dataset.index, sample)
+        try:
+            arrays = load_sample(dataset.index, sample)
+        except DataError:
+            if dataset.on_error != "skip":
+                raise
+            continue
         rgb = {k: torch.from_numpy(arrays[k]).permute(2, 0, 1)[None].float() / 255 for k in ("bg", "fg_bg")}
         yield {**rgb, "mask": torch.from_numpy(binarise(arrays["mask"]))[None, None]}
 

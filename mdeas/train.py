@@ -165,7 +165,7 @@ def main(cfg: DictConfig) -> float | None:
     """
     with exit_on_data_error(ValueError, MisconfigurationException, StageError, NonFiniteLossError):
         results = train(cfg)
-    return objective(results["val"], cfg.optimized_metric) if "val" in results else None
+        return objective(results["val"], cfg.optimized_metric) if "val" in results else None
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-TINY_RUN = (  # a later override wins, e.g. model=resunet (the default, 11 M parameters)
+TINY_RUN = (  # a later override wins, e.g. model=resunet (the base of the default, 11 M parameters)
     "model=densenet_dilated",
     "data.image_size=32",
     "data.batch_size=4",

@@ -1,4 +1,4 @@
-"""Tiny datasets in every supported zip layout, written as SEEDS.md describes them ("Their data").
+"""Tiny datasets in every supported zip layout, written as the README's "Dataset layouts" describes them.
 
 Every writer stores the same samples (`make_samples`), with zip entries in a shuffled order (pairing must never
 depend on it), and returns {fg_bg entry name: Record} so that tests can compare what they read with what was

@@ -15,6 +15,7 @@ from mdeas.data.datamodule import MaskDepthDataModule
 from mdeas.data.decode import decode_rgb
 from mdeas.data.errors import DataError
 from mdeas.data.stats import dataset_stats, write_norm
+from mdeas.native_eval import full_size_samples
 from tests.conftest import encode, write_canonical_zip
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -148,3 +149,16 @@ def test_stats_match_hand_computed_values(tmp_path):
     assert stats["depth"]["known"] == pytest.approx(1023 / 1024)
     out = write_norm(stats, tmp_path / "norm" / "d.yaml", str(path))
     assert out.read_text().splitlines()[0] == "# @package data"
+
+
+def test_full_size_scoring_skips_bad_samples_only_when_told(tmp_path):
+    bad = _damaged(tmp_path, TRUNCATED, RESIZED)
+    for on_error in ("raise", "skip"):
+        dm = MaskDepthDataModule(path=str(bad), image_size=16, split=(1.0, 0.0, 0.0), on_error=on_error)
+        dm.setup()
+        samples = full_size_samples(dm.datasets["train"])
+        if on_error == "raise":
+            with pytest.raises(DataError, match=f"^{bad}: "):
+                list(samples)
+        else:
+            assert len(list(samples)) == len(dm.datasets["train"]) - 2

@@ -1,4 +1,4 @@
-"""Every recipe in conf/experiment composes into the seed's model, loss, optimiser and sizes (SEEDS.md)."""
+"""Every recipe in conf/experiment composes into its seed's model, loss, optimiser and sizes."""
 
 from pathlib import Path
 

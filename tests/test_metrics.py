@@ -132,7 +132,21 @@ def as_floats(metrics: dict[str, torch.Tensor]) -> dict[str, float]:
     return {k: v.item() for k, v in metrics.items()}
 
 
-# (tp, fp, fn, tn) of pinned_mask_batch(), recorded from the reference implementation
+def pixel_counts(pred: torch.Tensor, truth: torch.Tensor, valid: torch.Tensor | None) -> tuple[int, ...]:
+    """(tp, fp, fn, tn) of bool maps over the valid pixels, counted one pixel at a time."""
+    counts = [0, 0, 0, 0]
+    for p, t, keep in zip(
+        pred.flatten().tolist(),
+        truth.flatten().tolist(),
+        (torch.ones_like(pred) if valid is None else valid).flatten().tolist(),
+        strict=True,
+    ):
+        if keep:
+            counts[(0 if t else 1) if p else (2 if t else 3)] += 1
+    return tuple(counts)
+
+
+# (tp, fp, fn, tn) of pinned_mask_batch()
 PINNED_COUNTS = {
     "logits": (29, 12, 22, 21),
     "logits, valid": (22, 6, 15, 16),
@@ -149,6 +163,13 @@ def test_mask_metrics_pinned_values() -> None:
         "logits, valid": mask_metrics(x, t, valid=v),
         "probabilities > 0.3": mask_metrics(p, t, threshold=0.3, from_logits=False),
         "probabilities > 0.3, valid": mask_metrics(p, t, threshold=0.3, from_logits=False, valid=v),
+    }
+    truth = t > 0.5
+    assert PINNED_COUNTS == {
+        "logits": pixel_counts(x > 0, truth, None),
+        "logits, valid": pixel_counts(x > 0, truth, v),
+        "probabilities > 0.3": pixel_counts(p > 0.3, truth, None),
+        "probabilities > 0.3, valid": pixel_counts(p > 0.3, truth, v),
     }
     for case, counts in PINNED_COUNTS.items():
         assert as_floats(got[case]) == pytest.approx(from_counts(*counts), rel=1e-15), case

@@ -1,5 +1,6 @@
 import copy
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -334,6 +335,7 @@ def test_a_detail_base_reads_the_full_size_difference_shrunk_with_the_images():
 
     class Record(torch.nn.Module):
         stride = 1
+        fusion = SimpleNamespace(difference=True)
 
         def forward(self, bg, fg_bg, difference=None):
             seen.append((bg, fg_bg, difference))
@@ -350,6 +352,8 @@ def test_a_detail_base_reads_the_full_size_difference_shrunk_with_the_images():
     assert torch.equal(difference, torch.ones(1, 3, 4, 4))  # |fg_bg − bg| = 1 everywhere, then averaged
     assert torch.equal((small_fg_bg - small_bg).abs(), torch.zeros(1, 3, 4, 4))  # what the shrunk pair shows
     assert seen[1][2] is None  # without detail the base computes its own difference, if it has one
+    with pytest.raises(ValueError, match="detail=true needs a base that reads"):
+        refined("resunet", PatchRefiner(), difference=False, detail=True)
     model = refined("resunet", PatchRefiner(), difference=True, detail=True).eval()
     assert model.forward_full(torch.randn(1, 3, 120, 88), torch.randn(1, 3, 120, 88), 256)["mask"].shape[-2:] == (
         120,

@@ -1,6 +1,6 @@
 """The HPARAMS tab: the hyper-parameters that tell runs apart, beside the best checkpoint's val metrics.
 
-Written as the hparams plugin's own summaries (experiment, session start, session end) in the run's event files,
+Written as the hparams plugin's own summaries (the experiment, the run's start and end) in the run's event files,
 with the columns in a chosen order: TensorBoard shows the hyper-parameters marked as differing first, then the
 rest by name, and ticks the first five of each list. The metric values are the best checkpoint's val metrics,
 written once, at that checkpoint's step, in a sub-run `best/` under the same tags as the training curves: Time
@@ -85,7 +85,7 @@ def ordered_metrics(names: list[str]) -> list[str]:
 
 def hparams_summaries(params: Mapping[str, Any], metrics: list[str]) -> list[Summary]:
     """The plugin's summaries of a finished run: the experiment (hyper-parameter columns, HEADLINE marked as
-    differing; metric columns in `ordered_metrics` order, read from the `best` sub-run), session start and end."""
+    differing; metric columns in `ordered_metrics` order, read from the `best` sub-run), run start and end."""
     start = plugin_data_pb2.SessionStartInfo()
     infos = []
     for name, value in params.items():

@@ -205,6 +205,11 @@ class RefinedNet(nn.Module):
                 f"a refiner reading {refiner.features} feature channels needs hidden to name the base's "
                 f"module whose input they come from (and none without them), got hidden={hidden!r}"
             )
+        if detail and not getattr(getattr(base, "fusion", None), "difference", False):
+            raise ValueError(
+                "detail=true needs a base that reads |fg_bg − bg| as input channels (model.difference=true on a "
+                "preset with an EarlyConcat fusion, e.g. resunet)"
+            )
         self.hidden = hidden
         self.project = None if hidden is None else hidden_projection(base, hidden, refiner.features)
         self.base = base
