@@ -4,7 +4,7 @@
     python experiments/real_check_set.py --out data/rc.zip --positions 5 --image-size 128
     python experiments/real_check_set.py --out data/real_check_q.zip --jpeg-quality 30 95   # each image its own quality
 
-The photos are the sample images shipped inside scikit-image (`skimage/data`, part of the dev install); nothing
+The photos are the sample images shipped inside scikit-image (`skimage/data`; pip install -e '.[real]'); nothing
 is downloaded. The files are read straight from the package folder (scikit-image is never imported).
 
 Backgrounds (square crops, then resized): astronaut, chelsea (cat), coffee (left and right), rocket (top and
@@ -44,7 +44,7 @@ def skimage_data() -> Path:
     """scikit-image's folder of sample images; SystemExit if the package is not installed."""
     spec = importlib.util.find_spec("skimage")
     if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("error: scikit-image is not installed (it is in the dev extra: pip install -e '.[dev]')")
+        raise SystemExit("error: scikit-image is not installed (it is in the real extra: pip install -e '.[real]')")
     return Path(next(iter(spec.submodule_search_locations))) / "data"
 
 

@@ -76,7 +76,7 @@ def export(ckpt_path: str, fmt: str, output: str, batch_size: int = 2, opset: in
 def main(cfg: DictConfig) -> None:
     with exit_on_data_error(CheckpointError, ValueError):
         diff = export(cfg.ckpt_path, cfg.format, cfg.output, cfg.batch_size, cfg.opset)
-    check = "not checked (install the `onnx` extra for onnxruntime)" if diff is None else f"{diff:.3g}"
+    check = "not checked (onnxruntime is not installed: pip install -e .[dev])" if diff is None else f"{diff:.3g}"
     print(f"exported {cfg.format} to {cfg.output}; max abs diff vs PyTorch: {check}")
 
 

@@ -205,7 +205,7 @@ def test_cli_writes_only_the_zip_and_reports_bad_input_on_one_line(tmp_path: Pat
 @pytest.mark.slow
 def test_the_real_check_set_builds_from_the_installed_photos(tmp_path: Path) -> None:
     if importlib.util.find_spec("skimage") is None:
-        pytest.skip("scikit-image (the dev extra) is not installed")
+        pytest.skip("scikit-image (the real extra) is not installed")
     from experiments.real_check_set import build
 
     a = build(tmp_path / "a.zip", image_size=64, workers=1)
@@ -228,7 +228,7 @@ def test_the_real_check_set_builds_from_the_installed_photos(tmp_path: Path) -> 
 @pytest.mark.slow
 def test_the_real_check_set_takes_a_range_of_jpeg_qualities(tmp_path: Path) -> None:
     if importlib.util.find_spec("skimage") is None:
-        pytest.skip("scikit-image (the dev extra) is not installed")
+        pytest.skip("scikit-image (the real extra) is not installed")
     from experiments.real_check_set import main
 
     main(["--out", str(tmp_path / "q.zip"), "--image-size", "32", "--jpeg-quality", "30", "95", "--workers", "1"])
