@@ -51,6 +51,7 @@ class MaskScores:
         self.counts: list[tuple[int, int]] = []  # (intersection, union) pixels per image
 
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        """Add a batch: `pred` logits (or probabilities) and `target` in {0, 1}, float [B, 1, H, W] each."""
         self.pooled.update(pred, target)
         self.per_image.update(pred, target)
         hard, truth = (pred > 0 if self.from_logits else pred > 0.5), target > 0.5
@@ -60,6 +61,7 @@ class MaskScores:
         ]
 
     def compute(self) -> dict[str, float]:
+        """{"mask/<name>": value} over every update so far."""
         scores = {**self.pooled.compute(), **self.per_image.compute()}
         return {f"mask/{k}": float(v) for k, v in scores.items()}
 

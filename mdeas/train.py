@@ -18,6 +18,7 @@ from mdeas.callbacks.atomic_checkpoint import AtomicCheckpointIO
 from mdeas.callbacks.hparams import log_hparams, run_hparams
 from mdeas.callbacks.steps import val_log_step
 from mdeas.cli import exit_on_data_error, run_app
+from mdeas.data.datamodule import MaskDepthDataModule
 from mdeas.inference import CheckpointError, load_weights, read_checkpoint
 from mdeas.module import MaskDepthModule, NonFiniteLossError
 from mdeas.precision import resolve_precision
@@ -28,7 +29,7 @@ from mdeas.sweep import objective
 log = logging.getLogger(__name__)
 
 
-def build_module(cfg: DictConfig, datamodule) -> MaskDepthModule:
+def build_module(cfg: DictConfig, datamodule: MaskDepthDataModule) -> MaskDepthModule:
     """The LightningModule of `cfg`; it records what predicting needs: input size, normalisation, depth encoding."""
     depth = datamodule.index.depth
     data = {

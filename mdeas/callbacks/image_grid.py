@@ -24,6 +24,7 @@ from torch.utils.data import default_collate
 
 from mdeas.callbacks.panels import prediction_panel
 from mdeas.callbacks.steps import val_log_step
+from mdeas.data.dataset import MaskDepthDataset
 from mdeas.metrics.per_image import iou_per_image
 
 KEYS = ("bg", "fg_bg", "mask", "depth", "valid")
@@ -42,11 +43,16 @@ def make_grid(
     return torch.cat(list(rows), dim=1)
 
 
-@torch.no_grad()
-def sample_grid(module: torch.nn.Module, dataset, count: int) -> torch.Tensor:
-    """`make_grid` of the model's predictions on `count` evenly spaced samples of `dataset` (a MaskDepthDataset)."""
+def evenly_spaced(dataset: MaskDepthDataset, count: int) -> dict:
+    """`count` evenly spaced samples of `dataset` (all of them when it holds fewer), collated into one batch."""
     picks = torch.linspace(0, len(dataset) - 1, min(count, len(dataset))).long().tolist()
-    batch = default_collate([dataset[i] for i in picks])
+    return default_collate([dataset[i] for i in picks])
+
+
+@torch.no_grad()
+def sample_grid(module: torch.nn.Module, dataset: MaskDepthDataset, count: int) -> torch.Tensor:
+    """`make_grid` of the model's predictions on `count` evenly spaced samples of `dataset`."""
+    batch = evenly_spaced(dataset, count)
     device = next(module.parameters()).device
     out = module(batch["bg"].to(device), batch["fg_bg"].to(device))
     return make_grid(
@@ -104,11 +110,10 @@ class ImageGrid(pl.Callback):
         self._worst = sorted(self._worst, key=lambda row: row["iou"])[: self.worst]
 
     @torch.no_grad()
-    def _predict_fixed(self, pl_module: pl.LightningModule, dataset) -> dict:
+    def _predict_fixed(self, pl_module: pl.LightningModule, dataset: MaskDepthDataset) -> dict:
         """The fixed samples (read and collated once per dataset) with the module's current predictions."""
         if self._fixed is None or self._fixed[0] is not dataset:
-            picks = torch.linspace(0, len(dataset) - 1, min(self.num_samples, len(dataset))).long().tolist()
-            self._fixed = dataset, default_collate([dataset[i] for i in picks])
+            self._fixed = dataset, evenly_spaced(dataset, self.num_samples)
         batch = self._fixed[1]
         out = pl_module(batch["bg"].to(pl_module.device), batch["fg_bg"].to(pl_module.device))
         return {**batch, "mask_logits": out["mask"].float().cpu(), "depth_pred": out["depth"].float().cpu()}

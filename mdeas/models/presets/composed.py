@@ -26,6 +26,8 @@ def composed(
     neck_kwargs: Mapping[str, Any] | None = None,
     decoder_kwargs: Mapping[str, Any] | None = None,
 ) -> MaskDepthNet:
+    """A MaskDepthNet from registered parts by name (ENCODERS, FUSIONS, NECKS, DECODERS), each with its keyword
+    arguments; the decoders are sized from the fusion's feature channels and strides."""
     encoder_factory = partial(ENCODERS.get(encoder), **(encoder_kwargs or {}))
     fused = FUSIONS.get(fusion)(encoder_factory, **(fusion_kwargs or {}))
     bottleneck = NECKS.get(neck)(fused.channels[-1], **(neck_kwargs or {}))
