@@ -16,6 +16,7 @@ from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from mdeas.callbacks.atomic_checkpoint import AtomicCheckpointIO
 from mdeas.callbacks.hparams import log_hparams, run_hparams
+from mdeas.callbacks.objective_check import ObjectiveCheck
 from mdeas.callbacks.steps import val_log_step
 from mdeas.cli import exit_on_data_error, run_app
 from mdeas.data.datamodule import MaskDepthDataModule
@@ -115,6 +116,7 @@ def train(cfg: DictConfig) -> dict:
         cfg.trainer.precision = resolve_precision("auto", cfg.trainer.get("accelerator", "auto"))
         log.info("precision auto: %s", cfg.trainer.precision)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    callbacks.append(ObjectiveCheck(cfg.optimized_metric))
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, plugins=[AtomicCheckpointIO()])
     if cfg.get("tune_lr"):

@@ -164,9 +164,13 @@ def test_train_entry_reports_bad_input_in_one_line_and_keeps_an_earlier_run(run,
          rf"error: {re.escape(str(run['last']))}: weights of model 'densenet_dilated' do not fit model 'dwsep_pair'.*"),
         (["model=nope", "hydra.run.dir=n"], r"error: In 'train': Could not find 'model/nope'"),
         (["hydra.run.dir=/proc/mdeas-run"], "error: /proc/mdeas-run: No such file or directory"),
+        ([f"data.path={run['data']}", "optimized_metric=val/mask/iuo", "trainer.max_epochs=4", "hydra.run.dir=o"],
+         r"error: optimized_metric: val/mask/iuo not among the val metrics: .*val/mask/iou, .*val/score"),
     ]  # fmt: skip
     run_all(tmp_path, cases)
     assert fingerprint(run["dir"]) == before
+    events = EventAccumulator(str(tmp_path / "o" / "tensorboard")).Reload()
+    assert len(events.Scalars("val/mask/iou")) == 1  # the misspelt metric stopped the run at its first validation
     assert load_module(run["last"]).hparams.model["name"] == "densenet_dilated"
 
 
