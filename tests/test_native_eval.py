@@ -1,11 +1,18 @@
 """evaluate scores masks at each sample's stored size by default: the model's logits upsampled, the baseline on
 full-size pixels, both against the full-size ground truth."""
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from hydra.utils import instantiate
 
+from mdeas.compare import compare, table
 from mdeas.data.dataset import load_sample
 from mdeas.data.decode import binarise
 from mdeas.evaluate import evaluate
@@ -15,6 +22,8 @@ from mdeas.train import train
 from tests.conftest import compose_train, write_canonical_zip
 
 MASK_KEYS = ("mask/iou", "mask/dice", "mask/iou_per_image", "mask/boundary_f")
+TINY_TRAIN = ("trainer.max_epochs=1", "+trainer.limit_train_batches=1", "callbacks.image_grid=null", "test=false")
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -22,11 +31,10 @@ def run(tmp_path_factory) -> dict:
     """A checkpoint trained one batch at 32 px on a dataset stored at 64 px, evaluated both ways."""
     root = tmp_path_factory.mktemp("native")
     data = write_canonical_zip(root / "data.zip", num_samples=16, size=64, fg_per_bg=2)
-    overrides = ("trainer.max_epochs=1", "+trainer.limit_train_batches=1", "callbacks.image_grid=null", "test=false")
-    ckpt = train(compose_train(root / "run", data, *overrides))["best_checkpoint"]
+    ckpt = train(compose_train(root / "run", data, *TINY_TRAIN))["best_checkpoint"]
     native = evaluate(ckpt, {}, str(root / "native"))
     model_size = evaluate(ckpt, {}, str(root / "model"), resolution="model")
-    return {"ckpt": ckpt, "native": native, "model": model_size}
+    return {"ckpt": ckpt, "native": native, "model": model_size, "data": data}
 
 
 def full_size_test_split(ckpt: str):
@@ -87,3 +95,28 @@ def test_bootstrap_intervals_hold_the_point_estimate_and_pair_the_images(run):
 def test_the_score_follows_the_native_mask_iou(run):
     model = run["native"]["model"]
     assert model["score"] == pytest.approx((model["mask/iou"] + model["depth/delta1"]) / 2)
+
+
+def test_compare_scores_each_checkpoint_as_evaluate_does_and_pairs_the_gain(run, tmp_path):
+    data = run["data"]
+    other = train(compose_train(tmp_path / "other", data, *TINY_TRAIN, "seed=1"))["best_checkpoint"]
+    same = compare([run["ckpt"], run["ckpt"]], {}, str(tmp_path / "same"))
+    assert json.loads((tmp_path / "same" / "compare.json").read_text()) == same
+    assert same["rows"][0]["mask/iou"] == pytest.approx(run["native"]["model"]["mask/iou"], abs=1e-9)
+    assert same["rows"][1]["mask/iou_gain_ci95"] == [0.0, 0.0] and "mask/iou_gain_ci95" not in same["rows"][0]
+    two = compare([run["ckpt"], other], {}, str(tmp_path / "two"))
+    gain = two["rows"][1]["mask/iou"] - two["rows"][0]["mask/iou"]
+    lo, hi = two["rows"][1]["mask/iou_gain_ci95"]
+    assert gain != 0 and lo <= gain <= hi, (gain, lo, hi)
+    assert "| " + other + " |" in table(two)
+    with pytest.raises(ValueError, match="ckpt_paths needs two checkpoints or more, got 1"):
+        compare([run["ckpt"]], {})
+
+
+def test_compare_entry_names_a_missing_checkpoint_in_one_line(run, tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "mdeas.compare", f"ckpt_paths=[{run['ckpt']},nope.ckpt]"],
+        capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines()[-1] == "error: nope.ckpt: no such checkpoint file"

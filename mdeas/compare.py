@@ -1,0 +1,90 @@
+"""Compare checkpoints on the same samples: mask IoU at each sample's stored size, with paired intervals.
+
+`python -m mdeas.compare 'ckpt_paths=[runs/a/checkpoints/best.ckpt,runs/b/checkpoints/best.ckpt]'
+data.path=data/real_check.zip data.split_by=both 'data.split=[0,0.5,0.5]' data.seed=0` scores every checkpoint on
+the test split of the first one's data config, changed by the `data.*` overrides as `evaluate` changes it, and
+gives each later checkpoint the 95 % bootstrap interval of its pooled-IoU gain over the first, paired (the same
+resampled images for both): an interval that holds 0 means these samples cannot rank the two. Writes
+compare.json to `output` (default: the current folder) and prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from mdeas.cli import exit_on_data_error, run_app
+from mdeas.evaluate import data_config, data_overrides
+from mdeas.inference import CheckpointError, load_module
+from mdeas.native_eval import bootstrap_iou, model_mask_scores
+
+SCORES = ("mask/iou", "mask/iou_per_image", "mask/boundary_f", "mask/precision", "mask/recall")
+
+
+def compare(ckpt_paths: list[str], data: dict[str, Any], output: str | None = None, device: str = "auto") -> dict:
+    """{"samples", "rows": one per checkpoint with SCORES, "mask/iou_ci95" and, after the first,
+    "mask/iou_gain_ci95" over it}; written to <output>/compare.json. The checkpoints must share their input
+    normalisation (ValueError naming the one that differs)."""
+    if len(ckpt_paths) < 2:
+        raise ValueError(f"ckpt_paths needs two checkpoints or more, got {len(ckpt_paths)}")
+    device = "cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
+    modules = [load_module(path) for path in ckpt_paths]
+    first = (modules[0].hparams.data or {}).get("config") or {}
+    for path, module in zip(ckpt_paths[1:], modules[1:], strict=True):
+        stored = (module.hparams.data or {}).get("config") or {}
+        if (stored.get("mean"), stored.get("std")) != (first.get("mean"), first.get("std")):
+            raise ValueError(f"{path}: its input normalisation differs from {ckpt_paths[0]}'s")
+    out = Path(output or ".")
+    out.mkdir(parents=True, exist_ok=True)  # before the work: an unwritable folder fails at once, naming itself
+    datamodule = instantiate(data_config(first, data), _convert_="all")
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    test = datamodule.datasets["test"]
+    scores = [model_mask_scores(module, test, device) for module in modules]
+    rows = []
+    for i, (path, score) in enumerate(zip(ckpt_paths, scores, strict=True)):
+        values = score.compute()
+        row = {"checkpoint": str(path), **{k: values[k] for k in SCORES}}
+        paired = bootstrap_iou(score.counts, scores[0].counts)
+        row["mask/iou_ci95"] = paired["model"]
+        if i:
+            row["mask/iou_gain_ci95"] = paired["gain"]
+        rows.append(row)
+    results = {"samples": len(test), "rows": rows}
+    (out / "compare.json").write_text(json.dumps(results, indent=2))
+    return results
+
+
+def table(results: dict) -> str:
+    """Markdown: one row per checkpoint, its scores and its IoU gain over the first."""
+    lines = [
+        "| checkpoint | IoU [95 %] | gain over the first [95 %] | per-image IoU | boundary F | precision | recall |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in results["rows"]:
+        low, high = row["mask/iou_ci95"]
+        gain = "[{:+.4f}, {:+.4f}]".format(*row["mask/iou_gain_ci95"]) if "mask/iou_gain_ci95" in row else "–"
+        lines.append(
+            f"| {row['checkpoint']} | {row['mask/iou']:.4f} [{low:.4f}, {high:.4f}] | {gain} | "
+            f"{row['mask/iou_per_image']:.4f} | {row['mask/boundary_f']:.4f} | {row['mask/precision']:.4f} | "
+            f"{row['mask/recall']:.4f} |"
+        )
+    return "\n".join(lines)
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="compare")
+def main(cfg: DictConfig) -> None:
+    with exit_on_data_error(CheckpointError, ValueError):
+        results = compare(list(cfg.ckpt_paths), data_overrides(cfg), cfg.output, cfg.device)
+    print(f"{results['samples']} test samples, masks scored at each sample's stored size")
+    print(table(results))
+
+
+if __name__ == "__main__":
+    run_app(main)
