@@ -90,26 +90,36 @@ def _normalise(rgb: torch.Tensor, dataset: MaskDepthDataset) -> torch.Tensor:
 
 
 @torch.no_grad()
-def model_mask_scores(
+def full_size_logits(
     module: MaskDepthModule, test: MaskDepthDataset, device: torch.device | str = "cpu"
-) -> MaskScores:
-    """The module's mask scores on `test`, each sample at its full size (`full_resolution`)."""
-    model = MaskScores(from_logits=True)
+) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]:
+    """Each sample of `test` at its stored size (`full_size_samples`) with the module's mask logits there, float32
+    [1, 1, H, W] on the CPU (`full_resolution`)."""
     module = module.eval().to(device)
     for batch in full_size_samples(test):
         bg, fg_bg = (_normalise(batch[k], test).to(device) for k in ("bg", "fg_bg"))
-        model.update(full_resolution(module, bg, fg_bg)["mask"].float().cpu(), batch["mask"])
+        yield batch, full_resolution(module, bg, fg_bg)["mask"].float().cpu()
+
+
+def model_mask_scores(
+    module: MaskDepthModule, test: MaskDepthDataset, device: torch.device | str = "cpu"
+) -> MaskScores:
+    """The module's mask scores on `test`, each sample at its full size."""
+    model = MaskScores(from_logits=True)
+    for batch, logits in full_size_logits(module, test, device):
+        model.update(logits, batch["mask"])
     return model
 
 
 def native_mask_scores(
     module: MaskDepthModule, val: MaskDepthDataset, test: MaskDepthDataset, device: torch.device | str = "cpu"
 ) -> tuple[dict[str, float], dict]:
-    """(model scores, baseline scores with its "threshold") on `test` at full size; the baseline's threshold is
-    chosen on `val` at full size."""
+    """(model scores, baseline scores with its "threshold") on `test` at full size, in one pass over its samples;
+    the baseline's threshold is chosen on `val` at full size."""
     threshold = fit_threshold(full_size_samples(val), lambda images: images)
-    model, baseline = model_mask_scores(module, test, device), MaskScores(from_logits=False)
-    for batch in full_size_samples(test):
+    model, baseline = MaskScores(from_logits=True), MaskScores(from_logits=False)
+    for batch, logits in full_size_logits(module, test, device):
+        model.update(logits, batch["mask"])
         baseline.update((difference(batch["bg"], batch["fg_bg"]) > threshold).float(), batch["mask"])
     model_scores = {**model.compute(), "mask/iou_ci95": None}
     baseline_scores = {"threshold": threshold, **baseline.compute(), "mask/iou_ci95": None}
