@@ -156,3 +156,16 @@ def test_crop_trains_on_windows_of_the_full_images_and_validates_on_whole_ones(t
     assert next(iter(cropped.val_dataloader()))["fg_bg"].shape[-1] == 32
     with pytest.raises(ValueError, match="data.crop must be in"):
         MaskDepthDataModule(path=str(path), image_size=32, crop=48)
+
+
+def test_crop_is_taken_after_augmentations_that_resize(tmp_path):
+    """`data/aug=strong` resizes half its samples back to image_size (RandomResizedCrop): the window comes last."""
+    path = write_canonical_zip(tmp_path / "d.zip", num_samples=12, size=SIZE, fg_per_bg=1)
+    dm = MaskDepthDataModule(
+        path=str(path), image_size=SIZE, batch_size=8, num_workers=0, seed=3, crop=16, augment=_augment("strong")
+    )
+    dm.setup()
+    batch = next(iter(dm.train_dataloader()))
+    assert {key: tuple(batch[key].shape[-2:]) for key in ("bg", "fg_bg", "mask", "depth")} == dict.fromkeys(
+        ("bg", "fg_bg", "mask", "depth"), (16, 16)
+    )

@@ -108,8 +108,8 @@ class MaskDepthDataModule(pl.LightningDataModule):
         self.split_by = split_by
         self.cache_dir, self.synth = cache_dir, synth
         self.augment, self.mean, self.std = list(augment), tuple(mean), tuple(std)
-        if crop is not None:
-            self.augment.insert(0, A.RandomCrop(crop, crop))
+        if crop is not None:  # last, so that transforms which resize (RandomResizedCrop) cannot undo it
+            self.augment.append(A.RandomCrop(crop, crop))
         self.device_augment = DeviceAugment(self.augment, self.mean, self.std) if augment_on == "gpu" else None
         self.pin_memory = pin_memory
         self.layout, self.depth_inverted, self.on_error = layout, depth_inverted, on_error
