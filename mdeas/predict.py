@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from itertools import chain
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import cv2
 import hydra
@@ -24,11 +24,10 @@ from tqdm import tqdm
 from mdeas.cli import exit_on_data_error, run_app
 from mdeas.data.decode import check_pixels, decode_rgb
 from mdeas.data.errors import DataError
-from mdeas.data.layouts import load_index
+from mdeas.data.layouts import IMAGE_EXTENSIONS, load_index
 from mdeas.data.zipstore import MAX_ENTRY_MB, MIB, env_limit
 from mdeas.inference import CheckpointError, Prediction, Predictor, load_module
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 Item = tuple[str, np.ndarray, np.ndarray]  # id, bg, fg_bg (uint8 RGB)
 
 
@@ -65,7 +64,7 @@ def folder_items(root: Path) -> Iterator[Item]:
     for d in (bg_dir, fg_dir):
         if not d.is_dir():
             raise DataError(d, "", "missing folder (input=DIR needs DIR/bg and DIR/fg_bg)")
-    fgs = sorted(p for p in fg_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    fgs = sorted(p for p in fg_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
     for fg in fgs:
         if not (bg_dir / fg.name).is_file():
             raise DataError(bg_dir, fg.name, f"missing partner of {fg}")
@@ -90,19 +89,30 @@ def video_items(video: str, bg: str) -> Iterator[Item]:
     capture = cv2.VideoCapture(video)
     if not capture.isOpened():
         raise DataError(video, "", "cannot open video")
-    check_pixels(int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)), video, "")
-    stem, n = Path(video).stem, 0
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        check_pixels(frame.shape[1], frame.shape[0], video, f"frame {n}")  # when the container declared no size
-        frame = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-        if frame.shape != background.shape:
-            background = cv2.resize(background, (frame.shape[1], frame.shape[0]), interpolation=cv2.INTER_AREA)
-        yield f"{stem}_{n:06d}", background, frame
-        n += 1
-    capture.release()
+    try:
+        check_pixels(int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)), video, "")
+        stem, n = Path(video).stem, 0
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            check_pixels(frame.shape[1], frame.shape[0], video, f"frame {n}")  # when the container declared no size
+            frame = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            if frame.shape != background.shape:
+                background = cv2.resize(background, (frame.shape[1], frame.shape[0]), interpolation=cv2.INTER_AREA)
+            yield f"{stem}_{n:06d}", background, frame
+            n += 1
+    finally:
+        capture.release()
+
+
+def video_property(video: str, prop: int) -> float:
+    """One `cv2.CAP_PROP_*` of a video file (0 when unknown or unreadable)."""
+    capture = cv2.VideoCapture(video)
+    try:
+        return capture.get(prop)
+    finally:
+        capture.release()
 
 
 def depth_color(depth_norm: np.ndarray) -> np.ndarray:
@@ -122,15 +132,24 @@ def write_png(path: Path, image: np.ndarray) -> None:
     path.write_bytes(cv2.imencode(".png", image)[1].tobytes())
 
 
-def write_outputs(out: Path, sample_id: str, fg_bg: np.ndarray, p: Prediction) -> np.ndarray:
-    """Write the four files of one sample (in the folders its id names, as seed layouts' ids do); returns its
-    panel."""
-    (out / sample_id).parent.mkdir(parents=True, exist_ok=True)
-    write_png(out / f"{sample_id}_mask.png", (p.mask > 0.5).astype(np.uint8) * 255)
-    write_png(out / f"{sample_id}_depth.png", p.depth)
-    write_png(out / f"{sample_id}_depth_color.png", cv2.cvtColor(depth_color(p.depth_norm), cv2.COLOR_RGB2BGR))
+def output_stem(out: Path, sample_id: str, source: object) -> str:
+    """`out`/<id> as a path prefix; DataError naming `source` and the id when the id would lead outside `out`
+    (absolute, or with a `..` part: a dataset's manifest is untrusted)."""
+    id_path = PurePosixPath(sample_id.replace("\\", "/"))
+    if not sample_id or id_path.is_absolute() or ".." in id_path.parts:
+        raise DataError(source, sample_id, "refused: this id would write outside the output folder", "layout")
+    return str(out / sample_id)
+
+
+def write_outputs(stem: str, fg_bg: np.ndarray, p: Prediction) -> np.ndarray:
+    """Write the four files of one sample, <stem>_mask.png etc. (in the folders `stem` names, as seed layouts'
+    ids do); returns its panel."""
+    Path(stem).parent.mkdir(parents=True, exist_ok=True)
+    write_png(Path(f"{stem}_mask.png"), (p.mask > 0.5).astype(np.uint8) * 255)
+    write_png(Path(f"{stem}_depth.png"), p.depth)
+    write_png(Path(f"{stem}_depth_color.png"), cv2.cvtColor(depth_color(p.depth_norm), cv2.COLOR_RGB2BGR))
     view = panel(fg_bg, p)
-    write_png(out / f"{sample_id}_panel.png", cv2.cvtColor(view, cv2.COLOR_RGB2BGR))
+    write_png(Path(f"{stem}_panel.png"), cv2.cvtColor(view, cv2.COLOR_RGB2BGR))
     return view
 
 
@@ -139,7 +158,7 @@ def items_of(cfg: DictConfig) -> tuple[Iterator[Item], int | None]:
     if cfg.video:
         if not cfg.bg:
             raise ValueError("video=... needs bg=... (the background the frames are compared with)")
-        frames = int(cv2.VideoCapture(cfg.video).get(cv2.CAP_PROP_FRAME_COUNT)) or None
+        frames = int(video_property(cfg.video, cv2.CAP_PROP_FRAME_COUNT)) or None
         return video_items(cfg.video, cfg.bg), frames
     if cfg.bg and cfg.fg_bg:
         return pair_items(cfg.bg, cfg.fg_bg), 1
@@ -147,7 +166,7 @@ def items_of(cfg: DictConfig) -> tuple[Iterator[Item], int | None]:
         root = Path(cfg.input)
         if root.is_dir():
             fg_dir = root / "fg_bg"
-            total = sum(p.suffix.lower() in IMAGE_SUFFIXES for p in fg_dir.iterdir()) if fg_dir.is_dir() else None
+            total = sum(p.suffix.lower() in IMAGE_EXTENSIONS for p in fg_dir.iterdir()) if fg_dir.is_dir() else None
             return folder_items(root), total
         return zip_items(str(root)), None
     raise ValueError("give bg=... fg_bg=..., input=DIR, input=ZIP or video=... bg=...")
@@ -165,25 +184,29 @@ def predict(cfg: DictConfig) -> Path:
     except OSError as e:
         raise DataError(out, "", f"cannot create the output folder ({e.strerror})") from None
     items, total = items_of(cfg)
+    source = cfg.video or cfg.fg_bg or cfg.input
     writer, batch = None, []
-    with tqdm(total=total, desc="predict", unit="sample") as bar:
-        for item in chain(items, [None]):
-            if item is not None:
-                batch.append(item)
-            if batch and (item is None or len(batch) == cfg.batch_size):
-                preds = predictor([b for _, b, _ in batch], [f for _, _, f in batch])
-                for (sample_id, _, fg_bg), p in zip(batch, preds, strict=True):
-                    view = write_outputs(out, sample_id, fg_bg, p)
-                    if cfg.video:
-                        if writer is None:
-                            fps = cv2.VideoCapture(cfg.video).get(cv2.CAP_PROP_FPS) or 25.0
-                            path = str(out / f"{Path(cfg.video).stem}_panel.mp4")
-                            writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), fps, view.shape[1::-1])
-                        writer.write(cv2.cvtColor(view, cv2.COLOR_RGB2BGR))
-                bar.update(len(batch))
-                batch = []
-    if writer is not None:
-        writer.release()
+    try:
+        with tqdm(total=total, desc="predict", unit="sample") as bar:
+            for item in chain(items, [None]):
+                if item is not None:
+                    batch.append(item)
+                if batch and (item is None or len(batch) == cfg.batch_size):
+                    preds = predictor([b for _, b, _ in batch], [f for _, _, f in batch])
+                    for (sample_id, _, fg_bg), p in zip(batch, preds, strict=True):
+                        view = write_outputs(output_stem(out, sample_id, source), fg_bg, p)
+                        if cfg.video:
+                            if writer is None:
+                                fps = video_property(cfg.video, cv2.CAP_PROP_FPS) or 25.0
+                                path = str(out / f"{Path(cfg.video).stem}_panel.mp4")
+                                fourcc = cv2.VideoWriter_fourcc(*"mp4v")
+                                writer = cv2.VideoWriter(path, fourcc, fps, view.shape[1::-1])
+                            writer.write(cv2.cvtColor(view, cv2.COLOR_RGB2BGR))
+                    bar.update(len(batch))
+                    batch = []
+    finally:  # the frames written so far stay a playable video when a later one fails
+        if writer is not None:
+            writer.release()
     return out
 
 

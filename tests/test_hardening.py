@@ -310,6 +310,26 @@ def test_outputs_that_cannot_be_written_are_named(run, tmp_path):
         assert str(caught.value.code).startswith(f"error: {message}"), caught.value.code
 
 
+@pytest.mark.parametrize("bad_id", ["../../escaped", "/tmp/escaped", "b000/../../escaped"])
+def test_predict_refuses_ids_that_would_write_outside_the_output_folder(run, tmp_path, bad_id):
+    source = write_canonical_zip(tmp_path / "d.zip", num_samples=2)
+    with zipfile.ZipFile(source) as zin, zipfile.ZipFile(tmp_path / "bad.zip", "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename == "manifest.csv":
+                data = data.replace(b"\nb000_f00,", f"\n{bad_id},".encode())
+            zout.writestr(info, data)
+    cfg = {"ckpt_path": str(run["last"]), "input": str(tmp_path / "bad.zip"), "bg": None, "fg_bg": None,
+           "video": None, "batch_size": 2, "device": "cpu", "output": str(tmp_path / "out" / "preds")}  # fmt: skip
+    with pytest.raises(SystemExit) as caught, exit_on_data_error(CheckpointError, ValueError):
+        predict(OmegaConf.create(cfg))
+    assert (
+        caught.value.code
+        == f"error: {tmp_path / 'bad.zip'}: {bad_id}: refused: this id would write outside the output folder"
+    )
+    assert not list(tmp_path.rglob("escaped*")) and not Path("/tmp/escaped_mask.png").exists()
+
+
 def test_ctrl_c_leaves_a_resumable_checkpoint_and_says_how_to_resume(run, tmp_path):
     cmd = [sys.executable, "-m", "mdeas.train", *SMALL, f"data.path={run['data']}", "trainer.max_epochs=100",
            "hydra.run.dir=run"]  # fmt: skip
