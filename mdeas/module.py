@@ -102,9 +102,11 @@ class MaskDepthModule(pl.LightningModule):
             return self._nonfinite(batch, total, terms), outputs
         size = batch["bg"].shape[0]
         on_step = stage == "train"
-        self.log(f"{stage}/loss", total, prog_bar=True, batch_size=size, on_step=on_step, on_epoch=True)
+        sync = stage != "train"  # val/loss may drive a schedule (sched=plateau) or a sweep: one value on every process
+        self.log(f"{stage}/loss", total, prog_bar=True, batch_size=size, on_step=on_step, on_epoch=True, sync_dist=sync)
         # each term as `<stage>/loss/<name>`, its epoch mean: one card per term (the total's step curve shows steps)
-        self.log_dict({f"{stage}/loss/{k}": v for k, v in terms.items()}, batch_size=size, on_step=False, on_epoch=True)
+        terms = {f"{stage}/loss/{k}": v for k, v in terms.items()}
+        self.log_dict(terms, batch_size=size, on_step=False, on_epoch=True, sync_dist=sync)
         return total, outputs
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:

@@ -30,8 +30,8 @@ SLURM = {  # what srun gives the one task of the second of two nodes (sbatch --n
 
 
 class RecordIds(pl.Callback):
-    """Appends `<stage> <sample id>` for every sample this process is given to `<folder>/ids-<global rank>.txt`;
-    stage: train, val (inside fit), validate or test."""
+    """Appends `<stage> <sample id>` for every sample this process is given to `<folder>/ids-<global rank>.txt`
+    (stage: train, val (inside fit), validate or test), and val/loss after each validation to `loss-<rank>.txt`."""
 
     def __init__(self, folder: str) -> None:
         self.folder = Path(folder)
@@ -48,6 +48,10 @@ class RecordIds(pl.Callback):
 
     def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
         self._write(trainer, "test", batch)
+
+    def on_validation_end(self, trainer, pl_module) -> None:  # after the epoch's logs are reduced
+        with open(self.folder / f"loss-{trainer.global_rank}.txt", "a") as f:
+            f.write(f"{trainer.callback_metrics['val/loss'].item()!r}\n")
 
 
 @pytest.mark.parametrize("launcher", ["torchrun", "slurm"])
@@ -133,6 +137,9 @@ def test_two_torchrun_nodes_train_on_their_shares_and_score_like_one_process(tmp
         first, second = shares[stage]
         assert len(first) == len(second) == len(splits[split]) // 2 and not set(first) & set(second), stage
         assert sorted(first + second) == splits[split], stage  # each sample read once, by one rank
+
+    losses = [(tmp_path / f"loss-{rank}.txt").read_text().split() for rank in (0, 1)]
+    assert losses[0] == losses[1] and len(losses[0]) >= 2  # val/loss, synced, is one value on every process
 
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     module = load_module(metrics["best_checkpoint"])
