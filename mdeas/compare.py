@@ -10,7 +10,6 @@ compare.json to `output` (default: the current folder) and prints a markdown tab
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from mdeas.atomic import write_json
 from mdeas.cli import exit_on_data_error, run_app
 from mdeas.evaluate import data_config, data_overrides
 from mdeas.inference import CheckpointError, load_module
@@ -57,7 +57,7 @@ def compare(ckpt_paths: list[str], data: dict[str, Any], output: str | None = No
             row["mask/iou_gain_ci95"] = paired["gain"]
         rows.append(row)
     results = {"samples": len(test), "rows": rows}
-    (out / "compare.json").write_text(json.dumps(results, indent=2))
+    write_json(out / "compare.json", results)
     return results
 
 

@@ -9,7 +9,6 @@ validation split when there is none (another dataset).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from mdeas.atomic import write_json
 from mdeas.baseline import fit_depth_baselines, fit_threshold, score, score_depth
 from mdeas.cli import exit_on_data_error, run_app
 from mdeas.data.datamodule import MaskDepthDataModule
@@ -123,7 +123,7 @@ def evaluate(
     depth_base = depth_baseline(datamodule, depth.scale, align) if has_depth else None
     if depth_base is not None:
         results["depth_baseline"] = depth_base
-    (out / "metrics.json").write_text(json.dumps(results, indent=2))
+    write_json(out / "metrics.json", results)
     return results
 
 

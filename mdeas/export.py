@@ -17,7 +17,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from mdeas.callbacks.atomic_checkpoint import atomic_write
+from mdeas.atomic import atomic_write
 from mdeas.cli import exit_on_data_error, run_app
 from mdeas.data.dataset import IMAGENET_MEAN, IMAGENET_STD
 from mdeas.inference import CheckpointError, load_module, model_size

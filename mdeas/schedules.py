@@ -8,7 +8,6 @@ train loader) and ``max_lr`` (the optimiser's learning rate, so the LR finder's 
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Callable, Mapping
@@ -21,6 +20,8 @@ from hydra.utils import instantiate
 from pytorch_lightning.tuner import Tuner
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import CosineAnnealingLR, LambdaLR, LinearLR, SequentialLR
+
+from mdeas.atomic import write_json
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +146,7 @@ def find_lr(
         module.hparams.optim["lr"] = suggestion
     if trainer.is_global_zero:
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "lr_find.json").write_text(json.dumps(record, indent=2))
+        write_json(out_dir / "lr_find.json", record)
         if finder is not None and find_spec("matplotlib") is not None:
             import matplotlib.pyplot as plt
 

@@ -14,6 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
+from mdeas.atomic import write_json
 from mdeas.callbacks.atomic_checkpoint import AtomicCheckpointIO
 from mdeas.callbacks.hparams import log_hparams, run_hparams
 from mdeas.callbacks.objective_check import ObjectiveCheck
@@ -140,7 +141,7 @@ def train(cfg: DictConfig) -> dict:
             trainer.test(module, datamodule=datamodule, ckpt_path=which, verbose=False)[0], "test/"
         )
     if trainer.is_global_zero:
-        (out_dir / "metrics.json").write_text(json.dumps(results, indent=2))
+        write_json(out_dir / "metrics.json", results)
         log.info("val metrics: %s", json.dumps(results["val"]))
         print(format_metrics(results))
     hp_metrics = dict(results["val"])

@@ -3,6 +3,7 @@
 Lightning's TorchCheckpointIO saves through fsspec: the bytes go to a temporary file in TMPDIR, which is then moved
 onto the checkpoint path. The move is a rename when TMPDIR is on the checkpoint's filesystem, and a copy into the
 checkpoint path itself when it is not; AtomicCheckpointIO writes and renames beside the checkpoint in both cases.
+The same atomic write (`mdeas.atomic`) serves dataset zips and results, also when several processes write one file.
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ import os
 import shutil
 import signal
 import tempfile
+import threading
+import zipfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -21,6 +25,7 @@ from fsspec.implementations.local import LocalFileOpener
 from pytorch_lightning.plugins.io import CheckpointIO, TorchCheckpointIO
 
 from mdeas.callbacks.atomic_checkpoint import AtomicCheckpointIO
+from mdeas.synth.writer import write_zip
 
 CHUNK = 1 << 20  # bytes written between two points where the kill may strike
 FORK = multiprocessing.get_context("fork")  # the child needs no imports: one kill point costs milliseconds
@@ -111,3 +116,22 @@ def test_a_save_killed_at_any_point_keeps_the_previous_checkpoint(
         assert torch.load(path, weights_only=True)["epoch"] == 0
     assert kill_at > 8, "the save was never killed while writing its 8 MiB"
     assert torch.equal(torch.load(path, weights_only=True)["state_dict"]["w"], new["state_dict"]["w"])
+
+
+def test_writers_of_one_path_at_once_each_fill_their_own_file(tmp_path):
+    """Processes of one run may write the same file together (each rank generating the default dataset): every
+    writer finishes and the file is one writer's whole zip, never a mix."""
+    out, both_writing = tmp_path / "set.zip", threading.Barrier(2, timeout=30)
+
+    def entries(tag: str):
+        yield f"{tag}-0.txt", tag.encode()
+        both_writing.wait()  # the other writer has begun its own file too
+        yield f"{tag}-1.txt", tag.encode()
+
+    with ThreadPoolExecutor(2) as pool:
+        done = [pool.submit(write_zip, out, {"writer": tag}, [], entries(tag)) for tag in ("a", "b")]
+        assert [future.result() for future in done] == [out, out]
+    with zipfile.ZipFile(out) as archive:
+        names = archive.namelist()
+        assert archive.testzip() is None
+    assert names[2:] in (["a-0.txt", "a-1.txt"], ["b-0.txt", "b-1.txt"]) and os.listdir(tmp_path) == ["set.zip"]

@@ -1,37 +1,13 @@
-"""Writes that never leave a half-written file (checkpoints, exports): write beside the target, then rename."""
+"""Checkpoints that are always complete on disk (`mdeas.atomic.atomic_write`) and load as data only."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
-
-def atomic_write(path: str | Path, write: Callable[[Path], object]) -> None:
-    """Call `write(tmp)` to fill `<path>.tmp`, fsync it and rename it over `path` (atomic on POSIX).
-
-    On any failure `path` keeps its previous content and the tmp file is removed; an OSError about the tmp file
-    (e.g. a folder that cannot be written, a full disk) is re-raised naming `path`.
-    """
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        open(tmp, "wb").close()  # fails here, with an OSError, where `write` might raise something vaguer
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        culprit = path if e.filename is None or Path(e.filename) == tmp else e.filename
-        raise OSError(e.errno, e.strerror or str(e), str(culprit)) from e
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+from mdeas.atomic import atomic_write
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -355,7 +355,7 @@ def generate(out: str | Path, num_samples: int, workers: int | None = None, **op
     camouflage, camera ("metric" or "wide").
     ceil(num_samples / samples per background) backgrounds are rendered; depth is stored in mm, clamped to
     max_depth_mm. `workers` processes render (default: the CPU count); the zip's bytes do not depend on it. The
-    zip is written to `out`.tmp and moved into place, so `out` is either complete or absent.
+    zip is written beside `out` and renamed into place, so `out` is either complete or absent.
     """
     for key in ("scales", "scale_range"):
         if key in options:

@@ -1,8 +1,8 @@
 """Write a canonical dataset zip (DESIGN.md, "Canonical dataset zip") byte-reproducibly.
 
 Entries carry fixed metadata, so equal contents in equal order give equal bytes; images are stored (their
-formats compress already), manifest.csv and meta.json are deflated. The zip is written to `<out>.tmp` and moved
-into place, so `out` is either complete or absent.
+formats compress already), manifest.csv and meta.json are deflated. The zip is written beside `out` and renamed
+into place (`mdeas.atomic`), so `out` is either complete or absent.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import zipfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -18,6 +17,8 @@ from typing import TypeAlias
 
 import numpy as np
 from PIL import Image
+
+from mdeas.atomic import atomic_write
 
 MANIFEST_COLUMNS = ["id", "bg", "fg_bg", "mask", "depth"]
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
@@ -83,20 +84,16 @@ def _add(archive: zipfile.ZipFile, name: str, data: bytes, compress: bool) -> No
 
 def write_zip(out: str | Path, meta: dict, rows: Sequence[Sequence[str]], entries: Iterable[tuple[str, bytes]]) -> Path:
     """Write meta.json, manifest.csv (`rows`) and then `entries` (name, bytes) in the order given; returns `out`."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    try:
+
+    def write(tmp: Path) -> None:
         with zipfile.ZipFile(tmp, "w") as archive:
             _add(archive, "meta.json", json.dumps(meta, indent=2, sort_keys=True).encode("utf-8"), compress=True)
             _add(archive, "manifest.csv", manifest_csv(rows), compress=True)
             for name, data in entries:
                 _add(archive, name, data, compress=False)
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return out
+
+    atomic_write(out, write)
+    return Path(out)
 
 
 def as_jpeg_quality(value: int | Sequence[int]) -> JpegQuality:

@@ -1,0 +1,44 @@
+"""Writes that never leave a half-written file (checkpoints, exports, results, datasets): write a fresh file
+beside the target, fsync it, then rename it over the target."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], object]) -> None:
+    """Call `write(tmp)` to fill a new file `.<name>.<random>.tmp` beside `path`, fsync it and rename it over
+    `path` (atomic on POSIX). Writers of one path at the same time (processes of one run) each fill their own file;
+    the last rename wins.
+
+    On any failure `path` keeps its previous content and the tmp file is removed; an OSError about the tmp file
+    (e.g. a folder that cannot be written, a full disk) is re-raised naming `path`.
+    """
+    path = Path(path)
+    prefix = f".{path.name}."
+    tmp: Path | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{prefix}{uuid.uuid4().hex[:12]}.tmp")
+        open(tmp, "xb").close()  # fails here, with an OSError, where `write` might raise something vaguer
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        ours = e.filename is None or Path(e.filename).parent == path.parent and Path(e.filename).name.startswith(prefix)
+        raise OSError(e.errno, e.strerror or str(e), str(path if ours else e.filename)) from e
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+
+def write_json(path: str | Path, data: object) -> None:
+    """`data` as indented JSON at `path`, written atomically (a reader finds the old file or the whole new one)."""
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2)))
