@@ -1,3 +1,4 @@
+import io
 import logging
 import os
 import re
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from mdeas.cli import exit_on_data_error
 from mdeas.data.check import check, report
@@ -24,10 +26,11 @@ TRUNCATED = "fg_bg/b001_f02.jpg"
 MISSING = "depth/b002_f04.png"
 RESIZED = "mask/b003_f06.png"
 GREY = "mask/b004_f08.png"
+FAINT = "mask/b005_f10.png"
 
 
 def _damaged(tmp_path: Path, *defects: str) -> Path:
-    """The 12-sample canonical zip with the named entries truncated, removed, resized or made grey."""
+    """The 12-sample canonical zip with the named entries truncated, removed, resized, made grey or stored as 0/1."""
     src = write_canonical_zip(tmp_path / "clean.zip")
     out = tmp_path / "bad.zip"
     with zipfile.ZipFile(src) as zin, zipfile.ZipFile(out, "w") as zout:
@@ -41,6 +44,8 @@ def _damaged(tmp_path: Path, *defects: str) -> Path:
                 zout.writestr(info, encode(np.zeros((16, 16), np.uint8), "PNG"))
             elif name == GREY:
                 zout.writestr(info, encode(np.tile(np.arange(0, 256, 8, dtype=np.uint8), (32, 1)), "PNG"))
+            elif name == FAINT:
+                zout.writestr(info, encode(np.asarray(Image.open(io.BytesIO(data))) // 255, "PNG"))
     return out
 
 
@@ -89,6 +94,12 @@ def test_check_lists_the_first_problems_of_each_kind(tmp_path):
     assert lines[1:3] == ["12 problems:", "  decode: 12"]
     assert lines[3].startswith(f"    {cut}: fg_bg/b000_f00.jpg: cannot decode image")
     assert lines[-1] == "    ... and 10 more" and len(lines) == 6
+
+
+def test_check_flags_a_mask_stored_as_0_and_1(tmp_path):
+    problems = check(str(_damaged(tmp_path, FAINT))).problems
+    faint = "a mask stored as 0/1? its brightest value is 1, so it reads as all background (>= 128)"
+    assert [(p.entry, p.problem, p.category) for p in problems] == [(FAINT, faint, "mask")]
 
 
 @pytest.mark.parametrize(

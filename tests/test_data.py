@@ -65,8 +65,12 @@ def test_split_is_deterministic_disjoint_and_groups_backgrounds(canonical_zip):
 
 def test_subset_is_seeded_and_bad_fractions_rejected(canonical_zip):
     samples = load_index(str(canonical_zip)).samples
-    assert [s.id for s in subset(samples, 5, 1)] == [s.id for s in subset(samples, 5, 1)]
-    assert len(subset(samples, 5, 1)) == 5 and len(subset(samples, 100, 1)) == 12
+    drawn = {seed: [s.id for s in subset(samples, 5, seed)] for seed in range(4)}
+    order = [s.id for s in samples]
+    for ids in drawn.values():  # five distinct samples, kept in index order
+        assert len(set(ids)) == 5 and ids == [i for i in order if i in ids]
+    assert len({tuple(ids) for ids in drawn.values()}) > 1  # the seed chooses which
+    assert [s.id for s in subset(samples, 5, 1)] == drawn[1] and len(subset(samples, 100, 1)) == 12
     with pytest.raises(ValueError, match="sum to 1"):
         split(samples, (0.5, 0.2, 0.2), 0)
 

@@ -136,6 +136,22 @@ def test_a_name_matching_several_entries_is_an_error(tmp_path):
         load_index(str(twice), layout="seed000")
 
 
+def test_repeated_manifest_rows_are_read_once_and_counted(tmp_path, caplog):
+    src = write_canonical_zip(tmp_path / "d.zip", num_samples=4, fg_per_bg=1)
+    repeated = tmp_path / "repeated.zip"
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(repeated, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename == "manifest.csv":
+                rows = data.decode().splitlines()
+                data = "\n".join([*rows, rows[1], rows[2], rows[1]]).encode()
+            zout.writestr(info, data)
+    with caplog.at_level(logging.INFO, logger="mdeas.data.layouts"):
+        index = load_index(str(repeated))
+    assert [s.id for s in index.samples] == [s.id for s in load_index(str(src)).samples]
+    assert index.resolution.endswith("; 3 rows repeat an earlier one (read once)") and "3 rows repeat" in caplog.text
+
+
 def test_zip_folder_missing_from_the_manifest_resolves(tmp_path, caplog):
     src = tmp_path / "s.zip"
     written = write_seed000(src, make_samples())

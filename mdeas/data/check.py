@@ -50,13 +50,17 @@ class _Inspect(Dataset):
         except DataError as e:
             return [e]
         grey = float(((mask >= MID_GREY[0]) & (mask <= MID_GREY[1])).mean())
+        brightest = int(mask.max())
         if grey > self.max_mid_grey:
-            store = self.index.store
             what = (
                 f"not a binary mask: {grey:.0%} of its pixels are mid-grey (at most {self.max_mid_grey:.0%} expected)"
             )
-            return [DataError(store.source(sample.mask), store.name(sample.mask), what, "mask")]
-        return []
+        elif 0 < brightest < MID_GREY[0]:
+            what = f"a mask stored as 0/1? its brightest value is {brightest}, so it reads as all background (>= 128)"
+        else:
+            return []
+        store = self.index.store
+        return [DataError(store.source(sample.mask), store.name(sample.mask), what, "mask")]
 
 
 def check(

@@ -132,6 +132,7 @@ class _Collector:
         self.problems: list[DataError] = []
         self._ids: set[str] = set()
         self._seen: set[tuple] = set()
+        self.repeated = 0  # rows naming the same four entries as an earlier row: read once, counted here
 
     def problem(self, home: int, entry: str, what: str, category: str) -> None:
         self.problems.append(DataError(self.store.paths[home], entry, what, category))
@@ -155,6 +156,7 @@ class _Collector:
     def add_keys(self, home: int, sample_id: str | None, keys: Sequence[str | None]) -> None:
         """Add a sample of resolved keys; its id defaults to the fg_bg entry name without extension."""
         if tuple(keys) in self._seen:
+            self.repeated += 1
             return
         self._seen.add(tuple(keys))
         sample_id = sample_id or _stem(self.store.name(keys[1]))
@@ -167,7 +169,8 @@ class _Collector:
         self.samples.append(Sample(sample_id, keys[0], keys[1], keys[2], keys[3]))
 
     def index(self, layout: str, depth: DepthEncoding) -> DatasetIndex:
-        return DatasetIndex(self.store, self.samples, depth, layout, self.problems, self.resolver.summary())
+        repeated = f"; {self.repeated} rows repeat an earlier one (read once)" if self.repeated else ""
+        return DatasetIndex(self.store, self.samples, depth, layout, self.problems, self.resolver.summary() + repeated)
 
 
 def _table(store: ZipStore, key: str, delimiter: str = ",") -> list[list[str]]:
