@@ -101,6 +101,26 @@ def test_affine_and_photometry_share_one_draw_across_the_arrays():
     assert len({round(float(x.mean()), 4) for x in out["fg_bg"]}) > 8  # photometry drawn per sample
 
 
+@pytest.mark.parametrize(("shift", "scale", "angle"), [((0.125, -0.25), 1.0, 0.0), ((0.0, 0.0), 1.2, 20.0),
+                                                       ((0.125, 0.0), 0.9, -15.0)])  # fmt: skip
+def test_affine_on_the_device_matches_albumentations(shift, scale, angle):
+    """One fixed transform (whole-pixel shifts: the two round sub-pixel ones differently) on 8 px blocks."""
+    size = 64
+    image = np.kron(np.random.default_rng(0).integers(0, 256, (8, 8, 3)), np.ones((8, 8, 1))).astype(np.uint8)
+    mask = np.zeros((size, size), np.uint8)
+    mask[10:40, 20:30] = mask[30:35, 5:60] = 1
+    fixed = {"x": (shift[0],) * 2, "y": (shift[1],) * 2}
+    affine = A.Affine(translate_percent=fixed, scale=(scale, scale), rotate=(angle, angle), border_mode=0, fill=0,
+                      fill_mask=0, mask_interpolation=0, p=1.0)  # fmt: skip
+    expected = A.Compose([affine])(image=image, mask=mask)
+    one = lambda a: torch.from_numpy(np.asarray(a))[None]  # noqa: E731
+    raw = {"bg": one(image), "fg_bg": one(image), "mask": one(mask), "depth": one(np.ones((size, size), np.float32)),
+           "valid": one(np.ones((size, size), bool)), "id": ["0"], "draws": torch.zeros(1, 6)}  # fmt: skip
+    out = DeviceAugment([affine], mean=(0.0,) * 3, std=(1.0,) * 3)(raw)
+    assert (out["mask"][0, 0].numpy() == expected["mask"]).mean() > 0.995
+    assert np.abs(out["fg_bg"][0].permute(1, 2, 0).numpy() * 255 - expected["image"]).mean() < 1.0
+
+
 def test_a_crop_takes_the_same_window_of_every_array(zip_path):
     plain = batches(datamodule(zip_path))[0]
     dm = datamodule(zip_path, crop=20)

@@ -106,9 +106,8 @@ class Affine:
         sx = _between(self.scale["x"], u[:, 3])
         sy = sx if self.keep_ratio else _between(self.scale["y"], u[:, 4])
         centre = u.new_tensor([(width - 1) / 2, (height - 1) / 2]).expand(len(u), 2)
-        matrix = get_affine_matrix2d(
-            torch.stack([tx, ty], dim=1), centre, torch.stack([sx, sy], dim=1), _between(self.rotate, u[:, 5])
-        )
+        angle = -_between(self.rotate, u[:, 5])  # albumentations turns positive angles the other way from kornia
+        matrix = get_affine_matrix2d(torch.stack([tx, ty], dim=1), centre, torch.stack([sx, sy], dim=1), angle)
         size = (height, width)
         for key in IMAGES:
             warped = warp_affine(batch[key], matrix[:, :2], size, mode="bilinear", align_corners=True)
