@@ -10,6 +10,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+from mdeas.cli import exit_on_data_error
 from mdeas.data.decode import open_image, to_depth, to_grey
 from mdeas.data.layouts import load_index
 from mdeas.evaluate import evaluate, table
@@ -164,31 +165,37 @@ def test_export_parity(trained, tmp_path, fmt):
     assert diff <= 1e-4 and (tmp_path / f"m.{fmt}").stat().st_size > 100_000
 
 
-def test_bad_inputs_are_one_line_errors(trained, tmp_path):
+def test_bad_inputs_are_one_line_errors(trained, tmp_path, monkeypatch):
     ckpt = str(trained["ckpt"])
     write_pair(tmp_path / "in", "a.png", (50, 30))
     (tmp_path / "in" / "fg_bg" / "lonely.png").write_bytes((tmp_path / "in" / "fg_bg" / "a.png").read_bytes())
     (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
     (tmp_path / "cut.png").write_bytes((tmp_path / "in" / "bg" / "a.png").read_bytes()[:60])
     cv2.imwrite(str(tmp_path / "small.png"), np.zeros((10, 10, 3), np.uint8))
-    cases = [
+    entry_points = [  # each entry point as a user runs it: the last line of stderr, a non-zero status
         (["mdeas.predict", "ckpt_path=nope.ckpt", "output=o", "input=in"], "nope.ckpt: no such checkpoint file"),
-        (["mdeas.predict", "ckpt_path=junk.ckpt", "output=o", "input=in"], "junk.ckpt: not a PyTorch checkpoint"),
-        (["mdeas.predict", f"ckpt_path={ckpt}", "output=o", "input=in"], "lonely.png: missing partner"),
-        (["mdeas.predict", f"ckpt_path={ckpt}", "output=o", "bg=missing.png", "fg_bg=cut.png"],
-         "missing.png: no such file"),
-        (["mdeas.predict", f"ckpt_path={ckpt}", "output=o", "bg=cut.png", "fg_bg=cut.png"],
-         "cut.png: cannot decode image"),
-        (["mdeas.predict", f"ckpt_path={ckpt}", "output=o", "bg=small.png", "fg_bg=in/bg/a.png"],
-         "in/bg/a.png: size 50x30 differs from its bg's 10x10"),
         (["mdeas.export", "ckpt_path=junk.ckpt", "format=onnx", "output=m.onnx"], "junk.ckpt: not a PyTorch"),
         (["mdeas.evaluate", "ckpt_path=junk.ckpt"], "junk.ckpt: not a PyTorch checkpoint"),
     ]  # fmt: skip
-    for args, message in cases:
+    for args, message in entry_points:
         done = run(*args, cwd=tmp_path)
         assert done.returncode != 0, args
         last = done.stderr.strip().splitlines()[-1]
         assert message in last, (args, done.stderr[-800:])
+    predict_inputs = [  # the rest of predict's inputs through the same error handling, in this process
+        (["ckpt_path=junk.ckpt", "input=in"], "junk.ckpt: not a PyTorch checkpoint"),
+        ([f"ckpt_path={ckpt}", "input=in"], "lonely.png: missing partner"),
+        ([f"ckpt_path={ckpt}", "bg=missing.png", "fg_bg=cut.png"], "missing.png: no such file"),
+        ([f"ckpt_path={ckpt}", "bg=cut.png", "fg_bg=cut.png"], "cut.png: cannot decode image"),
+        ([f"ckpt_path={ckpt}", "bg=small.png", "fg_bg=in/bg/a.png"], "a.png: size 50x30 differs from its bg's 10x10"),
+    ]  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        for overrides, message in predict_inputs:
+            with pytest.raises(SystemExit) as caught, exit_on_data_error(CheckpointError, ValueError):
+                predict(compose("predict", overrides=[*overrides, "output=o", "device=cpu"]))
+            line = caught.value.code
+            assert line.startswith("error: ") and message in line and "\n" not in line, (overrides, line)
 
 
 def test_checkpoint_of_another_model_is_named(trained, tmp_path):
