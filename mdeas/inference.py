@@ -176,11 +176,12 @@ class Predictor:
                 )
                 outputs.append(tuple(a[0] for a in _arrays(out)))
             return outputs
-        masks, depths = _arrays(self.module(self._tensor(bgs), self._tensor(fg_bgs)))
-        return [
-            tuple(cv2.resize(a, fg_bg.shape[1::-1], interpolation=cv2.INTER_LINEAR) for a in (mask, depth))
-            for mask, depth, fg_bg in zip(masks, depths, fg_bgs, strict=True)
-        ]
+        out = self.module(self._tensor(bgs), self._tensor(fg_bgs))
+        outputs = []
+        for i, fg_bg in enumerate(fg_bgs):  # logits upsampled, then the sigmoid: the masks evaluate scores
+            full = {key: upsample(out[key][i : i + 1].float(), fg_bg.shape[:2]) for key in ("mask", "depth")}
+            outputs.append(tuple(a[0] for a in _arrays(full)))
+        return outputs
 
     @torch.no_grad()
     def __call__(self, bgs: list[np.ndarray], fg_bgs: list[np.ndarray]) -> list[Prediction]:

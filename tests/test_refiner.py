@@ -269,6 +269,28 @@ def test_predictor_and_full_resolution_return_full_size_outputs():
     assert np.allclose(predictions[0].mask, torch.sigmoid(out["mask"])[0, 0].numpy(), atol=1e-5)
 
 
+def test_predict_masks_are_the_masks_evaluate_scores_for_a_plain_model():
+    """Logits upsampled, then the sigmoid (not probabilities upsampled), as full-size scoring does; on 2×2 blocks
+    the Predictor's INTER_AREA on uint8 and full_resolution's area average see the same 64 px pair."""
+    torch.manual_seed(0)
+    module = tiny_module()
+    module.model = tiny_base().eval()
+    with torch.no_grad():  # logits of several units (at init they are within ±0.04, where the sigmoid is linear)
+        module.model.mask_decoder.head.weight.mul_(300)
+    rng = np.random.default_rng(0)
+    bg = np.kron(rng.integers(0, 255, (64, 64, 3)), np.ones((2, 2, 1))).astype(np.uint8)
+    fg_bg = bg.copy()
+    fg_bg[40:90, 30:70] = (250, 20, 20)
+    prediction = Predictor(module)([bg], [fg_bg])[0]
+    normalised = [
+        torch.from_numpy((im.astype(np.float32) - 127.5) / 63.75).permute(2, 0, 1)[None] for im in (bg, fg_bg)
+    ]
+    out = full_resolution(module, *normalised)
+    assert prediction.mask.shape == (128, 128)
+    assert np.allclose(prediction.mask, torch.sigmoid(out["mask"])[0, 0].numpy(), atol=1e-5)
+    assert np.allclose(prediction.depth_norm, out["depth"].clamp(0, 1)[0, 0].numpy(), atol=1e-5)
+
+
 def test_full_resolution_of_a_plain_model_upsamples_its_outputs():
     torch.manual_seed(0)
     module = tiny_module()
