@@ -100,7 +100,8 @@ def evaluate(
     datamodule.setup("test")
     depth = datamodule.index.depth
     align = depth_alignment(depth.unit, depth.inverted)
-    module.depth_metrics["test"] = DepthMetrics(scale=depth.scale, align=align)
+    # the prediction in the training set's range, the target in this set's
+    module.depth_metrics["test"] = DepthMetrics(scale=depth.scale, align=align, pred_scale=module.hparams.depth_max_m)
     trainer = pl.Trainer(accelerator=accelerator, devices=1, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
     model = {k.removeprefix("test/"): float(v) for k, v in trainer.test(module, datamodule, verbose=False)[0].items()}

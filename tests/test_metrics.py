@@ -338,6 +338,18 @@ def test_depth_metric_class_equals_functional_on_concatenation() -> None:
     assert got["rmse"].item() != pytest.approx(sum(per_batch) / 2, rel=1e-9)
 
 
+def test_a_prediction_in_another_range_is_scored_in_metres() -> None:
+    """A model trained on depth up to 20 m scored on a set stored up to 40 m: 0.5 and 0.25 are both 10 m."""
+    pred, target = torch.full((1, 1, 8, 8), 0.5), torch.full((1, 1, 8, 8), 0.25)
+    metric = DepthMetrics(scale=40.0, pred_scale=20.0)
+    metric.update(pred, target)
+    got = metric.compute()
+    assert got["rmse"].item() == pytest.approx(0.0, abs=1e-9) and got["delta1"].item() == 1.0
+    same_range = DepthMetrics(scale=40.0)
+    same_range.update(pred, target)
+    assert same_range.compute()["rmse"].item() == pytest.approx(10.0)  # 20 m against 10 m
+
+
 def test_depth_metric_class_empty_epoch_no_nan() -> None:
     metric = DepthMetrics()
     pred, target, _ = hand_depth()

@@ -75,6 +75,8 @@ class DepthMetrics(Metric):
     or fitted by least-squares scale and shift in ``align`` space (``"depth"``; ``"inverse"``: disparity, for
     relative depth known only up to an affine map of its inverse), and SILog with ``silog_lambda``
     (:mod:`mdeas.metrics.functional`). With ``count == 0`` (``images == 0``) those metrics are 0; skip them by it.
+    ``pred_scale``: what normalised prediction 1.0 stands for when it differs from the target's ``scale`` (a model
+    trained on a set of another depth range than the one it is scored on); default ``scale``.
     """
 
     is_differentiable = False
@@ -87,12 +89,14 @@ class DepthMetrics(Metric):
         eps: float = 1e-3,
         align: str = "depth",
         silog_lambda: float = SILOG_LAMBDA,
+        pred_scale: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         if align not in ALIGN_SPACES:
             raise ValueError(f"align must be one of {ALIGN_SPACES}, got {align!r}")
         self.scale = float(scale)
+        self.pred_factor = 1.0 if pred_scale is None else float(pred_scale) / self.scale
         self.eps = float(eps)
         self.align = align
         self.silog_lambda = float(silog_lambda)
@@ -101,6 +105,7 @@ class DepthMetrics(Metric):
 
     def update(self, pred: Tensor, target: Tensor, valid: Tensor | None = None) -> None:
         """Add the sums of a ``[B,1,H,W]`` normalised prediction against the target over ``valid`` pixels."""
+        pred = pred * self.pred_factor if self.pred_factor != 1.0 else pred
         sums = depth_sums(pred, target, valid, self.scale, self.eps)
         sums |= depth_image_sums(pred, target, valid, self.scale, self.eps, self.align, self.silog_lambda)
         for key, value in sums.items():
