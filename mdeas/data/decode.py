@@ -208,7 +208,8 @@ def to_depth(encoded: Encoded, encoding: DepthEncoding, scale: int = 1) -> tuple
     [H/scale, W/scale] known).
 
     `png16`: 16-bit, 0 = unknown; `gray8`: 8-bit grey, every pixel known. Values are divided by `encoding.max`
-    and, when `encoding.inverted` (larger = nearer), flipped to `1 - value / max`.
+    and, when `encoding.inverted` (larger = nearer), flipped to `1 - value / max`. A gray8 pixel at the nearest
+    value reads as depth 0: known, but left out of the depth metrics, which divide by depth.
     """
     if encoding.format == "png16":
         raw = to_png16(encoded, scale)
