@@ -105,8 +105,8 @@ class MaskDepthModule(pl.LightningModule):
         sync = stage != "train"  # val/loss may drive a schedule (sched=plateau) or a sweep: one value on every process
         self.log(f"{stage}/loss", total, prog_bar=True, batch_size=size, on_step=on_step, on_epoch=True, sync_dist=sync)
         # each term as `<stage>/loss/<name>`, its epoch mean: one card per term (the total's step curve shows steps)
-        terms = {f"{stage}/loss/{k}": v for k, v in terms.items()}
-        self.log_dict(terms, batch_size=size, on_step=False, on_epoch=True, sync_dist=sync)
+        per_term = {f"{stage}/loss/{k}": v for k, v in terms.items()}
+        self.log_dict(per_term, batch_size=size, on_step=False, on_epoch=True, sync_dist=sync)
         return total, outputs
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
