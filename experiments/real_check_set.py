@@ -7,8 +7,12 @@
 The photos are the sample images shipped inside scikit-image (`skimage/data`; pip install -e '.[real]'); nothing
 is downloaded. The files are read straight from the package folder (scikit-image is never imported).
 
-Backgrounds (square crops, then resized): astronaut, chelsea (cat), coffee (left and right), rocket (top and
-bottom), camera (cameraman), brick, grass, gravel.
+Backgrounds (square crops, then resized): astronaut, chelsea (cat), coffee (left and right), rocket (left and
+right; the keys say top and bottom), camera (cameraman), brick, grass, gravel. The two crops of one photo overlap
+by half its width, so splitting by background does not fully separate them: with `data.split_by=both
+data.split=[0,0.5,0.5] data.seed=0` (backgrounds numbered in name order) both rocket crops fall in the report
+part, while coffee's left crop (b00004) is in the selection part and its right crop (b00005) in the report part
+(RESULTS.md says what that means for the report numbers).
 Objects, each cut out with a mask that comes from the data itself:
 - motorcycle: motorcycle_left.png, masked by its stereo disparity (motorcycle_disp.npz): pixels nearer than the
   floor plane fitted to the bottom rows (by 4 px of disparity), the largest connected part;
