@@ -11,7 +11,7 @@ import torch
 from omegaconf import OmegaConf
 
 from mdeas.data.layouts import load_index
-from mdeas.data.splits import split, subset
+from mdeas.data.splits import limited, split
 from mdeas.evaluate import data_config
 from mdeas.module import selection_score
 from tests.conftest import TINY_RUN, write_canonical_zip
@@ -48,14 +48,14 @@ def test_each_stage_records_the_size_batch_epochs_and_start_it_used(chain):
 def test_evaluate_takes_the_data_overrides_train_takes(chain, tmp_path):
     ckpt = chain / "stage1" / "checkpoints" / "best.ckpt"
     full = run("mdeas.evaluate", f"ckpt_path={ckpt}", f"output={tmp_path / 'full'}", cwd=tmp_path)
-    limited = run(
+    few = run(
         "mdeas.evaluate", f"ckpt_path={ckpt}", f"output={tmp_path / 'few'}", "data.limit=20", "data.image_size=32",
         cwd=tmp_path,
     )  # fmt: skip
-    assert full.returncode == 0 and limited.returncode == 0, full.stderr[-1500:] + limited.stderr[-1500:]
+    assert full.returncode == 0 and few.returncode == 0, full.stderr[-1500:] + few.stderr[-1500:]
     counts = [json.loads((tmp_path / name / "metrics.json").read_text())["samples"] for name in ("full", "few")]
     samples = load_index(str(chain.parent / "d.zip")).samples
-    expected = [len(split(subset(samples, limit, 0), (0.7, 0.15, 0.15), 0)[2]) for limit in (None, 20)]
+    expected = [len(limited(split(samples, (0.7, 0.15, 0.15), 0), limit, 0)[2]) for limit in (None, 20)]
     assert counts == expected and expected[1] < expected[0]
     misspelt = run("mdeas.evaluate", f"ckpt_path={ckpt}", "data.limt=20", cwd=tmp_path)
     assert misspelt.returncode == 1 and "error: Could not override 'data.limt'" in misspelt.stderr

@@ -3,7 +3,7 @@
 import pytest
 
 from mdeas.data.layouts import Sample
-from mdeas.data.splits import object_of, split
+from mdeas.data.splits import limited, object_of, split
 
 
 def seed_scheme(backgrounds: int, objects: int) -> list[Sample]:
@@ -47,3 +47,17 @@ def test_background_split_keeps_index_order_and_groups():
 def test_an_unknown_split_by_is_refused():
     with pytest.raises(ValueError, match="data.split_by must be one of background, object, both"):
         split(seed_scheme(2, 2), (1.0,), 0, by="scene")
+
+
+def test_a_limit_cuts_each_part_of_the_whole_split():
+    """20 backgrounds x 5 objects at 70/15/15: 70 / 15 / 15 samples; a limit of 20 keeps 14 / 3 / 3 of them, each
+    inside its own part, so no limit can move a training background into another run's test part."""
+    whole = split(seed_scheme(20, 5), (0.7, 0.15, 0.15), seed=0)
+    assert [len(part) for part in whole] == [70, 15, 15]
+    cut = limited(whole, 20, seed=0)
+    assert [len(part) for part in cut] == [14, 3, 3]
+    for part, full in zip(cut, whole, strict=True):
+        assert set(part) <= set(full) and part == [s for s in full if s in part]  # index order kept
+    assert [len(part) for part in limited(whole, 7, seed=0)] == [5, 1, 1]  # quotas 4.9, 1.05, 1.05
+    assert all(limited(whole, 1, seed=0))  # a part that had samples keeps one
+    assert limited(whole, None, seed=0) == whole and limited(whole, 500, seed=0) == whole

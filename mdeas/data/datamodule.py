@@ -29,7 +29,7 @@ from mdeas.data.gpu_augment import DeviceAugment, RawItems
 from mdeas.data.layouts import DatasetIndex, load_index
 from mdeas.data.resized_cache import resized_cache
 from mdeas.data.sampler import EpochSampler
-from mdeas.data.splits import check_limit, split, subset
+from mdeas.data.splits import check_limit, limited, split
 from mdeas.data.transforms import build_augment
 
 log = logging.getLogger(__name__)
@@ -138,14 +138,18 @@ class MaskDepthDataModule(pl.LightningDataModule):
         count = len(self.index.samples)
         if self.limit is not None and self.limit > count:
             log.warning("data.limit=%d is more than the dataset's %d samples: using all of them", self.limit, count)
-        samples = subset(self.index.samples, self.limit, self.seed)
-        parts = dict(zip(SPLITS, split(samples, self.fractions, self.seed, self.split_by), strict=True))
+        whole = split(self.index.samples, self.fractions, self.seed, self.split_by)
+        if self.split_by == "both":
+            left_out = count - sum(len(part) for part in whole)
+            log.info("data.split_by=both: %d of %d samples left out (background and object in different parts)",
+                     left_out, count)  # fmt: skip
+        parts = dict(zip(SPLITS, limited(whole, self.limit, self.seed), strict=True))
         for name, fraction in zip(SPLITS, self.fractions, strict=True):
             if fraction > 0 and not parts[name]:
                 raise DataError(
                     self.index.store.describe(),
                     None,
-                    f"the {name} split is empty ({len(samples)} samples); use more data or change data.split",
+                    f"the {name} split is empty ({count} samples); use more data or change data.split",
                 )
         augment = build_augment(self.augment, seed=self.seed) if self.device_augment is None else None
         for name in SPLITS:

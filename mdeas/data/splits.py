@@ -5,6 +5,9 @@ foreground object stay together (the object is read from the sample id: the seed
 `fg_<N>/`). `"both"`: backgrounds and objects are each dealt to the parts, and a sample is kept only where its
 background and its object went to the same part, so no part shares either with another (about
 sum(fraction²) of the samples are kept: 54 % at 70/15/15, 50 % at 50/50).
+
+A limit (`limited`) cuts each part of the whole set's split, never the set before splitting: parts depend on the
+samples present, so a run with another limit (or none) would otherwise score on backgrounds another trained on.
 """
 
 from __future__ import annotations
@@ -33,6 +36,20 @@ def subset(samples: Sequence[Sample], limit: int | None, seed: int) -> list[Samp
         return list(samples)
     keep = np.sort(np.random.default_rng(seed).choice(len(samples), size=limit, replace=False))
     return [samples[i] for i in keep]
+
+
+def limited(parts: Sequence[Sequence[Sample]], limit: int | None, seed: int) -> list[list[Sample]]:
+    """`limit` samples over all `parts`: each part cut to its share (largest remainders; at least one sample where
+    it had any) by a seeded `subset` of itself, so every part stays inside its part of the whole split."""
+    check_limit(limit)
+    total = sum(len(part) for part in parts)
+    if limit is None or limit >= total:
+        return [list(part) for part in parts]
+    quotas = [limit * len(part) / total for part in parts]
+    counts = [int(quota) for quota in quotas]
+    for i in sorted(range(len(parts)), key=lambda i: counts[i] - quotas[i])[: limit - sum(counts)]:
+        counts[i] += 1
+    return [subset(part, max(1, n), seed) if part else [] for part, n in zip(parts, counts, strict=True)]
 
 
 def object_of(sample: Sample) -> str:
