@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import logging
 import os
 import socket
 import struct
@@ -30,7 +31,7 @@ class RangeServer(ThreadingHTTPServer):
 
     Misbehaviours, for the error tests: `ignore_ranges` answers 200 with the whole file; `flaky` ("503" or
     "reset") fails the first request of each distinct range that way; `cut_at` (a byte offset) sends half of any
-    range holding it, then closes the connection."""
+    range holding it, then closes the connection; `versioned=False` sends no ETag."""
 
     daemon_threads = True
 
@@ -39,7 +40,7 @@ class RangeServer(ThreadingHTTPServer):
         self.root = root
         self.log: list[tuple[str, str, int, int]] = []
         self.lock = threading.Lock()
-        self.ignore_ranges, self.flaky, self.cut_at = False, "", None
+        self.ignore_ranges, self.flaky, self.cut_at, self.versioned = False, "", None, True
         self._failed: set[str] = set()
 
     def url(self, name: str) -> str:
@@ -88,7 +89,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         first, last = _parse(byte_range.removeprefix("bytes="), len(data))
         body = data[first : last + 1]
-        headers = {"Content-Range": f"bytes {first}-{last}/{len(data)}", "ETag": '"v1"'}
+        headers = {"Content-Range": f"bytes {first}-{last}/{len(data)}"} | (
+            {"ETag": '"v1"'} if server.versioned else {}
+        )
         cut = server.cut_at is not None and first <= server.cut_at <= last
         self._answer(206, body[: len(body) // 2] if cut else body, headers, len(body))
         if cut:
@@ -190,6 +193,18 @@ def test_a_limited_run_fetches_a_small_part_and_caches_each_size_once(server, tm
     again.setup("fit")  # the same URL, size and ETag: the caches built above; only the index is read again
     assert len(server.log) - requests == 4 and sorted(p.name for p in (tmp_path / "cache").iterdir()) == caches
     assert again.datasets["train"][0]["bg"].shape == (3, 32, 32)
+
+
+def test_a_zip_whose_server_names_no_version_is_not_cached(server, tmp_path, caplog):
+    write_canonical_zip(tmp_path / "set.zip", num_samples=12, size=32)
+    server.versioned = False
+    data = MaskDepthDataModule(path=server.url("set.zip"), image_size=32, batch_size=4, num_workers=0,
+                               cache_dir=str(tmp_path / "cache"), cache_resized=True)  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="mdeas.data.resized_cache"):
+        data.setup("fit")
+    assert all(d.cache is None for d in data.datasets.values()) and not (tmp_path / "cache").exists()
+    assert f"not caching at 32 px: the server gives no ETag or Last-Modified for {server.url('set.zip')}" in caplog.text
+    assert data.datasets["train"][0]["bg"].shape == (3, 32, 32)  # read from the zip instead
 
 
 def test_loader_workers_read_through_their_own_connections(server, tmp_path):

@@ -32,6 +32,7 @@ from numpy.lib.format import open_memmap
 from torch.utils.data import Dataset
 
 from mdeas.data.dataset import MaskDepthDataset, scan
+from mdeas.data.remote import ZipURL
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 1  # bump when decoding or resizing changes what a cached sample holds
@@ -134,7 +135,14 @@ def resized_cache(
 ) -> ResizedCache | None:
     """The cache of `dataset`'s samples at its size: opened when built before (one that left samples out only
     under `on_error=skip`), else built now. None (with a warning; the dataset then decodes every epoch) when it
-    would exceed `max_gb` or 90 % of the free disk."""
+    would exceed `max_gb` or 90 % of the free disk, or when a zip is a URL whose server names no version (ETag or
+    Last-Modified): a file replaced there by another of the same size could not be told apart."""
+    store = dataset.index.store
+    unversioned = [str(p) for i, p in enumerate(store.paths) if isinstance(p, ZipURL) and not store.identity(i)[2]]
+    if unversioned:
+        log.warning("%s: not caching at %d px: the server gives no ETag or Last-Modified for %s",
+                    dataset.name, dataset.image_size, ", ".join(unversioned))  # fmt: skip
+        return None
     root = Path(cache_dir).expanduser()
     whole = root / f"resized-{dataset.image_size}px-{cache_key(dataset)}"
     skipped = whole.with_name(f"{whole.name}-skipped")
