@@ -3,8 +3,10 @@
 The batch: 8 samples of 32x32 px from the project's generator (fixed seed), read back through MaskDepthDataModule,
 so decoding, resizing and ImageNet normalisation are the real ones. The loss: conf/loss/bce_dice_ssim.yaml built
 by Hydra with its depth SSIM and edge terms switched off (weight 0), i.e. mask BCE + Dice and depth L1. Plain Adam
-on that same batch; afterwards mask IoU (threshold 0.5, `mdeas.metrics.functional.mask_metrics`) must reach 0.95
-and the depth loss must have fallen at least 10x from its first value.
+on that same batch; afterwards mask IoU (threshold 0.5, `mdeas.metrics.functional.mask_metrics`) must reach 0.95,
+the depth loss must have fallen at least 10x from its first value, and the depth itself, measured apart from the
+loss, must be much closer to the batch's depth than a constant is (`depth_fit`), so a depth term that stopped
+reading its target cannot pass.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ IMAGE_SIZE = 32  # px; divisible by both presets' stride (16)
 BATCH = 8
 MIN_IOU = 0.95
 MIN_DEPTH_DROP = 10.0  # first depth loss / final depth loss
+MAX_DEPTH_FIT = 0.3  # mean |depth error| / that of the best constant (the median)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -65,8 +68,16 @@ def depth_loss(loss: LossGroup, parts: dict[str, torch.Tensor]) -> float:
     return sum(parts[t.name].item() for t in loss.terms if t.target == "depth")
 
 
-def overfit(name: str, batch: dict, lr: float, steps: int) -> tuple[float, float]:
-    """Train preset `name` (seeded) for `steps` Adam steps on `batch`; returns (mask IoU, depth loss drop).
+def depth_fit(depth: torch.Tensor, batch: dict) -> float:
+    """Mean |depth − target| over valid pixels, over that of the target's median (the best constant): 0 exact,
+    1 no better than a constant."""
+    target, valid = batch["depth"][batch["valid"]], batch["valid"]
+    return float((depth[valid] - target).abs().mean() / (target - target.median()).abs().mean())
+
+
+def overfit(name: str, batch: dict, lr: float, steps: int) -> tuple[float, float, float]:
+    """Train preset `name` (seeded) for `steps` Adam steps on `batch`; returns (mask IoU, depth loss drop,
+    `depth_fit`).
 
     IoU and the final depth loss come from one more forward pass in training mode (BatchNorm on the batch's own
     statistics, the mode the fit was made in); the drop is the first step's depth loss over that final one.
@@ -86,12 +97,12 @@ def overfit(name: str, batch: dict, lr: float, steps: int) -> tuple[float, float
         out = model(batch["bg"], batch["fg_bg"])
         _, parts = loss(out, batch)
     iou = float(mask_metrics(out["mask"], batch["mask"], threshold=0.5)["iou"])
-    return iou, first / depth_loss(loss, parts)
+    return iou, first / depth_loss(loss, parts), depth_fit(out["depth"], batch)
 
 
-def learned(iou: float, drop: float) -> bool:
-    """The thresholds: mask IoU ≥ 0.95 and depth loss down ≥ 10x."""
-    return iou >= MIN_IOU and drop >= MIN_DEPTH_DROP
+def learned(iou: float, drop: float, fit: float) -> bool:
+    """The thresholds: mask IoU ≥ 0.95, depth loss down ≥ 10x, depth error ≤ 0.3 of a constant's."""
+    return iou >= MIN_IOU and drop >= MIN_DEPTH_DROP and fit <= MAX_DEPTH_FIT
 
 
 @pytest.mark.parametrize(
@@ -99,16 +110,20 @@ def learned(iou: float, drop: float) -> bool:
     [("densenet_dilated", 3e-3, 70), ("resunet", 5e-3, 90)],
 )
 def test_preset_overfits_one_batch(batch: dict, name: str, lr: float, steps: int) -> None:
-    """Each preset fits the fixed batch: IoU ≥ 0.95 and depth loss ÷ ≥ 10 after `steps` steps at `lr`."""
-    iou, drop = overfit(name, batch, lr, steps)
-    print(f"{name}: lr={lr:g} steps={steps} iou={iou:.4f} depth_drop={drop:.1f}x")
-    assert learned(iou, drop), f"{name} did not fit one batch: iou={iou:.4f} (≥ {MIN_IOU}), depth drop={drop:.1f}x"
+    """Each preset fits the fixed batch: IoU ≥ 0.95, depth loss ÷ ≥ 10 and depth error ≤ 0.3 of a constant's
+    after `steps` steps at `lr`."""
+    iou, drop, fit = overfit(name, batch, lr, steps)
+    print(f"{name}: lr={lr:g} steps={steps} iou={iou:.4f} depth_drop={drop:.1f}x depth_fit={fit:.3f}")
+    message = (
+        f"iou={iou:.4f} (≥ {MIN_IOU}), depth drop={drop:.1f}x (≥ {MIN_DEPTH_DROP}), fit={fit:.3f} (≤ {MAX_DEPTH_FIT})"
+    )
+    assert learned(iou, drop, fit), f"{name} did not fit one batch: {message}"
 
 
 def test_check_fails_without_learning(batch: dict) -> None:
     """The same loop with lr=0 leaves the model as built: the thresholds are not met (the check can fail)."""
-    iou, drop = overfit("densenet_dilated", batch, lr=0.0, steps=3)
-    print(f"lr=0: iou={iou:.4f} depth_drop={drop:.2f}x")
+    iou, drop, fit = overfit("densenet_dilated", batch, lr=0.0, steps=3)
+    print(f"lr=0: iou={iou:.4f} depth_drop={drop:.2f}x depth_fit={fit:.3f}")
     assert drop == pytest.approx(1.0)
-    assert iou < MIN_IOU
-    assert not learned(iou, drop)
+    assert iou < MIN_IOU and fit > MAX_DEPTH_FIT
+    assert not learned(iou, drop, fit)
