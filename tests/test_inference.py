@@ -124,8 +124,8 @@ def test_predict_pair_folder_zip_and_video(trained, tmp_path):
 
 
 def test_predict_writes_depth_as_the_training_data_stores_it(tmp_path, monkeypatch):
-    """A model trained on a seed layout (8-bit grey, near = bright) that predicts each sample's own depth writes
-    back the dataset's depth image, in the folders of the sample's id."""
+    """A model trained on a seed layout (8-bit grey, near = bright) that predicts each sample's own depth and mask
+    writes back the dataset's depth image and mask, in the folders of the sample's id."""
     data = tmp_path / "seed.zip"
     write_seed002(data, make_samples(backgrounds=6, per_bg=2, size=32))
     run_cfg = compose_train(tmp_path / "run", data, "trainer.max_epochs=1", "callbacks.image_grid=null")
@@ -133,26 +133,32 @@ def test_predict_writes_depth_as_the_training_data_stores_it(tmp_path, monkeypat
     index = load_index(str(data))
     entries = [open_image(index.store.read(s.depth), str(data), s.depth) for s in index.samples]
     truth = [to_depth(entry, index.depth)[0] for entry in entries]
+    masks = [to_grey(open_image(index.store.read(s.mask), str(data), s.mask)) >= 128 for s in index.samples]
+    assert all(0 < m.mean() < 1 for m in masks)
 
     class Oracle(torch.nn.Module):
         """The checkpoint's settings, predicting each sample's decoded depth in the order predict reads them."""
 
         def __init__(self, module: torch.nn.Module) -> None:
             super().__init__()
-            self.hparams, self.queue = module.hparams, list(truth)
+            self.hparams, self.queue = module.hparams, list(zip(truth, masks, strict=True))
 
         def forward(self, bg: torch.Tensor, fg_bg: torch.Tensor) -> dict[str, torch.Tensor]:
-            depth = torch.stack([torch.from_numpy(self.queue.pop(0)) for _ in bg])[:, None]
-            return {"mask": torch.zeros_like(depth), "depth": depth}
+            depths, logits = zip(*[self.queue.pop(0) for _ in bg], strict=True)
+            depth = torch.stack([torch.from_numpy(d) for d in depths])[:, None]
+            mask = torch.stack([torch.where(torch.from_numpy(m), 5.0, -5.0) for m in logits])[:, None]
+            return {"mask": mask, "depth": depth}
 
     monkeypatch.setattr("mdeas.predict.load_module", lambda path: Oracle(load_module(path)))
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
         overrides = [f"ckpt_path={ckpt}", f"output={tmp_path / 'out'}", f"input={data}", "batch_size=5", "device=cpu"]
         predict(compose("predict", overrides=overrides))
-    for sample, entry in zip(index.samples, entries, strict=True):
+    for sample, entry, mask in zip(index.samples, entries, masks, strict=True):
         written = cv2.imread(str(tmp_path / "out" / f"{sample.id}_depth.png"), cv2.IMREAD_UNCHANGED)
         assert written.dtype == np.uint8 and written.shape == (32, 32), sample.id
         assert np.abs(written.astype(int) - to_grey(entry)).max() <= 1, sample.id
+        written_mask = cv2.imread(str(tmp_path / "out" / f"{sample.id}_mask.png"), cv2.IMREAD_UNCHANGED)
+        assert np.array_equal(written_mask, mask.astype(np.uint8) * 255), sample.id
 
 
 @pytest.mark.parametrize("fmt", ["torchscript", "onnx"])

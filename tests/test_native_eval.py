@@ -90,6 +90,12 @@ def test_bootstrap_intervals_hold_the_point_estimate_and_pair_the_images(run):
     assert ci["gain"] == [0.0, 0.0] and ci["model"] == ci["baseline"]
     one = bootstrap_iou([(3, 4)], [(1, 4)], draws=10)  # one image: no spread
     assert one == {"model": [0.75, 0.75], "baseline": [0.25, 0.25], "gain": [0.5, 0.5]}
+    # three images of union 4: a resample's IoU is its intersections' sum over 12; all three drawn alike has
+    # probability 1/27 (3.7 %, above 2.5 %) each way, so the 95 % interval runs from the lowest to the highest
+    spread = bootstrap_iou([(0, 4), (4, 4), (2, 4)], [(0, 4), (3, 4), (1, 4)], draws=2000)
+    assert spread["model"] == [0.0, 1.0] and spread["baseline"] == [0.0, 0.75]
+    # paired: the per-image gains are 0, 1/12 and 1/12, never negative (unpaired, the interval would cross 0)
+    assert spread["gain"] == [0.0, 0.25]
 
 
 def test_the_score_follows_the_native_mask_iou(run):
