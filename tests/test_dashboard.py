@@ -96,7 +96,8 @@ def test_image_panels_pr_curves_and_graph(run: Path) -> None:
 
 
 def test_threshold_counts_match_counting_by_hand() -> None:
-    scores, labels = torch.rand(500), torch.rand(500) > 0.6
+    draw = torch.Generator().manual_seed(0)
+    scores, labels = torch.rand(500, generator=draw), torch.rand(500, generator=draw) > 0.6
     tp, fp = threshold_counts(scores, labels, 11)
     for i, t in enumerate(torch.linspace(0, 1, 11)):
         positive = torch.floor(scores * 10) >= i  # TensorBoard's bucketing: score ≥ i / (T − 1)
