@@ -105,6 +105,8 @@ def test_channels_last_gives_the_same_outputs(tmp_path, tiny_zip):
     module.set_memory_format(channels_last=True)
     after = module(*x)
     assert all(torch.allclose(before[k], after[k], atol=1e-5) for k in before)
+    kernels = [p for p in module.model.parameters() if p.dim() == 4 and p.shape[1] > 1 and p.shape[-1] > 1]
+    assert kernels and all(p.is_contiguous(memory_format=torch.channels_last) for p in kernels)  # really switched
 
 
 class StartStep(pl.Callback):
