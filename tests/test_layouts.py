@@ -11,6 +11,8 @@ from mdeas.data.decode import binarise
 from mdeas.data.errors import DataError
 from mdeas.data.layouts import DepthEncoding, kinds_named, load_index
 from tests.conftest import write_canonical_zip
+from tests.layouts_fixtures import _images as sample_entries
+from tests.layouts_fixtures import _write as write_entries
 from tests.layouts_fixtures import drop_entry as drop
 from tests.layouts_fixtures import (
     encode,
@@ -116,6 +118,30 @@ def test_manifest_folder_missing_from_the_zip_resolves(tmp_path, caplog):
         index = load_index([str(p) for p in paths])
     _assert_same_as_written(index, written)
     assert "6 exact, 18 without their first 1 folder(s)" in caplog.text  # bg exact; data_k/ dropped
+
+
+def test_parts_that_reuse_file_names_resolve_to_the_zip_their_folder_names(tmp_path):
+    """Two seed003 parts stored without their data_k/ folder and with the same file names in each: a row naming
+    data_2/... is read from data_2.zip, not from the manifest's own zip."""
+    records = make_samples(backgrounds=2, per_bg=2)
+    parts, rows, written = [{}, {}], [], {}
+    for k, part in enumerate((records[:2], records[2:])):
+        for j, r in enumerate(part, 1):
+            stored = [f"{d}/{stem}{j}.jpg" for d, stem in (("Fg-Bg", "fg-bg"), ("Fg-Bg-Mask", "fg-bg-mask"),
+                                                             ("Depth", "depth"))]  # fmt: skip
+            parts[k].update(sample_entries(r, *stored))
+            parts[0][f"Bg/bg{r.b}.jpg"] = encode(r.bg)
+            rows.append("\t".join([f"Bg/bg{r.b}.jpg", f"Fg/fg{r.f}.png", *(f"data_{k + 1}/{n}" for n in stored)]))
+            written[(k, stored[0])] = r
+    parts[0]["labels.txt"] = ("\n".join(rows) + "\n").encode()
+    paths = [write_entries(tmp_path / f"data_{k + 1}.zip", entries) for k, entries in enumerate(parts)]
+    index = load_index([str(p) for p in paths], layout="seed003")
+    assert len(index.samples) == 4
+    for sample in index.samples:
+        record, raw = written[index.store.locate(sample.fg_bg)], load_sample(index, sample)
+        assert np.abs(raw["fg_bg"].astype(int) - record.fg_bg).mean() < 3, sample.id
+        assert np.abs(raw["bg"].astype(int) - record.bg).mean() < 3, sample.id  # paired with its own background
+    assert sorted(index.store.locate(s.fg_bg)[0] for s in index.samples) == [0, 0, 1, 1]
 
 
 def test_seed003_with_fg_listed_before_bg(tmp_path):

@@ -399,8 +399,9 @@ class NameResolver:
     put `prefix` before it) from the first name each rule fits, and trying known rules first.
 
     A name matches an entry when one is a path suffix of the other (`data_1/Fg-Bg/x.jpg` ↔ `Fg-Bg/x.jpg`, either
-    way round), after `normalise_name`. An entry in the manifest's own zip (`home`) wins over one elsewhere, a
-    longer shared suffix over a shorter; two equally good entries are an error.
+    way round), after `normalise_name`. A longer shared suffix wins over a shorter; then an entry in the zip that a
+    dropped folder names (`data_2/Fg-Bg/x.jpg` → data_2.zip, for parts that reuse file names), then one in the
+    manifest's own zip (`home`); two equally good entries are an error.
     """
 
     def __init__(self, store: ZipStore) -> None:
@@ -408,9 +409,14 @@ class NameResolver:
         self.rules: dict[tuple[int, str], int] = {(0, ""): 0}  # rule → names it resolved; insertion = try order
         self.normalised = 0
         self._by_file: dict[str, list[tuple[int, str]]] | None = None
+        self._stems = {path.stem: i for i, path in enumerate(store.paths)}
 
     def _lookup(self, name: str, home: int | None) -> str | None:
         return (self.store.key(name, home) if home is not None else None) or self.store.key(name)
+
+    def _zip_named(self, folders: list[str]) -> int | None:
+        """The zip whose file name (without extension) is one of `folders`, the innermost first; None if none."""
+        return next((self._stems[f] for f in reversed(folders) if f in self._stems), None)
 
     def resolve(self, name: str, home: int | None = None) -> str | None:
         """The key of manifest name `name`, or None when no entry matches; DataError when several match."""
@@ -420,7 +426,8 @@ class NameResolver:
         for rule in self.rules:
             drop, prefix = rule
             if drop < len(parts):
-                key = self._lookup(prefix + "/".join(parts[drop:]), home)
+                named = self._zip_named(parts[:drop])
+                key = self._lookup(prefix + "/".join(parts[drop:]), home if named is None else named)
                 if key is not None:
                     self.rules[rule] += 1
                     return key
@@ -437,7 +444,7 @@ class NameResolver:
             found = entry.split("/")
             k = _common_suffix(parts, found)
             if k in (len(parts), len(found)):
-                scored.append(((k, i == home), i, found, k))
+                scored.append(((k, i == self._zip_named(parts[: len(parts) - k]), i == home), i, found, k))
         if not scored:
             return None
         scored.sort(key=lambda s: s[0], reverse=True)
