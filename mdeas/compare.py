@@ -46,7 +46,7 @@ def compare(ckpt_paths: list[str], data: dict[str, Any], output: str | None = No
     datamodule.prepare_data()
     datamodule.setup("test")
     test = datamodule.datasets["test"]
-    scores = [model_mask_scores(module, test, device) for module in modules]
+    scores = model_mask_scores(modules, test, device)  # each sample decoded once for all
     rows = []
     for i, (path, score) in enumerate(zip(ckpt_paths, scores, strict=True)):
         values = score.compute()

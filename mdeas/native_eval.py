@@ -10,7 +10,7 @@ bootstrap intervals over images of the pooled IoU (``mask/iou_ci95``) and of the
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -91,24 +91,25 @@ def _normalise(rgb: torch.Tensor, dataset: MaskDepthDataset) -> torch.Tensor:
 
 @torch.no_grad()
 def full_size_logits(
-    module: MaskDepthModule, test: MaskDepthDataset, device: torch.device | str = "cpu"
-) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]:
-    """Each sample of `test` at its stored size (`full_size_samples`) with the module's mask logits there, float32
-    [1, 1, H, W] on the CPU (`full_resolution`)."""
-    module = module.eval().to(device)
+    modules: Sequence[MaskDepthModule], test: MaskDepthDataset, device: torch.device | str = "cpu"
+) -> Iterator[tuple[dict[str, torch.Tensor], list[torch.Tensor]]]:
+    """Each sample of `test` at its stored size (`full_size_samples`, decoded once) with each module's mask logits
+    there, float32 [1, 1, H, W] on the CPU (`full_resolution`)."""
+    modules = [module.eval().to(device) for module in modules]
     for batch in full_size_samples(test):
         bg, fg_bg = (_normalise(batch[k], test).to(device) for k in ("bg", "fg_bg"))
-        yield batch, full_resolution(module, bg, fg_bg)["mask"].float().cpu()
+        yield batch, [full_resolution(module, bg, fg_bg)["mask"].float().cpu() for module in modules]
 
 
 def model_mask_scores(
-    module: MaskDepthModule, test: MaskDepthDataset, device: torch.device | str = "cpu"
-) -> MaskScores:
-    """The module's mask scores on `test`, each sample at its full size."""
-    model = MaskScores(from_logits=True)
-    for batch, logits in full_size_logits(module, test, device):
-        model.update(logits, batch["mask"])
-    return model
+    modules: Sequence[MaskDepthModule], test: MaskDepthDataset, device: torch.device | str = "cpu"
+) -> list[MaskScores]:
+    """Each module's mask scores on `test`, every sample at its full size."""
+    scores = [MaskScores(from_logits=True) for _ in modules]
+    for batch, logits in full_size_logits(modules, test, device):
+        for score, one in zip(scores, logits, strict=True):
+            score.update(one, batch["mask"])
+    return scores
 
 
 def native_mask_scores(
@@ -118,7 +119,7 @@ def native_mask_scores(
     the baseline's threshold is chosen on `val` at full size."""
     threshold = fit_threshold(full_size_samples(val), lambda images: images)
     model, baseline = MaskScores(from_logits=True), MaskScores(from_logits=False)
-    for batch, logits in full_size_logits(module, test, device):
+    for batch, (logits,) in full_size_logits([module], test, device):
         model.update(logits, batch["mask"])
         baseline.update((difference(batch["bg"], batch["fg_bg"]) > threshold).float(), batch["mask"])
     model_scores = {**model.compute(), "mask/iou_ci95": None}
