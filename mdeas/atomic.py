@@ -31,7 +31,8 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as e:
-        ours = e.filename is None or Path(e.filename).parent == path.parent and Path(e.filename).name.startswith(prefix)
+        about = None if e.filename is None else Path(e.filename)
+        ours = about is None or (about.parent == path.parent and about.name.startswith(prefix))  # the tmp file
         raise OSError(e.errno, e.strerror or str(e), str(path if ours else e.filename)) from e
     finally:
         if tmp is not None:
