@@ -73,3 +73,16 @@ def test_tune_lr_trains_with_the_suggestion_as_onecycle_peak(tmp_path, tiny_zip,
     assert ckpt["hyper_parameters"]["optim"]["lr"] == suggestion
     assert ckpt["optimizer_states"][0]["param_groups"][0]["max_lr"] == suggestion  # max_lr: auto
     assert set(results["val"]) >= {"val/mask/iou", "val/depth/delta1"}
+
+
+def test_last_checkpoint_is_rewritten_every_epoch_when_best_does_not_improve(tmp_path, tiny_zip):
+    """best.ckpt here stays at epoch 0 (the monitor is the epoch, smallest best); last.ckpt must still hold epoch 2."""
+    cfg = compose_train(
+        tmp_path / "run", tiny_zip, "trainer.max_epochs=3", "+trainer.limit_train_batches=1",
+        "callbacks.model_checkpoint.monitor=epoch", "callbacks.model_checkpoint.mode=min",
+    )  # fmt: skip
+    train(cfg)
+    ckpts = tmp_path / "run" / "checkpoints"
+    assert sorted(p.name for p in ckpts.iterdir()) == ["best.ckpt", "last.ckpt"]
+    assert torch.load(ckpts / "best.ckpt", weights_only=False)["epoch"] == 0
+    assert torch.load(ckpts / "last.ckpt", weights_only=False)["epoch"] == 2
