@@ -35,6 +35,21 @@ class StopAfter(pl.Callback):
             raise KeyboardInterrupt
 
 
+class RecordConvDtypes(pl.Callback):
+    """Records the dtype of every Conv2d output while fitting, and the parameters' dtypes at the end."""
+
+    outputs: set = set()
+    params: set = set()
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        record = lambda module, args, out: RecordConvDtypes.outputs.add(out.dtype)  # noqa: E731
+        for conv in (m for m in pl_module.modules() if isinstance(m, torch.nn.Conv2d)):
+            conv.register_forward_hook(record)
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        RecordConvDtypes.params.update(p.dtype for p in pl_module.parameters())
+
+
 @pytest.fixture
 def tiny_zip(tmp_path: Path) -> Path:
     return write_canonical_zip(tmp_path / "tiny.zip", num_samples=24, size=32, fg_per_bg=2)
@@ -60,18 +75,24 @@ def test_init_from_loads_weights_only_and_rejects_another_model(tmp_path, tiny_z
     first = train(config(tmp_path / "a", tiny_zip))
     cfg = config(tmp_path / "b", tiny_zip, f"init_from={first['best_checkpoint']}", "optim.lr=0")
     train(cfg)  # learning rate 0: the parameters written are the ones loaded
+    untrained = config(tmp_path / "u", tiny_zip, "optim.lr=0")  # the seed's initial weights, never updated
+    train(untrained)
     a, b = load_module(first["best_checkpoint"]), load_module(tmp_path / "b" / "checkpoints" / "last.ckpt")
+    u = load_module(tmp_path / "u" / "checkpoints" / "last.ckpt")
     assert all(torch.equal(x, y) for x, y in zip(a.model.parameters(), b.model.parameters(), strict=True))
-    fresh = load_module(tmp_path / "a" / "checkpoints" / "last.ckpt")
-    assert not all(torch.equal(x, y) for x, y in zip(fresh.model.parameters(), MaskDepthModule(
-        model=cfg.model, loss=cfg.loss, optim=cfg.optim).model.parameters(), strict=True))  # fmt: skip
+    assert not all(torch.equal(x, y) for x, y in zip(a.model.parameters(), u.model.parameters(), strict=True))
     other = config(tmp_path / "c", tiny_zip, f"init_from={first['best_checkpoint']}", "model=dwsep_pair")
     with pytest.raises(CheckpointError, match=r"best.ckpt: weights of model 'densenet_dilated' do not fit"):
         train(other)
 
 
-def test_bf16_mixed_precision_trains_and_keeps_fp32_metrics(tmp_path, tiny_zip):
-    results = train(config(tmp_path / "r", tiny_zip, "trainer.precision=bf16-mixed", "+trainer.fast_dev_run=true"))
+def test_bf16_mixed_precision_computes_in_bf16_and_keeps_fp32_weights_and_metrics(tmp_path, tiny_zip):
+    RecordConvDtypes.outputs.clear()
+    RecordConvDtypes.params.clear()
+    record = "+callbacks.dtypes={_target_: tests.test_strategies.RecordConvDtypes}"
+    bf16 = ("trainer.precision=bf16-mixed", "+trainer.fast_dev_run=true", record)
+    results = train(config(tmp_path / "r", tiny_zip, *bf16))
+    assert RecordConvDtypes.outputs == {torch.bfloat16} and RecordConvDtypes.params == {torch.float32}
     assert all(torch.isfinite(torch.tensor(v)) for v in results["val"].values())
 
 
