@@ -25,8 +25,11 @@ from mdeas.inference import CheckpointError, load_weights, read_checkpoint
 from mdeas.module import MaskDepthModule, NonFiniteLossError
 from mdeas.precision import resolve_precision
 from mdeas.progressive import StageError, apply_stage, finished
+from mdeas.resume_dir import register
 from mdeas.schedules import find_lr
 from mdeas.sweep import objective
+
+register()  # ${resume_dir:...} in conf/train.yaml, resolved when Hydra starts the run
 
 log = logging.getLogger(__name__)
 
@@ -97,10 +100,10 @@ def train(cfg: DictConfig) -> dict:
         raise ValueError(f"tune_lr must be true, false or only, got {cfg.tune_lr!r}")
     if cfg.get("progressive"):
         done = finished(cfg)
+        cfg = apply_stage(cfg)
+        record_config(cfg)  # Hydra wrote the chain's base config; a finished stage's file too
         if done is not None:
             return done
-        cfg = apply_stage(cfg)
-        record_config(cfg)
     pl.seed_everything(cfg.seed, workers=True)
     out_dir = Path(cfg.paths.output_dir)
     datamodule = instantiate(cfg.data)

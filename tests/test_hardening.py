@@ -356,8 +356,11 @@ def test_ctrl_c_leaves_a_resumable_checkpoint_and_says_how_to_resume(run, tmp_pa
     assert sorted(p.name for p in ckpts.iterdir()) == ["best.ckpt", "interrupted.ckpt", "last.ckpt"]
     # resuming from it trains on: one epoch past the interrupted one (which may have ended just before the Ctrl-C,
     # so that finishing it alone would write nothing)
+    # the command as logged, without hydra.run.dir: the run goes on in its own folder
     before = (ckpts / "last.ckpt").read_bytes()
     resume = (f"ckpt_path={ckpts / 'interrupted.ckpt'}", f"trainer.max_epochs={interrupted['epoch'] + 2}", "test=false")
-    train(config(tmp_path / "run", run["data"], *resume))
-    assert (ckpts / "last.ckpt").read_bytes() != before
+    cmd = [sys.executable, "-m", "mdeas.train", *SMALL, f"data.path={run['data']}", *resume]
+    done = subprocess.run(cmd, cwd=tmp_path, env=ENV, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (ckpts / "last.ckpt").read_bytes() != before and not (tmp_path / "outputs").exists()
     assert read_checkpoint(ckpts / "last.ckpt")["global_step"] > interrupted["global_step"] > 0

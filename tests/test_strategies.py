@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
+from omegaconf import OmegaConf
 from pytorch_lightning.demos.boring_classes import BoringModel
 
 from mdeas import precision
@@ -197,6 +198,8 @@ def test_progressive_chain_runs_each_stage_at_its_size_from_the_previous_best(tm
     # running the chain again in the same directory resumes it: every stage is already finished
     again = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
     assert again.returncode == 0 and (again.stdout + again.stderr).count("already finished") == 3
+    recorded = [OmegaConf.load(chain / f"stage{k}" / ".hydra" / "config.yaml").data.image_size for k in range(3)]
+    assert recorded == [32, 48, 64]  # each stage's file still says what ran, not the chain's base config
 
 
 @pytest.mark.slow

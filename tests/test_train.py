@@ -9,6 +9,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from mdeas.resume_dir import resume_dir
 from mdeas.train import train
 from tests.conftest import compose_train, write_canonical_zip
 
@@ -84,5 +85,34 @@ def test_last_checkpoint_is_rewritten_every_epoch_when_best_does_not_improve(tmp
     train(cfg)
     ckpts = tmp_path / "run" / "checkpoints"
     assert sorted(p.name for p in ckpts.iterdir()) == ["best.ckpt", "last.ckpt"]
+    assert torch.load(ckpts / "best.ckpt", weights_only=False)["epoch"] == 0
+    assert torch.load(ckpts / "last.ckpt", weights_only=False)["epoch"] == 2
+
+
+@pytest.mark.parametrize(
+    ("ckpt_path", "expected"),
+    [("runs/a/checkpoints/last.ckpt", "runs/a"), ("/x/y/checkpoints/interrupted.ckpt", "/x/y"),
+     ("weights/model.ckpt", "new"), (None, "new")],
+)  # fmt: skip
+def test_a_checkpoint_of_a_run_resumes_in_that_run_s_folder(ckpt_path, expected):
+    assert resume_dir(ckpt_path, "new") == expected
+
+
+def test_the_run_folder_follows_ckpt_path(tmp_path):
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        resumed = compose("train", [f"ckpt_path={tmp_path}/r/checkpoints/last.ckpt"], return_hydra_config=True)
+        fresh = compose("train", [], return_hydra_config=True)
+    assert resumed.hydra.run.dir == f"{tmp_path}/r"
+    assert fresh.hydra.run.dir.startswith("outputs/20") and fresh.hydra.run.dir.count("/") == 2
+
+
+def test_resuming_in_the_run_s_folder_keeps_the_best_epoch_from_before(tmp_path, tiny_zip):
+    """best.ckpt stays at epoch 0 (the monitor is the epoch, smallest best) across a resume in the same folder."""
+    best_first = ("callbacks.model_checkpoint.monitor=epoch", "callbacks.model_checkpoint.mode=min", "test=false")
+    ckpts = tmp_path / "run" / "checkpoints"
+    train(compose_train(tmp_path / "run", tiny_zip, "trainer.max_epochs=2", *best_first))
+    resume = (f"ckpt_path={ckpts / 'last.ckpt'}", "trainer.max_epochs=3")
+    results = train(compose_train(tmp_path / "run", tiny_zip, *resume, *best_first))
+    assert results["best_checkpoint"] == str(ckpts / "best.ckpt")
     assert torch.load(ckpts / "best.ckpt", weights_only=False)["epoch"] == 0
     assert torch.load(ckpts / "last.ckpt", weights_only=False)["epoch"] == 2

@@ -1,0 +1,27 @@
+"""`${resume_dir:CKPT,DEFAULT}` (Hydra's run folder in conf/train.yaml): a resumed run continues in its own folder.
+
+Resuming from `<run>/checkpoints/<name>.ckpt` (what mdeas.train writes) runs in `<run>`, so its log, TensorBoard
+curves and checkpoints stay together and `best.ckpt` keeps competing with the epochs before the interruption:
+Lightning restores a ModelCheckpoint's best scores only into the folder they were saved from, and elsewhere the
+first epoch after a resume would become `best.ckpt` whatever its score. Any other checkpoint, or none, runs in
+DEFAULT.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+
+def resume_dir(ckpt_path: str | None, default: str) -> str:
+    """The run folder of `ckpt_path` when it lies in a run's `checkpoints/` folder, else `default`."""
+    if ckpt_path and Path(ckpt_path).parent.name == "checkpoints":
+        return str(Path(ckpt_path).parent.parent)
+    return default
+
+
+def register() -> None:
+    """Make `${resume_dir:...}` known to OmegaConf (idempotent); before Hydra composes the train config."""
+    if not OmegaConf.has_resolver("resume_dir"):
+        OmegaConf.register_new_resolver("resume_dir", resume_dir)
