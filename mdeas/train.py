@@ -18,6 +18,7 @@ from mdeas.atomic import write_json
 from mdeas.callbacks.atomic_checkpoint import AtomicCheckpointIO
 from mdeas.callbacks.hparams import log_hparams, run_hparams
 from mdeas.callbacks.objective_check import ObjectiveCheck
+from mdeas.callbacks.plateau_resume import PlateauResume
 from mdeas.callbacks.steps import val_log_step
 from mdeas.cli import exit_on_data_error, run_app
 from mdeas.data.datamodule import MaskDepthDataModule
@@ -120,7 +121,7 @@ def train(cfg: DictConfig) -> dict:
         cfg.trainer.precision = resolve_precision("auto", cfg.trainer.get("accelerator", "auto"))
         log.info("precision auto: %s", cfg.trainer.precision)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
-    callbacks.append(ObjectiveCheck(cfg.optimized_metric))
+    callbacks += [ObjectiveCheck(cfg.optimized_metric), PlateauResume()]
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, plugins=[AtomicCheckpointIO()])
     if cfg.get("tune_lr"):

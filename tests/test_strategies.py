@@ -220,3 +220,20 @@ def test_ddp_with_two_cpu_processes_syncs_metrics(tmp_path):
     for key, value in metrics["test"].items():
         if "/loss" not in key:
             assert single["model"][key.removeprefix("test/")] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+
+
+def test_a_resumed_plateau_schedule_steps_as_an_uninterrupted_one(tmp_path, tiny_zip):
+    """Lightning skips the plateau step of the epoch a checkpoint ends; it must still happen, on resuming. (mode=max
+    on a falling val/loss: every epoch after the first is a bad one and cuts the learning rate.)"""
+    plateau = ("sched=plateau", "sched.scheduler.patience=0", "sched.scheduler.mode=max", "test=false",
+               "+trainer.limit_train_batches=1")  # fmt: skip
+    train(config(tmp_path / "straight", tiny_zip, "trainer.max_epochs=3", *plateau))
+    train(config(tmp_path / "cut", tiny_zip, "trainer.max_epochs=2", *plateau))
+    resume = f"ckpt_path={tmp_path / 'cut' / 'checkpoints' / 'last.ckpt'}"
+    train(config(tmp_path / "cut", tiny_zip, "trainer.max_epochs=3", resume, *plateau))
+    straight, cut = (
+        torch.load(tmp_path / d / "checkpoints" / "last.ckpt", weights_only=False) for d in ("straight", "cut")
+    )
+    assert cut["lr_schedulers"] == straight["lr_schedulers"] and straight["lr_schedulers"][0]["last_epoch"] == 2
+    lr = [c["optimizer_states"][0]["param_groups"][0]["lr"] for c in (cut, straight)]
+    assert lr[0] == lr[1] == pytest.approx(1e-3 * 0.05)
