@@ -16,6 +16,7 @@ from mdeas.data.check import check, report
 from mdeas.data.datamodule import MaskDepthDataModule
 from mdeas.data.decode import decode_rgb
 from mdeas.data.errors import DataError
+from mdeas.data.sampler import EpochSampler
 from mdeas.data.stats import dataset_stats, write_norm
 from mdeas.native_eval import full_size_samples
 from tests.conftest import encode, write_canonical_zip
@@ -142,6 +143,22 @@ def test_skip_leaves_bad_samples_out_and_counts_them(tmp_path, caplog):
     assert len(ids) == 9 and not {"b001_f02", "b002_f04", "b003_f06"} & set(ids)
     assert "left out the samples of 1 indexing problems (data.on_error=skip)" in caplog.text
     assert "train: skipped 2 bad samples in this pass (data.on_error=skip)" in caplog.text
+
+
+def test_skip_refills_emptied_training_batches_so_an_epoch_keeps_its_length(tmp_path):
+    """Batches of one: two bad samples empty two batches. Training serves the batch before (or after) in their
+    place, since Lightning validates only after len(loader) batches; evaluation leaves them out."""
+    bad = _damaged(tmp_path, TRUNCATED, RESIZED)
+    dm = MaskDepthDataModule(path=str(bad), image_size=16, batch_size=1, num_workers=0, split=(1.0, 0.0, 0.0),
+                             on_error="skip")  # fmt: skip
+    dm.setup()
+    training = dm._loader("train", EpochSampler(dm.datasets["train"], 0, 1, 0))
+    ids = [batch["id"][0] for batch in training]
+    assert len(ids) == len(training) == 12 and training.skipped == 2
+    assert len(set(ids)) == 10 and "b001_f02" not in ids and "b003_f06" not in ids
+    twice = [i for i in set(ids) if ids.count(i) == 2]
+    assert len(twice) == 2 and all(ids.index(i) + 1 == ids.index(i, ids.index(i) + 1) for i in twice)  # neighbours
+    assert len([batch for batch in dm._loader("train")]) == 10  # no sampler: an evaluation loader
 
 
 def test_stats_match_hand_computed_values(tmp_path):

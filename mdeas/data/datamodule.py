@@ -2,8 +2,9 @@
 
 `on_error="raise"` (default): the first bad sample stops training with a DataError naming the zip and entry
 (also from DataLoader workers, see `DataError`). `on_error="skip"`: samples whose entries are missing are left out
-when indexing (counted in the log), and a sample that fails to decode is left out of its batch; each loader logs a
-warning with the number skipped at the end of every pass over its split.
+when indexing (counted in the log), and a sample that fails to decode is left out of its batch (a training batch
+left empty is replaced by a neighbour, `SkipCountingLoader`); each loader logs a warning with the number skipped at
+the end of every pass over its split.
 
 `augment_on="gpu"`: the train loader yields uint8 batches (bg, fg_bg [B,S,S,3] as resized, with per-sample random
 draws) and `on_after_batch_transfer` augments and normalises them on the training device (`mdeas.data.gpu_augment`);
@@ -38,21 +39,33 @@ AUGMENT_ON = ("cpu", "gpu")
 
 
 class SkipCountingLoader(DataLoader):
-    """A DataLoader that removes `collate_skipping`'s count from each batch and drops emptied batches; the number
-    skipped in a pass is kept in `.skipped` and logged with the last batch of a full pass (Lightning stops asking
-    for batches once it has had `len(loader)`, so the count cannot wait for the iterator's end)."""
+    """A DataLoader that removes `collate_skipping`'s count from each batch; the number skipped in a pass is kept in
+    `.skipped` and logged with the last batch of a full pass (Lightning stops asking for batches once it has had
+    `len(loader)`, so the count cannot wait for the iterator's end).
+
+    A batch whose every sample was bad is dropped, except with `refill` (the training loader): there the previous
+    batch (or, at the start, the next one) is served in its place, because Lightning validates only after
+    `len(loader)` training batches and would end the epoch without validating it.
+    """
 
     skipped = 0
+    refill = False
 
     def __iter__(self):
-        self.skipped, last = 0, len(self)
+        self.skipped, last, owed, previous = 0, len(self), 0, None
         for n, batch in enumerate(super().__iter__(), start=1):
             self.skipped += batch.pop(SKIPPED)
             if n == last and self.skipped:
                 name = getattr(self.dataset, "name", "data")
                 log.warning("%s: skipped %d bad samples in this pass (data.on_error=skip)", name, self.skipped)
-            if batch:
-                yield batch
+            if not batch:
+                if self.refill and previous is not None:
+                    yield dict(previous)
+                owed += self.refill and previous is None
+                continue
+            for _ in range(owed + 1):
+                yield dict(batch)
+            owed, previous = 0, batch
 
 
 class MaskDepthDataModule(pl.LightningDataModule):
@@ -173,7 +186,7 @@ class MaskDepthDataModule(pl.LightningDataModule):
         data = self.datasets[name]
         if name == "train" and self.device_augment is not None:
             data = RawItems(data, self.device_augment.draws, self.seed)
-        return SkipCountingLoader(
+        loader = SkipCountingLoader(
             data,
             batch_size=self.batch_size,
             sampler=sampler,
@@ -183,6 +196,8 @@ class MaskDepthDataModule(pl.LightningDataModule):
             persistent_workers=self.num_workers > 0,
             collate_fn=collate_skipping,
         )
+        loader.refill = sampler is not None
+        return loader
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled by (seed, epoch), this rank's share under DDP; augmentation seeded per (seed, epoch, sample)."""
