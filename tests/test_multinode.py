@@ -14,6 +14,8 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from lightning_fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
+from lightning_utilities.core.rank_zero import rank_zero_only as utils_rank_zero_only
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from mdeas.inference import load_module
 from tests.conftest import TINY_RUN, compose_train, write_canonical_zip
@@ -58,6 +60,8 @@ class RecordIds(pl.Callback):
 def test_the_recipe_takes_nodes_and_processes_from_the_launcher(tmp_path, monkeypatch, launcher):
     for key, value in (TORCHRUN if launcher == "torchrun" else SLURM).items():
         monkeypatch.setenv(key, value)
+    for flag in (rank_zero_only, utils_rank_zero_only):  # the DDP strategy sets this process's rank to 1: undone after
+        monkeypatch.setattr(flag, "rank", flag.rank)
     cfg = compose_train(tmp_path, tmp_path / "d.zip", "trainer=ddp_multinode")
     assert (cfg.trainer.strategy, cfg.trainer.num_nodes, cfg.trainer.devices) == ("ddp", 2, 1)
     trainer = instantiate(cfg.trainer, logger=False)
