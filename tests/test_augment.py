@@ -169,3 +169,24 @@ def test_crop_is_taken_after_augmentations_that_resize(tmp_path):
     assert {key: tuple(batch[key].shape[-2:]) for key in ("bg", "fg_bg", "mask", "depth")} == dict.fromkeys(
         ("bg", "fg_bg", "mask", "depth"), (16, 16)
     )
+
+
+def test_each_transform_draws_its_own_numbers(tmp_path):
+    """The default pair, a p=0.5 flip and a p=0.5 jitter, seeded per (seed, epoch, sample): all four combinations
+    occur (seeding every transform alike made them fire together or not at all)."""
+    path = write_canonical_zip(tmp_path / "d.zip", num_samples=4, size=16, fg_per_bg=1)
+    flip, jitter = _augment("default")
+    dm = MaskDepthDataModule(path=str(path), image_size=16, batch_size=1, num_workers=0, split=(1.0, 0.0, 0.0),
+                             augment=[flip, jitter])  # fmt: skip
+    dm.setup()
+    data, seen = dm.datasets["train"], set()
+    for index in range(len(data)):
+        for epoch in range(16):
+            data[(epoch, index)]
+            seen.add((bool(flip.params), bool(jitter.params)))  # a transform's params are empty unless it ran
+    assert seen == {(False, False), (False, True), (True, False), (True, True)}
+    chained = build_augment([A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5)], seed=3)  # the unkeyed stream too
+    image = np.arange(4, dtype=np.uint8).reshape(2, 2, 1).repeat(3, 2)
+    outs = {apply(chained, image, image, *(np.zeros((2, 2), np.float32),) * 2, np.ones((2, 2), bool))["bg"][0, 0, 0]
+            for _ in range(40)}  # fmt: skip
+    assert outs == {0, 1, 2, 3}  # no flip, h only, v only, both

@@ -16,7 +16,7 @@ from mdeas.data.decode import binarise, open_image, reduction, to_depth, to_grey
 from mdeas.data.errors import DataError
 from mdeas.data.layouts import DatasetIndex, Sample
 from mdeas.data.sampler import sample_seed
-from mdeas.data.transforms import apply, build_resize
+from mdeas.data.transforms import apply, build_resize, seed_augment
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -127,7 +127,7 @@ class MaskDepthDataset(Dataset):
         if isinstance(key, tuple):
             epoch, key = key
             if self.augment is not None:
-                self.augment.set_random_seed(sample_seed(self.seed, epoch, key))
+                seed_augment(self.augment, sample_seed(self.seed, epoch, key))
         out = self.resized(key)
         if out is None:
             return None

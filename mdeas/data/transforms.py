@@ -10,6 +10,7 @@ image (constant border) become unknown.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 
 import albumentations as A
@@ -26,8 +27,21 @@ def build_resize(image_size: int) -> A.Compose:
 
 
 def build_augment(augmentations: Sequence[A.BasicTransform], seed: int | None = None) -> A.Compose | None:
-    """`augmentations` in order as one joint transform (None when there are none)."""
-    return A.Compose(list(augmentations), additional_targets=TARGETS, seed=seed) if augmentations else None
+    """`augmentations` in order as one joint transform (None when there are none), seeded by `seed_augment`."""
+    if not augmentations:
+        return None
+    augment = A.Compose(list(augmentations), additional_targets=TARGETS)
+    if seed is not None:
+        seed_augment(augment, seed)
+    return augment
+
+
+def seed_augment(augment: A.Compose, seed: int) -> None:
+    """Seed `augment` with one random stream that its transforms draw from in turn.
+
+    Not `Compose.set_random_seed`: that gives every transform its own generator started from the same seed, so all
+    of them read the same numbers (a p=0.5 flip and a p=0.5 jitter would always fire together)."""
+    augment.set_random_state(np.random.default_rng(seed), random.Random(seed))
 
 
 def apply(
