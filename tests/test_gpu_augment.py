@@ -102,14 +102,15 @@ def test_affine_and_photometry_share_one_draw_across_the_arrays():
 
 
 @pytest.mark.parametrize(("shift", "scale", "angle"), [((0.125, -0.25), 1.0, 0.0), ((0.0, 0.0), 1.2, 20.0),
-                                                       ((0.125, 0.0), 0.9, -15.0)])  # fmt: skip
+                                                       ((0.125, 0.0), 0.9, -15.0), (None, 1.1, 10.0)])  # fmt: skip
 def test_affine_on_the_device_matches_albumentations(shift, scale, angle):
-    """One fixed transform (whole-pixel shifts: the two round sub-pixel ones differently) on 8 px blocks."""
+    """One fixed transform (whole-pixel shifts: the two round sub-pixel ones differently) on 8 px blocks; shift
+    None: no translation given (albumentations then sets translate_px to zeros)."""
     size = 64
     image = np.kron(np.random.default_rng(0).integers(0, 256, (8, 8, 3)), np.ones((8, 8, 1))).astype(np.uint8)
     mask = np.zeros((size, size), np.uint8)
     mask[10:40, 20:30] = mask[30:35, 5:60] = 1
-    fixed = {"x": (shift[0],) * 2, "y": (shift[1],) * 2}
+    fixed = {"x": (shift[0],) * 2, "y": (shift[1],) * 2} if shift else None
     affine = A.Affine(translate_percent=fixed, scale=(scale, scale), rotate=(angle, angle), border_mode=0, fill=0,
                       fill_mask=0, mask_interpolation=0, p=1.0)  # fmt: skip
     expected = A.Compose([affine])(image=image, mask=mask)

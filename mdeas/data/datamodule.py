@@ -74,7 +74,7 @@ class MaskDepthDataModule(pl.LightningDataModule):
 
     `layout` forces a layout (`mdeas.data.layouts.READERS`; None detects it); `depth_inverted` overrides the
     layout's default (larger stored depth = nearer); `on_error` is `raise` or `skip` (module docstring).
-    `crop`: train on random `crop`² windows of the `image_size` images (drawn jointly for the four arrays, before
+    `crop`: train on random `crop`² windows of the `image_size` images (drawn jointly for the four arrays, after
     `augment`), so the model learns at the full detail of `image_size` for the cost of `crop`; validation and test
     see whole images (any fully convolutional model runs at either size). None: whole images.
     `cache_resized`: decode and resize each split once into a per-size cache under `cache_dir`, then read it

@@ -78,6 +78,9 @@ class BrightnessContrast:
             batch[key] = _where(hit, (batch[key] * alpha + beta).clamp(0, 1), batch[key])
 
 
+NO_SHIFT = {"x": (0, 0), "y": (0, 0)}
+
+
 class Affine:
     """`A.Affine` with a constant 0 border: with probability p, translation (fractions of the size), scale (per
     axis unless keep_ratio) and rotation (degrees) about the centre. Six draws."""
@@ -86,7 +89,7 @@ class Affine:
 
     def __init__(self, t: A.Affine) -> None:
         unsupported = {
-            "translate_px": t.translate_px is not None,
+            "translate_px": t.translate_px is not None and t.translate_px != NO_SHIFT,  # albumentations' default
             "shear": any(v != (0.0, 0.0) for v in t.shear.values()),
             "border_mode": t.border_mode != 0 or t.fill != 0 or t.fill_mask != 0,
             "fit_output": t.fit_output,
@@ -97,7 +100,7 @@ class Affine:
             names = ", ".join(k for k, v in unsupported.items() if v)
             raise ValueError(f"Affine on the device supports translate_percent, scale, rotate and p, not {names}")
         self.p, self.keep_ratio = t.p, t.keep_ratio
-        self.translate, self.scale, self.rotate = t.translate_percent, t.scale, t.rotate
+        self.translate, self.scale, self.rotate = t.translate_percent or NO_SHIFT, t.scale, t.rotate
 
     def __call__(self, batch: dict[str, torch.Tensor], u: torch.Tensor) -> None:
         hit = u[:, 0] < self.p
