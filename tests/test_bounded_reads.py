@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
 from experiments.fuzz_inputs import jpeg_declaring, png_declaring
 from mdeas.data.decode import open_image, to_depth, to_rgb
@@ -176,6 +177,14 @@ def test_image_headers_declaring_too_many_pixels_are_refused_before_decoding(mon
     depth16 = encode(np.full((16, 16), 1000, np.uint16), "PNG")
     with pytest.raises(DataError, match=r"d.png: refused: declares 16x16 pixels, above the 0.0001-megapixel"):
         to_depth(open_image(depth16, "z.zip", "d.png"), DepthEncoding())
+
+
+def test_inf_switches_the_megapixel_limit_off(monkeypatch):
+    monkeypatch.setattr("PIL.Image.MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)  # raised to ours here: restored after
+    monkeypatch.setenv("MDEAS_MAX_MEGAPIXELS", "inf")
+    assert to_rgb(open_image(encode(np.zeros((4, 4, 3), np.uint8), "PNG"), "z.zip", "a.png")).shape == (4, 4, 3)
+    header = open_image(png_declaring(50_000, 50_000), "z.zip", "e.png")  # 2.5 gigapixels, allowed
+    assert header.header.size == (50_000, 50_000)
 
 
 def test_a_jpeg_decoding_to_another_size_than_its_header_is_an_error(monkeypatch):

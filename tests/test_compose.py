@@ -166,6 +166,15 @@ def test_depth_maps_give_the_object_the_depth_of_its_contact_row(tmp_path: Path,
     assert backgrounds[0][0, 0] == 12000 and backgrounds[0][-1, 0] < 4200  # nearer at the bottom
 
 
+def test_depth_beyond_the_declared_max_is_refused_naming_the_file(tmp_path: Path, inputs: dict) -> None:
+    depth_dir = tmp_path / "depth"
+    _save(depth_dir / "room.png", np.full((60, 80), 9000, np.uint16))
+    _save(depth_dir / "street.png", np.full((100, 50), 30000, np.uint16))  # 30 m: the zip would say 15 m
+    with pytest.raises(DataError, match=r"street.png: depth up to 30000 mm, beyond max_depth_mm=15000"):
+        compose(tmp_path / "d.zip", workers=1, depth_dir=depth_dir, max_depth_mm=15000, **inputs, **OPTIONS)
+    assert not (tmp_path / "d.zip").exists()
+
+
 def test_composite_depth_by_hand() -> None:
     bg = np.array([[9000, 9000, 9000], [5000, 0, 7000], [4000, 3000, 0]], np.uint16)
     mask = np.array([[1, 1, 0], [1, 1, 0], [0, 1, 1]], bool)

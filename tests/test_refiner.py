@@ -188,6 +188,11 @@ def test_patches_refined_scale_with_the_image_area_and_stop_at_the_threshold():
             net.threshold = threshold
             out = net.forward_full(bg, fg_bg, train_size=64)
             assert (out["mask"] != out["mask_coarse"]).float().mean() == pytest.approx(changed, abs=0.01)
+        net.fraction = 1.0  # every patch may be refined; at native size the threshold still chooses
+        for threshold, changed in ((0.0, 1.0), (1.01, 0.0)):
+            net.threshold = threshold
+            out = net.forward_full(bg, fg_bg, train_size=64)
+            assert (out["mask"] != out["mask_coarse"]).float().mean() == pytest.approx(changed, abs=0.01)
 
 
 def test_a_mask_coarse_loss_term_scores_the_coarse_mask_against_the_mask():

@@ -103,9 +103,9 @@ def reduction(size: tuple[int, int], target_size: int | None) -> int:
     return 1
 
 
-def max_pixels() -> int:
-    """The pixel limit of one image: MDEAS_MAX_MEGAPIXELS (default 64) million pixels."""
-    return int(env_limit("MDEAS_MAX_MEGAPIXELS", MAX_MEGAPIXELS) * 1e6)
+def max_pixels() -> float:
+    """The pixel limit of one image: MDEAS_MAX_MEGAPIXELS (default 64) million pixels (inf: none)."""
+    return env_limit("MDEAS_MAX_MEGAPIXELS", MAX_MEGAPIXELS) * 1e6
 
 
 def _too_many(said: str, source: str, entry: str) -> DataError:

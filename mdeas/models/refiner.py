@@ -246,7 +246,11 @@ class RefinedNet(nn.Module):
         if self.project is not None:  # the hidden map the base's forward just recorded, taken so it is not kept
             hidden = self.base.get_submodule(self.hidden).__dict__.pop("recorded_input")
             features = upsample(self.project(hidden), size)
-        mask = self.refiner(bg, fg_bg, coarse, self.patches(size), threshold, features)
+        k = self.patches(size)
+        if k is None and threshold > 0:  # every patch may be refined, but only those the threshold lets through
+            rows, cols = self.refiner.grid(size)
+            k = rows * cols
+        mask = self.refiner(bg, fg_bg, coarse, k, threshold, features)
         return {"mask": mask, "depth": upsample(base["depth"], size), "mask_coarse": coarse}
 
     def forward(self, bg: torch.Tensor, fg_bg: torch.Tensor) -> dict[str, torch.Tensor]:

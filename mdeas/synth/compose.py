@@ -145,12 +145,15 @@ def load_background(path: Path, size: int, fit: str) -> np.ndarray:
     return np.asarray(_fit(_open(path).convert("RGB"), size, fit, Image.Resampling.LANCZOS))
 
 
-def load_depth(path: Path, size: int, fit: str) -> np.ndarray:
-    """A 16-bit millimetre depth map as uint16 [size, size] (nearest-neighbour resampling keeps 0 = unknown)."""
+def load_depth(path: Path, size: int, fit: str, max_mm: int = 65535) -> np.ndarray:
+    """A 16-bit millimetre depth map as uint16 [size, size] (nearest-neighbour resampling keeps 0 = unknown);
+    DataError naming the file when it holds depth beyond `max_mm`, what the zip will declare as depth 1.0."""
     image = _open(path)
     if image.mode not in ("I;16", "I;16B", "I;16L", "I"):
         raise DataError(path, None, f"expected a 16-bit PNG of millimetres, got mode {image.mode}")
     depth = np.clip(np.asarray(image, dtype=np.int64), 0, 65535).astype(np.uint16)
+    if depth.max() > max_mm:
+        raise DataError(path, None, f"depth up to {depth.max()} mm, beyond max_depth_mm={max_mm}: raise max_depth_mm")
     return np.asarray(_fit(Image.fromarray(depth), size, fit, Image.Resampling.NEAREST), dtype=np.uint16)
 
 
@@ -247,8 +250,9 @@ class _Unit:
 @functools.lru_cache(maxsize=2)
 def _background(sources: Sources, opts: ComposeOptions, index: int) -> tuple[np.ndarray, np.ndarray | None]:
     image = load_background(sources.backgrounds[index], opts.image_size, opts.bg_fit)
-    depth = None if sources.depths is None else load_depth(sources.depths[index], opts.image_size, opts.bg_fit)
-    return image, depth
+    if sources.depths is None:
+        return image, None
+    return image, load_depth(sources.depths[index], opts.image_size, opts.bg_fit, opts.max_depth_mm)
 
 
 def _render(unit: _Unit) -> list[tuple[str, bytes]]:
