@@ -81,7 +81,8 @@ def table(results: dict) -> str:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="compare")
 def main(cfg: DictConfig) -> None:
     with exit_on_data_error(CheckpointError, ValueError):
-        results = compare(list(cfg.ckpt_paths), data_overrides(cfg), cfg.output, cfg.device)
+        paths = [cfg.ckpt_paths] if isinstance(cfg.ckpt_paths, str) else list(cfg.ckpt_paths)  # one path: a str
+        results = compare(paths, data_overrides(cfg), cfg.output, cfg.device)
     print(f"{results['samples']} test samples, masks scored at each sample's stored size")
     print(table(results))
 

@@ -157,6 +157,7 @@ def test_ssim_valid_averages_map_over_valid_pixels() -> None:
     valid[..., 3:9, 2:12] = True
     expected = 1.0 - reference_ssim_map(a, b)[valid].mean().item()
     assert T.ssim(a, b, valid).item() == pytest.approx(expected, abs=1e-5)
+    assert T.ssim(a, b, torch.zeros_like(valid)).item() == 0.0  # no valid pixel: 0, as every term
 
 
 def test_ssim_too_small_image_is_a_clear_error() -> None:

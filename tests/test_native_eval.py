@@ -126,3 +126,10 @@ def test_compare_entry_names_a_missing_checkpoint_in_one_line(run, tmp_path):
     )  # fmt: skip
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
     assert done.stderr.strip().splitlines()[-1] == "error: nope.ckpt: no such checkpoint file"
+    one = subprocess.run(
+        [sys.executable, "-m", "mdeas.compare", f"ckpt_paths={run['ckpt']}"],  # one path, not a list
+        capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert one.returncode == 1 and one.stderr.strip().splitlines()[-1] == (
+        "error: ckpt_paths needs two checkpoints or more, got 1"
+    )

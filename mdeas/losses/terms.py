@@ -358,7 +358,8 @@ def ssim(
     With ``valid`` the SSIM map is averaged over valid pixels; invalid pixels still enter the windows of their
     valid neighbours. ``sigmoid=True`` compares ``sigmoid(pred)`` (for mask logits).
     """
-    return 1.0 - _mean(ssim_map(_prob(pred, sigmoid), target, window_size=window_size), valid)
+    dissimilarity = 1.0 - ssim_map(_prob(pred, sigmoid), target, window_size=window_size)
+    return _mean(dissimilarity, valid)  # 0, not 1, when no pixel is valid
 
 
 @_register("dssim")
