@@ -124,6 +124,8 @@ def train(cfg: DictConfig) -> dict:
     callbacks += [ObjectiveCheck(cfg.optimized_metric), PlateauResume()]
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, plugins=[AtomicCheckpointIO()])
+    if module.skip_nonfinite and trainer.world_size > 1:  # a skipped batch would leave the other processes waiting
+        raise ValueError(f"skip_nonfinite=true is single-device only; this run has {trainer.world_size} processes")
     if cfg.get("tune_lr"):
         found = find_lr(trainer, module, datamodule, out_dir, **cfg.get("lr_find", {}))
         if cfg.tune_lr == "only":

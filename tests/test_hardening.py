@@ -246,6 +246,13 @@ def test_resume_refuses_a_non_checkpoint_and_another_optimiser_before_fitting(ru
     assert not (tmp_path / "a" / "checkpoints").exists() and not (tmp_path / "b" / "checkpoints").exists()
 
 
+def test_skip_nonfinite_is_refused_with_several_processes(run, tmp_path, monkeypatch):
+    monkeypatch.setattr(pl.Trainer, "fit", lambda *args, **kwargs: pytest.fail("reached fit"))
+    cfg = config(tmp_path / "r", run["data"], "trainer=ddp", "trainer.devices=2", "skip_nonfinite=true")
+    with pytest.raises(ValueError, match=r"^skip_nonfinite=true is single-device only; this run has 2 processes$"):
+        train(cfg)
+
+
 def test_skip_nonfinite_leaves_the_batch_out_and_counts_it(run, tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="mdeas.module"):
         results = train(config(tmp_path / "r", run["data"], "skip_nonfinite=true", POISON, "test=false"))
