@@ -3,6 +3,10 @@
 ``optimized_metric`` (train.yaml) names what ``python -m mdeas.train`` returns to a sweeper (always maximised):
 one val metric, a list of them (summed) or ``{metric: weight}`` (weighted sum; a negative weight for a metric to
 lower, e.g. ``{val/mask/iou: 1, val/depth/rmse: -0.1}``).
+
+A job of a sweep that fails with a one-line error (bad data, a bad value, a non-finite loss) does not end the sweep:
+its error is kept in ``<job>/error.txt`` and it returns NaN (Optuna marks the trial failed); the summary lists it,
+and the sweep exits with status 1 naming the failed jobs once every job has run.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 log = logging.getLogger(__name__)
+FAILED = "error.txt"
 
 
 def metric_weights(spec: str | list | Mapping | ListConfig | DictConfig) -> dict[str, float]:
@@ -44,8 +49,8 @@ def objective(val: Mapping[str, float], spec: str | list | Mapping | ListConfig 
 
 def job_rows(sweep_dir: Path) -> list[dict[str, Any]]:
     """One row per job directory under ``sweep_dir`` (``.hydra/overrides.yaml`` marks one), in job order:
-    ``job``, ``overrides`` (list), the metrics named by its ``optimized_metric`` and ``objective`` (None without a
-    ``metrics.json``: the job did not finish)."""
+    ``job``, ``overrides`` (list), the metrics named by its ``optimized_metric``, ``objective`` (None without a
+    ``metrics.json``: the job did not finish) and, for a job that failed, ``error``."""
     rows = []
     jobs = [p.parent.parent for p in sweep_dir.glob("*/.hydra/overrides.yaml")]
     for job in sorted(jobs, key=lambda p: (len(p.name), p.name)):  # 0, 1, ..., 10 for Hydra's job numbers
@@ -55,6 +60,8 @@ def job_rows(sweep_dir: Path) -> list[dict[str, Any]]:
         val = json.loads(metrics_file.read_text())["val"] if metrics_file.is_file() else {}
         row |= {k: val.get(k) for k in weights}
         row["objective"] = objective(val, weights) if val else None
+        if (job / FAILED).is_file():
+            row["error"] = (job / FAILED).read_text().strip()
         rows.append(row)
     return rows
 
@@ -98,5 +105,23 @@ class SweepSummary(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        csv_path, md_path = write_summary(sweep_dir, job_rows(sweep_dir), self.name)
+        rows = job_rows(sweep_dir)
+        csv_path, md_path = write_summary(sweep_dir, rows, self.name)
         log.info("sweep summary: %s, %s", csv_path, md_path)
+        failed = [row for row in rows if row.get("error")]
+        if failed:
+            said = "; ".join(f"job {row['job']}: {row['error']}" for row in failed)
+            raise SystemExit(f"error: {len(failed)} of {len(rows)} jobs failed ({md_path}): {said}")
+
+
+def record_failure(job_dir: Path, message: str) -> float:
+    """Keep a sweep job's one-line error `message` in `<job_dir>/error.txt` and log it; NaN, what the job returns."""
+    message = message.removeprefix("error: ")
+    (job_dir / FAILED).write_text(message + "\n")
+    log.error("job failed: %s", message)
+    return float("nan")
+
+
+def clear_failure(job_dir: Path) -> None:
+    """Forget an earlier attempt's error (a sweep re-run in the same folder)."""
+    (job_dir / FAILED).unlink(missing_ok=True)

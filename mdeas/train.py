@@ -10,6 +10,7 @@ import hydra
 import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
@@ -28,7 +29,7 @@ from mdeas.precision import resolve_precision
 from mdeas.progressive import StageError, apply_stage, finished
 from mdeas.resume_dir import register
 from mdeas.schedules import find_lr
-from mdeas.sweep import objective
+from mdeas.sweep import clear_failure, objective, record_failure
 
 register()  # ${resume_dir:...} in conf/train.yaml, resolved when Hydra starts the run
 
@@ -171,11 +172,20 @@ def main(cfg: DictConfig) -> float | None:
     """Train; return `optimized_metric` of the val metrics to a sweeper (None after `tune_lr=only`).
 
     Bad data, bad config values (ValueError, e.g. CheckpointError, and Lightning's MisconfigurationException), a
-    broken progressive chain and a non-finite loss end the run with one line `error: ...` and exit status 1.
+    broken progressive chain and a non-finite loss end the run with one line `error: ...` and exit status 1; in a
+    sweep they end the job only (`mdeas.sweep.record_failure`: it returns NaN) and the sweep exits 1 at its end.
     """
-    with exit_on_data_error(ValueError, MisconfigurationException, StageError, NonFiniteLossError):
-        results = train(cfg)
-        return objective(results["val"], cfg.optimized_metric) if "val" in results else None
+    in_sweep = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    try:
+        with exit_on_data_error(ValueError, MisconfigurationException, StageError, NonFiniteLossError):
+            if in_sweep:
+                clear_failure(Path(cfg.paths.output_dir))
+            results = train(cfg)
+            return objective(results["val"], cfg.optimized_metric) if "val" in results else None
+    except SystemExit as failure:
+        if not in_sweep:
+            raise
+        return record_failure(Path(cfg.paths.output_dir), str(failure.code))  # the other jobs still run
 
 
 if __name__ == "__main__":

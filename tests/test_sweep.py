@@ -167,3 +167,16 @@ def test_optuna_sweep_two_trials(tmp_path: Path, tiny_zip: Path) -> None:
         assert float(row["objective"]) == pytest.approx(job_objective(sweep / row["job"]), rel=1e-9)
     results = OmegaConf.load(sweep / "optimization_results.yaml")
     assert results.best_value == pytest.approx(max(float(r["objective"]) for r in rows), rel=1e-9)
+
+
+def test_a_failed_job_leaves_the_others_their_summary_and_the_sweep_exits_1(tmp_path: Path, tiny_zip: Path) -> None:
+    sweep = tmp_path / "sweep"
+    cmd = tiny_run(tiny_zip, sweep, "-m", "optimized_metric=val/score,val/nope")  # job 1 names no metric
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=ONE_THREAD)
+    last = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert last.startswith(f"error: 1 of 2 jobs failed ({sweep / 'sweep_summary.md'}): job 1: optimized_metric: ")
+    rows = summary_rows(sweep)
+    assert float(rows[0]["objective"]) == pytest.approx(job_objective(sweep / "0"), rel=1e-9) and not rows[0]["error"]
+    assert rows[1]["objective"] == "" and "val/nope not among the val metrics" in rows[1]["error"]
+    assert "best: job 0" in (sweep / "sweep_summary.md").read_text()
