@@ -246,3 +246,16 @@ def test_gigabyte_bombs_and_a_50000_pixel_square_png_end_in_lines_naming_them_un
         assert sum(line.strip() == f"{data}: {message}" for line in lines) == 1, (message, result["out"])
     assert result["err"].strip().splitlines()[-1] == f"error: 3 problems in {data}"
     assert result["peak_mb"] < 1000, result["peak_mb"]
+
+
+def test_the_central_directory_is_read_by_its_size_not_its_16_bit_count(tmp_path):
+    path = tmp_path / "wrapped.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        for k in range(3):
+            zf.writestr(f"x{k}.txt", b"hi")
+    data = bytearray(path.read_bytes())
+    end = data.rfind(b"PK\x05\x06")
+    struct.pack_into("<HH", data, end + 8, 1, 1)  # a count of 1 for 3 entries, as a wrapped 65,537 would read
+    path.write_bytes(bytes(data))
+    assert len(zipfile.ZipFile(path).namelist()) == 3
+    assert ZipStore([path]).listing[0] == ["x0.txt", "x1.txt", "x2.txt"]

@@ -290,3 +290,32 @@ def test_mixed_sizes_in_one_dataset_are_resized(tmp_path):
     batch = next(iter(dm._loader("train")))
     assert batch["bg"].shape == (6, 3, 16, 16) and batch["depth"].shape == (6, 1, 16, 16)
     assert (batch["mask"].flatten(1).sum(1) > 0).all()  # every square survives the resize
+
+
+def _nested(source: Path, path: Path, top: str) -> str:
+    """`source`'s entries under the folder `top/`, written to `path`."""
+    with zipfile.ZipFile(source) as zin, zipfile.ZipFile(path, "w") as zout:
+        for info in zin.infolist():
+            zout.writestr(f"{top}/{info.filename}", zin.read(info))
+    return str(path)
+
+
+def test_each_zip_s_manifest_reads_its_own_files(tmp_path):
+    """Two canonical zips with the same names under different folders: a rule learnt on the first (`set_a/`) must
+    not pair the second's rows with the first's files."""
+    source = write_canonical_zip(tmp_path / "s.zip", num_samples=4, fg_per_bg=1)
+    paths = [_nested(source, tmp_path / f"{top}.zip", top) for top in ("set_a", "set_b")]
+    index = load_index(paths)
+    assert len(index.samples) == 8
+    zips = [{index.store.locate(key)[0] for key in (s.bg, s.fg_bg, s.mask, s.depth)} for s in index.samples]
+    assert sorted(zips, key=min) == [{0}] * 4 + [{1}] * 4  # each sample reads one zip, four from each
+
+
+def test_a_blank_manifest_line_is_skipped(tmp_path):
+    source = write_canonical_zip(tmp_path / "c.zip", num_samples=4, fg_per_bg=1)
+    blank = tmp_path / "blank.zip"
+    with zipfile.ZipFile(source) as zin, zipfile.ZipFile(blank, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            zout.writestr(info, data.replace(b"\n", b"\r\r\n") + b"\n" if info.filename == "manifest.csv" else data)
+    assert len(load_index(str(blank)).samples) == 4

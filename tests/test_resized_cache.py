@@ -144,3 +144,17 @@ def test_cache_size_and_pickling(tmp_path):
     clone = pickle.loads(pickle.dumps(cache))  # what a worker gets: paths, not arrays
     assert clone._arrays is None and len(pickle.dumps(cache)) < 2000
     assert all((clone[0][k] == cache[0][k]).all() for k in rc.ARRAYS)
+
+
+def test_a_cache_being_built_elsewhere_is_left_alone(tmp_path):
+    """Processes on other hosts sharing the cache folder may have this one's process id: their half-built folder
+    (named with it, as it once was) must survive this build."""
+    dm = MaskDepthDataModule(path=str(write_canonical_zip(tmp_path / "d.zip")), image_size=16, num_workers=0,
+                             split=(1.0, 0.0, 0.0))  # fmt: skip
+    dm.setup()
+    data = dm.datasets["train"]
+    other = tmp_path / "c" / f"resized-16px-{rc.cache_key(data)}.partial-{os.getpid()}"
+    other.mkdir(parents=True)
+    (other / "sentinel").touch()
+    assert rc.resized_cache(data, tmp_path / "c") is not None
+    assert (other / "sentinel").exists()

@@ -251,6 +251,8 @@ def read_canonical(store: ZipStore) -> DatasetIndex:
             )
         for line, row in enumerate(rows[1:], start=2):
             where = f"{store.name(key)} line {line}"
+            if not any(f.strip() for f in row):  # a blank line (a trailing one, or Windows' doubled \r)
+                continue
             if len(row) != len(MANIFEST_COLUMNS):
                 collector.problem(home, where, f"expected 5 fields: {row}", "layout")
             else:

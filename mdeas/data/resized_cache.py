@@ -19,8 +19,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
+import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -109,9 +109,9 @@ class _Resized(Dataset):
 
 
 def _write(dataset: MaskDepthDataset, folder: Path, num_workers: int) -> int:
-    """Build the cache of `dataset` into `folder` (which must not exist), `num_workers` decoding processes;
+    """Build the cache of `dataset` into `folder` (empty; made if missing), `num_workers` decoding processes;
     returns the number of samples left out."""
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
     count, size = len(dataset), dataset.image_size
     arrays = {
         name: open_memmap(folder / f"{name}.npy", mode="w+", dtype=dtype, shape=(count, size, size, *shape))
@@ -157,8 +157,7 @@ def resized_cache(
             dataset.name, dataset.image_size, need / 1e9, max_gb, free / 1e9, root,
         )  # fmt: skip
         return None
-    partial = whole.with_name(f"{whole.name}.partial-{os.getpid()}")
-    shutil.rmtree(partial, ignore_errors=True)
+    partial = Path(tempfile.mkdtemp(prefix=f"{whole.name}.partial-", dir=root))  # unique across hosts sharing root
     folder = whole
     try:
         folder = skipped if _write(dataset, partial, num_workers) else whole

@@ -95,7 +95,7 @@ class ZipDirectory:
     header's offset, compressed and stored sizes, compression method, flags and CRC-32."""
 
     def __init__(self, f: BinaryIO) -> None:
-        count, size, offset, concat = self._end(f)
+        _, size, offset, concat = self._end(f)  # the entry count is not trusted (see below)
         self.directory_at = offset + concat  # where the entries' data must end
         f.seek(self.directory_at)
         data = f.read(size)
@@ -106,7 +106,7 @@ class ZipDirectory:
         self.methods, self.crcs, self.flags = array("H"), array("I"), array("H")
         name_bytes = array("Q")
         pos = 0
-        for _ in range(count):
+        while pos < len(data):  # by the directory's size, as zipfile does: some writers wrap a count above 65,535
             if pos + _CENTRAL.size > len(data):
                 raise BadZip("truncated central directory")
             fields = _CENTRAL.unpack_from(data, pos)
@@ -412,7 +412,9 @@ class NameResolver:
         self._stems = {path.stem: i for i, path in enumerate(store.paths)}
 
     def _lookup(self, name: str, home: int | None) -> str | None:
-        return (self.store.key(name, home) if home is not None else None) or self.store.key(name)
+        """The key of entry `name` in zip `home` only (a rule learnt on one zip must not read another zip's files
+        for this one's names; `_search` still looks everywhere), or in any zip when `home` is None."""
+        return self.store.key(name, home)
 
     def _zip_named(self, folders: list[str]) -> int | None:
         """The zip whose file name (without extension) is one of `folders`, the innermost first; None if none."""
@@ -453,7 +455,8 @@ class NameResolver:
             raise DataError(self.store.describe(), name, f"matches several entries ({matches})", "missing")
         _, i, found, k = scored[0]
         prefix = "/".join(found[: len(found) - k])
-        self.rules[(len(parts) - k, prefix + "/" if prefix else "")] = 1
+        rule = (len(parts) - k, prefix + "/" if prefix else "")
+        self.rules[rule] = self.rules.get(rule, 0) + 1
         return self.store.key("/".join(found), i)
 
     def summary(self) -> str:
