@@ -259,3 +259,11 @@ def test_the_central_directory_is_read_by_its_size_not_its_16_bit_count(tmp_path
     path.write_bytes(bytes(data))
     assert len(zipfile.ZipFile(path).namelist()) == 3
     assert ZipStore([path]).listing[0] == ["x0.txt", "x1.txt", "x2.txt"]
+
+
+def test_entries_named_with_backslashes_read_as_folders(tmp_path):
+    path = tmp_path / "windows.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("fg_bg\\a.jpg", b"x")
+    store = ZipStore([path])
+    assert store.listing[0] == ["fg_bg/a.jpg"] and store.read("fg_bg/a.jpg") == b"x"

@@ -91,8 +91,8 @@ def _zip64_extra(extra: bytes, fields: list[int]) -> list[int]:
 
 
 class ZipDirectory:
-    """The file entries of one zip: `names` in directory order, `row` (name → position) and, per entry, its local
-    header's offset, compressed and stored sizes, compression method, flags and CRC-32."""
+    """The file entries of one zip: `names` in directory order (`\\` read as `/`), `row` (name → position) and,
+    per entry, its local header's offset, compressed and stored sizes, compression method, flags and CRC-32."""
 
     def __init__(self, f: BinaryIO) -> None:
         _, size, offset, concat = self._end(f)  # the entry count is not trusted (see below)
@@ -116,7 +116,7 @@ class ZipDirectory:
             name_at = pos + _CENTRAL.size
             raw = data[name_at : name_at + name_len]
             pos = name_at + name_len + extra_len + comment_len
-            name = raw.decode("utf-8" if flags & _UTF8_NAMES else "cp437")
+            name = raw.decode("utf-8" if flags & _UTF8_NAMES else "cp437").replace("\\", "/")  # some Windows tools
             if name.endswith("/"):
                 continue
             if 0xFFFFFFFF in (size, packed, header):
@@ -231,7 +231,8 @@ class ZipDirectory:
     def _agree(self, i: int, name: bytes, method: int, flags: int, size: int, packed: int, extra: bytes) -> None:
         """BadZip unless the local header of entry `i` has the directory's name, method and sizes (sizes are not
         in a local header whose data descriptor follows the data)."""
-        if name != self.names[i].encode("utf-8" if self.flags[i] & _UTF8_NAMES else "cp437"):
+        encoding = "utf-8" if self.flags[i] & _UTF8_NAMES else "cp437"
+        if name.decode(encoding, "replace").replace("\\", "/") != self.names[i]:
             raise BadZip(f"local header names {name.decode('cp437')!r}")
         if method != self.methods[i]:
             raise BadZip(f"local header says method {method}, the directory {self.methods[i]}")

@@ -1,8 +1,9 @@
 """A model composed from registered parts by name: encoder, fusion, neck and decoder (both decoders alike).
 
 `create_model("composed", encoder="mobile", fusion="siamese_diff", decoder="light")`; `*_kwargs` go to each part's
-builder (`encoder="plain", encoder_kwargs={"widths": [32, 64, 128]}`; each encoder takes its own arguments). Names: `mdeas.models.registry.{ENCODERS, FUSIONS, NECKS,
-DECODERS}.names()`. Decoders are sized from the fusion's features and upsample to the input size.
+builder (`encoder="plain", encoder_kwargs={"widths": [32, 64, 128]}`; each encoder takes its own arguments).
+Names: `mdeas.models.registry.{ENCODERS, FUSIONS, NECKS, DECODERS}.names()`. Decoders are sized from the fusion's
+features and upsample to the input size.
 """
 
 from __future__ import annotations
