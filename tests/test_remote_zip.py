@@ -31,7 +31,8 @@ class RangeServer(ThreadingHTTPServer):
 
     Misbehaviours, for the error tests: `ignore_ranges` answers 200 with the whole file; `flaky` ("503" or
     "reset") fails the first request of each distinct range that way; `cut_at` (a byte offset) sends half of any
-    range holding it, then closes the connection; `versioned=False` sends no ETag."""
+    range holding it, then closes the connection; `versioned=False` sends no ETag. `/moved/<name>` redirects to
+    `/<name>`; while `cut_redirects` is above 0, such a redirect's body is cut short (and the count lowered)."""
 
     daemon_threads = True
 
@@ -41,6 +42,7 @@ class RangeServer(ThreadingHTTPServer):
         self.log: list[tuple[str, str, int, int]] = []
         self.lock = threading.Lock()
         self.ignore_ranges, self.flaky, self.cut_at, self.versioned = False, "", None, True
+        self.cut_redirects = 0
         self._failed: set[str] = set()
 
     def url(self, name: str) -> str:
@@ -71,6 +73,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         server, byte_range = self.server, self.headers.get("Range", "")
+        if self.path.startswith("/moved/"):
+            body = b"moved to " + self.path.removeprefix("/moved").encode()
+            cut, server.cut_redirects = server.cut_redirects > 0, server.cut_redirects - 1
+            self._answer(302, body[:5] if cut else body, {"Location": self.path.removeprefix("/moved")}, len(body))
+            self.close_connection = cut
+            return
         path = server.root / self.path.lstrip("/")
         if not path.is_file():
             self._answer(404, b"not found", {})
@@ -282,6 +290,14 @@ def test_a_response_cut_short_names_the_entry(server, tmp_path):
         f"{server.url('set.zip')}: fg_bg/b002_f05.jpg: cannot read entry (response cut short"
     )
     assert str(e.value).endswith("(4 attempts))")
+
+
+def test_a_redirect_cut_short_is_retried(server, tmp_path):
+    local = write_canonical_zip(tmp_path / "set.zip", num_samples=6)
+    server.cut_redirects = 1
+    store = ZipStore([server.url("moved/set.zip")])
+    assert store.listing[0] == ZipStore([local]).listing[0]
+    assert [entry[2] for entry in server.log[:2]] == [302, 302]  # the cut one, then the retry
 
 
 @pytest.mark.parametrize("how", ["503", "reset"])

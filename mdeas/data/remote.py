@@ -140,13 +140,13 @@ class HTTPRanges:
             try:
                 connection.request("GET", target, headers=headers)
                 response = connection.getresponse()
+                location = response.getheader("Location")
+                if response.status not in (301, 302, 303, 307, 308) or not location:
+                    return response
+                response.read()  # the redirect's body, so that the connection can be reused
             except (OSError, http.client.HTTPException) as e:
                 self.close()
                 raise RemoteError(f"cannot connect to {parts.netloc} ({_reason(e)})", retry=True) from None
-            location = response.getheader("Location")
-            if response.status not in (301, 302, 303, 307, 308) or not location:
-                return response
-            response.read()
             url = urljoin(url, location)
         self.close()
         raise RemoteError(f"more than {MAX_REDIRECTS} redirects")
