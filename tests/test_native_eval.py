@@ -12,6 +12,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
+from experiments.score_selection import score_part
 from mdeas.compare import compare, table
 from mdeas.data.dataset import load_sample
 from mdeas.data.decode import binarise
@@ -133,3 +134,13 @@ def test_compare_entry_names_a_missing_checkpoint_in_one_line(run, tmp_path):
     assert one.returncode == 1 and one.stderr.strip().splitlines()[-1] == (
         "error: ckpt_paths needs two checkpoints or more, got 1"
     )
+
+
+def test_the_selection_scorer_scores_val_where_evaluate_scores_test(run, tmp_path):
+    parts = {"split_by": "background", "split": [0.0, 0.5, 0.5], "seed": 0}  # the tiny set's ids name no object
+    evaluated = evaluate(run["ckpt"], {"path": str(run["data"]), **parts}, str(tmp_path / "e"))
+    report = score_part(run["ckpt"], str(run["data"]), "test", parts)
+    assert report["samples"] == evaluated["samples"] > 0
+    assert report["mask/iou"] == pytest.approx(evaluated["model"]["mask/iou"], abs=1e-9)
+    selection = score_part(run["ckpt"], str(run["data"]), "val", parts)
+    assert selection["samples"] > 0 and 0.0 <= selection["mask/iou"] <= 1.0
