@@ -28,7 +28,7 @@ from mdeas.data.datamodule import MaskDepthDataModule
 from mdeas.data.dataset import MaskDepthDataset
 from mdeas.inference import CheckpointError, load_module
 from mdeas.metrics.classes import DepthMetrics
-from mdeas.module import depth_alignment
+from mdeas.module import depth_alignment, selection_score
 from mdeas.native_eval import native_mask_scores
 
 OTHER_DATASET_SPLIT = [0.0, 0.15, 0.85]
@@ -102,6 +102,7 @@ def evaluate(
     align = depth_alignment(depth.unit, depth.inverted)
     # the prediction in the training set's range, the target in this set's
     module.depth_metrics["test"] = DepthMetrics(scale=depth.scale, align=align, pred_scale=module.hparams.depth_max_m)
+    module.depth_relative = depth.unit == "relative"  # the score's δ1 as this set's depth allows
     trainer = pl.Trainer(accelerator=accelerator, devices=1, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
     model = {k.removeprefix("test/"): float(v) for k, v in trainer.test(module, datamodule, verbose=False)[0].items()}
@@ -113,7 +114,9 @@ def evaluate(
             module, datamodule.datasets["val"], datamodule.datasets["test"], torch_device
         )
         model = {**{k: v for k, v in model.items() if not k.startswith("mask/")}, **native}
-        model["score"] = (native["mask/iou"] + model["depth/delta1"]) / 2 if has_depth else native["mask/iou"]
+        scored = {"mask/iou": torch.tensor(native["mask/iou"]), "depth/count": float(has_depth)}
+        scored |= {k: model[k] for k in ("depth/delta1", "depth/delta1_ssi") if has_depth}
+        model["score"] = float(selection_score(scored, module.depth_relative))
     else:
         denormalise = datamodule.datasets["test"].denormalise
         threshold = fit_threshold(datamodule.val_dataloader(), denormalise)

@@ -35,13 +35,16 @@ class NonFiniteLossError(FloatingPointError):
     """A training loss that is NaN or infinite; the message names the step, the terms and the batch's samples."""
 
 
-def selection_score(values: dict[str, torch.Tensor]) -> torch.Tensor:
+def selection_score(values: dict[str, torch.Tensor], relative: bool = False) -> torch.Tensor:
     """The one number that picks `best.ckpt` and ranks sweep jobs: (mask IoU + depth δ1) / 2, or mask IoU alone
-    when no pixel had known depth (`values` as computed: `mask/iou`, `depth/delta1`, `depth/count`)."""
+    when no pixel had known depth (`values` as computed: `mask/iou`, `depth/delta1`, `depth/delta1_ssi`,
+    `depth/count`). For `relative` depth (known up to scale and shift, so a plain δ1 means nothing) δ1 after the
+    per-image scale-and-shift fit, `depth/delta1_ssi`."""
     iou = values["mask/iou"]
     if float(values.get("depth/count", 0)) == 0:
         return iou
-    return (iou + values["depth/delta1"].to(iou.dtype)) / 2
+    delta1 = values["depth/delta1_ssi" if relative else "depth/delta1"]
+    return (iou + torch.as_tensor(delta1).to(iou.dtype)) / 2
 
 
 class MaskDepthModule(pl.LightningModule):
@@ -75,6 +78,7 @@ class MaskDepthModule(pl.LightningModule):
         self.loss = instantiate(self.hparams.loss)
         self.mask_metrics = torch.nn.ModuleDict({s: MaskMetrics() for s in ("val", "test")})
         encoding = (self.hparams.data or {}).get("depth") or {}
+        self.depth_relative = encoding.get("unit") == "relative"
         align = depth_alignment(encoding.get("unit", "mm"), encoding.get("inverted", False))
         self.depth_metrics = torch.nn.ModuleDict(
             {s: DepthMetrics(scale=depth_max_m, align=align) for s in ("val", "test")}
@@ -152,7 +156,7 @@ class MaskDepthModule(pl.LightningModule):
             values |= {f"{task}/{k}": v for k, v in metric.compute().items()}
             metric.reset()
         logged = {f"{stage}/{k}": v.float() for k, v in values.items() if k not in ("depth/count", "depth/images")}
-        logged[f"{stage}/score"] = selection_score(values).float()
+        logged[f"{stage}/score"] = selection_score(values, self.depth_relative).float()
         self.log_dict(logged, prog_bar=False, sync_dist=False)
 
     def on_validation_epoch_end(self) -> None:

@@ -13,10 +13,11 @@ from omegaconf import OmegaConf
 from mdeas.data.layouts import load_index
 from mdeas.data.splits import limited, split
 from mdeas.evaluate import data_config
-from mdeas.module import selection_score
+from mdeas.module import MaskDepthModule, selection_score
 from tests.conftest import TINY_RUN, write_canonical_zip
 
 ROOT = Path(__file__).resolve().parents[1]
+TINY = {"name": "composed", "encoder": "plain", "encoder_kwargs": {"widths": [8, 16]}, "decoder": "light"}
 STAGES = "progressive.stages=[{image_size:32,max_epochs:1,batch_size:4},{image_size:64,max_epochs:1,batch_size:2}]"
 
 
@@ -80,5 +81,26 @@ def test_selection_score_is_the_mean_of_mask_iou_and_depth_delta1(chain):
     values = {"mask/iou": torch.tensor(0.8), "depth/delta1": torch.tensor(0.6), "depth/count": torch.tensor(10.0)}
     assert selection_score(values).item() == pytest.approx(0.7)
     assert selection_score({**values, "depth/count": torch.tensor(0.0)}).item() == pytest.approx(0.8)
+    relative = {**values, "depth/delta1_ssi": torch.tensor(1.0)}  # depth right up to scale and shift
+    assert selection_score(relative, relative=True).item() == pytest.approx(0.9)
+    assert selection_score(relative).item() == pytest.approx(0.7)
     val = json.loads((chain / "stage1" / "metrics.json").read_text())["val"]
     assert val["val/score"] == pytest.approx((val["val/mask/iou"] + val["val/depth/delta1"]) / 2, abs=1e-6)
+
+
+def test_a_module_on_relative_depth_scores_delta1_after_the_scale_and_shift_fit():
+    """Relative depth is right up to scale and shift: val/score takes δ1 after the fit, not the plain δ1."""
+    module = MaskDepthModule(
+        model=TINY,
+        loss=OmegaConf.load(ROOT / "conf/loss/relative_ssi.yaml"),
+        optim=OmegaConf.load(ROOT / "conf/optim/adam.yaml"),
+        data={"depth": {"unit": "relative", "inverted": False}},
+    )
+    target = torch.linspace(0.2, 0.8, 2 * 64).reshape(2, 1, 8, 8)
+    module.mask_metrics["val"].update(torch.full((2, 1, 8, 8), 5.0), torch.ones(2, 1, 8, 8))
+    module.depth_metrics["val"].update(target / 2, target, torch.ones(2, 1, 8, 8, dtype=torch.bool))  # half as deep
+    logged = {}
+    module.log_dict = lambda values, **_: logged.update(values)
+    module._log_metrics("val")
+    assert logged["val/depth/delta1"] == 0.0 and logged["val/depth/delta1_ssi"] == pytest.approx(1.0)
+    assert logged["val/score"] == pytest.approx(1.0)
