@@ -21,6 +21,7 @@ from mdeas.data.decode import binarise
 from mdeas.data.errors import DataError
 from mdeas.inference import full_resolution
 from mdeas.metrics.classes import MaskMetrics
+from mdeas.metrics.functional import mask_labels
 from mdeas.metrics.per_image import PerImageMaskMetrics
 from mdeas.module import MaskDepthModule
 
@@ -54,7 +55,7 @@ class MaskScores:
         """Add a batch: `pred` logits (or probabilities) and `target` in {0, 1}, float [B, 1, H, W] each."""
         self.pooled.update(pred, target)
         self.per_image.update(pred, target)
-        hard, truth = (pred > 0 if self.from_logits else pred > 0.5), target > 0.5
+        hard, truth = (label.bool() for label in mask_labels(pred, target, from_logits=self.from_logits))
         self.counts += [
             (int(i), int(u))
             for i, u in zip((hard & truth).flatten(1).sum(1), (hard | truth).flatten(1).sum(1), strict=True)

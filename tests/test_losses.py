@@ -353,11 +353,11 @@ def test_ssi_zero_for_scale_and_shift_and_by_hand() -> None:
     assert T.ssi(3.0 * target - 0.7, target, valid).item() == pytest.approx(0.0, abs=1e-5)
     assert T.ssi(torch.rand(2, 1, 16, 16, generator=g), target, valid).item() > 0.5
     # 2x2 by hand: target 0.1 .. 0.4, lower median 0.2, mean |x - 0.2| = 0.1 -> -1 0 1 2; pred reversed -> 2 1 0 -1.
-    # MAE (3 + 1 + 1 + 3) / 4 = 2; R = [[3, 1], [-1, -3]]: scale 0 pairs |1-3| + |-3+1| + |-1-3| + |-3-1| = 12 over
-    # 4 pixels = 3, coarser scales hold one pixel (no pairs): 2 + 0.5 * 3
+    # MAE (3 + 1 + 1 + 3) / 4 = 2, halved as MiDaS's 1 / 2M: 1; R = [[3, 1], [-1, -3]]: scale 0 pairs |1-3| + |-3+1| +
+    # |-1-3| + |-3-1| = 12 over 4 pixels = 3, coarser scales hold one pixel (no pairs): 1 + 0.5 * 3
     pred, target = t22(0.4, 0.3, 0.2, 0.1), t22(0.1, 0.2, 0.3, 0.4)
-    assert T.ssi(pred, target).item() == pytest.approx(3.5, rel=1e-6)
-    assert T.ssi(pred, target, alpha=0.0).item() == pytest.approx(2.0, rel=1e-6)
+    assert T.ssi(pred, target).item() == pytest.approx(2.5, rel=1e-6)
+    assert T.ssi(pred, target, alpha=0.0).item() == pytest.approx(1.0, rel=1e-6)
 
 
 def test_gradient_matching_by_hand() -> None:
@@ -426,6 +426,15 @@ def test_valid_mask_by_hand() -> None:
     loss = T.mse(p, target, torch.zeros_like(valid))
     loss.backward()
     assert loss.item() == 0.0 and torch.equal(p.grad, torch.zeros_like(p))
+
+
+@pytest.mark.parametrize("name", ALL_TERMS)
+def test_every_term_is_zero_with_finite_gradients_when_no_pixel_is_valid(name: str) -> None:
+    g = torch.Generator().manual_seed(4)
+    pred = torch.rand(2, 1, 16, 16, generator=g).requires_grad_(True)
+    loss = get_term(name)(pred, torch.rand(2, 1, 16, 16, generator=g), torch.zeros(2, 1, 16, 16, dtype=torch.bool))
+    loss.backward()
+    assert loss.item() == 0.0 and torch.isfinite(pred.grad).all()
 
 
 @pytest.mark.parametrize("name", [n for n in ALL_TERMS if n not in WINDOWED])

@@ -18,7 +18,7 @@ from mdeas.data.dataset import load_sample
 from mdeas.data.decode import binarise
 from mdeas.evaluate import evaluate
 from mdeas.inference import full_resolution, load_module
-from mdeas.native_eval import bootstrap_iou
+from mdeas.native_eval import MaskScores, bootstrap_iou
 from mdeas.train import train
 from tests.conftest import compose_train, write_canonical_zip
 
@@ -144,3 +144,11 @@ def test_the_selection_scorer_scores_val_where_evaluate_scores_test(run, tmp_pat
     assert report["mask/iou"] == pytest.approx(evaluated["model"]["mask/iou"], abs=1e-9)
     selection = score_part(run["ckpt"], str(run["data"]), "val", parts)
     assert selection["samples"] > 0 and 0.0 <= selection["mask/iou"] <= 1.0
+
+
+def test_interval_counts_threshold_as_the_pooled_scores_do():
+    """A logit of 3e-8 is probability 0.5 in float32: background for the pooled IoU and for the per-image counts."""
+    scores = MaskScores(from_logits=True)
+    pred = torch.tensor([[[[3e-8, 5.0], [-5.0, 5.0]]]])
+    scores.update(pred, torch.tensor([[[[0.0, 1.0], [0.0, 1.0]]]]))
+    assert scores.counts == [(2, 2)] and scores.compute()["mask/iou"] == 1.0

@@ -31,6 +31,9 @@ def test_boundary_f_score_hand_cases():
     empty = torch.zeros_like(a)
     assert boundary_f_score(empty, empty).tolist() == [1.0]
     assert boundary_f_score(empty, a).tolist() == [0.0]
+    full = torch.ones_like(a)  # no boundary either (beyond the border counts as inside), but not empty
+    assert boundary_f_score(full, full).tolist() == [1.0]
+    assert boundary_f_score(empty, full).tolist() == [0.0] and boundary_f_score(full, empty).tolist() == [0.0]
 
 
 def test_tolerance_follows_the_diagonal():

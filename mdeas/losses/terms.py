@@ -187,8 +187,10 @@ def l1(pred: Tensor, target: Tensor, valid: Tensor | None = None, sigmoid: bool 
 
 @_register("rmse")
 def rmse(pred: Tensor, target: Tensor, valid: Tensor | None = None, sigmoid: bool = False) -> Tensor:
-    """``sqrt(MSE + 1e-6)`` (on ``sigmoid(pred)`` with ``sigmoid=True``); 1e-6 keeps the gradient finite."""
-    return torch.sqrt(_mean((_prob(pred, sigmoid) - target) ** 2, valid) + 1e-6)
+    """``sqrt(MSE + 1e-6)`` (on ``sigmoid(pred)`` with ``sigmoid=True``); 1e-6 keeps the gradient finite. 0 when no
+    pixel is valid."""
+    value = torch.sqrt(_mean((_prob(pred, sigmoid) - target) ** 2, valid) + 1e-6)
+    return value if valid is None else torch.where(valid.any(), value, 0.0)
 
 
 @_register("smooth_l1")
@@ -326,15 +328,15 @@ def ssi(pred: Tensor, target: Tensor, valid: Tensor | None = None, alpha: float 
     """Scale-and-shift-invariant MAE plus multi-scale gradient matching (Ranftl et al. 2020, MiDaS).
 
     Per image, pred and target are each aligned over the known pixels (``valid`` and ``target > 0``) to median 0
-    and mean absolute deviation 1: ``x_hat = (x - median(x)) / mean|x - median(x)|``. The loss is the mean of
-    ``|pred_hat - target_hat|`` per image, averaged over images with known pixels, plus ``alpha`` times
-    :func:`gradient_matching` of ``pred_hat`` against ``target_hat`` over ``scales`` scales. 0 for any
+    and mean absolute deviation 1: ``x_hat = (x - median(x)) / mean|x - median(x)|``. The loss is half the mean
+    of ``|pred_hat - target_hat|`` per image (MiDaS's ``1 / 2M``), averaged over images with known pixels, plus
+    ``alpha`` times :func:`gradient_matching` of ``pred_hat`` against ``target_hat`` over ``scales`` scales. 0 for any
     ``pred = a * target + b`` with ``a > 0``: for relative depth known up to scale and shift (the seeds' maps).
     """
     known = _known(target, valid)
     pred_hat, target_hat = _ssi_normalise(pred, known), _ssi_normalise(target, known)
     n = known.sum(dim=(1, 2, 3))
-    per_image = (pred_hat - target_hat).abs().sum(dim=(1, 2, 3)) / n.clamp_min(1)
+    per_image = (pred_hat - target_hat).abs().sum(dim=(1, 2, 3)) / (2 * n.clamp_min(1))
     has = (n > 0).to(pred.dtype)
     data = (per_image * has).sum() / has.sum().clamp_min(1)
     return data + alpha * gradient_matching(pred_hat, target_hat, known, scales)

@@ -42,7 +42,8 @@ def boundary_f_score(pred: Tensor, target: Tensor, tolerance: int | None = None)
     """Per-image boundary F-score of bool [B,1,H,W] masks → float64 [B] in [0, 1].
 
     Precision: the share of predicted boundary pixels within `tolerance` px (default `boundary_tolerance`) of a
-    true boundary pixel; recall the reverse; F = 2PR / (P + R). Both boundaries empty scores 1, one empty 0.
+    true boundary pixel; recall the reverse; F = 2PR / (P + R). One boundary empty scores 0; both empty (each mask
+    empty or the whole image) 1 if the masks agree, else 0.
     """
     radius = boundary_tolerance(*pred.shape[-2:]) if tolerance is None else tolerance
     pb, tb = boundary(pred), boundary(target)
@@ -51,7 +52,8 @@ def boundary_f_score(pred: Tensor, target: Tensor, tolerance: int | None = None)
     recall = (tb & _dilate(pb, radius)).flatten(1).sum(1).double() / n_true.clamp(min=1)
     f = torch.where(precision + recall > 0, 2 * precision * recall / (precision + recall).clamp(min=1e-12), 0.0)
     both_empty = (n_pred == 0) & (n_true == 0)
-    return torch.where(both_empty, torch.ones_like(f), f)
+    agree = (pred == target).flatten(1).all(1).double()
+    return torch.where(both_empty, agree, f)
 
 
 def iou_per_image(pred: Tensor, target: Tensor) -> Tensor:
