@@ -149,7 +149,8 @@ def test_depth_maps_give_the_object_the_depth_of_its_contact_row(tmp_path: Path,
         rows = np.arange(h, dtype=np.float64)[:, None] * np.ones((1, w))
         _save(depth_dir / f"{name}.png", np.rint(12000 - rows * 8000 / h).astype(np.uint16))  # nearer below
     path = compose(tmp_path / "d.zip", workers=1, depth_dir=depth_dir, max_depth_mm=15000, **inputs, **OPTIONS)
-    backgrounds = [load_depth(depth_dir / name, SIZE, "resize") for name in ("room.png", "street.png")]
+    images = (inputs["bg_dir"] / "room.jpg", inputs["bg_dir"] / "street.png")
+    backgrounds = [load_depth(depth_dir / f"{p.stem}.png", SIZE, "resize", p) for p in images]
     with zipfile.ZipFile(path) as archive:
         meta = json.loads(archive.read("meta.json"))
         assert meta["depth"] == {"format": "png16", "unit": "mm", "max": 15000}
@@ -173,6 +174,23 @@ def test_depth_beyond_the_declared_max_is_refused_naming_the_file(tmp_path: Path
     with pytest.raises(DataError, match=r"street.png: depth up to 30000 mm, beyond max_depth_mm=15000"):
         compose(tmp_path / "d.zip", workers=1, depth_dir=depth_dir, max_depth_mm=15000, **inputs, **OPTIONS)
     assert not (tmp_path / "d.zip").exists()
+    far_top = np.full((100, 50), 9000, np.uint16)
+    far_top[:10] = 30000  # rows that bg_fit=crop cuts away (the centre 50 x 50 is kept) and resizing keeps
+    _save(depth_dir / "street.png", far_top)
+    compose(tmp_path / "d.zip", workers=1, depth_dir=depth_dir, max_depth_mm=15000, bg_fit="crop", **inputs, **OPTIONS)
+    with pytest.raises(DataError, match=r"street.png: depth up to 30000 mm"):
+        compose(tmp_path / "e.zip", workers=1, depth_dir=depth_dir, max_depth_mm=15000, **inputs, **OPTIONS)
+
+
+def test_a_depth_map_of_another_size_than_its_background_is_refused(tmp_path: Path, inputs: dict) -> None:
+    depth_dir = tmp_path / "depth"
+    _save(depth_dir / "room.png", np.full((60, 80), 9000, np.uint16))
+    _save(depth_dir / "street.png", np.full((50, 100), 9000, np.uint16))  # turned on its side
+    with pytest.raises(
+        DataError, match=r"street.png: size \(100, 50\) differs from its background street.png \(50, 100\)"
+    ):
+        compose(tmp_path / "d.zip", workers=1, depth_dir=depth_dir, **inputs, **OPTIONS)
+    assert not (tmp_path / "d.zip").exists()
 
 
 def test_composite_depth_by_hand() -> None:
@@ -181,6 +199,8 @@ def test_composite_depth_by_hand() -> None:
     # lowest mask row 2: known bg depths 3000 (the 0 is unknown) -> object at 3000, capped by nearer bg
     expected = np.array([[3000, 3000, 9000], [3000, 3000, 7000], [4000, 3000, 3000]], np.uint16)
     np.testing.assert_array_equal(composite_depth(bg, mask), expected)
+    halfway = np.array([[0, 0], [2999, 3000]], np.uint16)  # median 2999.5 mm: rounded to 3000, not cut to 2999
+    np.testing.assert_array_equal(composite_depth(halfway, np.array([[0, 0], [1, 1]], bool))[1], [2999, 3000])
     unknown = np.array([[0, 0], [0, 0]], np.uint16)
     np.testing.assert_array_equal(composite_depth(unknown, np.ones((2, 2), bool)), unknown)
 

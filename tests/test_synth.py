@@ -207,6 +207,7 @@ def test_cli_writes_only_the_zip(tmp_path: Path) -> None:
         {"num_samples": 0},
         {"image_size": 8},
         {"max_depth_mm": 70000},
+        {"max_depth_mm": 3000},  # nearer than the generated rooms' nearest objects
         {"fg_per_bg": 0},
         {"seed": -1},
         {"scheme": "grid"},
@@ -216,6 +217,7 @@ def test_cli_writes_only_the_zip(tmp_path: Path) -> None:
         {"camera": "fisheye"},
         {"jpeg_quality": [60, 40]},
         {"jpeg_quality": [0, 50]},
+        {"jpeg_quality": [80]},
         {"rough_edges": 1.5},
         {"camouflage": -0.1},
     ],

@@ -145,16 +145,21 @@ def load_background(path: Path, size: int, fit: str) -> np.ndarray:
     return np.asarray(_fit(_open(path).convert("RGB"), size, fit, Image.Resampling.LANCZOS))
 
 
-def load_depth(path: Path, size: int, fit: str, max_mm: int = 65535) -> np.ndarray:
+def load_depth(path: Path, size: int, fit: str, background: Path, max_mm: int = 65535) -> np.ndarray:
     """A 16-bit millimetre depth map as uint16 [size, size] (nearest-neighbour resampling keeps 0 = unknown);
-    DataError naming the file when it holds depth beyond `max_mm`, what the zip will declare as depth 1.0."""
+    DataError naming the file when its size differs from its `background` image's, or when the part kept holds
+    depth beyond `max_mm`, what the zip will declare as depth 1.0."""
     image = _open(path)
     if image.mode not in ("I;16", "I;16B", "I;16L", "I"):
         raise DataError(path, None, f"expected a 16-bit PNG of millimetres, got mode {image.mode}")
+    bg_size = _open(background).size
+    if image.size != bg_size:
+        raise DataError(path, None, f"size {image.size} differs from its background {background.name} {bg_size}")
     depth = np.clip(np.asarray(image, dtype=np.int64), 0, 65535).astype(np.uint16)
+    depth = np.asarray(_fit(Image.fromarray(depth), size, fit, Image.Resampling.NEAREST), dtype=np.uint16)
     if depth.max() > max_mm:
         raise DataError(path, None, f"depth up to {depth.max()} mm, beyond max_depth_mm={max_mm}: raise max_depth_mm")
-    return np.asarray(_fit(Image.fromarray(depth), size, fit, Image.Resampling.NEAREST), dtype=np.uint16)
+    return depth
 
 
 def load_foreground(path: Path, mask_path: Path | None) -> tuple[np.ndarray, np.ndarray]:
@@ -231,7 +236,7 @@ def composite_depth(bg_depth: np.ndarray, mask: np.ndarray) -> np.ndarray:
         return bg_depth.copy()
     bottom = bg_depth[rows.max()][mask[rows.max()]]
     known = bottom[bottom > 0]
-    fg = np.uint16(np.median(known)) if known.size else np.uint16(0)
+    fg = np.uint16(np.rint(np.median(known))) if known.size else np.uint16(0)
     inside = np.where(bg_depth > 0, np.minimum(bg_depth, fg), fg) if fg > 0 else np.zeros_like(bg_depth)
     return np.where(mask, inside, bg_depth).astype(np.uint16)
 
@@ -252,7 +257,8 @@ def _background(sources: Sources, opts: ComposeOptions, index: int) -> tuple[np.
     image = load_background(sources.backgrounds[index], opts.image_size, opts.bg_fit)
     if sources.depths is None:
         return image, None
-    return image, load_depth(sources.depths[index], opts.image_size, opts.bg_fit, opts.max_depth_mm)
+    depth_path, image_path = sources.depths[index], sources.backgrounds[index]
+    return image, load_depth(depth_path, opts.image_size, opts.bg_fit, image_path, opts.max_depth_mm)
 
 
 def _render(unit: _Unit) -> list[tuple[str, bytes]]:

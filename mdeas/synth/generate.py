@@ -65,6 +65,7 @@ from mdeas.synth.writer import (
 )
 
 GENERATOR_VERSION = 3
+MIN_DEPTH_MM = 4000  # the least far limit at which every scene still has room to place its objects
 SCHEMES = ("random", "seed")
 SEED_FG_FRACTION = 150 / 224  # the seeds' cut-outs: max side 150 px on 224 px images at scale 1
 SEED_SCALES = (1.0, 0.8, 0.6, 0.4)
@@ -331,8 +332,11 @@ def _check(opts: Options) -> None:
     check_image_options(opts.image_size, opts.seed, opts.jpeg_quality)
     if opts.fg_per_bg < 1:
         raise ValueError(f"fg_per_bg must be >= 1, got {opts.fg_per_bg}")
-    if not 1000 <= opts.max_depth_mm <= 65535:
-        raise ValueError(f"max_depth_mm must be in [1000, 65535] (16-bit PNG), got {opts.max_depth_mm}")
+    if not MIN_DEPTH_MM <= opts.max_depth_mm <= 65535:
+        raise ValueError(
+            f"max_depth_mm must be in [{MIN_DEPTH_MM}, 65535] (nearer, the generated rooms leave no place for their"
+            f" objects; 16-bit PNG), got {opts.max_depth_mm}"
+        )
     if opts.camera not in CAMERA_PRIORS:
         raise ValueError(f"camera must be one of {', '.join(CAMERA_PRIORS)}, got {opts.camera!r}")
     if opts.scheme not in SCHEMES:
@@ -352,7 +356,9 @@ def generate(out: str | Path, num_samples: int, workers: int | None = None, **op
 
     options (see `Options`, conf/synth.yaml): image_size, seed, jpeg_quality, fg_per_bg, max_depth_mm, scheme
     ("random" or "seed"), num_foregrounds, flips, scales, positions, scale_range, paste_fraction, rough_edges,
-    camouflage, camera ("metric" or "wide").
+    camouflage, camera ("metric" or "wide"). Defaults are `Options`', which differ from conf/synth.yaml's in one
+    place: paste_fraction is 0 here (every sample rendered as a photo, with its own shadow and noise) and 1 there
+    (pasted the seeds' way, what training uses); pass it to make the CLI's data.
     ceil(num_samples / samples per background) backgrounds are rendered; depth is stored in mm, clamped to
     max_depth_mm. `workers` processes render (default: the CPU count); the zip's bytes do not depend on it. The
     zip is written beside `out` and renamed into place, so `out` is either complete or absent.

@@ -109,5 +109,6 @@ def check_image_options(image_size: int, seed: int, jpeg_quality: JpegQuality) -
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
     qualities = (jpeg_quality,) if isinstance(jpeg_quality, int) else tuple(jpeg_quality)
-    if len(qualities) not in (1, 2) or not all(1 <= q <= 100 for q in qualities) or qualities[0] > qualities[-1]:
+    counted = len(qualities) == (1 if isinstance(jpeg_quality, int) else 2)
+    if not counted or not all(1 <= q <= 100 for q in qualities) or qualities[0] > qualities[-1]:
         raise ValueError(f"jpeg_quality must be in [1, 100] or a range [low, high] in it, got {jpeg_quality}")
