@@ -14,14 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from mdeas.atomic import write_json
 from mdeas.cli import exit_on_data_error, run_app
 from mdeas.evaluate import data_config, data_overrides
-from mdeas.inference import CheckpointError, load_module
+from mdeas.inference import CheckpointError, load_module, resolve_device
 from mdeas.native_eval import bootstrap_iou, model_mask_scores
 
 SCORES = ("mask/iou", "mask/iou_per_image", "mask/boundary_f", "mask/precision", "mask/recall")
@@ -33,7 +32,7 @@ def compare(ckpt_paths: list[str], data: dict[str, Any], output: str | None = No
     normalisation (ValueError naming the one that differs)."""
     if len(ckpt_paths) < 2:
         raise ValueError(f"ckpt_paths needs two checkpoints or more, got {len(ckpt_paths)}")
-    device = "cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
+    device = resolve_device(device)
     modules = [load_module(path) for path in ckpt_paths]
     first = (modules[0].hparams.data or {}).get("config") or {}
     for path, module in zip(ckpt_paths[1:], modules[1:], strict=True):

@@ -26,7 +26,7 @@ from mdeas.baseline import fit_depth_baselines, fit_threshold, score, score_dept
 from mdeas.cli import exit_on_data_error, run_app
 from mdeas.data.datamodule import MaskDepthDataModule
 from mdeas.data.dataset import MaskDepthDataset
-from mdeas.inference import CheckpointError, load_module
+from mdeas.inference import CheckpointError, load_module, resolve_device
 from mdeas.metrics.classes import DepthMetrics
 from mdeas.module import depth_alignment, selection_score
 from mdeas.native_eval import native_mask_scores
@@ -51,9 +51,19 @@ def data_config(stored: dict, overrides: dict[str, Any]) -> dict:
 
 
 def data_overrides(cfg: DictConfig) -> dict[str, Any]:
-    """The `data.<key>=<value>` overrides of this command line, with the values Hydra composed for them."""
+    """The `data.<key>=<value>` overrides of this command line, with the values Hydra composed for them, and
+    always `cache_dir` as this command composes it (a setting of this machine, e.g. MDEAS_CACHE_DIR, not of the
+    run that trained the checkpoint)."""
     keys = [o.key_or_group for o in OverridesParser.create().parse_overrides(HydraConfig.get().overrides.task)]
-    return {key.removeprefix("data."): OmegaConf.select(cfg, key) for key in keys if key.startswith("data.")}
+    given = {key.removeprefix("data."): OmegaConf.select(cfg, key) for key in keys if key.startswith("data.")}
+    return {"cache_dir": cfg.data.cache_dir, **given}
+
+
+def default_output(ckpt_path: Path) -> Path:
+    """Where metrics.json goes without `output=`: <run>/evaluate for a checkpoint in <run>/checkpoints/, else an
+    evaluate/ folder beside the checkpoint."""
+    folder = ckpt_path.resolve().parent
+    return (folder.parent if folder.name == "checkpoints" else folder) / "evaluate"
 
 
 def depth_maps(dataset: MaskDepthDataset) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -89,10 +99,10 @@ def evaluate(
     the model's size either way."""
     if resolution not in RESOLUTIONS:
         raise ValueError(f"resolution must be one of {RESOLUTIONS}, got {resolution!r}")
-    accelerator = "gpu" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
-    torch_device = "cuda" if accelerator == "gpu" else "cpu"
+    torch_device = resolve_device(device)
+    gpu = torch_device.startswith("cuda")
     module = load_module(ckpt_path)
-    out = Path(output) if output else Path(ckpt_path).resolve().parent.parent / "evaluate"
+    out = Path(output) if output else default_output(Path(ckpt_path))
     out.mkdir(parents=True, exist_ok=True)  # before the work: an unwritable folder fails at once, naming itself
     stored = (module.hparams.data or {}).get("config") or {}
     datamodule = instantiate(data_config(stored, data), _convert_="all")
@@ -103,7 +113,8 @@ def evaluate(
     # the prediction in the training set's range, the target in this set's
     module.depth_metrics["test"] = DepthMetrics(scale=depth.scale, align=align, pred_scale=module.hparams.depth_max_m)
     module.depth_relative = depth.unit == "relative"  # the score's δ1 as this set's depth allows
-    trainer = pl.Trainer(accelerator=accelerator, devices=1, logger=False, enable_checkpointing=False,
+    devices = [torch.device(torch_device).index or 0] if gpu else 1
+    trainer = pl.Trainer(accelerator="gpu" if gpu else "cpu", devices=devices, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
     model = {k.removeprefix("test/"): float(v) for k, v in trainer.test(module, datamodule, verbose=False)[0].items()}
     has_depth = any(sample.depth for sample in datamodule.datasets["test"].samples)

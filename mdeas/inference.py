@@ -111,6 +111,20 @@ def load_module(ckpt_path: str | Path, map_location: str | torch.device = "cpu")
     return module.eval().to(map_location)
 
 
+def resolve_device(device: str) -> str:
+    """The torch device of a `device=` option: "auto" is "cuda" when a GPU is present, else "cpu"; "cpu", "cuda"
+    and "cuda:N" are taken as given; ValueError for another name or for a GPU this machine does not have."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        return device
+    if not re.fullmatch(r"cuda(:\d+)?", str(device)):
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
+    if not torch.cuda.is_available():
+        raise ValueError(f"device={device}: this machine has no CUDA device (use device=auto or device=cpu)")
+    return device
+
+
 def model_size(module: MaskDepthModule) -> int:
     """The square input size (px) the module trained at: data.image_size of its checkpoint (224 if unknown)."""
     return int((module.hparams.data or {}).get("image_size", 224))

@@ -1,7 +1,8 @@
 """Predict masks and depth maps with a trained checkpoint.
 
 `python -m mdeas.predict ckpt_path=run/checkpoints/best.ckpt output=preds bg=bg.jpg fg_bg=scene.jpg`, or
-`input=DIR` (DIR/bg/<name> and DIR/fg_bg/<name>), `input=data.zip` (any supported dataset), `video=clip.mp4 bg=bg.jpg`.
+`input=DIR` (DIR/bg/<name> and DIR/fg_bg/<name>), `input=data.zip` or `'input=[a.zip,b.zip]'` (any supported
+dataset), `video=clip.mp4 bg=bg.jpg`.
 Per sample it writes <id>_mask.png (0/255), <id>_depth.png (depth as the training data stores it: 16-bit in its
 unit, e.g. mm, or for a seed layout 8-bit grey with near = bright), <id>_depth_color.png (near = bright) and
 <id>_panel.png (fg_bg | mask | depth), each at the input's size; for a video also <name>_panel.mp4. An id with
@@ -17,7 +18,6 @@ from pathlib import Path, PurePosixPath
 import cv2
 import hydra
 import numpy as np
-import torch
 from omegaconf import DictConfig
 from tqdm import tqdm
 
@@ -26,7 +26,7 @@ from mdeas.data.decode import check_pixels, decode_rgb
 from mdeas.data.errors import DataError
 from mdeas.data.layouts import IMAGE_EXTENSIONS, load_index
 from mdeas.data.zipstore import MAX_ENTRY_MB, MIB, env_limit
-from mdeas.inference import CheckpointError, Prediction, Predictor, load_module
+from mdeas.inference import CheckpointError, Prediction, Predictor, load_module, resolve_device
 
 Item = tuple[str, np.ndarray, np.ndarray]  # id, bg, fg_bg (uint8 RGB)
 
@@ -58,25 +58,45 @@ def pair_items(bg: str, fg_bg: str) -> Iterator[Item]:
     yield Path(fg_bg).stem, *pair
 
 
-def folder_items(root: Path) -> Iterator[Item]:
-    """Pairs DIR/bg/<name> with DIR/fg_bg/<name> by exact name, sorted; a missing partner is an error."""
+def folder_images(root: Path) -> list[Path]:
+    """The fg_bg images of input=DIR, sorted, each with its partner DIR/bg/<name>; DataError naming the folder or
+    file when DIR/bg or DIR/fg_bg is missing, DIR/fg_bg holds no image (or a file of another kind: it would be
+    skipped), a partner is missing, or two names share a stem (their outputs, <stem>_mask.png etc., would
+    overwrite each other)."""
     bg_dir, fg_dir = root / "bg", root / "fg_bg"
     for d in (bg_dir, fg_dir):
         if not d.is_dir():
             raise DataError(d, "", "missing folder (input=DIR needs DIR/bg and DIR/fg_bg)")
-    fgs = sorted(p for p in fg_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
-    for fg in fgs:
+    files = sorted(p for p in fg_dir.iterdir() if p.is_file() and not p.name.startswith("."))
+    other = [p.name for p in files if p.suffix.lower() not in IMAGE_EXTENSIONS]
+    if other or not files:
+        what = f"{other[0]} is not an image of a known kind" if other else "no images"
+        raise DataError(fg_dir, other[0] if other else "", f"{what} ({' '.join(IMAGE_EXTENSIONS)})")
+    stems: dict[str, str] = {}
+    for fg in files:
         if not (bg_dir / fg.name).is_file():
             raise DataError(bg_dir, fg.name, f"missing partner of {fg}")
-    for fg in fgs:
+        if fg.stem in stems:
+            raise DataError(fg_dir, fg.name, f"same name as {stems[fg.stem]}: their outputs would overwrite each other")
+        stems[fg.stem] = fg.name
+    return files
+
+
+def folder_items(root: Path) -> Iterator[Item]:
+    """Pairs DIR/bg/<name> with DIR/fg_bg/<name> by exact name, sorted (see `folder_images`)."""
+    bg_dir = root / "bg"
+    for fg in folder_images(root):
         pair = read_image(bg_dir / fg.name), read_image(fg)
         same_size(*pair, fg, "")
         yield fg.stem, *pair
 
 
-def zip_items(path: str) -> Iterator[Item]:
-    """The samples of a dataset zip (any supported layout), named by their ids."""
-    store = (index := load_index(path)).store
+def zip_items(paths: str | list[str], out: Path) -> Iterator[Item]:
+    """The samples of a dataset zip or of several (any supported layout), named by their ids; every id is checked
+    (`output_stem`) before the first sample is read."""
+    store = (index := load_index(paths)).store
+    for s in index.samples:
+        output_stem(out, s.id, store.source(s.fg_bg))
     for s in index.samples:
         pair = tuple(decode_rgb(store.read(key), str(store.source(key)), store.name(key)) for key in (s.bg, s.fg_bg))
         same_size(*pair, store.source(s.fg_bg), store.name(s.fg_bg))
@@ -154,7 +174,7 @@ def write_outputs(stem: str, fg_bg: np.ndarray, p: Prediction) -> np.ndarray:
 
 
 def items_of(cfg: DictConfig) -> tuple[Iterator[Item], int | None]:
-    """The input samples of the config and their count when known."""
+    """The input samples of the config and their count when known (the inputs' names are checked first)."""
     if cfg.video:
         if not cfg.bg:
             raise ValueError("video=... needs bg=... (the background the frames are compared with)")
@@ -163,12 +183,12 @@ def items_of(cfg: DictConfig) -> tuple[Iterator[Item], int | None]:
     if cfg.bg and cfg.fg_bg:
         return pair_items(cfg.bg, cfg.fg_bg), 1
     if cfg.input:
+        if not isinstance(cfg.input, str):  # a list of zips: one dataset (e.g. the seeds' sets split over zips)
+            return zip_items([str(path) for path in cfg.input], Path(cfg.output)), None
         root = Path(cfg.input)
         if root.is_dir():
-            fg_dir = root / "fg_bg"
-            total = sum(p.suffix.lower() in IMAGE_EXTENSIONS for p in fg_dir.iterdir()) if fg_dir.is_dir() else None
-            return folder_items(root), total
-        return zip_items(str(root)), None
+            return folder_items(root), len(folder_images(root))
+        return zip_items(str(root), Path(cfg.output)), None
     raise ValueError("give bg=... fg_bg=..., input=DIR, input=ZIP or video=... bg=...")
 
 
@@ -176,15 +196,14 @@ def predict(cfg: DictConfig) -> Path:
     """Run the checkpoint over the inputs of `cfg`; returns the output folder."""
     if not isinstance(cfg.batch_size, int) or cfg.batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {cfg.batch_size!r}")
-    device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    predictor = Predictor(load_module(cfg.ckpt_path), device)
+    predictor = Predictor(load_module(cfg.ckpt_path), resolve_device(cfg.device))
     out = Path(cfg.output)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise DataError(out, "", f"cannot create the output folder ({e.strerror})") from None
     items, total = items_of(cfg)
-    source = cfg.video or cfg.fg_bg or cfg.input
+    source = cfg.video or cfg.fg_bg or (cfg.input if isinstance(cfg.input, str) else ",".join(cfg.input))
     writer, batch = None, []
     try:
         with tqdm(total=total, desc="predict", unit="sample") as bar:

@@ -323,8 +323,9 @@ def test_predict_refuses_ids_that_would_write_outside_the_output_folder(run, tmp
     with zipfile.ZipFile(source) as zin, zipfile.ZipFile(tmp_path / "bad.zip", "w") as zout:
         for info in zin.infolist():
             data = zin.read(info)
-            if info.filename == "manifest.csv":
-                data = data.replace(b"\nb000_f00,", f"\n{bad_id},".encode())
+            if info.filename == "manifest.csv":  # the last row: refused before the first is written
+                head, _, last = data.rstrip(b"\n").rpartition(b"\n")
+                data = head + b"\n" + bad_id.encode() + last[last.index(b",") :] + b"\n"
             zout.writestr(info, data)
     cfg = {"ckpt_path": str(run["last"]), "input": str(tmp_path / "bad.zip"), "bg": None, "fg_bg": None,
            "video": None, "batch_size": 2, "device": "cpu", "output": str(tmp_path / "out" / "preds")}  # fmt: skip
@@ -335,6 +336,7 @@ def test_predict_refuses_ids_that_would_write_outside_the_output_folder(run, tmp
         == f"error: {tmp_path / 'bad.zip'}: {bad_id}: refused: this id would write outside the output folder"
     )
     assert not list(tmp_path.rglob("escaped*")) and not Path("/tmp/escaped_mask.png").exists()
+    assert not list((tmp_path / "out").rglob("*.png"))
 
 
 def test_ctrl_c_leaves_a_resumable_checkpoint_and_says_how_to_resume(run, tmp_path):

@@ -123,6 +123,15 @@ def test_predict_pair_folder_zip_and_video(trained, tmp_path):
     assert (tmp_path / "video" / "clip_panel.mp4").stat().st_size > 0
 
 
+def test_predict_takes_a_list_of_zips_as_one_dataset(trained, tmp_path):
+    zips = [str(write_canonical_zip(tmp_path / f"{name}.zip", num_samples=2, size=32)) for name in ("za", "zb")]
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        overrides = [f"ckpt_path={trained['ckpt']}", f"input=[{','.join(zips)}]", f"output={tmp_path / 'o'}"]
+        predict(compose("predict", overrides=[*overrides, "device=cpu"]))
+    masks = sorted(p.name for p in (tmp_path / "o").glob("*_mask.png"))
+    assert masks == ["b000_f00_mask.png", "b000_f01_mask.png", "zb:b000_f00_mask.png", "zb:b000_f01_mask.png"]
+
+
 def test_predict_writes_depth_as_the_training_data_stores_it(tmp_path, monkeypatch):
     """A model trained on a seed layout (8-bit grey, near = bright) that predicts each sample's own depth and mask
     writes back the dataset's depth image and mask, in the folders of the sample's id."""
@@ -178,6 +187,13 @@ def test_bad_inputs_are_one_line_errors(trained, tmp_path, monkeypatch):
     (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
     (tmp_path / "cut.png").write_bytes((tmp_path / "in" / "bg" / "a.png").read_bytes()[:60])
     cv2.imwrite(str(tmp_path / "small.png"), np.zeros((10, 10, 3), np.uint8))
+    for folder in ("empty/bg", "empty/fg_bg"):
+        (tmp_path / folder).mkdir(parents=True)
+    for folder in ("gif/bg", "gif/fg_bg"):
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / "a.gif").write_bytes(b"GIF89a")
+    write_pair(tmp_path / "dup", "a.png", (8, 8))
+    write_pair(tmp_path / "dup", "a.jpg", (8, 8))
     entry_points = [  # each entry point as a user runs it: the last line of stderr, a non-zero status
         (["mdeas.predict", "ckpt_path=nope.ckpt", "output=o", "input=in"], "nope.ckpt: no such checkpoint file"),
         (["mdeas.export", "ckpt_path=junk.ckpt", "format=onnx", "output=m.onnx"], "junk.ckpt: not a PyTorch"),
@@ -194,12 +210,20 @@ def test_bad_inputs_are_one_line_errors(trained, tmp_path, monkeypatch):
         ([f"ckpt_path={ckpt}", "bg=missing.png", "fg_bg=cut.png"], "missing.png: no such file"),
         ([f"ckpt_path={ckpt}", "bg=cut.png", "fg_bg=cut.png"], "cut.png: cannot decode image"),
         ([f"ckpt_path={ckpt}", "bg=small.png", "fg_bg=in/bg/a.png"], "a.png: size 50x30 differs from its bg's 10x10"),
+        ([f"ckpt_path={ckpt}", "input=empty"], "empty/fg_bg: no images (.jpg"),
+        ([f"ckpt_path={ckpt}", "input=gif"], "gif/fg_bg: a.gif: a.gif is not an image of a known kind"),
+        ([f"ckpt_path={ckpt}", "input=dup"], "dup/fg_bg: a.png: same name as a.jpg: their outputs would overwrite"),
+        ([f"ckpt_path={ckpt}", "input=in", "device=gpu0"], "device must be auto, cpu, cuda or cuda:N, got 'gpu0'"),
     ]  # fmt: skip
+    if not torch.cuda.is_available():
+        predict_inputs.append(
+            ([f"ckpt_path={ckpt}", "input=in", "device=cuda"], "device=cuda: this machine has no CUDA")
+        )
     monkeypatch.chdir(tmp_path)
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
         for overrides, message in predict_inputs:
             with pytest.raises(SystemExit) as caught, exit_on_data_error(CheckpointError, ValueError):
-                predict(compose("predict", overrides=[*overrides, "output=o", "device=cpu"]))
+                predict(compose("predict", overrides=["output=o", "device=cpu", *overrides]))
             line = caught.value.code
             assert line.startswith("error: ") and message in line and "\n" not in line, (overrides, line)
 

@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
 from mdeas.data.layouts import load_index
 from mdeas.data.splits import limited, split
-from mdeas.evaluate import data_config
+from mdeas.evaluate import data_config, data_overrides, default_output
 from mdeas.module import MaskDepthModule, selection_score
 from tests.conftest import TINY_RUN, write_canonical_zip
 
@@ -60,6 +62,23 @@ def test_evaluate_takes_the_data_overrides_train_takes(chain, tmp_path):
     assert counts == expected and expected[1] < expected[0]
     misspelt = run("mdeas.evaluate", f"ckpt_path={ckpt}", "data.limt=20", cwd=tmp_path)
     assert misspelt.returncode == 1 and "error: Could not override 'data.limt'" in misspelt.stderr
+
+
+def test_evaluate_caches_where_this_machine_says_and_writes_beside_a_loose_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.setenv("MDEAS_CACHE_DIR", str(tmp_path / "cache"))
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("evaluate", overrides=["ckpt_path=x.ckpt", "data.limit=20"], return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    try:
+        overrides = data_overrides(cfg)
+    finally:
+        HydraConfig.instance().cfg = None  # as outside a Hydra app, for the tests after this one
+    assert overrides == {"cache_dir": str(tmp_path / "cache"), "limit": 20}
+    assert data_config({"path": "a.zip", "cache_dir": "/trained/here"}, overrides)["cache_dir"] == str(
+        tmp_path / "cache"
+    )
+    assert default_output(tmp_path / "run" / "checkpoints" / "best.ckpt") == tmp_path / "run" / "evaluate"
+    assert default_output(tmp_path / "copies" / "best.ckpt") == tmp_path / "copies" / "evaluate"
 
 
 def test_data_config_applies_dotted_overrides_on_the_stored_config():
