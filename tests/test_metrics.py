@@ -540,12 +540,13 @@ def test_metric_states_are_sums_that_merge_like_one_process(cls: type) -> None:
     """Two ranks' states combined by the states' reduction (as DDP sync does) give the metrics of all the data."""
     batches = random_batches(5)
     ranks = [cls(), cls()]
-    for metric, (pred, target, valid) in zip(ranks, batches, strict=True):
-        metric.update(pred, (target > 0.5).float() if cls is MaskMetrics else target, valid)
+    args = [(8 * p - 4, (t > 0.5).float(), v) if cls is MaskMetrics else (p, t, v) for p, t, v in batches]  # logits
+    for metric, (pred, target, valid) in zip(ranks, args, strict=True):
+        metric.update(pred, target, valid)
     ranks[0].merge_state(ranks[1])
     whole = cls()
-    for pred, target, valid in batches:
-        whole.update(pred, (target > 0.5).float() if cls is MaskMetrics else target, valid)
+    for pred, target, valid in args:
+        whole.update(pred, target, valid)
     got, expected = ranks[0].compute(), whole.compute()
     for key in expected:
         assert got[key].item() == pytest.approx(expected[key].item(), rel=1e-12), key
@@ -557,7 +558,7 @@ def _ddp_rank(rank: int, port: int, out_dir: str) -> None:
     dist.init_process_group("gloo", rank=rank, world_size=2)
     pred, target, valid = random_batches(6)[rank]
     mask, depth = MaskMetrics(), DepthMetrics(scale=20.0)
-    mask.update(pred, (target > 0.5).float(), valid)
+    mask.update(8 * pred - 4, (target > 0.5).float(), valid)  # logits on both sides of 0
     depth.update(pred, target, valid)
     values = {f"mask/{k}": v.item() for k, v in mask.compute().items()}
     values |= {f"depth/{k}": v.item() for k, v in depth.compute().items()}
@@ -573,7 +574,8 @@ def test_metrics_sync_across_two_ddp_processes(tmp_path: Path) -> None:
     mp.spawn(_ddp_rank, args=(port, str(tmp_path)), nprocs=2, join=True)
     batches = random_batches(6)
     preds, targets, valids = (torch.cat(x) for x in zip(*batches, strict=True))
-    expected = {f"mask/{k}": v.item() for k, v in mask_metrics(preds, (targets > 0.5).float(), valid=valids).items()}
+    masks = mask_metrics(8 * preds - 4, (targets > 0.5).float(), valid=valids)
+    expected = {f"mask/{k}": v.item() for k, v in masks.items()}
     expected |= {f"depth/{k}": v.item() for k, v in all_depth_metrics(preds, targets, valids, scale=20.0).items()}
     for rank in (0, 1):
         got = json.loads((tmp_path / f"rank{rank}.json").read_text())
