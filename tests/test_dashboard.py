@@ -6,12 +6,16 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
+from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.trainer.states import TrainerFn
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
+from mdeas.callbacks.image_grid import ImageGrid
 from mdeas.callbacks.panels import COLUMNS, GAP, prediction_panel
 from mdeas.metrics.pr_curve import precision_recall, threshold_counts
 from mdeas.train import train
@@ -93,6 +97,21 @@ def test_image_panels_pr_curves_and_graph(run: Path) -> None:
         assert len(images[tag]) == EPOCHS and {event.width for event in images[tag]} == {width}, tag
     assert len(pr["val/mask/pr"]) == EPOCHS and len(pr["val/mask/pr_baseline"]) == 1
     assert graph
+
+
+def test_no_sample_panel_asked_logs_none_and_reads_no_sample(tmp_path: Path) -> None:
+    class Unreadable:
+        def __len__(self) -> int:
+            return 5
+
+        def __getitem__(self, index: int):
+            raise AssertionError("read a sample")
+
+    loader = SimpleNamespace(dataset=Unreadable())
+    trainer = SimpleNamespace(state=SimpleNamespace(fn=TrainerFn.FITTING), sanity_checking=False, is_global_zero=True,
+                              loggers=[TensorBoardLogger(tmp_path)], val_dataloaders=loader, global_step=3)  # fmt: skip
+    ImageGrid(num_samples=0, worst=0).on_validation_epoch_end(trainer, SimpleNamespace(hparams={}))
+    assert not list(tmp_path.rglob("events.out.tfevents.*"))
 
 
 def test_threshold_counts_match_counting_by_hand() -> None:

@@ -123,7 +123,7 @@ class ImageGrid(pl.Callback):
         if not self._active(trainer) or not loggers:
             return
         dataset = trainer.val_dataloaders.dataset
-        panels = {"val_images/samples": self._predict_fixed(pl_module, dataset)}
+        panels = {"val_images/samples": self._predict_fixed(pl_module, dataset)} if self.num_samples > 0 else {}
         if self._worst:
             panels["val_images/worst"] = default_collate(self._worst)
         scale = float(pl_module.hparams.get("depth_max_m", 1.0))
