@@ -180,5 +180,5 @@ def test_predict_input_errors_name_the_file_or_entry(clean, tmp_path):
         assert_readable(one_line(error.value), name, None)
     bad = DATA_CASES["non-image entry"][0](clean)
     with pytest.raises(DataError) as error:
-        list(zip_items(str(bad)))
+        list(zip_items(str(bad), tmp_path / "out"))
     assert_readable(one_line(error.value), "bad.zip", FG_BG)
