@@ -82,10 +82,10 @@ def folder_images(root: Path) -> list[Path]:
     return files
 
 
-def folder_items(root: Path) -> Iterator[Item]:
-    """Pairs DIR/bg/<name> with DIR/fg_bg/<name> by exact name, sorted (see `folder_images`)."""
+def folder_items(root: Path, images: list[Path]) -> Iterator[Item]:
+    """Pairs DIR/bg/<name> with each of `images`, DIR/fg_bg/<name> (as `folder_images` lists and checks them)."""
     bg_dir = root / "bg"
-    for fg in folder_images(root):
+    for fg in images:
         pair = read_image(bg_dir / fg.name), read_image(fg)
         same_size(*pair, fg, "")
         yield fg.stem, *pair
@@ -187,7 +187,8 @@ def items_of(cfg: DictConfig) -> tuple[Iterator[Item], int | None]:
             return zip_items([str(path) for path in cfg.input], Path(cfg.output)), None
         root = Path(cfg.input)
         if root.is_dir():
-            return folder_items(root), len(folder_images(root))
+            images = folder_images(root)
+            return folder_items(root, images), len(images)
         return zip_items(str(root), Path(cfg.output)), None
     raise ValueError("give bg=... fg_bg=..., input=DIR, input=ZIP or video=... bg=...")
 
