@@ -116,3 +116,19 @@ def test_resuming_in_the_run_s_folder_keeps_the_best_epoch_from_before(tmp_path,
     assert results["best_checkpoint"] == str(ckpts / "best.ckpt")
     assert torch.load(ckpts / "best.ckpt", weights_only=False)["epoch"] == 0
     assert torch.load(ckpts / "last.ckpt", weights_only=False)["epoch"] == 2
+
+
+def test_callbacks_ema_checkpoints_the_average_beside_the_raw_weights(tmp_path, tiny_zip):
+    """callbacks=ema with decay 1 keeps the average at the weights after the first step: the checkpoint's state_dict
+    must hold exactly those (what a one-step run ends with) and current_model_state the weights after three steps."""
+    one_step = ("trainer.max_epochs=1", "+trainer.limit_train_batches=1", "test=false", "~callbacks.image_grid")
+    train(compose_train(tmp_path / "one", tiny_zip, *one_step))
+    after_first = torch.load(tmp_path / "one" / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    three_steps = ("trainer.max_epochs=3", "callbacks=ema", "callbacks.ema.decay=1.0")
+    train(compose_train(tmp_path / "ema", tiny_zip, *one_step, *three_steps))
+    ckpt = torch.load(tmp_path / "ema" / "checkpoints" / "last.ckpt", weights_only=False)
+    params = [k for k, v in after_first.items() if v.is_floating_point()]
+    assert all(torch.equal(ckpt["state_dict"][k], after_first[k]) for k in params)
+    raw = ckpt["current_model_state"]
+    assert not all(torch.equal(raw[k], after_first[k]) for k in params)
+    assert sum(torch.equal(raw[k], ckpt["state_dict"][k]) for k in params) < len(params) / 2
