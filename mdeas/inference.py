@@ -23,7 +23,7 @@ import torch
 from mdeas.data.dataset import IMAGENET_MEAN, IMAGENET_STD
 from mdeas.data.decode import encode_depth
 from mdeas.data.layouts import DepthEncoding
-from mdeas.models.refiner import RefinedNet, resize, upsample
+from mdeas.models.refiner import RefinedNet, upsample
 from mdeas.module import MaskDepthModule
 
 
@@ -130,16 +130,24 @@ def model_size(module: MaskDepthModule) -> int:
     return int((module.hparams.data or {}).get("image_size", 224))
 
 
+def area_resize(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Float images [B, C, h, w] → [B, C, size, size] by OpenCV's INTER_AREA, image by image, as the data pipeline
+    resizes (torch's area mode differs where the sizes do not divide, and repeats pixels when enlarging)."""
+    hwc = images.permute(0, 2, 3, 1).float().cpu().numpy()
+    arrays = [cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA) for im in hwc]
+    return torch.from_numpy(np.stack(arrays).reshape(len(arrays), size, size, -1)).permute(0, 3, 1, 2).to(images)
+
+
 @torch.no_grad()
 def full_resolution(module: MaskDepthModule, bg: torch.Tensor, fg_bg: torch.Tensor) -> dict[str, torch.Tensor]:
     """Normalised bg, fg_bg float [B, 3, H, W] of any size → {"mask": logits, "depth"}, [B, 1, H, W] each, at
-    that size: a RefinedNet's `forward_full`; any other model runs on the pair resized (area) to the model size,
-    its outputs upsampled bilinearly."""
+    that size: a RefinedNet's `forward_full`; any other model runs on the pair resized to the model size as the
+    data pipeline resizes (`area_resize`), its outputs upsampled bilinearly."""
     size = model_size(module)
     if isinstance(module.model, RefinedNet):
         out = module.model.forward_full(bg, fg_bg, size)
         return {key: out[key] for key in ("mask", "depth")}
-    out = module(resize(bg, (size, size)), resize(fg_bg, (size, size)))
+    out = module(area_resize(bg, size), area_resize(fg_bg, size))
     return {key: upsample(out[key], fg_bg.shape[-2:]) for key in ("mask", "depth")}
 
 
@@ -172,12 +180,13 @@ class Predictor:
         self.depth_encoding = DepthEncoding(**(data.get("depth") or {}))
 
     def _tensor(self, images: list[np.ndarray], resized: bool = True) -> torch.Tensor:
-        """Normalised float32 [B, 3, H, W] on the device, each image resized to the model size unless not
-        `resized` (then the images must share a size)."""
+        """Normalised float32 [B, 3, H, W] on the device, each image resized to the model size (`area_resize`, after
+        normalising: the pixels `full_resolution` feeds) unless not `resized` (then the images must share a size)."""
+        arrays = [(im.astype(np.float32) - self.mean) / self.std for im in images]
+        normalised = [torch.from_numpy(a).permute(2, 0, 1) for a in arrays]
         if resized:
-            images = [cv2.resize(im, (self.size, self.size), interpolation=cv2.INTER_AREA) for im in images]
-        batch = (np.stack(images).astype(np.float32) - self.mean) / self.std
-        return torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous().to(self.device)
+            normalised = [area_resize(im[None], self.size)[0] for im in normalised]
+        return torch.stack(normalised).contiguous().to(self.device)
 
     def _outputs(self, bgs: list[np.ndarray], fg_bgs: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
         """(mask probability, normalised depth) float32 [H, W] per sample at its input's size: a RefinedNet refines

@@ -2,6 +2,8 @@ import copy
 from pathlib import Path
 from types import SimpleNamespace
 
+import albumentations as A
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -275,15 +277,15 @@ def test_predictor_and_full_resolution_return_full_size_outputs():
 
 
 def test_predict_masks_are_the_masks_evaluate_scores_for_a_plain_model():
-    """Logits upsampled, then the sigmoid (not probabilities upsampled), as full-size scoring does; on 2×2 blocks
-    the Predictor's INTER_AREA on uint8 and full_resolution's area average see the same 64 px pair."""
+    """Logits upsampled, then the sigmoid (not probabilities upsampled), as full-size scoring does; both resize the
+    pair as the data pipeline does (INTER_AREA), here by 1.5625, where torch's area mode would differ."""
     torch.manual_seed(0)
     module = tiny_module()
     module.model = tiny_base().eval()
     with torch.no_grad():  # logits of several units (at init they are within ±0.04, where the sigmoid is linear)
         module.model.mask_decoder.head.weight.mul_(300)
     rng = np.random.default_rng(0)
-    bg = np.kron(rng.integers(0, 255, (64, 64, 3)), np.ones((2, 2, 1))).astype(np.uint8)
+    bg = rng.integers(0, 255, (100, 100, 3)).astype(np.uint8)
     fg_bg = bg.copy()
     fg_bg[40:90, 30:70] = (250, 20, 20)
     prediction = Predictor(module)([bg], [fg_bg])[0]
@@ -291,7 +293,7 @@ def test_predict_masks_are_the_masks_evaluate_scores_for_a_plain_model():
         torch.from_numpy((im.astype(np.float32) - 127.5) / 63.75).permute(2, 0, 1)[None] for im in (bg, fg_bg)
     ]
     out = full_resolution(module, *normalised)
-    assert prediction.mask.shape == (128, 128)
+    assert prediction.mask.shape == (100, 100)
     assert np.allclose(prediction.mask, torch.sigmoid(out["mask"])[0, 0].numpy(), atol=1e-5)
     assert np.allclose(prediction.depth_norm, out["depth"].clamp(0, 1)[0, 0].numpy(), atol=1e-5)
 
@@ -302,9 +304,15 @@ def test_full_resolution_of_a_plain_model_upsamples_its_outputs():
     module.model = tiny_base().eval()
     bg, fg_bg = torch.randn(1, 3, 30, 50), torch.randn(1, 3, 30, 50)
     out = full_resolution(module, bg, fg_bg)
+    pipeline = [  # the data pipeline's resize (albumentations' Resize with INTER_AREA), on the HWC arrays
+        torch.from_numpy(
+            A.Resize(64, 64, interpolation=cv2.INTER_AREA)(image=im[0].permute(1, 2, 0).numpy())["image"]
+        ).permute(2, 0, 1)[None]
+        for im in (bg, fg_bg)
+    ]
     with torch.no_grad():
-        small = module.model(F.interpolate(bg, (64, 64), mode="area"), F.interpolate(fg_bg, (64, 64), mode="area"))
-    assert torch.equal(out["mask"], upsample(small["mask"], (30, 50)))
+        small = module.model(*pipeline)
+    torch.testing.assert_close(out["mask"], upsample(small["mask"], (30, 50)), atol=1e-6, rtol=0)
     assert out["depth"].shape == (1, 1, 30, 50)
 
 

@@ -32,8 +32,9 @@ IN_CHANNELS = 10  # bg, fg_bg, |fg_bg − bg| (3 each) and the coarse mask proba
 
 
 def resize(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """Images [B, C, h, w] → [B, C, *size] by area averaging: the data pipeline's INTER_AREA where the sizes
-    divide (224 → 56, 256 → 64); for other ratios torch averages whole input pixels, INTER_AREA weighs fractions."""
+    """Images [B, C, h, w] → [B, C, *size] by area averaging, the base's input inside a RefinedNet: OpenCV's
+    INTER_AREA where the sizes divide (256 → 64, as in training); for other ratios torch averages whole input pixels,
+    INTER_AREA weighs fractions, and enlarging repeats pixels."""
     return F.interpolate(x, size=tuple(size), mode="area")
 
 
