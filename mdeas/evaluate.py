@@ -9,6 +9,7 @@ validation split when there is none (another dataset).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,15 +36,27 @@ OTHER_DATASET_SPLIT = [0.0, 0.15, 0.85]
 RESOLUTIONS = ("native", "model")
 
 
+def same_files(a: str | list[str] | None, b: str | list[str] | None) -> bool:
+    """Whether two `data.path` values (a zip or a list of zips) name the same files, in order."""
+    paths = [[a] if isinstance(a, str) else list(a or []), [b] if isinstance(b, str) else list(b or [])]
+    if not paths[0] or len(paths[0]) != len(paths[1]):
+        return False
+    return all(
+        os.path.samefile(x, y) if os.path.exists(x) and os.path.exists(y) else Path(x).resolve() == Path(y).resolve()
+        for x, y in zip(*paths, strict=True)
+    )
+
+
 def data_config(stored: dict, overrides: dict[str, Any]) -> dict:
     """The checkpoint's data config with `overrides` applied ({dotted key under data: value}, e.g.
-    `{"path": "x.zip", "limit": 200, "synth.num_samples": 500}`). Another dataset (`path` given) is split
-    OTHER_DATASET_SPLIT (val picks the baseline threshold, test is scored) and used whole, unless the overrides
-    set `split` or `limit` themselves."""
+    `{"path": "x.zip", "limit": 200, "synth.num_samples": 500}`). Another dataset (`path` given and not the
+    files the checkpoint trained on) is split OTHER_DATASET_SPLIT (val picks the baseline threshold, test is
+    scored) and used whole, unless the overrides set `split` or `limit` themselves; the training files named again
+    keep the training split, so the test split stays unseen."""
     if not stored and "path" not in overrides:
         raise ValueError("the checkpoint holds no data config; give data.path=...")
     cfg = OmegaConf.create(stored)
-    if "path" in overrides:
+    if "path" in overrides and not same_files(overrides["path"], stored.get("path")):
         cfg.split, cfg.limit = OTHER_DATASET_SPLIT, None
     for key, value in overrides.items():
         OmegaConf.update(cfg, key, value, merge=False)

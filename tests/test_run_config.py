@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 
 from mdeas.data.layouts import load_index
 from mdeas.data.splits import limited, split
-from mdeas.evaluate import data_config, data_overrides, default_output
+from mdeas.evaluate import data_config, data_overrides, default_output, same_files
 from mdeas.module import MaskDepthModule, selection_score
 from tests.conftest import TINY_RUN, write_canonical_zip
 
@@ -81,6 +81,16 @@ def test_evaluate_caches_where_this_machine_says_and_writes_beside_a_loose_check
     assert default_output(tmp_path / "copies" / "best.ckpt") == tmp_path / "copies" / "evaluate"
 
 
+def test_same_files_compares_the_files_a_data_path_names(tmp_path, monkeypatch):
+    for name in ("a.zip", "b.zip"):
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "link.zip").symlink_to(tmp_path / "a.zip")
+    monkeypatch.chdir(tmp_path)
+    assert same_files("a.zip", str(tmp_path / "link.zip")) and same_files(["a.zip", "b.zip"], ["./a.zip", "b.zip"])
+    assert not same_files("a.zip", "b.zip") and not same_files(["a.zip", "b.zip"], ["b.zip", "a.zip"])
+    assert not same_files(["a.zip"], ["a.zip", "b.zip"]) and not same_files("a.zip", None)
+
+
 def test_data_config_applies_dotted_overrides_on_the_stored_config():
     stored = {"path": "a.zip", "limit": None, "split": [0.7, 0.15, 0.15], "synth": {"num_samples": 10}}
     assert data_config(stored, {"limit": 200, "synth.num_samples": 50}) == {
@@ -92,6 +102,8 @@ def test_data_config_applies_dotted_overrides_on_the_stored_config():
     other = data_config(stored, {"path": "b.zip"})
     assert (other["path"], other["split"], other["limit"]) == ("b.zip", [0.0, 0.15, 0.85], None)
     assert data_config(stored, {"path": "b.zip", "limit": 30})["limit"] == 30
+    again = data_config({**stored, "limit": 500}, {"path": str(Path("a.zip").resolve())})  # the training zip itself
+    assert (again["split"], again["limit"]) == ([0.7, 0.15, 0.15], 500)
     with pytest.raises(ValueError, match="holds no data config"):
         data_config({}, {"limit": 3})
 
