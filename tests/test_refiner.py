@@ -327,6 +327,18 @@ def test_export_keeps_the_patch_selection(tmp_path, fmt, features):
     ckpt = tmp_path / "refined.ckpt"
     torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict()}, ckpt)
     assert export(str(ckpt), fmt, str(tmp_path / "refined.out")) < 1e-4
+    bg, fg_bg = (torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(i)) for i in (1, 2))
+    if fmt == "onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(tmp_path / "refined.out"), providers=["CPUExecutionProvider"])
+        mask, depth = (torch.from_numpy(a) for a in session.run(None, {"bg": bg.numpy(), "fg_bg": fg_bg.numpy()}))
+    else:
+        mask, depth = torch.jit.load(str(tmp_path / "refined.out"))(bg, fg_bg)
+    with torch.no_grad():  # the module itself on the pair normalised with the checkpoint's mean 0.5 and std 0.25
+        ref = module.eval().model((bg - 0.5) / 0.25, (fg_bg - 0.5) / 0.25)
+    torch.testing.assert_close(mask, torch.sigmoid(ref["mask"]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(depth, ref["depth"], atol=1e-5, rtol=0)
 
 
 def striped_batch(n: int = 4, size: int = 64) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
