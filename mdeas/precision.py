@@ -26,7 +26,7 @@ def native_bf16(accelerator: str = "auto") -> bool:
     """Whether training on `accelerator` (Lightning's name: auto, cpu, gpu, cuda) would compute bf16 natively: a
     CUDA GPU that supports it (when one is used), or a CPU with AVX512-BF16 or AMX."""
     if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
+        return torch.cuda.is_bf16_supported(including_emulation=False)
     return accelerator in ("auto", "cpu") and bool(cpu_flags() & BF16_CPU_FLAGS)
 
 

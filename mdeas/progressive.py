@@ -48,6 +48,12 @@ def apply_stage(cfg: DictConfig) -> DictConfig:
                     f"stage {k} starts from stage {k - 1}'s best weights, but {previous} does not exist: "
                     f"run the chain from stage 0 (python -m mdeas.train -m experiment=progressive)"
                 )
+            if not (stage_dir(out, k - 1) / "metrics.json").is_file():
+                raise StageError(
+                    f"stage {k} starts from stage {k - 1}'s best weights, but stage {k - 1} has not finished "
+                    f"({stage_dir(out, k - 1)} has no metrics.json): run the chain again in the same sweep "
+                    f"directory to finish it"
+                )
             cfg.init_from = str(previous)
         last = out / "checkpoints" / "last.ckpt"
         if last.is_file() and not (out / "metrics.json").is_file():

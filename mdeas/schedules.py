@@ -44,6 +44,8 @@ class WarmupCyclic:
         min_factor: float = 0.01,
         decay: float = 0.1,
     ) -> None:
+        if edge_epochs <= 0:
+            raise ValueError(f"sched.edge_epochs={edge_epochs}: a cycle's edge must last more than 0 epochs")
         self.steps_per_epoch = int(steps_per_epoch)
         self.warmup_epochs, self.edge_epochs, self.cycles = float(warmup_epochs), float(edge_epochs), int(cycles)
         self.min_factor, self.decay = float(min_factor), float(decay)
@@ -66,12 +68,13 @@ def warmup_cosine(
     batch.
 
     With ``W = round(warmup_epochs · steps_per_epoch)`` warm-up steps, the LR factor of optimiser step k is
-    ``(k + 1) / (W + 1)`` for k < W, then cosine from 1 at step W to ``min_factor`` at step ``total_steps - 1``.
+    ``(k + 1) / (W + 1)`` for k < W, then cosine from 1 at step W to ``min_factor`` at step ``total_steps - 1``
+    (W is at most ``total_steps - 2``: a run no longer than its warm-up still reaches lr and ends at the floor).
     The floor is ``min_factor`` × the first parameter group's lr (the module's optimiser has one group). Steps past
     ``total_steps - 1`` (a run resumed with a larger budget keeps its saved schedule) follow torch's periodic cosine
     back up.
     """
-    warmup = round(warmup_epochs * steps_per_epoch)
+    warmup = min(round(warmup_epochs * steps_per_epoch), max(0, total_steps - 2))  # peak, then at least one step
     floor = min_factor * optimizer.param_groups[0]["lr"]  # before LinearLR sets the first step's lr
     ramp = LinearLR(optimizer, start_factor=1 / (warmup + 1), end_factor=1.0, total_iters=warmup)
     cosine = CosineAnnealingLR(optimizer, T_max=max(1, total_steps - 1 - warmup), eta_min=floor)

@@ -12,14 +12,18 @@ and the sweep exits with status 1 naming the failed jobs once every job has run.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from mdeas.atomic import atomic_write
 
 log = logging.getLogger(__name__)
 FAILED = "error.txt"
@@ -80,19 +84,20 @@ def write_summary(sweep_dir: Path, rows: list[dict[str, Any]], name: str = "swee
     table = [{**row, "overrides": " ".join(o for o in row["overrides"] if o not in common)} for row in rows]
     columns = list(dict.fromkeys(k for row in table for k in row))
     csv_path, md_path = sweep_dir / f"{name}.csv", sweep_dir / f"{name}.md"
-    with csv_path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(table)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(table)
+    atomic_write(csv_path, lambda tmp: tmp.write_text(text.getvalue()))
     shared = " ".join(o for o in rows[0]["overrides"] if o in common) if rows else ""
     lines = [f"all jobs: `{shared}`", ""] if shared else []
     lines += [f"| {' | '.join(columns)} |", f"|{'---|' * len(columns)}"]
     lines += [f"| {' | '.join(_cell(row.get(c)) for c in columns)} |" for row in table]
-    done = [row for row in table if row["objective"] is not None]
+    done = [row for row in table if row["objective"] is not None and math.isfinite(row["objective"])]
     if done:
         best = max(done, key=lambda row: row["objective"])
         lines += ["", f"best: job {best['job']} ({best['objective']:.4f}): `{best['overrides']}`"]
-    md_path.write_text("\n".join(lines) + "\n")
+    atomic_write(md_path, lambda tmp: tmp.write_text("\n".join(lines) + "\n"))
     return csv_path, md_path
 
 
@@ -117,7 +122,7 @@ class SweepSummary(Callback):
 def record_failure(job_dir: Path, message: str) -> float:
     """Keep a sweep job's one-line error `message` in `<job_dir>/error.txt` and log it; NaN, what the job returns."""
     message = message.removeprefix("error: ")
-    (job_dir / FAILED).write_text(message + "\n")
+    atomic_write(job_dir / FAILED, lambda tmp: tmp.write_text(message + "\n"))
     log.error("job failed: %s", message)
     return float("nan")
 

@@ -60,9 +60,16 @@ def build_module(cfg: DictConfig, datamodule: MaskDepthDataModule) -> MaskDepthM
     return module
 
 
+def _target(group: dict | None) -> str | None:
+    """The class an optim or sched config builds (a sched's `scheduler._target_`; None for no schedule)."""
+    group = group or {}
+    return (group.get("scheduler") or group).get("_target_")
+
+
 def check_resume(module: MaskDepthModule, ckpt_path: str) -> None:
     """Refuse `ckpt_path=` before Lightning loads it when it is not an mdeas checkpoint, or holds another model's
-    weights or another optimiser's state than the config asks for (CheckpointError naming the file)."""
+    weights or another optimiser's or LR schedule's state than the config asks for (CheckpointError naming the
+    file): Lightning would load a schedule's state into another kind of schedule, or drop it."""
     ckpt = read_checkpoint(ckpt_path)
     saved = ckpt["hyper_parameters"]
     shapes = {k: tuple(v.shape) for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
@@ -72,12 +79,13 @@ def check_resume(module: MaskDepthModule, ckpt_path: str) -> None:
             f"{ckpt_path}: weights of model {theirs!r} do not fit model {ours!r}; resume with the run's own model "
             "config, or start another model afresh"
         )
-    theirs, ours = (o.get("_target_") for o in (saved.get("optim") or {}, module.hparams.optim))
-    if theirs != ours:
-        raise CheckpointError(
-            f"{ckpt_path}: holds the state of optimiser {theirs}, not {ours}; resume with the run's own optim, or "
-            "start from its weights with init_from="
-        )
+    for group, kind in (("optim", "optimiser"), ("sched", "LR schedule")):
+        theirs, ours = (_target(config) or "none" for config in (saved.get(group), module.hparams.get(group)))
+        if theirs != ours:
+            raise CheckpointError(
+                f"{ckpt_path}: holds the state of {kind} {theirs}, not {ours}; resume with the run's own {group}, "
+                "or start from its weights with init_from="
+            )
 
 
 def record_config(cfg: DictConfig) -> None:
@@ -140,9 +148,8 @@ def train(cfg: DictConfig) -> dict:
     results: dict = {"best_checkpoint": best}
     if trainer.fast_dev_run:
         which = None
-    results["val"] = _scalars(
-        trainer.validate(module, datamodule=datamodule, ckpt_path=which, verbose=False)[0], "val/"
-    )
+    validated = trainer.validate(module, datamodule=datamodule, ckpt_path=which, verbose=False)
+    results["val"] = _scalars(validated[0], "val/") if validated else {}  # {}: no validation (limit_val_batches=0)
     if cfg.get("test"):
         results["test"] = _scalars(
             trainer.test(module, datamodule=datamodule, ckpt_path=which, verbose=False)[0], "test/"
@@ -152,7 +159,7 @@ def train(cfg: DictConfig) -> dict:
         log.info("val metrics: %s", json.dumps(results["val"]))
         print(format_metrics(results))
     hp_metrics = dict(results["val"])
-    if not isinstance(cfg.optimized_metric, str):  # a combination of metrics: shown as a column of its own
+    if results["val"] and not isinstance(cfg.optimized_metric, str):  # a combination of metrics: a column of its own
         hp_metrics["val/objective"] = objective(results["val"], cfg.optimized_metric)
     step = val_log_step(read_checkpoint(which)["global_step"] if which else trainer.global_step)
     log_hparams(loggers, run_hparams(cfg, module), hp_metrics, step)
@@ -169,11 +176,13 @@ def format_metrics(results: dict) -> str:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    """Train; return `optimized_metric` of the val metrics to a sweeper (None after `tune_lr=only`).
+    """Train; return `optimized_metric` of the val metrics to a sweeper (None after `tune_lr=only`, or without
+    validation: `trainer.limit_val_batches=0`).
 
     Bad data, bad config values (ValueError, e.g. CheckpointError, and Lightning's MisconfigurationException), a
     broken progressive chain and a non-finite loss end the run with one line `error: ...` and exit status 1; in a
     sweep they end the job only (`mdeas.sweep.record_failure`: it returns NaN) and the sweep exits 1 at its end.
+    Ctrl-C (Lightning's graceful stop, exit status 1) ends the whole sweep.
     """
     in_sweep = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
     try:
@@ -181,9 +190,9 @@ def main(cfg: DictConfig) -> float | None:
             if in_sweep:
                 clear_failure(Path(cfg.paths.output_dir))
             results = train(cfg)
-            return objective(results["val"], cfg.optimized_metric) if "val" in results else None
+            return objective(results["val"], cfg.optimized_metric) if results.get("val") else None
     except SystemExit as failure:
-        if not in_sweep:
+        if not in_sweep or not isinstance(failure.code, str):  # an interrupt (Lightning exits 1) ends the sweep
             raise
         return record_failure(Path(cfg.paths.output_dir), str(failure.code))  # the other jobs still run
 

@@ -110,7 +110,10 @@ def test_no_sample_panel_asked_logs_none_and_reads_no_sample(tmp_path: Path) -> 
     loader = SimpleNamespace(dataset=Unreadable())
     trainer = SimpleNamespace(state=SimpleNamespace(fn=TrainerFn.FITTING), sanity_checking=False, is_global_zero=True,
                               loggers=[TensorBoardLogger(tmp_path)], val_dataloaders=loader, global_step=3)  # fmt: skip
-    ImageGrid(num_samples=0, worst=0).on_validation_epoch_end(trainer, SimpleNamespace(hparams={}))
+    for none in (0, None):  # null in the config (callbacks.image_grid.worst=null) means none too
+        grid = ImageGrid(num_samples=none, worst=none)
+        grid.on_validation_batch_end(trainer, None, {"mask": torch.zeros(2, 1, 4, 4)}, {}, 0)
+        grid.on_validation_epoch_end(trainer, SimpleNamespace(hparams={}))
     assert not list(tmp_path.rglob("events.out.tfevents.*"))
 
 

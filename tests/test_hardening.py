@@ -236,14 +236,19 @@ def test_a_config_object_that_cannot_be_built_is_named(run, tmp_path):
         train(config(tmp_path / "r", run["data"], term))
 
 
-def test_resume_refuses_a_non_checkpoint_and_another_optimiser_before_fitting(run, tmp_path):
+def test_resume_refuses_a_non_checkpoint_and_another_optimiser_or_schedule_before_fitting(run, tmp_path):
     (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match=r"junk\.ckpt: not a PyTorch checkpoint"):
         train(config(tmp_path / "a", run["data"], f"ckpt_path={tmp_path / 'junk.ckpt'}"))
     expected = r"last\.ckpt: holds the state of optimiser torch\.optim\.Adam, not torch\.optim\.SGD; resume with"
     with pytest.raises(CheckpointError, match=expected):
         train(config(tmp_path / "b", run["data"], f"ckpt_path={run['last']}", "optim=sgd"))
-    assert not (tmp_path / "a" / "checkpoints").exists() and not (tmp_path / "b" / "checkpoints").exists()
+    expected = r"last\.ckpt: holds the state of LR schedule mdeas\.schedules\.warmup_cosine, not torch\.optim\.lr_sc"
+    with pytest.raises(CheckpointError, match=expected):
+        train(config(tmp_path / "c", run["data"], f"ckpt_path={run['last']}", "sched=step"))
+    with pytest.raises(CheckpointError, match=r"schedule mdeas\.schedules\.warmup_cosine, not none; resume with"):
+        train(config(tmp_path / "d", run["data"], f"ckpt_path={run['last']}", "sched=none"))
+    assert not any((tmp_path / name / "checkpoints").exists() for name in "abcd")
 
 
 def test_skip_nonfinite_is_refused_with_several_processes(run, tmp_path, monkeypatch):

@@ -111,6 +111,13 @@ def test_cosine_warmup_by_hand_with_a_floor_and_fractional_warmup() -> None:
     assert lr == pytest.approx([0.5 * f for f in expected], rel=1e-9)
     no_warmup = lrs(cosine_warmup(0.5, total=3, batches=4, warmup_epochs=0), 3)
     assert no_warmup == pytest.approx([0.5, 0.25, 0.0], rel=1e-9, abs=1e-15)
+    one_epoch = lrs(cosine_warmup(0.5, total=4, batches=4, warmup_epochs=1), 4)  # all warm-up: cut to 2 steps
+    assert one_epoch == pytest.approx([0.5 / 3, 1 / 3, 0.5, 0.0], rel=1e-9, abs=1e-15)
+
+
+def test_cyclic_schedule_refuses_edges_of_no_length() -> None:
+    with pytest.raises(ValueError, match=r"^sched.edge_epochs=0: a cycle's edge must last more than 0 epochs$"):
+        WarmupCyclic(steps_per_epoch=10, edge_epochs=0)
 
 
 @pytest.mark.parametrize("cut", [1, 6])  # during the warm-up and after it

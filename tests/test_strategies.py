@@ -66,6 +66,17 @@ def test_a_stage_without_its_previous_stage_is_a_clear_error(tmp_path, tiny_zip)
         apply_stage(cfg)
 
 
+def test_a_stage_after_an_unfinished_stage_is_a_clear_error(tmp_path, tiny_zip):
+    """Stage 0 failed or was stopped mid-way: its best.ckpt exists but it wrote no metrics.json."""
+    (tmp_path / "chain" / "stage0" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "chain" / "stage0" / "checkpoints" / "best.ckpt").write_bytes(b"")
+    cfg = config(tmp_path / "chain" / "stage1", tiny_zip, "experiment=progressive", "stage=1")
+    with pytest.raises(StageError, match=r"but stage 0 has not finished \(.*chain/stage0 has no metrics\.json\)"):
+        apply_stage(cfg)
+    (tmp_path / "chain" / "stage0" / "metrics.json").write_text("{}")
+    assert apply_stage(cfg).init_from == str(tmp_path / "chain" / "stage0" / "checkpoints" / "best.ckpt")
+
+
 def test_a_stage_takes_its_size_epochs_and_batch(tmp_path, tiny_zip):
     cfg = apply_stage(config(tmp_path / "chain" / "stage0", tiny_zip, "experiment=progressive", "stage=0"))
     assert (cfg.data.image_size, cfg.trainer.max_epochs, cfg.data.batch_size) == (64, 4, 32)
@@ -95,6 +106,14 @@ def test_bf16_mixed_precision_computes_in_bf16_and_keeps_fp32_weights_and_metric
     results = train(config(tmp_path / "r", tiny_zip, *bf16))
     assert RecordConvDtypes.outputs == {torch.bfloat16} and RecordConvDtypes.params == {torch.float32}
     assert all(torch.isfinite(torch.tensor(v)) for v in results["val"].values())
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_auto_precision_on_a_gpu_is_bf16_only_where_it_is_native(monkeypatch, native):
+    """A pre-Ampere GPU (compute capability 7.x) emulates bf16: torch says it supports bf16 only with emulation."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation or native)
+    assert precision.resolve_precision("auto", "gpu") == ("bf16-mixed" if native else "32-true")
 
 
 @pytest.mark.parametrize(

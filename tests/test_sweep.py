@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 import yaml
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -78,7 +79,23 @@ def test_summary_callback_writes_csv_and_markdown(tmp_path: Path) -> None:
     assert job_rows(tmp_path / "empty") == []
 
 
+def test_a_job_that_scored_nan_is_never_the_best(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    fake_job(sweep, 0, ["seed=0"], {**VAL, "val/mask/iou": float("nan")})
+    fake_job(sweep, 1, ["seed=1"], VAL)
+    SweepSummary().on_multirun_end(config=OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}}))
+    assert (sweep / "sweep_summary.md").read_text().splitlines()[-1] == "best: job 1 (1.2500): `seed=1`"
+    assert sorted(p.name for p in sweep.iterdir()) == ["0", "1", "sweep_summary.csv", "sweep_summary.md"]
+
+
 # ---------------------------------------------------------------- real sweeps
+
+
+class InterruptTraining(pl.Callback):
+    """Raises KeyboardInterrupt after the first training batch, as Ctrl-C there would."""
+
+    def on_train_batch_end(self, *args: object) -> None:
+        raise KeyboardInterrupt
 
 
 @pytest.fixture(scope="module")
@@ -180,3 +197,14 @@ def test_a_failed_job_leaves_the_others_their_summary_and_the_sweep_exits_1(tmp_
     assert float(rows[0]["objective"]) == pytest.approx(job_objective(sweep / "0"), rel=1e-9) and not rows[0]["error"]
     assert rows[1]["objective"] == "" and "val/nope not among the val metrics" in rows[1]["error"]
     assert "best: job 0" in (sweep / "sweep_summary.md").read_text()
+
+
+def test_ctrl_c_in_a_job_ends_the_whole_sweep(tmp_path: Path, tiny_zip: Path) -> None:
+    sweep = tmp_path / "sweep"
+    stop = "+callbacks.stop={_target_: tests.test_sweep.InterruptTraining}"
+    cmd = tiny_run(tiny_zip, sweep, "-m", "seed=0,1", stop)
+    env = {**ONE_THREAD, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert (sweep / "0" / "checkpoints" / "interrupted.ckpt").is_file() and not (sweep / "1").exists()
+    assert not (sweep / "0" / "error.txt").exists()  # not recorded as a failed job: the sweep itself stopped

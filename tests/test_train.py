@@ -121,7 +121,13 @@ def test_resuming_in_the_run_s_folder_keeps_the_best_epoch_from_before(tmp_path,
 def test_callbacks_ema_checkpoints_the_average_beside_the_raw_weights(tmp_path, tiny_zip):
     """callbacks=ema with decay 1 keeps the average at the weights after the first step: the checkpoint's state_dict
     must hold exactly those (what a one-step run ends with) and current_model_state the weights after three steps."""
-    one_step = ("trainer.max_epochs=1", "+trainer.limit_train_batches=1", "test=false", "~callbacks.image_grid")
+    one_step = (
+        "trainer.max_epochs=1",
+        "+trainer.limit_train_batches=1",
+        "test=false",
+        "~callbacks.image_grid",
+        "sched=none",
+    )
     train(compose_train(tmp_path / "one", tiny_zip, *one_step))
     after_first = torch.load(tmp_path / "one" / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
     three_steps = ("trainer.max_epochs=3", "callbacks=ema", "callbacks.ema.decay=1.0")
@@ -132,3 +138,11 @@ def test_callbacks_ema_checkpoints_the_average_beside_the_raw_weights(tmp_path, 
     raw = ckpt["current_model_state"]
     assert not all(torch.equal(raw[k], after_first[k]) for k in params)
     assert sum(torch.equal(raw[k], ckpt["state_dict"][k]) for k in params) < len(params) / 2
+
+
+def test_a_run_without_validation_trains_and_records_no_val_metrics(tmp_path, tiny_zip):
+    cfg = compose_train(tmp_path / "run", tiny_zip, "+trainer.limit_val_batches=0", "+trainer.limit_train_batches=1")
+    results = train(cfg)
+    assert results["val"] == {} and set(results["test"]) >= {"test/mask/iou", "test/depth/delta1"}
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text()) == results
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()

@@ -78,9 +78,9 @@ def image_summary(tag: str, image: np.ndarray) -> Summary:
 class ImageGrid(pl.Callback):
     """Logs `val_images/samples` and `val_images/worst` (uint8 HWC panels, tiles of at least `tile` px)."""
 
-    def __init__(self, num_samples: int = 6, worst: int = 6, tile: int = 128) -> None:
-        self.num_samples = num_samples
-        self.worst = worst
+    def __init__(self, num_samples: int | None = 6, worst: int | None = 6, tile: int = 128) -> None:
+        self.num_samples = num_samples or 0  # null: none
+        self.worst = worst or 0
         self.tile = tile
         self._fixed: tuple[Any, dict] | None = None  # (val dataset, its fixed samples collated)
         self._worst: list[dict] = []  # this epoch's lowest-IoU samples so far, one dict each, lowest first
