@@ -364,7 +364,7 @@ def test_ctrl_c_leaves_a_resumable_checkpoint_and_says_how_to_resume(run, tmp_pa
             proc.kill()
     text = (tmp_path / "output").read_text()
     assert status == 1 and "Traceback" not in text, text[-2000:]
-    assert f"resume with: python -m mdeas.train <same overrides> ckpt_path={ckpts / 'last.ckpt'}" in text
+    assert f"resume with: python -m mdeas.train <same overrides> ckpt_path={ckpts / 'interrupted.ckpt'}" in text
     interrupted = read_checkpoint(ckpts / "interrupted.ckpt")
     assert interrupted["epoch"] >= read_checkpoint(ckpts / "last.ckpt")["epoch"] >= 0
     assert sorted(p.name for p in ckpts.iterdir()) == ["best.ckpt", "interrupted.ckpt", "last.ckpt"]

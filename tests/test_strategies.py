@@ -185,6 +185,27 @@ def test_ctrl_c_checkpoint_is_resumed_only_when_asked(tmp_path):
     assert resumed.start == 2
 
 
+def test_ctrl_c_in_the_middle_of_an_epoch_resumes_at_its_next_batch(tmp_path, tiny_zip):
+    """Stopped after 4 of 2 × 3 steps (one batch into epoch 1), resumed from interrupted.ckpt: the weights must be
+    an uninterrupted run's; replaying epoch 1 from its first batch (a loader that cannot resume) would differ."""
+    common = ("trainer.max_epochs=2", "+trainer.limit_train_batches=3", "seed=5", "~logger", "test=false")
+    train(config(tmp_path / "straight", tiny_zip, *common))
+    stop = "+callbacks.stop={_target_: tests.test_strategies.StopAfter, steps: 4}"
+    with pytest.raises(SystemExit):
+        train(config(tmp_path / "cut", tiny_zip, *common, stop))
+    ckpts = tmp_path / "cut" / "checkpoints"
+    interrupted = torch.load(ckpts / "interrupted.ckpt", weights_only=False)
+    assert (interrupted["epoch"], interrupted["global_step"]) == (1, 4)
+    assert interrupted["loops"]["fit_loop"]["state_dict"]["combined_loader"] == [{"trained": 1}]
+    train(config(tmp_path / "cut", tiny_zip, *common, f"ckpt_path={ckpts / 'interrupted.ckpt'}"))
+    straight, resumed = (
+        torch.load(p / "checkpoints" / "last.ckpt", weights_only=False)
+        for p in (tmp_path / "straight", tmp_path / "cut")
+    )
+    assert resumed["global_step"] == straight["global_step"] == 6
+    assert all(torch.equal(v, resumed["state_dict"][k]) for k, v in straight["state_dict"].items())
+
+
 @pytest.mark.slow
 def test_interrupted_run_resumes_to_the_same_metrics(tmp_path, tiny_zip):
     common = ("trainer.max_epochs=3", "seed=5", "~logger", "callbacks.lr_monitor=null")

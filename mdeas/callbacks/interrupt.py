@@ -14,8 +14,9 @@ log = logging.getLogger(__name__)
 class ResumeOnInterrupt(pl.Callback):
     """Saves `<dirpath>/interrupted.ckpt` when training is interrupted and logs the command line to resume.
 
-    Resuming from `last.ckpt` (the last finished epoch) reproduces an uninterrupted run exactly; `interrupted.ckpt`
-    keeps the partial epoch's updates. Ctrl-C during fitting's validation counts too (not during validate/test).
+    Resuming from it goes on with the interrupted epoch at its next batch, in the same order with the same
+    augmentation draws (the train loader is resumable, `SkipCountingLoader.state_dict`), so the run ends as an
+    uninterrupted one would. Ctrl-C during fitting's validation counts too (not during validate/test).
 
     Not Lightning's `OnExceptionCheckpoint`: with one among the callbacks, `fit(ckpt_path=None)` resumes from the
     newest of its checkpoint and `last.ckpt` (`_CheckpointConnector._parse_ckpt_path`), so a run in a folder that
@@ -31,9 +32,7 @@ class ResumeOnInterrupt(pl.Callback):
             return
         path = self.dirpath / "interrupted.ckpt"
         trainer.save_checkpoint(path)
-        last = self.dirpath / "last.ckpt"
-        resume = last if last.is_file() else path
         log.error(
             "interrupted at epoch %d, step %d; resume with: python -m mdeas.train <same overrides> ckpt_path=%s",
-            trainer.current_epoch, trainer.global_step, resume,
+            trainer.current_epoch, trainer.global_step, path,
         )  # fmt: skip

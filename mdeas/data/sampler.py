@@ -7,6 +7,7 @@ the worker count nor a restart changes what a sample looks like in a given epoch
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 import numpy as np
@@ -14,14 +15,17 @@ from torch.utils.data import Dataset, DistributedSampler
 
 
 class EpochSampler(DistributedSampler):
-    """Shuffled indices of this rank's share, permuted by (seed, epoch); yields `(epoch, index)`."""
+    """Shuffled indices of this rank's share, permuted by (seed, epoch); yields `(epoch, index)`. `start`: positions
+    of the next pass's order to leave out, once (a run resumed in the middle of an epoch)."""
+
+    start = 0
 
     def __init__(self, dataset: Dataset, seed: int, num_replicas: int = 1, rank: int = 0, drop_last: bool = False):
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=drop_last)
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        epoch = self.epoch
-        for index in super().__iter__():
+        epoch, start, self.start = self.epoch, self.start, 0
+        for index in itertools.islice(super().__iter__(), start, None):
             yield epoch, index
 
 
