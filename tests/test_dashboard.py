@@ -66,6 +66,8 @@ def test_lr_once_per_optimiser_step_and_no_repeated_val_points(run: Path) -> Non
 
 
 def test_hparams_show_the_run_and_the_best_checkpoint(run: Path) -> None:
+    """The HPARAMS tab holds the run's hyper-parameters and the best checkpoint's val metrics: those of the epoch of
+    the highest val/score, written at that epoch's step."""
     plugin = {}
     for acc in _accumulators(run / "tensorboard"):
         try:
@@ -83,7 +85,10 @@ def test_hparams_show_the_run_and_the_best_checkpoint(run: Path) -> None:
     val = json.loads((run / "metrics.json").read_text())["val"]
     (step, value), = best["val/score"]  # fmt: skip
     assert value == pytest.approx(val["val/score"])
-    assert (step, pytest.approx(value)) in scalars(run / "tensorboard")["val/score"]  # on the curve, at the best epoch
+    curve = scalars(run / "tensorboard")["val/score"]
+    top = max(curve, key=lambda point: point[1])  # the first of equal highs: a tie does not replace the best
+    assert len({v for _, v in curve}) == EPOCHS  # distinct scores, so that the highest is one epoch's
+    assert (step, value) == (top[0], pytest.approx(top[1]))  # the highest score (mode: max), at its epoch's step
 
 
 def test_image_panels_pr_curves_and_graph(run: Path) -> None:
@@ -99,6 +104,12 @@ def test_image_panels_pr_curves_and_graph(run: Path) -> None:
     assert graph
 
 
+def _fitting(tmp_path: Path) -> SimpleNamespace:
+    """What ImageGrid reads of a trainer validating during a fit, on rank 0, with one TensorBoard logger."""
+    return SimpleNamespace(state=SimpleNamespace(fn=TrainerFn.FITTING), sanity_checking=False, is_global_zero=True,
+                           loggers=[TensorBoardLogger(tmp_path)], global_step=3)  # fmt: skip
+
+
 def test_no_sample_panel_asked_logs_none_and_reads_no_sample(tmp_path: Path) -> None:
     class Unreadable:
         def __len__(self) -> int:
@@ -107,14 +118,43 @@ def test_no_sample_panel_asked_logs_none_and_reads_no_sample(tmp_path: Path) -> 
         def __getitem__(self, index: int):
             raise AssertionError("read a sample")
 
-    loader = SimpleNamespace(dataset=Unreadable())
-    trainer = SimpleNamespace(state=SimpleNamespace(fn=TrainerFn.FITTING), sanity_checking=False, is_global_zero=True,
-                              loggers=[TensorBoardLogger(tmp_path)], val_dataloaders=loader, global_step=3)  # fmt: skip
+    trainer = _fitting(tmp_path)
+    trainer.val_dataloaders = SimpleNamespace(dataset=Unreadable())
     for none in (0, None):  # null in the config (callbacks.image_grid.worst=null) means none too
         grid = ImageGrid(num_samples=none, worst=none)
         grid.on_validation_batch_end(trainer, None, {"mask": torch.zeros(2, 1, 4, 4)}, {}, 0)
         grid.on_validation_epoch_end(trainer, SimpleNamespace(hparams={}))
     assert not list(tmp_path.rglob("events.out.tfevents.*"))
+
+
+def test_worst_panel_keeps_the_lowest_iou_samples_lowest_first(tmp_path: Path) -> None:
+    """4 x 4 masks, the truth the top row: samples a-d predict the row, half of it, the next row and one of its
+    pixels, IoU 1, 0.5, 0 and 0.25. The two lowest, c then d, are kept, each with its own rows; fed in two batches,
+    a sample kept from the first is dropped for lower ones of the second."""
+    ids = ["a", "b", "c", "d"]
+    truth = torch.zeros(4, 1, 4, 4)
+    truth[:, :, 0] = 1
+    pred = torch.zeros(4, 1, 4, 4, dtype=torch.bool)
+    pred[0, :, 0], pred[1, :, 0, :2], pred[2, :, 1], pred[3, :, 0, 0] = True, True, True, True
+    logits = torch.where(pred, 5.0, -5.0)
+    batch = {"bg": torch.rand(4, 3, 4, 4), "fg_bg": torch.rand(4, 3, 4, 4), "mask": truth,
+             "depth": torch.rand(4, 1, 4, 4), "valid": torch.ones(4, 1, 4, 4, dtype=torch.bool), "id": ids}  # fmt: skip
+    outputs = {"mask": logits, "depth": torch.rand(4, 1, 4, 4)}
+    trainer = _fitting(tmp_path)
+
+    def part(tree: dict, picks: list[int]) -> dict:
+        return {k: [v[i] for i in picks] if k == "id" else v[picks] for k, v in tree.items()}
+
+    for batches in ([[0, 1, 2, 3]], [[0, 2], [1, 3]]):
+        grid = ImageGrid(num_samples=0, worst=2)
+        grid.on_validation_epoch_start(trainer, None)
+        for index, picks in enumerate(batches):
+            grid.on_validation_batch_end(trainer, None, part(outputs, picks), part(batch, picks), index)
+        assert [(r["id"], r["iou"]) for r in grid._worst] == [("c", 0.0), ("d", 0.25)], batches
+        for row in grid._worst:
+            i = ids.index(row["id"])
+            assert torch.equal(row["mask_logits"], logits[i]) and torch.equal(row["depth_pred"], outputs["depth"][i])
+            assert all(torch.equal(row[k], batch[k][i]) for k in ("bg", "fg_bg", "mask", "depth", "valid"))
 
 
 def test_threshold_counts_match_counting_by_hand() -> None:

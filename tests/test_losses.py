@@ -526,12 +526,18 @@ def test_group_total_is_weighted_sum_and_weight_zero_skipped() -> None:
 
 
 def test_group_accepts_omegaconf_and_backpropagates() -> None:
-    cfg = OmegaConf.create([{"name": "d", "target": "depth", "fn": "mse", "weight": 1, "kwargs": {}}])
+    """An OmegaConf list of one depth MSE term of weight 2: the total is 2 x the mean squared error over the valid
+    pixels, and its gradient 2 x 2 (d - t) / (number of valid pixels) there, 0 elsewhere."""
+    cfg = OmegaConf.create([{"name": "d", "target": "depth", "fn": "mse", "weight": 2, "kwargs": {}}])
     outputs, batch = _sample()
-    outputs["depth"].requires_grad_(True)
-    total, _ = LossGroup(cfg)(outputs, batch)
+    d, t, v = outputs["depth"].requires_grad_(True), batch["depth"], batch["valid"]
+    assert 0 < v.sum() < v.numel()  # some pixels left out
+    total, parts = LossGroup(cfg)(outputs, batch)
     total.backward()
-    assert outputs["depth"].grad is not None
+    error = d.detach() - t
+    assert total.item() == pytest.approx(2 * (error**2)[v].mean().item(), rel=1e-6)
+    assert parts["d"].item() == pytest.approx(total.item(), rel=1e-6)
+    torch.testing.assert_close(d.grad, 2 * 2 * error * v / v.sum(), rtol=1e-5, atol=1e-8)
 
 
 @pytest.mark.parametrize(

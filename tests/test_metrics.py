@@ -229,6 +229,7 @@ def hand_depth() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
 
 def test_depth_metrics_by_hand() -> None:
+    """Every depth metric against a hand computation, at scales where the errors are 1 m and 2 m."""
     pred, target, valid = hand_depth()
     got = depth_metrics(pred, target, valid, scale=4.0)
     ln2, ln15 = math.log(2.0), math.log(1.5)
@@ -248,6 +249,13 @@ def test_depth_metrics_by_hand() -> None:
         assert got[key].item() == pytest.approx(value, rel=1e-6), key
         assert got[key].dtype == torch.float64
     assert got["ssim"].item() == pytest.approx(reference_depth_ssim(pred, target, valid), abs=1e-5)
+    # scale 8: gt 2 4 8 6 m, pred 2 2 8 4 m, errors 0 2 0 2 m, so that err² = 4 differs from |err| = 2:
+    # abs_rel = (0 + 2/4 + 0 + 2/6) / 4 = 5/24, sq_rel = (0 + 4/4 + 0 + 4/6) / 4 = 5/12, rmse = sqrt(8/4) = sqrt(2);
+    # the ratio metrics (log errors, deltas) do not depend on the scale
+    metres = depth_metrics(pred, target, valid, scale=8.0)
+    expected |= {"rmse": math.sqrt(2.0), "abs_rel": 5 / 24, "sq_rel": 5 / 12}
+    for key, value in expected.items():
+        assert metres[key].item() == pytest.approx(value, rel=1e-6), key
 
 
 def test_depth_invalid_and_zero_target_pixels_ignored() -> None:

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +17,11 @@ from experiments.score_selection import score_part
 from mdeas.compare import compare, table
 from mdeas.data.dataset import load_sample
 from mdeas.data.decode import binarise
-from mdeas.evaluate import evaluate
+from mdeas.evaluate import data_config, evaluate
 from mdeas.inference import full_resolution, load_module
 from mdeas.native_eval import MaskScores, bootstrap_iou
 from mdeas.train import train
-from tests.conftest import compose_train, write_canonical_zip
+from tests.conftest import compose_train, encode, write_canonical_zip
 
 MASK_KEYS = ("mask/iou", "mask/dice", "mask/iou_per_image", "mask/boundary_f")
 TINY_TRAIN = ("trainer.max_epochs=1", "+trainer.limit_train_batches=1", "callbacks.image_grid=null", "test=false")
@@ -53,20 +54,24 @@ def test_native_is_the_default_and_reports_every_mask_score(run):
     assert run["native"]["model"]["depth/delta1"] == run["model"]["model"]["depth/delta1"]  # depth: model size
 
 
-def test_native_scores_equal_a_hand_computation_at_full_size(run):
-    module, dm = full_size_test_split(run["ckpt"])
-    test = dm.datasets["test"]
-    inter = union = inter_base = union_base = 0
-    threshold = run["native"]["baseline"]["threshold"]
-    for sample in test.samples:
-        arrays = load_sample(test.index, sample)
-        assert arrays["mask"].shape == (64, 64)  # scored at the stored size, not the model's 32 px
+def full_size_masks(module, dm, data):
+    """(decoded arrays, truth, model's mask) of each sample of `data` at its stored size, computed by hand."""
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (dm.mean, dm.std))
+    for sample in data.samples:
+        arrays = load_sample(data.index, sample)
         truth = binarise(arrays["mask"]) > 0.5
         rgb = [torch.from_numpy(arrays[k]).permute(2, 0, 1)[None].float() / 255 for k in ("bg", "fg_bg")]
-        mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (dm.mean, dm.std))
         bg, fg_bg = ((x - mean) / std for x in rgb)
         logits = full_resolution(module, bg, fg_bg)["mask"][0, 0].numpy()
-        pred = logits > 0
+        yield arrays, truth, logits > 0
+
+
+def test_native_scores_equal_a_hand_computation_at_full_size(run):
+    module, dm = full_size_test_split(run["ckpt"])
+    inter = union = inter_base = union_base = 0
+    threshold = run["native"]["baseline"]["threshold"]
+    for arrays, truth, pred in full_size_masks(module, dm, dm.datasets["test"]):
+        assert arrays["mask"].shape == (64, 64)  # scored at the stored size, not the model's 32 px
         inter, union = inter + (pred & truth).sum(), union + (pred | truth).sum()
         base = np.abs(arrays["fg_bg"].astype(np.float32) - arrays["bg"]).mean(axis=2) / 255 > threshold
         inter_base, union_base = inter_base + (base & truth).sum(), union_base + (base | truth).sum()
@@ -136,14 +141,46 @@ def test_compare_entry_names_a_missing_checkpoint_in_one_line(run, tmp_path):
     )
 
 
+def varied_masks(src: Path, dst: Path) -> Path:
+    """A copy of the 64 px canonical zip `src` whose masks are squares of side 8 + 6 b px on background b: each
+    background's samples have a foreground area of their own, so that scores of different parts differ (whatever
+    the model predicts: a one-batch model predicts no foreground, and its IoU is 0 on any part)."""
+    with zipfile.ZipFile(src) as archive, zipfile.ZipFile(dst, "w") as out:
+        for info in archive.infolist():
+            data = archive.read(info)
+            if info.filename.startswith("mask/"):
+                side = 8 + 6 * int(Path(info.filename).stem[1:4])  # ids b003_f06: background 3
+                mask = np.zeros((64, 64), np.uint8)
+                mask[4 : 4 + side, 6 : 6 + side] = 255
+                data = encode(mask, "PNG")
+            out.writestr(info, data)
+    return dst
+
+
 def test_the_selection_scorer_scores_val_where_evaluate_scores_test(run, tmp_path):
+    """The report part is the test split that evaluate scores; the selection part is the val split, which shares no
+    background with it, its IoU and pixel accuracy equal to a hand computation at full size."""
+    data = str(varied_masks(run["data"], tmp_path / "varied.zip"))
     parts = {"split_by": "background", "split": [0.0, 0.5, 0.5], "seed": 0}  # the tiny set's ids name no object
-    evaluated = evaluate(run["ckpt"], {"path": str(run["data"]), **parts}, str(tmp_path / "e"))
-    report = score_part(run["ckpt"], str(run["data"]), "test", parts)
+    evaluated = evaluate(run["ckpt"], {"path": data, **parts}, str(tmp_path / "e"))
+    report = score_part(run["ckpt"], data, "test", parts)
     assert report["samples"] == evaluated["samples"] > 0
-    assert report["mask/iou"] == pytest.approx(evaluated["model"]["mask/iou"], abs=1e-9)
-    selection = score_part(run["ckpt"], str(run["data"]), "val", parts)
-    assert selection["samples"] > 0 and 0.0 <= selection["mask/iou"] <= 1.0
+    for key in ("mask/iou", "mask/accuracy"):
+        assert report[key] == pytest.approx(evaluated["model"][key], abs=1e-9), key
+    selection = score_part(run["ckpt"], data, "val", parts)
+    module = load_module(run["ckpt"])
+    dm = instantiate(data_config(module.hparams.data["config"], {"path": data, **parts}), _convert_="all")
+    dm.setup("test")
+    val, test = dm.datasets["val"], dm.datasets["test"]
+    assert not {s.bg for s in val.samples} & {s.bg for s in test.samples}  # the parts share no background
+    assert selection["samples"] == len(val) > 0
+    inter = union = correct = pixels = 0
+    for _, truth, pred in full_size_masks(module, dm, val):
+        inter, union = inter + (pred & truth).sum(), union + (pred | truth).sum()
+        correct, pixels = correct + (pred == truth).sum(), pixels + truth.size
+    assert selection["mask/iou"] == pytest.approx(inter / union, abs=1e-6)
+    assert selection["mask/accuracy"] == pytest.approx(correct / pixels, abs=1e-6)
+    assert abs(selection["mask/accuracy"] - report["mask/accuracy"]) > 1e-3  # the two parts score apart
 
 
 def test_interval_counts_threshold_as_the_pooled_scores_do():

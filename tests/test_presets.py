@@ -128,7 +128,12 @@ FAST_TRAIN = {"densenet_dilated", "mobile_unet", "resunet"}  # resunet: the base
     "name", [n if n in FAST_TRAIN else pytest.param(n, marks=pytest.mark.slow) for n in [*sorted(PARAMS), "composed"]]
 )
 def test_fast_dev_run_through_the_train_entry(name, tmp_path, tiny_zip):
+    """One batch of each preset through train: finite val metrics in their ranges, and val/score the mean of the
+    mask IoU and the depth δ1 (the tiny set has known depth)."""
     cfg = compose_train(tmp_path / "run", tiny_zip, f"model={name}", "+trainer.fast_dev_run=true")
-    results = train(cfg)
-    assert {"val/mask/iou", "val/depth/rmse", "val/score"} <= set(results["val"])
-    assert all(math.isfinite(v) for v in results["val"].values()), results["val"]
+    val = train(cfg)["val"]
+    assert {"val/mask/iou", "val/mask/dice", "val/depth/delta1", "val/depth/rmse", "val/score"} <= set(val)
+    assert all(math.isfinite(v) for v in val.values()), val
+    assert val["val/score"] == pytest.approx((val["val/mask/iou"] + val["val/depth/delta1"]) / 2)
+    assert all(0.0 <= val[key] <= 1.0 for key in ("val/mask/iou", "val/mask/dice", "val/depth/delta1")), val
+    assert val["val/depth/rmse"] >= 0.0

@@ -179,6 +179,8 @@ def test_file_urls_are_local_paths(tmp_path):
 
 
 def test_a_limited_run_fetches_a_small_part_and_caches_each_size_once(server, tmp_path):
+    """A run limited to 64 samples fetches only their entries, once; a second run finds the caches built by the
+    first and reads its samples from them without a request."""
     zipped = write_canonical_zip(tmp_path / "set.zip", num_samples=600, size=32)
     size = zipped.stat().st_size
     kwargs = dict(path=server.url("set.zip"), image_size=32, batch_size=4, num_workers=0, limit=64,
@@ -200,7 +202,9 @@ def test_a_limited_run_fetches_a_small_part_and_caches_each_size_once(server, tm
     again = MaskDepthDataModule(**kwargs)
     again.setup("fit")  # the same URL, size and ETag: the caches built above; only the index is read again
     assert len(server.log) - requests == 4 and sorted(p.name for p in (tmp_path / "cache").iterdir()) == caches
+    requests = len(server.log)
     assert again.datasets["train"][0]["bg"].shape == (3, 32, 32)
+    assert len(server.log) == requests  # the sample comes from the cache: nothing is fetched
 
 
 def test_a_zip_whose_server_names_no_version_is_not_cached(server, tmp_path, caplog):

@@ -7,6 +7,7 @@ import albumentations as A
 import pytest
 import torch
 
+from mdeas.data import dataset as dataset_module
 from mdeas.data import resized_cache as rc
 from mdeas.data.datamodule import MaskDepthDataModule
 from mdeas.data.errors import DataError
@@ -28,9 +29,20 @@ def _same(a: dict | None, b: dict | None) -> bool:
     return a["id"] == b["id"] and all(torch.equal(a[k], b[k]) for k in ("bg", "fg_bg", "mask", "depth", "valid"))
 
 
-def test_cached_samples_equal_decoded_ones_with_augmentation(tmp_path):
+def _no_decoding(monkeypatch) -> None:
+    """From now on a sample decoded from the zip fails the test: items must come from the cache."""
+
+    def decoded(*args, **kwargs):
+        pytest.fail("decoded from the zip")
+
+    monkeypatch.setattr(dataset_module, "load_sample", decoded)
+
+
+def test_cached_samples_equal_decoded_ones_with_augmentation(tmp_path, monkeypatch):
+    """The cached datasets serve every item, augmented, from the cache alone, equal to the items decoded."""
     path = write_canonical_zip(tmp_path / "d.zip", num_samples=16, size=40)
     plain, cached = _module(path, tmp_path / "c", False), _module(path, tmp_path / "c", True)
+    decoded = {}
     for name in ("train", "val", "test"):
         a, b = plain.datasets[name], cached.datasets[name]
         assert a.cache is None and b.cache is not None and len(b.cache) == len(a) > 0
@@ -38,8 +50,11 @@ def test_cached_samples_equal_decoded_ones_with_augmentation(tmp_path):
         for epoch in (0, 1):
             for key in keys:
                 key = (epoch, key[1]) if isinstance(key, tuple) else key
-                assert _same(a[key], b[key]), (name, key)
-    assert b[0]["fg_bg"].shape == (3, 16, 16)
+                decoded[name, key] = a[key]
+    _no_decoding(monkeypatch)
+    for (name, key), item in decoded.items():
+        assert _same(item, cached.datasets[name][key]), (name, key)
+    assert cached.datasets["test"][0]["fg_bg"].shape == (3, 16, 16)
 
 
 def test_cache_is_built_once_and_reused(tmp_path, monkeypatch):
@@ -91,14 +106,18 @@ def _cut_zip(tmp_path):
 CUT_ENTRY = r"cut.zip: fg_bg/b001_f02.jpg: cannot decode image"
 
 
-def test_bad_entry_names_itself_while_caching_or_is_left_out(tmp_path):
+def test_bad_entry_names_itself_while_caching_or_is_left_out(tmp_path, monkeypatch):
+    """A bad entry stops the build naming itself under raise; under skip the cache leaves it out and serves the
+    other samples, equal to the decoded ones, without decoding again."""
     cut = _cut_zip(tmp_path)
     with pytest.raises(DataError, match=CUT_ENTRY):
         _module(cut, tmp_path / "c", True, split=(1, 0, 0))
     assert list((tmp_path / "c").iterdir()) == []
     plain = _module(cut, tmp_path / "c", False, split=(1, 0, 0), on_error="skip")
     cached = _module(cut, tmp_path / "c", True, split=(1, 0, 0), on_error="skip")
-    pairs = [(plain.datasets["train"][0, i], cached.datasets["train"][0, i]) for i in range(8)]
+    decoded = [plain.datasets["train"][0, i] for i in range(8)]
+    _no_decoding(monkeypatch)  # the left-out sample too is answered by the cache, not decoded again
+    pairs = [(a, cached.datasets["train"][0, i]) for i, a in enumerate(decoded)]
     assert all(_same(a, b) for a, b in pairs) and sum(b is None for _, b in pairs) == 1
     assert cached.datasets["train"].cache.meta["left_out"] == 1
 

@@ -140,15 +140,35 @@ def test_seed_scheme_samples_every_object_flip_scale_and_position(tmp_path: Path
     assert meta["num_backgrounds"] == 2 and meta["flips"] is True
 
 
-def test_seed_scheme_shares_each_object_across_backgrounds() -> None:
-    opts = Options(4, image_size=SIZE, seed=2, scheme="seed", num_foregrounds=2, scales=(1.0,), positions=1)
+def test_seed_scheme_shares_each_object_across_backgrounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two backgrounds of 2 objects x 2 flips: each sample is placed with its object's sprite, the same on both
+    backgrounds, and its mirrored variant is that sprite mirrored left-right."""
+    opts = Options(8, image_size=SIZE, seed=2, scheme="seed", num_foregrounds=2, scales=(1.0,), positions=1)
     specs = {spec.id: spec for spec in plan(opts)}
-    assert len(specs) == 4 * 1  # 2 objects x 2 flips on the first background
+    assert len(specs) == 2 * 4 and opts.num_backgrounds == 2  # 2 objects x 2 flips on each background
     a, b = specs["b00000_o001_m0_s0_p0"], specs["b00000_o001_m1_s0_p0"]
     assert (a.foreground, a.flip, a.scale) == (1, False, 1.0) and (b.foreground, b.flip) == (1, True)
-    bg = make_background(2, 0, SIZE, MAX_MM / 1000.0)
-    plain, mirrored = make_sample(bg, a, opts), make_sample(bg, b, opts)
-    assert plain.mask.any() and mirrored.mask.any()
+    placed: dict[str, list[Sprite]] = {}
+
+    def spy(rng, scene, bg_depth, sprite, *args, **kwargs):
+        placed[current].append(sprite)
+        return sc.place_foreground(rng, scene, bg_depth, sprite, *args, **kwargs)
+
+    monkeypatch.setattr("mdeas.synth.generate.place_foreground", spy)
+    for current, spec in specs.items():
+        placed[current] = []
+        bg = make_background(opts.seed, spec.bg_index, SIZE, MAX_MM / 1000.0, opts.num_backgrounds)
+        assert make_sample(bg, spec, opts).mask.any(), current
+    sprite = {name: sprites[0] for name, sprites in placed.items()}
+    for o in range(2):
+        plain, mirrored = sprite[f"b00000_o00{o}_m0_s0_p0"], sprite[f"b00000_o00{o}_m1_s0_p0"]
+        assert np.array_equal(mirrored.alpha, plain.alpha[:, ::-1]) and np.array_equal(mirrored.rgb, plain.rgb[:, ::-1])
+        for m in (0, 1):
+            first, second = sprite[f"b00000_o00{o}_m{m}_s0_p0"], sprite[f"b00001_o00{o}_m{m}_s0_p0"]
+            assert np.array_equal(first.alpha, second.alpha) and np.array_equal(first.rgb, second.rgb), (o, m)
+            assert (first.kind, first.height_m, first.width_m) == (second.kind, second.height_m, second.width_m)
+    one, other = sprite["b00000_o000_m0_s0_p0"].alpha, sprite["b00000_o001_m0_s0_p0"].alpha
+    assert one.shape != other.shape or not np.array_equal(one, other)  # two objects, not one
 
 
 # --------------------------------------------------------------------------------------------------------------
