@@ -101,17 +101,17 @@ def timed(
     module, optimizer, batches: Iterable[dict], bf16: bool, warmup: int, steps: int, prepare: Callable = _as_is
 ) -> float:
     """Samples/s of `steps` training steps on `batches` (moved to the module's device, then through `prepare`, a
-    DataModule's `on_after_batch_transfer`) after `warmup` steps."""
+    DataModule's `on_after_batch_transfer`) after `warmup` steps; the timed window holds each timed batch's fetch."""
     device = next(module.parameters()).device
-    count, start = 0, 0.0
+    count, start = 0, time.perf_counter()
     for i, batch in enumerate(itertools.islice(batches, warmup + steps)):
-        if i == warmup:
-            _sync(device)
-            start = time.perf_counter()
         batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
         batch = prepare(batch, 0)
         train_step(module, optimizer, batch, bf16)
         count += batch["bg"].shape[0] if i >= warmup else 0
+        if i == warmup - 1:  # the clock starts before the first timed batch is fetched
+            _sync(device)
+            start = time.perf_counter()
     _sync(device)
     return count / (time.perf_counter() - start)
 

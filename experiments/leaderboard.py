@@ -175,11 +175,12 @@ def run_entry(entry: Entry, out: Path, overrides: list[str], samples: int) -> st
     return None
 
 
-def _evaluated(ckpt: Path, data: dict, out: Path) -> dict:
-    """`mdeas.evaluate.evaluate` of `ckpt` on `data` into `out`, or its metrics.json from an earlier run."""
+def _evaluated(ckpt: Path, data: dict, out: Path, resolution: str = "native") -> dict:
+    """`mdeas.evaluate.evaluate` of `ckpt` on `data` into `out` at `resolution`, or its metrics.json from an
+    earlier run."""
     if (out / "metrics.json").exists():
         return json.loads((out / "metrics.json").read_text())
-    return evaluate(str(ckpt), data, str(out))
+    return evaluate(str(ckpt), data, str(out), resolution=resolution)
 
 
 def _real(run: Path, real: str) -> dict:
@@ -222,7 +223,7 @@ def entry_row(entry: Entry, run: Path, real: str | None) -> dict:
 def depth_baseline_rows(run: Path, out: Path) -> list[dict]:
     """The image-blind depth predictors fitted on the train split (DEPTH_BASELINES), scored on the same test split,
     via `run`'s best.ckpt; none for data without depth."""
-    fitted = _evaluated(run / "checkpoints" / "best.ckpt", {}, out / "baseline").get("depth_baseline")
+    fitted = _evaluated(run / "checkpoints" / "best.ckpt", {}, out / "baseline", "model").get("depth_baseline")
     if not fitted:
         return []
     return [
@@ -232,7 +233,7 @@ def depth_baseline_rows(run: Path, out: Path) -> list[dict]:
 
 def baseline_row(run: Path, out: Path, real: str | None) -> dict:
     """The |fg_bg − bg| baseline on the same test split (threshold chosen on val), via `run`'s best.ckpt."""
-    base = _evaluated(run / "checkpoints" / "best.ckpt", {}, out / "baseline")["baseline"]
+    base = _evaluated(run / "checkpoints" / "best.ckpt", {}, out / "baseline", "model")["baseline"]
     row = {
         "model": BASELINE,
         "loss": f"threshold {base['threshold']:.2f}",

@@ -29,7 +29,7 @@ def score_part(ckpt_path: str, zip_path: str, part: str = "val", parts: dict | N
     composite's stored size."""
     module = load_module(ckpt_path).eval()
     stored = (module.hparams.data or {}).get("config") or {}
-    overrides = {"path": zip_path, **(PARTS if parts is None else parts)}
+    overrides = {"path": zip_path, "cache_resized": False, **(PARTS if parts is None else parts)}  # read at full size
     datamodule = instantiate(data_config(stored, overrides), _convert_="all")
     datamodule.setup("test")
     data = datamodule.datasets[part]

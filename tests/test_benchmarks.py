@@ -2,6 +2,9 @@
 
 import re
 
+import pytest
+import torch
+
 from experiments import bench_data, bench_train
 
 
@@ -15,6 +18,21 @@ def test_bench_data_prints_every_loader_and_the_ratio(tmp_path, monkeypatch, cap
                        "mdeas, decoded each epoch at full size", "mdeas, decoded each epoch", "mdeas |"):  # fmt: skip
             assert f"| {layout} | {loader}" in out, (layout, loader)
     assert re.search(r"\nratio: \d+\.\d\d\n$", out)
+
+
+def test_timed_counts_each_timed_batch_s_fetch_and_step(monkeypatch):
+    """On a clock that a fetch moves by 1 s and a step by 0.5 s: 4 timed batches of 2 samples take 4 × 1.5 s."""
+    clock = [0.0]
+
+    def batches():
+        while True:
+            clock[0] += 1.0
+            yield {"bg": torch.zeros(2, 3, 4, 4)}
+
+    monkeypatch.setattr(bench_train.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(bench_train, "train_step", lambda *args: clock.__setitem__(0, clock[0] + 0.5))
+    rate = bench_train.timed(torch.nn.Linear(1, 1), None, batches(), False, warmup=2, steps=4)
+    assert rate == pytest.approx(8 / 6.0)
 
 
 def test_bench_train_prints_steps_end_to_end_and_the_ratio(tmp_path, monkeypatch, capsys):
