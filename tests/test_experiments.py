@@ -49,6 +49,7 @@ def test_best_is_the_default_base_model_and_loss_as_a_bf16_compiled_progressive_
     assert (cfg.trainer.precision, cfg.channels_last, cfg.compile) == ("bf16-mixed", True, True)
     (tmp_path / "stage1" / "checkpoints").mkdir(parents=True)
     (tmp_path / "stage1" / "checkpoints" / "best.ckpt").touch()
+    (tmp_path / "stage1" / "metrics.json").write_text("{}")  # stage 1 finished
     staged = apply_stage(cfg)
     assert (staged.data.image_size, staged.data.synth.image_size, staged.data.batch_size) == (224, 224, 32)
     assert staged.init_from == str(tmp_path / "stage1" / "checkpoints" / "best.ckpt")
