@@ -28,12 +28,25 @@ TINY_TRAIN = ("trainer.max_epochs=1", "+trainer.limit_train_batches=1", "callbac
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def predict_half_foreground(ckpt: str) -> None:
+    """Move the checkpoint's mask bias by minus its median logit on normal inputs, so that it calls about half of
+    the pixels foreground (trained on one batch it calls none, and every model IoU would be 0 == 0)."""
+    module = load_module(ckpt)
+    with torch.no_grad():
+        logits = module(*torch.randn(2, 2, 3, 32, 32, generator=torch.Generator().manual_seed(0)))["mask"]
+    state = torch.load(ckpt, weights_only=False)
+    state["state_dict"]["model.mask_decoder.head.bias"] -= logits.median()
+    torch.save(state, ckpt)
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> dict:
-    """A checkpoint trained one batch at 32 px on a dataset stored at 64 px, evaluated both ways."""
+    """A checkpoint trained one batch at 32 px on a dataset stored at 64 px (its mask bias moved so that it
+    predicts some foreground), evaluated both ways."""
     root = tmp_path_factory.mktemp("native")
     data = write_canonical_zip(root / "data.zip", num_samples=16, size=64, fg_per_bg=2)
     ckpt = train(compose_train(root / "run", data, *TINY_TRAIN))["best_checkpoint"]
+    predict_half_foreground(ckpt)
     native = evaluate(ckpt, {}, str(root / "native"))
     model_size = evaluate(ckpt, {}, str(root / "model"), resolution="model")
     return {"ckpt": ckpt, "native": native, "model": model_size, "data": data}
@@ -75,6 +88,7 @@ def test_native_scores_equal_a_hand_computation_at_full_size(run):
         inter, union = inter + (pred & truth).sum(), union + (pred | truth).sum()
         base = np.abs(arrays["fg_bg"].astype(np.float32) - arrays["bg"]).mean(axis=2) / 255 > threshold
         inter_base, union_base = inter_base + (base & truth).sum(), union_base + (base | truth).sum()
+    assert 0 < inter < union  # the model calls some pixels foreground, not all of them rightly
     assert run["native"]["model"]["mask/iou"] == pytest.approx(inter / union, abs=1e-6)
     assert run["native"]["baseline"]["mask/iou"] == pytest.approx(inter_base / union_base, abs=1e-6)
 
