@@ -13,6 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import WeightAveraging
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from mdeas.atomic import write_json
@@ -144,6 +145,8 @@ def train(cfg: DictConfig) -> dict:
     best = getattr(trainer.checkpoint_callback, "best_model_path", "")  # none without a ModelCheckpoint
     # the best checkpoint's scores go to metrics.json and the HPARAMS tab, not as second points on the curves
     loggers, trainer.loggers = trainer.loggers, []
+    # a weight average's checkpoint holds the average as its weights: scored as it is, not swapped for the raw ones
+    trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, WeightAveraging)]
     which = best if best else None
     results: dict = {"best_checkpoint": best}
     if trainer.fast_dev_run:
@@ -158,6 +161,7 @@ def train(cfg: DictConfig) -> dict:
         write_json(out_dir / "metrics.json", results)
         log.info("val metrics: %s", json.dumps(results["val"]))
         print(format_metrics(results))
+    trainer.strategy.barrier("metrics.json")  # every process sees the run finished (a progressive chain's next stage)
     hp_metrics = dict(results["val"])
     if results["val"] and not isinstance(cfg.optimized_metric, str):  # a combination of metrics: a column of its own
         hp_metrics["val/objective"] = objective(results["val"], cfg.optimized_metric)

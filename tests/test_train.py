@@ -9,6 +9,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from mdeas.evaluate import evaluate
 from mdeas.resume_dir import resume_dir
 from mdeas.train import train
 from tests.conftest import compose_train, write_canonical_zip
@@ -130,8 +131,12 @@ def test_callbacks_ema_checkpoints_the_average_beside_the_raw_weights(tmp_path, 
     )
     train(compose_train(tmp_path / "one", tiny_zip, *one_step))
     after_first = torch.load(tmp_path / "one" / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
-    three_steps = ("trainer.max_epochs=3", "callbacks=ema", "callbacks.ema.decay=1.0")
-    train(compose_train(tmp_path / "ema", tiny_zip, *one_step, *three_steps))
+    last_is_best = "callbacks.model_checkpoint.monitor=epoch"  # best.ckpt: the last epoch, where average ≠ raw
+    three_steps = ("trainer.max_epochs=3", "callbacks=ema", "callbacks.ema.decay=1.0", "test=true", last_is_best)
+    results = train(compose_train(tmp_path / "ema", tiny_zip, *one_step, *three_steps))
+    scored = evaluate(results["best_checkpoint"], {}, str(tmp_path / "eval"), resolution="model")["model"]
+    for key in ("mask/iou", "depth/delta1", "depth/rmse"):  # the run's test scores the average, as evaluate does
+        assert results["test"][f"test/{key}"] == pytest.approx(scored[key], rel=1e-5, abs=1e-6), key
     ckpt = torch.load(tmp_path / "ema" / "checkpoints" / "last.ckpt", weights_only=False)
     params = [k for k, v in after_first.items() if v.is_floating_point()]
     assert all(torch.equal(ckpt["state_dict"][k], after_first[k]) for k in params)
