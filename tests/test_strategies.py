@@ -196,7 +196,7 @@ def test_ctrl_c_in_the_middle_of_an_epoch_resumes_at_its_next_batch(tmp_path, ti
     ckpts = tmp_path / "cut" / "checkpoints"
     interrupted = torch.load(ckpts / "interrupted.ckpt", weights_only=False)
     assert (interrupted["epoch"], interrupted["global_step"]) == (1, 4)
-    assert interrupted["loops"]["fit_loop"]["state_dict"]["combined_loader"] == [{"trained": 1}]
+    assert interrupted["loops"]["fit_loop"]["state_dict"]["combined_loader"] == [{"stepped": 1}]
     train(config(tmp_path / "cut", tiny_zip, *common, f"ckpt_path={ckpts / 'interrupted.ckpt'}"))
     straight, resumed = (
         torch.load(p / "checkpoints" / "last.ckpt", weights_only=False)
@@ -277,3 +277,21 @@ def test_a_resumed_plateau_schedule_steps_as_an_uninterrupted_one(tmp_path, tiny
     assert cut["lr_schedulers"] == straight["lr_schedulers"] and straight["lr_schedulers"][0]["last_epoch"] == 2
     lr = [c["optimizer_states"][0]["param_groups"][0]["lr"] for c in (cut, straight)]
     assert lr[0] == lr[1] == pytest.approx(1e-3 * 0.05)
+
+
+def test_a_plateau_schedule_resumed_mid_epoch_steps_at_that_epoch_s_end(tmp_path, tiny_zip):
+    """Lightning skips every per-epoch schedule step at the end of an epoch resumed mid-way; the cut after epoch 1
+    must still happen (a relative threshold of 1 makes every epoch a bad one: each cuts the rate by 0.05)."""
+    plateau = ("sched=plateau", "sched.scheduler.patience=0", "+sched.scheduler.threshold=1.0", "test=false",
+               "+trainer.limit_train_batches=3", "trainer.max_epochs=3")  # fmt: skip
+    train(config(tmp_path / "straight", tiny_zip, *plateau))
+    stop = "+callbacks.stop={_target_: tests.test_strategies.StopAfter, steps: 4}"  # one batch into epoch 1
+    with pytest.raises(SystemExit):
+        train(config(tmp_path / "cut", tiny_zip, *plateau, stop))
+    train(config(tmp_path / "cut", tiny_zip, *plateau, f"ckpt_path={tmp_path / 'cut/checkpoints/interrupted.ckpt'}"))
+    straight, cut = (
+        torch.load(tmp_path / d / "checkpoints" / "last.ckpt", weights_only=False) for d in ("straight", "cut")
+    )
+    assert cut["lr_schedulers"] == straight["lr_schedulers"] and straight["lr_schedulers"][0]["last_epoch"] == 2
+    lr = [c["optimizer_states"][0]["param_groups"][0]["lr"] for c in (cut, straight)]
+    assert lr[0] == lr[1] == pytest.approx(1e-3 * 0.05**2)  # epochs 0 and 1 (epoch 2's cut follows last.ckpt)

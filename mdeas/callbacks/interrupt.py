@@ -16,7 +16,8 @@ class ResumeOnInterrupt(pl.Callback):
 
     Resuming from it goes on with the interrupted epoch at its next batch, in the same order with the same
     augmentation draws (the train loader is resumable, `SkipCountingLoader.state_dict`), so the run ends as an
-    uninterrupted one would. Ctrl-C during fitting's validation counts too (not during validate/test).
+    uninterrupted one would, except with `trainer.accumulate_grad_batches` > 1 inside a window (warned). Ctrl-C
+    during fitting's validation counts too (not during validate/test).
 
     Not Lightning's `OnExceptionCheckpoint`: with one among the callbacks, `fit(ckpt_path=None)` resumes from the
     newest of its checkpoint and `last.ckpt` (`_CheckpointConnector._parse_ckpt_path`), so a run in a folder that
@@ -32,6 +33,13 @@ class ResumeOnInterrupt(pl.Callback):
             return
         path = self.dirpath / "interrupted.ckpt"
         trainer.save_checkpoint(path)
+        stepped = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        if stepped % trainer.accumulate_grad_batches:
+            log.warning(
+                "interrupted inside a gradient accumulation window: the %d batches accumulated since the last "
+                "optimiser step are not in %s, and a resume goes on after them",
+                stepped % trainer.accumulate_grad_batches, path,
+            )  # fmt: skip
         log.error(
             "interrupted at epoch %d, step %d; resume with: python -m mdeas.train <same overrides> ckpt_path=%s",
             trainer.current_epoch, trainer.global_step, path,

@@ -55,8 +55,8 @@ class SkipCountingLoader(DataLoader):
 
     def state_dict(self) -> dict[str, int]:
         """Lightning's protocol of a resumable loader (so a checkpoint taken mid-epoch, e.g. on Ctrl-C, is known to
-        resume exactly): the batches of this epoch whose update is in the checkpoint, for the record."""
-        return {"trained": self.stepped() if self.stepped is not None else 0}
+        resume exactly): the batches of this epoch that went through a training step, for the record."""
+        return {"stepped": self.stepped() if self.stepped is not None else 0}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         """Nothing to load: a pass reads where to start from the restored training loop (`trained`), because
