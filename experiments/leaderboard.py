@@ -179,7 +179,9 @@ def _evaluated(ckpt: Path, data: dict, out: Path, resolution: str = "native") ->
     """`mdeas.evaluate.evaluate` of `ckpt` on `data` into `out` at `resolution`, or its metrics.json from an
     earlier run."""
     if (out / "metrics.json").exists():
-        return json.loads((out / "metrics.json").read_text())
+        cached = json.loads((out / "metrics.json").read_text())
+        if cached.get("resolution", "native") == resolution:
+            return cached
     return evaluate(str(ckpt), data, str(out), resolution=resolution)
 
 

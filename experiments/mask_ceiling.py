@@ -69,7 +69,7 @@ def composites(zip_path: Path, quality: int | tuple[int, int]):
                     sample_id = seed_sample_id(bg_id, f, m, s, p, len(sources.foregrounds))
                     rgb, alpha, top, left = place(cutout, opts, b, f, m, s, p)
                     clean, mask = paste(bg, rgb, alpha, top, left)
-                    colour = bg.astype(np.float64)  # F = B wherever the cut-out has no opacity
+                    colour = bg.astype(np.float64)  # F = B wherever the cut-out's opacity is (nearly) 0
                     box = colour[top : top + alpha.shape[0], left : left + alpha.shape[1]]
                     box[alpha > 1e-3] = rgb[alpha > 1e-3]
                     stored = np.asarray(Image.open(io.BytesIO(store.read(f"mask/{sample_id}.png")))) > 127

@@ -38,7 +38,7 @@ RESOLUTIONS = ("native", "model")
 
 def same_files(a: str | list[str] | None, b: str | list[str] | None) -> bool:
     """Whether two `data.path` values (a zip or a list of zips) name the same files, in order."""
-    paths = [[a] if isinstance(a, str) else list(a or []), [b] if isinstance(b, str) else list(b or [])]
+    paths = [[a] if isinstance(a, str) and a else list(a or []), [b] if isinstance(b, str) and b else list(b or [])]
     if not paths[0] or len(paths[0]) != len(paths[1]):
         return False
     return all(

@@ -131,8 +131,9 @@ def model_size(module: MaskDepthModule) -> int:
 
 
 def area_resize(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Float images [B, C, h, w] → [B, C, size, size] by OpenCV's INTER_AREA, image by image, as the data pipeline
-    resizes (torch's area mode differs where the sizes do not divide, and repeats pixels when enlarging)."""
+    """Float images [B, C, h, w] → [B, C, size, size] by OpenCV's INTER_AREA, image by image: the data pipeline's
+    resize, on floats rather than uint8 (within half a grey level; torch's area mode differs where the sizes do not
+    divide, and repeats pixels when enlarging)."""
     hwc = images.permute(0, 2, 3, 1).float().cpu().numpy()
     arrays = [cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA) for im in hwc]
     return torch.from_numpy(np.stack(arrays).reshape(len(arrays), size, size, -1)).permute(0, 3, 1, 2).to(images)

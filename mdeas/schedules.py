@@ -69,7 +69,8 @@ def warmup_cosine(
 
     With ``W = round(warmup_epochs · steps_per_epoch)`` warm-up steps, the LR factor of optimiser step k is
     ``(k + 1) / (W + 1)`` for k < W, then cosine from 1 at step W to ``min_factor`` at step ``total_steps - 1``
-    (W is at most ``total_steps - 2``: a run no longer than its warm-up still reaches lr and ends at the floor).
+    (W is at most ``total_steps - 2``, and 0 for a one-step run: a run no longer than its warm-up still reaches lr
+    and ends at the floor).
     The floor is ``min_factor`` × the first parameter group's lr (the module's optimiser has one group). Steps past
     ``total_steps - 1`` (a run resumed with a larger budget keeps its saved schedule) follow torch's periodic cosine
     back up.

@@ -157,8 +157,8 @@ def test_compare_entry_names_a_missing_checkpoint_in_one_line(run, tmp_path):
 
 def varied_masks(src: Path, dst: Path) -> Path:
     """A copy of the 64 px canonical zip `src` whose masks are squares of side 8 + 6 b px on background b: each
-    background's samples have a foreground area of their own, so that scores of different parts differ (whatever
-    the model predicts: a one-batch model predicts no foreground, and its IoU is 0 on any part)."""
+    background's samples have a foreground area of their own, so that scores of different parts differ whatever
+    the model predicts."""
     with zipfile.ZipFile(src) as archive, zipfile.ZipFile(dst, "w") as out:
         for info in archive.infolist():
             data = archive.read(info)
