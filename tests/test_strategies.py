@@ -279,6 +279,7 @@ def test_a_resumed_plateau_schedule_steps_as_an_uninterrupted_one(tmp_path, tiny
     assert lr[0] == lr[1] == pytest.approx(1e-3 * 0.05)
 
 
+@pytest.mark.slow
 def test_a_plateau_schedule_resumed_mid_epoch_steps_at_that_epoch_s_end(tmp_path, tiny_zip):
     """Lightning skips every per-epoch schedule step at the end of an epoch resumed mid-way; the cut after epoch 1
     must still happen (a relative threshold of 1 makes every epoch a bad one: each cuts the rate by 0.05)."""

@@ -199,6 +199,7 @@ def test_a_failed_job_leaves_the_others_their_summary_and_the_sweep_exits_1(tmp_
     assert "best: job 0" in (sweep / "sweep_summary.md").read_text()
 
 
+@pytest.mark.slow
 def test_ctrl_c_in_a_job_ends_the_whole_sweep(tmp_path: Path, tiny_zip: Path) -> None:
     sweep = tmp_path / "sweep"
     stop = "+callbacks.stop={_target_: tests.test_sweep.InterruptTraining}"
