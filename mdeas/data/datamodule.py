@@ -50,21 +50,20 @@ class SkipCountingLoader(DataLoader):
 
     skipped = 0
     refill = False
-    trained: Callable[[], int] | None = None  # the training loop's count of this epoch's batches done so far
-    stepped: Callable[[], int] | None = None  # its count of this epoch's batches whose update is applied
+    progress: Callable[[], Any] | None = None  # the training loop's batch counts of this epoch (Lightning's)
 
     def state_dict(self) -> dict[str, int]:
         """Lightning's protocol of a resumable loader (so a checkpoint taken mid-epoch, e.g. on Ctrl-C, is known to
         resume exactly): the batches of this epoch that went through a training step, for the record."""
-        return {"stepped": self.stepped() if self.stepped is not None else 0}
+        return {"stepped": self.progress().processed if self.progress is not None else 0}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        """Nothing to load: a pass reads where to start from the restored training loop (`trained`), because
+        """Nothing to load: a pass reads where to start from the restored training loop (`progress`), because
         Lightning builds and restores a loader before its loop's state when the schedule asks for the run's
         length (`total_steps: auto`)."""
 
     def __iter__(self):
-        resumed = self.trained() if self.trained is not None else 0  # > 0: a run resumed mid-epoch
+        resumed = self.progress().completed if self.progress is not None else 0  # > 0: a run resumed mid-epoch
         if resumed:
             self.sampler.start = resumed * self.batch_size  # the same order, from the next batch
         self.skipped, last, owed, previous = 0, len(self) - resumed, 0, None
@@ -220,8 +219,7 @@ class MaskDepthDataModule(pl.LightningDataModule):
         world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
         loader = self._loader("train", EpochSampler(self.datasets["train"], self.seed, world, rank))
         if trainer is not None:  # a checkpoint taken mid-epoch (Ctrl-C) resumes at the batch where it stopped
-            progress = lambda: trainer.fit_loop.epoch_loop.batch_progress.current  # noqa: E731
-            loader.trained, loader.stepped = (lambda: progress().completed), (lambda: progress().processed)
+            loader.progress = lambda: trainer.fit_loop.epoch_loop.batch_progress.current
         return loader
 
     def val_dataloader(self) -> DataLoader:
