@@ -344,6 +344,7 @@ def test_predict_refuses_ids_that_would_write_outside_the_output_folder(run, tmp
     assert not list((tmp_path / "out").rglob("*.png"))
 
 
+@pytest.mark.slow
 def test_ctrl_c_leaves_a_resumable_checkpoint_and_says_how_to_resume(run, tmp_path):
     cmd = [sys.executable, "-m", "mdeas.train", *SMALL, f"data.path={run['data']}", "trainer.max_epochs=100",
            "hydra.run.dir=run"]  # fmt: skip

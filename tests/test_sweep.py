@@ -170,6 +170,7 @@ def test_multirun_over_a_loss_weight_writes_jobs_and_summary(tmp_path: Path, tin
     assert best["val/score"] == pytest.approx(job_objective(sweep / "0"))
 
 
+@pytest.mark.slow
 def test_optuna_sweep_two_trials(tmp_path: Path, tiny_zip: Path) -> None:
     sweep = tmp_path / "optuna"
     cmd = tiny_run(tiny_zip, sweep, "hparams_search=ssim_mse_optuna", "hydra.sweeper.n_trials=2")
