@@ -8,7 +8,8 @@ outputs are upsampled bilinearly (what every preset does); with it (conf/model/r
 weights), `RefinedNet.forward_full` also refines the mask on 8×8 patches at the native size. The models are
 untrained, so the refined patches are set by the share alone (threshold 0: exactly `fraction` of the patches,
 the most a trained model refines at that setting); `--fractions` adds shares to the config's; one more row is the
-default model's refiner (conf/model/resunet_detail.yaml: it also reads the base's hidden map). Time is the median of
+default model's refiner (conf/model/resunet_detail.yaml: it also reads the base's hidden map), and the last that refiner
+followed by the outline step of evaluate and predict (conf/outline/known_background.yaml). Time is the median of
 `--runs` after one warm-up, batch 1, the models taking turns run by run. The last line, `ratio: X.XX`, is the
 time with the refiner at the config's share over the time without, at the largest size.
 """
@@ -25,6 +26,7 @@ from omegaconf import OmegaConf
 
 from mdeas.inference import full_resolution
 from mdeas.module import MaskDepthModule
+from mdeas.outline import KnownBackgroundOutline, from_config
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -39,17 +41,20 @@ def build(model: dict, image_size: int) -> MaskDepthModule:
     ).eval()
 
 
-def ms_per_pair(modules: list[MaskDepthModule], width: int, height: int, runs: int) -> list[float]:
-    """Median time (ms) of `full_resolution` per module on one random normalised pair of `width` × `height`; the
-    modules take turns run by run, so that a change in the machine's load reaches them alike."""
+Row = tuple[MaskDepthModule, KnownBackgroundOutline | None]
+
+
+def ms_per_pair(rows: list[Row], width: int, height: int, runs: int) -> list[float]:
+    """Median time (ms) of `full_resolution` per (module, outline step) on one random normalised pair of `width` ×
+    `height`; the rows take turns run by run, so that a change in the machine's load reaches them alike."""
     generator = torch.Generator().manual_seed(0)
     bg, fg_bg = (torch.randn(1, 3, height, width, generator=generator) for _ in range(2))
-    times: list[list[float]] = [[] for _ in modules]
+    times: list[list[float]] = [[] for _ in rows]
     with torch.inference_mode():
         for i in range(1 + runs):
-            for module, record in zip(modules, times, strict=True):
+            for (module, outline), record in zip(rows, times, strict=True):
                 start = time.perf_counter()
-                full_resolution(module, bg, fg_bg)
+                full_resolution(module, bg, fg_bg, outline)
                 if i:
                     record.append(time.perf_counter() - start)
     return [statistics.median(record) * 1000 for record in times]
@@ -76,16 +81,18 @@ def main(argv: list[str] | None = None) -> None:
     preset = OmegaConf.to_container(OmegaConf.load(CONF / "model/resunet.yaml"))
     refiner = OmegaConf.to_container(OmegaConf.load(CONF / "model/refiner/patch.yaml"))
     plain = build(preset, args.base)
-    rows: dict[str, MaskDepthModule] = {f"resunet at {args.base} px, upsampled": plain}
+    rows: dict[str, Row] = {f"resunet at {args.base} px, upsampled": (plain, None)}
     for fraction in sorted({*args.fractions, refiner["fraction"]}):
         module = build({**preset, **refiner, "fraction": fraction, "threshold": 0.0}, args.base * refiner["downsample"])
         module.model.base.load_state_dict(plain.model.state_dict())
-        rows[f"+ refiner, {fraction:.0%} of the patches"] = module
+        rows[f"+ refiner, {fraction:.0%} of the patches"] = (module, None)
     default = OmegaConf.to_container(OmegaConf.load(CONF / "model/resunet_detail.yaml"))["model"]
     features = {"refiner": {**refiner["refiner"], **default["refiner"]}, "hidden": default["hidden"], "threshold": 0.0}
     module = build({**preset, **refiner, **features}, args.base * refiner["downsample"])
     module.model.base.load_state_dict(plain.model.state_dict())
-    rows[f"+ default refiner (reads the base's hidden map), {refiner['fraction']:.0%}"] = module
+    rows[f"+ default refiner (reads the base's hidden map), {refiner['fraction']:.0%}"] = (module, None)
+    outline = from_config(OmegaConf.load(CONF / "outline/known_background.yaml"))
+    rows[f"+ default refiner, {refiner['fraction']:.0%}, + outline step"] = (module, outline)
     times = {
         (name, s): ms
         for s in args.sizes

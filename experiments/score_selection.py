@@ -2,38 +2,50 @@
 
     python -m experiments.score_selection outputs/<date>/<time>/checkpoints/best.ckpt
     python -m experiments.score_selection CKPT --zips data/real_check.zip --part test   # the report part instead
+    python -m experiments.score_selection CKPT --no-outline    # the model's masks without the outline step
 
 The selection part is the val split of `data.split_by=both data.split=[0,0.5,0.5] data.seed=0`, where recipes,
 thresholds and inference options are chosen; the report part (the test split, what `python -m mdeas.evaluate`
 scores with the same overrides) is kept for reporting. Prints, per zip, the pooled IoU and per-image IoU of the
-model's masks (the metrics of `mdeas.native_eval`).
+model's masks after the default outline step (conf/outline/known_background.yaml), as evaluate scores them (the
+metrics of `mdeas.native_eval`).
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from mdeas.evaluate import data_config
 from mdeas.inference import load_module
 from mdeas.native_eval import model_mask_scores
+from mdeas.outline import KnownBackgroundOutline, from_config
 
 CHECK_SETS = ("data/real_check.zip", "data/real_check_q.zip")
+OUTLINE = Path(__file__).parents[1] / "conf" / "outline" / "known_background.yaml"
 PARTS = {"split_by": "both", "split": [0.0, 0.5, 0.5], "seed": 0}
 
 
-def score_part(ckpt_path: str, zip_path: str, part: str = "val", parts: dict | None = None) -> dict[str, float]:
+def score_part(
+    ckpt_path: str,
+    zip_path: str,
+    part: str = "val",
+    parts: dict | None = None,
+    outline: KnownBackgroundOutline | None = None,
+) -> dict[str, float]:
     """{"samples", "mask/iou", "mask/iou_per_image", ...} of the checkpoint on `part` (val: selection, test:
     report) of the check set `zip_path` split by `parts` (data.* values; default PARTS), masks at each
-    composite's stored size."""
+    composite's stored size, after `outline` when given."""
     module = load_module(ckpt_path).eval()
     stored = (module.hparams.data or {}).get("config") or {}
     overrides = {"path": zip_path, "cache_resized": False, **(PARTS if parts is None else parts)}  # read at full size
     datamodule = instantiate(data_config(stored, overrides), _convert_="all")
     datamodule.setup("test")
     data = datamodule.datasets[part]
-    return {"samples": len(data), **model_mask_scores([module], data)[0].compute()}
+    return {"samples": len(data), **model_mask_scores([module], data, outline=outline)[0].compute()}
 
 
 def main() -> None:
@@ -41,9 +53,11 @@ def main() -> None:
     parser.add_argument("ckpt")
     parser.add_argument("--zips", nargs="+", default=list(CHECK_SETS))
     parser.add_argument("--part", choices=("val", "test"), default="val")
+    parser.add_argument("--no-outline", action="store_true", help="score the model's masks without the outline step")
     args = parser.parse_args()
+    options = None if args.no_outline else OmegaConf.load(OUTLINE)
     for zip_path in args.zips:
-        s = score_part(args.ckpt, zip_path, args.part)
+        s = score_part(args.ckpt, zip_path, args.part, outline=from_config(options))
         print(f"{zip_path} {args.part}: {s['samples']} composites, IoU {s['mask/iou']:.4f}, "
               f"per image {s['mask/iou_per_image']:.4f}")  # fmt: skip
 

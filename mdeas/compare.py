@@ -22,14 +22,21 @@ from mdeas.cli import exit_on_data_error, run_app
 from mdeas.evaluate import data_config, data_overrides
 from mdeas.inference import CheckpointError, load_module, resolve_device
 from mdeas.native_eval import bootstrap_iou, model_mask_scores
+from mdeas.outline import KnownBackgroundOutline, from_config
 
 SCORES = ("mask/iou", "mask/iou_per_image", "mask/boundary_f", "mask/precision", "mask/recall")
 
 
-def compare(ckpt_paths: list[str], data: dict[str, Any], output: str | None = None, device: str = "auto") -> dict:
+def compare(
+    ckpt_paths: list[str],
+    data: dict[str, Any],
+    output: str | None = None,
+    device: str = "auto",
+    outline: KnownBackgroundOutline | None = None,
+) -> dict:
     """{"samples", "rows": one per checkpoint with SCORES, "mask/iou_ci95" and, after the first,
-    "mask/iou_gain_ci95" over it}; written to <output>/compare.json. The checkpoints must share their input
-    normalisation (ValueError naming the one that differs)."""
+    "mask/iou_gain_ci95" over it}; written to <output>/compare.json. Each model's masks are taken after `outline`
+    when given. The checkpoints must share their input normalisation (ValueError naming the one that differs)."""
     if len(ckpt_paths) < 2:
         raise ValueError(f"ckpt_paths needs two checkpoints or more, got {len(ckpt_paths)}")
     device = resolve_device(device)
@@ -45,7 +52,7 @@ def compare(ckpt_paths: list[str], data: dict[str, Any], output: str | None = No
     datamodule.prepare_data()
     datamodule.setup("test")
     test = datamodule.datasets["test"]
-    scores = model_mask_scores(modules, test, device)  # each sample decoded once for all
+    scores = model_mask_scores(modules, test, device, outline)  # each sample decoded once for all
     rows = []
     for i, (path, score) in enumerate(zip(ckpt_paths, scores, strict=True)):
         values = score.compute()
@@ -81,7 +88,7 @@ def table(results: dict) -> str:
 def main(cfg: DictConfig) -> None:
     with exit_on_data_error(CheckpointError, ValueError):
         paths = [cfg.ckpt_paths] if isinstance(cfg.ckpt_paths, str) else list(cfg.ckpt_paths)  # one path: a str
-        results = compare(paths, data_overrides(cfg), cfg.output, cfg.device)
+        results = compare(paths, data_overrides(cfg), cfg.output, cfg.device, from_config(cfg.get("outline")))
     print(f"{results['samples']} test samples, masks scored at each sample's stored size")
     print(table(results))
 

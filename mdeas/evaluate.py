@@ -31,6 +31,7 @@ from mdeas.inference import CheckpointError, load_module, resolve_device
 from mdeas.metrics.classes import DepthMetrics
 from mdeas.module import depth_alignment, selection_score
 from mdeas.native_eval import native_mask_scores
+from mdeas.outline import KnownBackgroundOutline, from_config
 
 OTHER_DATASET_SPLIT = [0.0, 0.15, 0.85]
 RESOLUTIONS = ("native", "model")
@@ -101,15 +102,20 @@ def depth_baseline(datamodule: MaskDepthDataModule, scale: float, align: str) ->
 
 
 def evaluate(
-    ckpt_path: str, data: dict[str, Any], output: str | None = None, device: str = "auto", resolution: str = "native"
+    ckpt_path: str,
+    data: dict[str, Any],
+    output: str | None = None,
+    device: str = "auto",
+    resolution: str = "native",
+    outline: KnownBackgroundOutline | None = None,
 ) -> dict:
     """Test metrics of the checkpoint and of the baselines on the same samples (mask metrics only, and no
     depth_baseline, for a dataset without depth), on the checkpoint's data config changed by `data` (see
     `data_config`); writes <output>/metrics.json.
 
     `resolution="native"`: masks (model and |fg_bg − bg| baseline) are scored at each sample's stored size
-    (`mdeas.native_eval`); `"model"`: at the model's input size, as validation during training. Depth is scored at
-    the model's size either way."""
+    (`mdeas.native_eval`), the model's after `outline` when given; `"model"`: at the model's input size, as
+    validation during training. Depth is scored at the model's size either way."""
     if resolution not in RESOLUTIONS:
         raise ValueError(f"resolution must be one of {RESOLUTIONS}, got {resolution!r}")
     torch_device = resolve_device(device)
@@ -135,7 +141,7 @@ def evaluate(
         model = {k: v for k, v in model.items() if not k.startswith(("depth/", "loss/depth"))}
     if resolution == "native":
         native, baseline = native_mask_scores(
-            module, datamodule.datasets["val"], datamodule.datasets["test"], torch_device
+            module, datamodule.datasets["val"], datamodule.datasets["test"], torch_device, outline
         )
         model = {**{k: v for k, v in model.items() if not k.startswith("mask/")}, **native}
         scored = {"mask/iou": torch.tensor(native["mask/iou"]), "depth/count": float(has_depth)}
@@ -185,7 +191,8 @@ def _cell(value: float | list | None) -> str:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
     with exit_on_data_error(CheckpointError, ValueError):
-        results = evaluate(cfg.ckpt_path, data_overrides(cfg), cfg.output, cfg.device, cfg.resolution)
+        outline = from_config(cfg.get("outline"))
+        results = evaluate(cfg.ckpt_path, data_overrides(cfg), cfg.output, cfg.device, cfg.resolution, outline)
     print(f"{results['samples']} test samples, masks scored at {results['resolution']} resolution; "
           f"baseline threshold {results['baseline']['threshold']:.2f}")  # fmt: skip
     print(table(results))

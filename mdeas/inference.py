@@ -25,6 +25,7 @@ from mdeas.data.decode import encode_depth
 from mdeas.data.layouts import DepthEncoding
 from mdeas.models.refiner import RefinedNet, upsample
 from mdeas.module import MaskDepthModule
+from mdeas.outline import KnownBackgroundOutline
 
 
 class CheckpointError(ValueError):
@@ -139,17 +140,32 @@ def area_resize(images: torch.Tensor, size: int) -> torch.Tensor:
     return torch.from_numpy(np.stack(arrays).reshape(len(arrays), size, size, -1)).permute(0, 3, 1, 2).to(images)
 
 
+def normalisation(module: MaskDepthModule) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, std) float32 [3] on the 0–1 scale: the input normalisation the module trained with."""
+    data = module.hparams.data or {}
+    mean, std = data.get("mean", IMAGENET_MEAN), data.get("std", IMAGENET_STD)
+    return np.asarray(mean, np.float32), np.asarray(std, np.float32)
+
+
 @torch.no_grad()
-def full_resolution(module: MaskDepthModule, bg: torch.Tensor, fg_bg: torch.Tensor) -> dict[str, torch.Tensor]:
+def full_resolution(
+    module: MaskDepthModule, bg: torch.Tensor, fg_bg: torch.Tensor, outline: KnownBackgroundOutline | None = None
+) -> dict[str, torch.Tensor]:
     """Normalised bg, fg_bg float [B, 3, H, W] of any size → {"mask": logits, "depth"}, [B, 1, H, W] each, at
     that size: a RefinedNet's `forward_full`; any other model runs on the pair resized to the model size as the
-    data pipeline resizes (`area_resize`), its outputs upsampled bilinearly."""
+    data pipeline resizes (`area_resize`), its outputs upsampled bilinearly. `outline`: then re-decides the mask
+    around its outline from the pair's colours (`mdeas.outline`)."""
     size = model_size(module)
     if isinstance(module.model, RefinedNet):
         out = module.model.forward_full(bg, fg_bg, size)
-        return {key: out[key] for key in ("mask", "depth")}
-    out = module(area_resize(bg, size), area_resize(fg_bg, size))
-    return {key: upsample(out[key], fg_bg.shape[-2:]) for key in ("mask", "depth")}
+        out = {key: out[key] for key in ("mask", "depth")}
+    else:
+        small = module(area_resize(bg, size), area_resize(fg_bg, size))
+        out = {key: upsample(small[key], fg_bg.shape[-2:]) for key in ("mask", "depth")}
+    if outline is not None:
+        mean, std = (torch.from_numpy(a).view(1, 3, 1, 1).to(bg.device) for a in normalisation(module))
+        out["mask"] = outline(out["mask"], bg.float() * std + mean, fg_bg.float() * std + mean)
+    return out
 
 
 def _arrays(out: dict[str, torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
@@ -171,13 +187,15 @@ class Prediction:
 class Predictor:
     """Batched inference on uint8 RGB arrays of any size (bg and fg_bg of one sample share a size)."""
 
-    def __init__(self, module: MaskDepthModule, device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self, module: MaskDepthModule, device: str | torch.device = "cpu", outline: KnownBackgroundOutline | None = None
+    ) -> None:
         self.module = module.eval().to(device)
         self.device = torch.device(device)
+        self.outline = outline
         data = module.hparams.data or {}
         self.size = model_size(module)
-        self.mean = np.asarray(data.get("mean", IMAGENET_MEAN), np.float32) * 255
-        self.std = np.asarray(data.get("std", IMAGENET_STD), np.float32) * 255
+        self.mean, self.std = (a * 255 for a in normalisation(module))
         self.depth_encoding = DepthEncoding(**(data.get("depth") or {}))
 
     def _tensor(self, images: list[np.ndarray], resized: bool = True) -> torch.Tensor:
@@ -195,15 +213,17 @@ class Predictor:
         if isinstance(getattr(self.module, "model", None), RefinedNet):
             outputs = []
             for bg, fg_bg in zip(bgs, fg_bgs, strict=True):
-                out = full_resolution(
-                    self.module, self._tensor([bg], resized=False), self._tensor([fg_bg], resized=False)
-                )
+                pair = (self._tensor([image], resized=False) for image in (bg, fg_bg))
+                out = full_resolution(self.module, *pair, outline=self.outline)
                 outputs.append(tuple(a[0] for a in _arrays(out)))
             return outputs
         out = self.module(self._tensor(bgs), self._tensor(fg_bgs))
         outputs = []
-        for i, fg_bg in enumerate(fg_bgs):  # logits upsampled, then the sigmoid: the masks evaluate scores
+        for i, (bg, fg_bg) in enumerate(zip(bgs, fg_bgs, strict=True)):  # logits upsampled, then the sigmoid
             full = {key: upsample(out[key][i : i + 1].float(), fg_bg.shape[:2]) for key in ("mask", "depth")}
+            if self.outline is not None:
+                rgb = (torch.from_numpy(im).permute(2, 0, 1)[None].float().div(255) for im in (bg, fg_bg))
+                full["mask"] = self.outline(full["mask"], *(im.to(self.device) for im in rgb))
             outputs.append(tuple(a[0] for a in _arrays(full)))
         return outputs
 

@@ -24,6 +24,7 @@ from mdeas.metrics.classes import MaskMetrics
 from mdeas.metrics.functional import mask_labels
 from mdeas.metrics.per_image import PerImageMaskMetrics
 from mdeas.module import MaskDepthModule
+from mdeas.outline import KnownBackgroundOutline
 
 
 def full_size_samples(dataset: MaskDepthDataset) -> Iterator[dict[str, torch.Tensor]]:
@@ -92,35 +93,45 @@ def _normalise(rgb: torch.Tensor, dataset: MaskDepthDataset) -> torch.Tensor:
 
 @torch.no_grad()
 def full_size_logits(
-    modules: Sequence[MaskDepthModule], test: MaskDepthDataset, device: torch.device | str = "cpu"
+    modules: Sequence[MaskDepthModule],
+    test: MaskDepthDataset,
+    device: torch.device | str = "cpu",
+    outline: KnownBackgroundOutline | None = None,
 ) -> Iterator[tuple[dict[str, torch.Tensor], list[torch.Tensor]]]:
     """Each sample of `test` at its stored size (`full_size_samples`, decoded once) with each module's mask logits
-    there, float32 [1, 1, H, W] on the CPU (`full_resolution`)."""
+    there, float32 [1, 1, H, W] on the CPU (`full_resolution`, with `outline` when given)."""
     modules = [module.eval().to(device) for module in modules]
     for batch in full_size_samples(test):
         bg, fg_bg = (_normalise(batch[k], test).to(device) for k in ("bg", "fg_bg"))
-        yield batch, [full_resolution(module, bg, fg_bg)["mask"].float().cpu() for module in modules]
+        yield batch, [full_resolution(module, bg, fg_bg, outline)["mask"].float().cpu() for module in modules]
 
 
 def model_mask_scores(
-    modules: Sequence[MaskDepthModule], test: MaskDepthDataset, device: torch.device | str = "cpu"
+    modules: Sequence[MaskDepthModule],
+    test: MaskDepthDataset,
+    device: torch.device | str = "cpu",
+    outline: KnownBackgroundOutline | None = None,
 ) -> list[MaskScores]:
-    """Each module's mask scores on `test`, every sample at its full size."""
+    """Each module's mask scores on `test`, every sample at its full size (`full_size_logits`)."""
     scores = [MaskScores(from_logits=True) for _ in modules]
-    for batch, logits in full_size_logits(modules, test, device):
+    for batch, logits in full_size_logits(modules, test, device, outline):
         for score, one in zip(scores, logits, strict=True):
             score.update(one, batch["mask"])
     return scores
 
 
 def native_mask_scores(
-    module: MaskDepthModule, val: MaskDepthDataset, test: MaskDepthDataset, device: torch.device | str = "cpu"
+    module: MaskDepthModule,
+    val: MaskDepthDataset,
+    test: MaskDepthDataset,
+    device: torch.device | str = "cpu",
+    outline: KnownBackgroundOutline | None = None,
 ) -> tuple[dict[str, float], dict]:
-    """(model scores, baseline scores with its "threshold") on `test` at full size, in one pass over its samples;
-    the baseline's threshold is chosen on `val` at full size."""
+    """(model scores, baseline scores with its "threshold") on `test` at full size (`full_size_logits`), in one
+    pass over its samples; the baseline's threshold is chosen on `val` at full size."""
     threshold = fit_threshold(full_size_samples(val), lambda images: images)
     model, baseline = MaskScores(from_logits=True), MaskScores(from_logits=False)
-    for batch, (logits,) in full_size_logits([module], test, device):
+    for batch, (logits,) in full_size_logits([module], test, device, outline):
         model.update(logits, batch["mask"])
         baseline.update((difference(batch["bg"], batch["fg_bg"]) > threshold).float(), batch["mask"])
     model_scores = {**model.compute(), "mask/iou_ci95": None}

@@ -27,6 +27,7 @@ from mdeas.data.errors import DataError
 from mdeas.data.layouts import IMAGE_EXTENSIONS, load_index
 from mdeas.data.zipstore import MAX_ENTRY_MB, MIB, env_limit
 from mdeas.inference import CheckpointError, Prediction, Predictor, load_module, resolve_device
+from mdeas.outline import from_config
 
 Item = tuple[str, np.ndarray, np.ndarray]  # id, bg, fg_bg (uint8 RGB)
 
@@ -197,7 +198,7 @@ def predict(cfg: DictConfig) -> Path:
     """Run the checkpoint over the inputs of `cfg`; returns the output folder."""
     if not isinstance(cfg.batch_size, int) or cfg.batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {cfg.batch_size!r}")
-    predictor = Predictor(load_module(cfg.ckpt_path), resolve_device(cfg.device))
+    predictor = Predictor(load_module(cfg.ckpt_path), resolve_device(cfg.device), from_config(cfg.get("outline")))
     out = Path(cfg.output)
     try:
         out.mkdir(parents=True, exist_ok=True)

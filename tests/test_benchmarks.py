@@ -5,7 +5,7 @@ import re
 import pytest
 import torch
 
-from experiments import bench_data, bench_train
+from experiments import bench_data, bench_refiner, bench_train
 
 
 def test_bench_data_prints_every_loader_and_the_ratio(tmp_path, monkeypatch, capsys):
@@ -44,3 +44,18 @@ def test_bench_train_prints_steps_end_to_end_and_the_ratio(tmp_path, monkeypatch
     assert re.search(r"\| 32 \| [^|]+ \| [\d.]+ \| [\d.]+ \| \d+ % \|", out)
     assert re.search(r"\nratio: \d+\.\d\d\n$", out)
     assert list((tmp_path / "data/cache/bench/resized").iterdir())  # the end-to-end row read the resized cache
+
+
+def test_bench_refiner_prints_every_model_the_outline_step_and_the_ratio(capsys):
+    bench_refiner.main(["--sizes", "96x64", "--runs", "1", "--fractions", "0.05"])
+    out = capsys.readouterr().out
+    rows = (
+        "resunet at 64 px, upsampled",
+        "+ refiner, 5% of the patches",
+        "+ refiner, 10% of the patches",
+        "+ default refiner (reads the base's hidden map), 10%",
+        "+ default refiner, 10%, + outline step",
+    )
+    for row in rows:
+        assert f"| 96×64 | {row} | " in out, row
+    assert re.search(r"\nratio: \d+\.\d\d\n$", out)

@@ -18,8 +18,9 @@ from mdeas.compare import compare, table
 from mdeas.data.dataset import load_sample
 from mdeas.data.decode import binarise
 from mdeas.evaluate import data_config, evaluate
-from mdeas.inference import full_resolution, load_module
+from mdeas.inference import Predictor, full_resolution, load_module
 from mdeas.native_eval import MaskScores, bootstrap_iou
+from mdeas.outline import KnownBackgroundOutline
 from mdeas.train import train
 from tests.conftest import compose_train, encode, write_canonical_zip
 
@@ -67,7 +68,7 @@ def test_native_is_the_default_and_reports_every_mask_score(run):
     assert run["native"]["model"]["depth/delta1"] == run["model"]["model"]["depth/delta1"]  # depth: model size
 
 
-def full_size_masks(module, dm, data):
+def full_size_masks(module, dm, data, outline=None):
     """(decoded arrays, truth, model's mask) of each sample of `data` at its stored size, computed by hand."""
     mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (dm.mean, dm.std))
     for sample in data.samples:
@@ -75,7 +76,7 @@ def full_size_masks(module, dm, data):
         truth = binarise(arrays["mask"]) > 0.5
         rgb = [torch.from_numpy(arrays[k]).permute(2, 0, 1)[None].float() / 255 for k in ("bg", "fg_bg")]
         bg, fg_bg = ((x - mean) / std for x in rgb)
-        logits = full_resolution(module, bg, fg_bg)["mask"][0, 0].numpy()
+        logits = full_resolution(module, bg, fg_bg, outline)["mask"][0, 0].numpy()
         yield arrays, truth, logits > 0
 
 
@@ -91,6 +92,20 @@ def test_native_scores_equal_a_hand_computation_at_full_size(run):
     assert 0 < inter < union  # the model calls some pixels foreground, not all of them rightly
     assert run["native"]["model"]["mask/iou"] == pytest.approx(inter / union, abs=1e-6)
     assert run["native"]["baseline"]["mask/iou"] == pytest.approx(inter_base / union_base, abs=1e-6)
+
+
+def test_evaluate_and_predict_refine_the_outline_as_full_resolution_does(run, tmp_path):
+    step = KnownBackgroundOutline(confident=0.0, min_contrast=0.05)  # the tiny model is nowhere confident
+    refined = evaluate(run["ckpt"], {}, str(tmp_path), outline=step)
+    module, dm = full_size_test_split(run["ckpt"])
+    inter = union = 0
+    predictor = Predictor(module, outline=step)
+    for arrays, truth, pred in full_size_masks(module, dm, dm.datasets["test"], step):
+        inter, union = inter + (pred & truth).sum(), union + (pred | truth).sum()
+        predicted = predictor([arrays["bg"]], [arrays["fg_bg"]])[0].mask > 0.5
+        assert (predicted != pred).mean() < 1e-3  # the same masks but for a rounding at p = 0.5
+    assert refined["model"]["mask/iou"] == pytest.approx(inter / union, abs=1e-6)
+    assert refined["model"]["mask/iou"] != pytest.approx(run["native"]["model"]["mask/iou"], abs=1e-4)
 
 
 def test_an_unknown_resolution_is_refused(run):

@@ -1,0 +1,70 @@
+"""Known-background alpha on a mask's outline, at native size.
+
+A composite is I = α·F + (1 − α)·B at each pixel, with B the background (given: bg) and F the object's colour. Near
+the predicted outline, F is taken as the mean colour of fg_bg over the confidently foreground pixels within `radius`
+px, and α is solved in closed form as the projection of I − B on F − B (difference matting with a known backing):
+
+    α = ⟨I − B, F − B⟩ / |F − B|²
+
+Where the object's colour stands out from the background (|F − B| ≥ `min_contrast`) the mask there becomes α > 0.5;
+elsewhere (an object in its background's colours, no confident foreground near) the model's logits stay.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+
+def _dilate(mask: torch.Tensor, px: int) -> torch.Tensor:
+    return F.max_pool2d(mask, 2 * px + 1, stride=1, padding=px)
+
+
+def _erode(mask: torch.Tensor, px: int) -> torch.Tensor:
+    return -F.max_pool2d(-mask, 2 * px + 1, stride=1, padding=px)
+
+
+class KnownBackgroundOutline:
+    """Re-decide the mask on a band around its outline from the pair's colours (module docstring).
+
+    `band`: px on either side of the predicted outline that are re-decided; `radius`: px around a pixel whose
+    confident foreground gives its object colour; `confident`: least mask logit of a pixel counted as confident
+    foreground (it must also lie inside the band); `min_contrast`: least |F − B| (RGB distance, 0–1 scale) at which
+    the colours decide."""
+
+    def __init__(self, band: int = 1, radius: int = 6, confident: float = 1.0, min_contrast: float = 0.235) -> None:
+        if band < 1 or radius < 1:
+            raise ValueError(f"band and radius must be at least 1 px, got band={band}, radius={radius}")
+        self.band, self.radius, self.confident, self.min_contrast = band, radius, confident, min_contrast
+
+    def __call__(self, logits: torch.Tensor, bg: torch.Tensor, fg_bg: torch.Tensor) -> torch.Tensor:
+        """Mask logits float [B, 1, H, W] and RGB bg, fg_bg float [B, 3, H, W] in [0, 1] → logits [B, 1, H, W]:
+        logit(α) (α clamped to [0.001, 0.999]) where the colours decide, the input logits elsewhere."""
+        logits = logits.float()
+        bg, fg_bg = bg.float(), fg_bg.float()
+        foreground = (logits > 0).float()
+        inside = _erode(foreground, self.band)
+        band = (_dilate(foreground, self.band) - inside) > 0
+        sure = ((logits > self.confident) & (inside > 0)).float()
+        window = dict(kernel_size=2 * self.radius + 1, stride=1, padding=self.radius)
+        weight = F.avg_pool2d(sure, **window)
+        colour = F.avg_pool2d(fg_bg * sure, **window) / weight.clamp_min(1e-12)
+        contrast = colour - bg
+        contrast2 = contrast.square().sum(1, keepdim=True)
+        alpha = ((fg_bg - bg) * contrast).sum(1, keepdim=True) / contrast2.clamp_min(1e-12)
+        decided = band & (weight > 0) & (contrast2 >= self.min_contrast**2)
+        return torch.where(decided, torch.logit(alpha.clamp(0, 1), eps=1e-3), logits)
+
+    def __repr__(self) -> str:
+        return (
+            f"KnownBackgroundOutline(band={self.band}, radius={self.radius}, confident={self.confident}, "
+            f"min_contrast={self.min_contrast})"
+        )
+
+
+def from_config(options: Mapping[str, Any] | None) -> KnownBackgroundOutline | None:
+    """The outline step of a CLI's `outline` options (conf/outline/*.yaml); None for none (outline=none)."""
+    return None if options is None else KnownBackgroundOutline(**options)

@@ -1,0 +1,83 @@
+"""The outline step: on a band around the predicted outline, alpha solved from the known background decides."""
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from mdeas.outline import KnownBackgroundOutline, from_config
+from tests.test_native_eval import ROOT
+
+SIZE = 40
+OBJECT = torch.tensor([0.9, 0.2, 0.1]).view(1, 3, 1, 1)
+
+
+def composite(radius: float = 10.2, colour: torch.Tensor = OBJECT) -> tuple[torch.Tensor, ...]:
+    """(alpha [1, 1, H, W], bg, fg_bg [1, 3, H, W]): a disc of `colour` whose opacity falls from 1 to 0 over the
+    px around `radius`, pasted on a textured background: fg_bg = alpha·colour + (1 − alpha)·bg exactly."""
+    y, x = torch.meshgrid(torch.arange(SIZE), torch.arange(SIZE), indexing="ij")
+    r = ((y - SIZE / 2) ** 2 + (x - SIZE / 2) ** 2).float().sqrt()
+    alpha = (radius + 0.5 - r).clamp(0, 1)[None, None]
+    bg = 0.3 + 0.2 * torch.rand(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
+    return alpha, bg, alpha * colour + (1 - alpha) * bg
+
+
+def disc_logits(radius: float) -> torch.Tensor:
+    """A model's logits [1, 1, H, W]: +5 inside a disc of `radius`, −5 outside."""
+    y, x = torch.meshgrid(torch.arange(SIZE), torch.arange(SIZE), indexing="ij")
+    r = ((y - SIZE / 2) ** 2 + (x - SIZE / 2) ** 2).float().sqrt()
+    return torch.where(r <= radius, 5.0, -5.0)[None, None]
+
+
+@pytest.mark.parametrize("predicted", [9.5, 11.0])  # the outline placed a px too far in, or out
+def test_the_band_takes_the_alpha_of_the_composite(predicted):
+    alpha, bg, fg_bg = composite()
+    logits = disc_logits(predicted)
+    out = KnownBackgroundOutline(band=1, radius=4)(logits, bg, fg_bg)
+    truth = alpha > 0.5
+    assert not torch.equal(logits > 0, truth)  # the model's outline is off ...
+    assert torch.equal(out > 0, truth)  # ... and the colours put it back
+    changed = out != logits
+    soft = changed & (alpha > 0.01) & (alpha < 0.99)
+    assert soft.any()  # there F is the disc's colour exactly, so the solved alpha is the composite's
+    assert torch.allclose(torch.sigmoid(out[soft]), alpha[soft], atol=1e-4)
+    inside, outside = disc_logits(predicted - 2) > 0, disc_logits(predicted + 2) <= 0
+    assert not changed[inside | outside].any()  # off the band the logits stay
+
+
+def test_an_object_in_its_background_colours_keeps_the_model_mask():
+    alpha, bg, fg_bg = composite(colour=torch.full((1, 3, 1, 1), 0.4))  # |F − B| ≤ 0.1·√3 < 0.235
+    logits = disc_logits(11.0)
+    assert torch.equal(KnownBackgroundOutline()(logits, bg, fg_bg), logits)
+
+
+def test_without_confident_foreground_nearby_the_model_mask_stays():
+    alpha, bg, fg_bg = composite()
+    logits = disc_logits(11.0) * 0.1  # ±0.5: foreground, but nowhere above the confident logit 1
+    assert torch.equal(KnownBackgroundOutline()(logits, bg, fg_bg), logits)
+    thin = KnownBackgroundOutline(band=1, radius=2)
+    ring = disc_logits(11.0) - (disc_logits(9.0) > 0).float() * 10  # a 2 px ring: all of it on the band
+    assert torch.equal(thin(ring, bg, fg_bg), ring)
+
+
+def test_batches_are_refined_image_by_image():
+    alpha, bg, fg_bg = composite()
+    logits = torch.cat([disc_logits(11.0), disc_logits(9.0)])
+    step = KnownBackgroundOutline()
+    both = step(logits, bg.expand(2, -1, -1, -1), fg_bg.expand(2, -1, -1, -1))
+    for i in range(2):
+        assert torch.equal(both[i : i + 1], step(logits[i : i + 1], bg, fg_bg))
+
+
+def test_bad_sizes_are_refused():
+    with pytest.raises(ValueError, match="band and radius must be at least 1 px, got band=0, radius=6"):
+        KnownBackgroundOutline(band=0)
+
+
+@pytest.mark.parametrize("name", ["evaluate", "predict", "compare"])
+def test_the_clis_refine_the_outline_unless_told_not_to(name):
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        on = compose(name)
+        off = compose(name, ["outline=none"])
+    step = from_config(on.outline)
+    assert isinstance(step, KnownBackgroundOutline) and (step.band, step.radius) == (1, 6)
+    assert from_config(off.get("outline")) is None
