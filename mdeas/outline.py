@@ -27,13 +27,21 @@ def _erode(mask: torch.Tensor, px: int) -> torch.Tensor:
     return -F.max_pool2d(-mask, 2 * px + 1, stride=1, padding=px)
 
 
+def _box_sum(x: torch.Tensor, px: int) -> torch.Tensor:
+    """Sum of `x` [B, C, H, W] over the (2·px + 1)² window around each pixel (zero outside the image), from the
+    summed-area table (float64): the same cost for any window."""
+    k = 2 * px + 1
+    table = F.pad(x.double(), (px + 1, px, px + 1, px)).cumsum(-1).cumsum(-2)
+    return (table[..., k:, k:] - table[..., :-k, k:] - table[..., k:, :-k] + table[..., :-k, :-k]).to(x.dtype)
+
+
 class KnownBackgroundOutline:
     """Re-decide the mask on a band around its outline from the pair's colours (module docstring).
 
     `band`: px on either side of the predicted outline that are re-decided; `radius`: px around a pixel whose
     confident foreground gives its object colour; `confident`: least mask logit of a pixel counted as confident
-    foreground (it must also lie inside the band); `min_contrast`: least |F − B| (RGB distance, 0–1 scale) at which
-    the colours decide."""
+    foreground (it must also lie inside the object, off the band); `min_contrast`: least |F − B| (RGB distance,
+    0–1 scale) at which the colours decide."""
 
     def __init__(self, band: int = 1, radius: int = 6, confident: float = 1.0, min_contrast: float = 0.235) -> None:
         if band < 1 or radius < 1:
@@ -49,9 +57,8 @@ class KnownBackgroundOutline:
         inside = _erode(foreground, self.band)
         band = (_dilate(foreground, self.band) - inside) > 0
         sure = ((logits > self.confident) & (inside > 0)).float()
-        window = dict(kernel_size=2 * self.radius + 1, stride=1, padding=self.radius)
-        weight = F.avg_pool2d(sure, **window)
-        colour = F.avg_pool2d(fg_bg * sure, **window) / weight.clamp_min(1e-12)
+        sums = _box_sum(torch.cat([sure, fg_bg * sure], 1), self.radius)
+        weight, colour = sums[:, :1], sums[:, 1:] / sums[:, :1].clamp_min(1e-6)
         contrast = colour - bg
         contrast2 = contrast.square().sum(1, keepdim=True)
         alpha = ((fg_bg - bg) * contrast).sum(1, keepdim=True) / contrast2.clamp_min(1e-12)

@@ -4,7 +4,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from mdeas.outline import KnownBackgroundOutline, from_config
+from mdeas.outline import KnownBackgroundOutline, _box_sum, from_config
 from tests.test_native_eval import ROOT
 
 SIZE = 40
@@ -81,3 +81,10 @@ def test_the_clis_refine_the_outline_unless_told_not_to(name):
     step = from_config(on.outline)
     assert isinstance(step, KnownBackgroundOutline) and (step.band, step.radius) == (1, 6)
     assert from_config(off.get("outline")) is None
+
+
+def test_window_sums_count_only_pixels_inside_the_image():
+    sums = _box_sum(torch.ones(1, 1, 4, 5), 1)[0, 0]
+    assert sums.tolist() == [[4, 6, 6, 6, 4], [6, 9, 9, 9, 6], [6, 9, 9, 9, 6], [4, 6, 6, 6, 4]]
+    x = torch.rand(2, 3, 9, 11, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(_box_sum(x, 2), torch.nn.functional.avg_pool2d(x, 5, 1, 2) * 25, atol=1e-5)
