@@ -185,7 +185,8 @@ class Prediction:
 
 
 class Predictor:
-    """Batched inference on uint8 RGB arrays of any size (bg and fg_bg of one sample share a size)."""
+    """Batched inference on uint8 RGB arrays of any size (bg and fg_bg of one sample share a size); `outline`
+    re-decides each mask around its outline at the input size (`mdeas.outline`; None: the model's mask)."""
 
     def __init__(
         self, module: MaskDepthModule, device: str | torch.device = "cpu", outline: KnownBackgroundOutline | None = None
