@@ -62,7 +62,7 @@ def compare(
         if i:
             row["mask/iou_gain_ci95"] = paired["gain"]
         rows.append(row)
-    results = {"samples": len(test), "rows": rows}
+    results = {"samples": len(test), "outline": repr(outline) if outline else None, "rows": rows}
     write_json(out / "compare.json", results)
     return results
 

@@ -153,6 +153,7 @@ def evaluate(
         scores = score(datamodule.test_dataloader(), denormalise, threshold)
         baseline = {"threshold": threshold, **{f"mask/{k}": v for k, v in scores.items()}}
     results = {"checkpoint": str(ckpt_path), "samples": len(datamodule.datasets["test"]), "resolution": resolution,
+               "outline": repr(outline) if outline and resolution == "native" else None,
                "model": model, "baseline": baseline}  # fmt: skip
     depth_base = depth_baseline(datamodule, depth.scale, align) if has_depth else None
     if depth_base is not None:

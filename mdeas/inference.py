@@ -223,7 +223,10 @@ class Predictor:
         for i, (bg, fg_bg) in enumerate(zip(bgs, fg_bgs, strict=True)):  # logits upsampled, then the sigmoid
             full = {key: upsample(out[key][i : i + 1].float(), fg_bg.shape[:2]) for key in ("mask", "depth")}
             if self.outline is not None:
-                rgb = (torch.from_numpy(im).permute(2, 0, 1)[None].float().div(255) for im in (bg, fg_bg))
+                rgb = (
+                    torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1)[None].float() / 255
+                    for im in (bg, fg_bg)
+                )
                 full["mask"] = self.outline(full["mask"], *(im.to(self.device) for im in rgb))
             outputs.append(tuple(a[0] for a in _arrays(full)))
         return outputs

@@ -44,8 +44,10 @@ class KnownBackgroundOutline:
     0–1 scale) at which the colours decide."""
 
     def __init__(self, band: int = 1, radius: int = 6, confident: float = 1.0, min_contrast: float = 0.235) -> None:
-        if band < 1 or radius < 1:
-            raise ValueError(f"band and radius must be at least 1 px, got band={band}, radius={radius}")
+        if not (isinstance(band, int) and isinstance(radius, int) and band >= 1 and radius >= 1):
+            raise ValueError(f"band and radius must be whole px, at least 1, got band={band}, radius={radius}")
+        if not min_contrast > 0:
+            raise ValueError(f"min_contrast must be positive, got {min_contrast}")
         self.band, self.radius, self.confident, self.min_contrast = band, radius, confident, min_contrast
 
     def __call__(self, logits: torch.Tensor, bg: torch.Tensor, fg_bg: torch.Tensor) -> torch.Tensor:

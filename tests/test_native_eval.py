@@ -97,12 +97,16 @@ def test_native_scores_equal_a_hand_computation_at_full_size(run):
 def test_evaluate_and_predict_refine_the_outline_as_full_resolution_does(run, tmp_path):
     step = KnownBackgroundOutline(confident=0.0, min_contrast=0.05)  # the tiny model is nowhere confident
     refined = evaluate(run["ckpt"], {}, str(tmp_path), outline=step)
+    assert refined["outline"] == repr(step) and run["native"]["outline"] is None
     module, dm = full_size_test_split(run["ckpt"])
     inter = union = 0
     predictor = Predictor(module, outline=step)
     for arrays, truth, pred in full_size_masks(module, dm, dm.datasets["test"], step):
         inter, union = inter + (pred & truth).sum(), union + (pred | truth).sum()
         predicted = predictor([arrays["bg"]], [arrays["fg_bg"]])[0].mask > 0.5
+        flipped = [a[:, ::-1] for a in (arrays["bg"], arrays["fg_bg"])]  # negative strides are taken too
+        copied = [np.ascontiguousarray(a) for a in flipped]
+        assert np.array_equal(predictor(*([a] for a in flipped))[0].mask, predictor(*([a] for a in copied))[0].mask)
         assert (predicted != pred).mean() < 1e-3  # the same masks but for a rounding at p = 0.5
     assert refined["model"]["mask/iou"] == pytest.approx(inter / union, abs=1e-6)
     assert refined["model"]["mask/iou"] != pytest.approx(run["native"]["model"]["mask/iou"], abs=1e-4)

@@ -69,8 +69,12 @@ def test_batches_are_refined_image_by_image():
 
 
 def test_bad_sizes_are_refused():
-    with pytest.raises(ValueError, match="band and radius must be at least 1 px, got band=0, radius=6"):
+    with pytest.raises(ValueError, match="band and radius must be whole px, at least 1, got band=0, radius=6"):
         KnownBackgroundOutline(band=0)
+    with pytest.raises(ValueError, match="band and radius must be whole px, at least 1, got band=1, radius=1.5"):
+        KnownBackgroundOutline(radius=1.5)
+    with pytest.raises(ValueError, match="min_contrast must be positive, got -0.5"):
+        KnownBackgroundOutline(min_contrast=-0.5)
 
 
 @pytest.mark.parametrize("name", ["evaluate", "predict", "compare"])
