@@ -89,7 +89,8 @@ def main(cfg: DictConfig) -> None:
     with exit_on_data_error(CheckpointError, ValueError):
         paths = [cfg.ckpt_paths] if isinstance(cfg.ckpt_paths, str) else list(cfg.ckpt_paths)  # one path: a str
         results = compare(paths, data_overrides(cfg), cfg.output, cfg.device, from_config(cfg.get("outline")))
-    print(f"{results['samples']} test samples, masks scored at each sample's stored size")
+    print(f"{results['samples']} test samples, masks scored at each sample's stored size; "
+          f"outline step: {results['outline']}")  # fmt: skip
     print(table(results))
 
 

@@ -195,7 +195,7 @@ def main(cfg: DictConfig) -> None:
         outline = from_config(cfg.get("outline"))
         results = evaluate(cfg.ckpt_path, data_overrides(cfg), cfg.output, cfg.device, cfg.resolution, outline)
     print(f"{results['samples']} test samples, masks scored at {results['resolution']} resolution; "
-          f"baseline threshold {results['baseline']['threshold']:.2f}")  # fmt: skip
+          f"baseline threshold {results['baseline']['threshold']:.2f}; outline step: {results['outline']}")  # fmt: skip
     print(table(results))
 
 
