@@ -20,8 +20,7 @@ from torch import nn
 
 from mdeas.atomic import atomic_write
 from mdeas.cli import exit_on_data_error, run_app
-from mdeas.data.dataset import IMAGENET_MEAN, IMAGENET_STD
-from mdeas.inference import CheckpointError, load_module, model_size
+from mdeas.inference import CheckpointError, load_module, model_size, normalisation
 from mdeas.module import MaskDepthModule
 
 
@@ -30,10 +29,10 @@ class ExportWrapper(nn.Module):
 
     def __init__(self, module: MaskDepthModule) -> None:
         super().__init__()
-        data = module.hparams.data or {}
         self.model = module.model
-        self.register_buffer("mean", torch.tensor(data.get("mean", IMAGENET_MEAN)).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(data.get("std", IMAGENET_STD)).view(1, 3, 1, 1))
+        mean, std = (torch.from_numpy(a).view(1, 3, 1, 1) for a in normalisation(module))
+        self.register_buffer("mean", mean)
+        self.register_buffer("std", std)
 
     def forward(self, bg: torch.Tensor, fg_bg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.model((bg - self.mean) / self.std, (fg_bg - self.mean) / self.std)
