@@ -35,6 +35,7 @@ def test_timed_counts_each_timed_batch_s_fetch_and_step(monkeypatch):
     assert rate == pytest.approx(8 / 6.0)
 
 
+@pytest.mark.slow  # trains the default model at 224 px; `timed`'s window is checked above on a fake clock
 def test_bench_train_prints_steps_end_to_end_and_the_ratio(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     bench_train.main(["--device", "cpu", "--sizes", "32", "224", "--batch", "1", "--steps", "1", "--warmup", "1",
