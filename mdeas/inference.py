@@ -96,11 +96,14 @@ def _load_state(target: torch.nn.Module, state: dict, path: str | Path, hparams:
 
 def load_weights(model: torch.nn.Module, ckpt_path: str | Path, prefix: str = "model.") -> None:
     """Copy the weights under `prefix` of an mdeas checkpoint into `model` (strict: every tensor must fit). A
-    RefinedNet also takes a checkpoint of its base model alone (second-stage training): into its `base`."""
+    RefinedNet also takes a checkpoint of its base model alone (second-stage training): into its `base`; and one
+    whose refiner read no alpha maps into a refiner that does (its alpha conv keeps its zero start)."""
     ckpt = read_checkpoint(ckpt_path)
     weights = {k.removeprefix(prefix): v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
     if isinstance(model, RefinedNet) and not any(k.startswith("base.") for k in weights):
         model = model.base
+    elif isinstance(model, RefinedNet) and model.refiner.alpha is not None and "refiner.alpha.weight" not in weights:
+        weights |= {f"refiner.alpha.{k}": v for k, v in model.refiner.alpha.state_dict().items()}
     _load_state(model, weights, ckpt_path, ckpt["hyper_parameters"])
 
 

@@ -35,6 +35,25 @@ def _box_sum(x: torch.Tensor, px: int) -> torch.Tensor:
     return (table[..., k:, k:] - table[..., :-k, k:] - table[..., k:, :-k] + table[..., :-k, :-k]).to(x.dtype)
 
 
+def colour_alpha(
+    logits: torch.Tensor, bg: torch.Tensor, fg_bg: torch.Tensor, band: int = 1, radius: int = 6, confident: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The known-background alpha at every pixel (module docstring), from mask logits float [B, 1, H, W] and
+    images bg, fg_bg float [B, 3, H, W] (any per-channel affine scale: the projection is the same). Returns
+    (α unclamped, |F − B|² in the images' units, confident-foreground pixels counted within `radius`), each
+    [B, 1, H, W]; where that count is 0 no colour F is known and α is meaningless. Confident foreground: logit above
+    `confident` and more than `band` px inside the predicted outline."""
+    logits, bg, fg_bg = logits.float(), bg.float(), fg_bg.float()
+    inside = _erode((logits > 0).float(), band)
+    sure = ((logits > confident) & (inside > 0)).float()
+    sums = _box_sum(torch.cat([sure, fg_bg * sure], 1), radius)
+    weight, colour = sums[:, :1], sums[:, 1:] / sums[:, :1].clamp_min(1e-6)
+    contrast = colour - bg
+    contrast2 = contrast.square().sum(1, keepdim=True)
+    alpha = ((fg_bg - bg) * contrast).sum(1, keepdim=True) / contrast2.clamp_min(1e-12)
+    return alpha, contrast2, weight
+
+
 class KnownBackgroundOutline:
     """Re-decide the mask on a band around its outline from the pair's colours (module docstring).
 
@@ -54,16 +73,9 @@ class KnownBackgroundOutline:
         """Mask logits float [B, 1, H, W] and RGB bg, fg_bg float [B, 3, H, W] in [0, 1] → logits [B, 1, H, W]:
         logit(α) (α clamped to [0.001, 0.999]) where the colours decide, the input logits elsewhere."""
         logits = logits.float()
-        bg, fg_bg = bg.float(), fg_bg.float()
+        alpha, contrast2, weight = colour_alpha(logits, bg, fg_bg, self.band, self.radius, self.confident)
         foreground = (logits > 0).float()
-        inside = _erode(foreground, self.band)
-        band = (_dilate(foreground, self.band) - inside) > 0
-        sure = ((logits > self.confident) & (inside > 0)).float()
-        sums = _box_sum(torch.cat([sure, fg_bg * sure], 1), self.radius)
-        weight, colour = sums[:, :1], sums[:, 1:] / sums[:, :1].clamp_min(1e-6)
-        contrast = colour - bg
-        contrast2 = contrast.square().sum(1, keepdim=True)
-        alpha = ((fg_bg - bg) * contrast).sum(1, keepdim=True) / contrast2.clamp_min(1e-12)
+        band = (_dilate(foreground, self.band) - _erode(foreground, self.band)) > 0
         decided = band & (weight > 0) & (contrast2 >= self.min_contrast**2)
         return torch.where(decided, torch.logit(alpha.clamp(0, 1), eps=1e-3), logits)
 

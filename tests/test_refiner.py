@@ -15,7 +15,15 @@ from mdeas.inference import Predictor, full_resolution, load_module, load_weight
 from mdeas.losses.group import LossGroup
 from mdeas.metrics.functional import mask_metrics
 from mdeas.models import create_model
-from mdeas.models.refiner import PatchRefiner, RefinedNet, patch_uncertainty, refined, select_patches, upsample
+from mdeas.models.refiner import (
+    PatchRefiner,
+    RefinedNet,
+    alpha_maps,
+    patch_uncertainty,
+    refined,
+    select_patches,
+    upsample,
+)
 from mdeas.module import MaskDepthModule
 from mdeas.train import train
 from tests.conftest import compose_train, write_canonical_zip
@@ -84,15 +92,44 @@ def test_only_the_selected_patches_change_the_coarse_logits():
     assert image.bincount().tolist() == [5, 5]
 
 
-@pytest.mark.parametrize(("dilations", "features"), [(None, 0), ((1, 3), 0), (None, 2)])
-def test_refining_every_patch_equals_the_dense_pass(dilations, features):
+@pytest.mark.parametrize(("dilations", "features", "alpha"), [(None, 0, False), ((1, 3), 0, True), (None, 2, True)])
+def test_refining_every_patch_equals_the_dense_pass(dilations, features, alpha):
     torch.manual_seed(0)
     bg, fg_bg, coarse = torch.randn(2, 3, 37, 45), torch.randn(2, 3, 37, 45), torch.randn(2, 1, 37, 45)
     hidden = torch.randn(2, features, 37, 45) if features else None
-    refiner = randomise_last_layer(PatchRefiner(patch=8, dilations=dilations, features=features))
+    maps = alpha_maps(coarse, bg, fg_bg) if alpha else None
+    refiner = randomise_last_layer(PatchRefiner(patch=8, dilations=dilations, features=features, alpha=alpha))
+    if alpha:
+        torch.nn.init.normal_(refiner.alpha.weight)  # it starts at zero: make the maps count
     rows, cols = refiner.grid((37, 45))
-    every = refiner(bg, fg_bg, coarse, k=rows * cols, features=hidden)
-    assert torch.allclose(every, refiner(bg, fg_bg, coarse, k=None, features=hidden), atol=1e-5)
+    every = refiner(bg, fg_bg, coarse, k=rows * cols, features=hidden, alpha=maps)
+    assert torch.allclose(every, refiner(bg, fg_bg, coarse, k=None, features=hidden, alpha=maps), atol=1e-5)
+
+
+def test_alpha_maps_hold_the_opacity_of_a_composite_and_its_contrast():
+    """A square of one colour pasted with a soft left edge on a plain bg: beside the coarse mask's confident
+    inside, the first map is the paste's opacity and the second |F − B|; far from it 0.5 and 0."""
+    bg = torch.full((1, 3, 32, 32), -1.0)
+    colour = torch.tensor([1.0, 0.5, -0.5]).view(1, 3, 1, 1)
+    opacity = torch.zeros(1, 1, 32, 32)
+    opacity[..., 8:24, 10:24] = 1.0
+    opacity[..., 8:24, 9], opacity[..., 8:24, 8] = 0.75, 0.25  # the soft edge, 2 px wide
+    fg_bg = opacity * colour + (1 - opacity) * bg
+    coarse = torch.where(opacity > 0.5, 4.0, -4.0)
+    maps = alpha_maps(coarse, bg, fg_bg)
+    assert maps.shape == (1, 2, 32, 32)
+    near = maps[0, 0, 8:24, 4:28]  # every pixel here has confident inside within 6 px
+    assert torch.allclose(near, opacity[0, 0, 8:24, 4:28], atol=1e-5)
+    assert torch.allclose(maps[0, 1, 8:24, 4:28], torch.tensor(2.0**2 + 1.5**2 + 0.5**2).sqrt())
+    assert torch.equal(maps[0, :, 0, 0], torch.tensor([0.5, 0.0]))  # no confident foreground within 6 px
+
+
+def test_a_refiner_reading_alpha_maps_checks_it_gets_them():
+    bg, coarse = torch.zeros(1, 3, 16, 16), torch.zeros(1, 1, 16, 16)
+    with pytest.raises(ValueError, match="the refiner reads alpha maps, got False"):
+        PatchRefiner(alpha=True)(bg, bg, coarse, k=1)
+    with pytest.raises(ValueError, match="the refiner reads no alpha maps, got True"):
+        PatchRefiner()(bg, bg, coarse, k=1, alpha=torch.zeros(1, 2, 16, 16))
 
 
 def test_dilations_widen_the_context_and_a_patch_reads_nothing_beyond_it():
@@ -239,6 +276,23 @@ def test_a_refined_model_loads_a_base_checkpoint_into_its_base_and_freezes_it(tm
     (out["mask"].mean() + out["depth"].mean()).backward()
     assert all(p.grad is None for p in net.base.parameters())
     assert net.refiner.net[-1].weight.grad.abs().sum() > 0
+
+
+def test_a_refiner_trained_without_alpha_maps_loads_into_one_that_reads_them(tmp_path):
+    """Second stage with `model.refiner.alpha=true` from a run without: every weight loads, the alpha conv keeps
+    its zero start, so the model starts from the run's masks exactly and learns from the maps."""
+    torch.manual_seed(0)
+    trained = RefinedNet(tiny_base(), randomise_last_layer(PatchRefiner()), fraction=0.5)
+    path = save_base_checkpoint(tmp_path / "refined.ckpt", trained, {"_target_": "mdeas.models.refiner.refined"})
+    reading = RefinedNet(tiny_base(), PatchRefiner(alpha=True), fraction=0.5)
+    load_weights(reading, path)
+    assert reading.refiner.alpha.weight.abs().sum() == 0
+    bg, fg_bg = torch.randn(2, 3, 64, 64), torch.randn(2, 3, 64, 64)
+    trained.eval(), reading.eval()
+    with torch.no_grad():
+        assert torch.equal(reading(bg, fg_bg)["mask"], trained(bg, fg_bg)["mask"])
+    reading.train()(bg, fg_bg)["mask"].sum().backward()
+    assert reading.refiner.alpha.weight.grad.abs().sum() > 0
 
 
 def test_second_stage_training_from_a_base_checkpoint_keeps_the_base(tmp_path):

@@ -2,7 +2,9 @@
 where the coarse mask is unsure (after BackgroundMattingV2's refiner, Lin et al., CVPR 2021).
 
 `PatchRefiner` sees bg, fg_bg, |fg_bg − bg|, the coarse mask probability and optionally a few channels of the
-base's hidden map, projected and upsampled (BackgroundMattingV2's refiner reads its base's hidden map too); it
+base's hidden map, projected and upsampled (BackgroundMattingV2's refiner reads its base's hidden map too), and
+optionally the coarse mask's known-background alpha (`mdeas.outline.colour_alpha`: the object's colour taken from
+the coarse mask's confident inside, each pixel's opacity solved against bg, with the contrast |F − B|); it
 predicts a correction of the coarse logits on square patches of `patch` px from crops with `context` px more on
 each side: its 3×3 convs are unpadded (each uses its dilation's worth of context), so a patch's output depends only
 on its crop, refining a patch alone gives the same values as refining every patch at once (the dense pass), and
@@ -27,8 +29,10 @@ from torch import nn
 
 from mdeas.models.net import check_size
 from mdeas.models.registry import create_model
+from mdeas.outline import colour_alpha
 
 IN_CHANNELS = 10  # bg, fg_bg, |fg_bg − bg| (3 each) and the coarse mask probability (+ the base's features)
+ALPHA_CHANNELS = 2  # the coarse mask's known-background alpha and its contrast (`alpha_maps`)
 
 
 def resize(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
@@ -41,6 +45,15 @@ def resize(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
 def upsample(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """Maps [B, C, h, w] (logits or depth) → [B, C, *size] bilinearly."""
     return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
+
+
+def alpha_maps(coarse: torch.Tensor, bg: torch.Tensor, fg_bg: torch.Tensor) -> torch.Tensor:
+    """Coarse mask logits [B, 1, H, W] and normalised bg, fg_bg [B, 3, H, W] → [B, 2, H, W]: the known-background
+    alpha (`mdeas.outline.colour_alpha` at its defaults) clamped to [0, 1], and the contrast |F − B| in normalised
+    units (about 4.4 per unit of the 0–1 scale); 0.5 and 0 where no confident foreground lies near."""
+    alpha, contrast2, weight = colour_alpha(coarse.detach(), bg, fg_bg)
+    known = weight > 0
+    return torch.cat([torch.where(known, alpha.clamp(0, 1), 0.5), torch.where(known, contrast2.sqrt(), 0.0)], 1)
 
 
 def patch_uncertainty(logits: torch.Tensor, patch: int, margin: int = 0) -> torch.Tensor:
@@ -69,8 +82,10 @@ class PatchRefiner(nn.Module):
     `widths`: channels of the hidden 3×3 convs (ReLU after each); `dilations`: their dilations (None: all 1), so
     `context` = sum(dilations) + 1 px around each patch; `patch`: side of a patch, px; `margin`: px around each
     patch where the coarse mask's uncertainty also counts when patches are chosen (at most patch / 2); `features`:
-    channels of the base's hidden map it reads besides the images (0: none). The last conv starts at zero: an
-    untrained refiner returns the coarse logits.
+    channels of the base's hidden map it reads besides the images (0: none); `alpha`: it reads the coarse mask's
+    known-background alpha and contrast too (`alpha_maps`, through their own first conv, which starts at zero, so a
+    refiner trained without them loads and starts where it was). The last conv starts at zero: an untrained refiner
+    returns the coarse logits.
     """
 
     def __init__(
@@ -80,6 +95,7 @@ class PatchRefiner(nn.Module):
         margin: int = 0,
         dilations: Sequence[int] | None = None,
         features: int = 0,
+        alpha: bool = False,
     ) -> None:
         if not 0 <= margin <= patch // 2:
             raise ValueError(f"margin must be in [0, patch / 2 = {patch // 2}] px, got {margin}")
@@ -95,6 +111,11 @@ class PatchRefiner(nn.Module):
         nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)
         self.net = nn.Sequential(*layers, last)
+        self.alpha = None
+        if alpha:
+            self.alpha = nn.Conv2d(ALPHA_CHANNELS, channels[1], 3, dilation=dilations[0])
+            nn.init.zeros_(self.alpha.weight)
+            nn.init.zeros_(self.alpha.bias)
         self.patch = patch
         self.margin = margin
         self.context = sum(dilations) + 1
@@ -105,10 +126,13 @@ class PatchRefiner(nn.Module):
         return math.ceil(size[0] / self.patch), math.ceil(size[1] / self.patch)
 
     def correction(self, x: torch.Tensor) -> torch.Tensor:
-        """Crops [N, 7 + features, h + 2·context, w + 2·context] of (bg, fg_bg, coarse logits, features) → logit
-        corrections [N, 1, h, w]."""
-        bg, fg_bg, coarse, features = x[:, :3], x[:, 3:6], x[:, 6:7], x[:, 7:]
-        return self.net(torch.cat([bg, fg_bg, (fg_bg - bg).abs(), torch.sigmoid(coarse), features], dim=1))
+        """Crops [N, 7 + features (+ 2), h + 2·context, w + 2·context] of (bg, fg_bg, coarse logits, features, alpha
+        maps when it reads them) → logit corrections [N, 1, h, w]."""
+        bg, fg_bg, coarse, features = x[:, :3], x[:, 3:6], x[:, 6:7], x[:, 7 : 7 + self.features]
+        hidden = self.net[0](torch.cat([bg, fg_bg, (fg_bg - bg).abs(), torch.sigmoid(coarse), features], dim=1))
+        if self.alpha is not None:
+            hidden = hidden + self.alpha(x[:, 7 + self.features :])
+        return self.net[1:](hidden)
 
     def crops(
         self, maps: Sequence[torch.Tensor], image: torch.Tensor, row: torch.Tensor, col: torch.Tensor
@@ -130,18 +154,23 @@ class PatchRefiner(nn.Module):
         k: int | None = None,
         threshold: float = 0.0,
         features: torch.Tensor | None = None,
+        alpha: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Refined mask logits [B, 1, H, W].
 
         bg, fg_bg: normalised images [B, 3, H, W]; coarse: mask logits [B, 1, H, W] (the coarse prediction
         upsampled to H, W); k: patches refined per image, the most uncertain ones with uncertainty ≥ `threshold`
-        (None: every patch, in one dense pass); features: [B, `self.features`, H, W] (None when it reads none).
-        Pixels outside the refined patches are `coarse`'s.
+        (None: every patch, in one dense pass); features: [B, `self.features`, H, W] (None when it reads none);
+        alpha: [B, 2, H, W] from `alpha_maps` (None when it reads none). Pixels outside the refined patches are
+        `coarse`'s.
         """
         got = 0 if features is None else features.shape[1]
         if got != self.features:
             raise ValueError(f"the refiner reads {self.features} feature channels, got {got}")
-        maps = (bg, fg_bg, coarse) if features is None else (bg, fg_bg, coarse, features)
+        if (alpha is None) != (self.alpha is None):
+            reads = "no alpha maps" if self.alpha is None else "alpha maps"
+            raise ValueError(f"the refiner reads {reads}, got {alpha is not None}")
+        maps = tuple(m for m in (bg, fg_bg, coarse, features, alpha) if m is not None)
         h, w = coarse.shape[-2:]
         p, c = self.patch, self.context
         rows, cols = self.grid((h, w))
@@ -251,7 +280,8 @@ class RefinedNet(nn.Module):
         if k is None and threshold > 0:  # every patch may be refined, but only those the threshold lets through
             rows, cols = self.refiner.grid(size)
             k = rows * cols
-        mask = self.refiner(bg, fg_bg, coarse, k, threshold, features)
+        alpha = None if self.refiner.alpha is None else alpha_maps(coarse, bg, fg_bg)
+        mask = self.refiner(bg, fg_bg, coarse, k, threshold, features, alpha)
         return {"mask": mask, "depth": upsample(base["depth"], size), "mask_coarse": coarse}
 
     def forward(self, bg: torch.Tensor, fg_bg: torch.Tensor) -> dict[str, torch.Tensor]:
