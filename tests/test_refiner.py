@@ -42,10 +42,10 @@ def randomise_last_layer(refiner: PatchRefiner) -> PatchRefiner:
     return refiner
 
 
-def tiny_module(image_size: int = 64, features: int = 0) -> MaskDepthModule:
+def tiny_module(image_size: int = 64, features: int = 0, alpha: bool = False) -> MaskDepthModule:
     """A MaskDepthModule of a refined tiny base, built from config as training builds it (its refiner reading
-    `features` channels of the base's mask head input)."""
-    refiner = {"_target_": "mdeas.models.refiner.PatchRefiner", "features": features}
+    `features` channels of the base's mask head input, and the alpha maps if `alpha`)."""
+    refiner = {"_target_": "mdeas.models.refiner.PatchRefiner", "features": features, "alpha": alpha}
     model = {"_target_": "mdeas.models.refiner.refined", **TINY, "refiner": refiner}
     model["hidden"] = "mask_decoder.head" if features else None
     return MaskDepthModule(
@@ -371,13 +371,15 @@ def test_full_resolution_of_a_plain_model_upsamples_its_outputs():
 
 
 @pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
-@pytest.mark.parametrize("features", [0, 4])
-def test_export_keeps_the_patch_selection(tmp_path, fmt, features):
+@pytest.mark.parametrize(("features", "alpha"), [(0, False), (4, False), (0, True)])
+def test_export_keeps_the_patch_selection(tmp_path, fmt, features, alpha):
     if fmt == "onnx":
         pytest.importorskip("onnxruntime")
     torch.manual_seed(0)
-    module = tiny_module(image_size=64, features=features)
+    module = tiny_module(image_size=64, features=features, alpha=alpha)
     randomise_last_layer(module.model.refiner)
+    if alpha:
+        torch.nn.init.normal_(module.model.refiner.alpha.weight)
     ckpt = tmp_path / "refined.ckpt"
     torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict()}, ckpt)
     assert export(str(ckpt), fmt, str(tmp_path / "refined.out")) < 1e-4
