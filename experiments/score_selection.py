@@ -19,14 +19,29 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from mdeas.data.dataset import MaskDepthDataset
 from mdeas.evaluate import data_config
 from mdeas.inference import load_module
+from mdeas.module import MaskDepthModule
 from mdeas.native_eval import model_mask_scores
 from mdeas.outline import KnownBackgroundOutline, from_config
 
 CHECK_SETS = ("data/real_check.zip", "data/real_check_q.zip")
 OUTLINE = Path(__file__).parents[1] / "conf" / "outline" / "known_background.yaml"
 PARTS = {"split_by": "both", "split": [0.0, 0.5, 0.5], "seed": 0}
+
+
+def check_part(
+    ckpt_path: str, zip_path: str, part: str = "val", parts: dict | None = None
+) -> tuple[MaskDepthModule, MaskDepthDataset]:
+    """The checkpoint's module (eval mode) and `part` (val: selection, test: report) of the check set `zip_path`
+    split by `parts` (data.* values; default PARTS), read with the checkpoint's data settings."""
+    module = load_module(ckpt_path).eval()
+    stored = (module.hparams.data or {}).get("config") or {}
+    overrides = {"path": zip_path, "cache_resized": False, **(PARTS if parts is None else parts)}  # read at full size
+    datamodule = instantiate(data_config(stored, overrides), _convert_="all")
+    datamodule.setup("test")
+    return module, datamodule.datasets[part]
 
 
 def score_part(
@@ -36,15 +51,9 @@ def score_part(
     parts: dict | None = None,
     outline: KnownBackgroundOutline | None = None,
 ) -> dict[str, float]:
-    """{"samples", "mask/iou", "mask/iou_per_image", ...} of the checkpoint on `part` (val: selection, test:
-    report) of the check set `zip_path` split by `parts` (data.* values; default PARTS), masks at each
-    composite's stored size, after `outline` when given."""
-    module = load_module(ckpt_path).eval()
-    stored = (module.hparams.data or {}).get("config") or {}
-    overrides = {"path": zip_path, "cache_resized": False, **(PARTS if parts is None else parts)}  # read at full size
-    datamodule = instantiate(data_config(stored, overrides), _convert_="all")
-    datamodule.setup("test")
-    data = datamodule.datasets[part]
+    """{"samples", "mask/iou", "mask/iou_per_image", ...} of the checkpoint on `part` of the check set `zip_path`
+    (`check_part`), masks at each composite's stored size, after `outline` when given."""
+    module, data = check_part(ckpt_path, zip_path, part, parts)
     return {"samples": len(data), **model_mask_scores([module], data, outline=outline)[0].compute()}
 
 

@@ -1,0 +1,78 @@
+"""Where a checkpoint's masks go wrong on a part of the real-photo check sets, at native size: the error split by
+kind, and the IoU of each object.
+
+    python -m experiments.mask_errors outputs/<date>/<time>/checkpoints/best.ckpt      # the selection parts
+    python -m experiments.mask_errors CKPT --no-outline --zips data/real_check.zip     # the model's own masks
+
+Kinds, as shares of the union of prediction and truth pooled over the part (they add up to 1 − IoU): `outline`,
+wrong pixels within 1 px of the true outline (the truth's 3×3 dilation minus its 3×3 erosion); `misses`, object
+pixels called background farther inside; `false`, background pixels called object farther outside. Per object:
+the pooled IoU over the part's composites of each foreground object (`mdeas.data.splits.object_of`). Masks as
+`experiments.score_selection` scores them (after the default outline step unless --no-outline).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter, defaultdict
+
+import cv2
+import numpy as np
+from omegaconf import OmegaConf
+
+from experiments.score_selection import CHECK_SETS, OUTLINE, check_part
+from mdeas.data.splits import object_of
+from mdeas.native_eval import full_size_logits
+from mdeas.outline import KnownBackgroundOutline, from_config
+
+KINDS = ("outline", "misses", "false")
+
+
+def error_counts(pred: np.ndarray, truth: np.ndarray) -> Counter:
+    """Pixel counts of one image: "intersection", "union" and each of KINDS (module docstring), from boolean
+    masks [H, W]."""
+    square = np.ones((3, 3), np.uint8)
+    t8 = truth.astype(np.uint8)
+    near = (cv2.dilate(t8, square) > 0) & ~(cv2.erode(t8, square) > 0)
+    wrong = pred ^ truth
+    return Counter(
+        intersection=int((pred & truth).sum()),
+        union=int((pred | truth).sum()),
+        outline=int((wrong & near).sum()),
+        misses=int((wrong & truth & ~near).sum()),
+        false=int((wrong & ~truth & ~near).sum()),
+    )
+
+
+def part_errors(
+    ckpt_path: str, zip_path: str, part: str = "val", outline: KnownBackgroundOutline | None = None
+) -> tuple[Counter, dict[str, Counter]]:
+    """(counts pooled over the part, counts per object) of `error_counts` for the checkpoint's masks."""
+    module, data = check_part(ckpt_path, zip_path, part)
+    pooled, per_object = Counter(), defaultdict(Counter)
+    for sample, (batch, (logits,)) in zip(data.samples, full_size_logits([module], data, outline=outline), strict=True):
+        counts = error_counts(logits[0, 0].numpy() > 0, batch["mask"][0, 0].numpy() > 0.5)
+        pooled += counts
+        per_object[object_of(sample)] += counts
+    return pooled, dict(per_object)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("ckpt")
+    parser.add_argument("--zips", nargs="+", default=list(CHECK_SETS))
+    parser.add_argument("--part", choices=("val", "test"), default="val")
+    parser.add_argument("--no-outline", action="store_true", help="the model's masks without the outline step")
+    args = parser.parse_args()
+    outline = from_config(None if args.no_outline else OmegaConf.load(OUTLINE))
+    for zip_path in args.zips:
+        pooled, per_object = part_errors(args.ckpt, zip_path, args.part, outline)
+        shares = ", ".join(f"{kind} {pooled[kind] / pooled['union']:.4f}" for kind in KINDS)
+        print(f"{zip_path} {args.part}: IoU {pooled['intersection'] / pooled['union']:.4f}; errors as shares of the "
+              f"union: {shares}")  # fmt: skip
+        for name, counts in sorted(per_object.items()):
+            print(f"  object {name}: IoU {counts['intersection'] / counts['union']:.4f}")
+
+
+if __name__ == "__main__":
+    main()
