@@ -55,6 +55,7 @@ def test_bench_refiner_prints_every_model_the_outline_step_and_the_ratio(capsys)
         "+ refiner, 5% of the patches",
         "+ refiner, 10% of the patches",
         "+ default refiner (reads the base's hidden map), 10%",
+        "+ default refiner reading alpha maps (model.refiner.alpha), 10%",
         "+ default refiner, 10%, + outline step",
     )
     for row in rows:
