@@ -7,10 +7,10 @@ decoding, no uint8 conversion): without the refiner, the pair is resized (area) 
 outputs are upsampled bilinearly (what every preset does); with it (conf/model/refiner/patch.yaml, the same base
 weights), `RefinedNet.forward_full` also refines the mask on 8×8 patches at the native size. The models are
 untrained, so the refined patches are set by the share alone (threshold 0: exactly `fraction` of the patches,
-the most a trained model refines at that setting); `--fractions` adds shares to the config's; one more row is the
-default model's refiner (conf/model/resunet_detail.yaml: it also reads the base's hidden map), one that refiner
-reading the coarse mask's alpha maps too (`model.refiner.alpha=true`), and the last the default refiner followed by
-the outline step of evaluate and predict (conf/outline/known_background.yaml). Time is the median of
+the most a trained model refines at that setting); `--fractions` adds shares to the config's. Three more rows: the
+default model's refiner (conf/model/resunet_detail.yaml: it also reads the base's hidden map), that refiner reading
+the coarse mask's alpha maps too (`model.refiner.alpha=true`), and the default refiner followed by the outline step
+of evaluate and predict (conf/outline/known_background.yaml). Time is the median of
 `--runs` after one warm-up, batch 1, the models taking turns run by run. The last line, `ratio: X.XX`, is the
 time with the refiner at the config's share over the time without, at the largest size.
 """
