@@ -13,17 +13,15 @@ the pooled IoU over the part's composites of each foreground object (`mdeas.data
 
 from __future__ import annotations
 
-import argparse
 from collections import Counter, defaultdict
 
 import cv2
 import numpy as np
-from omegaconf import OmegaConf
 
-from experiments.score_selection import CHECK_SETS, OUTLINE, check_part
+from experiments.score_selection import check_part, check_set_args
 from mdeas.data.splits import object_of
 from mdeas.native_eval import full_size_logits
-from mdeas.outline import KnownBackgroundOutline, from_config
+from mdeas.outline import KnownBackgroundOutline
 
 KINDS = ("outline", "misses", "false")
 
@@ -58,13 +56,7 @@ def part_errors(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("ckpt")
-    parser.add_argument("--zips", nargs="+", default=list(CHECK_SETS))
-    parser.add_argument("--part", choices=("val", "test"), default="val")
-    parser.add_argument("--no-outline", action="store_true", help="the model's masks without the outline step")
-    args = parser.parse_args()
-    outline = from_config(None if args.no_outline else OmegaConf.load(OUTLINE))
+    args, outline = check_set_args(__doc__.split("\n\n")[0])
     for zip_path in args.zips:
         pooled, per_object = part_errors(args.ckpt, zip_path, args.part, outline)
         shares = ", ".join(f"{kind} {pooled[kind] / pooled['union']:.4f}" for kind in KINDS)

@@ -57,16 +57,22 @@ def score_part(
     return {"samples": len(data), **model_mask_scores([module], data, outline=outline)[0].compute()}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def check_set_args(description: str) -> tuple[argparse.Namespace, KnownBackgroundOutline | None]:
+    """The command line of a script over the check sets' parts (ckpt, --zips, --part, --no-outline), and the outline
+    step it asks for (the default one, or None with --no-outline)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("ckpt")
     parser.add_argument("--zips", nargs="+", default=list(CHECK_SETS))
     parser.add_argument("--part", choices=("val", "test"), default="val")
-    parser.add_argument("--no-outline", action="store_true", help="score the model's masks without the outline step")
+    parser.add_argument("--no-outline", action="store_true", help="the model's masks without the outline step")
     args = parser.parse_args()
-    options = None if args.no_outline else OmegaConf.load(OUTLINE)
+    return args, from_config(None if args.no_outline else OmegaConf.load(OUTLINE))
+
+
+def main() -> None:
+    args, outline = check_set_args(__doc__.split("\n\n")[0])
     for zip_path in args.zips:
-        s = score_part(args.ckpt, zip_path, args.part, outline=from_config(options))
+        s = score_part(args.ckpt, zip_path, args.part, outline=outline)
         print(f"{zip_path} {args.part}: {s['samples']} composites, IoU {s['mask/iou']:.4f}, "
               f"per image {s['mask/iou_per_image']:.4f}")  # fmt: skip
 
