@@ -15,12 +15,13 @@ import sys
 import zipfile
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
 from mdeas.synth import scene as sc
-from mdeas.synth.generate import Options, depth_to_mm, generate, make_background, make_sample, plan
+from mdeas.synth.generate import GENERATOR_VERSION, Options, depth_to_mm, generate, make_background, make_sample, plan
 from mdeas.synth.shapes import SPRITE_KINDS, Sprite, make_sprite
 from mdeas.synth.solids import Solid
 from mdeas.synth.textures import FAMILIES, texture
@@ -98,7 +99,7 @@ def test_meta_describes_parameters_and_depth_encoding(dataset: Path) -> None:
         meta = json.loads(archive.read("meta.json"))
     assert meta["depth"] == {"format": "png16", "unit": "mm", "max": MAX_MM}
     assert (meta["seed"], meta["num_samples"], meta["image_size"], meta["fg_per_bg"]) == (3, N, SIZE, PER_BG)
-    assert meta["jpeg_quality"] == 75 and meta["version"] == 3 and meta["scheme"] == "random"
+    assert meta["jpeg_quality"] == 75 and meta["version"] == GENERATOR_VERSION and meta["scheme"] == "random"
     assert meta["camera"] == "metric"
     assert "workers" not in meta
 
@@ -280,6 +281,21 @@ def test_every_sprite_kind_stands_on_its_last_row() -> None:
             flipped = sprite.flipped()
             np.testing.assert_array_equal(flipped.alpha, sprite.alpha[:, ::-1])
             assert sprite.scaled(2.0).height_m == 2 * sprite.height_m
+
+
+def test_open_sprite_kinds_have_holes_the_background_shows_through() -> None:
+    """A cycle's wheels and a frame's gaps are background enclosed by the object: regions of alpha < 0.5 that do
+    not reach the canvas border (a solid kind such as a vase has none)."""
+
+    def holes(alpha: np.ndarray) -> int:
+        count, labels = cv2.connectedComponents((alpha < 0.5).astype(np.uint8), connectivity=4)
+        outside = set(np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])))
+        return len(set(range(1, count)) - outside)
+
+    for i in range(5):
+        assert holes(make_sprite(np.random.default_rng(i), "cycle").alpha) >= 2  # one or more per wheel
+        assert holes(make_sprite(np.random.default_rng(i), "vase").alpha) == 0
+    assert sum(holes(make_sprite(np.random.default_rng(i), "frame").alpha) >= 1 for i in range(10)) >= 5
 
 
 # --------------------------------------------------------------------------------------------------------------

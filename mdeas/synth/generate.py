@@ -64,7 +64,7 @@ from mdeas.synth.writer import (
     write_zip,
 )
 
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 MIN_DEPTH_MM = 4000  # the least far limit at which every scene still has room to place its objects
 SCHEMES = ("random", "seed")
 SEED_FG_FRACTION = 150 / 224  # the seeds' cut-outs: max side 150 px on 224 px images at scale 1

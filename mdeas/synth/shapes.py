@@ -81,6 +81,12 @@ class _Canvas:
     def polygon(self, points: list[tuple[float, float]]) -> None:
         self.draw.polygon([self.px(a, b) for a, b in points], fill=255)
 
+    def ring(self, a: float, b: float, r: float, thickness_m: float) -> None:
+        """A circle's outline, `thickness_m` wide, inside radius r."""
+        (x0, y0), (x1, y1) = self.px(a - r, b + r), self.px(a + r, b - r)
+        width = max(1, round(thickness_m / self.width_m * self.cols * _SUPERSAMPLE))
+        self.draw.ellipse((x0, y0, x1, y1), outline=255, width=width)
+
     def line(self, points: list[tuple[float, float]], thickness_m: float) -> None:
         width = max(1, round(thickness_m / self.width_m * self.cols * _SUPERSAMPLE))
         self.draw.line([self.px(a, b) for a, b in points], fill=255, width=width, joint="curve")
@@ -205,6 +211,56 @@ def _vehicle(rng: np.random.Generator, c: _Canvas, h: float) -> None:
         c.ellipse(a, radius - 0.05 * h, radius * 1.1, radius + 0.0)
 
 
+def _cycle(rng: np.random.Generator, c: _Canvas, h: float) -> None:
+    """A bicycle or motorbike seen side on: two spoked rings (the background shows through), a frame of tubes,
+    a saddle and handlebars; the tyres are flattened onto the ground."""
+    w = c.width_m
+    radius = min(rng.uniform(0.28, 0.36) * h, 0.24 * w)
+    tube, tyre = rng.uniform(0.02, 0.04) * h, rng.uniform(0.025, 0.08) * h
+    rear, front = -0.5 * w + radius, 0.5 * w - radius
+    hub_b = radius - 0.03 * h
+    for hub in (rear, front):
+        c.ring(hub, hub_b, radius, tyre)
+        c.rect(hub - 0.4 * radius, -0.05 * h, hub + 0.4 * radius, 0.05 * h)
+        for angle in rng.uniform(0, np.pi, 1) + np.linspace(0, np.pi, int(rng.integers(2, 7)), endpoint=False):
+            dx, db = radius * np.cos(angle), radius * np.sin(angle)
+            c.line([(hub - dx, hub_b - db), (hub + dx, hub_b + db)], tube * 0.4)
+    crank = (rear + rng.uniform(0.4, 0.55) * (front - rear), hub_b)
+    seat = (crank[0] - rng.uniform(0.05, 0.12) * w, rng.uniform(0.75, 0.85) * h)
+    head = (front - rng.uniform(0.08, 0.15) * w, rng.uniform(0.8, 0.9) * h)
+    c.line([(rear, hub_b), crank, seat, (rear, hub_b)], tube)
+    c.line([crank, head, (front, hub_b)], tube)
+    c.line([seat, head], tube)
+    c.rect(seat[0] - 0.08 * w, seat[1], seat[0] + 0.06 * w, seat[1] + 0.05 * h)
+    c.line([head, (head[0] - 0.03 * w, h * 0.98), (head[0] - 0.1 * w, h * 0.98)], tube)
+    if rng.random() < 0.5:  # a motorbike: an engine block and a tank fill part of the frame
+        c.ellipse(crank[0], crank[1] + 0.1 * h, 0.1 * w, 0.12 * h)
+        c.ellipse((crank[0] + head[0]) / 2, 0.72 * h, 0.12 * w, 0.07 * h)
+
+
+def _frame(rng: np.random.Generator, c: _Canvas, h: float) -> None:
+    """Open frames: a ladder, a stool with stretchers, or a fence panel of pickets; more gaps than material."""
+    w = c.width_m / 2
+    bar = rng.uniform(0.05, 0.1) * w
+    variant = int(rng.integers(3))
+    if variant == 2:  # fence panel: pickets on two rails
+        pickets = int(rng.integers(4, 9))
+        for a in np.linspace(-w + bar, w - bar, pickets):
+            c.rect(a - bar, -0.05 * h, a + bar, h * rng.uniform(0.85, 1.0))
+        for b in (0.25 * h, 0.75 * h):
+            c.rect(-w, b - bar, w, b + bar)
+        return
+    top = h if variant == 0 else h * rng.uniform(0.9, 1.0)
+    splay = 0.0 if variant == 0 else rng.uniform(0.0, 0.15) * w
+    for side in (-1, 1):
+        c.line([(side * (w - bar), -0.05 * h), (side * (w - bar - splay), top)], 2 * bar)
+    rungs = int(rng.integers(3, 8)) if variant == 0 else int(rng.integers(1, 3))
+    for b in np.linspace(0.15, 0.85, rungs) * h:
+        c.rect(-w + bar, b - bar * 0.7, w - bar, b + bar * 0.7)
+    if variant == 1:  # the stool's seat
+        c.rect(-w, top - 0.1 * h, w, top)
+
+
 def _vase(rng: np.random.Generator, c: _Canvas, h: float) -> None:
     """A lathe profile: a bottle, a vase or a bollard, symmetric about its axis."""
     b = np.linspace(-0.05, 1.0, 40) * h
@@ -228,6 +284,8 @@ SPRITE_KINDS = {
     "tool": (_tool, (1.0, 2.0), (0.12, 0.4), 0.7),
     "vehicle": (_vehicle, (1.2, 1.9), (1.5, 2.6), 1.5),
     "vase": (_vase, (0.2, 1.2), (0.3, 0.8), 1.5),
+    "cycle": (_cycle, (0.9, 1.3), (1.5, 2.0), 1.5),
+    "frame": (_frame, (0.5, 2.0), (0.4, 1.4), 1.0),
 }
 _WEIGHTS = np.array([kind[3] for kind in SPRITE_KINDS.values()]) / sum(kind[3] for kind in SPRITE_KINDS.values())
 
