@@ -22,7 +22,7 @@ from PIL import Image
 
 from mdeas.synth import scene as sc
 from mdeas.synth.generate import GENERATOR_VERSION, Options, depth_to_mm, generate, make_background, make_sample, plan
-from mdeas.synth.shapes import SPRITE_KINDS, Sprite, make_sprite
+from mdeas.synth.shapes import OPEN_KINDS, SPRITE_KINDS, Sprite, make_sprite
 from mdeas.synth.solids import Solid
 from mdeas.synth.textures import FAMILIES, texture
 
@@ -241,6 +241,7 @@ def test_cli_writes_only_the_zip(tmp_path: Path) -> None:
         {"jpeg_quality": [80]},
         {"rough_edges": 1.5},
         {"camouflage": -0.1},
+        {"open_objects": 2.0},
     ],
 )
 def test_bad_arguments_fail_and_write_nothing(tmp_path: Path, kwargs: dict) -> None:
@@ -296,6 +297,19 @@ def test_open_sprite_kinds_have_holes_the_background_shows_through() -> None:
         assert holes(make_sprite(np.random.default_rng(i), "cycle").alpha) >= 2  # one or more per wheel
         assert holes(make_sprite(np.random.default_rng(i), "vase").alpha) == 0
     assert sum(holes(make_sprite(np.random.default_rng(i), "frame").alpha) >= 1 for i in range(10)) >= 5
+
+
+def test_open_share_decides_whether_open_kinds_are_drawn_and_leaves_solid_draws_alone() -> None:
+    solid = [make_sprite(np.random.default_rng(i), rows=24) for i in range(40)]
+    assert not {s.kind for s in solid} & set(OPEN_KINDS)
+    assert {make_sprite(np.random.default_rng(i), rows=24, open_share=1.0).kind for i in range(40)} == set(OPEN_KINDS)
+    mixed = [make_sprite(np.random.default_rng(i), rows=24, open_share=0.5).kind in OPEN_KINDS for i in range(200)]
+    assert 70 < sum(mixed) < 130
+    # at share 0 the kinds are the draws the generator made before open kinds existed (its datasets stay the same)
+    names = [k for k in SPRITE_KINDS if k not in OPEN_KINDS]
+    weights = np.array([SPRITE_KINDS[k][3] for k in names])
+    before = [names[int(np.random.default_rng(i).choice(len(names), p=weights / weights.sum()))] for i in range(40)]
+    assert [s.kind for s in solid] == before
 
 
 # --------------------------------------------------------------------------------------------------------------

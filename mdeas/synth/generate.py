@@ -93,6 +93,7 @@ class Options:
     paste_fraction: float = 0.0
     rough_edges: float = 0.0
     camouflage: float = 0.0
+    open_objects: float = 0.0
     camera: str = "metric"
 
     @property
@@ -220,9 +221,9 @@ def make_background(
 
 
 @functools.lru_cache(maxsize=256)
-def shared_sprite(seed: int, index: int, rows: int) -> Sprite:
+def shared_sprite(seed: int, index: int, rows: int, open_share: float) -> Sprite:
     """Object `index` of the seed scheme, shared by every background (deterministic; cached per process)."""
-    return make_sprite(np.random.default_rng([seed, 2, index]), rows=rows)
+    return make_sprite(np.random.default_rng([seed, 2, index]), rows=rows, open_share=open_share)
 
 
 def make_sample(background: Background, spec: SampleSpec, opts: Options) -> SampleArrays:
@@ -240,13 +241,14 @@ def make_sample(background: Background, spec: SampleSpec, opts: Options) -> Samp
     darkening, the background's noise, so that fg_bg equals bg outside the mask up to JPEG. A fraction
     `opts.rough_edges` of the pastes has the outline of a hand-made cut-out (`rough_edges`: feathered, often
     fringed), drawn from a stream of its own; a fraction `opts.camouflage` of the pastes wears the background's
-    own texture from another place (`camouflage`), drawn from another stream.
+    own texture from another place (`camouflage`), drawn from another stream. A share `opts.open_objects` of the
+    objects is drawn from the open kinds (bicycles, ladders, fences: holes that show the background).
     """
     rng = np.random.default_rng(spec.key)
     if spec.foreground is None:
-        sprite = make_sprite(rng, rows=opts.sprite_rows)
+        sprite = make_sprite(rng, rows=opts.sprite_rows, open_share=opts.open_objects)
     else:
-        sprite = shared_sprite(opts.seed, spec.foreground, opts.sprite_rows)
+        sprite = shared_sprite(opts.seed, spec.foreground, opts.sprite_rows, opts.open_objects)
     sprite = sprite.flipped() if spec.flip else sprite
     scale = spec.scale if spec.scale is not None else float(rng.uniform(*opts.scale_range))
     render, scene = background.render, background.scene
@@ -259,7 +261,7 @@ def make_sample(background: Background, spec: SampleSpec, opts: Options) -> Samp
             if attempt == len(_RETRY_SIZES) - 1:
                 raise
             if spec.foreground is None:
-                sprite = make_sprite(rng, rows=opts.sprite_rows)
+                sprite = make_sprite(rng, rows=opts.sprite_rows, open_share=opts.open_objects)
     fg = light_foreground(scene, fg)
     pasted = opts.paste_fraction > 0 and rng.random() < opts.paste_fraction  # no draw at 0
     edges = np.random.default_rng([*spec.key, _EDGE_STREAM])
@@ -343,7 +345,7 @@ def _check(opts: Options) -> None:
         raise ValueError(f"scheme must be one of {', '.join(SCHEMES)}, got {opts.scheme!r}")
     if opts.num_foregrounds < 1 or opts.positions < 1 or not opts.scales:
         raise ValueError("the seed scheme needs num_foregrounds >= 1, positions >= 1 and at least one scale")
-    for name in ("paste_fraction", "rough_edges", "camouflage"):
+    for name in ("paste_fraction", "rough_edges", "camouflage", "open_objects"):
         if not 0 <= getattr(opts, name) <= 1:
             raise ValueError(f"{name} must be in [0, 1], got {getattr(opts, name)}")
     low, high = opts.scale_range
@@ -356,9 +358,9 @@ def generate(out: str | Path, num_samples: int, workers: int | None = None, **op
 
     options (see `Options`, conf/synth.yaml): image_size, seed, jpeg_quality, fg_per_bg, max_depth_mm, scheme
     ("random" or "seed"), num_foregrounds, flips, scales, positions, scale_range, paste_fraction, rough_edges,
-    camouflage, camera ("metric" or "wide"). Defaults are `Options`', which differ from conf/synth.yaml's in one
-    place: paste_fraction is 0 here (every sample rendered as a photo, with its own shadow and noise) and 1 there
-    (pasted the seeds' way, what training uses); pass it to make the CLI's data.
+    camouflage, open_objects, camera ("metric" or "wide"). Defaults are `Options`', which differ from
+    conf/synth.yaml's in one place: paste_fraction is 0 here (every sample rendered as a photo, with its own
+    shadow and noise) and 1 there (pasted the seeds' way, what training uses); pass it to make the CLI's data.
     ceil(num_samples / samples per background) backgrounds are rendered; depth is stored in mm, clamped to
     max_depth_mm. `workers` processes render (default: the CPU count); the zip's bytes do not depend on it. The
     zip is written beside `out` and renamed into place, so `out` is either complete or absent.
@@ -386,6 +388,7 @@ def generate(out: str | Path, num_samples: int, workers: int | None = None, **op
         "paste_fraction": opts.paste_fraction,
         "rough_edges": opts.rough_edges,
         "camouflage": opts.camouflage,
+        "open_objects": opts.open_objects,
         "camera": opts.camera,
         "depth": {"format": "png16", "unit": "mm", "max": opts.max_depth_mm},
         "mask": {"format": "png8", "values": [0, 255]},

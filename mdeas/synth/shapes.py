@@ -287,7 +287,13 @@ SPRITE_KINDS = {
     "cycle": (_cycle, (0.9, 1.3), (1.5, 2.0), 1.5),
     "frame": (_frame, (0.5, 2.0), (0.4, 1.4), 1.0),
 }
-_WEIGHTS = np.array([kind[3] for kind in SPRITE_KINDS.values()]) / sum(kind[3] for kind in SPRITE_KINDS.values())
+OPEN_KINDS = ("cycle", "frame")  # objects with holes, drawn only for the share `open_share` (make_sprite)
+_SOLID_KINDS = [kind for kind in SPRITE_KINDS if kind not in OPEN_KINDS]
+
+
+def _draw_kind(rng: np.random.Generator, kinds: list[str]) -> str:
+    weights = np.array([SPRITE_KINDS[kind][3] for kind in kinds])
+    return kinds[int(rng.choice(len(kinds), p=weights / weights.sum()))]
 
 
 def _hsv(h: float, s: float, v: float) -> np.ndarray:
@@ -317,10 +323,13 @@ def _sprite_colour(rng: np.random.Generator, kind: str, a: np.ndarray, b: np.nda
     return np.clip(base * shade[:, None], 0, 1).reshape(*a.shape, 3)
 
 
-def make_sprite(rng: np.random.Generator, kind: str | None = None, rows: int = 96) -> Sprite:
-    """A random object (kind drawn from SPRITE_KINDS by weight unless given), `rows` canvas rows tall, with a
-    soft silhouette (feathered by up to a pixel) and its own texture."""
-    kind = kind or list(SPRITE_KINDS)[int(rng.choice(len(SPRITE_KINDS), p=_WEIGHTS))]
+def make_sprite(rng: np.random.Generator, kind: str | None = None, rows: int = 96, open_share: float = 0.0) -> Sprite:
+    """A random object, `rows` canvas rows tall, with a soft silhouette (feathered by up to a pixel) and its own
+    texture. Unless `kind` is given it is drawn by weight from OPEN_KINDS with probability `open_share`, else from
+    the solid kinds (at 0 no extra number is drawn, so the solid draws do not depend on the option)."""
+    if kind is None:
+        is_open = open_share > 0 and rng.random() < open_share
+        kind = _draw_kind(rng, list(OPEN_KINDS) if is_open else _SOLID_KINDS)
     draw, heights, aspects, _ = SPRITE_KINDS[kind]
     h = float(rng.uniform(*heights))
     w = h * float(rng.uniform(*aspects))
