@@ -252,6 +252,26 @@ def test_bad_arguments_fail_and_write_nothing(tmp_path: Path, kwargs: dict) -> N
     assert not (tmp_path / "sub").exists()
 
 
+def test_the_cached_default_set_is_keyed_by_options_and_generator_code(tmp_path: Path, monkeypatch) -> None:
+    import shutil
+
+    from mdeas.synth import default_set
+
+    copy = tmp_path / "synth"
+    shutil.copytree(default_set.SOURCE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    assert default_set.source_fingerprint(copy) == default_set.source_fingerprint()
+    shapes = copy / "shapes.py"
+    shapes.write_text(shapes.read_text() + "\n# an edit\n")
+    assert default_set.source_fingerprint(copy) != default_set.source_fingerprint()
+
+    cache = tmp_path / "cache"
+    path = default_set.GeneratedSet(num_samples=10, image_size=32, seed=0).path(cache)
+    assert path.parent == cache and path.name.startswith("synth-10x32-") and path.suffix == ".zip"
+    assert default_set.GeneratedSet(num_samples=10, image_size=32, seed=1).path(cache) != path
+    monkeypatch.setattr(default_set, "SOURCE", copy)  # the same options with the edited generator: a new set
+    assert default_set.GeneratedSet(num_samples=10, image_size=32, seed=0).path(cache) != path
+
+
 def test_no_temporary_file_is_left(dataset: Path) -> None:
     assert dataset.exists() and not list(dataset.parent.glob(f".{dataset.name}.*.tmp"))
 

@@ -1,4 +1,5 @@
-"""The generated default dataset: made once per set of generator options, then reused from the cache folder."""
+"""The generated default dataset: made once per set of generator options and generator code, then reused from the
+cache folder."""
 
 from __future__ import annotations
 
@@ -7,17 +8,31 @@ import json
 import logging
 from pathlib import Path
 
-from mdeas.synth.generate import GENERATOR_VERSION, generate
+from mdeas.synth.generate import generate
 
 log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).parent  # the generator's code: any change to it makes a new set
+
+
+def source_fingerprint(folder: Path | None = None) -> str:
+    """A hash (hex, 16 characters) of the names and bytes of the .py files under `folder` (default SOURCE): the
+    same for the same code, different after any edit (as a data library fingerprints the function that made a
+    cached set)."""
+    folder = SOURCE if folder is None else folder
+    digest = hashlib.sha1()
+    for path in sorted(folder.rglob("*.py")):
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
 
 
 class GeneratedSet:
     """A canonical dataset zip generated with `options` (conf/synth.yaml: num_samples, image_size, seed, ...).
 
     `GeneratedSet(**options)(cache_dir)` returns the zip's path under `cache_dir`, generating it on first use; the
-    file name hashes the options and the generator version, so changed options make a new set. This is what
-    `data.synth` builds: the data module calls it when no `data.path` is given.
+    file name hashes the options and the generator's code (`source_fingerprint`), so changed options or an edited
+    generator make a new set instead of reusing a stale one. This is what `data.synth` builds: the data module
+    calls it when no `data.path` is given.
     """
 
     def __init__(self, **options) -> None:
@@ -25,7 +40,7 @@ class GeneratedSet:
 
     def path(self, cache_dir: str | Path) -> Path:
         """Where the set lives under `cache_dir` (it may not exist yet)."""
-        options = {**self.options, "generator": GENERATOR_VERSION}
+        options = {**self.options, "generator": source_fingerprint()}
         key = hashlib.sha1(json.dumps(options, sort_keys=True).encode()).hexdigest()[:10]
         size = f"{self.options.get('num_samples')}x{self.options.get('image_size')}"
         return Path(cache_dir).expanduser() / f"synth-{size}-{key}.zip"
