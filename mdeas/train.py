@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 from pathlib import Path
 
 import hydra
@@ -14,7 +15,7 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import WeightAveraging
-from pytorch_lightning.utilities.exceptions import MisconfigurationException
+from pytorch_lightning.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 from mdeas.atomic import write_json
 from mdeas.callbacks.atomic_checkpoint import AtomicCheckpointIO
@@ -186,7 +187,8 @@ def main(cfg: DictConfig) -> float | None:
     Bad data, bad config values (ValueError, e.g. CheckpointError, and Lightning's MisconfigurationException), a
     broken progressive chain and a non-finite loss end the run with one line `error: ...` and exit status 1; in a
     sweep they end the job only (`mdeas.sweep.record_failure`: it returns NaN) and the sweep exits 1 at its end.
-    Ctrl-C (Lightning's graceful stop, exit status 1) ends the whole sweep.
+    Ctrl-C (Lightning's graceful stop, exit status 1) and SIGTERM (exit status 143, as a shell reports a process
+    that SIGTERM ended) end the whole sweep; both leave `checkpoints/interrupted.ckpt` (`ResumeOnInterrupt`).
     """
     in_sweep = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
     try:
@@ -195,6 +197,8 @@ def main(cfg: DictConfig) -> float | None:
                 clear_failure(Path(cfg.paths.output_dir))
             results = train(cfg)
             return objective(results["val"], cfg.optimized_metric) if results.get("val") else None
+    except SIGTERMException:  # Lightning's own exits 0: a stopped run must not read as a finished one
+        raise SystemExit(128 + signal.SIGTERM) from None
     except SystemExit as failure:
         if not in_sweep or not isinstance(failure.code, str):  # an interrupt (Lightning exits 1) ends the sweep
             raise

@@ -345,7 +345,8 @@ def test_predict_refuses_ids_that_would_write_outside_the_output_folder(run, tmp
 
 
 @pytest.mark.slow
-def test_ctrl_c_leaves_a_resumable_checkpoint_and_says_how_to_resume(run, tmp_path):
+@pytest.mark.parametrize(("stop", "status"), [(signal.SIGINT, 1), (signal.SIGTERM, 143)], ids=["ctrl_c", "sigterm"])
+def test_an_interrupt_leaves_a_resumable_checkpoint_and_says_how_to_resume(run, tmp_path, stop, status):
     cmd = [sys.executable, "-m", "mdeas.train", *SMALL, f"data.path={run['data']}", "trainer.max_epochs=100",
            "hydra.run.dir=run"]  # fmt: skip
     ckpts = tmp_path / "run" / "checkpoints"
@@ -359,12 +360,12 @@ def test_ctrl_c_leaves_a_resumable_checkpoint_and_says_how_to_resume(run, tmp_pa
             while not (ckpts / "last.ckpt").exists() and proc.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.1)
             assert (ckpts / "last.ckpt").exists(), "no first checkpoint to interrupt after"
-            proc.send_signal(signal.SIGINT)  # Ctrl-C, after the first epoch's checkpoint
-            status = proc.wait(timeout=120)
+            proc.send_signal(stop)  # Ctrl-C or a scheduler's SIGTERM, after the first epoch's checkpoint
+            exit_status = proc.wait(timeout=120)
         finally:
             proc.kill()
     text = (tmp_path / "output").read_text()
-    assert status == 1 and "Traceback" not in text, text[-2000:]
+    assert exit_status == status and "Traceback" not in text, text[-2000:]
     assert f"resume with: python -m mdeas.train <same overrides> ckpt_path={ckpts / 'interrupted.ckpt'}" in text
     interrupted = read_checkpoint(ckpts / "interrupted.ckpt")
     assert interrupted["epoch"] >= read_checkpoint(ckpts / "last.ckpt")["epoch"] >= 0

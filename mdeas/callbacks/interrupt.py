@@ -1,4 +1,4 @@
-"""On Ctrl-C: leave a resumable checkpoint and say how to resume."""
+"""On Ctrl-C or SIGTERM: leave a resumable checkpoint and say how to resume."""
 
 from __future__ import annotations
 
@@ -7,12 +7,17 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 from pytorch_lightning.trainer.states import TrainerFn
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 log = logging.getLogger(__name__)
 
 
 class ResumeOnInterrupt(pl.Callback):
     """Saves `<dirpath>/interrupted.ckpt` when training is interrupted and logs the command line to resume.
+
+    Interrupted means Ctrl-C (SIGINT, KeyboardInterrupt) or SIGTERM, what `kill`, schedulers and container
+    runtimes send before they kill a process: Lightning's handler notes it and raises `SIGTERMException` once the
+    batch under way is done. A run started in the background by a shell ignores SIGINT, so SIGTERM is its way out.
 
     Resuming from it goes on with the interrupted epoch at its next batch, in the same order with the same
     augmentation draws (the train loader is resumable, `SkipCountingLoader.state_dict`), so the run ends as an
@@ -29,7 +34,7 @@ class ResumeOnInterrupt(pl.Callback):
         self.dirpath = Path(dirpath)
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        if not isinstance(exception, KeyboardInterrupt) or trainer.state.fn != TrainerFn.FITTING:
+        if not isinstance(exception, (KeyboardInterrupt, SIGTERMException)) or trainer.state.fn != TrainerFn.FITTING:
             return
         path = self.dirpath / "interrupted.ckpt"
         trainer.save_checkpoint(path)
