@@ -4,8 +4,10 @@
 data.path=data/real_check.zip data.split_by=both 'data.split=[0,0.5,0.5]' data.seed=0` scores every checkpoint on
 the test split of the first one's data config, changed by the `data.*` overrides as `evaluate` changes it, and
 gives each later checkpoint the 95 % bootstrap interval of its pooled-IoU gain over the first, paired (the same
-resampled images for both): an interval that holds 0 means these samples cannot rank the two. Writes
-compare.json to `output` (default: the current folder) and prints a markdown table.
+resampled images for both): an interval that holds 0 means these samples cannot rank the two. `part=val` scores
+the val split instead: with those overrides, the selection part of a real-photo check set, where recipes are
+chosen, keeping the test split (the report part) unseen. Writes compare.json to `output` (default: the current
+folder) and prints a markdown table.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from mdeas.inference import CheckpointError, load_module, resolve_device
 from mdeas.native_eval import bootstrap_iou, model_mask_scores
 from mdeas.outline import KnownBackgroundOutline, from_config
 
+PARTS = ("test", "val")
 SCORES = ("mask/iou", "mask/iou_per_image", "mask/boundary_f", "mask/precision", "mask/recall")
 
 
@@ -33,12 +36,16 @@ def compare(
     output: str | None = None,
     device: str = "auto",
     outline: KnownBackgroundOutline | None = None,
+    part: str = "test",
 ) -> dict:
-    """{"samples", "rows": one per checkpoint with SCORES, "mask/iou_ci95" and, after the first,
-    "mask/iou_gain_ci95" over it}; written to <output>/compare.json. Each model's masks are taken after `outline`
-    when given. The checkpoints must share their input normalisation (ValueError naming the one that differs)."""
+    """{"samples", "part", "rows": one per checkpoint with SCORES, "mask/iou_ci95" and, after the first,
+    "mask/iou_gain_ci95" over it}, scored on the split `part` (test or val); written to <output>/compare.json. Each
+    model's masks are taken after `outline` when given. The checkpoints must share their input normalisation
+    (ValueError naming the one that differs)."""
     if len(ckpt_paths) < 2:
         raise ValueError(f"ckpt_paths needs two checkpoints or more, got {len(ckpt_paths)}")
+    if part not in PARTS:
+        raise ValueError(f"part must be one of {', '.join(PARTS)}, got {part!r}")
     device = resolve_device(device)
     modules = [load_module(path) for path in ckpt_paths]
     first = (modules[0].hparams.data or {}).get("config") or {}
@@ -50,9 +57,9 @@ def compare(
     out.mkdir(parents=True, exist_ok=True)  # before the work: an unwritable folder fails at once, naming itself
     datamodule = instantiate(data_config(first, data), _convert_="all")
     datamodule.prepare_data()
-    datamodule.setup("test")
-    test = datamodule.datasets["test"]
-    scores = model_mask_scores(modules, test, device, outline)  # each sample decoded once for all
+    datamodule.setup()
+    samples = datamodule.datasets[part]
+    scores = model_mask_scores(modules, samples, device, outline)  # each sample decoded once for all
     rows = []
     for i, (path, score) in enumerate(zip(ckpt_paths, scores, strict=True)):
         values = score.compute()
@@ -62,7 +69,7 @@ def compare(
         if i:
             row["mask/iou_gain_ci95"] = paired["gain"]
         rows.append(row)
-    results = {"samples": len(test), "outline": repr(outline) if outline else None, "rows": rows}
+    results = {"samples": len(samples), "part": part, "outline": repr(outline) if outline else None, "rows": rows}
     write_json(out / "compare.json", results)
     return results
 
@@ -88,8 +95,9 @@ def table(results: dict) -> str:
 def main(cfg: DictConfig) -> None:
     with exit_on_data_error(CheckpointError, ValueError):
         paths = [cfg.ckpt_paths] if isinstance(cfg.ckpt_paths, str) else list(cfg.ckpt_paths)  # one path: a str
-        results = compare(paths, data_overrides(cfg), cfg.output, cfg.device, from_config(cfg.get("outline")))
-    print(f"{results['samples']} test samples, masks scored at each sample's stored size; "
+        outline = from_config(cfg.get("outline"))
+        results = compare(paths, data_overrides(cfg), cfg.output, cfg.device, outline, cfg.part)
+    print(f"{results['samples']} {results['part']} samples, masks scored at each sample's stored size; "
           f"outline step: {results['outline']}")  # fmt: skip
     print(table(results))
 

@@ -19,7 +19,7 @@ from mdeas.data.dataset import load_sample
 from mdeas.data.decode import binarise
 from mdeas.evaluate import data_config, evaluate
 from mdeas.inference import Predictor, full_resolution, load_module
-from mdeas.native_eval import MaskScores, bootstrap_iou
+from mdeas.native_eval import MaskScores, bootstrap_iou, model_mask_scores
 from mdeas.outline import KnownBackgroundOutline
 from mdeas.train import train
 from tests.conftest import compose_train, encode, write_canonical_zip
@@ -156,6 +156,22 @@ def test_compare_scores_each_checkpoint_as_evaluate_does_and_pairs_the_gain(run,
     assert "| " + other + " |" in table(two)
     with pytest.raises(ValueError, match="ckpt_paths needs two checkpoints or more, got 1"):
         compare([run["ckpt"]], {})
+
+
+def test_compare_scores_the_val_split_when_asked(run, tmp_path):
+    """part=val scores the val split (a check set's selection part): its pooled IoU, as the scorer gives it."""
+    module = load_module(run["ckpt"]).eval()
+    datamodule = instantiate(data_config(module.hparams.data["config"], {}), _convert_="all")
+    datamodule.prepare_data()
+    datamodule.setup()
+    val = datamodule.datasets["val"]
+    expected = model_mask_scores([module], val, torch.device("cpu"), None)[0].compute()["mask/iou"]
+    results = compare([run["ckpt"], run["ckpt"]], {}, str(tmp_path), "cpu", part="val")
+    assert (results["part"], results["samples"]) == ("val", len(val))
+    assert results["rows"][0]["mask/iou"] == pytest.approx(expected, abs=1e-9)
+    assert results["rows"][0]["mask/iou"] != pytest.approx(run["native"]["model"]["mask/iou"], abs=1e-9)
+    with pytest.raises(ValueError, match="part must be one of test, val, got 'train'"):
+        compare([run["ckpt"], run["ckpt"]], {}, part="train")
 
 
 def test_compare_entry_names_a_missing_checkpoint_in_one_line(run, tmp_path):
