@@ -32,10 +32,11 @@ class StopAfter(pl.Callback):
         self.steps, self.sigterm = steps, sigterm
 
     def on_train_batch_end(self, trainer, *args) -> None:
-        if trainer.global_step >= self.steps and self.sigterm:
-            os.kill(os.getpid(), signal.SIGTERM)  # Lightning's handler notes it; the loop stops after this batch
-        elif trainer.global_step >= self.steps:
+        if trainer.global_step < self.steps:
+            return
+        if not self.sigterm:
             raise KeyboardInterrupt
+        os.kill(os.getpid(), signal.SIGTERM)  # Lightning's handler notes it; the loop stops after this batch
 
 
 class RecordConvDtypes(pl.Callback):

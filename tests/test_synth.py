@@ -10,6 +10,7 @@ import itertools
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -20,6 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from mdeas.synth import default_set
 from mdeas.synth import scene as sc
 from mdeas.synth.generate import GENERATOR_VERSION, Options, depth_to_mm, generate, make_background, make_sample, plan
 from mdeas.synth.shapes import OPEN_KINDS, SPRITE_KINDS, Sprite, make_sprite
@@ -253,10 +255,6 @@ def test_bad_arguments_fail_and_write_nothing(tmp_path: Path, kwargs: dict) -> N
 
 
 def test_the_cached_default_set_is_keyed_by_options_and_generator_code(tmp_path: Path, monkeypatch) -> None:
-    import shutil
-
-    from mdeas.synth import default_set
-
     copy = tmp_path / "synth"
     shutil.copytree(default_set.SOURCE, copy, ignore=shutil.ignore_patterns("__pycache__"))
     assert default_set.source_fingerprint(copy) == default_set.source_fingerprint()
