@@ -36,19 +36,29 @@ def _box_sum(x: torch.Tensor, px: int) -> torch.Tensor:
 
 
 def colour_alpha(
-    logits: torch.Tensor, bg: torch.Tensor, fg_bg: torch.Tensor, band: int = 1, radius: int = 6, confident: float = 1.0
+    logits: torch.Tensor,
+    bg: torch.Tensor,
+    fg_bg: torch.Tensor,
+    band: int = 1,
+    radius: int = 6,
+    confident: float = 1.0,
+    colour: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The known-background alpha at every pixel (module docstring), from mask logits float [B, 1, H, W] and
     images bg, fg_bg float [B, 3, H, W] (any per-channel affine scale: the projection is the same). Returns
     (α unclamped, |F − B|² in the images' units, confident-foreground pixels counted within `radius`), each
     [B, 1, H, W]; where that count is 0 no colour F is known and α is meaningless. Confident foreground: logit above
-    `confident` and more than `band` px inside the predicted outline."""
+    `confident` and more than `band` px inside the predicted outline. `colour`: the object's colour F [B, 3, H, W]
+    where it is known (an oracle's, in the images' units); then it is used as given, and the count is 1 everywhere."""
     logits, bg, fg_bg = logits.float(), bg.float(), fg_bg.float()
-    inside = _erode((logits > 0).float(), band)
-    sure = ((logits > confident) & (inside > 0)).float()
-    sums = _box_sum(torch.cat([sure, fg_bg * sure], 1), radius)
-    weight, colour = sums[:, :1], sums[:, 1:] / sums[:, :1].clamp_min(1e-6)
-    contrast = colour - bg
+    if colour is None:
+        inside = _erode((logits > 0).float(), band)
+        sure = ((logits > confident) & (inside > 0)).float()
+        sums = _box_sum(torch.cat([sure, fg_bg * sure], 1), radius)
+        weight, colour = sums[:, :1], sums[:, 1:] / sums[:, :1].clamp_min(1e-6)
+    else:
+        weight = torch.ones_like(logits)
+    contrast = colour.float() - bg
     contrast2 = contrast.square().sum(1, keepdim=True)
     alpha = ((fg_bg - bg) * contrast).sum(1, keepdim=True) / contrast2.clamp_min(1e-12)
     return alpha, contrast2, weight
@@ -69,11 +79,14 @@ class KnownBackgroundOutline:
             raise ValueError(f"min_contrast must be positive, got {min_contrast}")
         self.band, self.radius, self.confident, self.min_contrast = band, radius, confident, min_contrast
 
-    def __call__(self, logits: torch.Tensor, bg: torch.Tensor, fg_bg: torch.Tensor) -> torch.Tensor:
+    def __call__(
+        self, logits: torch.Tensor, bg: torch.Tensor, fg_bg: torch.Tensor, colour: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Mask logits float [B, 1, H, W] and RGB bg, fg_bg float [B, 3, H, W] in [0, 1] → logits [B, 1, H, W]:
-        logit(α) (α clamped to [0.001, 0.999]) where the colours decide, the input logits elsewhere."""
+        logit(α) (α clamped to [0.001, 0.999]) where the colours decide, the input logits elsewhere. `colour`: the
+        object's true colour F [B, 3, H, W] in [0, 1] instead of the estimate (an oracle's, for experiments)."""
         logits = logits.float()
-        alpha, contrast2, weight = colour_alpha(logits, bg, fg_bg, self.band, self.radius, self.confident)
+        alpha, contrast2, weight = colour_alpha(logits, bg, fg_bg, self.band, self.radius, self.confident, colour)
         foreground = (logits > 0).float()
         band = (_dilate(foreground, self.band) - _erode(foreground, self.band)) > 0
         decided = band & (weight > 0) & (contrast2 >= self.min_contrast**2)

@@ -44,6 +44,23 @@ def test_the_band_takes_the_alpha_of_the_composite(predicted):
     assert not changed[inside | outside].any()  # off the band the logits stay
 
 
+def test_a_known_object_colour_replaces_the_estimate():
+    """A disc whose rim is dark and inside bright: the colour estimated from the inside misreads the rim's alpha,
+    the true colour per pixel reads it exactly."""
+    y, x = torch.meshgrid(torch.arange(SIZE), torch.arange(SIZE), indexing="ij")
+    r = ((y - SIZE / 2) ** 2 + (x - SIZE / 2) ** 2).float().sqrt()[None, None]
+    colour = torch.where(r > 8.5, 0.1, 0.95) * torch.ones(1, 3, 1, 1)  # a dark rim from 8.5 px out
+    alpha, bg, _ = composite()
+    fg_bg = alpha * colour + (1 - alpha) * bg
+    logits, step = disc_logits(11.0), KnownBackgroundOutline(band=1, radius=2)
+    truth = alpha > 0.5
+    assert not torch.equal(step(logits, bg, fg_bg) > 0, truth)  # F from the bright inside: the rim reads as bg
+    known = step(logits, bg, fg_bg, colour=colour)
+    assert torch.equal(known > 0, truth)
+    soft = (known != logits) & (alpha > 0.01) & (alpha < 0.99)
+    assert soft.any() and torch.allclose(torch.sigmoid(known[soft]), alpha[soft], atol=1e-4)
+
+
 def test_an_object_in_its_background_colours_keeps_the_model_mask():
     alpha, bg, fg_bg = composite(colour=torch.full((1, 3, 1, 1), 0.4))  # |F − B| ≤ 0.1·√3 < 0.235
     logits = disc_logits(11.0)
