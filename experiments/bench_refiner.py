@@ -8,11 +8,11 @@ outputs are upsampled bilinearly (what every preset does); with it (conf/model/r
 weights), `RefinedNet.forward_full` also refines the mask on 8×8 patches at the native size. The models are
 untrained, so the refined patches are set by the share alone (threshold 0: exactly `fraction` of the patches,
 the most a trained model refines at that setting); `--fractions` adds shares to the config's. Three more rows: the
-default model's refiner (conf/model/resunet_detail.yaml: it also reads the base's hidden map), that refiner reading
-the coarse mask's alpha maps too (`model.refiner.alpha=true`), and the default refiner followed by the outline step
-of evaluate and predict (conf/outline/known_background.yaml). Time is the median of
-`--runs` after one warm-up, batch 1, the models taking turns run by run. The last line, `ratio: X.XX`, is the
-time with the refiner at the config's share over the time without, at the largest size.
+default model's refiner (conf/model/resunet_detail.yaml: it also reads the base's hidden map and the coarse mask's
+alpha maps), that refiner without the alpha maps (`model.refiner.alpha=false`), and the default refiner followed
+by the outline step of evaluate and predict (conf/outline/known_background.yaml). Time is the median of `--runs`
+after one warm-up, batch 1, the models taking turns run by run. The last line, `ratio: X.XX`, is the time with the
+refiner at the config's share over the time without, at the largest size.
 """
 
 from __future__ import annotations
@@ -92,10 +92,10 @@ def main(argv: list[str] | None = None) -> None:
     module_size = args.base * refiner["downsample"]
     module = build({**preset, **refiner, **features}, module_size)
     module.model.base.load_state_dict(plain.model.state_dict())
-    rows[f"+ default refiner (reads the base's hidden map), {refiner['fraction']:.0%}"] = (module, None)
-    reading = build({**preset, **refiner, **features, "refiner": {**features["refiner"], "alpha": True}}, module_size)
-    reading.model.base.load_state_dict(plain.model.state_dict())
-    rows[f"+ default refiner reading alpha maps (model.refiner.alpha), {refiner['fraction']:.0%}"] = (reading, None)
+    rows[f"+ default refiner (the base's hidden map, alpha maps), {refiner['fraction']:.0%}"] = (module, None)
+    blind = build({**preset, **refiner, **features, "refiner": {**features["refiner"], "alpha": False}}, module_size)
+    blind.model.base.load_state_dict(plain.model.state_dict())
+    rows[f"+ default refiner without alpha maps (model.refiner.alpha=false), {refiner['fraction']:.0%}"] = (blind, None)
     outline = from_config(OmegaConf.load(CONF / "outline/known_background.yaml"))
     rows[f"+ default refiner, {refiner['fraction']:.0%}, + outline step"] = (module, outline)
     times = {

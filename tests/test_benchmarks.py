@@ -54,8 +54,8 @@ def test_bench_refiner_prints_every_model_the_outline_step_and_the_ratio(capsys)
         "resunet at 64 px, upsampled",
         "+ refiner, 5% of the patches",
         "+ refiner, 10% of the patches",
-        "+ default refiner (reads the base's hidden map), 10%",
-        "+ default refiner reading alpha maps (model.refiner.alpha), 10%",
+        "+ default refiner (the base's hidden map, alpha maps), 10%",
+        "+ default refiner without alpha maps (model.refiner.alpha=false), 10%",
         "+ default refiner, 10%, + outline step",
     )
     for row in rows:
