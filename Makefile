@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 train: install ## train the default recipe on generated data (extra overrides: make train ARGS="...")
-	$(PY) -m mdeas.train $(ARGS)
+	THP_MEM_ALLOC_ENABLE=1 $(PY) -m mdeas.train $(ARGS)
 
 test: install ## run the fast tests
 	$(PY) -m pytest -m "not slow" -q
