@@ -23,6 +23,12 @@ from experiments.score_selection import check_part
 from mdeas.native_eval import full_size_logits
 from mdeas.outline import KnownBackgroundOutline
 
+
+def as_tensor(rgb: np.ndarray) -> torch.Tensor:
+    """RGB float [H, W, 3] on the 0-255 scale → float32 [1, 3, H, W] in [0, 1]."""
+    return torch.from_numpy(rgb / 255).permute(2, 0, 1)[None].float()
+
+
 COLUMNS = ("model", "+ outline step", "+ step, true F", "+ step, true F and clean B")
 
 
@@ -38,7 +44,6 @@ def main(argv: list[str] | None = None) -> None:
     outputs = {sample.id: (batch, out) for sample, (batch, (out,)) in pairs}
     step = KnownBackgroundOutline()
     counts = np.zeros((len(COLUMNS), 2))
-    as_tensor = lambda rgb: torch.from_numpy(rgb / 255).permute(2, 0, 1)[None].float()  # noqa: E731
     for sample_id, _, _, clean_bg, colour, mask in composites(args.zip, quality):
         if sample_id not in outputs:
             continue

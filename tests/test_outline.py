@@ -11,11 +11,16 @@ SIZE = 40
 OBJECT = torch.tensor([0.9, 0.2, 0.1]).view(1, 3, 1, 1)
 
 
+def distance_from_centre() -> torch.Tensor:
+    """Each pixel's distance in px from the image centre, float [H, W]."""
+    y, x = torch.meshgrid(torch.arange(SIZE), torch.arange(SIZE), indexing="ij")
+    return ((y - SIZE / 2) ** 2 + (x - SIZE / 2) ** 2).float().sqrt()
+
+
 def composite(radius: float = 10.2, colour: torch.Tensor = OBJECT) -> tuple[torch.Tensor, ...]:
     """(alpha [1, 1, H, W], bg, fg_bg [1, 3, H, W]): a disc of `colour` whose opacity falls from 1 to 0 over the
     px around `radius`, pasted on a textured background: fg_bg = alpha·colour + (1 − alpha)·bg exactly."""
-    y, x = torch.meshgrid(torch.arange(SIZE), torch.arange(SIZE), indexing="ij")
-    r = ((y - SIZE / 2) ** 2 + (x - SIZE / 2) ** 2).float().sqrt()
+    r = distance_from_centre()
     alpha = (radius + 0.5 - r).clamp(0, 1)[None, None]
     bg = 0.3 + 0.2 * torch.rand(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
     return alpha, bg, alpha * colour + (1 - alpha) * bg
@@ -23,8 +28,7 @@ def composite(radius: float = 10.2, colour: torch.Tensor = OBJECT) -> tuple[torc
 
 def disc_logits(radius: float) -> torch.Tensor:
     """A model's logits [1, 1, H, W]: +5 inside a disc of `radius`, −5 outside."""
-    y, x = torch.meshgrid(torch.arange(SIZE), torch.arange(SIZE), indexing="ij")
-    r = ((y - SIZE / 2) ** 2 + (x - SIZE / 2) ** 2).float().sqrt()
+    r = distance_from_centre()
     return torch.where(r <= radius, 5.0, -5.0)[None, None]
 
 
@@ -47,8 +51,7 @@ def test_the_band_takes_the_alpha_of_the_composite(predicted):
 def test_a_known_object_colour_replaces_the_estimate():
     """A disc whose rim is dark and inside bright: the colour estimated from the inside misreads the rim's alpha,
     the true colour per pixel reads it exactly."""
-    y, x = torch.meshgrid(torch.arange(SIZE), torch.arange(SIZE), indexing="ij")
-    r = ((y - SIZE / 2) ** 2 + (x - SIZE / 2) ** 2).float().sqrt()[None, None]
+    r = distance_from_centre()[None, None]
     colour = torch.where(r > 8.5, 0.1, 0.95) * torch.ones(1, 3, 1, 1)  # a dark rim from 8.5 px out
     alpha, bg, _ = composite()
     fg_bg = alpha * colour + (1 - alpha) * bg
