@@ -658,6 +658,19 @@ def test_rough_edges_feather_the_outline_and_keep_mask_depth_and_colours_consist
     assert (0 <= out.rgb).all() and (out.rgb <= 1).all()
 
 
+def test_rough_edges_rim_tints_the_outermost_opaque_pixels_and_keeps_the_inside() -> None:
+    from mdeas.synth.rough_edges import rough_edges
+
+    fg = sc.Foreground(None, np.ones((9, 12, 3)) * 0.5, np.zeros((9, 12)), np.full((9, 12), np.inf), (8, 4), 0, 0)
+    fg.alpha[:, :7], fg.depth[:, :7] = 1.0, 2.0
+    out = rough_edges(fg, np.random.default_rng(8))  # this draw: a rim, no fringe, a backdrop of red 0.99
+    outermost = int(np.flatnonzero(out.alpha[4] > 0.5).max())
+    assert outermost == 6 and out.alpha[4, 6] < 0.9  # the feathered outline: the rim is opaque but not whole
+    assert out.rgb[4, outermost, 0] > out.rgb[4, outermost - 1, 0] > 0.55  # tinted most at the outline
+    np.testing.assert_array_equal(out.rgb[:, :4], 0.5)  # more than 2.5 px inside: untouched
+    np.testing.assert_array_equal(out.rgb[:, outermost + 1 :], 0.5)  # no fringe in this draw
+
+
 def test_camouflage_hides_the_object_in_the_background_s_colours_and_keeps_its_outline() -> None:
     from mdeas.synth.camouflage import camouflage
 
