@@ -665,7 +665,7 @@ def test_rough_edges_rim_tints_the_outermost_opaque_pixels_and_keeps_the_inside(
     fg.alpha[:, :7], fg.depth[:, :7] = 1.0, 2.0
     out = rough_edges(fg, np.random.default_rng(8))  # this draw: a rim, no fringe, a backdrop of red 0.99
     outermost = int(np.flatnonzero(out.alpha[4] > 0.5).max())
-    assert outermost == 6 and out.alpha[4, 6] < 0.9  # the feathered outline: the rim is opaque but not whole
+    assert outermost == 6 and out.alpha[4, 6] < 0.9  # the feathered outline: its outermost px is part blend
     assert out.rgb[4, outermost, 0] > out.rgb[4, outermost - 1, 0] > 0.55  # tinted most at the outline
     np.testing.assert_array_equal(out.rgb[:, :4], 0.5)  # more than 2.5 px inside: untouched
     np.testing.assert_array_equal(out.rgb[:, outermost + 1 :], 0.5)  # no fringe in this draw
