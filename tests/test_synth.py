@@ -635,6 +635,16 @@ def test_a_quality_range_saves_bg_and_each_fg_bg_at_independent_qualities(tmp_pa
         assert {_jpeg_quality(archive.read(n)) for n in archive.namelist() if n.endswith(".jpg")} == {50}
 
 
+def half_opaque(width: int, opaque: int) -> sc.Foreground:
+    """A grey (0.5) foreground 9 px tall and `width` wide: its first `opaque` columns fully opaque at depth 2 m,
+    the rest transparent and infinitely far."""
+    fg = sc.Foreground(
+        None, np.full((9, width, 3), 0.5), np.zeros((9, width)), np.full((9, width), np.inf), (8, 4), 0, 0
+    )
+    fg.alpha[:, :opaque], fg.depth[:, :opaque] = 1.0, 2.0
+    return fg
+
+
 def test_rough_edges_feather_the_outline_and_keep_mask_depth_and_colours_consistent() -> None:
     from mdeas.synth.rough_edges import rough_edges
 
@@ -650,9 +660,7 @@ def test_rough_edges_feather_the_outline_and_keep_mask_depth_and_colours_consist
         assert (edged.depth[edged.mask] <= edged.bg_depth[edged.mask]).all()
         assert _changed_far_from_mask(edged) == 0.0  # still a paste: nothing changes away from it
     # by hand: a 1-pixel-wide change in alpha becomes a ramp, the ring beyond the object gets its depth
-    fg = sc.Foreground(None, np.ones((9, 9, 3)) * 0.5, np.zeros((9, 9)), np.full((9, 9), np.inf), (8, 4), 0, 0)
-    fg.alpha[:, :5], fg.depth[:, :5] = 1.0, 2.0
-    out = rough_edges(fg, np.random.default_rng(0))
+    out = rough_edges(half_opaque(9, 5), np.random.default_rng(0))
     assert out.alpha[4, 0] > 0.95 and 0.0 < out.alpha[4, 5] < 0.5 and out.alpha[4, 8] == 0
     assert out.depth[4, 5] == 2.0 and out.depth[4, 6] == 2.0 and np.isinf(out.depth[4, 8])
     assert (0 <= out.rgb).all() and (out.rgb <= 1).all()
@@ -661,9 +669,8 @@ def test_rough_edges_feather_the_outline_and_keep_mask_depth_and_colours_consist
 def test_rough_edges_rim_tints_the_outermost_opaque_pixels_and_keeps_the_inside() -> None:
     from mdeas.synth.rough_edges import rough_edges
 
-    fg = sc.Foreground(None, np.ones((9, 12, 3)) * 0.5, np.zeros((9, 12)), np.full((9, 12), np.inf), (8, 4), 0, 0)
-    fg.alpha[:, :7], fg.depth[:, :7] = 1.0, 2.0
-    out = rough_edges(fg, np.random.default_rng(8))  # this draw: a rim, no fringe, a backdrop of red 0.99
+    # this draw: a rim, no fringe, a backdrop of red 0.99
+    out = rough_edges(half_opaque(12, 7), np.random.default_rng(8))
     outermost = int(np.flatnonzero(out.alpha[4] > 0.5).max())
     assert outermost == 6 and out.alpha[4, 6] < 0.9  # the feathered outline: its outermost px is part blend
     assert out.rgb[4, outermost, 0] > out.rgb[4, outermost - 1, 0] > 0.55  # tinted most at the outline
