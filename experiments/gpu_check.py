@@ -1,7 +1,7 @@
-"""One prepared check of a GPU machine in one short allocation: AMP, compile, DDP and the data path.
+"""One prepared check of a GPU machine within a time budget: AMP, compile, DDP and the data path.
 
     python -m experiments.gpu_check --download-wheels wheels/         # beforehand, on a machine with network
-    python -m experiments.gpu_check --out gpu_check                   # on the GPU machine: 8 minutes at most
+    python -m experiments.gpu_check --out gpu_check                   # on the GPU machine: --budget 480 s by default
     python -m experiments.gpu_check --out /tmp/gc --device cpu --tiny # the same sections on a CPU, in seconds
 
 It is sized for a machine without network that has Python 3.12 with torch (CUDA), pytorch-lightning,

@@ -45,7 +45,7 @@ class WarmupCyclic:
         decay: float = 0.1,
     ) -> None:
         if edge_epochs <= 0:
-            raise ValueError(f"sched.edge_epochs={edge_epochs}: a cycle's edge must last more than 0 epochs")
+            raise ValueError(f"sched.scheduler.edge_epochs={edge_epochs}: a cycle's edge must last more than 0 epochs")
         self.steps_per_epoch = int(steps_per_epoch)
         self.warmup_epochs, self.edge_epochs, self.cycles = float(warmup_epochs), float(edge_epochs), int(cycles)
         self.min_factor, self.decay = float(min_factor), float(decay)

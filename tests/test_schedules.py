@@ -116,7 +116,8 @@ def test_cosine_warmup_by_hand_with_a_floor_and_fractional_warmup() -> None:
 
 
 def test_cyclic_schedule_refuses_edges_of_no_length() -> None:
-    with pytest.raises(ValueError, match=r"^sched.edge_epochs=0: a cycle's edge must last more than 0 epochs$"):
+    message = r"^sched.scheduler.edge_epochs=0: a cycle's edge must last more than 0 epochs$"
+    with pytest.raises(ValueError, match=message):
         WarmupCyclic(steps_per_epoch=10, edge_epochs=0)
 
 

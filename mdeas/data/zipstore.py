@@ -284,6 +284,8 @@ class ZipStore:
                 self.directories.append(ZipDirectory(self._handle(i)))
             except RemoteError as e:
                 raise DataError(path, None, f"cannot read ({e})", "read") from None
+            except DataError:
+                raise  # already one line naming the file (e.g. no such file)
             except (BadZip, OSError, ValueError, OverflowError, struct.error) as e:
                 raise DataError(path, getattr(e, "entry", None), f"not a readable zip ({e})", "read") from None
             for name in self.directories[i].names:
