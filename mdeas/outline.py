@@ -12,6 +12,7 @@ elsewhere (an object in its background's colours, no confident foreground near) 
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -101,4 +102,10 @@ class KnownBackgroundOutline:
 
 def from_config(options: Mapping[str, Any] | None) -> KnownBackgroundOutline | None:
     """The outline step of a CLI's `outline` options (conf/outline/*.yaml); None for none (outline=none)."""
-    return None if options is None else KnownBackgroundOutline(**options)
+    if options is None:
+        return None
+    accepted = list(inspect.signature(KnownBackgroundOutline).parameters)
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValueError(f"unknown outline options {unknown}; known: {', '.join(accepted)}")
+    return KnownBackgroundOutline(**options)

@@ -119,7 +119,10 @@ def lr_scheduler_config(sched: Mapping[str, Any], optimizer: Optimizer, trainer:
     if unknown:
         raise ValueError(f"sched.scheduler.{unknown[0]}: 'auto' is known only for {', '.join(AUTO_KEYS)}")
     partial = instantiate({k: v for k, v in sched["scheduler"].items() if k not in auto})
-    scheduler = partial(optimizer=optimizer, **{key: AUTO_KEYS[key](trainer, optimizer) for key in auto})
+    try:
+        scheduler = partial(optimizer=optimizer, **{key: AUTO_KEYS[key](trainer, optimizer) for key in auto})
+    except TypeError as e:  # a misspelt option added with +sched.scheduler.<key>=...
+        raise ValueError(f"sched.scheduler: {e}") from None
     return {**{k: v for k, v in sched.items() if k != "scheduler"}, "scheduler": scheduler}
 
 

@@ -234,6 +234,12 @@ def test_a_config_object_that_cannot_be_built_is_named(run, tmp_path):
         exit_on_data_error(),
     ):
         train(config(tmp_path / "r", run["data"], term))
+    for override, match in (
+        ("+optim.momentm=0.9", r"^optim: .*unexpected keyword argument 'momentm'$"),
+        ("+sched.scheduler.gama=0.5", r"^sched\.scheduler: .*unexpected keyword argument 'gama'$"),
+    ):
+        with pytest.raises(ValueError, match=match):  # the train entry ends such a ValueError in one line
+            train(config(tmp_path / "r", run["data"], override))
 
 
 def test_resume_refuses_a_non_checkpoint_and_another_optimiser_or_schedule_before_fitting(run, tmp_path):

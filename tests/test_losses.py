@@ -550,6 +550,11 @@ def test_group_accepts_omegaconf_and_backpropagates() -> None:
         ([], "at least one"),
         ({"z": {"name": "z", "target": "mask", "fn": "bce"}}, "'z'.*unknown keys \\['name'\\]"),
         ({"w": "bce"}, "'w' must be a mapping"),
+        (
+            {"d": {"target": "mask", "fn": "dice", "kwargs": {"smoth": 1}}},
+            r"'d': dice takes no \['smoth'\]; its .*smooth",
+        ),
+        ({"b": {"target": "mask", "fn": "bce", "kwargs": {"width": 2}}}, r"'b': bce takes no \['width'\]; .*none"),
         ("bce", "mapping name -> spec or a list"),
     ],
 )

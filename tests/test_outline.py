@@ -105,6 +105,8 @@ def test_the_clis_refine_the_outline_unless_told_not_to(name):
     step = from_config(on.outline)
     assert isinstance(step, KnownBackgroundOutline) and (step.band, step.radius) == (1, 6)
     assert from_config(off.get("outline")) is None
+    with pytest.raises(ValueError, match=r"^unknown outline options \['radus'\]; known: band, radius, "):
+        from_config({**on.outline, "radus": 4})
 
 
 def test_window_sums_count_only_pixels_inside_the_image():

@@ -500,6 +500,8 @@ def test_pasted_samples_equal_their_background_away_from_the_object() -> None:
     assert np.mean(photos) > 0.1  # own noise (half of them) and shadows change the rest of the image
     with pytest.raises(ValueError, match="paste_fraction must be in"):
         generate("x.zip", 1, paste_fraction=1.5)
+    with pytest.raises(ValueError, match=r"^unknown generator options \['camuflage'\]; known: .*camouflage"):
+        generate("x.zip", 1, camuflage=0.3)
 
 
 def test_object_bottom_row_depth_equals_its_support_depth() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -82,6 +83,10 @@ def parse_terms(terms: Mapping[str, Any] | Iterable[Mapping[str, Any]] | DictCon
         kwargs = raw.get("kwargs") or {}
         if not isinstance(kwargs, Mapping):
             raise ValueError(f"loss term {name!r}: kwargs must be a mapping, got {type(kwargs).__name__}")
+        accepted = [p for p in inspect.signature(TERMS[fn]).parameters if p not in ("pred", "target", "valid")]
+        unknown = sorted(set(kwargs) - set(accepted))
+        if unknown:
+            raise ValueError(f"loss term {name!r}: {fn} takes no {unknown}; its options: {accepted or 'none'}")
         specs.append(TermSpec(name, target, fn, float(raw.get("weight", 1.0)), dict(kwargs)))
     if not specs:
         raise ValueError("a loss group needs at least one term")
