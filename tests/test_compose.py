@@ -146,6 +146,12 @@ def test_bad_inputs_fail_with_the_file_named_and_write_nothing(tmp_path: Path, i
     assert not out.exists() or not list(out.iterdir())  # neither the zip nor a temporary file beside it
 
 
+def test_an_image_above_the_pixel_limit_is_refused_before_decoding(tmp_path: Path, inputs: dict, monkeypatch) -> None:
+    monkeypatch.setenv("MDEAS_MAX_MEGAPIXELS", "0.0001")  # 100 pixels
+    with pytest.raises(DataError, match=r"\.(jpg|png): refused: declares \d+x\d+ pixels, above the 0.0001-megapixel"):
+        compose(tmp_path / "out" / "c.zip", workers=1, **inputs, **OPTIONS)
+
+
 def test_depth_maps_give_the_object_the_depth_of_its_contact_row(tmp_path: Path, inputs: dict) -> None:
     depth_dir = tmp_path / "depth"
     for name, (h, w) in (("room", (60, 80)), ("street", (100, 50))):

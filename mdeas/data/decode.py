@@ -141,8 +141,9 @@ def open_image(data: bytes, source: str, entry: str) -> Encoded:
     return Encoded(data, source, entry, header)
 
 
-def _pillow(encoded: Encoded, mode: str | None = None) -> Image.Image:
-    """The pixels of `encoded`, converted to `mode` (None: as stored)."""
+def to_pillow(encoded: Encoded, mode: str | None = None) -> Image.Image:
+    """The pixels of `encoded` as a Pillow image, converted to `mode` (None: as stored); DataError naming the entry
+    when they cannot be decoded."""
     image = encoded.header
     try:
         image.load()
@@ -183,7 +184,7 @@ def to_rgb(encoded: Encoded, scale: int = 1) -> np.ndarray:
     _check_eight_bit(encoded, "colour image")
     if encoded.header.format == "JPEG":
         return cv2.cvtColor(_jpeg(encoded, False, scale), cv2.COLOR_BGR2RGB)
-    image = _pillow(encoded, "RGB")
+    image = to_pillow(encoded, "RGB")
     return np.asarray(image.reduce(scale) if scale > 1 else image)
 
 
@@ -193,14 +194,14 @@ def to_grey(encoded: Encoded, scale: int = 1) -> np.ndarray:
     _check_eight_bit(encoded, "grey image")
     if encoded.header.format == "JPEG":
         return _jpeg(encoded, True, scale)
-    return _nearest(np.asarray(_pillow(encoded, "L")), scale)
+    return _nearest(np.asarray(to_pillow(encoded, "L")), scale)
 
 
 def to_png16(encoded: Encoded, scale: int = 1) -> np.ndarray:
     """16-bit grey PNG → float32 [H/scale, W/scale] (every scale-th pixel) in the stored unit."""
     if encoded.header.mode not in (*_SIXTEEN_BIT, "I"):
         raise encoded.error(f"expected a 16-bit depth PNG, got mode {encoded.header.mode}", "channels")
-    return _nearest(np.asarray(_pillow(encoded)), scale).astype(np.float32)
+    return _nearest(np.asarray(to_pillow(encoded)), scale).astype(np.float32)
 
 
 def to_depth(encoded: Encoded, encoding: DepthEncoding, scale: int = 1) -> tuple[np.ndarray, np.ndarray]:

@@ -37,7 +37,7 @@ from omegaconf import DictConfig
 from PIL import Image, ImageOps
 
 from mdeas.cli import exit_on_data_error, run_app
-from mdeas.data.decode import image_problem
+from mdeas.data.decode import open_image, to_pillow
 from mdeas.data.errors import DataError
 from mdeas.synth.generate import SEED_SCALES, bg_name, seed_sample_id, seed_scheme
 from mdeas.synth.parallel import default_workers, ordered_map
@@ -123,12 +123,9 @@ def find_sources(
 
 
 def _open(path: Path) -> Image.Image:
-    try:
-        image = Image.open(path)
-        image.load()
-    except (OSError, SyntaxError, ValueError) as e:
-        raise DataError(path, None, f"cannot decode image ({image_problem(e, path.read_bytes()[:12])})") from None
-    return ImageOps.exif_transpose(image)
+    """The image file at `path`, upright; DataError naming it when it is not an image of a dataset's formats, is
+    damaged or declares more than MDEAS_MAX_MEGAPIXELS (`mdeas.data.decode`)."""
+    return ImageOps.exif_transpose(to_pillow(open_image(path.read_bytes(), str(path), "")))
 
 
 def _fit(image: Image.Image, size: int, fit: str, resample: Image.Resampling) -> Image.Image:
