@@ -15,7 +15,7 @@ which reads them without a trainer, is unaffected.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +62,7 @@ class SkipCountingLoader(DataLoader):
         Lightning builds and restores a loader before its loop's state when the schedule asks for the run's
         length (`total_steps: auto`)."""
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[dict[str, Any]]:
         resumed = self.progress().completed if self.progress is not None else 0  # > 0: a run resumed mid-epoch
         if resumed:
             self.sampler.start = resumed * self.batch_size  # the same order, from the next batch

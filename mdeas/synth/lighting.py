@@ -8,7 +8,7 @@ are soft, more so far from the occluder.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,7 +67,9 @@ def visibility(points: Vec, normal: Vec, light: Light, solids: Sequence[Solid]) 
     return seen / len(light.directions)
 
 
-def billboard_shadow(points: Vec, light: Light, z0: float, coverage) -> np.ndarray:
+def billboard_shadow(
+    points: Vec, light: Light, z0: float, coverage: Callable[[np.ndarray, np.ndarray], np.ndarray]
+) -> np.ndarray:
     """Fraction [N] of the source hidden from points [N] (m) by a vertical plane z = z0 whose opacity at a world
     point (x, y) is coverage(x, y) in [0, 1]."""
     hidden = np.zeros(np.shape(points[0]))

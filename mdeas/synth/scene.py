@@ -312,7 +312,6 @@ def footprint_occlusion(x: np.ndarray, z: np.ndarray, solid: Solid, strength: fl
 def shade_scene(
     rng: np.random.Generator,
     camera: Camera,
-    room: Room,
     solids: tuple[Solid, ...],
     light: Light,
     depth: np.ndarray,
@@ -377,7 +376,7 @@ def render_background(rng: np.random.Generator, size: int, max_depth_m: float = 
     haze_m = float(rng.uniform(30, 250) if room.outdoor else rng.uniform(80, 400))
     horizon = np.clip(random_colour(rng, (0.0, 0.3), (0.7, 1.0)), 0, 1)
     clean, direct = shade_scene(
-        rng, camera, room, solids, light, depth, surface, solid_id, normal, haze_m, horizon, prior == "metric"
+        rng, camera, solids, light, depth, surface, solid_id, normal, haze_m, horizon, prior == "metric"
     )
     scene = SceneInfo(camera, room, solids, light, surface, solid_id, normal, max_depth_m, haze_m, horizon)
     return Render(clean, direct, depth.astype(np.float32), scene)
