@@ -51,7 +51,8 @@ class MaskDepthModule(pl.LightningModule):
     """Trains `model(bg, fg_bg) -> {"mask", "depth"}` on `loss(outputs, batch)`.
 
     `model`, `loss`, `optim` and `sched` are Hydra configs (stored in the checkpoint, so the module can be rebuilt
-    from it alone); `depth_max_m` is the depth (metres) that normalised depth 1.0 stands for, used by metrics.
+    from it alone); `depth_max_m` is the depth (metres) that normalised depth 1.0 stands for, used by metrics (1.0 for
+    relative depth, where the unit is the encoding's range).
     """
 
     def __init__(

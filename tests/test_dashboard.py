@@ -172,18 +172,21 @@ def test_panel_layout_and_captions() -> None:
     n, size = 3, 48
     mask = torch.zeros(n, 1, size, size)
     mask[:, :, 10:30, 10:30] = 1
-    image = prediction_panel(
-        bg=torch.rand(n, 3, size, size),
-        fg_bg=torch.rand(n, 3, size, size),
-        mask=mask,
-        mask_logits=(mask * 2 - 1) * 5,
-        depth=torch.rand(n, 1, size, size),
-        depth_pred=torch.rand(n, 1, size, size),
-        valid=torch.ones(n, 1, size, size, dtype=torch.bool),
-        depth_scale_m=20.0,
-        ids=["a", "b", "c"],
-    )
+    rows = {
+        "bg": torch.rand(n, 3, size, size),
+        "fg_bg": torch.rand(n, 3, size, size),
+        "mask": mask,
+        "mask_logits": (mask * 2 - 1) * 5,
+        "depth": torch.rand(n, 1, size, size),
+        "depth_pred": torch.rand(n, 1, size, size),
+        "valid": torch.ones(n, 1, size, size, dtype=torch.bool),
+    }
+    image = prediction_panel(**rows, depth_scale_m=20.0, ids=["a", "b", "c"])
     tile = size * 3  # the smallest whole factor reaching 128 px
     header = image.shape[0] - n * (tile + GAP) - GAP
     assert image.dtype.name == "uint8" and image.shape[1:] == (len(COLUMNS) * (tile + GAP) + GAP, 3)
     assert 20 < header < 60 and image[:header].std() > 0  # the labels are drawn
+    relative = prediction_panel(**rows, depth_scale_m=None, ids=["a", "b", "c"])  # relative depth: no metres
+    changed = (relative != image).any(-1).nonzero()[1]  # columns of the pixels that differ
+    depth_gt = COLUMNS.index("depth GT") * (tile + GAP) + GAP
+    assert len(changed) and changed.min() >= depth_gt and changed.max() < depth_gt + tile  # only its caption

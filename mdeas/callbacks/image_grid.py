@@ -126,7 +126,9 @@ class ImageGrid(pl.Callback):
         panels = {"val_images/samples": self._predict_fixed(pl_module, dataset)} if self.num_samples > 0 else {}
         if self._worst:
             panels["val_images/worst"] = default_collate(self._worst)
-        scale = float(pl_module.hparams.get("depth_max_m", 1.0))
+        scale = (
+            None if getattr(pl_module, "depth_relative", False) else float(pl_module.hparams.get("depth_max_m", 1.0))
+        )
         step = val_log_step(trainer.global_step)
         for tag, rows in panels.items():
             image = prediction_panel(

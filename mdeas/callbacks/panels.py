@@ -2,10 +2,10 @@
 
 Columns: bg | fg_bg | mask GT | mask pred (probability) | mask error | depth GT | depth pred | depth error. Depth
 goes through the turbo colour map (near = blue, far = red) on one scale per row, the ground truth's valid range,
-written on the depth GT tile in metres; unknown depth is black. Errors are signed on black: mask error is the
-thresholded (0.5) prediction − truth (red: extra, blue: missed; the pixels IoU counts), depth error is
-(pred − GT) / the row's range (red: too far, blue: too near). Tiles are upsampled (nearest) by a whole factor to
-at least `tile` px; the mask pred tile carries the sample's IoU at threshold 0.5.
+written on the depth GT tile (in metres; for relative depth as it is stored, 0–1); unknown depth is black. Errors
+are signed on black: mask error is the thresholded (0.5) prediction − truth (red: extra, blue: missed; the pixels
+IoU counts), depth error is (pred − GT) / the row's range (red: too far, blue: too near). Tiles are upsampled
+(nearest) by a whole factor to at least `tile` px; the mask pred tile carries the sample's IoU at threshold 0.5.
 """
 
 from __future__ import annotations
@@ -119,22 +119,23 @@ def prediction_panel(
     depth: Tensor,
     depth_pred: Tensor,
     valid: Tensor,
-    depth_scale_m: float,
+    depth_scale_m: float | None,
     ids: list[str] | None = None,
     tile: int = 128,
 ) -> np.ndarray:
     """The panel of a batch (CPU tensors, shapes as `panel_tiles`; `mask_logits` the model's [N,1,H,W] logits),
-    each row captioned with its id (on bg), its depth range in metres (`depth_scale_m` = depth 1.0) and its IoU.
-    Returns uint8 RGB [H', W', 3] (see `draw_panel`)."""
+    each row captioned with its id (on bg), its depth range in metres (`depth_scale_m` = depth 1.0; None: relative
+    depth, the range as it is) and its IoU. Returns uint8 RGB [H', W', 3] (see `draw_panel`)."""
     prob = torch.sigmoid(mask_logits.float())
     iou = iou_per_image(prob > 0.5, mask > 0.5)
     low, high = depth_ranges(depth, valid, depth_pred)
     captions = []
     for r in range(len(bg)):
-        row = {
-            3: f"IoU {iou[r]:.2f}",
-            5: f"{low[r].item() * depth_scale_m:.1f} to {high[r].item() * depth_scale_m:.1f} m",
-        }
+        if depth_scale_m is None:
+            depth_range = f"{low[r].item():.2f} to {high[r].item():.2f}"
+        else:
+            depth_range = f"{low[r].item() * depth_scale_m:.1f} to {high[r].item() * depth_scale_m:.1f} m"
+        row = {3: f"IoU {iou[r]:.2f}", 5: depth_range}
         if ids is not None:
             row[0] = ids[r][-16:]
         captions.append(row)
