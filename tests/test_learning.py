@@ -6,17 +6,21 @@ by Hydra with its depth SSIM and edge terms switched off (weight 0), i.e. mask B
 on that same batch; afterwards mask IoU (threshold 0.5, `mdeas.metrics.functional.mask_metrics`) must reach 0.95,
 the depth loss must have fallen at least 10x from its first value, and the depth itself, measured apart from the
 loss, must be much closer to the batch's depth than a constant is (`depth_fit`), so a depth term that stopped
-reading its target cannot pass.
+reading its target cannot pass. The default model (conf/train.yaml's, refined) does the same on a 64 px batch,
+to IoU 0.85.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
+from torch import nn
 
 from mdeas.data.datamodule import MaskDepthDataModule
 from mdeas.losses import LossGroup
@@ -75,16 +79,19 @@ def depth_fit(depth: torch.Tensor, batch: dict) -> float:
     return float((depth[valid] - target).abs().mean() / (target - target.median()).abs().mean())
 
 
-def overfit(name: str, batch: dict, lr: float, steps: int) -> tuple[float, float, float]:
+def overfit(
+    name: str, batch: dict, lr: float, steps: int, build: Callable[[], tuple[nn.Module, LossGroup]] | None = None
+) -> tuple[float, float, float]:
     """Train preset `name` (seeded) for `steps` Adam steps on `batch`; returns (mask IoU, depth loss drop,
-    `depth_fit`).
+    `depth_fit`). `build`: the model and loss to train instead (built after seeding), default the preset and
+    `make_loss()`.
 
     IoU and the final depth loss come from one more forward pass in training mode (BatchNorm on the batch's own
     statistics, the mode the fit was made in); the drop is the first step's depth loss over that final one.
     """
     torch.manual_seed(0)
-    model = create_model(name).train()
-    loss = make_loss()
+    model, loss = build() if build else (create_model(name), make_loss())
+    model.train()
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)
     first = None
     for _ in range(steps):
@@ -127,3 +134,40 @@ def test_check_fails_without_learning(batch: dict) -> None:
     assert drop == pytest.approx(1.0)
     assert iou < MIN_IOU and fit > MAX_DEPTH_FIT
     assert not learned(iou, drop, fit)
+
+
+DEFAULT_SIZE = 64  # px: the default model's stride (its base's 16 × the refiner's downsample 4)
+DEFAULT_MIN_IOU = 0.85  # its base sees 16 px and the refiner a tenth of the patches in training: slower to fit
+
+
+@pytest.fixture(scope="module")
+def default_batch(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The fixed batch of `batch` at 64 px."""
+    folder = tmp_path_factory.mktemp("learning_default")
+    path = generate(folder / "data.zip", BATCH, workers=1, image_size=DEFAULT_SIZE, seed=0, fg_per_bg=4)
+    dm = MaskDepthDataModule(
+        path=str(path), image_size=DEFAULT_SIZE, batch_size=BATCH, num_workers=0, split=(1.0, 0.0, 0.0),
+        cache_dir=str(folder / "cache"),
+    )  # fmt: skip
+    dm.setup()
+    return next(iter(dm.train_dataloader()))
+
+
+def default_model_and_loss() -> tuple[nn.Module, LossGroup]:
+    """What `python -m mdeas.train` trains (conf/train.yaml's model and loss: the refined resunet, with the coarse
+    mask's BCE term), at 64 px, the depth SSIM and edge terms off as in `make_loss`."""
+    overrides = [f"data.image_size={DEFAULT_SIZE}", "loss.terms.depth_ssim.weight=0", "loss.terms.depth_edge.weight=0"]
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    assert cfg.model.refiner.alpha and "mask_coarse_bce" in cfg.loss.terms  # the default's own parts
+    return instantiate(cfg.model), instantiate(cfg.loss)
+
+
+@pytest.mark.parametrize(("lr", "learns"), [(3e-3, True), (0.0, False)])
+def test_the_default_model_overfits_one_batch(default_batch: dict, lr: float, learns: bool) -> None:
+    """The default model fits the fixed batch in 100 steps (IoU ≥ 0.85, depth loss ÷ ≥ 10, depth error ≤ 0.3 of a
+    constant's); with lr=0 it does not, so the check can fail."""
+    iou, drop, fit = overfit("default", default_batch, lr, 100 if learns else 2, default_model_and_loss)
+    print(f"default model: lr={lr:g} iou={iou:.4f} depth_drop={drop:.1f}x depth_fit={fit:.3f}")
+    met = iou >= DEFAULT_MIN_IOU and drop >= MIN_DEPTH_DROP and fit <= MAX_DEPTH_FIT
+    assert met == learns, f"iou={iou:.4f} (≥ {DEFAULT_MIN_IOU}), depth drop={drop:.1f}x, fit={fit:.3f}"
