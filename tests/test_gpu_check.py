@@ -6,7 +6,14 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
+
 from experiments import gpu_check
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_the_tiny_check_writes_every_section_to_both_summaries(tmp_path):
@@ -32,9 +39,17 @@ def test_the_tiny_check_writes_every_section_to_both_summaries(tmp_path):
     assert "| chain | passed |" in markdown
 
 
-def test_the_wheel_pins_are_the_versions_developed_with():
+def test_the_wheel_pins_name_installed_distributions_within_the_projects_ranges():
+    """Each pin names a distribution installed here (a typo would fetch nothing), and where pyproject.toml asks for
+    that distribution the pinned version lies in its range (an upstream release changes neither)."""
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = [*project["dependencies"], *(r for extra in project["optional-dependencies"].values() for r in extra)]
+    ranges = {canonicalize_name(r.name): r.specifier for r in map(Requirement, wanted)}
     for name, version in gpu_check.WHEELS.items():
-        assert importlib.metadata.version(name) == version, name
+        assert importlib.metadata.version(name), name  # PackageNotFoundError for a name not installed
+        assert ranges.get(canonicalize_name(name), SpecifierSet()).contains(version), (name, version)
+    assert {"hydra-core", "kornia", "albumentations", "pytest"} <= set(ranges)  # the ranges were read
 
 
 def test_a_command_over_its_limit_is_stopped_with_what_it_started(tmp_path):
