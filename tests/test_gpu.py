@@ -90,6 +90,7 @@ def test_a_mixed_precision_step_is_finite_and_close_to_fp32(dtype):
 def test_lightning_trains_in_mixed_precision_with_augmentation_on_the_gpu(tmp_path, tiny_zip, precision):
     overrides = (f"trainer.precision={precision}", "data.augment_on=gpu", "data.crop=16", "+trainer.fast_dev_run=true")
     results = train(compose_train(tmp_path, tiny_zip, *ON_GPU, *overrides))
+    assert {"val/mask/iou", "val/score"} <= set(results["val"]), results["val"]  # validation ran
     assert all(np.isfinite(v) for v in results["val"].values())
 
 
@@ -117,6 +118,7 @@ def test_compiled_model_matches_eager_and_trains(tmp_path, tiny_zip):
     assert all(torch.allclose(eager[k], compiled[k], atol=1e-3) for k in eager)
     overrides = ("compile=true", "channels_last=true", "trainer.precision=bf16-mixed", "+trainer.fast_dev_run=true")
     results = train(compose_train(tmp_path, tiny_zip, *ON_GPU, *overrides))
+    assert {"val/mask/iou", "val/score"} <= set(results["val"]), results["val"]  # validation ran
     assert all(np.isfinite(v) for v in results["val"].values())
 
 

@@ -165,4 +165,5 @@ def test_a_transform_without_a_device_version_is_named():
 def test_training_runs_with_augment_on_gpu(tmp_path, zip_path, one_thread):
     results = train(compose_train(tmp_path / "run", zip_path, "data.augment_on=gpu", "data.crop=16",
                                   "+trainer.fast_dev_run=true", "callbacks.image_grid=null"))  # fmt: skip
+    assert {"val/mask/iou", "val/score"} <= set(results["val"]), results["val"]  # validation ran
     assert all(np.isfinite(v) for v in results["val"].values())

@@ -268,6 +268,7 @@ def test_skip_nonfinite_leaves_the_batch_out_and_counts_it(run, tmp_path, caplog
     with caplog.at_level(logging.WARNING, logger="mdeas.module"):
         results = train(config(tmp_path / "r", run["data"], "skip_nonfinite=true", POISON, "test=false"))
     assert re.search(rf"skipped a batch: non-finite loss at step 1: depth_ssim=nan, .*\(batch ids: {ID}", caplog.text)
+    assert {"val/mask/iou", "val/score"} <= set(results["val"]), results["val"]  # validation ran
     assert all(np.isfinite(v) for v in results["val"].values())
     weights = load_module(tmp_path / "r" / "checkpoints" / "last.ckpt").model.parameters()
     assert all(torch.isfinite(p).all() for p in weights)
