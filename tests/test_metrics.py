@@ -198,8 +198,12 @@ def test_mask_metrics_logits_and_probabilities_are_never_guessed() -> None:
 def test_mask_metric_class_pinned_accumulation() -> None:
     metric = MaskMetrics()
     steps = [(8, 9, 10, 14), (22, 22, 16, 25), (36, 29, 29, 35)]  # running (tp, fp, fn, tn), recorded
+    running = (0, 0, 0, 0)
     for seed, (b, h, w), counts in zip((31, 32, 33), [(3, 5, 4), (1, 8, 8), (2, 3, 9)], steps, strict=True):
-        metric.update(*pinned_mask_batch(seed, b, h, w))
+        x, t, v = pinned_mask_batch(seed, b, h, w)
+        running = tuple(a + c for a, c in zip(running, pixel_counts(x > 0, t > 0.5, v), strict=True))
+        assert running == counts, seed  # the recorded counts, counted pixel by pixel
+        metric.update(x, t, v)
         assert as_floats(metric.compute()) == pytest.approx(from_counts(*counts), rel=1e-15), seed
     assert as_floats(metric.compute()) == {
         "iou": 0.3829787234042553,
