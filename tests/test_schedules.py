@@ -102,6 +102,8 @@ def test_cosine_warmup_lr_per_step_is_pinned() -> None:
     assert lr[0] == pytest.approx(1e-3 / 6, rel=1e-12) and lr[4] == pytest.approx(5e-3 / 6, rel=1e-12)
     assert lr[5] == pytest.approx(1e-3, rel=1e-12) and lr[12] == pytest.approx(0.5e-3, rel=1e-12)
     assert lr[19] == pytest.approx(0.0, abs=1e-15)
+    closed_form = [(k + 1) / 6 for k in range(5)] + [0.5 * (1 + math.cos(math.pi * i / 14)) for i in range(15)]
+    assert COSINE_WARMUP_LRS == pytest.approx([1e-3 * f for f in closed_form], rel=1e-12, abs=1e-18)  # every step
 
 
 def test_cosine_warmup_by_hand_with_a_floor_and_fractional_warmup() -> None:
