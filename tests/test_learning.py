@@ -39,22 +39,22 @@ MAX_DEPTH_FIT = 0.3  # mean |depth error| / that of the best constant (the media
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
+def fixed_batch(folder: Path, size: int) -> dict:
+    """8 generated samples (seed 0) at `size` px, read back through MaskDepthDataModule as one training batch."""
+    path = generate(folder / "data.zip", BATCH, workers=1, image_size=size, seed=0, fg_per_bg=4)
+    dm = MaskDepthDataModule(
+        path=str(path), image_size=size, batch_size=BATCH, num_workers=0, split=(1.0, 0.0, 0.0),
+        cache_dir=str(folder / "cache"),
+    )  # fmt: skip
+    dm.setup()
+    return next(iter(dm.train_dataloader()))
+
+
 @pytest.fixture(scope="module")
 def batch(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """The fixed batch (DESIGN.md contract): bg, fg_bg float32 [8,3,32,32] normalised; mask float32 [8,1,32,32]
     in {0,1}; depth float32 [8,1,32,32] in [0,1]; valid bool [8,1,32,32]."""
-    folder = tmp_path_factory.mktemp("learning")
-    path = generate(folder / "data.zip", BATCH, workers=1, image_size=IMAGE_SIZE, seed=0, fg_per_bg=4)
-    dm = MaskDepthDataModule(
-        path=str(path),
-        image_size=IMAGE_SIZE,
-        batch_size=BATCH,
-        num_workers=0,
-        split=(1.0, 0.0, 0.0),
-        cache_dir=str(folder / "cache"),
-    )
-    dm.setup()
-    out = next(iter(dm.train_dataloader()))
+    out = fixed_batch(tmp_path_factory.mktemp("learning"), IMAGE_SIZE)
     assert out["fg_bg"].shape == (BATCH, 3, IMAGE_SIZE, IMAGE_SIZE)
     assert 0 < out["mask"].mean() < 0.5 and bool(out["valid"].all())
     return out
@@ -143,14 +143,7 @@ DEFAULT_MIN_IOU = 0.85  # its base sees 16 px and the refiner a tenth of the pat
 @pytest.fixture(scope="module")
 def default_batch(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """The fixed batch of `batch` at 64 px."""
-    folder = tmp_path_factory.mktemp("learning_default")
-    path = generate(folder / "data.zip", BATCH, workers=1, image_size=DEFAULT_SIZE, seed=0, fg_per_bg=4)
-    dm = MaskDepthDataModule(
-        path=str(path), image_size=DEFAULT_SIZE, batch_size=BATCH, num_workers=0, split=(1.0, 0.0, 0.0),
-        cache_dir=str(folder / "cache"),
-    )  # fmt: skip
-    dm.setup()
-    return next(iter(dm.train_dataloader()))
+    return fixed_batch(tmp_path_factory.mktemp("learning_default"), DEFAULT_SIZE)
 
 
 def default_model_and_loss() -> tuple[nn.Module, LossGroup]:
