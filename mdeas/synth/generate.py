@@ -365,9 +365,10 @@ def generate(out: str | Path, num_samples: int, workers: int | None = None, **op
     max_depth_mm. `workers` processes render (default: the CPU count); the zip's bytes do not depend on it. The
     zip is written beside `out` and renamed into place, so `out` is either complete or absent.
     """
-    unknown = sorted(set(options) - {f.name for f in fields(Options)})
+    known = [f.name for f in fields(Options)]
+    unknown = sorted(set(options) - set(known))
     if unknown:
-        raise ValueError(f"unknown generator options {unknown}; known: {', '.join(f.name for f in fields(Options))}")
+        raise ValueError(f"unknown generator options {unknown}; known: {', '.join(known)}")
     for key in ("scales", "scale_range"):
         if key in options:
             options[key] = tuple(float(s) for s in options[key])
