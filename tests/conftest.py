@@ -90,3 +90,18 @@ def write_canonical_zip(path: Path, num_samples: int = 12, size: int = 32, fg_pe
 @pytest.fixture
 def canonical_zip(tmp_path: Path) -> Path:
     return write_canonical_zip(tmp_path / "data.zip")
+
+
+def changed_far_from_mask(s, margin: int = 16) -> float:
+    """Fraction of the pixels more than `margin` px from the mask where fg_bg differs from bg by > 2 levels (an
+    in-camera JPEG carries a change across its 16 px blocks)."""
+    rows, cols = np.nonzero(s.mask)
+    yy, xx = np.mgrid[: s.mask.shape[0], : s.mask.shape[1]]
+    far = (
+        (yy < rows.min() - margin)
+        | (yy > rows.max() + margin)
+        | (xx < cols.min() - margin)
+        | (xx > cols.max() + margin)
+    )
+    changed = np.abs(s.fg_bg.astype(int) - s.background.rgb.astype(int)).max(axis=2) > 2
+    return changed[far].mean() if far.any() else 0.0

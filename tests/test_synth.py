@@ -27,6 +27,7 @@ from mdeas.synth.generate import GENERATOR_VERSION, Options, depth_to_mm, genera
 from mdeas.synth.shapes import OPEN_KINDS, SPRITE_KINDS, Sprite, make_sprite
 from mdeas.synth.solids import Solid
 from mdeas.synth.textures import FAMILIES, texture
+from tests.conftest import changed_far_from_mask
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE, N, PER_BG, MAX_MM = 64, 20, 5, 20000
@@ -244,6 +245,7 @@ def test_cli_writes_only_the_zip(tmp_path: Path) -> None:
         {"rough_edges": 1.5},
         {"camouflage": -0.1},
         {"open_objects": 2.0},
+        {"photo_skins": 1.01},
     ],
 )
 def test_bad_arguments_fail_and_write_nothing(tmp_path: Path, kwargs: dict) -> None:
@@ -472,21 +474,6 @@ def test_composite_depth_masks_and_colours_are_consistent() -> None:
     assert with_solids >= 6 and 0.03 < np.median(coverages) < 0.3 and max(coverages) > 0.1
 
 
-def _changed_far_from_mask(s, margin: int = 16) -> float:
-    """Fraction of the pixels more than `margin` px from the mask where fg_bg differs from bg by > 2 levels (an
-    in-camera JPEG carries a change across its 16 px blocks)."""
-    rows, cols = np.nonzero(s.mask)
-    yy, xx = np.mgrid[: s.mask.shape[0], : s.mask.shape[1]]
-    far = (
-        (yy < rows.min() - margin)
-        | (yy > rows.max() + margin)
-        | (xx < cols.min() - margin)
-        | (xx > cols.max() + margin)
-    )
-    changed = np.abs(s.fg_bg.astype(int) - s.background.rgb.astype(int)).max(axis=2) > 2
-    return changed[far].mean() if far.any() else 0.0
-
-
 def test_pasted_samples_equal_their_background_away_from_the_object() -> None:
     seed, size = 11, 96
     pasted_opts = Options(12, image_size=size, seed=seed, fg_per_bg=3, paste_fraction=1.0)
@@ -494,8 +481,8 @@ def test_pasted_samples_equal_their_background_away_from_the_object() -> None:
     pasted, photos = [], []
     for spec in plan(pasted_opts):
         background = make_background(seed, spec.bg_index, size, MAX_MM / 1000.0)
-        pasted.append(_changed_far_from_mask(make_sample(background, spec, pasted_opts)))
-        photos.append(_changed_far_from_mask(make_sample(background, spec, photo_opts)))
+        pasted.append(changed_far_from_mask(make_sample(background, spec, pasted_opts)))
+        photos.append(changed_far_from_mask(make_sample(background, spec, photo_opts)))
     assert max(pasted) == 0.0  # the background's own pixels and noise
     assert np.mean(photos) > 0.1  # own noise (half of them) and shadows change the rest of the image
     with pytest.raises(ValueError, match="paste_fraction must be in"):
@@ -660,7 +647,7 @@ def test_rough_edges_feather_the_outline_and_keep_mask_depth_and_colours_consist
         assert 0.85 < overlap < 1.0  # the outline moved by about a pixel, the object did not
         np.testing.assert_array_equal(edged.depth[~edged.mask], edged.bg_depth[~edged.mask])
         assert (edged.depth[edged.mask] <= edged.bg_depth[edged.mask]).all()
-        assert _changed_far_from_mask(edged) == 0.0  # still a paste: nothing changes away from it
+        assert changed_far_from_mask(edged) == 0.0  # still a paste: nothing changes away from it
     # by hand: a 1-pixel-wide change in alpha becomes a ramp, the ring beyond the object gets its depth
     out = rough_edges(half_opaque(9, 5), np.random.default_rng(0))
     assert out.alpha[4, 0] > 0.95 and 0.0 < out.alpha[4, 5] < 0.5 and out.alpha[4, 8] == 0
@@ -692,7 +679,7 @@ def test_camouflage_hides_the_object_in_the_background_s_colours_and_keeps_its_o
         plain, hidden = make_sample(background, spec, opts), make_sample(background, spec, disguised)
         np.testing.assert_array_equal(plain.mask, hidden.mask)
         np.testing.assert_array_equal(plain.depth, hidden.depth)
-        assert _changed_far_from_mask(hidden) == 0.0  # still a paste: nothing changes away from it
+        assert changed_far_from_mask(hidden) == 0.0  # still a paste: nothing changes away from it
         for sample, inside in ((plain, inside_plain), (hidden, inside_disguised)):
             difference = np.abs(sample.fg_bg.astype(float) - background.rgb.astype(float)).mean(-1)
             inside.append(difference[sample.mask].mean())

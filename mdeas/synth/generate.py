@@ -31,13 +31,14 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
 
 from mdeas.synth.camouflage import camouflage
 from mdeas.synth.parallel import default_workers, ordered_map
+from mdeas.synth.photos import shipped_photos, wear_photo
 from mdeas.synth.rough_edges import rough_edges
 from mdeas.synth.scene import (
     CAMERA_PRIORS,
@@ -72,6 +73,7 @@ SEED_SCALES = (1.0, 0.8, 0.6, 0.4)
 _RETRY_SIZES = (1.0, 1.25, 0.8, 1.5, 0.65, 1.0)  # object sizes tried when a placement fails, x the target
 _EDGE_STREAM = 7  # the random stream of cut-out edges, apart from the sample's other draws
 _CAMOUFLAGE_STREAM = 8  # the random stream of recolouring with the background's texture
+_PHOTO_STREAM = 9  # the random stream of photo skins (a background's, an object's)
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,7 @@ class Options:
     rough_edges: float = 0.0
     camouflage: float = 0.0
     open_objects: float = 0.0
+    photo_skins: float = 0.0
     camera: str = "metric"
 
     @property
@@ -208,12 +211,21 @@ def seed_sample_id(bg_id: str, obj: int, mirrored: int, scale_index: int, positi
 
 @functools.lru_cache(maxsize=2)
 def make_background(
-    seed: int, bg_index: int, image_size: int, max_depth_m: float, num_backgrounds: int = 1, camera: str = "metric"
+    seed: int,
+    bg_index: int,
+    image_size: int,
+    max_depth_m: float,
+    num_backgrounds: int = 1,
+    camera: str = "metric",
+    photo_skins: float = 0.0,
 ) -> Background:
     """Render background `bg_index` of the dataset with this seed under the `camera` prior (CAMERA_PRIORS)
-    (deterministic; cached per process)."""
+    (deterministic; cached per process); with probability `photo_skins` it wears a shipped photo (`wear_photo`)."""
     rng = np.random.default_rng([seed, 0, bg_index])
     render = render_background(rng, image_size, max_depth_m, camera)
+    skin = np.random.default_rng([seed, _PHOTO_STREAM, bg_index])
+    if photo_skins > 0 and skin.random() < photo_skins:
+        render = replace(render, clean=wear_photo(render.clean, skin, shipped_photos()))
     sensor = sample_sensor(rng, float(render.clean.mean()))
     noise_key = (seed, 4, bg_index)
     rgb = sensor.apply(render.clean, np.random.default_rng(noise_key))
@@ -242,7 +254,9 @@ def make_sample(background: Background, spec: SampleSpec, opts: Options) -> Samp
     `opts.rough_edges` of the pastes has the outline of a hand-made cut-out (`rough_edges`: feathered, often
     fringed), drawn from a stream of its own; a fraction `opts.camouflage` of the pastes wears the background's
     own texture from another place (`camouflage`), drawn from another stream. A share `opts.open_objects` of the
-    objects is drawn from the open kinds (bicycles, ladders, fences: holes that show the background).
+    objects is drawn from the open kinds (bicycles, ladders, fences: holes that show the background). A share
+    `opts.photo_skins` of the objects (and, in `make_background`, of the backgrounds) wears a crop of a shipped
+    photograph (`mdeas.synth.photos`), drawn from a stream of its own.
     """
     rng = np.random.default_rng(spec.key)
     if spec.foreground is None:
@@ -263,6 +277,9 @@ def make_sample(background: Background, spec: SampleSpec, opts: Options) -> Samp
             if spec.foreground is None:
                 sprite = make_sprite(rng, rows=opts.sprite_rows, open_share=opts.open_objects)
     fg = light_foreground(scene, fg)
+    skin = np.random.default_rng([*spec.key, _PHOTO_STREAM])
+    if opts.photo_skins > 0 and skin.random() < opts.photo_skins:
+        fg = replace(fg, rgb=wear_photo(fg.rgb, skin, shipped_photos()))
     pasted = opts.paste_fraction > 0 and rng.random() < opts.paste_fraction  # no draw at 0
     edges = np.random.default_rng([*spec.key, _EDGE_STREAM])
     if pasted and edges.random() < opts.rough_edges:
@@ -298,7 +315,13 @@ def depth_to_mm(depth_m: np.ndarray, max_depth_mm: int) -> np.ndarray:
 def render_unit(opts: Options, specs: Sequence[SampleSpec], with_bg: bool) -> list[tuple[str, bytes]]:
     """Zip entries (name, bytes) of some samples of one background, and the background image if `with_bg`."""
     background = make_background(
-        opts.seed, specs[0].bg_index, opts.image_size, opts.max_depth_mm / 1000.0, opts.num_backgrounds, opts.camera
+        opts.seed,
+        specs[0].bg_index,
+        opts.image_size,
+        opts.max_depth_mm / 1000.0,
+        opts.num_backgrounds,
+        opts.camera,
+        opts.photo_skins,
     )
     bg_quality = jpeg_quality_for(opts.jpeg_quality, (opts.seed, specs[0].bg_index))
     entries = [(f"bg/{background.id}.jpg", encode_jpeg(background.rgb, bg_quality))] if with_bg else []
@@ -345,7 +368,7 @@ def _check(opts: Options) -> None:
         raise ValueError(f"scheme must be one of {', '.join(SCHEMES)}, got {opts.scheme!r}")
     if opts.num_foregrounds < 1 or opts.positions < 1 or not opts.scales:
         raise ValueError("the seed scheme needs num_foregrounds >= 1, positions >= 1 and at least one scale")
-    for name in ("paste_fraction", "rough_edges", "camouflage", "open_objects"):
+    for name in ("paste_fraction", "rough_edges", "camouflage", "open_objects", "photo_skins"):
         if not 0 <= getattr(opts, name) <= 1:
             raise ValueError(f"{name} must be in [0, 1], got {getattr(opts, name)}")
     low, high = opts.scale_range
@@ -358,7 +381,7 @@ def generate(out: str | Path, num_samples: int, workers: int | None = None, **op
 
     options (see `Options`, conf/synth.yaml): image_size, seed, jpeg_quality, fg_per_bg, max_depth_mm, scheme
     ("random" or "seed"), num_foregrounds, flips, scales, positions, scale_range, paste_fraction, rough_edges,
-    camouflage, open_objects, camera ("metric" or "wide"). Defaults are `Options`', which differ from
+    camouflage, open_objects, photo_skins, camera ("metric" or "wide"). Defaults are `Options`', which differ from
     conf/synth.yaml's in one place: paste_fraction is 0 here (every sample rendered as a photo, with its own
     shadow and noise) and 1 there (pasted the seeds' way, what training uses); pass it to make the CLI's data.
     ceil(num_samples / samples per background) backgrounds are rendered; depth is stored in mm, clamped to
@@ -393,6 +416,7 @@ def generate(out: str | Path, num_samples: int, workers: int | None = None, **op
         "rough_edges": opts.rough_edges,
         "camouflage": opts.camouflage,
         "open_objects": opts.open_objects,
+        "photo_skins": opts.photo_skins,
         "camera": opts.camera,
         "depth": {"format": "png16", "unit": "mm", "max": opts.max_depth_mm},
         "mask": {"format": "png8", "values": [0, 255]},
