@@ -55,6 +55,15 @@ def test_without_a_photo_package_the_error_says_what_to_install(monkeypatch: pyt
         photos.shipped_photo_paths()
 
 
+def test_generating_skins_without_a_photo_package_fails_before_writing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(photos, "_package_folder", lambda name: None)
+    with pytest.raises(ValueError, match=r"pip install -e '\.\[photos\]'$"):
+        gen.generate(tmp_path / "sub" / "skins.zip", 2, workers=1, image_size=32, photo_skins=0.5)
+    assert not (tmp_path / "sub").exists()
+
+
 def test_the_shipped_photos_are_found_in_the_package_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "sklearn" / "datasets" / "images").mkdir(parents=True)
     from PIL import Image

@@ -38,7 +38,7 @@ import numpy as np
 
 from mdeas.synth.camouflage import camouflage
 from mdeas.synth.parallel import default_workers, ordered_map
-from mdeas.synth.photos import shipped_photos, wear_photo
+from mdeas.synth.photos import shipped_photo_paths, shipped_photos, wear_photo
 from mdeas.synth.rough_edges import rough_edges
 from mdeas.synth.scene import (
     CAMERA_PRIORS,
@@ -371,6 +371,8 @@ def _check(opts: Options) -> None:
     for name in ("paste_fraction", "rough_edges", "camouflage", "open_objects", "photo_skins"):
         if not 0 <= getattr(opts, name) <= 1:
             raise ValueError(f"{name} must be in [0, 1], got {getattr(opts, name)}")
+    if opts.photo_skins > 0:
+        shipped_photo_paths()  # no photo package installed: say so before anything is rendered
     low, high = opts.scale_range
     if not all(0 < s <= 1.5 for s in (*opts.scales, low, high)) or low > high:
         raise ValueError(f"scales must be in (0, 1.5], got {opts.scales} and scale_range {opts.scale_range}")
