@@ -28,7 +28,6 @@ The zip is canonical with no depth (manifest depth fields empty, meta.json "dept
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import tempfile
 from collections.abc import Callable
@@ -39,6 +38,7 @@ import numpy as np
 from PIL import Image
 
 from mdeas.synth.compose import compose
+from mdeas.synth.photos import package_folder
 from mdeas.synth.writer import check_image_options
 
 Crop = Callable[[np.ndarray], np.ndarray]
@@ -46,10 +46,10 @@ Crop = Callable[[np.ndarray], np.ndarray]
 
 def skimage_data() -> Path:
     """scikit-image's folder of sample images; SystemExit if the package is not installed."""
-    spec = importlib.util.find_spec("skimage")
-    if spec is None or not spec.submodule_search_locations:
+    folder = package_folder("skimage")
+    if folder is None:
         raise SystemExit("error: scikit-image is not installed (it is in the real extra: pip install -e '.[real]')")
-    return Path(next(iter(spec.submodule_search_locations))) / "data"
+    return folder / "data"
 
 
 def _read(path: Path) -> np.ndarray:

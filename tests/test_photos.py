@@ -50,7 +50,7 @@ def test_wearing_a_photo_blends_it_over_the_render_by_a_weight_of_0_6_to_0_95() 
 
 
 def test_without_a_photo_package_the_error_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(photos, "_package_folder", lambda name: None)
+    monkeypatch.setattr(photos, "package_folder", lambda name: None)
     with pytest.raises(ValueError, match=r"matplotlib or sklearn.*pip install -e '\.\[photos\]'$"):
         photos.shipped_photo_paths()
 
@@ -58,7 +58,7 @@ def test_without_a_photo_package_the_error_says_what_to_install(monkeypatch: pyt
 def test_generating_skins_without_a_photo_package_fails_before_writing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(photos, "_package_folder", lambda name: None)
+    monkeypatch.setattr(photos, "package_folder", lambda name: None)
     with pytest.raises(ValueError, match=r"pip install -e '\.\[photos\]'$"):
         gen.generate(tmp_path / "sub" / "skins.zip", 2, workers=1, image_size=32, photo_skins=0.5)
     assert not (tmp_path / "sub").exists()
@@ -69,7 +69,7 @@ def test_the_shipped_photos_are_found_in_the_package_folders(tmp_path: Path, mon
     from PIL import Image
 
     Image.new("RGB", (6, 4), (255, 0, 0)).save(tmp_path / "sklearn" / "datasets" / "images" / "china.jpg")
-    monkeypatch.setattr(photos, "_package_folder", lambda name: tmp_path / name)
+    monkeypatch.setattr(photos, "package_folder", lambda name: tmp_path / name)
     assert photos.shipped_photo_paths() == [tmp_path / "sklearn" / "datasets" / "images" / "china.jpg"]
 
 

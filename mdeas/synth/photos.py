@@ -27,7 +27,8 @@ SHIPPED = (
 )
 
 
-def _package_folder(name: str) -> Path | None:
+def package_folder(name: str) -> Path | None:
+    """The folder of installed package `name`, found without importing it; None if it is not installed."""
     spec = importlib.util.find_spec(name)
     if spec is None or not spec.submodule_search_locations:
         return None
@@ -38,7 +39,7 @@ def shipped_photo_paths() -> list[Path]:
     """The SHIPPED photos that the installed packages hold; ValueError naming the packages if there is none."""
     paths = []
     for package, relative in SHIPPED:
-        folder = _package_folder(package)
+        folder = package_folder(package)
         if folder is not None and (folder / relative).is_file():
             paths.append(folder / relative)
     if not paths:
@@ -53,7 +54,11 @@ def shipped_photo_paths() -> list[Path]:
 @functools.cache
 def shipped_photos() -> tuple[np.ndarray, ...]:
     """Each shipped photo as float32 RGB [H, W, 3] in [0, 1] (read once per process)."""
-    return tuple(np.asarray(Image.open(p).convert("RGB"), np.float32) / 255 for p in shipped_photo_paths())
+    photos = []
+    for path in shipped_photo_paths():
+        with Image.open(path) as image:
+            photos.append(np.asarray(image.convert("RGB"), np.float32) / 255)
+    return tuple(photos)
 
 
 def photo_crop(rng: np.random.Generator, photos: tuple[np.ndarray, ...], height: int, width: int) -> np.ndarray:
