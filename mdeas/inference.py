@@ -12,7 +12,6 @@ from __future__ import annotations
 import pickle
 import pickletools
 import re
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,8 +76,9 @@ def read_checkpoint(ckpt_path: str | Path, map_location: str | torch.device = "c
         if "weights only" not in str(e).lower():
             raise CheckpointError(f"{path}: not a PyTorch checkpoint ({str(e).splitlines()[0][:120]})") from None
         raise CheckpointError(_refused(path, e)) from None
-    except (zipfile.BadZipFile, RuntimeError, EOFError, OSError, ValueError) as e:
-        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({str(e).splitlines()[0][:120]})") from None
+    except Exception as e:  # anything else a foreign or damaged file raises while unpickling: KeyError, IndexError...
+        detail = str(e).splitlines()[0][:120] if isinstance(e, (OSError, RuntimeError, ValueError)) and str(e) else ""
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({detail or type(e).__name__})") from None
     hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
     if not hparams or "model" not in hparams or "state_dict" not in ckpt:
         raise CheckpointError(f"{path}: not an mdeas checkpoint (no model config or weights inside)")

@@ -14,7 +14,7 @@ from mdeas.cli import exit_on_data_error
 from mdeas.data.decode import open_image, to_depth, to_grey
 from mdeas.data.layouts import load_index
 from mdeas.evaluate import evaluate, table
-from mdeas.inference import CheckpointError, load_module
+from mdeas.inference import CheckpointError, load_module, read_checkpoint
 from mdeas.predict import predict
 from mdeas.train import train
 from tests.conftest import compose_train, write_canonical_zip
@@ -234,3 +234,16 @@ def test_checkpoint_of_another_model_is_named(trained, tmp_path):
     torch.save(ckpt, tmp_path / "other.ckpt")
     with pytest.raises(CheckpointError, match="other.ckpt: weights of model 'densenet_dilated' do not fit"):
         load_module(tmp_path / "other.ckpt")
+
+
+@pytest.mark.parametrize(
+    ("content", "kind"),
+    [(b"", "EOFError"), (b"hello\n", "KeyError"), (b"junk\n", "KeyError"), (None, "not an mdeas checkpoint")],
+)
+def test_any_unreadable_file_is_a_one_line_checkpoint_error(tmp_path, content, kind):
+    path = tmp_path / "bad.ckpt"
+    torch.save({"epoch": 0}, path) if content is None else path.write_bytes(content)
+    with pytest.raises(CheckpointError) as caught:
+        read_checkpoint(path)
+    line = str(caught.value)
+    assert line.startswith(f"{path}: not a") and kind in line and "\n" not in line, line
