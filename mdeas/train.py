@@ -121,6 +121,8 @@ def train(cfg: DictConfig) -> dict:
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
+    if cfg.get("test") and not datamodule.datasets["test"]:
+        raise ValueError(f"test=true but data.split={list(cfg.data.split)} leaves no test samples; set test=false")
     module = build_module(cfg, datamodule)
     if cfg.get("init_from"):
         load_weights(module.model, cfg.init_from)

@@ -125,6 +125,8 @@ class MaskDepthDataModule(pl.LightningDataModule):
         if on_error not in ON_ERROR:
             raise ValueError(f"data.on_error must be one of {ON_ERROR}, got {on_error!r}")
         check_limit(limit, "data.limit")
+        if len(split) != len(SPLITS):
+            raise ValueError(f"data.split must give {len(SPLITS)} fractions ({', '.join(SPLITS)}), got {list(split)}")
         if crop is not None and not 0 < crop <= image_size:
             raise ValueError(f"data.crop must be in [1, data.image_size={image_size}] or null, got {crop}")
         if augment_on not in AUGMENT_ON:
