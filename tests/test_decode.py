@@ -15,6 +15,7 @@ from mdeas.data.decode import (
     reduction,
     to_depth,
     to_grey,
+    to_mask,
     to_rgb,
 )
 from mdeas.data.errors import DataError
@@ -208,3 +209,27 @@ def test_damaged_entry_and_directory_name_the_culprit(tmp_path):
     path.write_bytes(bytes(raw[: raw.rindex(b"PK\x01\x02") + 20]))  # cut inside the central directory
     with pytest.raises(DataError, match=r"d.zip: not a readable zip \(no end of central directory record\)"):
         ZipStore([path])
+
+
+def test_colour_masks_read_by_their_brightest_channel_and_grey_ones_as_stored():
+    shape = np.zeros((40, 40), bool)
+    shape[10:30, 5:25] = True
+    red = np.zeros((40, 40, 3), np.uint8)
+    red[shape] = (255, 0, 0)
+    palette = Image.fromarray(shape.astype(np.uint8), "L").convert("P")
+    palette.putpalette([0, 0, 0, 128, 0, 0] + [0] * 762)  # class 1 drawn in dark red, as VOC's palette does
+    buffer = io.BytesIO()
+    palette.save(buffer, format="PNG")
+    grey = np.where(shape, 255, 0).astype(np.uint8)
+    for data, kind in (
+        (encode(red, "PNG"), "red PNG"),
+        (buffer.getvalue(), "palette PNG"),
+        (encode(grey, "PNG"), "grey PNG"),
+    ):
+        mask = binarise(to_mask(open_image(data, "a.zip", "mask/1.png")))
+        assert np.array_equal(mask.astype(bool), shape), kind
+    assert to_grey(open_image(encode(red, "PNG"), "a.zip", "mask/1.png"))[shape].max() == 76  # what luminance said
+    rgb_jpeg = encode(np.repeat(grey[..., None], 3, -1), "JPEG", quality=50)  # a grey mask saved with 3 channels
+    stored = open_image(rgb_jpeg, "a.zip", "mask/1.jpg")
+    assert stored.header.mode == "RGB"
+    assert np.abs(to_mask(stored).astype(int) - to_grey(stored).astype(int)).max() <= 3

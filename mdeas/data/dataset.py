@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 from tqdm import tqdm
 
-from mdeas.data.decode import binarise, open_image, reduction, to_depth, to_grey, to_rgb
+from mdeas.data.decode import binarise, open_image, reduction, to_depth, to_mask, to_rgb
 from mdeas.data.errors import DataError
 from mdeas.data.layouts import DatasetIndex, Sample
 from mdeas.data.sampler import sample_seed
@@ -43,7 +43,7 @@ def load_sample(index: DatasetIndex, sample: Sample, target_size: int | None = N
             )
             raise DataError(store.source(keys[kind]), image.entry, problem, "size")
     scale = reduction(fg_bg.size, target_size)
-    mask = to_grey(images["mask"], scale)
+    mask = to_mask(images["mask"], scale)
     if sample.depth:
         depth, valid = to_depth(images["depth"], index.depth, scale)
     else:

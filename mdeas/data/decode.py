@@ -1,7 +1,7 @@
 """Decode image bytes into numpy arrays, with errors that name the entry.
 
 Two steps: `open_image` reads the header (format, mode and size, known before any pixel is decoded), then
-`to_rgb`, `to_grey` or `to_depth` decode the pixels, at full size or reduced by a factor of 2, 4 or 8
+`to_rgb`, `to_grey`, `to_mask` or `to_depth` decode the pixels, at full size or reduced by a factor of 2, 4 or 8
 (`reduction`: when training at a size much smaller than the stored one). JPEG pixels are decoded by OpenCV, at a
 reduced scale through libjpeg's DCT scaling (the decoder does less work; about twice as fast as Pillow's draft
 mode); other formats by Pillow, then reduced: colour by averaging each k×k block, grey and depth by keeping every
@@ -31,6 +31,7 @@ from mdeas.data.zipstore import env_limit
 
 _EIGHT_BIT = ("RGB", "L", "RGBA", "P", "CMYK", "YCbCr", "LA", "1")
 _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L")
+_GREY_MODES = ("L", "LA", "1")
 _SCALES = (8, 4, 2)
 _FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "WEBP")  # what Pillow may read (JPEG opens a camera's multi-picture MPO too)
 _UNREADABLE = (OSError, SyntaxError, ValueError, EOFError)  # how Pillow says an image is damaged
@@ -195,6 +196,16 @@ def to_grey(encoded: Encoded, scale: int = 1) -> np.ndarray:
     if encoded.header.format == "JPEG":
         return _jpeg(encoded, True, scale)
     return _nearest(np.asarray(to_pillow(encoded, "L")), scale)
+
+
+def to_mask(encoded: Encoded, scale: int = 1) -> np.ndarray:
+    """8-bit mask image → uint8 [H/scale, W/scale] (sides rounded up): a grey mask as stored; a colour one (RGB,
+    palette) by its brightest channel, so an object drawn in any colour on black (a red mask, a palette's class
+    colours) reads as foreground, as luminance would not (pure red is 76 of 255)."""
+    _check_eight_bit(encoded, "grey image")
+    if encoded.header.mode in _GREY_MODES:
+        return to_grey(encoded, scale)
+    return to_rgb(encoded, scale).max(axis=-1)
 
 
 def to_png16(encoded: Encoded, scale: int = 1) -> np.ndarray:
