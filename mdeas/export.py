@@ -1,4 +1,4 @@
-"""Export a checkpoint to TorchScript or ONNX, checked against the PyTorch model on random inputs.
+"""Export a checkpoint to TorchScript or ONNX, checked against the PyTorch model on a generated pair.
 
 The exported graph takes (bg, fg_bg): float32 [B, 3, S, S] RGB in [0, 1] at the checkpoint's size S (it
 normalises inside) and returns (mask probability [B, 1, S, S], depth [B, 1, S, S] normalised, larger = farther).
@@ -6,6 +6,7 @@ A refined model (`mdeas.models.refiner.RefinedNet`) is exported as it trains: th
 the refiner on its fixed number of most uncertain patches at S, chosen in the graph (top-k; ONNX TopK, NonZero,
 Gather and ScatterND), so the export matches PyTorch except where patches tie for the last place refined (ONNX's
 TopK keeps the first in row-major order, torch's topk any of them); its native-size `forward_full` is not exported.
+The check pair is a scene with an object (`check_pair`), not noise, on which nearly every patch ties.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import hydra
 import torch
+import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import nn
 
@@ -39,6 +41,18 @@ class ExportWrapper(nn.Module):
         return torch.sigmoid(out["mask"]), out["depth"]
 
 
+def check_pair(batch_size: int, size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(bg, fg_bg) float32 [B, 3, S, S] in [0, 1]: smooth backgrounds (random 4×4 colours, bilinearly enlarged) and
+    the same with an opaque rectangle of one random colour each, placed at random."""
+    generator = torch.Generator().manual_seed(seed)
+    bg = F.interpolate(torch.rand(batch_size, 3, 4, 4, generator=generator), size=(size, size), mode="bilinear")
+    fg_bg = bg.clone()
+    for image in fg_bg:
+        top, left = (int(v) for v in torch.randint(0, size // 2, (2,), generator=generator))
+        image[:, top : top + size // 3, left : left + size // 2] = torch.rand(3, 1, 1, generator=generator)
+    return bg, fg_bg
+
+
 def export(ckpt_path: str, fmt: str, output: str, batch_size: int = 2, opset: int = 17) -> float | None:
     """Write the export (atomically: an existing `output` is replaced only by a complete file) and return the max
     abs difference to PyTorch (None when ONNX Runtime is missing)."""
@@ -47,8 +61,7 @@ def export(ckpt_path: str, fmt: str, output: str, batch_size: int = 2, opset: in
     module = load_module(ckpt_path)
     wrapper = ExportWrapper(module).eval()
     size = model_size(module)
-    generator = torch.Generator().manual_seed(0)
-    inputs = tuple(torch.rand(batch_size, 3, size, size, generator=generator) for _ in range(2))
+    inputs = check_pair(batch_size, size)
     out = Path(output)
     with torch.no_grad():
         reference = wrapper(*inputs)

@@ -247,3 +247,18 @@ def test_any_unreadable_file_is_a_one_line_checkpoint_error(tmp_path, content, k
         read_checkpoint(path)
     line = str(caught.value)
     assert line.startswith(f"{path}: not a") and kind in line and "\n" not in line, line
+
+
+def test_export_check_pair_is_a_seeded_scene_with_one_rectangle_per_image():
+    from mdeas.export import check_pair
+
+    bg, fg_bg = check_pair(3, 48)
+    assert bg.shape == fg_bg.shape == (3, 3, 48, 48) and 0 <= float(bg.min()) and float(fg_bg.max()) <= 1
+    changed = (fg_bg != bg).any(1)
+    for image, region in zip(fg_bg, changed, strict=True):  # one opaque colour over a 16×24 rectangle
+        rows, cols = region.nonzero().unbind(1)
+        assert (int(rows.max() - rows.min()) + 1, int(cols.max() - cols.min()) + 1) == (16, 24)
+        inside = image[:, int(rows.min()) : int(rows.max()) + 1, int(cols.min()) : int(cols.max()) + 1]
+        assert (inside == inside[:, :1, :1]).all()
+    assert float((bg[:, :, 1:] - bg[:, :, :-1]).abs().max()) < 0.2  # smooth: no pixel noise for patches to tie on
+    assert all(torch.equal(a, b) for a, b in zip(check_pair(3, 48), (bg, fg_bg), strict=True))

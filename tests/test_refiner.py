@@ -371,7 +371,7 @@ def test_full_resolution_of_a_plain_model_upsamples_its_outputs():
 
 
 @pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
-@pytest.mark.parametrize(("features", "alpha"), [(0, False), (4, False), pytest.param(0, True, marks=pytest.mark.slow)])
+@pytest.mark.parametrize(("features", "alpha"), [(0, False), (4, False), (0, True)])
 def test_export_keeps_the_patch_selection(tmp_path, fmt, features, alpha):
     if fmt == "onnx":
         pytest.importorskip("onnxruntime")
