@@ -125,6 +125,8 @@ def bad_zip(tmp_path: Path, kind: str) -> tuple[Path, str]:
         return out, "not a readable zip"
     if kind == "empty":
         return rewrite(clean, out, "manifest.csv", lambda d: b"id,bg,fg_bg,mask,depth\n"), "dataset has no samples"
+    if kind == "no_manifest":  # meta.json still says canonical
+        return rewrite(clean, out, "manifest.csv", None), r"manifest\.csv: missing; not a canonical mdeas dataset"
     if kind == "empty_split":
         small = write_canonical_zip(out, num_samples=2, size=32)  # one background: nothing for val and test
         return small, r"the val split is empty \(2 samples\); use more data or change data\.split"
@@ -201,7 +203,7 @@ def test_train_entry_names_every_kind_of_bad_data_key_and_path(run, tmp_path):
     run_all(tmp_path, cases)
 
 
-@pytest.mark.parametrize("kind", ["zero_byte", "sixteen_bit", "channels", "crc", "empty", "empty_split"])
+@pytest.mark.parametrize("kind", ["zero_byte", "sixteen_bit", "channels", "crc", "empty", "empty_split", "no_manifest"])
 def test_bad_data_is_one_line_naming_zip_and_entry(tmp_path, kind):
     path, message = bad_zip(tmp_path, kind)
     dm = MaskDepthDataModule(path=str(path), image_size=16, batch_size=24, num_workers=0, split=(1.0, 0.0, 0.0))

@@ -437,8 +437,12 @@ def detect_layout(store: ZipStore) -> str:
     """The layout of the zips in `store`, from the manifests they hold (README "Dataset layouts")."""
     found = {
         name
-        for name, manifest in (("canonical", "manifest.csv"), ("seed002", "label_data.csv"), ("labels", "labels.txt"))
-        if _manifests(store, manifest)
+        for name, manifests in (
+            ("canonical", ("manifest.csv", "meta.json")),  # meta.json alone: a canonical zip that lost its manifest
+            ("seed002", ("label_data.csv",)),
+            ("labels", ("labels.txt",)),
+        )
+        if any(_manifests(store, manifest) for manifest in manifests)
     }
     if "labels" in found:
         width = _labels_width(store)
