@@ -128,8 +128,8 @@ def test_predict_takes_a_list_of_zips_as_one_dataset(trained, tmp_path):
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
         overrides = [f"ckpt_path={trained['ckpt']}", f"input=[{','.join(zips)}]", f"output={tmp_path / 'o'}"]
         predict(compose("predict", overrides=[*overrides, "device=cpu"]))
-    masks = sorted(p.name for p in (tmp_path / "o").glob("*_mask.png"))
-    assert masks == ["b000_f00_mask.png", "b000_f01_mask.png", "zb:b000_f00_mask.png", "zb:b000_f01_mask.png"]
+    masks = sorted(p.relative_to(tmp_path / "o").as_posix() for p in (tmp_path / "o").rglob("*_mask.png"))
+    assert masks == ["b000_f00_mask.png", "b000_f01_mask.png", "zb/b000_f00_mask.png", "zb/b000_f01_mask.png"]
 
 
 def test_predict_writes_depth_as_the_training_data_stores_it(tmp_path, monkeypatch):

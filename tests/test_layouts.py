@@ -260,7 +260,7 @@ def test_canonical_zips_with_the_same_names_form_one_dataset(tmp_path):
     assert len({s.bg for s in index.samples}) == 4  # 2 backgrounds per zip, kept apart
     first, second = index.samples[0], index.samples[4]
     assert index.store.name(first.bg) == index.store.name(second.bg) == "bg/b000.jpg"
-    assert index.store.source(second.bg) == b and second.id == "b:b000_f00"
+    assert index.store.source(second.bg) == b and second.id == "b/b000_f00"
     assert not np.array_equal(load_sample(index, first)["bg"], load_sample(index, second)["bg"])
 
 

@@ -161,7 +161,7 @@ class _Collector:
         self._seen.add(tuple(keys))
         sample_id = sample_id or _stem(self.store.name(keys[1]))
         if sample_id in self._ids:
-            sample_id = f"{self.store.paths[home].stem}:{sample_id}"
+            sample_id = f"{self.store.paths[home].stem}/{sample_id}"  # predict writes it in a folder of that name
         if sample_id in self._ids:
             self.problem(home, self.store.name(keys[1]), f"sample id {sample_id} used twice", "layout")
             return
