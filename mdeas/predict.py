@@ -105,7 +105,8 @@ def zip_items(paths: str | list[str], out: Path) -> Iterator[Item]:
 
 
 def video_items(video: str, bg: str) -> Iterator[Item]:
-    """The frames of `video` against the background `bg` (resized to the frames' size), named <stem>_<frame>."""
+    """The frames of `video` against the background `bg` (resized to the frames' size when its aspect ratio is theirs
+    within 2 %, else a DataError), named <stem>_<frame>."""
     background = read_image(bg)
     capture = cv2.VideoCapture(video)
     if not capture.isOpened():
@@ -120,7 +121,11 @@ def video_items(video: str, bg: str) -> Iterator[Item]:
             check_pixels(frame.shape[1], frame.shape[0], video, f"frame {n}")  # when the container declared no size
             frame = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
             if frame.shape != background.shape:
-                background = cv2.resize(background, (frame.shape[1], frame.shape[0]), interpolation=cv2.INTER_AREA)
+                (h, w), (bh, bw) = frame.shape[:2], background.shape[:2]
+                if abs(np.log((bw / bh) / (w / h))) > 0.02:
+                    problem = f"size {bw}x{bh} is not the shape of the video's {w}x{h} frames (resized, it would squash)"
+                    raise DataError(bg, "", problem, "size")
+                background = cv2.resize(background, (w, h), interpolation=cv2.INTER_AREA)
             yield f"{stem}_{n:06d}", background, frame
             n += 1
     finally:

@@ -97,6 +97,7 @@ def test_predict_pair_folder_zip_and_video(trained, tmp_path):
     ckpt = str(trained["ckpt"])
     write_pair(tmp_path / "in", "a.png", (50, 30))
     write_pair(tmp_path / "in", "b.png", (40, 40))
+    write_pair(tmp_path / "wide", "c.png", (96, 64))  # the video's 48x32 frames, twice as large
     done = run("mdeas.predict", f"ckpt_path={ckpt}", "output=pair", f"bg={tmp_path}/in/bg/a.png",
                f"fg_bg={tmp_path}/in/fg_bg/a.png", cwd=tmp_path)  # fmt: skip
     assert done.returncode == 0, done.stderr[-1500:]
@@ -116,11 +117,16 @@ def test_predict_pair_folder_zip_and_video(trained, tmp_path):
     for _ in range(4):
         writer.write(cv2.resize(frame, (48, 32)))
     writer.release()
-    done = run("mdeas.predict", f"ckpt_path={ckpt}", "output=video", "video=clip.avi", "bg=in/bg/a.png",
+    done = run("mdeas.predict", f"ckpt_path={ckpt}", "output=video", "video=clip.avi", "bg=wide/bg/c.png",
                cwd=tmp_path)  # fmt: skip
     assert done.returncode == 0, done.stderr[-1500:]
     check_outputs(tmp_path / "video", "clip_000003", (48, 32))
     assert (tmp_path / "video" / "clip_panel.mp4").stat().st_size > 0
+    done = run("mdeas.predict", f"ckpt_path={ckpt}", "output=squashed", "video=clip.avi", "bg=in/bg/a.png",
+               cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-1500:]
+    expected = "error: in/bg/a.png: size 50x30 is not the shape of the video's 48x32 frames (resized, it would squash)"
+    assert done.stderr.strip().splitlines()[-1] == expected
 
 
 def test_predict_takes_a_list_of_zips_as_one_dataset(trained, tmp_path):
