@@ -123,7 +123,8 @@ def video_items(video: str, bg: str) -> Iterator[Item]:
             if frame.shape != background.shape:
                 (h, w), (bh, bw) = frame.shape[:2], background.shape[:2]
                 if abs(np.log((bw / bh) / (w / h))) > 0.02:
-                    problem = f"size {bw}x{bh} is not the shape of the video's {w}x{h} frames (resized, it would squash)"
+                    problem = f"size {bw}x{bh} is not the shape of the video's {w}x{h} frames"
+                    problem += " (resized, it would squash)"
                     raise DataError(bg, "", problem, "size")
                 background = cv2.resize(background, (w, h), interpolation=cv2.INTER_AREA)
             yield f"{stem}_{n:06d}", background, frame
