@@ -416,7 +416,7 @@ def test_a_metric_object_keeps_its_size_and_stands_where_its_image_has_the_targe
         assert abs(math.log(height_px / target)) < math.log(1.3)
     far = sc.place_foreground(np.random.default_rng(0), scene, depth, _full_sprite(0.3, 0.2), 60.0, resize=False)
     assert far.sprite.height_m == 0.3  # too small for 60 px where the ground is seen: it stands as near as it can
-    assert far.z0 < 1.15 * camera.ground_depth()[-1]
+    assert far.z0 < 1.15 * camera.plane_depth(0.0)[-1]
 
 
 @pytest.mark.parametrize("prior", sc.CAMERA_PRIORS)
@@ -520,7 +520,7 @@ def test_an_object_behind_a_solid_loses_the_hidden_pixels_from_its_mask() -> Non
     camera = sc.Camera(size=64, focal=60.0, height=1.5, pitch=0.1)
     box = Solid("box", -0.4, 4.0, -1.5, 1.0, 0.5, 0.3)  # in front of and to the left of the object
     scene, depth = _scene_with((box,), camera)
-    row = int(np.argmin(np.abs(camera.ground_depth() - 6.0)))  # ground 6 m away, behind the box
+    row = int(np.argmin(np.abs(camera.plane_depth(0.0) - 6.0)))  # ground 6 m away, behind the box
     fg = sc.render_billboard(camera, _full_sprite(1.8, 1.6), (row, 32))
     rgb, mask, out_depth = sc.composite(np.zeros((64, 64, 3)), depth, fg)
     solid_alpha = fg.alpha > 0.5
@@ -549,7 +549,7 @@ def test_an_object_on_a_box_stands_at_the_depth_of_the_box_top() -> None:
     top = camera.plane_depth(0.8)[row]
     np.testing.assert_allclose(out_depth[row][mask[row]], top, rtol=1e-6)
     np.testing.assert_allclose(depth[row][mask[row]], top, rtol=1e-6)
-    assert top < camera.ground_depth()[row]
+    assert top < camera.plane_depth(0.0)[row]
     np.testing.assert_array_equal(out_depth[~mask], depth[~mask])
 
 

@@ -67,10 +67,6 @@ class Camera:
             t = (base - self.height) / dy[:, 0]
         return np.where(t > 0, t, np.inf)
 
-    def ground_depth(self) -> np.ndarray:
-        """Planar depth (m) of the ground plane on each image row, [H] float64; inf where the ray never meets it."""
-        return self.plane_depth(0.0)
-
     def project(self, xw: np.ndarray, yw: np.ndarray, zw: np.ndarray) -> tuple[np.ndarray, ...]:
         """World points (m) → continuous pixel coordinates (u, v; pixel centres at integers) and planar depth."""
         s, co = math.sin(self.pitch), math.cos(self.pitch)
