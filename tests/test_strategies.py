@@ -39,6 +39,17 @@ class StopAfter(pl.Callback):
         os.kill(os.getpid(), signal.SIGTERM)  # Lightning's handler notes it; the loop stops after this batch
 
 
+class SigtermInValidation(pl.Callback):
+    """Sends this process a SIGTERM at the first validation batch after training's `epoch`-th epoch (0-based)."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_validation_batch_start(self, trainer, *args) -> None:
+        if not trainer.sanity_checking and trainer.current_epoch == self.epoch and not trainer.received_sigterm:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
 class RecordConvDtypes(pl.Callback):
     """Records the dtype of every Conv2d output while fitting, and the parameters' dtypes at the end."""
 
@@ -212,6 +223,29 @@ def test_interrupt_in_the_middle_of_an_epoch_resumes_at_its_next_batch(tmp_path,
     )
     assert resumed["global_step"] == straight["global_step"] == 6
     assert all(torch.equal(v, resumed["state_dict"][k]) for k, v in straight["state_dict"].items())
+
+
+def test_sigterm_during_validation_lets_it_finish_so_a_resumed_run_keeps_its_best_checkpoint(tmp_path, tiny_zip):
+    """A checkpoint taken mid-validation would resume past that validation: its score would never compete for
+    best.ckpt. The stop waits for the validation and the epoch's checkpoints, then the run resumes at epoch 1."""
+    common = ("trainer.max_epochs=2", "+trainer.limit_train_batches=3", "data.batch_size=2", "seed=5", "~logger")
+    straight = train(config(tmp_path / "straight", tiny_zip, *common, "test=false"))
+    stop = "+callbacks.stop={_target_: tests.test_strategies.SigtermInValidation, epoch: 0}"
+    with pytest.raises(SystemExit):
+        train(config(tmp_path / "cut", tiny_zip, *common, "test=false", stop))
+    ckpts = tmp_path / "cut" / "checkpoints"
+    interrupted = torch.load(ckpts / "interrupted.ckpt", weights_only=False)
+    assert (interrupted["epoch"], interrupted["global_step"]) == (1, 3)  # epoch 0 finished, validated and saved
+    assert torch.load(ckpts / "last.ckpt", weights_only=False)["global_step"] == 3  # the epoch's own checkpoint
+    resumed = train(
+        config(tmp_path / "cut", tiny_zip, *common, "test=false", f"ckpt_path={ckpts / 'interrupted.ckpt'}")
+    )
+    assert resumed["val"] == pytest.approx(straight["val"], rel=1e-6, abs=1e-7)
+    best = [
+        torch.load(p / "checkpoints" / "best.ckpt", weights_only=False)
+        for p in (tmp_path / "straight", tmp_path / "cut")
+    ]
+    assert best[0]["global_step"] == best[1]["global_step"]
 
 
 @pytest.mark.slow

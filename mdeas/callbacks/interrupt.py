@@ -22,7 +22,9 @@ class ResumeOnInterrupt(pl.Callback):
     Resuming from it goes on with the interrupted epoch at its next batch, in the same order with the same
     augmentation draws (the train loader is resumable, `SkipCountingLoader.state_dict`), so the run ends as an
     uninterrupted one would, except with `trainer.accumulate_grad_batches` > 1 inside a window (warned). Ctrl-C
-    during fitting's validation counts too (not during validate/test).
+    during fitting's validation counts too (not during validate/test). A SIGTERM during fitting's validation waits
+    for it to end (and for the checkpoints it triggers): a checkpoint taken mid-validation would resume past it, so
+    its score would never compete for best.ckpt nor step a plateau schedule.
 
     Not Lightning's `OnExceptionCheckpoint`: with one among the callbacks, `fit(ckpt_path=None)` resumes from the
     newest of its checkpoint and `last.ckpt` (`_CheckpointConnector._parse_ckpt_path`), so a run in a folder that
@@ -32,6 +34,18 @@ class ResumeOnInterrupt(pl.Callback):
 
     def __init__(self, dirpath: str) -> None:
         self.dirpath = Path(dirpath)
+        self._deferred = False
+
+    def on_validation_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
+        # Lightning's evaluation loop raises SIGTERMException after this hook when the flag is set: hide it until
+        # the validation is over; the fit loop raises it then, after the epoch's checkpoints
+        if trainer.received_sigterm and trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking:
+            trainer._signal_connector.received_sigterm = False
+            self._deferred = True
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._deferred:
+            trainer._signal_connector.received_sigterm, self._deferred = True, False
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         if not isinstance(exception, (KeyboardInterrupt, SIGTERMException)) or trainer.state.fn != TrainerFn.FITTING:
