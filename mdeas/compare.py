@@ -81,10 +81,11 @@ def table(results: dict) -> str:
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for row in results["rows"]:
-        low, high = row["mask/iou_ci95"]
-        gain = "[{:+.4f}, {:+.4f}]".format(*row["mask/iou_gain_ci95"]) if "mask/iou_gain_ci95" in row else "–"
+        interval = "[{:.4f}, {:.4f}]".format(*row["mask/iou_ci95"]) if row["mask/iou_ci95"] else "(too few images)"
+        gain = row.get("mask/iou_gain_ci95")
+        gain = "[{:+.4f}, {:+.4f}]".format(*gain) if gain else "–"
         lines.append(
-            f"| {row['checkpoint']} | {row['mask/iou']:.4f} [{low:.4f}, {high:.4f}] | {gain} | "
+            f"| {row['checkpoint']} | {row['mask/iou']:.4f} {interval} | {gain} | "
             f"{row['mask/iou_per_image']:.4f} | {row['mask/boundary_f']:.4f} | {row['mask/precision']:.4f} | "
             f"{row['mask/recall']:.4f} |"
         )

@@ -151,12 +151,14 @@ class MaskDepthModule(pl.LightningModule):
         self._evaluate(batch, "test")
 
     def _log_metrics(self, stage: str) -> None:
-        """Log `<stage>/mask/*`, `<stage>/depth/*` and `<stage>/score` (see `selection_score`), then reset."""
+        """Log `<stage>/mask/*`, `<stage>/depth/*` (none where no pixel had a known depth) and `<stage>/score` (see
+        `selection_score`), then reset."""
         values = {}
         for task, metric in (("mask", self.mask_metrics[stage]), ("depth", self.depth_metrics[stage])):
             values |= {f"{task}/{k}": v for k, v in metric.compute().items()}
             metric.reset()
-        logged = {f"{stage}/{k}": v.float() for k, v in values.items() if k not in ("depth/count", "depth/images")}
+        unscored = ("depth/",) if float(values["depth/count"]) == 0 else ("depth/count", "depth/images")
+        logged = {f"{stage}/{k}": v.float() for k, v in values.items() if not k.startswith(unscored)}
         logged[f"{stage}/score"] = selection_score(values, self.depth_relative).float()
         self.log_dict(logged, prog_bar=False, sync_dist=False)
 

@@ -68,11 +68,21 @@ class MaskScores:
         return {f"mask/{k}": float(v) for k, v in scores.items()}
 
 
+MIN_BOOTSTRAP_IMAGES = 5
+
+
 def bootstrap_iou(
-    model: list[tuple[int, int]], baseline: list[tuple[int, int]], draws: int = 2000, seed: int = 0
+    model: list[tuple[int, int]],
+    baseline: list[tuple[int, int]],
+    draws: int = 2000,
+    seed: int = 0,
+    min_images: int = MIN_BOOTSTRAP_IMAGES,
 ) -> dict:
     """95 % bootstrap intervals over images (the same resampled images for both) of the pooled IoU of the model,
-    of the baseline and of their difference: {"model": [lo, hi], "baseline": [lo, hi], "gain": [lo, hi]}."""
+    of the baseline and of their difference: {"model": [lo, hi], "baseline": [lo, hi], "gain": [lo, hi]}; each
+    None under `min_images` images, too few to resample (one image gives an interval of width 0)."""
+    if len(model) < min_images:
+        return {"model": None, "baseline": None, "gain": None}
     m, b = np.asarray(model, np.float64), np.asarray(baseline, np.float64)
     picks = np.random.default_rng(seed).integers(0, len(m), size=(draws, len(m)))
 

@@ -22,8 +22,8 @@ from tests.conftest import compose_train, encode, write_canonical_zip
 MAX_MM = 20000  # write_canonical_zip's meta.json: normalised depth 1.0 is 20 m
 
 
-def with_random_depth(source: Path, path: Path, seed: int = 0) -> Path:
-    """`source` with every depth map replaced by random millimetres (1000-19000) and about 10 % unknown (0)."""
+def with_random_depth(source: Path, path: Path, seed: int = 0, unknown: float = 0.1) -> Path:
+    """`source` with every depth map replaced by random millimetres (1000-19000), a share `unknown` of it 0."""
     rng = np.random.default_rng(seed)
     with zipfile.ZipFile(source) as src, zipfile.ZipFile(path, "w") as dst:
         for name in src.namelist():
@@ -31,7 +31,7 @@ def with_random_depth(source: Path, path: Path, seed: int = 0) -> Path:
             if name.startswith("depth/"):
                 shape = np.asarray(Image.open(io.BytesIO(data))).shape
                 depth = rng.integers(1000, 19000, shape).astype(np.uint16)
-                depth[rng.random(shape) < 0.1] = 0
+                depth[rng.random(shape) < unknown] = 0
                 data = encode(depth, "PNG")
             dst.writestr(name, data)
     return path
@@ -93,7 +93,19 @@ def evaluated(tmp_path_factory) -> dict:
     overrides = ("trainer.max_epochs=1", "+trainer.limit_train_batches=1", "callbacks.image_grid=null", "test=false")
     cfg = compose_train(root / "run", data, *overrides)
     ckpt = train(cfg)["best_checkpoint"]
-    return {"data": data, "results": evaluate(ckpt, {}, str(root / "eval")), "eval": root / "eval"}
+    results = evaluate(ckpt, {}, str(root / "eval"))
+    return {"data": data, "results": results, "eval": root / "eval", "ckpt": ckpt, "root": root, "source": source}
+
+
+def test_evaluate_on_depth_files_with_no_known_pixel_reports_no_depth(evaluated: dict) -> None:
+    """Depth files that are all 0 (unknown) are a set without depth: no depth rows, not RMSE 0 and δ1 0 halving
+    the score."""
+    root = evaluated["root"]
+    unknown = with_random_depth(evaluated["source"], root / "unknown.zip", unknown=1.0)
+    results = evaluate(evaluated["ckpt"], {"path": str(unknown)}, str(root / "eval_unknown"))
+    assert not [k for k in results["model"] if k.startswith(("depth/", "loss/depth"))]
+    assert results["model"]["score"] == pytest.approx(results["model"]["mask/iou"], rel=1e-6)
+    assert results["model"]["mask/iou"] > 0 and "depth_baseline" not in results
 
 
 def test_evaluate_reports_per_image_metrics_and_the_depth_baselines(evaluated: dict) -> None:

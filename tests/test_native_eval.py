@@ -17,6 +17,7 @@ from experiments.score_selection import score_part
 from mdeas.compare import compare, table
 from mdeas.data.dataset import load_sample
 from mdeas.data.decode import binarise
+from mdeas.data.errors import DataError
 from mdeas.evaluate import data_config, evaluate
 from mdeas.inference import Predictor, full_resolution, load_module
 from mdeas.native_eval import MaskScores, bootstrap_iou, model_mask_scores
@@ -45,7 +46,7 @@ def run(tmp_path_factory) -> dict:
     """A checkpoint trained one batch at 32 px on a dataset stored at 64 px (its mask bias moved so that it
     predicts some foreground), evaluated both ways."""
     root = tmp_path_factory.mktemp("native")
-    data = write_canonical_zip(root / "data.zip", num_samples=16, size=64, fg_per_bg=2)
+    data = write_canonical_zip(root / "data.zip", num_samples=40, size=64, fg_per_bg=2)  # 6 test images
     ckpt = train(compose_train(root / "run", data, *TINY_TRAIN))["best_checkpoint"]
     predict_half_foreground(ckpt)
     native = evaluate(ckpt, {}, str(root / "native"))
@@ -125,16 +126,22 @@ def test_bootstrap_intervals_hold_the_point_estimate_and_pair_the_images(run):
     assert lo <= baseline["mask/iou"] <= hi
     # identical predictions: every resample gives the same IoU for both, so the gain interval is exactly [0, 0]
     counts = [(3, 4), (0, 2), (5, 5)]
-    ci = bootstrap_iou(counts, counts, draws=50)
+    ci = bootstrap_iou(counts, counts, draws=50, min_images=3)
     assert ci["gain"] == [0.0, 0.0] and ci["model"] == ci["baseline"]
-    one = bootstrap_iou([(3, 4)], [(1, 4)], draws=10)  # one image: no spread
+    one = bootstrap_iou([(3, 4)], [(1, 4)], draws=10, min_images=1)  # one image: no spread, a false certainty
     assert one == {"model": [0.75, 0.75], "baseline": [0.25, 0.25], "gain": [0.5, 0.5]}
+    assert bootstrap_iou([(3, 4)] * 4, [(1, 4)] * 4) == {"model": None, "baseline": None, "gain": None}  # under 5
     # three images of union 4: a resample's IoU is its intersections' sum over 12; all three drawn alike has
     # probability 1/27 (3.7 %, above 2.5 %) each way, so the 95 % interval runs from the lowest to the highest
-    spread = bootstrap_iou([(0, 4), (4, 4), (2, 4)], [(0, 4), (3, 4), (1, 4)], draws=2000)
+    spread = bootstrap_iou([(0, 4), (4, 4), (2, 4)], [(0, 4), (3, 4), (1, 4)], draws=2000, min_images=3)
     assert spread["model"] == [0.0, 1.0] and spread["baseline"] == [0.0, 0.75]
     # paired: the per-image gains are 0, 1/12 and 1/12, never negative (unpaired, the interval would cross 0)
     assert spread["gain"] == [0.0, 0.25]
+
+
+def test_evaluate_refuses_an_empty_val_split_where_the_baseline_chooses_its_threshold(run, tmp_path):
+    with pytest.raises(DataError, match=r"data\.zip: the val split is empty: the \|fg_bg − bg\| baseline's thr"):
+        evaluate(run["ckpt"], {"split": [0.5, 0.0, 0.5]}, str(tmp_path / "e"))
 
 
 def test_the_score_follows_the_native_mask_iou(run):
