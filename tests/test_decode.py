@@ -20,6 +20,7 @@ from mdeas.data.decode import (
 )
 from mdeas.data.errors import DataError
 from mdeas.data.layouts import SEED_DEPTH, DepthEncoding, load_index
+from mdeas.data.transforms import apply, build_resize
 from mdeas.data.zipstore import ZipStore
 from tests.conftest import write_canonical_zip
 from tests.layouts_fixtures import replace_entry
@@ -100,8 +101,9 @@ def test_reduced_png16_depth_is_nearest_and_keeps_unknown():
     full, full_valid = to_depth(encoded, encoding)
     reduced, valid = to_depth(open_image(encode(depth, "PNG"), "a.zip", "depth/1.png"), encoding, 2)
     assert reduced.shape == valid.shape == (10, 15)
-    assert np.array_equal(reduced, full[::2, ::2]) and np.array_equal(valid, full_valid[::2, ::2])
-    assert reduced[0, 0] == 0 and not valid[0, 0] and reduced[0, 1] == pytest.approx((1000 + 14) / 20000)
+    # each 2×2 block's lower-right pixel, the nearest to its centre (row 2r + 1, column 2c + 1)
+    assert np.array_equal(reduced, full[1::2, 1::2]) and np.array_equal(valid, full_valid[1::2, 1::2])
+    assert reduced[1, 2] == 0 and not valid[1, 2] and reduced[0, 0] == pytest.approx((1000 + 31 * 7) / 20000)
 
 
 @pytest.mark.parametrize(
@@ -132,7 +134,8 @@ def test_load_sample_reduces_every_array_alike(tmp_path):
     raw = load_sample(index, index.samples[1], target_size=24)
     assert raw["bg"].shape == raw["fg_bg"].shape == (24, 24, 3)
     assert raw["mask"].shape == raw["depth"].shape == raw["valid"].shape == (24, 24)
-    assert np.array_equal(raw["depth"], full["depth"][::2, ::2]) and np.array_equal(raw["mask"], full["mask"][::2, ::2])
+    assert np.array_equal(raw["depth"], full["depth"][1::2, 1::2])
+    assert np.array_equal(raw["mask"], full["mask"][1::2, 1::2])
     # noise backgrounds: the block means survive reduction (per channel), the pasted red square stays red
     assert np.abs(raw["fg_bg"].mean(axis=(0, 1)) - full["fg_bg"].mean(axis=(0, 1))).max() < 2
     assert raw["fg_bg"][raw["mask"] > 0][:, 0].mean() > 200
@@ -233,3 +236,43 @@ def test_colour_masks_read_by_their_brightest_channel_and_grey_ones_as_stored():
     stored = open_image(rgb_jpeg, "a.zip", "mask/1.jpg")
     assert stored.header.mode == "RGB"
     assert np.abs(to_mask(stored).astype(int) - to_grey(stored).astype(int)).max() <= 3
+
+
+def _centre(weights: np.ndarray) -> np.ndarray:
+    """Centroid (row, col) of a non-negative [H, W] map, in pixel-centre units."""
+    rows, cols = np.mgrid[: weights.shape[0], : weights.shape[1]]
+    return np.array([(rows * weights).sum(), (cols * weights).sum()]) / weights.sum()
+
+
+@pytest.mark.parametrize(("stored", "size"), [(224, 64), (224, 112), (224, 256), (101, 32)])
+def test_resized_mask_and_depth_stay_on_the_image_they_label(stored, size):
+    """Squares at 16 sub-pixel offsets in fg_bg, mask and depth, resized as training does: on average the mask's and
+    the foreground depth's centroids land where the image's does (OpenCV's plain nearest sat half a source pixel
+    down-right), each one within the rounding of a nearest sample."""
+    shifts = []
+    for offset in range(16):
+        square = np.zeros((stored, stored), bool)
+        square[31 + offset : 78 + offset, 40 + offset // 2 : 95 + offset] = True
+        image = np.where(square[..., None], 255, 0).astype(np.uint8).repeat(3, -1)
+        depth = np.where(square, 1.0, 5.0).astype(np.float32)
+        out = apply(build_resize(size), image, image, square.astype(np.float32), depth, np.ones_like(square))
+        image_centre = _centre(out["fg_bg"][..., 0].astype(np.float64))
+        shifts += [_centre(out["mask"]) - image_centre, _centre((out["depth"] < 3).astype(np.float64)) - image_centre]
+    shifts = np.array(shifts)
+    # nearest has no pixel at an even block's centre: the least bias it can have is half a source pixel there
+    bound = 0.5 * size / stored + 0.02 if stored % size == 0 else 0.1
+    assert np.abs(shifts.mean(0)).max() < bound and np.abs(shifts).max() <= 0.5 + 1e-6, shifts.mean(0)
+
+
+@pytest.mark.parametrize("scale", [2, 4, 8])
+def test_a_png_mask_reduced_at_decode_is_centred_like_the_jpeg_images(scale):
+    shifts = []
+    for offset in range(16):
+        square = np.zeros((225, 224), np.uint8)
+        square[31 + offset : 78 + offset, 40 + offset // 2 : 95 + offset] = 255
+        mask = to_mask(open_image(encode(square, "PNG"), "a.zip", "mask/1.png"), scale)
+        jpeg = encode(square.repeat(3).reshape(225, 224, 3), "JPEG", quality=95)
+        image = to_rgb(open_image(jpeg, "a.zip", "fg_bg/1.jpg"), scale)
+        assert mask.shape == image.shape[:2] == (-(-225 // scale), 224 // scale)
+        shifts.append(_centre(mask.astype(np.float64)) - _centre(image[..., 0].astype(np.float64)))
+    assert np.abs(np.mean(shifts, 0)).max() < 0.5 / scale + 0.02, np.mean(shifts, 0)  # half a source pixel at most

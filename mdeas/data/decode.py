@@ -4,8 +4,9 @@ Two steps: `open_image` reads the header (format, mode and size, known before an
 `to_rgb`, `to_grey`, `to_mask` or `to_depth` decode the pixels, at full size or reduced by a factor of 2, 4 or 8
 (`reduction`: when training at a size much smaller than the stored one). JPEG pixels are decoded by OpenCV, at a
 reduced scale through libjpeg's DCT scaling (the decoder does less work; about twice as fast as Pillow's draft
-mode); other formats by Pillow, then reduced: colour by averaging each k×k block, grey and depth by keeping every
-k-th pixel (nearest: masks stay binary, depth values stay real). `decode_rgb` takes the bytes and does both steps.
+mode); other formats by Pillow, then reduced: colour by averaging each k×k block, grey and depth by keeping the
+block's centre pixel (nearest: masks stay binary, depth values stay real). `decode_rgb` takes the bytes and does
+both steps.
 `encode_depth` is the inverse of `to_depth` (predicted depth is written in the dataset's own encoding), and
 `image_problem` says in words why an image could not be read.
 
@@ -175,8 +176,12 @@ def _check_eight_bit(encoded: Encoded, what: str) -> None:
 
 
 def _nearest(array: np.ndarray, scale: int) -> np.ndarray:
-    """Every `scale`-th pixel of [H, W]: [ceil(H/scale), ceil(W/scale)], the size libjpeg's scaling gives."""
-    return np.ascontiguousarray(array[::scale, ::scale]) if scale > 1 else array
+    """The centre pixel of each `scale`×`scale` block of [H, W] (the last one of a cut block): [ceil(H/scale),
+    ceil(W/scale)], the size libjpeg's scaling gives, aligned with its block averages."""
+    if scale == 1:
+        return array
+    rows, cols = (np.minimum(np.arange(-(-n // scale)) * scale + scale // 2, n - 1) for n in array.shape[:2])
+    return np.ascontiguousarray(array[np.ix_(rows, cols)])
 
 
 def to_rgb(encoded: Encoded, scale: int = 1) -> np.ndarray:
@@ -191,7 +196,7 @@ def to_rgb(encoded: Encoded, scale: int = 1) -> np.ndarray:
 
 def to_grey(encoded: Encoded, scale: int = 1) -> np.ndarray:
     """8-bit grey image (masks, 8-bit depth) → uint8 [H/scale, W/scale] (sides rounded up); colour is converted
-    to luminance, alpha dropped. A reduced JPEG is averaged by libjpeg; other formats keep every scale-th pixel."""
+    to luminance, alpha dropped. A reduced JPEG is averaged by libjpeg; other formats keep each block's centre pixel."""
     _check_eight_bit(encoded, "grey image")
     if encoded.header.format == "JPEG":
         return _jpeg(encoded, True, scale)
@@ -209,7 +214,7 @@ def to_mask(encoded: Encoded, scale: int = 1) -> np.ndarray:
 
 
 def to_png16(encoded: Encoded, scale: int = 1) -> np.ndarray:
-    """16-bit grey PNG → float32 [H/scale, W/scale] (every scale-th pixel) in the stored unit."""
+    """16-bit grey PNG → float32 [H/scale, W/scale] (each block's centre pixel) in the stored unit."""
     if encoded.header.mode not in (*_SIXTEEN_BIT, "I"):
         raise encoded.error(f"expected a 16-bit depth PNG, got mode {encoded.header.mode}", "channels")
     return _nearest(np.asarray(to_pillow(encoded)), scale).astype(np.float32)
