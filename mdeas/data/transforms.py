@@ -24,9 +24,7 @@ def build_resize(image_size: int) -> A.Compose:
     """Resize to `image_size`² pixels: area for the images, nearest for mask, depth and valid (the source pixel under
     each output pixel's centre, as area averaging centres it; OpenCV's INTER_NEAREST takes the one at its top-left
     corner, half a pixel off)."""
-    resize = A.Resize(
-        image_size, image_size, interpolation=cv2.INTER_AREA, mask_interpolation=cv2.INTER_NEAREST_EXACT
-    )
+    resize = A.Resize(image_size, image_size, interpolation=cv2.INTER_AREA, mask_interpolation=cv2.INTER_NEAREST_EXACT)
     return A.Compose([resize], additional_targets=TARGETS)
 
 
