@@ -102,10 +102,11 @@ def test_affine_and_photometry_share_one_draw_across_the_arrays():
 
 
 @pytest.mark.parametrize(("shift", "scale", "angle"), [((0.125, -0.25), 1.0, 0.0), ((0.0, 0.0), 1.2, 20.0),
-                                                       ((0.125, 0.0), 0.9, -15.0), (None, 1.1, 10.0)])  # fmt: skip
+                                                       ((0.125, 0.0), 0.9, -15.0), (None, 1.1, 10.0),
+                                                       ((0.03, -0.03), 1.0, 0.0)])  # fmt: skip
 def test_affine_on_the_device_matches_albumentations(shift, scale, angle):
-    """One fixed transform (whole-pixel shifts: the two round sub-pixel ones differently) on 8 px blocks; shift
-    None: no translation given (albumentations then sets translate_px to zeros)."""
+    """One fixed transform on 8 px blocks; a shift of 1.92 px moves both by 1 (cut toward zero); shift None: no
+    translation given (albumentations then sets translate_px to zeros)."""
     size = 64
     image = np.kron(np.random.default_rng(0).integers(0, 256, (8, 8, 3)), np.ones((8, 8, 1))).astype(np.uint8)
     mask = np.zeros((size, size), np.uint8)

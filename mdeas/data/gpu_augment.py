@@ -105,7 +105,9 @@ class Affine:
     def __call__(self, batch: dict[str, torch.Tensor], u: torch.Tensor) -> None:
         hit = u[:, 0] < self.p
         height, width = batch["fg_bg"].shape[-2:]
-        tx, ty = _between(self.translate["x"], u[:, 1]) * width, _between(self.translate["y"], u[:, 2]) * height
+        # whole pixels, cut toward zero, as albumentations shifts (`int(fraction * side)`)
+        tx = torch.trunc(_between(self.translate["x"], u[:, 1]) * width)
+        ty = torch.trunc(_between(self.translate["y"], u[:, 2]) * height)
         sx = _between(self.scale["x"], u[:, 3])
         sy = sx if self.keep_ratio else _between(self.scale["y"], u[:, 4])
         centre = u.new_tensor([(width - 1) / 2, (height - 1) / 2]).expand(len(u), 2)
