@@ -11,6 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from mdeas.metrics.classes import DepthMetrics, MaskMetrics
+from mdeas.models.refiner import RefinedNet
 from mdeas.schedules import lr_scheduler_config
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,12 @@ class MaskDepthModule(pl.LightningModule):
         )
         self.model = instantiate(self.hparams.model)
         self.loss = instantiate(self.hparams.loss)
+        coarse = [t.name for t in self.loss.terms if t.target == "mask_coarse"]
+        if coarse and not isinstance(self.model, RefinedNet):
+            raise ValueError(
+                f"loss.terms.{coarse[0]}: target mask_coarse is the base's mask of a refined model "
+                f"(model=resunet_detail, or +model/refiner=patch); model {self.hparams.model.get('name')!r} has none"
+            )
         self.mask_metrics = torch.nn.ModuleDict({s: MaskMetrics() for s in ("val", "test")})
         encoding = (self.hparams.data or {}).get("depth") or {}
         self.depth_relative = encoding.get("unit") == "relative"

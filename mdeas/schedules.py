@@ -113,7 +113,8 @@ AUTO_KEYS: dict[str, Callable[[pl.Trainer, Optimizer], Any]] = {
 
 def lr_scheduler_config(sched: Mapping[str, Any], optimizer: Optimizer, trainer: pl.Trainer) -> dict[str, Any]:
     """Lightning's ``lr_scheduler`` dict for a ``sched`` config: the scheduler (its ``auto`` arguments resolved
-    from ``trainer`` and ``optimizer``) plus every other key as is (``interval``, ``monitor``, ``frequency``)."""
+    from ``trainer`` and ``optimizer``) plus every other key as is (``interval``, ``monitor``, ``frequency``); an
+    epoch schedule on a monitored metric steps every ``trainer.check_val_every_n_epoch`` epochs unless given."""
     auto = [key for key, value in sched["scheduler"].items() if value == "auto"]
     unknown = [key for key in auto if key not in AUTO_KEYS]
     if unknown:
@@ -123,7 +124,10 @@ def lr_scheduler_config(sched: Mapping[str, Any], optimizer: Optimizer, trainer:
         scheduler = partial(optimizer=optimizer, **{key: AUTO_KEYS[key](trainer, optimizer) for key in auto})
     except TypeError as e:  # a misspelt option added with +sched.scheduler.<key>=...
         raise ValueError(f"sched.scheduler: {e}") from None
-    return {**{k: v for k, v in sched.items() if k != "scheduler"}, "scheduler": scheduler}
+    config = {**{k: v for k, v in sched.items() if k != "scheduler"}, "scheduler": scheduler}
+    if config.get("monitor") and config.get("interval", "epoch") == "epoch" and "frequency" not in config:
+        config["frequency"] = trainer.check_val_every_n_epoch or 1  # a val metric exists only every n-th epoch
+    return config
 
 
 def _finite(values: list[float]) -> list[float | None]:

@@ -137,9 +137,12 @@ def test_cosine_warmup_resumes_from_its_state_dict(cut: int) -> None:
 # ---------------------------------------------------------------- sched configs and `auto`
 
 
-def fake_trainer(total: int = 40, batches: int = 10, accumulate: int = 3) -> SimpleNamespace:
+def fake_trainer(total: int = 40, batches: int = 10, accumulate: int = 3, val_every: int = 1) -> SimpleNamespace:
     return SimpleNamespace(
-        estimated_stepping_batches=total, num_training_batches=batches, accumulate_grad_batches=accumulate
+        estimated_stepping_batches=total,
+        num_training_batches=batches,
+        accumulate_grad_batches=accumulate,
+        check_val_every_n_epoch=val_every,
     )
 
 
@@ -154,6 +157,11 @@ def test_auto_arguments_come_from_the_trainer_and_optimiser() -> None:
     assert isinstance(onecycle["scheduler"], torch.optim.lr_scheduler.OneCycleLR)
     assert onecycle["scheduler"].total_steps == 40
     assert optimizer.param_groups[0]["max_lr"] == 0.2  # the optimiser's lr is the peak
+    adam = torch.optim.Adam([torch.nn.Parameter(torch.zeros(2))], lr=1e-3, betas=(0.5, 0.999))
+    cycled = lr_scheduler_config(load_sched("onecycle"), adam, fake_trainer(total=40))["scheduler"]
+    for _ in range(10):
+        adam.step(), cycled.step()
+    assert adam.param_groups[0]["betas"] == (0.5, 0.999)  # the schedule leaves the optimiser's momentum alone
     cyclic = lr_scheduler_config(load_sched("cyclic_warmup"), sgd(), fake_trainer(batches=10, accumulate=3))
     assert cyclic["scheduler"].lr_lambdas[0].steps_per_epoch == 4  # ceil(10 batches / 3 accumulated)
     cosine = lrs(cosine_warmup(1e-3, total=40, batches=10), 40)  # warm-up: 1 epoch of 10 steps, then down to 0
@@ -165,6 +173,9 @@ def test_plateau_and_step_configs() -> None:
     plateau = lr_scheduler_config(load_sched("plateau"), sgd(), fake_trainer())
     assert isinstance(plateau["scheduler"], torch.optim.lr_scheduler.ReduceLROnPlateau)
     assert (plateau["monitor"], plateau["interval"], plateau["scheduler"].factor) == ("val/loss", "epoch", 0.05)
+    assert plateau["frequency"] == 1
+    # validating every 2nd epoch: val/loss exists only then, so the schedule steps only then
+    assert lr_scheduler_config(load_sched("plateau"), sgd(), fake_trainer(val_every=2))["frequency"] == 2
     step = lr_scheduler_config(load_sched("step"), sgd(), fake_trainer())
     assert (step["scheduler"].step_size, step["scheduler"].gamma, step["interval"]) == (10, 0.1, "epoch")
 

@@ -110,12 +110,14 @@ class ImageGrid(pl.Callback):
         self._worst = sorted(self._worst, key=lambda row: row["iou"])[: self.worst]
 
     @torch.no_grad()
-    def _predict_fixed(self, pl_module: pl.LightningModule, dataset: MaskDepthDataset) -> dict:
-        """The fixed samples (read and collated once per dataset) with the module's current predictions."""
+    def _predict_fixed(self, trainer: pl.Trainer, pl_module: pl.LightningModule, dataset: MaskDepthDataset) -> dict:
+        """The fixed samples (read and collated once per dataset) with the module's current predictions, in the
+        precision validation ran in (bf16 under bf16-mixed), so that their IoU is the one validation measured."""
         if self._fixed is None or self._fixed[0] is not dataset:
             self._fixed = dataset, evenly_spaced(dataset, self.num_samples)
         batch = self._fixed[1]
-        out = pl_module(batch["bg"].to(pl_module.device), batch["fg_bg"].to(pl_module.device))
+        with trainer.precision_plugin.forward_context():
+            out = pl_module(batch["bg"].to(pl_module.device), batch["fg_bg"].to(pl_module.device))
         return {**batch, "mask_logits": out["mask"].float().cpu(), "depth_pred": out["depth"].float().cpu()}
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -123,7 +125,9 @@ class ImageGrid(pl.Callback):
         if not self._active(trainer) or not loggers:
             return
         dataset = trainer.val_dataloaders.dataset
-        panels = {"val_images/samples": self._predict_fixed(pl_module, dataset)} if self.num_samples > 0 else {}
+        panels = {}
+        if self.num_samples > 0:
+            panels["val_images/samples"] = self._predict_fixed(trainer, pl_module, dataset)
         if self._worst:
             panels["val_images/worst"] = default_collate(self._worst)
         scale = (
