@@ -2,6 +2,7 @@ import logging
 import os
 import pickle
 import zipfile
+from pathlib import Path
 
 import albumentations as A
 import pytest
@@ -73,6 +74,17 @@ def test_cache_is_built_once_and_reused(tmp_path, monkeypatch):
     assert again.datasets["train"].cache is not None
     with pytest.raises(AssertionError, match="rebuilt"):
         _module(path, tmp_path / "c", True, image_size=8)  # another size: another cache
+    code = tmp_path / "code"  # the decoding code changed: a copy of it, one file edited
+    code.mkdir()
+    for name in rc.DECODING_CODE:
+        (code / name).write_bytes((Path(rc.__file__).parent / name).read_bytes())
+    assert rc.decoding_fingerprint(code) == rc.decoding_fingerprint()
+    (code / "transforms.py").write_text((code / "transforms.py").read_text() + "\n# edited\n")
+    edited = rc.decoding_fingerprint(code)
+    assert edited != rc.decoding_fingerprint()
+    with monkeypatch.context() as patch, pytest.raises(AssertionError, match="rebuilt"):
+        patch.setattr(rc, "decoding_fingerprint", lambda: edited)
+        _module(path, tmp_path / "c", True)
     write_canonical_zip(path, num_samples=8, size=32, seed=1)  # the dataset changed
     os.utime(path, ns=(1, 1))
     with pytest.raises(AssertionError, match="rebuilt"):

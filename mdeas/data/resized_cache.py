@@ -4,11 +4,12 @@ A split's samples, decoded and resized to the training size exactly as `MaskDept
 written once into `<cache_dir>/resized-<size>px-<key>/`, one .npy per array: `bg`, `fg_bg` uint8 [N, S, S, 3];
 `mask` uint8 [N, S, S] in {0, 1}; `depth` float32 [N, S, S] (0 where unknown); `valid` bool [N, S, S]; `ok` bool
 [N] (False: the sample was left out under `on_error=skip`). The key hashes the zips (path, size, modification
-time), layout, depth encoding, size, decoder versions and the split's entries, so a changed dataset gets a new
-cache. A cache that left samples out is named `resized-<size>px-<key>-skipped` and serves only `on_error=skip`:
-an `on_error=raise` run decodes the split again and stops at the first bad entry; a cache without left-out samples
-serves both. The folder is written under a temporary name and renamed when complete: an interrupted build leaves no
-half cache, and processes building the same cache at once (DDP ranks) end up sharing one.
+time), layout, depth encoding, size, decoder versions, the code that decodes and resizes (`decoding_fingerprint`)
+and the split's entries, so a changed dataset or decoder gets a new cache. A cache that left samples out is named
+`resized-<size>px-<key>-skipped` and serves only `on_error=skip`: an `on_error=raise` run decodes the split again
+and stops at the first bad entry; a cache without left-out samples serves both. The folder is written under a
+temporary name and renamed when complete: an interrupted build leaves no half cache, and processes building the
+same cache at once (DDP ranks) end up sharing one.
 
 Epochs then augment from these arrays instead of decoding JPEGs and PNGs again: the same tensors, a fraction of
 the CPU (experiments/RESULTS.md, "Data path"). Each stage of a progressive run gets its own size's cache.
@@ -35,7 +36,8 @@ from mdeas.data.dataset import MaskDepthDataset, scan
 from mdeas.data.remote import ZipURL
 
 log = logging.getLogger(__name__)
-CACHE_VERSION = 1  # bump when decoding or resizing changes what a cached sample holds
+CACHE_VERSION = 2  # the layout of a cache folder; the code that fills it is fingerprinted (DECODING_CODE)
+DECODING_CODE = ("decode.py", "transforms.py", "dataset.py")  # files of mdeas/data that decode and resize a sample
 ARRAYS = {  # name → (dtype, trailing shape given the size)
     "bg": (np.uint8, (3,)),
     "fg_bg": (np.uint8, (3,)),
@@ -52,11 +54,20 @@ def cache_bytes(count: int, size: int) -> int:
     return count * size * size * per_pixel + count
 
 
+def decoding_fingerprint(folder: Path = Path(__file__).parent) -> str:
+    """A hash (hex, 16 characters) of the bytes of `folder`'s DECODING_CODE files: an edit to how samples are
+    decoded or resized gives every cache a new key, so no run reads arrays an older code made."""
+    digest = hashlib.sha1()
+    for name in DECODING_CODE:
+        digest.update(name.encode() + b"\0" + (folder / name).read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
 def cache_key(dataset: MaskDepthDataset) -> str:
     """A hash of everything a cached sample depends on: zips, layout, depth encoding, size, versions, entries."""
     index = dataset.index
     zips = [index.store.identity(i) for i in range(len(index.store.paths))]  # a URL: its size and ETag
-    versions = [CACHE_VERSION, cv2.__version__, PIL.__version__, albumentations.__version__]
+    versions = [CACHE_VERSION, decoding_fingerprint(), cv2.__version__, PIL.__version__, albumentations.__version__]
     head = {"zips": zips, "layout": index.layout, "depth": asdict(index.depth), "size": dataset.image_size}
     head["versions"] = versions
     digest = hashlib.sha1(json.dumps(head, sort_keys=True).encode())
