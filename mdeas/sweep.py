@@ -76,10 +76,12 @@ def _cell(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value).replace("|", "\\|")
 
 
-def write_summary(sweep_dir: Path, rows: list[dict[str, Any]], name: str = "sweep_summary") -> tuple[Path, Path]:
+def write_summary(
+    sweep_dir: Path, rows: list[dict[str, Any]], name: str = "sweep_summary", direction: str = "maximize"
+) -> tuple[Path, Path]:
     """Write ``rows`` as ``<name>.csv`` and ``<name>.md`` in ``sweep_dir``; the ``overrides`` column keeps what
     differs between jobs (the markdown lists the overrides shared by all jobs above its table and names the best
-    job below it)."""
+    job below it: the highest objective, or the lowest for ``direction="minimize"``, as the sweeper was told)."""
     common = set.intersection(*(set(row["overrides"]) for row in rows)) if len(rows) > 1 else set()
     table = [{**row, "overrides": " ".join(o for o in row["overrides"] if o not in common)} for row in rows]
     columns = list(dict.fromkeys(k for row in table for k in row))
@@ -95,7 +97,7 @@ def write_summary(sweep_dir: Path, rows: list[dict[str, Any]], name: str = "swee
     lines += [f"| {' | '.join(_cell(row.get(c)) for c in columns)} |" for row in table]
     done = [row for row in table if row["objective"] is not None and math.isfinite(row["objective"])]
     if done:
-        best = max(done, key=lambda row: row["objective"])
+        best = (min if direction == "minimize" else max)(done, key=lambda row: row["objective"])
         lines += ["", f"best: job {best['job']} ({best['objective']:.4f}): `{best['overrides']}`"]
     atomic_write(md_path, lambda tmp: tmp.write_text("\n".join(lines) + "\n"))
     return csv_path, md_path
@@ -111,7 +113,8 @@ class SweepSummary(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         rows = job_rows(sweep_dir)
-        csv_path, md_path = write_summary(sweep_dir, rows, self.name)
+        direction = OmegaConf.select(config, "hydra.sweeper.direction", default="maximize")  # Optuna's, if any
+        csv_path, md_path = write_summary(sweep_dir, rows, self.name, str(direction))
         log.info("sweep summary: %s, %s", csv_path, md_path)
         failed = [row for row in rows if row.get("error")]
         if failed:
@@ -119,12 +122,12 @@ class SweepSummary(Callback):
             raise SystemExit(f"error: {len(failed)} of {len(rows)} jobs failed ({md_path}): {said}")
 
 
-def record_failure(job_dir: Path, message: str) -> float:
-    """Keep a sweep job's one-line error `message` in `<job_dir>/error.txt` and log it; NaN, what the job returns."""
+def record_failure(job_dir: Path, message: str) -> None:
+    """Keep a sweep job's one-line error `message` in `<job_dir>/error.txt` and log it. The job returns None: Optuna
+    then marks the trial failed and goes on (a NaN objective would end the whole study)."""
     message = message.removeprefix("error: ")
     atomic_write(job_dir / FAILED, lambda tmp: tmp.write_text(message + "\n"))
     log.error("job failed: %s", message)
-    return float("nan")
 
 
 def clear_failure(job_dir: Path) -> None:

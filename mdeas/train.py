@@ -188,7 +188,8 @@ def main(cfg: DictConfig) -> float | None:
 
     Bad data, bad config values (ValueError, e.g. CheckpointError, and Lightning's MisconfigurationException), a
     broken progressive chain and a non-finite loss end the run with one line `error: ...` and exit status 1; in a
-    sweep they end the job only (`mdeas.sweep.record_failure`: it returns NaN) and the sweep exits 1 at its end.
+    sweep they end the job only (`mdeas.sweep.record_failure`; the job returns None, a failed trial) and the sweep
+    exits 1 at its end.
     Ctrl-C (Lightning's graceful stop, exit status 1) and SIGTERM (exit status 143, as a shell reports a process
     that SIGTERM ended) end the whole sweep; both leave `checkpoints/interrupted.ckpt` (`ResumeOnInterrupt`).
     """
@@ -204,7 +205,8 @@ def main(cfg: DictConfig) -> float | None:
     except SystemExit as failure:
         if not in_sweep or not isinstance(failure.code, str):  # an interrupt (Lightning exits 1) ends the sweep
             raise
-        return record_failure(Path(cfg.paths.output_dir), str(failure.code))  # the other jobs still run
+        record_failure(Path(cfg.paths.output_dir), str(failure.code))  # the other jobs still run
+        return None
 
 
 if __name__ == "__main__":

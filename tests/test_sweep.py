@@ -88,6 +88,15 @@ def test_a_job_that_scored_nan_is_never_the_best(tmp_path: Path) -> None:
     assert sorted(p.name for p in sweep.iterdir()) == ["0", "1", "sweep_summary.csv", "sweep_summary.md"]
 
 
+def test_the_best_job_follows_the_sweepers_direction(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    fake_job(sweep, 0, ["seed=0"], VAL)  # objective 1.25
+    fake_job(sweep, 1, ["seed=1"], {**VAL, "val/mask/iou": 0.0})  # objective 0.75
+    hydra = {"sweep": {"dir": str(sweep)}, "sweeper": {"direction": "minimize"}}  # e.g. Optuna on val/loss
+    SweepSummary().on_multirun_end(config=OmegaConf.create({"hydra": hydra}))
+    assert (sweep / "sweep_summary.md").read_text().splitlines()[-1] == "best: job 1 (0.7500): `seed=1`"
+
+
 # ---------------------------------------------------------------- real sweeps
 
 
