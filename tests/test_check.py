@@ -97,6 +97,17 @@ def test_check_lists_the_first_problems_of_each_kind(tmp_path):
     assert lines[-1] == "    ... and 10 more" and len(lines) == 6
 
 
+def test_a_broken_background_shared_by_several_samples_is_one_problem(tmp_path):
+    src = write_canonical_zip(tmp_path / "clean.zip", fg_per_bg=3)
+    cut = tmp_path / "cut.zip"
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(cut, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            zout.writestr(info, data[:50] if info.filename == "bg/b001.jpg" else data)
+    lines = report(check(str(cut))).splitlines()
+    assert lines[1:3] == ["1 problems:", "  decode: 1"] and "bg/b001.jpg: cannot decode image" in lines[3]
+
+
 def test_check_flags_a_mask_stored_as_0_and_1(tmp_path):
     problems = check(str(_damaged(tmp_path, FAINT))).problems
     faint = "a mask stored as 0/1? its brightest value is 1, so it reads as all background (>= 128)"

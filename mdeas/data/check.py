@@ -69,11 +69,14 @@ def check(
     num_workers: int = 0,
     max_mid_grey: float = 0.1,
 ) -> CheckResult:
-    """Index `paths` (leaving problem samples out) and decode every sample in `num_workers` processes."""
+    """Index `paths` (leaving problem samples out) and decode every sample in `num_workers` processes; a problem
+    of an entry that several samples share (a background) is listed once."""
     index = load_index(paths, layout, strict=False)
     result = CheckResult(index, list(index.problems))
+    seen = {str(problem) for problem in result.problems}
     for problems in scan(_Inspect(index, max_mid_grey), num_workers, "checking"):
-        result.problems += problems
+        result.problems += [problem for problem in problems if str(problem) not in seen]
+        seen.update(str(problem) for problem in problems)
     return result
 
 
