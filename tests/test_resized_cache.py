@@ -69,6 +69,7 @@ def test_cache_is_built_once_and_reused(tmp_path, monkeypatch):
     def no_build(*args):
         raise AssertionError("rebuilt")
 
+    write = rc._write
     monkeypatch.setattr(rc, "_write", no_build)
     again = _module(path, tmp_path / "c", True)
     assert again.datasets["train"].cache is not None
@@ -87,6 +88,21 @@ def test_cache_is_built_once_and_reused(tmp_path, monkeypatch):
         _module(path, tmp_path / "c", True)
     write_canonical_zip(path, num_samples=8, size=32, seed=1)  # the dataset changed
     os.utime(path, ns=(1, 1))
+    with pytest.raises(AssertionError, match="rebuilt"):
+        _module(path, tmp_path / "c", True)
+    monkeypatch.setattr(rc, "_write", write)  # cache the changed set, then swap two images under each other's names
+    _module(path, tmp_path / "c", True)
+    with zipfile.ZipFile(path) as zf:
+        entries = [(info, zf.read(info)) for info in zf.infolist()]
+    a, b = (i for i, (info, _) in enumerate(entries) if info.filename in ("fg_bg/b000_f00.jpg", "fg_bg/b000_f01.jpg"))
+    entries[a], entries[b] = (entries[a][0], entries[b][1]), (entries[b][0], entries[a][1])
+    size = path.stat().st_size
+    with zipfile.ZipFile(path, "w") as zf:
+        for info, data in entries:
+            zf.writestr(info, data)
+    os.utime(path, ns=(1, 1))
+    assert path.stat().st_size == size  # same path, size and time: only the entries' CRCs tell
+    monkeypatch.setattr(rc, "_write", no_build)
     with pytest.raises(AssertionError, match="rebuilt"):
         _module(path, tmp_path / "c", True)
 

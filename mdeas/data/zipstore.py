@@ -22,6 +22,7 @@ range requests for the end records, the directory and each entry, never the whol
 
 from __future__ import annotations
 
+import hashlib
 import os
 import struct
 import zlib
@@ -337,14 +338,19 @@ class ZipStore:
         return self.locate(key)[1]
 
     def identity(self, index: int) -> list[str | int]:
-        """What zip `index`'s content is known by: [resolved path, bytes, modification time in ns], or for a URL
-        [URL, bytes, ETag or Last-Modified as the server gives it]."""
+        """What zip `index`'s content is known by: [resolved path, bytes, modification time in ns, a hash of its
+        entries' names, sizes and CRC-32s] (a zip copied over another of the same size and time still differs), or
+        for a URL [URL, bytes, ETag or Last-Modified as the server gives it]."""
         path = self.paths[index]
         if isinstance(path, ZipURL):
             handle = self._handle(index)
             return [str(path), handle.size, handle.version]
         stat = path.stat()
-        return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
+        directory = self.directories[index]
+        entries = hashlib.sha1(
+            "\0".join(directory.names).encode() + directory.sizes.tobytes() + directory.crcs.tobytes()
+        )
+        return [str(path.resolve()), stat.st_size, stat.st_mtime_ns, entries.hexdigest()[:16]]
 
     def close(self) -> None:
         """Close this process's file handles (a later read opens them again)."""
