@@ -5,11 +5,11 @@ written once into `<cache_dir>/resized-<size>px-<key>/`, one .npy per array: `bg
 `mask` uint8 [N, S, S] in {0, 1}; `depth` float32 [N, S, S] (0 where unknown); `valid` bool [N, S, S]; `ok` bool
 [N] (False: the sample was left out under `on_error=skip`). The key hashes the zips (path, size, modification
 time, entries' CRC-32s), layout, depth encoding, size, decoder versions, the code that decodes and resizes
-(`decoding_fingerprint`) and the split's entries, so a changed dataset or decoder gets a new cache. A cache that left samples out is named
-`resized-<size>px-<key>-skipped` and serves only `on_error=skip`: an `on_error=raise` run decodes the split again
-and stops at the first bad entry; a cache without left-out samples serves both. The folder is written under a
-temporary name and renamed when complete: an interrupted build leaves no half cache, and processes building the
-same cache at once (DDP ranks) end up sharing one.
+(`decoding_fingerprint`) and the split's entries, so a changed dataset or decoder gets a new cache. A cache that
+left samples out is named `resized-<size>px-<key>-skipped` and serves only `on_error=skip`: an `on_error=raise` run
+decodes the split again and stops at the first bad entry; a cache without left-out samples serves both. The folder
+is written under a temporary name and renamed when complete: an interrupted build leaves no half cache, and
+processes building the same cache at once (DDP ranks) end up sharing one.
 
 Epochs then augment from these arrays instead of decoding JPEGs and PNGs again: the same tensors, a fraction of
 the CPU (experiments/RESULTS.md, "Data path"). Each stage of a progressive run gets its own size's cache.
