@@ -42,8 +42,8 @@ def compare(
     "mask/iou_gain_ci95" over it}, scored on the split `part` (test or val); written to <output>/compare.json. Each
     model's masks are taken after `outline` when given. The checkpoints must share their input normalisation
     (ValueError naming the one that differs)."""
-    if len(ckpt_paths) < 2:
-        raise ValueError(f"ckpt_paths needs two checkpoints or more, got {len(ckpt_paths)}")
+    if not ckpt_paths:
+        raise ValueError("ckpt_paths needs a checkpoint or more, got none")
     if part not in PARTS:
         raise ValueError(f"part must be one of {', '.join(PARTS)}, got {part!r}")
     device = resolve_device(device)
@@ -55,7 +55,8 @@ def compare(
             raise ValueError(f"{path}: its input normalisation differs from {ckpt_paths[0]}'s")
     out = Path(output or ".")
     out.mkdir(parents=True, exist_ok=True)  # before the work: an unwritable folder fails at once, naming itself
-    datamodule = instantiate(data_config(first, data), _convert_="all")
+    # masks are read at full size from the zip: a resized cache would be built for nothing
+    datamodule = instantiate(data_config(first, {**data, "cache_resized": False}), _convert_="all")
     datamodule.prepare_data()
     datamodule.setup()
     samples = datamodule.datasets[part]
