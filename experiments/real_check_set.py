@@ -15,7 +15,8 @@ part, while coffee's left crop (b00004) is in the selection part and its right c
 (RESULTS.md says what that means for the report numbers).
 Objects, each cut out with a mask that comes from the data itself:
 - motorcycle: motorcycle_left.png, masked by its stereo disparity (motorcycle_disp.npz): pixels nearer than the
-  floor plane fitted to the bottom rows (by 4 px of disparity), the largest connected part;
+  floor plane fitted to the bottom rows (by 4 px of disparity, and at least 32 px), closed (9×9 disc) and opened
+  (5×5 disc), the largest connected part;
 - coin_0..3: the four largest round coins of coins.png (Otsu threshold of a dark-background photo, holes filled);
 - retina: retina.jpg, the fundus photo inside the camera's circular aperture (everything not black);
 - logo: logo.png, the disc on its white page (the convex hull of the pixels that are not white);
