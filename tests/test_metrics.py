@@ -360,6 +360,9 @@ def test_a_prediction_in_another_range_is_scored_in_metres() -> None:
     same_range = DepthMetrics(scale=40.0)
     same_range.update(pred, target)
     assert same_range.compute()["rmse"].item() == pytest.approx(10.0)  # 20 m against 10 m
+    beyond = DepthMetrics(scale=40.0, pred_scale=20.0)  # a raw output of 1.2 is 20 m, as predict writes it, not 24 m
+    beyond.update(torch.full((1, 1, 8, 8), 1.2), torch.full((1, 1, 8, 8), 0.6))  # truth 24 m
+    assert beyond.compute()["rmse"].item() == pytest.approx(4.0)
 
 
 def test_depth_metric_class_empty_epoch_no_nan() -> None:

@@ -105,7 +105,8 @@ class DepthMetrics(Metric):
 
     def update(self, pred: Tensor, target: Tensor, valid: Tensor | None = None) -> None:
         """Add the sums of a ``[B,1,H,W]`` normalised prediction against the target over ``valid`` pixels."""
-        pred = pred * self.pred_factor if self.pred_factor != 1.0 else pred
+        # in the training set's range first, as predict writes it (a test set with a farther max cannot rescue it)
+        pred = pred.clamp(0.0, 1.0) * self.pred_factor if self.pred_factor != 1.0 else pred
         sums = depth_sums(pred, target, valid, self.scale, self.eps)
         sums |= depth_image_sums(pred, target, valid, self.scale, self.eps, self.align, self.silog_lambda)
         for key, value in sums.items():

@@ -15,6 +15,13 @@ from typing import Any
 from torch import nn
 
 
+class UnknownName(KeyError):
+    """A KeyError whose text is its message as given (KeyError's own quotes it, as it would a missing key)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 class Registry:
     """Named builders of one kind of part; `get` names the known entries when a name is unknown."""
 
@@ -40,10 +47,10 @@ class Registry:
         return sorted(self._builders)
 
     def get(self, name: str) -> Callable[..., Any]:
-        """The builder registered as `name`; KeyError listing the known names otherwise."""
+        """The builder registered as `name`; UnknownName (a KeyError) listing the known names otherwise."""
         known = self.names()
         if name not in self._builders:
-            raise KeyError(f"unknown {self.kind} {name!r}; known {self.kind}s: {', '.join(known)}")
+            raise UnknownName(f"unknown {self.kind} {name!r}; known {self.kind}s: {', '.join(known)}")
         return self._builders[name]
 
 
