@@ -1,4 +1,5 @@
 import json
+import re
 import subprocess
 import sys
 import zipfile
@@ -12,10 +13,11 @@ from hydra import compose, initialize_config_dir
 
 from mdeas.cli import exit_on_data_error
 from mdeas.data.decode import open_image, to_depth, to_grey
+from mdeas.data.errors import DataError
 from mdeas.data.layouts import load_index
 from mdeas.evaluate import evaluate, table
 from mdeas.inference import CheckpointError, load_module, read_checkpoint
-from mdeas.predict import predict
+from mdeas.predict import predict, video_items
 from mdeas.train import train
 from tests.conftest import compose_train, write_canonical_zip
 from tests.layouts_fixtures import make_samples, write_seed002
@@ -122,11 +124,9 @@ def test_predict_pair_folder_zip_and_video(trained, tmp_path):
     assert done.returncode == 0, done.stderr[-1500:]
     check_outputs(tmp_path / "video", "clip_000003", (48, 32))
     assert (tmp_path / "video" / "clip_panel.mp4").stat().st_size > 0
-    done = run("mdeas.predict", f"ckpt_path={ckpt}", "output=squashed", "video=clip.avi", "bg=in/bg/a.png",
-               cwd=tmp_path)  # fmt: skip
-    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-1500:]
-    expected = "error: in/bg/a.png: size 50x30 is not the shape of the video's 48x32 frames (resized, it would squash)"
-    assert done.stderr.strip().splitlines()[-1] == expected
+    squashed = "in/bg/a.png: size 50x30 is not the shape of the video's 48x32 frames (resized, it would squash)"
+    with pytest.raises(DataError, match=re.escape(squashed)):
+        list(video_items(str(tmp_path / "clip.avi"), str(tmp_path / "in" / "bg" / "a.png")))
 
 
 def test_predict_takes_a_list_of_zips_as_one_dataset(trained, tmp_path):
