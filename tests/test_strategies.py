@@ -228,18 +228,23 @@ def test_interrupt_in_the_middle_of_an_epoch_resumes_at_its_next_batch(tmp_path,
 def test_sigterm_during_validation_lets_it_finish_so_a_resumed_run_keeps_its_best_checkpoint(tmp_path, tiny_zip):
     """A checkpoint taken mid-validation would resume past that validation: its score would never compete for
     best.ckpt. The stop waits for the validation and the epoch's checkpoints, then the run resumes at epoch 1."""
-    common = ("trainer.max_epochs=2", "+trainer.limit_train_batches=3", "data.batch_size=2", "seed=5", "~logger")
-    straight = train(config(tmp_path / "straight", tiny_zip, *common, "test=false"))
+    common = (
+        "trainer.max_epochs=2",
+        "+trainer.limit_train_batches=3",
+        "data.batch_size=2",
+        "seed=5",
+        "~logger",
+        "test=false",
+    )
+    straight = train(config(tmp_path / "straight", tiny_zip, *common))
     stop = "+callbacks.stop={_target_: tests.test_strategies.SigtermInValidation, epoch: 0}"
     with pytest.raises(SystemExit):
-        train(config(tmp_path / "cut", tiny_zip, *common, "test=false", stop))
+        train(config(tmp_path / "cut", tiny_zip, *common, stop))
     ckpts = tmp_path / "cut" / "checkpoints"
     interrupted = torch.load(ckpts / "interrupted.ckpt", weights_only=False)
     assert (interrupted["epoch"], interrupted["global_step"]) == (1, 3)  # epoch 0 finished, validated and saved
     assert torch.load(ckpts / "last.ckpt", weights_only=False)["global_step"] == 3  # the epoch's own checkpoint
-    resumed = train(
-        config(tmp_path / "cut", tiny_zip, *common, "test=false", f"ckpt_path={ckpts / 'interrupted.ckpt'}")
-    )
+    resumed = train(config(tmp_path / "cut", tiny_zip, *common, f"ckpt_path={ckpts / 'interrupted.ckpt'}"))
     assert resumed["val"] == pytest.approx(straight["val"], rel=1e-6, abs=1e-7)
     best = [
         torch.load(p / "checkpoints" / "best.ckpt", weights_only=False)
