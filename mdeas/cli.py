@@ -15,6 +15,7 @@ from hydra.errors import HydraException, InstantiationException
 from omegaconf.errors import OmegaConfBaseException
 
 from mdeas.data.errors import DataError
+from mdeas.sweep import end_failed_sweep
 
 _WORKER_TRACEBACK = "Original Traceback (most recent call last):"  # how PyTorch re-raises a DataLoader worker's error
 FULL_ERROR = "HYDRA_FULL_ERROR"  # set to 1 by the user: full tracebacks instead of one-line errors
@@ -98,3 +99,6 @@ def run_app(app: Callable[[], object]) -> None:
         sys.exit("\n".join([*details, f"error: {head}"]))
     except OSError as e:
         sys.exit(f"error: {one_line(e)}")
+    except Exception:
+        end_failed_sweep()  # every job of a sweep failed and the sweeper then raised: the jobs' errors, in one line
+        raise

@@ -5,8 +5,9 @@ one val metric, a list of them (summed) or ``{metric: weight}`` (weighted sum; a
 lower, e.g. ``{val/mask/iou: 1, val/depth/rmse: -0.1}``).
 
 A job of a sweep that fails with a one-line error (bad data, a bad value, a non-finite loss) does not end the sweep:
-its error is kept in ``<job>/error.txt`` and it returns NaN (Optuna marks the trial failed); the summary lists it,
-and the sweep exits with status 1 naming the failed jobs once every job has run.
+its error is kept in ``<job>/error.txt`` and it returns None (Optuna marks the trial failed); the summary lists it,
+and the sweep exits with status 1 naming the failed jobs once every job has run. Where every job failed, the sweeper
+itself may raise afterwards (Optuna has no best trial); :func:`end_failed_sweep` then gives the same summary and line.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import logging
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -107,10 +108,20 @@ class SweepSummary(Callback):
     """Hydra callback: after a multirun (any sweeper), summarise its jobs (:func:`job_rows`) into
     ``sweep_summary.csv`` and ``sweep_summary.md`` in the sweep directory."""
 
+    running: ClassVar[tuple[SweepSummary, DictConfig] | None] = None  # the multirun under way, and its config
+
     def __init__(self, name: str = "sweep_summary") -> None:
         self.name = name
 
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        SweepSummary.running = (self, config)
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        SweepSummary.running = None
+        self.summarise(config)
+
+    def summarise(self, config: DictConfig) -> list[dict[str, Any]]:
+        """Write the summary of the multirun of `config`; exit with status 1 naming the failed jobs, if any."""
         sweep_dir = Path(config.hydra.sweep.dir)
         rows = job_rows(sweep_dir)
         direction = OmegaConf.select(config, "hydra.sweeper.direction", default="maximize")  # Optuna's, if any
@@ -120,6 +131,20 @@ class SweepSummary(Callback):
         if failed:
             said = "; ".join(f"job {row['job']}: {row['error']}" for row in failed)
             raise SystemExit(f"error: {len(failed)} of {len(rows)} jobs failed ({md_path}): {said}")
+        return rows
+
+
+def end_failed_sweep() -> None:
+    """After the sweeper raised once its jobs had run: where every job of the multirun under way failed with its own
+    error (Optuna then raises for want of a best trial), write the summary and exit with its one line. Returns
+    otherwise (no multirun, or a job that did not fail), so that the caller re-raises."""
+    if SweepSummary.running is None:
+        return
+    summary, config = SweepSummary.running
+    rows = job_rows(Path(config.hydra.sweep.dir))
+    if rows and all(row.get("error") for row in rows):
+        SweepSummary.running = None
+        summary.summarise(config)
 
 
 def record_failure(job_dir: Path, message: str) -> None:

@@ -219,3 +219,18 @@ def test_ctrl_c_in_a_job_ends_the_whole_sweep(tmp_path: Path, tiny_zip: Path) ->
     assert done.returncode == 1, done.stderr[-3000:]
     assert (sweep / "0" / "checkpoints" / "interrupted.ckpt").is_file() and not (sweep / "1").exists()
     assert not (sweep / "0" / "error.txt").exists()  # not recorded as a failed job: the sweep itself stopped
+
+
+def test_an_optuna_sweep_whose_every_trial_fails_ends_in_one_line_with_its_summary(
+    tmp_path: Path, tiny_zip: Path
+) -> None:
+    sweep = tmp_path / "optuna"
+    args = ("hparams_search=ssim_mse_optuna", "hydra.sweeper.n_trials=1", "optimized_metric=val/nope")
+    done = subprocess.run(
+        tiny_run(tiny_zip, sweep, *args), capture_output=True, text=True, cwd=tmp_path, env=ONE_THREAD
+    )
+    last = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert last.startswith(f"error: 1 of 1 jobs failed ({sweep / 'sweep_summary.md'}): job 0: optimized_metric: ")
+    assert [row["objective"] for row in summary_rows(sweep)] == [""]
+    assert "best: job" not in (sweep / "sweep_summary.md").read_text()
