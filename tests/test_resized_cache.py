@@ -1,6 +1,9 @@
 import logging
 import os
 import pickle
+import socket
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -205,3 +208,22 @@ def test_a_cache_being_built_elsewhere_is_left_alone(tmp_path):
     (other / "sentinel").touch()
     assert rc.resized_cache(data, tmp_path / "c") is not None
     assert (other / "sentinel").exists()
+
+
+def test_a_build_killed_outright_is_cleared_by_the_next_one(tmp_path):
+    """The temporary folder of a build on this host whose process is gone is removed; one of a live process, one of
+    another host and an unrelated folder stay."""
+    dm = MaskDepthDataModule(path=str(write_canonical_zip(tmp_path / "d.zip")), image_size=16, num_workers=0,
+                             split=(1.0, 0.0, 0.0))  # fmt: skip
+    dm.setup()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    host, name = socket.gethostname(), "resized-16px-0123abcd.partial"
+    dead = tmp_path / "c" / f"{name}-{host}-{int(gone.stdout)}-k1ll3d"
+    kept = [tmp_path / "c" / f"{name}-{host}-{os.getpid()}-l1ve", tmp_path / "c" / f"{name}-elsewhere-1-x"]
+    kept.append(tmp_path / "c" / "notes")
+    for folder in (dead, *kept):
+        folder.mkdir(parents=True)
+        (folder / "bg.npy").touch()
+    assert rc.resized_cache(dm.datasets["train"], tmp_path / "c") is not None
+    assert not dead.exists() and all((folder / "bg.npy").exists() for folder in kept)
+    assert list((tmp_path / "c").glob(f"*.partial-{host}-{os.getpid()}-*")) == kept[:1]  # its own: renamed

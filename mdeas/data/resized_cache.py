@@ -8,8 +8,9 @@ time, entries' CRC-32s), layout, depth encoding, size, decoder versions, the cod
 (`decoding_fingerprint`) and the split's entries, so a changed dataset or decoder gets a new cache. A cache that
 left samples out is named `resized-<size>px-<key>-skipped` and serves only `on_error=skip`: an `on_error=raise` run
 decodes the split again and stops at the first bad entry; a cache without left-out samples serves both. The folder
-is written under a temporary name and renamed when complete: an interrupted build leaves no half cache, and
-processes building the same cache at once (DDP ranks) end up sharing one.
+is written under a temporary name (naming the host and process) and renamed when complete: an interrupted build
+leaves no half cache, processes building the same cache at once (DDP ranks) end up sharing one, and the temporary
+folder of a build killed outright is removed by the next build on the same host.
 
 Epochs then augment from these arrays instead of decoding JPEGs and PNGs again: the same tensors, a fraction of
 the CPU (experiments/RESULTS.md, "Data path"). Each stage of a progressive run gets its own size's cache.
@@ -20,7 +21,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
+import socket
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
@@ -141,6 +144,29 @@ def _write(dataset: MaskDepthDataset, folder: Path, num_workers: int) -> int:
     return meta["left_out"]
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_abandoned_builds(root: Path) -> list[Path]:
+    """Remove the temporary folders in `root` of cache builds on this host whose process is gone (killed outright,
+    so its own clean-up never ran); those of live processes and of other hosts stay. Returns the folders removed."""
+    marker = f".partial-{socket.gethostname()}-"
+    removed = []
+    for folder in root.glob(f"resized-*{marker}*"):
+        pid = folder.name.rsplit(marker, 1)[1].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
 def resized_cache(
     dataset: MaskDepthDataset, cache_dir: str | Path, num_workers: int = 0, max_gb: float = 16.0
 ) -> ResizedCache | None:
@@ -168,7 +194,10 @@ def resized_cache(
             dataset.name, dataset.image_size, need / 1e9, max_gb, free / 1e9, root,
         )  # fmt: skip
         return None
-    partial = Path(tempfile.mkdtemp(prefix=f"{whole.name}.partial-", dir=root))  # unique across hosts sharing root
+    for folder in remove_abandoned_builds(root):
+        log.info("removed %s: the temporary folder of a cache build whose process is gone", folder)
+    owner = f"{socket.gethostname()}-{os.getpid()}"
+    partial = Path(tempfile.mkdtemp(prefix=f"{whole.name}.partial-{owner}-", dir=root))  # unique across hosts
     folder = whole
     try:
         folder = skipped if _write(dataset, partial, num_workers) else whole
