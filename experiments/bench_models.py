@@ -1,9 +1,10 @@
 """Model zoo benchmark: parameters, forward GFLOPs at 224 and CPU forward time at 64, one row per preset.
 
 `python experiments/bench_models.py [--size 64] [--batch 8] [--threads 2] [--runs 7]` prints a markdown table.
-GFLOPs come from `torch.utils.flop_counter` (mdeas.summary.layer_table, one image, bg and fg_bg); time is the
-median of `--runs` timed eval forwards after two warm-up ones, per image, with `--threads` intra-op threads, and
-also as a ratio to densenet_dilated timed in the same process.
+GFLOPs come from `torch.utils.flop_counter` (mdeas.summary.layer_table, one image, bg and fg_bg). Time: after two
+warm-up forwards of each preset, `--runs` rounds each time one eval forward of every preset in turn (so a slower
+or faster spell of the machine falls on all of them alike); per image, the median over rounds, with `--threads`
+intra-op threads, and the median over rounds of the ratio to densenet_dilated's forward in the same round.
 """
 
 from __future__ import annotations
@@ -21,41 +22,45 @@ from mdeas.summary import layer_table
 BASELINE = "densenet_dilated"
 
 
-def forward_ms_per_image(model: nn.Module, size: int, batch: int, runs: int, warmup: int = 2) -> float:
-    """Median eval-mode forward time (ms) per image of a [batch, 3, size, size] pair."""
-    model.eval()
+def forward_seconds(model: nn.Module, bg: torch.Tensor, fg_bg: torch.Tensor) -> float:
+    """Wall time (s) of one eval-mode forward of the pair."""
+    start = time.perf_counter()
+    with torch.inference_mode():
+        model(bg, fg_bg)
+    return time.perf_counter() - start
+
+
+def bench(size: int, batch: int, runs: int, warmup: int = 2) -> list[tuple[str, int, float, float, float]]:
+    """Rows (preset, params, GFLOPs at 224, forward ms/image at `size`, × baseline) for every registered preset,
+    timed in alternating rounds (module docstring) on a [batch, 3, size, size] pair."""
     generator = torch.Generator().manual_seed(0)
     bg, fg_bg = (torch.randn(batch, 3, size, size, generator=generator) for _ in range(2))
-    times = []
-    with torch.inference_mode():
-        for i in range(warmup + runs):
-            start = time.perf_counter()
-            model(bg, fg_bg)
-            if i >= warmup:
-                times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000 / batch
-
-
-def bench(size: int, batch: int, runs: int) -> list[tuple[str, int, float, float]]:
-    """Rows (preset, params, GFLOPs at 224, forward ms/image at `size`) for every registered preset."""
-    rows = []
+    models = {}
     for name in list_models():
         torch.manual_seed(0)
-        model = create_model(name)
+        models[name] = create_model(name).eval()
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for round_ in range(warmup + runs):
+        for name, model in models.items():
+            seconds = forward_seconds(model, bg, fg_bg)
+            if round_ >= warmup:
+                times[name].append(seconds)
+    rows = []
+    for name, model in models.items():
+        ratio = statistics.median(t / b for t, b in zip(times[name], times[BASELINE], strict=True))
         params = sum(p.numel() for p in model.parameters())
         _, gflops = layer_table(model, 224)
-        rows.append((name, params, gflops, forward_ms_per_image(model, size, batch, runs)))
+        rows.append((name, params, gflops, statistics.median(times[name]) * 1000 / batch, ratio))
     return rows
 
 
-def table(rows: list[tuple[str, int, float, float]], size: int) -> str:
+def table(rows: list[tuple[str, int, float, float, float]], size: int) -> str:
     """The markdown table, with time relative to the baseline preset."""
-    base = {name: ms for name, _, _, ms in rows}[BASELINE]
     lines = [
         f"| preset | params | GFLOPs at 224 | CPU forward ms/image at {size} | × {BASELINE} |",
         "|---|---:|---:|---:|---:|",
     ]
-    lines += [f"| `{n}` | {p:,} | {g:.2f} | {ms:.2f} | {ms / base:.2f} |" for n, p, g, ms in rows]
+    lines += [f"| `{n}` | {p:,} | {g:.2f} | {ms:.2f} | {ratio:.2f} |" for n, p, g, ms, ratio in rows]
     return "\n".join(lines)
 
 

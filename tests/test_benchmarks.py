@@ -5,7 +5,7 @@ import re
 import pytest
 import torch
 
-from experiments import bench_data, bench_refiner, bench_train
+from experiments import bench_data, bench_models, bench_refiner, bench_train
 
 
 def test_bench_data_prints_every_loader_and_the_ratio(tmp_path, monkeypatch, capsys):
@@ -61,3 +61,29 @@ def test_bench_refiner_prints_every_model_the_outline_step_and_the_ratio(capsys)
     for row in rows:
         assert f"| 96×64 | {row} | " in out, row
     assert re.search(r"\nratio: \d+\.\d\d\n$", out)
+
+
+def test_bench_models_times_presets_in_alternating_rounds(monkeypatch):
+    """A preset costing 3× the baseline reads 3.00 although the machine runs twice as slow in every other round:
+    each round times every preset once, and the ratio is taken within a round."""
+    calls = []
+
+    def forward_seconds(model, bg, fg_bg):
+        calls.append(model.name)
+        spell = 2.0 if (len(calls) - 1) // 2 % 2 else 1.0  # the machine slows down every other round
+        return spell * (0.03 if model.name == "mobile_unet" else 0.01)
+
+    def named(name):
+        model = torch.nn.Identity()
+        model.name = name
+        return model
+
+    monkeypatch.setattr(bench_models, "list_models", lambda: [bench_models.BASELINE, "mobile_unet"])
+    monkeypatch.setattr(bench_models, "create_model", named)
+    monkeypatch.setattr(bench_models, "layer_table", lambda model, size: ([], 1.5))
+    monkeypatch.setattr(bench_models, "forward_seconds", forward_seconds)
+    rows = bench_models.bench(size=16, batch=2, runs=3, warmup=1)
+    assert calls == [bench_models.BASELINE, "mobile_unet"] * 4
+    assert [(name, ratio) for name, _, _, _, ratio in rows] == [(bench_models.BASELINE, 1.0), ("mobile_unet", 3.0)]
+    assert rows[1][3] == pytest.approx(0.06 * 1000 / 2)  # the median timed round (2×, 1×, 2×) per image, in ms
+    assert "| `mobile_unet` | 0 | 1.50 | 30.00 | 3.00 |" in bench_models.table(rows, 16)
