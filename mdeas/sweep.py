@@ -120,7 +120,7 @@ class SweepSummary(Callback):
         SweepSummary.running = None
         self.summarise(config)
 
-    def summarise(self, config: DictConfig) -> list[dict[str, Any]]:
+    def summarise(self, config: DictConfig) -> None:
         """Write the summary of the multirun of `config`; exit with status 1 naming the failed jobs, if any."""
         sweep_dir = Path(config.hydra.sweep.dir)
         rows = job_rows(sweep_dir)
@@ -131,7 +131,6 @@ class SweepSummary(Callback):
         if failed:
             said = "; ".join(f"job {row['job']}: {row['error']}" for row in failed)
             raise SystemExit(f"error: {len(failed)} of {len(rows)} jobs failed ({md_path}): {said}")
-        return rows
 
 
 def end_failed_sweep() -> None:
