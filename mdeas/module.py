@@ -160,8 +160,12 @@ class MaskDepthModule(pl.LightningModule):
     def _log_metrics(self, stage: str) -> None:
         """Log `<stage>/mask/*`, `<stage>/depth/*` (none where no pixel had a known depth) and `<stage>/score` (see
         `selection_score`), then reset."""
+        mask = self.mask_metrics[stage]
+        with mask.sync_context():  # every process's counts
+            if int(mask.tp.sum() + mask.fp.sum() + mask.fn.sum() + mask.tn.sum()) == 0:
+                raise ValueError(f"{stage}: no sample to score; every one was left out (data.on_error=skip)")
         values = {}
-        for task, metric in (("mask", self.mask_metrics[stage]), ("depth", self.depth_metrics[stage])):
+        for task, metric in (("mask", mask), ("depth", self.depth_metrics[stage])):
             values |= {f"{task}/{k}": v for k, v in metric.compute().items()}
             metric.reset()
         unscored = ("depth/",) if float(values["depth/count"]) == 0 else ("depth/count", "depth/images")

@@ -43,16 +43,28 @@ def make_grid(
     return torch.cat(list(rows), dim=1)
 
 
-def evenly_spaced(dataset: MaskDepthDataset, count: int) -> dict:
-    """`count` evenly spaced samples of `dataset` (all of them when it holds fewer), collated into one batch."""
+def evenly_spaced(dataset: MaskDepthDataset, count: int) -> dict | None:
+    """`count` evenly spaced samples of `dataset` (all of them when it holds fewer), collated into one batch; a
+    sample left out (None, under `data.on_error=skip`) gives way to the next readable one. None if none is."""
     picks = torch.linspace(0, len(dataset) - 1, min(count, len(dataset))).long().tolist()
-    return default_collate([dataset[i] for i in picks])
+    samples, tried = [], set()
+    for start in picks:
+        for i in range(start, len(dataset)):
+            if i not in tried:
+                tried.add(i)
+                sample = dataset[i]
+                if sample is not None:
+                    samples.append(sample)
+                    break
+    return default_collate(samples) if samples else None
 
 
 @torch.no_grad()
 def sample_grid(module: torch.nn.Module, dataset: MaskDepthDataset, count: int) -> torch.Tensor:
     """`make_grid` of the model's predictions on `count` evenly spaced samples of `dataset`."""
     batch = evenly_spaced(dataset, count)
+    if batch is None:
+        raise ValueError(f"{dataset.name}: no sample could be read for the panel (data.on_error=skip left out all)")
     device = next(module.parameters()).device
     out = module(batch["bg"].to(device), batch["fg_bg"].to(device))
     return make_grid(
@@ -110,12 +122,16 @@ class ImageGrid(pl.Callback):
         self._worst = sorted(self._worst, key=lambda row: row["iou"])[: self.worst]
 
     @torch.no_grad()
-    def _predict_fixed(self, trainer: pl.Trainer, pl_module: pl.LightningModule, dataset: MaskDepthDataset) -> dict:
+    def _predict_fixed(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, dataset: MaskDepthDataset
+    ) -> dict | None:
         """The fixed samples (read and collated once per dataset) with the module's current predictions, in the
         precision validation ran in (bf16 under bf16-mixed), so that their IoU is the one validation measured."""
         if self._fixed is None or self._fixed[0] is not dataset:
             self._fixed = dataset, evenly_spaced(dataset, self.num_samples)
         batch = self._fixed[1]
+        if batch is None:
+            return None
         with trainer.precision_plugin.forward_context():
             out = pl_module(batch["bg"].to(pl_module.device), batch["fg_bg"].to(pl_module.device))
         return {**batch, "mask_logits": out["mask"].float().cpu(), "depth_pred": out["depth"].float().cpu()}
@@ -126,8 +142,9 @@ class ImageGrid(pl.Callback):
             return
         dataset = trainer.val_dataloaders.dataset
         panels = {}
-        if self.num_samples > 0:
-            panels["val_images/samples"] = self._predict_fixed(trainer, pl_module, dataset)
+        fixed = self._predict_fixed(trainer, pl_module, dataset) if self.num_samples > 0 else None
+        if fixed is not None:
+            panels["val_images/samples"] = fixed
         if self._worst:
             panels["val_images/worst"] = default_collate(self._worst)
         scale = (

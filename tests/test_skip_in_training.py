@@ -1,0 +1,46 @@
+"""Training with data.on_error=skip: left-out samples neither break the image panels nor pass for a perfect score."""
+
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from mdeas.callbacks.image_grid import evenly_spaced
+from mdeas.train import train
+from tests.conftest import compose_train, write_canonical_zip
+
+
+def truncated_fg_bg(tmp_path: Path, every: int) -> Path:
+    """The 24-sample canonical zip with every `every`-th sample's fg_bg JPEG cut to a third."""
+    src, out = write_canonical_zip(tmp_path / "clean.zip", num_samples=24), tmp_path / "bad.zip"
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(out, "w") as zout:
+        fg_bg = sorted(name for name in zin.namelist() if name.startswith("fg_bg/"))
+        bad = set(fg_bg[::every])
+        for info in zin.infolist():
+            data = zin.read(info)
+            zout.writestr(info, data[: len(data) // 3] if info.filename in bad else data)
+    return out
+
+
+def test_panel_samples_step_past_left_out_ones() -> None:
+    items = [None, *({"x": torch.tensor(i)} for i in range(1, 9)), None]  # positions 0 and 9 left out
+    assert evenly_spaced(items, 3)["x"].tolist() == [1, 4]  # 0 → 1, 4, 9 → nothing after it
+    assert evenly_spaced([None, None], 2) is None
+
+
+def test_training_with_left_out_samples_keeps_its_panels_and_scores(tmp_path: Path) -> None:
+    cfg = compose_train(tmp_path / "run", truncated_fg_bg(tmp_path, every=2), "data.on_error=skip",
+                        "trainer.max_epochs=1", "callbacks.image_grid.num_samples=12")  # fmt: skip
+    results = train(cfg)
+    assert 0.0 <= results["val"]["val/mask/iou"] < 1.0 and 0.0 <= results["test"]["test/mask/iou"] < 1.0
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"), size_guidance={"images": 0}).Reload()
+    assert {"val_images/samples", "val_images/worst"} <= set(events.Tags()["images"])
+
+
+def test_a_split_whose_every_sample_is_left_out_is_an_error_not_a_perfect_score(tmp_path: Path) -> None:
+    cfg = compose_train(tmp_path / "run", truncated_fg_bg(tmp_path, every=1), "data.on_error=skip",
+                        "trainer.max_epochs=1", "test=false")  # fmt: skip
+    with pytest.raises(ValueError, match=r"^val: no sample to score; every one was left out \(data.on_error=skip\)$"):
+        train(cfg)
