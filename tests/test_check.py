@@ -201,3 +201,17 @@ def test_full_size_scoring_skips_bad_samples_only_when_told(tmp_path):
                 list(samples)
         else:
             assert len(list(samples)) == len(dm.datasets["train"]) - 2
+
+
+def test_check_lists_the_problems_that_leave_no_sample(tmp_path):
+    src, out = write_canonical_zip(tmp_path / "clean.zip"), tmp_path / "no_masks.zip"
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(out, "w") as zout:
+        for info in zin.infolist():
+            if not info.filename.startswith("mask/"):
+                zout.writestr(info, zin.read(info))
+    done = _check_cli(out, tmp_path)
+    assert done.returncode == 1, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert lines[:3] == [f"{out}: layout canonical, 0 samples with all their entries", "12 problems:", "  missing: 12"]
+    assert lines[3] == f"    {out}: mask/b000_f00.png: listed for sample b000_f00 but missing (manifest.csv line 2)"
+    assert done.stderr.strip().splitlines()[-1] == f"error: 12 problems in {out}"

@@ -71,7 +71,7 @@ def check(
 ) -> CheckResult:
     """Index `paths` (leaving problem samples out) and decode every sample in `num_workers` processes; a problem
     of an entry that several samples share (a background) is listed once."""
-    index = load_index(paths, layout, strict=False)
+    index = load_index(paths, layout, strict=False, require_samples=False)
     result = CheckResult(index, list(index.problems))
     seen = {str(problem) for problem in result.problems}
     for problems in scan(_Inspect(index, max_mid_grey), num_workers, "checking"):
@@ -110,6 +110,8 @@ def main(cfg: DictConfig) -> None:
     print(report(result, int(cfg.listed)))
     if result.problems:
         raise SystemExit(f"error: {len(result.problems)} problems in {result.index.store.describe()}")
+    if not result.index.samples:
+        raise SystemExit(f"error: {result.index.store.describe()}: dataset has no samples")
 
 
 if __name__ == "__main__":

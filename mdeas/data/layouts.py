@@ -465,12 +465,14 @@ def load_index(
     layout: str | None = None,
     depth_inverted: bool | None = None,
     strict: bool = True,
+    require_samples: bool = True,
 ) -> DatasetIndex:
     """Open one zip or several and index them as one dataset.
 
     `layout`: a key of READERS, or None to detect it; `depth_inverted`: override the layout's default (None keeps
     it); `strict`: raise the first problem (with the count of all), else leave problem samples out. A dataset with
-    no samples is always an error. Logs one INFO line: layout, sample count and how manifest names were resolved.
+    no samples is an error unless `require_samples` is False (`mdeas.data.check` lists the problems that left none).
+    Logs one INFO line: layout, sample count and how manifest names were resolved.
     """
     paths = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
     if not paths:
@@ -498,6 +500,6 @@ def load_index(
             more = f" ({len(index.problems)} problems in all; python -m mdeas.data.check lists them)"
             raise DataError(first.source, first.entry, f"{first.problem}{more}", first.category)
         raise first
-    if not index.samples:
+    if require_samples and not index.samples:
         raise DataError(store.describe(), None, "dataset has no samples", "layout")
     return index
