@@ -168,6 +168,8 @@ def cpu_ms(loader: DataLoader, limit: int) -> float:
         if count >= limit:
             break
     torch.set_num_threads(threads)
+    if count == 0:
+        raise SystemExit(f"error: the loader gives {len(loader)} batch(es): too few samples to time past the first")
     return 1000 * (time.process_time() - start) / count
 
 

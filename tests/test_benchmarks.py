@@ -87,3 +87,10 @@ def test_bench_models_times_presets_in_alternating_rounds(monkeypatch):
     assert [(name, ratio) for name, _, _, _, ratio in rows] == [(bench_models.BASELINE, 1.0), ("mobile_unet", 3.0)]
     assert rows[1][3] == pytest.approx(0.06 * 1000 / 2)  # the median timed round (2×, 1×, 2×) per image, in ms
     assert "| `mobile_unet` | 0 | 1.50 | 30.00 | 3.00 |" in bench_models.table(rows, 16)
+
+
+def test_bench_data_says_when_too_few_samples_are_left_to_time():
+    one_batch = torch.utils.data.DataLoader([{"bg": torch.zeros(3, 4, 4)}] * 4, batch_size=4)
+    with pytest.raises(SystemExit, match=r"^error: the loader gives 1 batch\(es\): too few samples to time"):
+        bench_data.cpu_ms(one_batch, limit=8)
+    assert bench_data.cpu_ms(torch.utils.data.DataLoader([{"bg": torch.zeros(3, 4, 4)}] * 8, batch_size=4), 8) >= 0
