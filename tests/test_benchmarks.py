@@ -89,8 +89,13 @@ def test_bench_models_times_presets_in_alternating_rounds(monkeypatch):
     assert "| `mobile_unet` | 0 | 1.50 | 30.00 | 3.00 |" in bench_models.table(rows, 16)
 
 
-def test_bench_data_says_when_too_few_samples_are_left_to_time():
-    one_batch = torch.utils.data.DataLoader([{"bg": torch.zeros(3, 4, 4)}] * 4, batch_size=4)
+def test_bench_data_times_past_the_first_batch_and_says_when_nothing_is_left(monkeypatch):
+    """On a clock that each call moves by 1 s: the first batch starts the clock, the second (4 samples) is timed,
+    1000 ms / 4 samples; a loader of one batch leaves nothing to time."""
+    clock = iter(range(100))
+    monkeypatch.setattr(bench_data.time, "process_time", lambda: float(next(clock)))
+    samples = [{"bg": torch.zeros(3, 4, 4)}] * 8
+    assert bench_data.cpu_ms(torch.utils.data.DataLoader(samples, batch_size=4), limit=4) == 250.0
+    one_batch = torch.utils.data.DataLoader(samples[:4], batch_size=4)
     with pytest.raises(SystemExit, match=r"^error: the loader gives 1 batch\(es\): too few samples to time"):
         bench_data.cpu_ms(one_batch, limit=8)
-    assert bench_data.cpu_ms(torch.utils.data.DataLoader([{"bg": torch.zeros(3, 4, 4)}] * 8, batch_size=4), 8) >= 0

@@ -58,5 +58,8 @@ def test_debug_fdr_runs_one_batch_of_each_stage_and_writes_no_checkpoint(tmp_pat
     done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((run / "metrics.json").read_text())
-    assert results["best_checkpoint"] == "" and not (run / "checkpoints").exists()
+    assert (
+        results["best_checkpoint"] == "" and not (run / "checkpoints").exists() and not (run / "tensorboard").exists()
+    )
+    assert "Running in `fast_dev_run` mode: will run the requested loop using 1 batch(es)" in done.stdout + done.stderr
     assert 0.0 <= results["val"]["val/mask/iou"] <= 1.0 and 0.0 <= results["test"]["test/mask/iou"] <= 1.0

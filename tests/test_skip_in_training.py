@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from hydra.utils import instantiate
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mdeas.callbacks.image_grid import evenly_spaced
@@ -33,6 +34,12 @@ def test_panel_samples_step_past_left_out_ones() -> None:
 def test_training_with_left_out_samples_keeps_its_panels_and_scores(tmp_path: Path) -> None:
     cfg = compose_train(tmp_path / "run", truncated_fg_bg(tmp_path, every=2), "data.on_error=skip",
                         "trainer.max_epochs=1", "callbacks.image_grid.num_samples=12")  # fmt: skip
+    data = instantiate(cfg.data)
+    data.setup()
+    val = data.datasets["val"]
+    readable = [val[i]["id"] for i in range(len(val)) if val[i] is not None]
+    assert 0 < len(readable) < len(val)  # the val split holds both kinds
+    assert evenly_spaced(val, 12)["id"] == readable  # every readable one, in order; the others stepped past
     results = train(cfg)
     assert 0.0 <= results["val"]["val/mask/iou"] < 1.0 and 0.0 <= results["test"]["test/mask/iou"] < 1.0
     events = EventAccumulator(str(tmp_path / "run" / "tensorboard"), size_guidance={"images": 0}).Reload()
