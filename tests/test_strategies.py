@@ -19,7 +19,7 @@ from mdeas.callbacks.interrupt import ResumeOnInterrupt
 from mdeas.inference import CheckpointError, load_module
 from mdeas.module import MaskDepthModule
 from mdeas.progressive import StageError, apply_stage
-from mdeas.train import train
+from mdeas.train import main, train
 from tests.conftest import compose_train, write_canonical_zip
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
@@ -200,19 +200,23 @@ def test_ctrl_c_checkpoint_is_resumed_only_when_asked(tmp_path):
 
 
 @pytest.mark.parametrize("sigterm", [False, True], ids=["ctrl_c", "sigterm"])
-def test_interrupt_in_the_middle_of_an_epoch_resumes_at_its_next_batch(tmp_path, tiny_zip, sigterm):
+def test_interrupt_in_the_middle_of_an_epoch_resumes_at_its_next_batch(tmp_path, tiny_zip, sigterm, caplog):
     """Stopped after 4 of 2 × 3 steps (one batch into epoch 1), resumed from interrupted.ckpt: the weights must be
-    an uninterrupted run's; replaying epoch 1 from its first batch (a loader that cannot resume) would differ."""
+    an uninterrupted run's; replaying epoch 1 from its first batch (a loader that cannot resume) would differ. The
+    stop exits 1 after Ctrl-C, 143 after SIGTERM (as a shell reports it), and logs how to resume."""
     common = ("trainer.max_epochs=2", "+trainer.limit_train_batches=3", "seed=5", "~logger", "test=false")
     train(config(tmp_path / "straight", tiny_zip, *common))
     stop = f"+callbacks.stop={{_target_: tests.test_strategies.StopAfter, steps: 4, sigterm: {str(sigterm).lower()}}}"
     sigint = signal.getsignal(signal.SIGINT)
     try:
-        with pytest.raises(SystemExit):
-            train(config(tmp_path / "cut", tiny_zip, *common, stop))
+        with pytest.raises(SystemExit) as stopped, caplog.at_level(logging.ERROR):
+            main.__wrapped__(config(tmp_path / "cut", tiny_zip, *common, stop))  # the entry point, without Hydra's CLI
     finally:
         signal.signal(signal.SIGINT, sigint)  # Lightning ignores further Ctrl-C after the first
     ckpts = tmp_path / "cut" / "checkpoints"
+    assert stopped.value.code == (143 if sigterm else 1)
+    resume = f"resume with: python -m mdeas.train <same overrides> ckpt_path={ckpts / 'interrupted.ckpt'}"
+    assert f"interrupted at epoch 1, step 4; {resume}" in caplog.text
     interrupted = torch.load(ckpts / "interrupted.ckpt", weights_only=False)
     assert (interrupted["epoch"], interrupted["global_step"]) == (1, 4)
     assert interrupted["loops"]["fit_loop"]["state_dict"]["combined_loader"] == [{"stepped": 1}]
