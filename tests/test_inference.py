@@ -184,6 +184,24 @@ def test_export_parity(trained, tmp_path, fmt):
     assert done.returncode == 0, done.stderr[-1500:]
     diff = float(done.stdout.strip().rsplit("max abs diff vs PyTorch: ", 1)[1])
     assert diff <= 1e-4 and (tmp_path / f"m.{fmt}").stat().st_size > 100_000
+    # the exported file itself, on RGB in [0, 1], against the checkpoint's model on inputs normalised by hand
+    generator = torch.Generator().manual_seed(1)
+    bg, fg_bg = (torch.rand(2, 3, 32, 32, generator=generator) for _ in range(2))
+    if fmt == "torchscript":
+        mask, depth = torch.jit.load(str(tmp_path / "m.torchscript"))(bg, fg_bg)
+    else:
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(tmp_path / "m.onnx"))
+        mask, depth = map(torch.from_numpy, session.run(None, {"bg": bg.numpy(), "fg_bg": fg_bg.numpy()}))
+    mean, std = (
+        torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1),
+        torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1),
+    )
+    with torch.no_grad():
+        out = load_module(trained["ckpt"]).model((bg - mean) / std, (fg_bg - mean) / std)
+    torch.testing.assert_close(mask, torch.sigmoid(out["mask"]), atol=1e-4, rtol=0)
+    torch.testing.assert_close(depth, out["depth"], atol=1e-4, rtol=0)
 
 
 def test_bad_inputs_are_one_line_errors(trained, tmp_path, monkeypatch):
