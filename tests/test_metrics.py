@@ -428,7 +428,7 @@ def test_ssi_inverse_alignment_fits_scale_and_shift_of_disparity() -> None:
     aligned = scale_shift_align(1.0 / x, target, scale=10.0, align="inverse")
     assert aligned[0, 0, 1, 1].item() == 10.0
     assert aligned[0, 0, 0, 0].item() == pytest.approx(10.0 / (2.063888 * 4 - 0.31742839), rel=1e-5)
-    with pytest.raises(ValueError, match="align"):
+    with pytest.raises(ValueError, match=r"^align must be one of \('depth', 'inverse'\), got 'disparity'$"):
         DepthMetrics(align="disparity")
 
 
