@@ -155,6 +155,7 @@ def test_train_entry_reports_bad_input_in_one_line_and_keeps_an_earlier_run(run,
     missing, missing_message = bad_zip(tmp_path, "missing")
     existing = f"hydra.run.dir={run['dir']}"
     other_model = (f"ckpt_path={run['last']}", "model=dwsep_pair")
+    (tmp_path / "file").write_text("a file, not a folder")
     cases = [
         ([f"data.path={missing}", existing], f"error: {re.escape(str(missing))}: {missing_message}.*"),
         ([f"data.path={run['data']}", "data.limit=0", "hydra.run.dir=l"],
@@ -175,6 +176,14 @@ def test_train_entry_reports_bad_input_in_one_line_and_keeps_an_earlier_run(run,
         (["hydra.run.dir=/proc/mdeas-run"], "error: /proc/mdeas-run: No such file or directory"),
         ([f"data.path={run['data']}", "optimized_metric=val/mask/iuo", "trainer.max_epochs=4", "hydra.run.dir=o"],
          r"error: optimized_metric: val/mask/iuo not among the val metrics: .*val/mask/iou, .*val/score"),
+        (["data.nope=1", "hydra.run.dir=n"],
+         r"error: Could not override 'data\.nope'\. To append to your config use \+data\.nope=1 "
+         r"\(Key 'nope' is not in struct\)"),
+        (["loss.terms.nope.weight=1", "hydra.run.dir=n"],
+         r"error: Could not override 'loss\.terms\.nope\.weight'\. To append to your config use "
+         r"\+loss\.terms\.nope\.weight=1 \(Key 'nope' is not in struct\)"),
+        ([f"hydra.run.dir={tmp_path / 'file' / 'run'}"],
+         f"error: {re.escape(str(tmp_path / 'file'))}.*: Not a directory"),
     ]  # fmt: skip
     run_all(tmp_path, cases)
     assert fingerprint(run["dir"]) == before
@@ -192,21 +201,24 @@ def test_train_entry_names_every_kind_of_bad_data_key_and_path(run, tmp_path):
         workers = "data.num_workers=2" if kind == "zero_byte" else "data.num_workers=0"  # raised in a loader worker
         cases.append(([f"data.path={path}", workers, f"hydra.run.dir={kind}"],
                       f"error: {re.escape(str(path))}: {message}.*"))  # fmt: skip
-    (tmp_path / "file").write_text("a file, not a folder")
-    cases += [
-        (["data.nope=1", "hydra.run.dir=n"],
-         r"error: Could not override 'data\.nope'\. To append to your config use \+data\.nope=1 "
-         r"\(Key 'nope' is not in struct\)"),
-        (["loss.terms.nope.weight=1", "hydra.run.dir=n"],
-         r"error: Could not override 'loss\.terms\.nope\.weight'\. To append to your config use "
-         r"\+loss\.terms\.nope\.weight=1 \(Key 'nope' is not in struct\)"),
-        ([f"hydra.run.dir={tmp_path / 'file' / 'run'}"],
-         f"error: {re.escape(str(tmp_path / 'file'))}.*: Not a directory"),
-    ]  # fmt: skip
     run_all(tmp_path, cases)
 
 
-@pytest.mark.parametrize("kind", ["zero_byte", "sixteen_bit", "channels", "crc", "empty", "empty_split", "no_manifest"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "truncated",
+        "zero_byte",
+        "sixteen_bit",
+        "channels",
+        "size",
+        "crc",
+        "not_a_zip",
+        "empty",
+        "empty_split",
+        "no_manifest",
+    ],
+)
 def test_bad_data_is_one_line_naming_zip_and_entry(tmp_path, kind):
     path, message = bad_zip(tmp_path, kind)
     dm = MaskDepthDataModule(path=str(path), image_size=16, batch_size=24, num_workers=0, split=(1.0, 0.0, 0.0))
