@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import yaml
+from hydra.types import RunMode
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
+from mdeas import train as train_module
 from mdeas.sweep import SweepSummary, job_rows, metric_weights, objective
 from tests.conftest import write_canonical_zip
 
@@ -234,3 +236,39 @@ def test_an_optuna_sweep_whose_every_trial_fails_ends_in_one_line_with_its_summa
     assert last.startswith(f"error: 1 of 1 jobs failed ({sweep / 'sweep_summary.md'}): job 0: optimized_metric: ")
     assert [row["objective"] for row in summary_rows(sweep)] == [""]
     assert "best: job" not in (sweep / "sweep_summary.md").read_text()
+
+
+class Multirun:
+    """Stands in for Hydra's config of a sweep job (`HydraConfig`)."""
+
+    @staticmethod
+    def initialized() -> bool:
+        return True
+
+    @staticmethod
+    def get():
+        return OmegaConf.create({"mode": RunMode.MULTIRUN})
+
+
+@pytest.mark.parametrize(
+    ("stop", "ends_the_sweep"),
+    [(SystemExit(1), True), (SystemExit(143), True), (ValueError("data.limit must be positive"), False)],
+    ids=["ctrl_c", "sigterm", "bad_value"],
+)
+def test_a_jobs_interrupt_ends_the_sweep_and_its_error_ends_the_job_only(monkeypatch, tmp_path, stop, ends_the_sweep):
+    """In a sweep, Ctrl-C or SIGTERM (an exit status) propagates, with no error.txt: the sweep stops. A one-line
+    error is kept in the job's error.txt and the job returns None (a failed trial): the sweep goes on."""
+
+    def train(cfg):
+        raise stop
+
+    monkeypatch.setattr(train_module, "HydraConfig", Multirun)
+    monkeypatch.setattr(train_module, "train", train)
+    cfg = OmegaConf.create({"paths": {"output_dir": str(tmp_path)}, "optimized_metric": "val/score"})
+    if ends_the_sweep:
+        with pytest.raises(SystemExit) as caught:
+            train_module.main.__wrapped__(cfg)
+        assert caught.value.code == stop.code and not (tmp_path / "error.txt").exists()
+    else:
+        assert train_module.main.__wrapped__(cfg) is None
+        assert (tmp_path / "error.txt").read_text() == "data.limit must be positive\n"
