@@ -123,7 +123,9 @@ def test_predict_pair_folder_zip_and_video(trained, tmp_path):
                cwd=tmp_path)  # fmt: skip
     assert done.returncode == 0, done.stderr[-1500:]
     check_outputs(tmp_path / "video", "clip_000003", (48, 32))
-    assert (tmp_path / "video" / "clip_panel.mp4").stat().st_size > 0
+    video = cv2.VideoCapture(str(tmp_path / "video" / "clip_panel.mp4"))
+    frames = [frame for ok, frame in iter(video.read, (False, None)) if ok]
+    assert len(frames) == 4 and all(frame.shape == (32, 3 * 48, 3) for frame in frames)  # fg_bg | mask | depth
     squashed = "in/bg/a.png: size 50x30 is not the shape of the video's 48x32 frames (resized, it would squash)"
     with pytest.raises(DataError, match=re.escape(squashed)):
         list(video_items(str(tmp_path / "clip.avi"), str(tmp_path / "in" / "bg" / "a.png")))
