@@ -53,7 +53,7 @@ def build_module(cfg: DictConfig, datamodule: MaskDepthDataModule) -> MaskDepthM
         loss=cfg.loss,
         optim=cfg.optim,
         sched=cfg.get("sched") or None,
-        depth_max_m=depth.max * depth.metres_per_unit,
+        depth_max_m=depth.scale,
         data=data,
     )
     module.skip_nonfinite = bool(cfg.get("skip_nonfinite", False))

@@ -39,6 +39,7 @@ from PIL import Image, ImageOps
 from mdeas.cli import exit_on_data_error, run_app
 from mdeas.data.decode import open_image, to_pillow
 from mdeas.data.errors import DataError
+from mdeas.data.layouts import IMAGE_EXTENSIONS
 from mdeas.synth.generate import SEED_SCALES, bg_name, seed_sample_id, seed_scheme
 from mdeas.synth.parallel import default_workers, ordered_map
 from mdeas.synth.writer import (
@@ -54,7 +55,6 @@ from mdeas.synth.writer import (
 )
 
 GENERATOR_VERSION = 1
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 MASK_SUFFIX = "_mask"
 BG_FITS = ("resize", "crop")
 

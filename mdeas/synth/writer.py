@@ -19,8 +19,8 @@ import numpy as np
 from PIL import Image
 
 from mdeas.atomic import atomic_write
+from mdeas.data.layouts import MANIFEST_COLUMNS
 
-MANIFEST_COLUMNS = ["id", "bg", "fg_bg", "mask", "depth"]
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 _QUALITY_STREAM = 6  # the random stream of JPEG qualities, apart from every other draw of a sample
 
