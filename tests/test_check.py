@@ -215,3 +215,8 @@ def test_check_lists_the_problems_that_leave_no_sample(tmp_path):
     assert lines[:3] == [f"{out}: layout canonical, 0 samples with all their entries", "12 problems:", "  missing: 12"]
     assert lines[3] == f"    {out}: mask/b000_f00.png: listed for sample b000_f00 but missing (manifest.csv line 2)"
     assert done.stderr.strip().splitlines()[-1] == f"error: 12 problems in {out}"
+
+
+def test_an_unknown_on_error_is_refused_before_any_data_is_read():
+    with pytest.raises(ValueError, match=r"^data\.on_error must be one of \('raise', 'skip'\), got 'ignore'$"):
+        MaskDepthDataModule(path="never-read.zip", on_error="ignore")

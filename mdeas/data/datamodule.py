@@ -24,7 +24,15 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from mdeas.data.dataset import IMAGENET_MEAN, IMAGENET_STD, ON_ERROR, SKIPPED, MaskDepthDataset, collate_skipping
+from mdeas.data.dataset import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    SKIPPED,
+    MaskDepthDataset,
+    check_on_error,
+    collate_skipping,
+    dataset_paths,
+)
 from mdeas.data.errors import DataError
 from mdeas.data.gpu_augment import DeviceAugment, RawItems
 from mdeas.data.layouts import DatasetIndex, load_index
@@ -122,8 +130,7 @@ class MaskDepthDataModule(pl.LightningDataModule):
         augment_on: str = "cpu",
     ) -> None:
         super().__init__()
-        if on_error not in ON_ERROR:
-            raise ValueError(f"data.on_error must be one of {ON_ERROR}, got {on_error!r}")
+        check_on_error(on_error)  # here too: a bad value stops the run before any data is read
         check_limit(limit, "data.limit")
         if len(split) != len(SPLITS):
             raise ValueError(f"data.split must give {len(SPLITS)} fractions ({', '.join(SPLITS)}), got {list(split)}")
@@ -149,7 +156,7 @@ class MaskDepthDataModule(pl.LightningDataModule):
     def resolve_path(self) -> str | list[str]:
         """The dataset path(s); with none given, the generated set `synth(cache_dir)` (made once, then cached)."""
         if self.path:
-            return self.path if isinstance(self.path, str) else [str(p) for p in self.path]
+            return dataset_paths(self.path)
         if self.synth is None:
             raise DataError("data.path", None, "no dataset given and no generator (data.synth) to make one")
         return str(self.synth(self.cache_dir))

@@ -80,8 +80,7 @@ class MaskDepthDataset(Dataset):
         name: str = "data",
         seed: int = 0,
     ) -> None:
-        if on_error not in ON_ERROR:
-            raise ValueError(f"data.on_error must be one of {ON_ERROR}, got {on_error!r}")
+        check_on_error(on_error)
         self.index = index
         self.samples = list(samples)
         self.image_size, self.resize, self.augment = image_size, build_resize(image_size), augment
@@ -141,6 +140,12 @@ class MaskDepthDataset(Dataset):
             "valid": torch.from_numpy(out["valid"])[None],
             "id": self.samples[key].id,
         }
+
+
+def check_on_error(on_error: str) -> None:
+    """ValueError unless `on_error` is one of ON_ERROR (`raise`, `skip`)."""
+    if on_error not in ON_ERROR:
+        raise ValueError(f"data.on_error must be one of {ON_ERROR}, got {on_error!r}")
 
 
 def collate_skipping(items: list[dict | None]) -> dict:
