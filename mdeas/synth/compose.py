@@ -30,6 +30,7 @@ import json
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import hydra
 import numpy as np
@@ -297,7 +298,7 @@ def compose(
     mask_dir: str | Path | None = None,
     depth_dir: str | Path | None = None,
     workers: int | None = None,
-    **options,
+    **options: Any,
 ) -> Path:
     """Write the composited canonical zip to `out` (module docstring); returns its path. options: see
     ComposeOptions. `workers` processes render (default: the CPU count); the bytes do not depend on it."""

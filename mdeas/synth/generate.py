@@ -33,6 +33,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -378,7 +379,7 @@ def _check(opts: Options) -> None:
         raise ValueError(f"scales must be in (0, 1.5], got {opts.scales} and scale_range {opts.scale_range}")
 
 
-def generate(out: str | Path, num_samples: int, workers: int | None = None, **options) -> Path:
+def generate(out: str | Path, num_samples: int, workers: int | None = None, **options: Any) -> Path:
     """Write a canonical dataset zip of `num_samples` samples to `out`; returns its path.
 
     options (see `Options`, conf/synth.yaml): image_size, seed, jpeg_quality, fg_per_bg, max_depth_mm, scheme
