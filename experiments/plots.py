@@ -15,7 +15,8 @@ import torch
 from hydra.utils import instantiate
 from PIL import Image, ImageDraw, ImageFont
 
-from mdeas.callbacks.image_grid import sample_grid as predict_grid
+from mdeas.callbacks.image_grid import evenly_spaced
+from mdeas.data.dataset import MaskDepthDataset
 from mdeas.inference import load_module
 
 PALETTE = (
@@ -102,6 +103,36 @@ def bar_chart(
         box = (LEFT, top + TITLE, width - RIGHT, top + panel_height - BOTTOM)
         _panel(draw, box, title, groups, colours, (references or {}).get(title), font)
     return image
+
+
+def make_grid(
+    fg_bg: torch.Tensor,
+    mask: torch.Tensor,
+    mask_prob: torch.Tensor,
+    depth: torch.Tensor,
+    depth_pred: torch.Tensor,
+) -> torch.Tensor:
+    """Rows of samples, five columns: RGB [N,3,H,W] in [0,1] and four [N,1,H,W] maps in [0,1] → [3, N·H, 5·W]."""
+    grey = [t.clamp(0, 1).expand(-1, 3, -1, -1) for t in (mask, mask_prob, depth, depth_pred)]
+    rows = torch.cat([fg_bg.clamp(0, 1), *grey], dim=3)  # [N, 3, H, 5W]
+    return torch.cat(list(rows), dim=1)
+
+
+@torch.no_grad()
+def predict_grid(module: torch.nn.Module, dataset: MaskDepthDataset, count: int) -> torch.Tensor:
+    """`make_grid` of the model's predictions on `count` evenly spaced samples of `dataset`."""
+    batch = evenly_spaced(dataset, count)
+    if batch is None:
+        raise ValueError(f"{dataset.name}: no sample could be read for the panel (data.on_error=skip left out all)")
+    device = next(module.parameters()).device
+    out = module(batch["bg"].to(device), batch["fg_bg"].to(device))
+    return make_grid(
+        dataset.denormalise(batch["fg_bg"]),
+        batch["mask"],
+        torch.sigmoid(out["mask"].float()).cpu(),
+        batch["depth"],
+        out["depth"].float().cpu(),
+    )
 
 
 @torch.no_grad()

@@ -1,5 +1,5 @@
-"""Prediction grids: `sample_grid` (unlabelled, five columns; the leaderboard's sample panels) and, each validation
-epoch of a fit, two labelled image panels (`mdeas.callbacks.panels`) in TensorBoard:
+"""Prediction panels: each validation epoch of a fit, two labelled image panels (`mdeas.callbacks.panels`) in
+TensorBoard:
 
 - `val_images/samples`: the same `num_samples` evenly spaced val samples every epoch (one extra forward pass);
 - `val_images/worst`: the `worst` val samples of lowest mask IoU that epoch, kept while validating from the
@@ -30,19 +30,6 @@ from mdeas.metrics.per_image import iou_per_image
 KEYS = ("bg", "fg_bg", "mask", "depth", "valid")
 
 
-def make_grid(
-    fg_bg: torch.Tensor,
-    mask: torch.Tensor,
-    mask_prob: torch.Tensor,
-    depth: torch.Tensor,
-    depth_pred: torch.Tensor,
-) -> torch.Tensor:
-    """Rows of samples, five columns: RGB [N,3,H,W] in [0,1] and four [N,1,H,W] maps in [0,1] → [3, N·H, 5·W]."""
-    grey = [t.clamp(0, 1).expand(-1, 3, -1, -1) for t in (mask, mask_prob, depth, depth_pred)]
-    rows = torch.cat([fg_bg.clamp(0, 1), *grey], dim=3)  # [N, 3, H, 5W]
-    return torch.cat(list(rows), dim=1)
-
-
 def evenly_spaced(dataset: MaskDepthDataset, count: int) -> dict | None:
     """`count` evenly spaced samples of `dataset` (all of them when it holds fewer), collated into one batch; a
     sample left out (None, under `data.on_error=skip`) gives way to the next readable one. None if none is."""
@@ -57,23 +44,6 @@ def evenly_spaced(dataset: MaskDepthDataset, count: int) -> dict | None:
                     samples.append(sample)
                     break
     return default_collate(samples) if samples else None
-
-
-@torch.no_grad()
-def sample_grid(module: torch.nn.Module, dataset: MaskDepthDataset, count: int) -> torch.Tensor:
-    """`make_grid` of the model's predictions on `count` evenly spaced samples of `dataset`."""
-    batch = evenly_spaced(dataset, count)
-    if batch is None:
-        raise ValueError(f"{dataset.name}: no sample could be read for the panel (data.on_error=skip left out all)")
-    device = next(module.parameters()).device
-    out = module(batch["bg"].to(device), batch["fg_bg"].to(device))
-    return make_grid(
-        dataset.denormalise(batch["fg_bg"]),
-        batch["mask"],
-        torch.sigmoid(out["mask"].float()).cpu(),
-        batch["depth"],
-        out["depth"].float().cpu(),
-    )
 
 
 def image_summary(tag: str, image: np.ndarray) -> Summary:
