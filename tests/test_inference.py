@@ -288,3 +288,23 @@ def test_export_check_pair_is_a_seeded_scene_with_one_rectangle_per_image():
         assert (inside == inside[:, :1, :1]).all()
     assert float((bg[:, :, 1:] - bg[:, :, :-1]).abs().max()) < 0.2  # smooth: no pixel noise for patches to tie on
     assert all(torch.equal(a, b) for a, b in zip(check_pair(3, 48), (bg, fg_bg), strict=True))
+
+
+def test_the_readmes_python_example_gives_predicts_mask(trained, tmp_path, monkeypatch):
+    """The README's "From Python" block, run as written (its checkpoint path replaced), masks as predict writes."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("From Python, the same predictions", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    write_pair(tmp_path, "pair.png", (50, 30))
+    for folder, name in (("bg", "bg.jpg"), ("fg_bg", "scene.jpg")):
+        cv2.imwrite(
+            str(tmp_path / name), cv2.imread(str(tmp_path / folder / "pair.png")), [cv2.IMWRITE_JPEG_QUALITY, 95]
+        )
+    monkeypatch.chdir(tmp_path)
+    names: dict = {}
+    exec(block.replace("outputs/<date>/<time>/checkpoints/best.ckpt", str(trained["ckpt"])), names)
+    done = run("mdeas.predict", f"ckpt_path={trained['ckpt']}", "output=out", "bg=bg.jpg", "fg_bg=scene.jpg",
+               "device=cpu", cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-1500:]
+    written = cv2.imread(str(tmp_path / "out" / "scene_mask.png"), cv2.IMREAD_UNCHANGED)
+    assert names["mask"].shape == (30, 50) and np.array_equal(written, names["mask"].astype(np.uint8) * 255)
+    assert names["depth"].shape == (30, 50) and 0.0 <= names["depth"].min() <= names["depth"].max() <= 1.0
