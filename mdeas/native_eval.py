@@ -95,12 +95,6 @@ def bootstrap_iou(
     return {"model": interval(iou_m), "baseline": interval(iou_b), "gain": interval(iou_m - iou_b)}
 
 
-def _normalise(rgb: torch.Tensor, dataset: MaskDepthDataset) -> torch.Tensor:
-    mean = torch.as_tensor(dataset.mean / 255.0).view(1, 3, 1, 1)
-    std = torch.as_tensor(dataset.std / 255.0).view(1, 3, 1, 1)
-    return ((rgb - mean) / std).float()
-
-
 @torch.no_grad()
 def full_size_logits(
     modules: Sequence[MaskDepthModule],
@@ -112,7 +106,7 @@ def full_size_logits(
     there, float32 [1, 1, H, W] on the CPU (`full_resolution`, with `outline` when given)."""
     modules = [module.eval().to(device) for module in modules]
     for batch in full_size_samples(test):
-        bg, fg_bg = (_normalise(batch[k], test).to(device) for k in ("bg", "fg_bg"))
+        bg, fg_bg = (test.normalise(batch[k]).to(device) for k in ("bg", "fg_bg"))
         yield batch, [full_resolution(module, bg, fg_bg, outline)["mask"].float().cpu() for module in modules]
 
 

@@ -77,8 +77,8 @@ def full_size_masks(module, dm, data, outline=None):
         truth = binarise(arrays["mask"]) > 0.5
         rgb = [torch.from_numpy(arrays[k]).permute(2, 0, 1)[None].float() / 255 for k in ("bg", "fg_bg")]
         bg, fg_bg = ((x - mean) / std for x in rgb)
-        logits = full_resolution(module, bg, fg_bg, outline)["mask"][0, 0].numpy()
-        yield arrays, truth, logits > 0
+        logits = full_resolution(module, bg, fg_bg, outline)["mask"][0, 0]
+        yield arrays, truth, (torch.sigmoid(logits) > 0.5).numpy()  # as scored: a logit within ~3e-8 of 0 is 0.5
 
 
 def test_native_scores_equal_a_hand_computation_at_full_size(run):

@@ -86,9 +86,9 @@ class MaskDepthDataset(Dataset):
         self.image_size, self.resize, self.augment = image_size, build_resize(image_size), augment
         self.decode_size: int | None = image_size  # decoding may reduce down to this; None: at the stored size
         self.cache: Sequence[dict[str, np.ndarray] | None] | None = None  # a ResizedCache
-        self.mean = np.asarray(mean, np.float32) * 255.0
-        self.std = np.asarray(std, np.float32) * 255.0
-        self._tables = [(np.arange(256, dtype=np.float32) - m) / s for m, s in zip(self.mean, self.std, strict=True)]
+        self.mean, self.std = np.asarray(mean, np.float32), np.asarray(std, np.float32)  # on the 0–1 scale
+        levels = np.arange(256, dtype=np.float32)
+        self._tables = [(levels - m * 255.0) / (s * 255.0) for m, s in zip(self.mean, self.std, strict=True)]
         self.on_error, self.name, self.seed = on_error, name, seed
 
     def __len__(self) -> int:
@@ -102,10 +102,18 @@ class MaskDepthDataset(Dataset):
             np.stack([cv2.LUT(plane, lut) for plane, lut in zip(planes, self._tables, strict=True)])
         )
 
+    def _mean_std(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The normalisation's mean and std on the 0–1 scale, float32 [3, 1, 1] each."""
+        return tuple(torch.as_tensor(a, device=device).view(3, 1, 1) for a in (self.mean, self.std))
+
+    def normalise(self, rgb: torch.Tensor) -> torch.Tensor:
+        """RGB [..., 3, H, W] in [0, 1] → float32 normalised as the items are (the inverse of `denormalise`)."""
+        mean, std = self._mean_std(rgb.device)
+        return ((rgb - mean) / std).float()
+
     def denormalise(self, images: torch.Tensor) -> torch.Tensor:
         """Normalised [..., 3, H, W] → RGB in [0, 1]."""
-        mean = torch.as_tensor(self.mean / 255.0, device=images.device).view(3, 1, 1)
-        std = torch.as_tensor(self.std / 255.0, device=images.device).view(3, 1, 1)
+        mean, std = self._mean_std(images.device)
         return (images * std + mean).clamp(0, 1)
 
     def resized(self, key: int) -> dict[str, np.ndarray] | None:
