@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from tests.conftest import CONF, write_canonical_zip
 
@@ -42,7 +43,8 @@ def test_debug_choice_composes_its_short_run(choice: str) -> None:
         plain = compose("train", overrides=["experiment=seed002", f"debug={choice}"])
     for key, value in {**SHARED, **CHOICES[choice]}.items():
         assert select(cfg, key) == value, key
-    assert cfg.hydra.run.dir.startswith("outputs/debug/")
+    run_dir = OmegaConf.to_container(cfg.hydra.run, resolve=False)["dir"]
+    assert run_dir == "${resume_dir:${ckpt_path},'outputs/debug/${now:%Y-%m-%d}/${now:%H-%M-%S}'}"  # resumes in place
     assert plain.model.name == "densenet_dilated"  # a recipe keeps its model and loss under debug
 
 
