@@ -165,7 +165,7 @@ def test_dataset_decodes_at_its_resize_and_normalises_exactly(tmp_path):
     data = MaskDepthDataset(index, index.samples, 16)
     assert data[0]["fg_bg"].shape == (3, 16, 16)
     image = scene(5, 7)
-    expected = (image.astype(np.float32) - data.mean) / data.std
+    expected = (image.astype(np.float32) - data.mean * 255.0) / (data.std * 255.0)  # mean, std on the 0–1 scale
     assert np.array_equal(data._normalise(image).numpy(), expected.transpose(2, 0, 1))
     assert np.array_equal(data._normalise(image[:, ::-1]).numpy(), expected[:, ::-1].transpose(2, 0, 1))
 
