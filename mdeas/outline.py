@@ -19,13 +19,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-
-def _dilate(mask: torch.Tensor, px: int) -> torch.Tensor:
-    return F.max_pool2d(mask, 2 * px + 1, stride=1, padding=px)
-
-
-def _erode(mask: torch.Tensor, px: int) -> torch.Tensor:
-    return -F.max_pool2d(-mask, 2 * px + 1, stride=1, padding=px)
+from mdeas.metrics.morphology import dilate, erode
 
 
 def _box_sum(x: torch.Tensor, px: int) -> torch.Tensor:
@@ -53,7 +47,7 @@ def colour_alpha(
     where it is known (an oracle's, in the images' units); then it is used as given, and the count is 1 everywhere."""
     logits, bg, fg_bg = logits.float(), bg.float(), fg_bg.float()
     if colour is None:
-        inside = _erode((logits > 0).float(), band)
+        inside = erode((logits > 0).float(), band)
         sure = ((logits > confident) & (inside > 0)).float()
         sums = _box_sum(torch.cat([sure, fg_bg * sure], 1), radius)
         weight, colour = sums[:, :1], sums[:, 1:] / sums[:, :1].clamp_min(1e-6)
@@ -89,7 +83,7 @@ class KnownBackgroundOutline:
         logits = logits.float()
         alpha, contrast2, weight = colour_alpha(logits, bg, fg_bg, self.band, self.radius, self.confident, colour)
         foreground = (logits > 0).float()
-        band = (_dilate(foreground, self.band) - _erode(foreground, self.band)) > 0
+        band = (dilate(foreground, self.band) - erode(foreground, self.band)) > 0
         decided = band & (weight > 0) & (contrast2 >= self.min_contrast**2)
         return torch.where(decided, torch.logit(alpha.clamp(0, 1), eps=1e-3), logits)
 

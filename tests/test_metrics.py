@@ -28,6 +28,7 @@ from mdeas.metrics import (
     silog_per_image,
 )
 from mdeas.metrics.functional import DEPTH_KEYS, IMAGE_KEYS, MASK_KEYS
+from mdeas.metrics.morphology import dilate, erode
 from tests.test_losses import reference_ssim_map
 
 
@@ -595,3 +596,15 @@ def test_metrics_sync_across_two_ddp_processes(tmp_path: Path) -> None:
     for rank in (0, 1):
         got = json.loads((tmp_path / f"rank{rank}.json").read_text())
         assert got == pytest.approx(expected, rel=1e-9), rank
+
+
+def test_dilation_and_erosion_by_hand() -> None:
+    """A 3×3 block in the corner of a 5×5 mask: dilated by 1 px it covers 4×4; eroded by 1 px, 2×2 stays in the
+    corner (beyond the border counts for nothing: the block loses its inner sides only)."""
+    mask = torch.zeros(1, 1, 5, 5)
+    mask[..., :3, :3] = 1
+    grown, shrunk = torch.zeros(5, 5), torch.zeros(5, 5)
+    grown[:4, :4] = 1
+    shrunk[:2, :2] = 1
+    assert torch.equal(dilate(mask, 1)[0, 0], grown)
+    assert torch.equal(erode(mask, 1)[0, 0], shrunk)

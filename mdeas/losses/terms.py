@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mdeas.metrics.functional import SSIM_WINDOW, ssim_map
+from mdeas.metrics.morphology import dilate, erode
 
 Term = Callable[..., Tensor]
 TERMS: dict[str, Term] = {}
@@ -89,9 +90,7 @@ def boundary_bce(pred: Tensor, target: Tensor, valid: Tensor | None = None, widt
     (2·width + 1)² square holds both classes), 0 where a target has no outline. Whole-image BCE and Dice spread
     their weight over pixels that are easy; this term puts it where a mask is decided to the pixel."""
     labels = (target > 0.5).float()
-    grown = F.max_pool2d(labels, 2 * width + 1, 1, width)
-    shrunk = -F.max_pool2d(-labels, 2 * width + 1, 1, width)
-    band = grown > shrunk
+    band = dilate(labels, width) > erode(labels, width)
     return bce(pred, target, band if valid is None else band & valid)
 
 
@@ -392,7 +391,7 @@ def gradient_l1(
     gt = kornia.filters.spatial_gradient(target, mode=mode)
     diff = (gp - gt).abs().sum(dim=2)  # |d/dx| + |d/dy|, [B,C,H,W]
     if valid is not None:
-        valid = F.max_pool2d((~valid).float(), kernel_size=3, stride=1, padding=1) == 0
+        valid = erode(valid.float(), 1) == 1
     return _mean(diff, valid)
 
 

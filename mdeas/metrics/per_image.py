@@ -17,17 +17,14 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics import Metric
 
+from mdeas.metrics.morphology import dilate
+
 BOUNDARY_TOLERANCE = 0.0075  # share of the image diagonal within which a boundary pixel counts as matched
 
 
 def boundary_tolerance(height: int, width: int) -> int:
     """The boundary matching distance in pixels for an image of that size: at least 1."""
     return max(1, round(BOUNDARY_TOLERANCE * math.hypot(height, width)))
-
-
-def _dilate(mask: Tensor, radius: int) -> Tensor:
-    """Binary dilation of bool [B,1,H,W] by a (2·radius+1)² square."""
-    return F.max_pool2d(mask.float(), 2 * radius + 1, stride=1, padding=radius) > 0
 
 
 def boundary(mask: Tensor) -> Tensor:
@@ -48,8 +45,8 @@ def boundary_f_score(pred: Tensor, target: Tensor, tolerance: int | None = None)
     radius = boundary_tolerance(*pred.shape[-2:]) if tolerance is None else tolerance
     pb, tb = boundary(pred), boundary(target)
     n_pred, n_true = pb.flatten(1).sum(1).double(), tb.flatten(1).sum(1).double()
-    precision = (pb & _dilate(tb, radius)).flatten(1).sum(1).double() / n_pred.clamp(min=1)
-    recall = (tb & _dilate(pb, radius)).flatten(1).sum(1).double() / n_true.clamp(min=1)
+    precision = (pb & (dilate(tb.float(), radius) > 0)).flatten(1).sum(1).double() / n_pred.clamp(min=1)
+    recall = (tb & (dilate(pb.float(), radius) > 0)).flatten(1).sum(1).double() / n_true.clamp(min=1)
     f = torch.where(precision + recall > 0, 2 * precision * recall / (precision + recall).clamp(min=1e-12), 0.0)
     both_empty = (n_pred == 0) & (n_true == 0)
     agree = (pred == target).flatten(1).all(1).double()
