@@ -1,9 +1,8 @@
+import fcntl
 import logging
 import os
 import pickle
 import socket
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -211,19 +210,24 @@ def test_a_cache_being_built_elsewhere_is_left_alone(tmp_path):
 
 
 def test_a_build_killed_outright_is_cleared_by_the_next_one(tmp_path):
-    """The temporary folder of a build on this host whose process is gone is removed; one of a live process, one of
-    another host and an unrelated folder stay."""
+    """A temporary folder of this host whose lock no process holds (its builder was killed) is removed; one whose
+    lock is held (a live build, in any process namespace), one without a lock file, one of another host whose name
+    starts with this host's, and an unrelated folder stay."""
     dm = MaskDepthDataModule(path=str(write_canonical_zip(tmp_path / "d.zip")), image_size=16, num_workers=0,
                              split=(1.0, 0.0, 0.0))  # fmt: skip
     dm.setup()
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    host, name = socket.gethostname(), "resized-16px-0123abcd.partial"
-    dead = tmp_path / "c" / f"{name}-{host}-{int(gone.stdout)}-k1ll3d"
-    kept = [tmp_path / "c" / f"{name}-{host}-{os.getpid()}-l1ve", tmp_path / "c" / f"{name}-elsewhere-1-x"]
-    kept.append(tmp_path / "c" / "notes")
+    host, name, cache = socket.gethostname(), "resized-16px-0123abcd.partial", tmp_path / "c"
+    dead, live = cache / f"{name}-{host}-k1ll3d", cache / f"{name}-{host}-l1ve"
+    kept = [live, cache / f"{name}-{host}-n0l0ck", cache / f"{name}-{host}-9-x", cache / "notes"]
     for folder in (dead, *kept):
         folder.mkdir(parents=True)
         (folder / "bg.npy").touch()
-    assert rc.resized_cache(dm.datasets["train"], tmp_path / "c") is not None
+    for folder in (dead, live, kept[2]):
+        (folder / rc.BUILDING).touch()
+    with (live / rc.BUILDING).open("r") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as the builder holds it
+        assert rc.resized_cache(dm.datasets["train"], cache) is not None
     assert not dead.exists() and all((folder / "bg.npy").exists() for folder in kept)
-    assert list((tmp_path / "c").glob(f"*.partial-{host}-{os.getpid()}-*")) == kept[:1]  # its own: renamed
+    assert sorted(p.name for p in cache.glob("*.partial-*")) == sorted(p.name for p in kept[:3])  # its own renamed
+    [built] = [p for p in cache.glob("resized-16px-*") if ".partial-" not in p.name]
+    assert (built / rc.COMPLETE).is_file() and not (built / rc.BUILDING).exists()  # no lock file left in it

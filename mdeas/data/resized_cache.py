@@ -8,9 +8,9 @@ time, entries' CRC-32s), layout, depth encoding, size, decoder versions, the cod
 (`decoding_fingerprint`) and the split's entries, so a changed dataset or decoder gets a new cache. A cache that
 left samples out is named `resized-<size>px-<key>-skipped` and serves only `on_error=skip`: an `on_error=raise` run
 decodes the split again and stops at the first bad entry; a cache without left-out samples serves both. The folder
-is written under a temporary name (naming the host and process) and renamed when complete: an interrupted build
-leaves no half cache, processes building the same cache at once (DDP ranks) end up sharing one, and the temporary
-folder of a build killed outright is removed by the next build on the same host.
+is written under a temporary name (naming the host) and renamed when complete: an interrupted build leaves no half
+cache, processes building the same cache at once (DDP ranks) end up sharing one, and the temporary folder of a build
+killed outright (its lock released with its process) is removed by the next build on the same host.
 
 Epochs then augment from these arrays instead of decoding JPEGs and PNGs again: the same tensors, a fraction of
 the CPU (experiments/RESULTS.md, "Data path"). Each stage of a progressive run gets its own size's cache.
@@ -21,10 +21,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 import socket
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -38,6 +39,11 @@ from torch.utils.data import Dataset
 from mdeas.data.dataset import MaskDepthDataset, scan
 from mdeas.data.remote import ZipURL
 
+try:
+    import fcntl
+except ImportError:  # not POSIX: builds killed outright leave their temporary folders for the user to delete
+    fcntl = None
+
 log = logging.getLogger(__name__)
 CACHE_VERSION = 2  # the layout of a cache folder; the code that fills it is fingerprinted (DECODING_CODE)
 DECODING_CODE = ("decode.py", "transforms.py", "dataset.py")  # files of mdeas/data that decode and resize a sample
@@ -49,6 +55,7 @@ ARRAYS = {  # name → (dtype, trailing shape given the size)
     "valid": (np.bool_, ()),
 }
 COMPLETE = "meta.json"  # written last, inside the temporary folder, before the rename
+BUILDING = ".building"  # in a temporary folder: locked by the process building it (`remove_abandoned_builds`)
 
 
 def cache_bytes(count: int, size: int) -> int:
@@ -144,26 +151,33 @@ def _write(dataset: MaskDepthDataset, folder: Path, num_workers: int) -> int:
     return meta["left_out"]
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)  # signal 0: only asks whether the process exists
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        pass
-    return True
+@contextmanager
+def _building(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock (flock) on `folder`'s BUILDING file while the block runs: the folder is being built."""
+    with (folder / BUILDING).open("w") as handle:
+        if fcntl is not None:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 def remove_abandoned_builds(root: Path) -> list[Path]:
-    """Remove the temporary folders in `root` of cache builds on this host whose process is gone (killed outright,
-    so its own clean-up never ran); those of live processes and of other hosts stay. Returns the folders removed."""
-    marker = f".partial-{socket.gethostname()}-"
+    """Remove the temporary folders in `root` of cache builds on this host that no process builds any longer (one
+    killed outright, whose own clean-up never ran): a builder holds the lock of its folder's BUILDING file while it
+    runs, so a folder whose lock can be taken is abandoned. Folders of other hosts (where a lock may not reach) and
+    folders without that file stay. Returns the folders removed (none where flock does not exist)."""
+    if fcntl is None:
+        return []
     removed = []
-    for folder in root.glob(f"resized-*{marker}*"):
-        pid = folder.name.rsplit(marker, 1)[1].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(folder, ignore_errors=True)
-            removed.append(folder)
+    for folder in root.glob("resized-*.partial-*"):
+        if not folder.name.rsplit("-", 1)[0].endswith(f".partial-{socket.gethostname()}"):
+            continue
+        try:
+            with (folder / BUILDING).open("r") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except (FileNotFoundError, BlockingIOError):  # not judged, or being built
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
     return removed
 
 
@@ -196,12 +210,13 @@ def resized_cache(
         return None
     for folder in remove_abandoned_builds(root):
         log.info("removed %s: the temporary folder of a cache build whose process is gone", folder)
-    owner = f"{socket.gethostname()}-{os.getpid()}"
-    partial = Path(tempfile.mkdtemp(prefix=f"{whole.name}.partial-{owner}-", dir=root))  # unique across hosts
+    partial = Path(tempfile.mkdtemp(prefix=f"{whole.name}.partial-{socket.gethostname()}-", dir=root))
     folder = whole
     try:
-        folder = skipped if _write(dataset, partial, num_workers) else whole
-        partial.rename(folder)
+        with _building(partial):
+            folder = skipped if _write(dataset, partial, num_workers) else whole
+            (partial / BUILDING).unlink()  # the lock stays held until the folder has its final name
+            partial.rename(folder)
     except OSError:
         if not (folder / COMPLETE).is_file():  # not another process finishing the same cache first
             raise
