@@ -99,6 +99,6 @@ def run_app(app: Callable[[], object]) -> None:
         sys.exit("\n".join([*details, f"error: {head}"]))
     except OSError as e:
         sys.exit(f"error: {one_line(e)}")
-    except Exception:
-        end_failed_sweep()  # every job of a sweep failed and the sweeper then raised: the jobs' errors, in one line
+    except Exception as e:
+        end_failed_sweep(e)  # every job of a sweep failed and Optuna then raised: the jobs' errors, in one line
         raise

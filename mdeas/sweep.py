@@ -7,7 +7,7 @@ lower, e.g. ``{val/mask/iou: 1, val/depth/rmse: -0.1}``).
 A job of a sweep that fails with a one-line error (bad data, a bad value, a non-finite loss) does not end the sweep:
 its error is kept in ``<job>/error.txt`` and it returns None (Optuna marks the trial failed); the summary lists it,
 and the sweep exits with status 1 naming the failed jobs once every job has run. Where every job failed, the sweeper
-itself may raise afterwards (Optuna has no best trial); :func:`end_failed_sweep` then gives the same summary and line.
+itself raises afterwards (Optuna has no best trial); :func:`end_failed_sweep` then gives the same summary and line.
 """
 
 from __future__ import annotations
@@ -133,11 +133,14 @@ class SweepSummary(Callback):
             raise SystemExit(f"error: {len(failed)} of {len(rows)} jobs failed ({md_path}): {said}")
 
 
-def end_failed_sweep() -> None:
-    """After the sweeper raised once its jobs had run: where every job of the multirun under way failed with its own
-    error (Optuna then raises for want of a best trial), write the summary and exit with its one line. Returns
-    otherwise (no multirun, or a job that did not fail), so that the caller re-raises."""
-    if SweepSummary.running is None:
+NO_BEST_TRIAL = "No trials are completed yet"  # how Optuna's study says it has no best trial
+
+
+def end_failed_sweep(error: BaseException) -> None:
+    """After the sweeper raised `error`: where it is Optuna's want of a best trial and every job of the multirun
+    under way failed with its own error, write the summary and exit with its one line. Returns otherwise (another
+    error, no multirun, or a job that did not fail), so that the caller re-raises `error`."""
+    if SweepSummary.running is None or not (isinstance(error, ValueError) and str(error).startswith(NO_BEST_TRIAL)):
         return
     summary, config = SweepSummary.running
     rows = job_rows(Path(config.hydra.sweep.dir))

@@ -18,7 +18,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from mdeas import train as train_module
-from mdeas.sweep import SweepSummary, job_rows, metric_weights, objective
+from mdeas.sweep import SweepSummary, end_failed_sweep, job_rows, metric_weights, objective
 from tests.conftest import write_canonical_zip
 
 ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}  # the machine's cores are shared: one thread per process
@@ -272,3 +272,20 @@ def test_a_jobs_interrupt_ends_the_sweep_and_its_error_ends_the_job_only(monkeyp
     else:
         assert train_module.main.__wrapped__(cfg) is None
         assert (tmp_path / "error.txt").read_text() == "data.limit must be positive\n"
+
+
+def test_only_optunas_want_of_a_best_trial_is_read_as_a_sweep_whose_every_job_failed(tmp_path: Path) -> None:
+    """With every job failed, Optuna's ValueError gives the summary's one line; any other error is left to surface
+    as it is (a bug or a broken storage must not hide behind the jobs' errors)."""
+    fake_job(tmp_path, 0, ["seed=1"], None)
+    (tmp_path / "0" / "error.txt").write_text("data.limit must be positive\n")
+    config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}})
+    summary = SweepSummary()
+    summary.on_multirun_start(config)
+    try:
+        assert end_failed_sweep(RuntimeError("database is locked")) is None
+        assert end_failed_sweep(ValueError("some other value")) is None
+        with pytest.raises(SystemExit, match=r"^error: 1 of 1 jobs failed \(.*\): job 0: data.limit must be positive$"):
+            end_failed_sweep(ValueError("No trials are completed yet."))
+    finally:
+        SweepSummary.running = None
