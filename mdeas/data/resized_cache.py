@@ -167,9 +167,9 @@ def remove_abandoned_builds(root: Path) -> list[Path]:
     folders without that file stay. Returns the folders removed (none where flock does not exist)."""
     if fcntl is None:
         return []
-    removed = []
+    removed, own = [], f".partial-{socket.gethostname()}"
     for folder in root.glob("resized-*.partial-*"):
-        if not folder.name.rsplit("-", 1)[0].endswith(f".partial-{socket.gethostname()}"):
+        if not folder.name.rsplit("-", 1)[0].endswith(own):  # `<cache>.partial-<host>-<random>`
             continue
         try:
             with (folder / BUILDING).open("r") as handle:
