@@ -49,9 +49,10 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from mdeas.data.datamodule import MaskDepthDataModule
-from mdeas.data.dataset import IMAGENET_MEAN, IMAGENET_STD, load_sample
+from mdeas.data.dataset import load_sample
 from mdeas.data.decode import reduction
 from mdeas.data.layouts import load_index
+from mdeas.data.normalisation import IMAGENET_MEAN, IMAGENET_STD
 from mdeas.synth.generate import generate
 
 CACHE = Path("data/cache/bench")

@@ -32,12 +32,10 @@ class ExportWrapper(nn.Module):
     def __init__(self, module: MaskDepthModule) -> None:
         super().__init__()
         self.model = module.model
-        mean, std = (torch.from_numpy(a).view(1, 3, 1, 1) for a in normalisation(module))
-        self.register_buffer("mean", mean)
-        self.register_buffer("std", std)
+        self.normalise = normalisation(module)
 
     def forward(self, bg: torch.Tensor, fg_bg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.model((bg - self.mean) / self.std, (fg_bg - self.mean) / self.std)
+        out = self.model(self.normalise(bg), self.normalise(fg_bg))
         return torch.sigmoid(out["mask"]), out["depth"]
 
 

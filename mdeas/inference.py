@@ -19,9 +19,9 @@ import cv2
 import numpy as np
 import torch
 
-from mdeas.data.dataset import IMAGENET_MEAN, IMAGENET_STD
 from mdeas.data.decode import encode_depth
 from mdeas.data.layouts import DepthEncoding
+from mdeas.data.normalisation import Normalisation
 from mdeas.models.refiner import RefinedNet, upsample
 from mdeas.module import MaskDepthModule
 from mdeas.outline import KnownBackgroundOutline
@@ -143,11 +143,10 @@ def area_resize(images: torch.Tensor, size: int) -> torch.Tensor:
     return torch.from_numpy(np.stack(arrays).reshape(len(arrays), size, size, -1)).permute(0, 3, 1, 2).to(images)
 
 
-def normalisation(module: MaskDepthModule) -> tuple[np.ndarray, np.ndarray]:
-    """(mean, std) float32 [3] on the 0–1 scale: the input normalisation the module trained with."""
+def normalisation(module: MaskDepthModule) -> Normalisation:
+    """The input normalisation the module trained with (its data config's mean and std; ImageNet's without)."""
     data = module.hparams.data or {}
-    mean, std = data.get("mean", IMAGENET_MEAN), data.get("std", IMAGENET_STD)
-    return np.asarray(mean, np.float32), np.asarray(std, np.float32)
+    return Normalisation(*(data[key] for key in ("mean", "std") if key in data))
 
 
 @torch.no_grad()
@@ -166,9 +165,14 @@ def full_resolution(
         small = module(area_resize(bg, size), area_resize(fg_bg, size))
         out = {key: upsample(small[key], fg_bg.shape[-2:]) for key in ("mask", "depth")}
     if outline is not None:
-        mean, std = (torch.from_numpy(a).view(1, 3, 1, 1).to(bg.device) for a in normalisation(module))
-        out["mask"] = outline(out["mask"], bg.float() * std + mean, fg_bg.float() * std + mean)
+        rgb = normalisation(module).invert
+        out["mask"] = outline(out["mask"], rgb(bg), rgb(fg_bg))
     return out
+
+
+def _rgb(image: np.ndarray) -> torch.Tensor:
+    """uint8 [H, W, 3] → float32 [1, 3, H, W] in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255
 
 
 def _arrays(out: dict[str, torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
@@ -199,14 +203,13 @@ class Predictor:
         self.outline = outline
         data = module.hparams.data or {}
         self.size = model_size(module)
-        self.mean, self.std = (a * 255 for a in normalisation(module))
+        self.normalisation = normalisation(module)
         self.depth_encoding = DepthEncoding(**(data.get("depth") or {}))
 
     def _tensor(self, images: list[np.ndarray], resized: bool = True) -> torch.Tensor:
         """Normalised float32 [B, 3, H, W] on the device, each image resized to the model size (`area_resize`, after
         normalising: the pixels `full_resolution` feeds) unless not `resized` (then the images must share a size)."""
-        arrays = [(im.astype(np.float32) - self.mean) / self.std for im in images]
-        normalised = [torch.from_numpy(a).permute(2, 0, 1) for a in arrays]
+        normalised = [self.normalisation.from_uint8(im) for im in images]
         if resized:
             normalised = [area_resize(im[None], self.size)[0] for im in normalised]
         return torch.stack(normalised).contiguous().to(self.device)
@@ -226,11 +229,7 @@ class Predictor:
         for i, (bg, fg_bg) in enumerate(zip(bgs, fg_bgs, strict=True)):  # logits upsampled, then the sigmoid
             full = {key: upsample(out[key][i : i + 1].float(), fg_bg.shape[:2]) for key in ("mask", "depth")}
             if self.outline is not None:
-                rgb = (
-                    torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1)[None].float() / 255
-                    for im in (bg, fg_bg)
-                )
-                full["mask"] = self.outline(full["mask"], *(im.to(self.device) for im in rgb))
+                full["mask"] = self.outline(full["mask"], *(_rgb(im).to(self.device) for im in (bg, fg_bg)))
             outputs.append(tuple(a[0] for a in _arrays(full)))
         return outputs
 

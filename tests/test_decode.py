@@ -20,6 +20,7 @@ from mdeas.data.decode import (
 )
 from mdeas.data.errors import DataError
 from mdeas.data.layouts import SEED_DEPTH, DepthEncoding, load_index
+from mdeas.data.normalisation import IMAGENET_MEAN, IMAGENET_STD
 from mdeas.data.transforms import apply, build_resize
 from mdeas.data.zipstore import ZipStore
 from tests.conftest import write_canonical_zip
@@ -165,9 +166,11 @@ def test_dataset_decodes_at_its_resize_and_normalises_exactly(tmp_path):
     data = MaskDepthDataset(index, index.samples, 16)
     assert data[0]["fg_bg"].shape == (3, 16, 16)
     image = scene(5, 7)
-    expected = (image.astype(np.float32) - data.mean * 255.0) / (data.std * 255.0)  # mean, std on the 0–1 scale
-    assert np.array_equal(data._normalise(image).numpy(), expected.transpose(2, 0, 1))
-    assert np.array_equal(data._normalise(image[:, ::-1]).numpy(), expected[:, ::-1].transpose(2, 0, 1))
+    mean, std = (np.asarray(v, np.float32) for v in (IMAGENET_MEAN, IMAGENET_STD))  # on the 0–1 scale
+    expected = (image.astype(np.float32) - mean * 255.0) / (std * 255.0)
+    normalise = data.normalisation.from_uint8
+    assert np.array_equal(normalise(image).numpy(), expected.transpose(2, 0, 1))
+    assert np.array_equal(normalise(image[:, ::-1]).numpy(), expected[:, ::-1].transpose(2, 0, 1))
 
 
 # Reading entries: ZipStore's own central-directory reader must agree with zipfile on every kind of zip it meets.

@@ -25,8 +25,6 @@ import torch
 from torch.utils.data import DataLoader
 
 from mdeas.data.dataset import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     SKIPPED,
     MaskDepthDataset,
     check_on_error,
@@ -36,6 +34,7 @@ from mdeas.data.dataset import (
 from mdeas.data.errors import DataError
 from mdeas.data.gpu_augment import DeviceAugment, RawItems
 from mdeas.data.layouts import DatasetIndex, load_index
+from mdeas.data.normalisation import IMAGENET_MEAN, IMAGENET_STD
 from mdeas.data.resized_cache import resized_cache
 from mdeas.data.sampler import EpochSampler
 from mdeas.data.splits import check_limit, limited, split

@@ -26,6 +26,7 @@ from kornia.geometry.transform import get_affine_matrix2d, warp_affine
 from torch.utils.data import Dataset
 
 from mdeas.data.dataset import MaskDepthDataset
+from mdeas.data.normalisation import Normalisation
 from mdeas.data.sampler import sample_seed
 
 IMAGES = ("bg", "fg_bg")
@@ -161,7 +162,7 @@ class DeviceAugment:
             )
         self.steps = [STEPS[type(t)](t) for t in augment]
         self.draws = sum(step.draws for step in self.steps)
-        self.mean, self.std = tuple(mean), tuple(std)
+        self.normalisation = Normalisation(mean, std)
 
     def __call__(self, batch: dict) -> dict:
         draws = batch.pop("draws")
@@ -175,10 +176,8 @@ class DeviceAugment:
         for step in self.steps:
             step(out, draws[:, start : start + step.draws])
             start += step.draws
-        mean = torch.tensor(self.mean, device=draws.device).view(3, 1, 1)
-        std = torch.tensor(self.std, device=draws.device).view(3, 1, 1)
         for key in IMAGES:
-            out[key] = ((out[key] - mean) / std).contiguous()
+            out[key] = self.normalisation(out[key]).contiguous()
         for key in PLANES:
             out[key] = out[key].contiguous()
         return batch | out
