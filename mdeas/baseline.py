@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from mdeas.metrics.classes import DepthMetrics, MaskMetrics
+from mdeas.metrics.functional import known_depth
 
 THRESHOLDS = torch.linspace(0.01, 0.5, 50)
 
@@ -79,7 +80,7 @@ def fit_depth_baselines(maps: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> De
     seen: torch.Tensor | None = None
     for depth, valid in maps:
         d = depth.to(torch.float64).reshape(depth.shape[-2:])
-        known = valid.to(torch.bool).reshape(d.shape) & (d > 0)
+        known = known_depth(d, valid.reshape(d.shape))
         values = d[known]
         bins = (values * MEDIAN_BINS).long().clamp(0, MEDIAN_BINS - 1)
         counts += torch.bincount(bins, minlength=MEDIAN_BINS).to(torch.float64)

@@ -27,7 +27,7 @@ from mdeas.metrics import (
     scale_shift_align,
     silog_per_image,
 )
-from mdeas.metrics.functional import DEPTH_KEYS, IMAGE_KEYS, MASK_KEYS
+from mdeas.metrics.functional import DEPTH_KEYS, IMAGE_KEYS, MASK_KEYS, known_depth
 from mdeas.metrics.morphology import dilate, erode
 from tests.test_losses import reference_ssim_map
 
@@ -608,3 +608,11 @@ def test_dilation_and_erosion_by_hand() -> None:
     shrunk[:2, :2] = 1
     assert torch.equal(dilate(mask, 1)[0, 0], grown)
     assert torch.equal(erode(mask, 1)[0, 0], shrunk)
+
+
+def test_known_depth_needs_valid_and_a_positive_depth():
+    depth = torch.tensor([[[[0.0, 0.5], [0.2, 0.7]]]])
+    valid = torch.tensor([[[[1, 1], [0, 1]]]], dtype=torch.uint8)
+    assert known_depth(depth).flatten().tolist() == [False, True, True, True]
+    assert known_depth(depth, valid).flatten().tolist() == [False, True, False, True]
+    assert known_depth(depth.expand(2, 1, 2, 2), valid).shape == (2, 1, 2, 2)  # valid broadcast

@@ -19,6 +19,7 @@ from kornia.color import ColorMap, ColorMapType
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
+from mdeas.metrics.functional import known_depth
 from mdeas.metrics.per_image import iou_per_image
 
 COLUMNS = ("bg", "fg_bg", "mask GT", "mask pred", "mask error", "depth GT", "depth pred", "depth error")
@@ -49,7 +50,7 @@ def signed(error: Tensor) -> Tensor:
 def depth_ranges(depth: Tensor, valid: Tensor, fallback: Tensor) -> tuple[Tensor, Tensor]:
     """Per-row (low, high) [N,1,1,1] of normalised `depth` over `valid` pixels ([N,1,H,W]); rows without a valid
     pixel take the range of `fallback` (the prediction). High exceeds low by at least 1e-3."""
-    known = valid.bool() & (depth > 0)
+    known = known_depth(depth, valid)
     rows = known.flatten(1).any(1)
     source = torch.where(rows.view(-1, 1, 1, 1), depth, fallback)
     mask = torch.where(rows.view(-1, 1, 1, 1), known, torch.ones_like(known))
@@ -63,7 +64,7 @@ def panel_tiles(
 ) -> Tensor:
     """The eight RGB tiles of each row, [N, 8, 3, H, W] in [0, 1]: images [N,3,H,W] in [0, 1], masks and the mask
     probability [N,1,H,W] in [0, 1], normalised depth and prediction [N,1,H,W], `valid` [N,1,H,W] (depth known)."""
-    known = valid.bool() & (depth > 0)
+    known = known_depth(depth, valid)
     low, high = depth_ranges(depth, valid, depth_pred)
     span = high - low
     grey = [m.clamp(0, 1).expand(-1, 3, -1, -1) for m in (mask, mask_prob)]

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mdeas.metrics.functional import SSIM_WINDOW, ssim_map
+from mdeas.metrics.functional import SSIM_WINDOW, known_depth, ssim_map
 from mdeas.metrics.morphology import dilate, erode
 
 Term = Callable[..., Tensor]
@@ -222,12 +222,6 @@ def berhu(pred: Tensor, target: Tensor, valid: Tensor | None = None, sigmoid: bo
     return _mean(values, valid)
 
 
-def _known(target: Tensor, valid: Tensor | None) -> Tensor:
-    """Pixels with known depth: ``valid`` (when given) and ``target > 0`` (depth 0 is unknown)."""
-    known = target > 0
-    return known if valid is None else known & valid
-
-
 @_register("silog")
 def silog(
     pred: Tensor,
@@ -246,7 +240,7 @@ def silog(
     Depth is compared in the normalised unit (the loss does not depend on it for ``lam=1``); 0 when no pixel is
     known. A pixel predicted below ``eps`` gets no gradient from this term.
     """
-    known = _known(target, valid)
+    known = known_depth(target, valid)
     d = torch.where(known, torch.log(pred.clamp_min(eps)) - torch.log(target.clamp_min(eps)), 0.0)
     dims = (1, 2, 3)
     n = known.sum(dim=dims).to(pred.dtype)
@@ -268,7 +262,7 @@ def log_l1(pred: Tensor, target: Tensor, valid: Tensor | None = None, eps: float
     this term.
     """
     diff = torch.log(pred.clamp_min(eps)) - torch.log(target.clamp_min(eps))
-    return _mean(diff.abs(), _known(target, valid))
+    return _mean(diff.abs(), known_depth(target, valid))
 
 
 @_register("inverse_l1")
@@ -281,7 +275,7 @@ def inverse_l1(pred: Tensor, target: Tensor, valid: Tensor | None = None, eps: f
     1e4. A pixel predicted below ``eps`` gets no gradient from this term.
     """
     diff = 1.0 / pred.clamp_min(eps) - 1.0 / target.clamp_min(eps)
-    return _mean(diff.abs(), _known(target, valid))
+    return _mean(diff.abs(), known_depth(target, valid))
 
 
 def _image_median(values: Tensor, known: Tensor) -> Tensor:
@@ -332,7 +326,7 @@ def ssi(pred: Tensor, target: Tensor, valid: Tensor | None = None, alpha: float 
     ``alpha`` times :func:`gradient_matching` of ``pred_hat`` against ``target_hat`` over ``scales`` scales. 0 for any
     ``pred = a * target + b`` with ``a > 0``: for relative depth known up to scale and shift (the seeds' maps).
     """
-    known = _known(target, valid)
+    known = known_depth(target, valid)
     pred_hat, target_hat = _ssi_normalise(pred, known), _ssi_normalise(target, known)
     n = known.sum(dim=(1, 2, 3))
     per_image = (pred_hat - target_hat).abs().sum(dim=(1, 2, 3)) / (2 * n.clamp_min(1))

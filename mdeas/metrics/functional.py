@@ -25,6 +25,15 @@ MASK_KEYS = ("iou", "dice", "accuracy", "precision", "recall")
 MASK_IGNORE = -1
 """Target label of a pixel that is not counted (``valid`` False), torchmetrics' ``ignore_index``."""
 DEPTH_KEYS = ("rmse", "abs_rel", "sq_rel", "rmse_log", "log10", "delta1", "delta2", "delta3", "ssim")
+
+
+def known_depth(depth: Tensor, valid: Tensor | None = None) -> Tensor:
+    """Bool, ``depth``'s shape: the pixels whose depth is known, ``valid`` (any dtype, broadcast; when given) and
+    ``depth > 0`` (0 is unknown, e.g. a gray8 0)."""
+    known = depth > 0
+    return known if valid is None else known & valid.to(torch.bool).expand_as(known)
+
+
 DEPTH_SUM_KEYS = (
     "count",
     "sq_err",
@@ -165,9 +174,7 @@ def depth_sums(
     with torch.autocast(device_type=pred.device.type, enabled=False):
         pred_n = pred.detach().float().clamp(eps, 1.0)
         target_n = target.detach().float()
-        m = target_n > 0
-        if valid is not None:
-            m = m & valid.to(torch.bool).expand_as(m)
+        m = known_depth(target_n, valid)
         mf = m.to(torch.float64)
 
         # uncounted pixels read as 0 ("unknown") inside their counted neighbours' windows, whatever they hold
@@ -255,9 +262,7 @@ def _counted(pred: Tensor, target: Tensor, valid: Tensor | None, scale: float) -
     """
     pred64 = pred.detach().to(torch.float64)
     target64 = target.detach().to(torch.float64)
-    m = target64 > 0
-    if valid is not None:
-        m = m & valid.to(torch.bool).expand_as(m)
+    m = known_depth(target64, valid)
     one = torch.ones((), dtype=torch.float64, device=pred.device)
     pr = torch.where(m, pred64 * scale, one)
     gt = torch.where(m, target64 * scale, one)
