@@ -13,6 +13,7 @@ import torch
 
 from mdeas.metrics.classes import DepthMetrics, MaskMetrics
 from mdeas.metrics.functional import known_depth
+from mdeas.metrics.per_image import intersection_union, iou
 
 THRESHOLDS = torch.linspace(0.01, 0.5, 50)
 
@@ -32,12 +33,10 @@ def fit_threshold(batches: Iterable[dict], denormalise: Callable) -> float:
     inter = torch.zeros(len(THRESHOLDS), dtype=torch.float64)
     union = torch.zeros(len(THRESHOLDS), dtype=torch.float64)
     for diff, mask in _differences(batches, denormalise):
-        pred = diff[None] > THRESHOLDS.view(-1, 1, 1, 1, 1)
-        target = mask[None] > 0.5
-        inter += (pred & target).flatten(1).sum(1).double()
-        union += (pred | target).flatten(1).sum(1).double()
-    iou = torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
-    return float(THRESHOLDS[int(iou.argmax())])
+        counts = intersection_union(diff[None] > THRESHOLDS.view(-1, 1, 1, 1, 1), mask[None] > 0.5)
+        inter += counts[0]
+        union += counts[1]
+    return float(THRESHOLDS[int(iou(inter, union).argmax())])
 
 
 def score(batches: Iterable[dict], denormalise: Callable, threshold: float) -> dict[str, float]:

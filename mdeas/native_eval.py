@@ -22,7 +22,7 @@ from mdeas.data.errors import DataError
 from mdeas.inference import full_resolution
 from mdeas.metrics.classes import MaskMetrics
 from mdeas.metrics.functional import mask_labels
-from mdeas.metrics.per_image import PerImageMaskMetrics
+from mdeas.metrics.per_image import PerImageMaskMetrics, intersection_union
 from mdeas.module import MaskDepthModule
 from mdeas.outline import KnownBackgroundOutline
 
@@ -57,10 +57,7 @@ class MaskScores:
         self.pooled.update(pred, target)
         self.per_image.update(pred, target)
         hard, truth = (label.bool() for label in mask_labels(pred, target, from_logits=self.from_logits))
-        self.counts += [
-            (int(i), int(u))
-            for i, u in zip((hard & truth).flatten(1).sum(1), (hard | truth).flatten(1).sum(1), strict=True)
-        ]
+        self.counts += [(int(i), int(u)) for i, u in zip(*intersection_union(hard, truth), strict=True)]
 
     def compute(self) -> dict[str, float]:
         """{"mask/<name>": value} over every update so far."""

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from mdeas.metrics.morphology import dilate, erode
+from mdeas.metrics.morphology import erode, outline_band
 
 
 def _box_sum(x: torch.Tensor, px: int) -> torch.Tensor:
@@ -83,7 +83,7 @@ class KnownBackgroundOutline:
         logits = logits.float()
         alpha, contrast2, weight = colour_alpha(logits, bg, fg_bg, self.band, self.radius, self.confident, colour)
         foreground = (logits > 0).float()
-        band = (dilate(foreground, self.band) - erode(foreground, self.band)) > 0
+        band = outline_band(foreground, self.band)
         decided = band & (weight > 0) & (contrast2 >= self.min_contrast**2)
         return torch.where(decided, torch.logit(alpha.clamp(0, 1), eps=1e-3), logits)
 

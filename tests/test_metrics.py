@@ -28,7 +28,8 @@ from mdeas.metrics import (
     silog_per_image,
 )
 from mdeas.metrics.functional import DEPTH_KEYS, IMAGE_KEYS, MASK_KEYS, known_depth
-from mdeas.metrics.morphology import dilate, erode
+from mdeas.metrics.morphology import dilate, erode, outline_band
+from mdeas.metrics.per_image import intersection_union, iou
 from tests.test_losses import reference_ssim_map
 
 
@@ -608,6 +609,15 @@ def test_dilation_and_erosion_by_hand() -> None:
     shrunk[:2, :2] = 1
     assert torch.equal(dilate(mask, 1)[0, 0], grown)
     assert torch.equal(erode(mask, 1)[0, 0], shrunk)
+    assert torch.equal(outline_band(mask, 1)[0, 0], grown.bool() & ~shrunk.bool())  # the 4×4 less the 2×2
+
+
+def test_intersection_union_and_iou_by_hand() -> None:
+    pred = torch.tensor([[1, 1, 0, 0], [0, 0, 0, 0]], dtype=torch.bool)
+    target = torch.tensor([[1, 0, 1, 0], [0, 0, 0, 0]], dtype=torch.bool)
+    inter, union = intersection_union(pred, target)
+    assert inter.tolist() == [1.0, 0.0] and union.tolist() == [3.0, 0.0]
+    assert iou(inter, union).tolist() == [1 / 3, 1.0]  # both empty: 1
 
 
 def test_known_depth_needs_valid_and_a_positive_depth():

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mdeas.metrics.functional import SSIM_WINDOW, known_depth, ssim_map
-from mdeas.metrics.morphology import dilate, erode
+from mdeas.metrics.morphology import erode, outline_band
 
 Term = Callable[..., Tensor]
 TERMS: dict[str, Term] = {}
@@ -90,7 +90,7 @@ def boundary_bce(pred: Tensor, target: Tensor, valid: Tensor | None = None, widt
     (2·width + 1)² square holds both classes), 0 where a target has no outline. Whole-image BCE and Dice spread
     their weight over pixels that are easy; this term puts it where a mask is decided to the pixel."""
     labels = (target > 0.5).float()
-    band = dilate(labels, width) > erode(labels, width)
+    band = outline_band(labels, width)
     return bce(pred, target, band if valid is None else band & valid)
 
 

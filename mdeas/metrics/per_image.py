@@ -13,11 +13,11 @@ import math
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics import Metric
 
-from mdeas.metrics.morphology import dilate
+from mdeas.metrics.functional import mask_labels
+from mdeas.metrics.morphology import dilate, erode
 
 BOUNDARY_TOLERANCE = 0.0075  # share of the image diagonal within which a boundary pixel counts as matched
 
@@ -30,9 +30,7 @@ def boundary_tolerance(height: int, width: int) -> int:
 def boundary(mask: Tensor) -> Tensor:
     """The pixels of bool [B,1,H,W] `mask` with one of their 8 neighbours outside it (beyond the border counts as
     inside)."""
-    inside = F.pad(mask.float(), (1, 1, 1, 1), mode="replicate")
-    eroded = -F.max_pool2d(-inside, 3, stride=1)
-    return mask & (eroded < 1)
+    return mask & (erode(mask.float(), 1) < 1)
 
 
 def boundary_f_score(pred: Tensor, target: Tensor, tolerance: int | None = None) -> Tensor:
@@ -53,11 +51,19 @@ def boundary_f_score(pred: Tensor, target: Tensor, tolerance: int | None = None)
     return torch.where(both_empty, agree, f)
 
 
+def intersection_union(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """Pixel counts per row of bool [N, ...] masks: (intersection, union), float64 [N] each."""
+    return (pred & target).flatten(1).sum(1).double(), (pred | target).flatten(1).sum(1).double()
+
+
+def iou(intersection: Tensor, union: Tensor) -> Tensor:
+    """IoU from pixel counts (any shape); an empty union (both masks empty) scores 1."""
+    return torch.where(union > 0, intersection / union.clamp(min=1), torch.ones_like(union))
+
+
 def iou_per_image(pred: Tensor, target: Tensor) -> Tensor:
     """Per-image IoU of bool [B,1,H,W] masks → float64 [B]; an empty mask predicted empty scores 1."""
-    inter = (pred & target).flatten(1).sum(1).double()
-    union = (pred | target).flatten(1).sum(1).double()
-    return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
+    return iou(*intersection_union(pred, target))
 
 
 class PerImageMaskMetrics(Metric):
@@ -83,8 +89,7 @@ class PerImageMaskMetrics(Metric):
             self.add_state(name, default=torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
 
     def update(self, pred: Tensor, target: Tensor) -> None:
-        probs = torch.sigmoid(pred.float()) if self.from_logits else pred.float()
-        hard, truth = probs > self.threshold, target > 0.5
+        hard, truth = (labels.bool() for labels in mask_labels(pred, target, self.threshold, self.from_logits))
         self.iou += iou_per_image(hard, truth).sum()
         self.boundary_f += boundary_f_score(hard, truth).sum()
         self.images += hard.shape[0]
