@@ -38,6 +38,7 @@ from torch.utils.data import Dataset
 
 from mdeas.data.dataset import MaskDepthDataset, scan
 from mdeas.data.remote import ZipURL
+from mdeas.fingerprint import code_fingerprint
 
 try:
     import fcntl
@@ -67,10 +68,7 @@ def cache_bytes(count: int, size: int) -> int:
 def decoding_fingerprint(folder: Path = Path(__file__).parent) -> str:
     """A hash (hex, 16 characters) of the bytes of `folder`'s DECODING_CODE files: an edit to how samples are
     decoded or resized gives every cache a new key, so no run reads arrays an older code made."""
-    digest = hashlib.sha1()
-    for name in DECODING_CODE:
-        digest.update(name.encode() + b"\0" + (folder / name).read_bytes() + b"\0")
-    return digest.hexdigest()[:16]
+    return code_fingerprint(folder, DECODING_CODE)
 
 
 def cache_key(dataset: MaskDepthDataset) -> str:

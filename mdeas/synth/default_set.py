@@ -8,6 +8,7 @@ import json
 import logging
 from pathlib import Path
 
+from mdeas.fingerprint import code_fingerprint
 from mdeas.synth.generate import generate
 
 log = logging.getLogger(__name__)
@@ -20,10 +21,7 @@ def source_fingerprint(folder: Path | None = None) -> str:
     same for the same code, different after any edit (as a data library fingerprints the function that made a
     cached set)."""
     folder = SOURCE if folder is None else folder
-    digest = hashlib.sha1()
-    for path in sorted(folder.rglob("*.py")):
-        digest.update(path.relative_to(folder).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()[:16]
+    return code_fingerprint(folder, [path.relative_to(folder).as_posix() for path in sorted(folder.rglob("*.py"))])
 
 
 class GeneratedSet:
