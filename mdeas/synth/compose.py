@@ -45,12 +45,12 @@ from mdeas.synth.generate import SEED_SCALES, bg_name, seed_sample_id, seed_sche
 from mdeas.synth.parallel import default_workers, ordered_map
 from mdeas.synth.writer import (
     JpegQuality,
-    as_jpeg_quality,
     check_image_options,
     encode_depth_mm,
     encode_jpeg,
     encode_mask,
     jpeg_quality_for,
+    options_from_config,
     sample_row,
     write_zip,
 )
@@ -302,11 +302,7 @@ def compose(
 ) -> Path:
     """Write the composited canonical zip to `out` (module docstring); returns its path. options: see
     ComposeOptions. `workers` processes render (default: the CPU count); the bytes do not depend on it."""
-    if "scales" in options:
-        options["scales"] = tuple(float(s) for s in options["scales"])
-    if "jpeg_quality" in options:
-        options["jpeg_quality"] = as_jpeg_quality(options["jpeg_quality"])
-    opts = ComposeOptions(**options)
+    opts = options_from_config(ComposeOptions, "compose", options)
     _check(opts)
     sources = find_sources(bg_dir, fg_dir, mask_dir, depth_dir)
     nb, nf = len(sources.backgrounds), len(sources.foregrounds)

@@ -31,7 +31,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,12 +56,12 @@ from mdeas.synth.sensor import Sensor, sample_sensor
 from mdeas.synth.shapes import Sprite, make_sprite
 from mdeas.synth.writer import (
     JpegQuality,
-    as_jpeg_quality,
     check_image_options,
     encode_depth_mm,
     encode_jpeg,
     encode_mask,
     jpeg_quality_for,
+    options_from_config,
     sample_row,
     write_zip,
 )
@@ -391,16 +391,7 @@ def generate(out: str | Path, num_samples: int, workers: int | None = None, **op
     max_depth_mm. `workers` processes render (default: the CPU count); the zip's bytes do not depend on it. The
     zip is written beside `out` and renamed into place, so `out` is either complete or absent.
     """
-    known = [f.name for f in fields(Options)]
-    unknown = sorted(set(options) - set(known))
-    if unknown:
-        raise ValueError(f"unknown generator options {unknown}; known: {', '.join(known)}")
-    for key in ("scales", "scale_range"):
-        if key in options:
-            options[key] = tuple(float(s) for s in options[key])
-    if "jpeg_quality" in options:
-        options["jpeg_quality"] = as_jpeg_quality(options["jpeg_quality"])
-    opts = Options(num_samples, **options)
+    opts = options_from_config(Options, "generator", options, num_samples)
     workers = default_workers() if workers is None else workers
     _check(opts)
     if workers < 1:

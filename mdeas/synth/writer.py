@@ -11,9 +11,10 @@ import csv
 import io
 import json
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import fields
 from pathlib import Path
-from typing import TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -99,6 +100,28 @@ def write_zip(out: str | Path, meta: dict, rows: Sequence[Sequence[str]], entrie
 def as_jpeg_quality(value: int | Sequence[int]) -> JpegQuality:
     """A config value (an int, or a list [low, high] from Hydra) as a JpegQuality."""
     return int(value) if isinstance(value, int | np.integer) else tuple(int(q) for q in value)
+
+
+T = TypeVar("T")
+
+
+def options_from_config(cls: type[T], what: str, options: Mapping[str, Any], *args: Any) -> T:
+    """`cls(*args, **options)` for an options dataclass (`what` names it in errors), from config values: ValueError
+    naming unknown keys and the known ones; `jpeg_quality` as a JpegQuality; other lists (Hydra's) as tuples of
+    floats."""
+    known = [f.name for f in fields(cls)]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ValueError(f"unknown {what} options {unknown}; known: {', '.join(known)}")
+    values = {
+        key: as_jpeg_quality(value)
+        if key == "jpeg_quality"
+        else tuple(float(v) for v in value)
+        if isinstance(value, Sequence) and not isinstance(value, str)
+        else value
+        for key, value in options.items()
+    }
+    return cls(*args, **values)
 
 
 def check_image_options(image_size: int, seed: int, jpeg_quality: JpegQuality) -> None:
