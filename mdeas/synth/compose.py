@@ -152,7 +152,10 @@ def load_depth(path: Path, size: int, fit: str, background: Path, max_mm: int = 
         raise DataError(path, None, f"expected a 16-bit PNG of millimetres, got mode {image.mode}")
     bg_size = _open(background).size
     if image.size != bg_size:
-        raise DataError(path, None, f"size {image.size} differs from its background {background.name} {bg_size}")
+        size = f"{image.size[0]}x{image.size[1]}"
+        raise DataError(
+            path, None, f"size {size} differs from its background {background.name} ({bg_size[0]}x{bg_size[1]})"
+        )
     depth = np.clip(np.asarray(image, dtype=np.int64), 0, 65535).astype(np.uint16)
     depth = np.asarray(_fit(Image.fromarray(depth), size, fit, Image.Resampling.NEAREST), dtype=np.uint16)
     if depth.max() > max_mm:
@@ -167,7 +170,8 @@ def load_foreground(path: Path, mask_path: Path | None) -> tuple[np.ndarray, np.
     if mask_path is not None:
         mask = _open(mask_path)
         if mask.size != image.size:
-            raise DataError(mask_path, None, f"size {mask.size} differs from its foreground {path.name} {image.size}")
+            size, fg_size = (f"{w}x{h}" for w, h in (mask.size, image.size))
+            raise DataError(mask_path, None, f"size {size} differs from its foreground {path.name} ({fg_size})")
         alpha = np.asarray(mask.convert("L"), np.float64) / 255.0
     elif image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         alpha = np.asarray(image.convert("RGBA"), np.float64)[..., 3] / 255.0
