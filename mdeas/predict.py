@@ -25,7 +25,7 @@ from mdeas.cli import exit_on_data_error, run_app
 from mdeas.data.decode import check_pixels, decode_rgb
 from mdeas.data.errors import DataError
 from mdeas.data.layouts import IMAGE_EXTENSIONS, load_index
-from mdeas.data.zipstore import MAX_ENTRY_MB, MIB, env_limit
+from mdeas.data.zipstore import read_file
 from mdeas.inference import CheckpointError, Prediction, Predictor, load_module, resolve_device
 from mdeas.outline import from_config
 
@@ -35,14 +35,7 @@ Item = tuple[str, np.ndarray, np.ndarray]  # id, bg, fg_bg (uint8 RGB)
 def read_image(path: str | Path) -> np.ndarray:
     """uint8 RGB [H, W, 3] from an image file; DataError naming the file otherwise, or when the file is larger
     than MDEAS_MAX_ENTRY_MB (read nothing) or its header declares more than MDEAS_MAX_MEGAPIXELS (decode nothing)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "", "no such file")
-    limit = env_limit("MDEAS_MAX_ENTRY_MB", MAX_ENTRY_MB)
-    if path.stat().st_size > limit * MIB:
-        size = f"{path.stat().st_size / MIB:.1f} MiB"
-        raise DataError(path, "", f"refused: {size}, above the {limit:g} MiB limit (MDEAS_MAX_ENTRY_MB)", "limit")
-    return decode_rgb(path.read_bytes(), str(path), "")
+    return decode_rgb(read_file(Path(path)), str(path), "")
 
 
 def same_size(bg: np.ndarray, fg_bg: np.ndarray, source: object, entry: str) -> None:

@@ -149,6 +149,12 @@ def test_bad_inputs_fail_with_the_file_named_and_write_nothing(tmp_path: Path, i
     assert not out.exists() or not list(out.iterdir())  # neither the zip nor a temporary file beside it
 
 
+def test_a_file_above_the_size_limit_is_refused_before_reading(tmp_path: Path, inputs: dict, monkeypatch) -> None:
+    monkeypatch.setenv("MDEAS_MAX_ENTRY_MB", "0.0001")  # 105 bytes
+    with pytest.raises(DataError, match=r"\.(jpg|png): refused: [\d.]+ MiB, above the 0.0001 MiB limit"):
+        compose(tmp_path / "out" / "c.zip", workers=1, **inputs, **OPTIONS)
+
+
 def test_an_unknown_option_is_named_with_the_known_ones(tmp_path: Path, inputs: dict) -> None:
     with pytest.raises(ValueError, match=r"^unknown compose options \['scale'\]; known: image_size, seed, .*scales"):
         compose(tmp_path / "c.zip", workers=1, scale=[1.0], **inputs)

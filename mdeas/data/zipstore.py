@@ -60,6 +60,18 @@ class BadZip(Exception):
         self.entry = entry
 
 
+def read_file(path: Path) -> bytes:
+    """The bytes of a file outside a zip, under the entries' MDEAS_MAX_ENTRY_MB limit: DataError naming the file
+    when it is missing or larger (read nothing)."""
+    if not path.is_file():
+        raise DataError(path, "", "no such file")
+    limit = env_limit("MDEAS_MAX_ENTRY_MB", MAX_ENTRY_MB)
+    if path.stat().st_size > limit * MIB:
+        size = f"{path.stat().st_size / MIB:.1f} MiB"
+        raise DataError(path, "", f"refused: {size}, above the {limit:g} MiB limit (MDEAS_MAX_ENTRY_MB)", "limit")
+    return path.read_bytes()
+
+
 class OverLimit(BadZip):
     """An entry refused for its declared size or compression ratio (the message names the limit)."""
 

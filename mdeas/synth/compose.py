@@ -41,6 +41,7 @@ from mdeas.cli import exit_on_data_error, run_app
 from mdeas.data.decode import open_image, to_pillow
 from mdeas.data.errors import DataError
 from mdeas.data.layouts import IMAGE_EXTENSIONS
+from mdeas.data.zipstore import read_file
 from mdeas.synth.generate import SEED_SCALES, bg_name, seed_sample_id, seed_scheme
 from mdeas.synth.parallel import default_workers, ordered_map
 from mdeas.synth.writer import (
@@ -125,8 +126,8 @@ def find_sources(
 
 def _open(path: Path) -> Image.Image:
     """The image file at `path`, upright; DataError naming it when it is not an image of a dataset's formats, is
-    damaged or declares more than MDEAS_MAX_MEGAPIXELS (`mdeas.data.decode`)."""
-    return ImageOps.exif_transpose(to_pillow(open_image(path.read_bytes(), str(path), "")))
+    damaged, larger than MDEAS_MAX_ENTRY_MB or declares more than MDEAS_MAX_MEGAPIXELS (`mdeas.data.decode`)."""
+    return ImageOps.exif_transpose(to_pillow(open_image(read_file(path), str(path), "")))
 
 
 def _fit(image: Image.Image, size: int, fit: str, resample: Image.Resampling) -> Image.Image:
