@@ -33,6 +33,7 @@ from mdeas.metrics.classes import DepthMetrics
 from mdeas.module import depth_alignment, selection_score
 from mdeas.native_eval import native_mask_scores
 from mdeas.outline import KnownBackgroundOutline, from_config
+from mdeas.resume_dir import run_folder
 
 OTHER_DATASET_SPLIT = [0.0, 0.15, 0.85]
 RESOLUTIONS = ("native", "model")
@@ -77,8 +78,8 @@ def data_overrides(cfg: DictConfig) -> dict[str, Any]:
 def default_output(ckpt_path: Path) -> Path:
     """Where metrics.json goes without `output=`: <run>/evaluate for a checkpoint in <run>/checkpoints/, else an
     evaluate/ folder beside the checkpoint."""
-    folder = ckpt_path.resolve().parent
-    return (folder.parent if folder.name == "checkpoints" else folder) / "evaluate"
+    ckpt = ckpt_path.resolve()
+    return (run_folder(ckpt) or ckpt.parent) / "evaluate"
 
 
 def depth_maps(dataset: MaskDepthDataset) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -14,11 +14,16 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 
+def run_folder(ckpt_path: str | Path) -> Path | None:
+    """The run folder of a checkpoint in a run's `checkpoints/` folder (what mdeas.train writes), else None."""
+    path = Path(ckpt_path)
+    return path.parent.parent if path.parent.name == "checkpoints" else None
+
+
 def resume_dir(ckpt_path: str | None, default: str) -> str:
     """The run folder of `ckpt_path` when it lies in a run's `checkpoints/` folder, else `default`."""
-    if ckpt_path and Path(ckpt_path).parent.name == "checkpoints":
-        return str(Path(ckpt_path).parent.parent)
-    return default
+    run = run_folder(ckpt_path) if ckpt_path else None
+    return default if run is None else str(run)
 
 
 def register() -> None:
