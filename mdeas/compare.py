@@ -25,6 +25,7 @@ from mdeas.evaluate import data_config, data_overrides
 from mdeas.inference import CheckpointError, load_module, resolve_device
 from mdeas.native_eval import bootstrap_iou, model_mask_scores
 from mdeas.outline import KnownBackgroundOutline, from_config
+from mdeas.report import cell, markdown_table
 
 PARTS = ("test", "val")
 SCORES = ("mask/iou", "mask/iou_per_image", "mask/boundary_f", "mask/precision", "mask/recall")
@@ -77,20 +78,16 @@ def compare(
 
 def table(results: dict) -> str:
     """Markdown: one row per checkpoint, its scores and its IoU gain over the first."""
-    lines = [
-        "| checkpoint | IoU [95 %] | gain over the first [95 %] | per-image IoU | boundary F | precision | recall |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-    ]
+    header = ["checkpoint", "IoU [95 %]", "gain over the first [95 %]", "per-image IoU", "boundary F"]
+    header += ["precision", "recall"]
+    rows = []
     for row in results["rows"]:
-        interval = "[{:.4f}, {:.4f}]".format(*row["mask/iou_ci95"]) if row["mask/iou_ci95"] else "(too few images)"
+        interval = cell(row["mask/iou_ci95"]) if row["mask/iou_ci95"] else "(too few images)"
         gain = row.get("mask/iou_gain_ci95")
         gain = "[{:+.4f}, {:+.4f}]".format(*gain) if gain else "–"
-        lines.append(
-            f"| {row['checkpoint']} | {row['mask/iou']:.4f} {interval} | {gain} | "
-            f"{row['mask/iou_per_image']:.4f} | {row['mask/boundary_f']:.4f} | {row['mask/precision']:.4f} | "
-            f"{row['mask/recall']:.4f} |"
-        )
-    return "\n".join(lines)
+        scores = (cell(row[f"mask/{key}"]) for key in ("iou_per_image", "boundary_f", "precision", "recall"))
+        rows.append([cell(row["checkpoint"]), f"{row['mask/iou']:.4f} {interval}", gain, *scores])
+    return "\n".join(markdown_table(header, rows, numeric_from=1))
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="compare")

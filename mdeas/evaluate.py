@@ -33,6 +33,7 @@ from mdeas.metrics.classes import DepthMetrics
 from mdeas.module import depth_alignment, selection_score
 from mdeas.native_eval import native_mask_scores
 from mdeas.outline import KnownBackgroundOutline, from_config
+from mdeas.report import cell, markdown_table
 from mdeas.resume_dir import run_folder
 
 OTHER_DATASET_SPLIT = [0.0, 0.15, 0.85]
@@ -171,27 +172,17 @@ def table(results: dict) -> str:
     """Markdown: one row per metric, the model beside the |fg_bg − bg| baseline (mask rows) and, when there is a
     depth_baseline, the train median depth and the train mean depth map (depth rows)."""
     columns = [results["baseline"]]
-    header = "| metric | model | \\|fg_bg − bg\\| baseline |"
+    header = ["metric", "model", "\\|fg_bg − bg\\| baseline"]
     depth_base = results.get("depth_baseline")
     if depth_base:
         columns += [depth_base["constant"], depth_base["mean_map"]]
-        header += f" {depth_base['fit_on']} median depth | {depth_base['fit_on']} mean depth map |"
-    lines = [header, "|---|---" + "|---" * len(columns) + "|"]
-    for key, value in results["model"].items():
-        if key.startswith("loss") or value is None:
-            continue
-        cells = [_cell(column.get(key)) for column in columns]
-        lines.append(f"| {key} | {_cell(value)} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def _cell(value: float | list | None) -> str:
-    """A table cell: a number to 4 decimals, an interval as [lo, hi], nothing for None."""
-    if value is None:
-        return ""
-    if isinstance(value, list):
-        return "[" + ", ".join(f"{v:.4f}" for v in value) + "]"
-    return f"{value:.4f}"
+        header += [f"{depth_base['fit_on']} median depth", f"{depth_base['fit_on']} mean depth map"]
+    rows = [
+        [key, cell(value), *(cell(column.get(key)) for column in columns)]
+        for key, value in results["model"].items()
+        if not key.startswith("loss") and value is not None
+    ]
+    return "\n".join(markdown_table(header, rows))
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")

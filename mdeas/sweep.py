@@ -25,6 +25,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from mdeas.atomic import atomic_write
+from mdeas.report import cell, markdown_table
 
 log = logging.getLogger(__name__)
 FAILED = "error.txt"
@@ -71,12 +72,6 @@ def job_rows(sweep_dir: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    return f"{value:.4f}" if isinstance(value, float) else str(value).replace("|", "\\|")
-
-
 def write_summary(
     sweep_dir: Path, rows: list[dict[str, Any]], name: str = "sweep_summary", direction: str = "maximize"
 ) -> tuple[Path, Path]:
@@ -94,8 +89,7 @@ def write_summary(
     atomic_write(csv_path, lambda tmp: tmp.write_text(text.getvalue()))
     shared = " ".join(o for o in rows[0]["overrides"] if o in common) if rows else ""
     lines = [f"all jobs: `{shared}`", ""] if shared else []
-    lines += [f"| {' | '.join(columns)} |", f"|{'---|' * len(columns)}"]
-    lines += [f"| {' | '.join(_cell(row.get(c)) for c in columns)} |" for row in table]
+    lines += markdown_table(columns, [[cell(row.get(c)) for c in columns] for row in table])
     done = [row for row in table if row["objective"] is not None and math.isfinite(row["objective"])]
     if done:
         best = (min if direction == "minimize" else max)(done, key=lambda row: row["objective"])

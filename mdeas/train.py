@@ -29,6 +29,7 @@ from mdeas.inference import CheckpointError, load_weights, read_checkpoint
 from mdeas.module import MaskDepthModule, NonFiniteLossError
 from mdeas.precision import resolve_precision
 from mdeas.progressive import StageError, apply_stage, finished
+from mdeas.report import markdown_table
 from mdeas.resume_dir import register
 from mdeas.schedules import find_lr
 from mdeas.sweep import clear_failure, objective, record_failure
@@ -175,10 +176,10 @@ def train(cfg: DictConfig) -> dict:
 
 def format_metrics(results: dict) -> str:
     """A markdown table of the val/test metrics."""
-    lines = ["| metric | value |", "|---|---|"]
-    for stage in ("val", "test"):
-        lines += [f"| {k} | {v:.4f} |" for k, v in results.get(stage, {}).items() if "/loss/" not in k]
-    return "\n".join(lines)
+    rows = [
+        [k, f"{v:.4f}"] for stage in ("val", "test") for k, v in results.get(stage, {}).items() if "/loss/" not in k
+    ]
+    return "\n".join(markdown_table(["metric", "value"], rows))
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
