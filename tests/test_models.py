@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from mdeas.models import create_model, list_models
-from mdeas.models.blocks import DenseBlock, upsample
+from mdeas.models.blocks import DenseBlock, upsampling_layer
 from mdeas.summary import summarise
 
 
@@ -24,10 +24,10 @@ def test_dense_block_links_are_additive():
 
 def test_upsample_kinds():
     x = torch.randn(1, 8, 4, 4)
-    layer, ch = upsample("pixel_shuffle", 8)
+    layer, ch = upsampling_layer("pixel_shuffle", 8)
     assert ch == 2 and layer(x).shape == (1, 2, 8, 8)
     with pytest.raises(ValueError, match="unknown upsampling 'cubic'"):
-        upsample("cubic", 8)
+        upsampling_layer("cubic", 8)
 
 
 def test_registry_lists_and_rejects_unknown_names():
@@ -204,5 +204,5 @@ def test_residual_blocks_reduce_to_their_shortcut_when_the_body_is_zero():
 def test_channel_mean_and_transpose_upsampling():
     x = torch.arange(12.0).reshape(1, 3, 2, 2)
     assert torch.equal(ChannelMean()(x), torch.tensor([[[[4.0, 5.0], [6.0, 7.0]]]]))
-    layer, ch = upsample("transpose", 8, out_channels=3, bias=False)
+    layer, ch = upsampling_layer("transpose", 8, out_channels=3, bias=False)
     assert ch == 3 and layer(torch.randn(1, 8, 4, 4)).shape == (1, 3, 8, 8) and layer.bias is None

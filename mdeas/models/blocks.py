@@ -250,7 +250,9 @@ def resnet_stem(in_ch: int = 3, channels: int = 32, blocks: int = 2) -> Stem:
     )
 
 
-def upsample(kind: str, channels: int, out_channels: int | None = None, bias: bool = True) -> tuple[nn.Module, int]:
+def upsampling_layer(
+    kind: str, channels: int, out_channels: int | None = None, bias: bool = True
+) -> tuple[nn.Module, int]:
     """×2 upsampling layer by name and its output channels.
 
     "nearest" and "bilinear" keep C; "pixel_shuffle" gives C/4; "transpose" (k2 s2) gives `out_channels` (default C).

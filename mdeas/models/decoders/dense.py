@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from mdeas.models.blocks import DenseBlock, upsample
+from mdeas.models.blocks import DenseBlock, upsampling_layer
 
 
 class DenseDecoder(nn.Module):
@@ -21,7 +21,7 @@ class DenseDecoder(nn.Module):
         super().__init__()
         blocks, ch = [], in_channels
         for out_ch, kind, _ in stages:
-            up, up_ch = upsample(kind, out_ch)
+            up, up_ch = upsampling_layer(kind, out_ch)
             blocks.append(nn.Sequential(DenseBlock(ch, out_ch), up))
             ch = up_ch
         self.blocks = nn.ModuleList(blocks)

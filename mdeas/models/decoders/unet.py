@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from mdeas.models.blocks import BlockFactory, DoubleConv, separable_bn_relu, upsample
+from mdeas.models.blocks import BlockFactory, DoubleConv, separable_bn_relu, upsampling_layer
 from mdeas.models.registry import DECODERS
 
 UpFactory = Callable[[int, int], tuple[nn.Module, int]]
@@ -18,7 +18,7 @@ HeadFactory = Callable[[int], nn.Module]
 
 def up_layer(kind: str, to_width: bool = False, bias: bool = True) -> UpFactory:
     """×2 upsampling by `blocks.upsample` kind; a "transpose" maps to the stage width when `to_width`."""
-    return lambda ch, width: upsample(kind, ch, width if to_width else None, bias)
+    return lambda ch, width: upsampling_layer(kind, ch, width if to_width else None, bias)
 
 
 def conv_head(kernel: int = 1, bias: bool = True) -> HeadFactory:
