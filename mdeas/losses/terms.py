@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mdeas.metrics.functional import SSIM_WINDOW, known_depth, ssim_map
+from mdeas.metrics.functional import SSIM_WINDOW, known_depth, log_error_variance, ssim_map
 from mdeas.metrics.morphology import erode, outline_band
 
 Term = Callable[..., Tensor]
@@ -242,13 +242,10 @@ def silog(
     """
     known = known_depth(target, valid)
     d = torch.where(known, torch.log(pred.clamp_min(eps)) - torch.log(target.clamp_min(eps)), 0.0)
-    dims = (1, 2, 3)
-    n = known.sum(dim=dims).to(pred.dtype)
-    mean_d = d.sum(dim=dims) / n.clamp_min(1)
-    per_image = (d * d).sum(dim=dims) / n.clamp_min(1) - lam * mean_d**2
+    per_image = log_error_variance(d, known, lam)
     if root:
         per_image = 10.0 * per_image.clamp_min(1e-12).sqrt()
-    has = (n > 0).to(pred.dtype)
+    has = known.flatten(1).any(1).to(pred.dtype)
     return (per_image * has).sum() / has.sum().clamp_min(1)
 
 

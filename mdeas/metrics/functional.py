@@ -274,6 +274,14 @@ def _image_mean(values: Tensor, m: Tensor, n: Tensor) -> Tensor:
     return torch.where(m, values, 0.0).sum(dim=_IMAGE_DIMS) / n.clamp_min(1)
 
 
+def log_error_variance(d: Tensor, known: Tensor, lam: float) -> Tensor:
+    """Per image ``[B]``: ``mean(d^2) - lam * mean(d)^2`` of log errors ``d`` ``[B,1,H,W]`` over its bool ``known``
+    pixels (0 for an image with none); differentiable (the SILog loss and metric)."""
+    n = known.sum(dim=_IMAGE_DIMS).to(d.dtype)
+    mean_d = _image_mean(d, known, n)
+    return _image_mean(d * d, known, n) - lam * mean_d**2
+
+
 def _image_median(values: Tensor, m: Tensor, n: Tensor) -> Tensor:
     """Median of ``values`` over each image's counted pixels, ``[B]``: the middle value, or the mean of the two
     middle values for an even count (``numpy.median``); 1 for an image with none."""
@@ -349,9 +357,7 @@ def silog_per_image(
     """
     with torch.autocast(device_type=pred.device.type, enabled=False):
         pr, gt, m, n = _counted(pred.detach().float().clamp_min(eps), target, valid, 1.0)
-        d = torch.log(pr) - torch.log(gt)
-        mean_d = _image_mean(d, m, n)
-        return 100.0 * (_image_mean(d * d, m, n) - lam * mean_d**2).clamp_min(0.0).sqrt()
+        return 100.0 * log_error_variance(torch.log(pr) - torch.log(gt), m, lam).clamp_min(0.0).sqrt()
 
 
 def _delta1_abs_rel(aligned: Tensor, gt: Tensor, m: Tensor, n: Tensor) -> tuple[Tensor, Tensor]:
