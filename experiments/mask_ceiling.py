@@ -25,12 +25,14 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 from experiments.real_check_set import skimage_data, write_inputs
 from mdeas.data.layouts import read_canonical
 from mdeas.data.splits import split
 from mdeas.data.zipstore import ZipStore
+from mdeas.metrics.morphology import outline_band as band_of
 from mdeas.synth.compose import ComposeOptions, find_sources, load_background, load_foreground, paste, place
 from mdeas.synth.generate import bg_name, seed_sample_id, seed_scheme
 from mdeas.synth.writer import as_jpeg_quality
@@ -48,10 +50,8 @@ def oracle(fg_bg: np.ndarray, bg: np.ndarray, colour: np.ndarray) -> np.ndarray:
 
 
 def outline_band(mask: np.ndarray) -> np.ndarray:
-    """bool [H, W]: pixels whose 3×3 neighbourhood holds both mask and background."""
-    padded = np.pad(mask, 1, mode="edge")
-    windows = np.lib.stride_tricks.sliding_window_view(padded, (3, 3))
-    return windows.any((-1, -2)) & ~windows.all((-1, -2))
+    """bool [H, W]: pixels whose 3×3 neighbourhood holds both mask and background (`metrics.morphology`)."""
+    return band_of(torch.from_numpy(mask)[None, None].float(), 1)[0, 0].numpy()
 
 
 def composites(zip_path: Path, quality: int | tuple[int, int]):

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
-import cv2
 import numpy as np
+import torch
 
 from experiments.score_selection import check_part, check_set_args
 from mdeas.data.splits import object_of
+from mdeas.metrics.morphology import outline_band
 from mdeas.native_eval import full_size_logits
 from mdeas.outline import KnownBackgroundOutline
 
@@ -29,9 +30,7 @@ KINDS = ("outline", "misses", "false")
 def error_counts(pred: np.ndarray, truth: np.ndarray) -> Counter:
     """Pixel counts of one image: "intersection", "union" and each of KINDS (module docstring), from boolean
     masks [H, W]."""
-    square = np.ones((3, 3), np.uint8)
-    t8 = truth.astype(np.uint8)
-    near = (cv2.dilate(t8, square) > 0) & ~(cv2.erode(t8, square) > 0)
+    near = outline_band(torch.from_numpy(truth)[None, None].float(), 1)[0, 0].numpy()
     wrong = pred ^ truth
     return Counter(
         intersection=int((pred & truth).sum()),
