@@ -9,16 +9,20 @@ and one that would load anything more (a class, a function) is refused, naming w
 
 from __future__ import annotations
 
+import inspect
 import pickle
 import pickletools
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
+from hydra.errors import InstantiationException
 
+from mdeas.cli import one_line
 from mdeas.data.decode import encode_depth
 from mdeas.data.layouts import DepthEncoding
 from mdeas.data.normalisation import Normalisation
@@ -63,6 +67,40 @@ def _refused(path: Path, error: pickle.UnpicklingError) -> str:
     return f"{path}: not a PyTorch checkpoint ({complaint.group(1) if complaint else 'not plain data'})"
 
 
+CHECKPOINT_TARGETS = frozenset(
+    {
+        "mdeas.models.create_model",
+        "mdeas.models.refiner.PatchRefiner",
+        "mdeas.models.refiner.refined",
+        "mdeas.losses.group.LossGroup",
+        "mdeas.schedules.WarmupCyclicLR",
+        "mdeas.schedules.warmup_cosine",
+        "mdeas.data.datamodule.MaskDepthDataModule",
+        "mdeas.synth.default_set.GeneratedSet",
+    }
+)
+"""The `_target_`s a checkpoint's configs may name: what conf/model, loss, optim, sched and data build, and any
+class of CHECKPOINT_TARGET_PACKAGES (building them runs no code of the checkpoint's choosing)."""
+CHECKPOINT_TARGET_PACKAGES = ("torch.optim.", "albumentations.")
+MODULE_HPARAMS = frozenset(inspect.signature(MaskDepthModule.__init__).parameters) - {"self"}
+
+
+def _targets(config: object) -> Iterator[object]:
+    """Every `_target_` value in a nest of dicts and lists."""
+    if isinstance(config, dict):
+        for key, value in config.items():
+            yield from [value] if key == "_target_" else _targets(value)
+    elif isinstance(config, list | tuple):
+        for value in config:
+            yield from _targets(value)
+
+
+def _untrusted_targets(hparams: dict) -> list[str]:
+    """The `_target_`s of `hparams` outside CHECKPOINT_TARGETS and CHECKPOINT_TARGET_PACKAGES, sorted."""
+    allowed = lambda t: t in CHECKPOINT_TARGETS or t.startswith(CHECKPOINT_TARGET_PACKAGES)  # noqa: E731
+    return sorted({str(t) for t in _targets(hparams) if not (isinstance(t, str) and allowed(t))})
+
+
 def read_checkpoint(ckpt_path: str | Path, map_location: str | torch.device = "cpu") -> dict:
     """The contents of an mdeas checkpoint (hyper_parameters with a model config, state_dict), read as data
     (`weights_only=True`); one-line CheckpointError naming the file for a missing file, a non-checkpoint, another
@@ -80,8 +118,17 @@ def read_checkpoint(ckpt_path: str | Path, map_location: str | torch.device = "c
         detail = str(e).splitlines()[0][:120] if isinstance(e, (OSError, RuntimeError, ValueError)) and str(e) else ""
         raise CheckpointError(f"{path}: not a PyTorch checkpoint ({detail or type(e).__name__})") from None
     hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
-    if not hparams or "model" not in hparams or "state_dict" not in ckpt:
+    if not isinstance(hparams, dict) or not isinstance(hparams.get("model"), dict) or "state_dict" not in ckpt:
         raise CheckpointError(f"{path}: not an mdeas checkpoint (no model config or weights inside)")
+    foreign = sorted(set(hparams) - MODULE_HPARAMS)
+    if foreign:
+        raise CheckpointError(f"{path}: not an mdeas checkpoint (hyper-parameters {foreign} are not mdeas')")
+    untrusted = _untrusted_targets(hparams)
+    if untrusted:
+        raise CheckpointError(
+            f"{path}: refused: its config would call {', '.join(untrusted)} (a checkpoint may build only mdeas' "
+            "own parts)"
+        )
     return ckpt
 
 
@@ -110,7 +157,10 @@ def load_weights(model: torch.nn.Module, ckpt_path: str | Path, prefix: str = "m
 def load_module(ckpt_path: str | Path, map_location: str | torch.device = "cpu") -> MaskDepthModule:
     """The trained module of `ckpt_path` in eval mode; a one-line CheckpointError for anything else."""
     ckpt = read_checkpoint(ckpt_path, map_location)
-    module = MaskDepthModule(**ckpt["hyper_parameters"])
+    try:
+        module = MaskDepthModule(**ckpt["hyper_parameters"])
+    except (InstantiationException, TypeError, ValueError, KeyError) as e:
+        raise CheckpointError(f"{ckpt_path}: cannot build its model ({one_line(e)})") from None
     _load_state(module, ckpt["state_dict"], ckpt_path, ckpt["hyper_parameters"])
     return module.eval().to(map_location)
 

@@ -19,7 +19,7 @@ from mdeas.callbacks.atomic_checkpoint import AtomicCheckpointIO
 from mdeas.cli import exit_on_data_error
 from mdeas.evaluate import evaluate
 from mdeas.export import export
-from mdeas.inference import CheckpointError, read_checkpoint
+from mdeas.inference import CheckpointError, _untrusted_targets, load_module, read_checkpoint
 from mdeas.predict import predict
 from mdeas.train import train
 from tests.conftest import CONF, compose_train, write_canonical_zip
@@ -153,3 +153,47 @@ def test_every_entry_point_refuses_a_payload_in_one_line_and_never_runs_it(tmp_p
             run()
         assert str(caught.value.code) == refused, name
     assert not marker.exists() and not (tmp_path / "m.pt").exists()
+
+
+def test_a_config_target_outside_mdeas_parts_is_refused_before_anything_is_built(tmp_path):
+    """The configs inside a checkpoint are instantiated (model, loss; evaluate's data): a `_target_` there names a
+    function to call. One outside what mdeas' own configs build is refused, at any depth, and never called."""
+    made = tmp_path / "made"
+    model = {"_target_": "mdeas.models.create_model", "name": "resunet", "parts": [{"_target_": "os.makedirs"}]}
+    model["parts"][0]["name"] = str(made)
+    path = tmp_path / "targets.ckpt"
+    torch.save({"hyper_parameters": {"model": model, "loss": {}, "optim": {}}, "state_dict": {}}, path)
+    with pytest.raises(CheckpointError, match=rf"^{path}: refused: its config would call os.makedirs \(a checkpoint"):
+        read_checkpoint(path)
+    with pytest.raises(SystemExit) as caught, exit_on_data_error(CheckpointError, ValueError):
+        export(str(path), "torchscript", str(tmp_path / "m.pt"))
+    assert str(caught.value.code).startswith(f"error: {path}: refused: its config would call os.makedirs")
+    assert not made.exists()
+
+
+def test_every_target_mdeas_configs_save_in_a_checkpoint_is_allowed():
+    """What conf/model, loss, optim, sched and data can put in a checkpoint loads (the allowed list is complete)."""
+    groups = ("model", "loss", "optim", "sched", "data")
+    targets = {
+        line.split("_target_:", 1)[1].strip()
+        for group in groups
+        for path in (Path(CONF) / group).rglob("*.yaml")
+        for line in path.read_text().splitlines()
+        if "_target_:" in line
+    }
+    assert {"mdeas.models.create_model", "torch.optim.AdamW", "albumentations.HorizontalFlip"} <= targets
+    assert _untrusted_targets({"model": [{"_target_": t} for t in sorted(targets)]}) == []
+
+
+def test_another_programs_lightning_checkpoint_is_named_not_mdeas(tmp_path):
+    path = tmp_path / "other.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(2)}, "hyper_parameters": {"model": {}, "lr": 0.1}}, path)
+    with pytest.raises(CheckpointError, match=rf"^{path}: not an mdeas checkpoint \(hyper-parameters \['lr'\] are"):
+        load_module(path)
+    torch.save({"state_dict": {}, "hyper_parameters": {"model": "resnet18"}}, path)
+    with pytest.raises(CheckpointError, match=rf"^{path}: not an mdeas checkpoint \(no model config or weights"):
+        load_module(path)
+    model = {"_target_": "mdeas.models.create_model", "name": "no_such_model"}
+    torch.save({"state_dict": {}, "hyper_parameters": {"model": model, "loss": {}, "optim": {}}}, path)
+    with pytest.raises(CheckpointError, match=rf"^{path}: cannot build its model \(.*unknown model 'no_such_model'"):
+        load_module(path)
