@@ -56,10 +56,11 @@ def data_config(stored: dict, overrides: dict[str, Any]) -> dict:
     `{"path": "x.zip", "limit": 200, "synth.num_samples": 500}`). Another dataset (`path` given and not the
     files the checkpoint trained on) is split OTHER_DATASET_SPLIT (val picks the baseline threshold, test is
     scored) and used whole, unless the overrides set `split` or `limit` themselves; the training files named again
-    keep the training split, so the test split stays unseen."""
+    keep the training split, so the test split stays unseen. A checkpoint without a data config (not saved by
+    mdeas.train) takes the data module's defaults."""
     if not stored and "path" not in overrides:
         raise ValueError("the checkpoint holds no data config; give data.path=...")
-    cfg = OmegaConf.create(stored)
+    cfg = OmegaConf.create(stored or {"_target_": f"{MaskDepthDataModule.__module__}.{MaskDepthDataModule.__name__}"})
     if "path" in overrides and not same_files(overrides["path"], stored.get("path")):
         cfg.split, cfg.limit = OTHER_DATASET_SPLIT, None
     for key, value in overrides.items():
@@ -130,9 +131,11 @@ def evaluate(
     datamodule = instantiate(data_config(stored, data), _convert_="all")
     datamodule.prepare_data()
     datamodule.setup("test")
-    if not datamodule.datasets["val"]:
-        problem = "the val split is empty: the |fg_bg − bg| baseline's threshold is chosen on it; change data.split"
-        raise DataError(datamodule.index.store.describe(), None, problem)
+    needs = {"test": "it is what is scored", "val": "the |fg_bg − bg| baseline's threshold is chosen on it"}
+    for split, why in needs.items():
+        if not datamodule.datasets[split]:
+            problem = f"the {split} split is empty: {why}; change data.split"
+            raise DataError(datamodule.index.store.describe(), None, problem)
     depth = datamodule.index.depth
     align = depth_alignment(depth.unit, depth.inverted)
     # the prediction in the training set's range, the target in this set's

@@ -122,6 +122,9 @@ def train(cfg: DictConfig) -> dict:
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
+    if not datamodule.datasets["val"]:
+        split = list(cfg.data.split)
+        log.warning("data.split=%s leaves no val samples: no validation, no best.ckpt (last.ckpt only)", split)
     if cfg.get("test") and not datamodule.datasets["test"]:
         raise ValueError(f"test=true but data.split={list(cfg.data.split)} leaves no test samples; set test=false")
     module = build_module(cfg, datamodule)

@@ -144,6 +144,21 @@ def test_evaluate_refuses_an_empty_val_split_where_the_baseline_chooses_its_thre
         evaluate(run["ckpt"], {"split": [0.5, 0.0, 0.5]}, str(tmp_path / "e"))
 
 
+def test_evaluate_refuses_an_empty_test_split_in_one_line(run, tmp_path):
+    with pytest.raises(DataError, match=r"data\.zip: the test split is empty: it is what is scored; change data\.spl"):
+        evaluate(run["ckpt"], {"split": [0.5, 0.5, 0.0]}, str(tmp_path / "e"))
+
+
+def test_a_checkpoint_without_a_data_config_is_evaluated_with_the_data_modules_defaults(run, tmp_path):
+    ckpt = torch.load(run["ckpt"], weights_only=True)
+    ckpt["hyper_parameters"]["data"] = None
+    torch.save(ckpt, tmp_path / "bare.ckpt")
+    with pytest.raises(ValueError, match=r"^the checkpoint holds no data config; give data\.path=\.\.\.$"):
+        evaluate(str(tmp_path / "bare.ckpt"), {}, str(tmp_path / "e"))
+    results = evaluate(str(tmp_path / "bare.ckpt"), {"path": str(run["data"]), "num_workers": 0}, str(tmp_path / "e"))
+    assert results["samples"] > 0 and 0 <= results["model"]["mask/iou"] <= 1
+
+
 def test_the_score_follows_the_native_mask_iou(run):
     model = run["native"]["model"]
     assert model["score"] == pytest.approx((model["mask/iou"] + model["depth/delta1"]) / 2)

@@ -151,3 +151,11 @@ def test_a_run_without_validation_trains_and_records_no_val_metrics(tmp_path, ti
     assert results["val"] == {} and set(results["test"]) >= {"test/mask/iou", "test/depth/delta1"}
     assert json.loads((tmp_path / "run" / "metrics.json").read_text()) == results
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_a_split_without_val_trains_like_a_run_without_validation_and_says_so(tmp_path, tiny_zip, caplog):
+    cfg = compose_train(tmp_path / "run", tiny_zip, "data.split=[0.8,0,0.2]", "+trainer.limit_train_batches=1")
+    results = train(cfg)
+    assert results["val"] == {} and "test/mask/iou" in results["test"]
+    assert "data.split=[0.8, 0, 0.2] leaves no val samples: no validation, no best.ckpt (last.ckpt only)" in caplog.text
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["last.ckpt"]
