@@ -240,6 +240,19 @@ def test_kind_of_each_zip_is_detected_from_names(tmp_path, zip_names, folders):
     _assert_same_as_written(index, written)
 
 
+def test_one_zip_of_kind_folders_is_read_whatever_its_own_name_says(tmp_path):
+    """A zip named like one kind (`depth_set.zip`) whose folders hold the four kinds: the folders decide."""
+    names = {"bg": "a.zip", "fg_bg": "b.zip", "mask": "c.zip", "depth": "d.zip"}
+    paths, written = write_by_kind(tmp_path, make_samples(), names)
+    with zipfile.ZipFile(tmp_path / "depth_set.zip", "w") as merged:
+        for path in paths:
+            with zipfile.ZipFile(path) as part:
+                for info in part.infolist():
+                    merged.writestr(info, part.read(info))
+    index = load_index(str(tmp_path / "depth_set.zip"))
+    assert index.layout == "by_kind" and len(index.samples) == len(written)
+
+
 def test_undecidable_kind_is_a_clear_error(tmp_path):
     names = {"bg": "a.zip", "fg_bg": "b.zip", "mask": "c.zip", "depth": "d.zip"}
     paths, _ = write_by_kind(tmp_path, make_samples(), names, {"bg": "x", "fg_bg": "y", "mask": "z", "depth": "w"})

@@ -7,8 +7,8 @@ Layouts (README "Dataset layouts"; detected from the zips unless `layout` is giv
 - `seed003`: `labels.txt`, tab-separated: bg, fg, fg_bg, mask, depth (`data_k/{Fg-Bg,Fg-Bg-Mask,Depth}/...`, the
   parts spread over several zips).
 - `seed000`: `labels.txt`, tab-separated: bg, fg, fg_bg, mask; depth has the fg_bg file name in `fg_bg_depth/`.
-- `by_kind`: no manifest; one zip (or folder) per kind, told apart by zip, folder or file names, paired by file
-  name (seeds 001, 004).
+- `by_kind`: no manifest; one zip (or folder) per kind, told apart by zip, folder or file names (folders naming
+  several kinds outrank their zip's name), paired by file name (seeds 001, 004).
 
 Depth: canonical zips store 16-bit millimetres (0 = unknown, larger = farther); the seed layouts store DenseDepth's
 8-bit grey, read as relative depth (max 255) with `inverted=True` by default: DenseDepth's NYU model predicts an
@@ -340,6 +340,9 @@ def _classify(store: ZipStore, i: int) -> dict[str, list[tuple[str, str]]]:
     `/` is not a folder."""
     images = [n for n in store.listing[i] if _is_image(n)]
     zip_kinds = kinds_named(store.paths[i].stem)
+    folders = {n.lstrip("/").rsplit("/", 1)[0] for n in images if "/" in n.lstrip("/")}
+    if len(set().union(*(_kind_of_entry(f"{f}/", set(), set())[0] for f in folders))) > 1:
+        zip_kinds = set()  # its folders tell several kinds apart: the zip's name (e.g. depth_set.zip) is not a kind
     file_kinds = set().union(*(kinds_named(_stem(n.rsplit("/", 1)[-1])) for n in images[:100]))
     entries: dict[str, list[tuple[str, str]]] = {k: [] for k in KINDS}
     for name in images:
