@@ -111,6 +111,9 @@ def train(cfg: DictConfig) -> dict:
     """
     if cfg.get("tune_lr") not in (None, False, True, "only"):
         raise ValueError(f"tune_lr must be true, false or only, got {cfg.tune_lr!r}")
+    epochs = cfg.trainer.get("max_epochs")
+    if epochs is not None and (not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < -1):
+        raise ValueError(f"trainer.max_epochs must be a whole number (-1: no limit), got {epochs!r}")
     if cfg.get("progressive"):
         done = finished(cfg)
         cfg = apply_stage(cfg)

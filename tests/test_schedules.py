@@ -266,3 +266,12 @@ def test_lr_find_only_writes_the_record_and_stops(tmp_path: Path, tiny_zip: Path
 def test_tune_lr_value_is_checked(tmp_path: Path, tiny_zip: Path) -> None:
     with pytest.raises(ValueError, match="tune_lr must be true, false or only, got 'yes'"):
         train(compose_run(tmp_path, tiny_zip, "tune_lr=yes"))
+
+
+@pytest.mark.parametrize("epochs", ["abc", "2.5", "-2"])
+def test_max_epochs_must_be_a_whole_number(tmp_path: Path, tiny_zip: Path, epochs: str) -> None:
+    """Read by the schedules before Lightning checks it: a string there blamed `sched.scheduler`."""
+    shown = {"abc": "'abc'", "2.5": "2.5", "-2": "-2"}[epochs]
+    message = rf"^trainer\.max_epochs must be a whole number \(-1: no limit\), got {shown}$"
+    with pytest.raises(ValueError, match=message):
+        train(compose_run(tmp_path, tiny_zip, f"trainer.max_epochs={epochs}"))
