@@ -107,7 +107,8 @@ def read_checkpoint(ckpt_path: str | Path, map_location: str | torch.device = "c
     program's checkpoint, or one that would load code or classes (naming them)."""
     path = Path(ckpt_path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
+        why = "a folder, not a checkpoint file" if path.is_dir() else "no such checkpoint file"
+        raise CheckpointError(f"{path}: {why}")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:

@@ -89,6 +89,8 @@ def test_missing_entry_and_bad_zip_name_the_culprit(tmp_path, canonical_zip):
         ZipStore([bad])
     with pytest.raises(DataError, match=r"absent\.zip: no such file$"):  # not taken for a damaged zip
         ZipStore([tmp_path / "absent.zip"])
+    with pytest.raises(DataError, match=rf"^{tmp_path}: a folder, not a file$"):
+        ZipStore([tmp_path])
     store = ZipStore([canonical_zip])
     with pytest.raises(DataError, match="data.zip: mask/none.png: entry not found"):
         store.read("mask/none.png")

@@ -152,6 +152,13 @@ def test_size_mismatch_names_stored_sizes_when_decoding_reduced(tmp_path):
         load_sample(index, index.samples[1], target_size=16)
 
 
+def test_a_gif_is_named_as_a_format_not_read():
+    image = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(image, "GIF")
+    with pytest.raises(DataError, match=r"^a.zip: fg_bg/1.gif: cannot decode image \(a GIF image, a format not read: "):
+        open_image(image.getvalue(), "a.zip", "fg_bg/1.gif")
+
+
 def test_truncated_jpeg_fails_at_every_scale():
     data = encode(scene(64, 64), "JPEG")[:600]
     for scale in (1, 2):

@@ -186,6 +186,8 @@ def test_every_target_mdeas_configs_save_in_a_checkpoint_is_allowed():
 
 
 def test_another_programs_lightning_checkpoint_is_named_not_mdeas(tmp_path):
+    with pytest.raises(CheckpointError, match=rf"^{tmp_path}: a folder, not a checkpoint file$"):
+        read_checkpoint(tmp_path)
     path = tmp_path / "other.ckpt"
     torch.save({"state_dict": {"w": torch.zeros(2)}, "hyper_parameters": {"model": {}, "lr": 0.1}}, path)
     with pytest.raises(CheckpointError, match=rf"^{path}: not an mdeas checkpoint \(hyper-parameters \['lr'\] are"):

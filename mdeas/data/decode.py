@@ -66,6 +66,8 @@ def image_problem(error: BaseException, head: bytes) -> str:
     known = next((name for signature, name in _SIGNATURES if head.startswith(signature)), None)
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         known = "WEBP"
+    if isinstance(error, UnidentifiedImageError) and known and known not in _FORMATS:
+        return f"a {known} image, a format not read: only {', '.join(_FORMATS)}"
     if isinstance(error, UnidentifiedImageError):
         return f"damaged {known} header" if known else "not an image file (unknown format)"
     if isinstance(error, Image.DecompressionBombError):

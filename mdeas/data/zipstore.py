@@ -60,11 +60,16 @@ class BadZip(Exception):
         self.entry = entry
 
 
+def no_file(path: Path) -> str:
+    """Why `path`, not a file, cannot be read: it is a folder, or nothing is there."""
+    return "a folder, not a file" if path.is_dir() else "no such file"
+
+
 def read_file(path: Path) -> bytes:
     """The bytes of a file outside a zip, under the entries' MDEAS_MAX_ENTRY_MB limit: DataError naming the file
     when it is missing or larger (read nothing)."""
     if not path.is_file():
-        raise DataError(path, "", "no such file")
+        raise DataError(path, "", no_file(path))
     limit = env_limit("MDEAS_MAX_ENTRY_MB", MAX_ENTRY_MB)
     if path.stat().st_size > limit * MIB:
         size = f"{path.stat().st_size / MIB:.1f} MiB"
@@ -317,7 +322,7 @@ class ZipStore:
         if isinstance(path, ZipURL):
             return RemoteFile(open_source(path))
         if not path.is_file():
-            raise DataError(path, None, "no such file", "read")
+            raise DataError(path, None, no_file(path), "read")
         return open(path, "rb")  # kept open until `close`, one per zip and process
 
     def describe(self) -> str:
