@@ -222,8 +222,8 @@ def full_resolution(
 
 
 def _rgb(image: np.ndarray) -> torch.Tensor:
-    """uint8 [H, W, 3] → float32 [1, 3, H, W] in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255
+    """uint8 [H, W, 3] → float32 [1, 3, H, W] in [0, 1] (a read-only array, as a decoder returns, is copied)."""
+    return torch.from_numpy(np.require(image, requirements=["C", "W"])).permute(2, 0, 1)[None].float() / 255
 
 
 def _arrays(out: dict[str, torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:

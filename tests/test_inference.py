@@ -2,6 +2,7 @@ import json
 import re
 import subprocess
 import sys
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -16,7 +17,9 @@ from mdeas.data.decode import open_image, to_depth, to_grey
 from mdeas.data.errors import DataError
 from mdeas.data.layouts import load_index
 from mdeas.evaluate import evaluate, table
-from mdeas.inference import CheckpointError, load_module, read_checkpoint
+from mdeas.inference import CheckpointError, Predictor, load_module, read_checkpoint
+from mdeas.models.refiner import RefinedNet
+from mdeas.outline import KnownBackgroundOutline
 from mdeas.predict import predict, video_items
 from mdeas.train import train
 from tests.conftest import compose_train, write_canonical_zip
@@ -309,3 +312,18 @@ def test_the_readmes_python_example_gives_predicts_mask(trained, tmp_path, monke
     written = cv2.imread(str(tmp_path / "out" / "scene_mask.png"), cv2.IMREAD_UNCHANGED)
     assert names["mask"].shape == (30, 50) and np.array_equal(written, names["mask"].astype(np.uint8) * 255)
     assert names["depth"].shape == (30, 50) and 0.0 <= names["depth"].min() <= names["depth"].max() <= 1.0
+
+
+def test_the_predictor_takes_read_only_arrays_without_a_warning(trained):
+    """Decoders hand out read-only arrays; torch warns on each one it wraps without copying."""
+    predictor = Predictor(load_module(trained["ckpt"]), outline=KnownBackgroundOutline())
+    assert not isinstance(predictor.module.model, RefinedNet)  # the path that wraps the input arrays for the step
+    bg = np.zeros((20, 30, 3), np.uint8)
+    fg_bg = bg.copy()
+    fg_bg[5:15, 10:20] = 200
+    for array in (bg, fg_bg):
+        array.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        (out,) = predictor([bg], [fg_bg])
+    assert out.mask.shape == (20, 30) and out.depth_norm.shape == (20, 30)
