@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 
 from mdeas.data.dataset import MaskDepthDataset
 from mdeas.evaluate import data_config
-from mdeas.inference import load_module
+from mdeas.inference import load_module, stored_data_config
 from mdeas.module import MaskDepthModule
 from mdeas.native_eval import model_mask_scores
 from mdeas.outline import KnownBackgroundOutline, from_config
@@ -37,7 +37,7 @@ def check_part(
     """The checkpoint's module (eval mode) and `part` (val: selection, test: report) of the check set `zip_path`
     split by `parts` (data.* values; default PARTS), read with the checkpoint's data settings."""
     module = load_module(ckpt_path).eval()
-    stored = (module.hparams.data or {}).get("config") or {}
+    stored = stored_data_config(module, ckpt_path)
     overrides = {"path": zip_path, "cache_resized": False, **(PARTS if parts is None else parts)}  # read at full size
     datamodule = instantiate(data_config(stored, overrides), _convert_="all")
     datamodule.setup("test")

@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 from mdeas.atomic import write_json
 from mdeas.cli import exit_on_data_error, run_app
 from mdeas.evaluate import data_config, data_overrides
-from mdeas.inference import CheckpointError, load_module, resolve_device
+from mdeas.inference import CheckpointError, load_module, resolve_device, stored_data_config
 from mdeas.native_eval import bootstrap_iou, model_mask_scores
 from mdeas.outline import KnownBackgroundOutline, from_config
 from mdeas.report import cell, markdown_table
@@ -49,9 +49,9 @@ def compare(
         raise ValueError(f"part must be one of {', '.join(PARTS)}, got {part!r}")
     device = resolve_device(device)
     modules = [load_module(path) for path in ckpt_paths]
-    first = (modules[0].hparams.data or {}).get("config") or {}
+    first = stored_data_config(modules[0], ckpt_paths[0])
     for path, module in zip(ckpt_paths[1:], modules[1:], strict=True):
-        stored = (module.hparams.data or {}).get("config") or {}
+        stored = (module.hparams.data or {}).get("config") or {}  # only read
         if (stored.get("mean"), stored.get("std")) != (first.get("mean"), first.get("std")):
             raise ValueError(f"{path}: its input normalisation differs from {ckpt_paths[0]}'s")
     out = Path(output or ".")

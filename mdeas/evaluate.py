@@ -28,7 +28,7 @@ from mdeas.cli import exit_on_data_error, run_app
 from mdeas.data.datamodule import MaskDepthDataModule
 from mdeas.data.dataset import MaskDepthDataset
 from mdeas.data.errors import DataError
-from mdeas.inference import CheckpointError, load_module, resolve_device
+from mdeas.inference import CheckpointError, load_module, resolve_device, stored_data_config
 from mdeas.metrics.classes import DepthMetrics
 from mdeas.module import depth_alignment, selection_score
 from mdeas.native_eval import native_mask_scores
@@ -127,7 +127,7 @@ def evaluate(
     module = load_module(ckpt_path)
     out = Path(output) if output else default_output(Path(ckpt_path))
     out.mkdir(parents=True, exist_ok=True)  # before the work: an unwritable folder fails at once, naming itself
-    stored = (module.hparams.data or {}).get("config") or {}
+    stored = stored_data_config(module, ckpt_path)
     datamodule = instantiate(data_config(stored, data), _convert_="all")
     datamodule.prepare_data()
     datamodule.setup("test")

@@ -13,7 +13,6 @@ import inspect
 import pickle
 import pickletools
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,10 +21,11 @@ import numpy as np
 import torch
 from hydra.errors import InstantiationException
 
+from mdeas.checkpoint_configs import DATA_TARGETS, MODEL_TARGETS, UntrustedConfig, check_buildable
 from mdeas.cli import one_line
 from mdeas.data.decode import encode_depth
 from mdeas.data.layouts import DepthEncoding
-from mdeas.data.normalisation import Normalisation
+from mdeas.data.normalisation import IMAGENET_MEAN, IMAGENET_STD, Normalisation
 from mdeas.models.refiner import RefinedNet, upsample
 from mdeas.module import MaskDepthModule
 from mdeas.outline import KnownBackgroundOutline
@@ -67,38 +67,7 @@ def _refused(path: Path, error: pickle.UnpicklingError) -> str:
     return f"{path}: not a PyTorch checkpoint ({complaint.group(1) if complaint else 'not plain data'})"
 
 
-CHECKPOINT_TARGETS = frozenset(
-    {
-        "mdeas.models.create_model",
-        "mdeas.models.refiner.PatchRefiner",
-        "mdeas.models.refiner.refined",
-        "mdeas.losses.group.LossGroup",
-        "mdeas.schedules.WarmupCyclicLR",
-        "mdeas.schedules.warmup_cosine",
-        "mdeas.data.datamodule.MaskDepthDataModule",
-        "mdeas.synth.default_set.GeneratedSet",
-    }
-)
-"""The `_target_`s a checkpoint's configs may name: what conf/model, loss, optim, sched and data build, and any
-class of CHECKPOINT_TARGET_PACKAGES (building them runs no code of the checkpoint's choosing)."""
-CHECKPOINT_TARGET_PACKAGES = ("torch.optim.", "albumentations.")
 MODULE_HPARAMS = frozenset(inspect.signature(MaskDepthModule.__init__).parameters) - {"self"}
-
-
-def _targets(config: object) -> Iterator[object]:
-    """Every `_target_` value in a nest of dicts and lists."""
-    if isinstance(config, dict):
-        for key, value in config.items():
-            yield from [value] if key == "_target_" else _targets(value)
-    elif isinstance(config, list | tuple):
-        for value in config:
-            yield from _targets(value)
-
-
-def _untrusted_targets(hparams: dict) -> list[str]:
-    """The `_target_`s of `hparams` outside CHECKPOINT_TARGETS and CHECKPOINT_TARGET_PACKAGES, sorted."""
-    allowed = lambda t: t in CHECKPOINT_TARGETS or t.startswith(CHECKPOINT_TARGET_PACKAGES)  # noqa: E731
-    return sorted({str(t) for t in _targets(hparams) if not (isinstance(t, str) and allowed(t))})
 
 
 def read_checkpoint(ckpt_path: str | Path, map_location: str | torch.device = "cpu") -> dict:
@@ -124,12 +93,6 @@ def read_checkpoint(ckpt_path: str | Path, map_location: str | torch.device = "c
     foreign = sorted(set(hparams) - MODULE_HPARAMS)
     if foreign:
         raise CheckpointError(f"{path}: not an mdeas checkpoint (hyper-parameters {foreign} are not mdeas')")
-    untrusted = _untrusted_targets(hparams)
-    if untrusted:
-        raise CheckpointError(
-            f"{path}: refused: its config would call {', '.join(untrusted)} (a checkpoint may build only mdeas' "
-            "own parts)"
-        )
     return ckpt
 
 
@@ -158,12 +121,28 @@ def load_weights(model: torch.nn.Module, ckpt_path: str | Path, prefix: str = "m
 def load_module(ckpt_path: str | Path, map_location: str | torch.device = "cpu") -> MaskDepthModule:
     """The trained module of `ckpt_path` in eval mode; a one-line CheckpointError for anything else."""
     ckpt = read_checkpoint(ckpt_path, map_location)
+    hparams = ckpt["hyper_parameters"]
     try:
-        module = MaskDepthModule(**ckpt["hyper_parameters"])
+        check_buildable([hparams["model"], hparams.get("loss")], MODEL_TARGETS)
+    except UntrustedConfig as e:
+        raise CheckpointError(f"{ckpt_path}: refused: {e}") from None
+    try:
+        module = MaskDepthModule(**hparams)
     except (InstantiationException, TypeError, ValueError, KeyError) as e:
         raise CheckpointError(f"{ckpt_path}: cannot build its model ({one_line(e)})") from None
     _load_state(module, ckpt["state_dict"], ckpt_path, ckpt["hyper_parameters"])
     return module.eval().to(map_location)
+
+
+def stored_data_config(module: MaskDepthModule, ckpt_path: str | Path) -> dict:
+    """The data module config the checkpoint trained with ({} when it holds none), checked before anything builds
+    it: CheckpointError naming the file for a config that would call code other than mdeas' data parts."""
+    stored = (module.hparams.data or {}).get("config") or {}
+    try:
+        check_buildable(stored, DATA_TARGETS, transforms=True)
+    except UntrustedConfig as e:
+        raise CheckpointError(f"{ckpt_path}: refused: {e}") from None
+    return stored
 
 
 def resolve_device(device: str) -> str:
@@ -197,7 +176,7 @@ def area_resize(images: torch.Tensor, size: int) -> torch.Tensor:
 def normalisation(module: MaskDepthModule) -> Normalisation:
     """The input normalisation the module trained with (its data config's mean and std; ImageNet's without)."""
     data = module.hparams.data or {}
-    return Normalisation(*(data[key] for key in ("mean", "std") if key in data))
+    return Normalisation(data.get("mean", IMAGENET_MEAN), data.get("std", IMAGENET_STD))
 
 
 @torch.no_grad()

@@ -182,7 +182,7 @@ class MaskDepthModule(pl.LightningModule):
     def configure_optimizers(self) -> Any:
         """The optimiser of ``optim`` and, with a ``sched``, its scheduler (``auto`` arguments from the trainer)."""
         try:
-            optimizer = instantiate(self.hparams.optim)(params=self.parameters())
+            optimizer = instantiate(self.hparams.optim, _convert_="all")(params=self.parameters())
         except TypeError as e:  # a misspelt option added with +optim.<key>=...
             raise ValueError(f"optim: {e}") from None
         if not self.hparams.sched:

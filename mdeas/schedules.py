@@ -119,7 +119,7 @@ def lr_scheduler_config(sched: Mapping[str, Any], optimizer: Optimizer, trainer:
     unknown = [key for key in auto if key not in AUTO_KEYS]
     if unknown:
         raise ValueError(f"sched.scheduler.{unknown[0]}: 'auto' is known only for {', '.join(AUTO_KEYS)}")
-    partial = instantiate({k: v for k, v in sched["scheduler"].items() if k not in auto})
+    partial = instantiate({k: v for k, v in sched["scheduler"].items() if k not in auto}, _convert_="all")
     try:
         scheduler = partial(optimizer=optimizer, **{key: AUTO_KEYS[key](trainer, optimizer) for key in auto})
     except TypeError as e:  # a misspelt option added with +sched.scheduler.<key>=...

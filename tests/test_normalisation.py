@@ -34,6 +34,12 @@ def test_uint8_tables_match_the_arithmetic():
     assert out[0, 0, 0] == pytest.approx((image[0, 0, 0] / 255 - IMAGENET_MEAN[0]) / IMAGENET_STD[0], abs=1e-6)
 
 
+def test_uint8_tables_take_only_uint8_rgb_images():
+    for bad in (np.zeros((4, 4, 3), np.float32), np.zeros((4, 4), np.uint8), np.zeros((0, 4, 3), np.uint8)):
+        with pytest.raises(ValueError, match=rf"^expected a uint8 RGB image \[H, W, 3\], got {bad.dtype} "):
+            Normalisation().from_uint8(bad)
+
+
 def test_follows_the_input_device_and_traces_without_copies():
     norm = Normalisation()
     on_meta = norm(torch.empty(1, 3, 2, 2, device="meta"))  # buffers copied to the input's device

@@ -5,6 +5,7 @@ never created; what mdeas itself saves (state dicts of every optimiser and sched
 import os
 import pathlib
 import pickle
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,10 +17,11 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from mdeas.callbacks.atomic_checkpoint import AtomicCheckpointIO
+from mdeas.checkpoint_configs import DATA_TARGETS, MODEL_TARGETS, UntrustedConfig, check_buildable
 from mdeas.cli import exit_on_data_error
 from mdeas.evaluate import evaluate
 from mdeas.export import export
-from mdeas.inference import CheckpointError, _untrusted_targets, load_module, read_checkpoint
+from mdeas.inference import CheckpointError, load_module, read_checkpoint
 from mdeas.predict import predict
 from mdeas.train import train
 from tests.conftest import CONF, compose_train, write_canonical_zip
@@ -155,34 +157,82 @@ def test_every_entry_point_refuses_a_payload_in_one_line_and_never_runs_it(tmp_p
     assert not marker.exists() and not (tmp_path / "m.pt").exists()
 
 
-def test_a_config_target_outside_mdeas_parts_is_refused_before_anything_is_built(tmp_path):
-    """The configs inside a checkpoint are instantiated (model, loss; evaluate's data): a `_target_` there names a
-    function to call. One outside what mdeas' own configs build is refused, at any depth, and never called."""
+def _with_model(path: Path, model: dict, **hparams) -> Path:
+    torch.save({"hyper_parameters": {"model": model, "loss": {}, "optim": {}, **hparams}, "state_dict": {}}, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("target", "named"),
+    [
+        ("os.makedirs", "os.makedirs"),
+        ("torch.optim.optimizer.torch.load", "torch.optim.optimizer.torch.load"),  # a path through attributes
+        ("albumentations.core.serialization.save", "albumentations.core.serialization.save"),
+    ],
+)
+def test_a_config_target_outside_mdeas_parts_is_refused_before_anything_is_built(tmp_path, target, named):
+    """The model and loss configs inside a checkpoint are instantiated: a `_target_` there names a function to call.
+    One that is not among mdeas' own parts by its exact name is refused, at any depth, and never called."""
     made = tmp_path / "made"
-    model = {"_target_": "mdeas.models.create_model", "name": "resunet", "parts": [{"_target_": "os.makedirs"}]}
+    model = {"_target_": "mdeas.models.create_model", "name": "resunet", "parts": [{"_target_": target}]}
     model["parts"][0]["name"] = str(made)
-    path = tmp_path / "targets.ckpt"
-    torch.save({"hyper_parameters": {"model": model, "loss": {}, "optim": {}}, "state_dict": {}}, path)
-    with pytest.raises(CheckpointError, match=rf"^{path}: refused: its config would call os.makedirs \(a checkpoint"):
-        read_checkpoint(path)
+    path = _with_model(tmp_path / "targets.ckpt", model)
+    refused = rf"^{path}: refused: its config would call {re.escape(named)} \(a checkpoint may build only mdeas"
+    with pytest.raises(CheckpointError, match=refused):
+        load_module(path)
     with pytest.raises(SystemExit) as caught, exit_on_data_error(CheckpointError, ValueError):
         export(str(path), "torchscript", str(tmp_path / "m.pt"))
-    assert str(caught.value.code).startswith(f"error: {path}: refused: its config would call os.makedirs")
+    assert re.match(f"error: {refused[1:]}", str(caught.value.code))
+    assert not made.exists()
+
+
+def test_an_interpolation_that_would_make_a_config_is_refused(tmp_path):
+    """OmegaConf resolves `${...}` when a config is built: `oc.create` would make a config naming any target."""
+    made = tmp_path / "made"
+    hidden = '${oc.create:"{_target_: os.makedirs, name: ' + str(made) + '}"}'
+    path = _with_model(tmp_path / "hidden.ckpt", {"_target_": "mdeas.models.create_model", "extra": hidden})
+    with pytest.raises(CheckpointError, match=rf"^{path}: refused: its config holds an interpolation \(\$\{{oc"):
+        load_module(path)
     assert not made.exists()
 
 
 def test_every_target_mdeas_configs_save_in_a_checkpoint_is_allowed():
-    """What conf/model, loss, optim, sched and data can put in a checkpoint loads (the allowed list is complete)."""
-    groups = ("model", "loss", "optim", "sched", "data")
-    targets = {
-        line.split("_target_:", 1)[1].strip()
-        for group in groups
-        for path in (Path(CONF) / group).rglob("*.yaml")
-        for line in path.read_text().splitlines()
-        if "_target_:" in line
-    }
-    assert {"mdeas.models.create_model", "torch.optim.AdamW", "albumentations.HorizontalFlip"} <= targets
-    assert _untrusted_targets({"model": [{"_target_": t} for t in sorted(targets)]}) == []
+    """What conf/model, loss and data (augmentations included) can put in a checkpoint is built; what optim and
+    sched name is never built from a checkpoint, so a run with an optimiser of its own loads too."""
+
+    def targets(*groups: str) -> list[dict]:
+        found = {
+            line.split("_target_:", 1)[1].strip()
+            for group in groups
+            for path in (Path(CONF) / group).rglob("*.yaml")
+            for line in path.read_text().splitlines()
+            if "_target_:" in line
+        }
+        return [{"_target_": target} for target in sorted(found)]
+
+    model, data = targets("model", "loss"), targets("data")
+    assert len(model) >= 4 and {"_target_": "albumentations.HorizontalFlip"} in data
+    check_buildable(model, MODEL_TARGETS)
+    check_buildable(data + [{"_target_": "albumentations.CLAHE"}], DATA_TARGETS, transforms=True)
+    with pytest.raises(UntrustedConfig):
+        check_buildable([{"_target_": "albumentations.HorizontalFlip"}], MODEL_TARGETS)  # transforms: data only
+
+
+def test_a_run_with_an_optimiser_of_its_own_evaluates_and_its_data_config_is_checked(tmp_path):
+    """Adamax keeps its betas as given: built from a config they were an OmegaConf list, a class in the checkpoint."""
+    data = write_canonical_zip(tmp_path / "data.zip")
+    own = ("optim._target_=torch.optim.Adamax", "+trainer.limit_train_batches=1")
+    ckpt = train(compose_train(tmp_path / "run", data, *own))["best_checkpoint"]
+    assert torch.serialization.get_unsafe_globals_in_checkpoint(ckpt) == []
+    assert load_module(ckpt).hparams.optim["_target_"] == "torch.optim.Adamax"
+    assert evaluate(ckpt, {}, str(tmp_path / "e"))["samples"] > 0
+    # the data config evaluate builds is checked as the model's is
+    state = torch.load(ckpt, weights_only=True)
+    state["hyper_parameters"]["data"]["config"]["synth"] = {"_target_": "os.makedirs", "name": str(tmp_path / "m")}
+    torch.save(state, tmp_path / "data.ckpt")
+    with pytest.raises(CheckpointError, match=r"data\.ckpt: refused: its config would call os\.makedirs \(a chec"):
+        evaluate(str(tmp_path / "data.ckpt"), {}, str(tmp_path / "e"))
+    assert not (tmp_path / "m").exists()
 
 
 def test_another_programs_lightning_checkpoint_is_named_not_mdeas(tmp_path):

@@ -45,7 +45,9 @@ class Normalisation(nn.Module):
 
     def from_uint8(self, image: np.ndarray) -> torch.Tensor:
         """uint8 [H, W, 3] → float32 [3, H, W] normalised, through one 256-entry table per channel: the numbers of
-        `forward` on image / 255 (to float rounding), several times faster."""
+        `forward` on image / 255 (to float rounding), several times faster. ValueError for another array."""
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3 or not image.size:
+            raise ValueError(f"expected a uint8 RGB image [H, W, 3], got {image.dtype} {list(image.shape)}")
         planes = cv2.split(np.ascontiguousarray(image))
         return torch.from_numpy(
             np.stack([cv2.LUT(plane, table) for plane, table in zip(planes, self._tables, strict=True)])

@@ -107,20 +107,22 @@ T = TypeVar("T")
 
 def options_from_config(cls: type[T], what: str, options: Mapping[str, Any], *args: Any) -> T:
     """`cls(*args, **options)` for an options dataclass (`what` names it in errors), from config values: ValueError
-    naming unknown keys and the known ones; `jpeg_quality` as a JpegQuality; other lists (Hydra's) as tuples of
-    floats."""
+    naming unknown keys and the known ones; `jpeg_quality` as a JpegQuality; lists (Hydra's) for fields of tuples
+    of floats as such tuples (ValueError naming the option for other values)."""
     known = [f.name for f in fields(cls)]
     unknown = sorted(set(options) - set(known))
     if unknown:
         raise ValueError(f"unknown {what} options {unknown}; known: {', '.join(known)}")
-    values = {
-        key: as_jpeg_quality(value)
-        if key == "jpeg_quality"
-        else tuple(float(v) for v in value)
-        if isinstance(value, Sequence) and not isinstance(value, str)
-        else value
-        for key, value in options.items()
-    }
+    floats = {f.name for f in fields(cls) if str(f.type).startswith("tuple[float")}
+    values = dict(options)
+    for key, value in options.items():
+        try:
+            if key == "jpeg_quality":
+                values[key] = as_jpeg_quality(value)
+            elif key in floats:
+                values[key] = tuple(float(v) for v in value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{what} option {key}: expected numbers, got {value!r}") from None
     return cls(*args, **values)
 
 

@@ -17,7 +17,7 @@ HeadFactory = Callable[[int], nn.Module]
 
 
 def up_layer(kind: str, to_width: bool = False, bias: bool = True) -> UpFactory:
-    """×2 upsampling by `blocks.upsample` kind; a "transpose" maps to the stage width when `to_width`."""
+    """×2 upsampling by `blocks.upsampling_layer` kind; a "transpose" maps to the stage width when `to_width`."""
     return lambda ch, width: upsampling_layer(kind, ch, width if to_width else None, bias)
 
 
