@@ -220,3 +220,10 @@ def test_check_lists_the_problems_that_leave_no_sample(tmp_path):
 def test_an_unknown_on_error_is_refused_before_any_data_is_read():
     with pytest.raises(ValueError, match=r"^data\.on_error must be one of \('raise', 'skip'\), got 'ignore'$"):
         MaskDepthDataModule(path="never-read.zip", on_error="ignore")
+
+
+@pytest.mark.parametrize("entry", ["mdeas.data.check", "mdeas.data.stats"])
+def test_a_dataset_entry_without_a_path_says_how_to_give_one(tmp_path, entry):
+    done = subprocess.run([sys.executable, "-m", entry], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == "error: give the dataset: path=ZIP or 'path=[A.zip,B.zip]'"

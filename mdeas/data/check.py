@@ -104,9 +104,8 @@ def report(result: CheckResult, listed: int = 5) -> str:
 def main(cfg: DictConfig) -> None:
     """CLI: python -m mdeas.data.check path=ZIP|[ZIP,...] [layout=...] [num_workers=N] (see conf/check.yaml)."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    paths = dataset_paths(cfg.path)
-    with exit_on_data_error():
-        result = check(paths, cfg.layout, int(cfg.num_workers), float(cfg.max_mid_grey))
+    with exit_on_data_error(ValueError):
+        result = check(dataset_paths(cfg.path), cfg.layout, int(cfg.num_workers), float(cfg.max_mid_grey))
     print(report(result, int(cfg.listed)))
     if result.problems:
         raise SystemExit(f"error: {len(result.problems)} problems in {result.index.store.describe()}")

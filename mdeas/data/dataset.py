@@ -147,9 +147,9 @@ def collate_skipping(items: list[dict | None]) -> dict:
 
 
 def dataset_paths(path: Any) -> str | list[str]:
-    """A CLI's `path=` value (one zip or a list) as plain strings; exits with a usage line when it is missing."""
+    """A `path=` value (one zip or a list) as plain strings; ValueError saying how to give one when it is missing."""
     if not path:
-        raise SystemExit("error: give the dataset: path=ZIP or 'path=[A.zip,B.zip]'")
+        raise ValueError("give the dataset: path=ZIP or 'path=[A.zip,B.zip]'")
     return str(path) if isinstance(path, str) else [str(p) for p in path]
 
 

@@ -128,8 +128,8 @@ def write_norm(stats: dict, out: str | Path, source: str) -> Path:
 def main(cfg: DictConfig) -> None:
     """CLI: python -m mdeas.data.stats path=ZIP|[ZIP,...] [limit=N] [out=FILE.yaml] (see conf/stats.yaml)."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    paths = dataset_paths(cfg.path)
     with exit_on_data_error(ValueError):
+        paths = dataset_paths(cfg.path)
         stats = dataset_stats(paths, cfg.layout, cfg.depth_inverted, cfg.limit, int(cfg.seed), int(cfg.num_workers))
         print(format_stats(stats))
         if cfg.out:
