@@ -14,11 +14,11 @@ import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from mdeas.losses import TERMS, LossGroup, get_term
+from mdeas.losses import TERMS, LossGroup
 from mdeas.losses import terms as T
 
 ROOT = Path(__file__).resolve().parents[1]
-ALL_TERMS = sorted(TERMS)
+ALL_TERMS = TERMS.names()
 MASK_TERMS = ["bce", "bce_dice", "dice", "focal", "lovasz_hinge", "soft_iou"]
 WINDOWED = {"ssim", "dssim", "densedepth"}  # SSIM windows reach across invalid neighbours
 
@@ -411,7 +411,7 @@ WRONG = {
 def test_mask_terms_on_empty_and_all_foreground_masks(name: str, fill: float) -> None:
     target = torch.full((2, 1, 6, 6), fill)
     confident = torch.full_like(target, 30.0 if fill else -30.0)  # logits of a perfect prediction
-    right, wrong = get_term(name)(confident, target), get_term(name)(-confident, target)
+    right, wrong = TERMS.get(name)(confident, target), TERMS.get(name)(-confident, target)
     assert right.item() == pytest.approx(0.0, abs=1e-5)
     assert wrong.item() == pytest.approx(WRONG[name][int(fill)], rel=1e-6)
 
@@ -432,7 +432,7 @@ def test_valid_mask_by_hand() -> None:
 def test_every_term_is_zero_with_finite_gradients_when_no_pixel_is_valid(name: str) -> None:
     g = torch.Generator().manual_seed(4)
     pred = torch.rand(2, 1, 16, 16, generator=g).requires_grad_(True)
-    loss = get_term(name)(pred, torch.rand(2, 1, 16, 16, generator=g), torch.zeros(2, 1, 16, 16, dtype=torch.bool))
+    loss = TERMS.get(name)(pred, torch.rand(2, 1, 16, 16, generator=g), torch.zeros(2, 1, 16, 16, dtype=torch.bool))
     loss.backward()
     assert loss.item() == 0.0 and torch.isfinite(pred.grad).all()
 
@@ -444,7 +444,7 @@ def test_invalid_pixels_do_not_change_loss(name: str) -> None:
     valid = torch.ones(2, 1, 8, 8, dtype=torch.bool)
     valid[:, :, :3, :] = False
     valid[1, :, :, 6:] = False
-    fn = get_term(name)
+    fn = TERMS.get(name)
     before = fn(pred, target, valid)
     pred2, target2 = pred.clone(), target.clone()
     pred2[~valid] = 5.0
@@ -461,20 +461,20 @@ def test_every_term_under_autocast_equals_float32(name: str) -> None:
     pred = torch.randn(2, 1, 16, 16, generator=g).to(torch.bfloat16).requires_grad_(True)
     target = (torch.rand(2, 1, 16, 16, generator=g) > 0.5).float()
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        loss = get_term(name)(pred, target)
+        loss = TERMS.get(name)(pred, target)
     loss.backward()
     pred32 = pred.detach().float().requires_grad_(True)
-    expected = get_term(name)(pred32, target)
+    expected = TERMS.get(name)(pred32, target)
     expected.backward()
     assert loss.dtype == torch.float32 and loss.dim() == 0
     assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
     torch.testing.assert_close(pred.grad, pred32.grad.to(torch.bfloat16))
 
 
-def test_get_term_unknown_lists_names() -> None:
-    with pytest.raises(KeyError, match="nope.*berhu.*ssim"):
-        get_term("nope")
-    assert get_term("bce") is TERMS["bce"]
+def test_an_unknown_term_lists_the_known_names() -> None:
+    with pytest.raises(KeyError, match=r"^unknown loss term 'nope'; known loss terms: .*berhu.*ssim"):
+        TERMS.get("nope")
+    assert "bce" in TERMS.names() and TERMS.get("bce").__name__ == "bce"
 
 
 def test_shape_mismatch_is_an_error() -> None:
@@ -671,7 +671,7 @@ def test_every_preset_in_conf_loss_builds() -> None:
         specs = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "loss" / f"{name}.yaml").terms)
         expected = {
             term: spec.get("weight", 1.0)
-            * get_term(spec["fn"])(
+            * TERMS.get(spec["fn"])(
                 outputs[spec["target"]],
                 batch[spec["target"]],
                 batch["valid"] if spec["target"] == "depth" else None,

@@ -59,7 +59,8 @@ from mdeas.models.blocks import (  # noqa: E402
 )
 from mdeas.models.decoders.unet import unet_stages  # noqa: E402
 from mdeas.models.fusion import DualStem, EarlyConcat, SiameseDiff  # noqa: E402
-from mdeas.models.registry import DECODERS, ENCODERS, FUSIONS, NECKS, Registry  # noqa: E402
+from mdeas.models.registry import DECODERS, ENCODERS, FUSIONS, NECKS  # noqa: E402
+from mdeas.registry import Registry  # noqa: E402
 
 
 def test_part_registries_list_their_names_and_reject_unknown_ones():

@@ -1,6 +1,6 @@
 """Loss terms (:mod:`.terms`) and the configurable weighted group (:mod:`.group`)."""
 
 from mdeas.losses.group import LossGroup, TermSpec, parse_terms
-from mdeas.losses.terms import TERMS, get_term
+from mdeas.losses.terms import TERMS
 
-__all__ = ["TERMS", "LossGroup", "TermSpec", "get_term", "parse_terms"]
+__all__ = ["TERMS", "LossGroup", "TermSpec", "parse_terms"]

@@ -30,7 +30,7 @@ class TermSpec:
 
     @property
     def func(self) -> Term:
-        return TERMS[self.fn]
+        return TERMS.get(self.fn)
 
 
 def _plain(obj: Any) -> Any:
@@ -78,12 +78,12 @@ def parse_terms(terms: Mapping[str, Any] | Iterable[Mapping[str, Any]] | DictCon
         if target not in TARGETS:
             raise ValueError(f"loss term {name!r}: unknown target {target!r}; expected one of {list(TARGETS)}")
         fn = raw.get("fn")
-        if fn not in TERMS:
-            raise ValueError(f"loss term {name!r}: unknown fn {fn!r}; known: {', '.join(sorted(TERMS))}")
+        if fn not in TERMS.names():
+            raise ValueError(f"loss term {name!r}: unknown fn {fn!r}; known: {', '.join(TERMS.names())}")
         kwargs = raw.get("kwargs") or {}
         if not isinstance(kwargs, Mapping):
             raise ValueError(f"loss term {name!r}: kwargs must be a mapping, got {type(kwargs).__name__}")
-        accepted = [p for p in inspect.signature(TERMS[fn]).parameters if p not in ("pred", "target", "valid")]
+        accepted = [p for p in inspect.signature(TERMS.get(fn)).parameters if p not in ("pred", "target", "valid")]
         unknown = sorted(set(kwargs) - set(accepted))
         if unknown:
             raise ValueError(f"loss term {name!r}: {fn} takes no {unknown}; its options: {accepted or 'none'}")

@@ -23,10 +23,11 @@ from torch import Tensor
 
 from mdeas.metrics.functional import SSIM_WINDOW, known_depth, log_error_variance, ssim_map
 from mdeas.metrics.morphology import erode, outline_band
+from mdeas.registry import Registry
 
 Term = Callable[..., Tensor]
-TERMS: dict[str, Term] = {}
-"""Registry of loss terms by name."""
+TERMS = Registry("loss term", __name__)
+"""The loss terms by name."""
 
 
 def _register(name: str) -> Callable[[Term], Term]:
@@ -43,18 +44,9 @@ def _register(name: str) -> Callable[[Term], Term]:
                 v = None if valid is None else valid.to(torch.bool).expand_as(pred)
                 return fn(pred.float(), target.float(), v, **kwargs)
 
-        TERMS[name] = wrapper
-        return wrapper
+        return TERMS.register(name)(wrapper)
 
     return deco
-
-
-def get_term(name: str) -> Term:
-    """The registered term called ``name``; ``KeyError`` listing the known names otherwise."""
-    try:
-        return TERMS[name]
-    except KeyError:
-        raise KeyError(f"unknown loss term {name!r}; known: {', '.join(sorted(TERMS))}") from None
 
 
 def _mean(values: Tensor, valid: Tensor | None) -> Tensor:
