@@ -3,7 +3,8 @@
 A chain lives in one sweep directory with a sub-directory per stage (`stage0`, `stage1`, ...). Stage k > 0
 initialises its model from `stage{k-1}/checkpoints/best.ckpt` (weights only: a fresh optimiser, schedule and
 epoch count). Re-running the chain in the same sweep directory resumes it: finished stages (metrics.json present)
-are skipped, an interrupted stage continues from its last.ckpt.
+are skipped, an interrupted stage continues from the newer of its interrupted.ckpt and last.ckpt. The chain picks
+each stage's checkpoint itself: a `ckpt_path=` given for the chain is refused (it would hold for every stage).
 """
 
 from __future__ import annotations
@@ -35,6 +36,11 @@ def apply_stage(cfg: DictConfig) -> DictConfig:
     k = int(cfg.stage)
     if not 0 <= k < len(stages):
         raise StageError(f"stage={k} is out of range: progressive.stages has {len(stages)} stages")
+    if cfg.get("ckpt_path"):
+        raise StageError(
+            f"ckpt_path={cfg.ckpt_path}: a progressive chain resumes each stage from its own checkpoints; "
+            f"run the chain again without ckpt_path, in its sweep directory ({Path(cfg.paths.output_dir).parent})"
+        )
     spec = stages[k]
     out = Path(cfg.paths.output_dir)
     with open_dict(cfg):
@@ -55,9 +61,10 @@ def apply_stage(cfg: DictConfig) -> DictConfig:
                     f"directory to finish it"
                 )
             cfg.init_from = str(previous)
-        last = out / "checkpoints" / "last.ckpt"
-        if last.is_file() and not (out / "metrics.json").is_file():
-            cfg.ckpt_path = str(last)
+        saved = [out / "checkpoints" / name for name in ("last.ckpt", "interrupted.ckpt")]
+        saved = [path for path in saved if path.is_file()]
+        if saved and not (out / "metrics.json").is_file():
+            cfg.ckpt_path = str(max(saved, key=lambda path: path.stat().st_mtime_ns))
     log.info("stage %d: %d px, batch %d, %d epochs, from %s", k, spec.image_size, cfg.data.batch_size,
              spec.max_epochs, cfg.get("init_from") or "scratch")  # fmt: skip
     return cfg

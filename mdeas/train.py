@@ -20,6 +20,7 @@ from pytorch_lightning.utilities.exceptions import MisconfigurationException, SI
 from mdeas.atomic import write_json
 from mdeas.callbacks.atomic_checkpoint import AtomicCheckpointIO
 from mdeas.callbacks.hparams import log_hparams, run_hparams
+from mdeas.callbacks.interrupt import ResumeOnInterrupt
 from mdeas.callbacks.objective_check import ObjectiveCheck
 from mdeas.callbacks.plateau_resume import PlateauResume
 from mdeas.callbacks.steps import val_log_step
@@ -142,6 +143,10 @@ def train(cfg: DictConfig) -> dict:
         log.info("precision auto: %s", cfg.trainer.precision)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     callbacks += [ObjectiveCheck(cfg.optimized_metric), PlateauResume()]
+    if cfg.get("progressive"):  # a chain resumes as a whole, in its sweep folder
+        for callback in callbacks:
+            if isinstance(callback, ResumeOnInterrupt):
+                callback.resume_hint = f"python -m mdeas.train -m <same overrides> hydra.sweep.dir={out_dir.parent}"
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, plugins=[AtomicCheckpointIO()])
     if module.skip_nonfinite and trainer.world_size > 1:  # a skipped batch would leave the other processes waiting

@@ -347,3 +347,32 @@ def test_a_plateau_schedule_resumed_mid_epoch_steps_at_that_epoch_s_end(tmp_path
     assert cut["lr_schedulers"] == straight["lr_schedulers"] and straight["lr_schedulers"][0]["last_epoch"] == 2
     lr = [c["optimizer_states"][0]["param_groups"][0]["lr"] for c in (cut, straight)]
     assert lr[0] == lr[1] == pytest.approx(1e-3 * 0.05**2)  # epochs 0 and 1 (epoch 2's cut follows last.ckpt)
+
+
+def test_a_chain_resumes_a_stage_from_its_newer_checkpoint_and_refuses_one_given_for_all(tmp_path, tiny_zip):
+    """An interrupted stage holds interrupted.ckpt (mid-epoch) and maybe an older last.ckpt (an epoch's end): it
+    resumes from the newer. A ckpt_path given on the command line would hold for every stage of the chain."""
+    ckpts = tmp_path / "chain" / "stage0" / "checkpoints"
+    ckpts.mkdir(parents=True)
+    for age, name in enumerate(("last.ckpt", "interrupted.ckpt")):
+        (ckpts / name).write_bytes(b"")
+        os.utime(ckpts / name, ns=(age * 10**9, age * 10**9))
+    stage0 = ("experiment=progressive", "stage=0")
+    assert apply_stage(config(tmp_path / "chain" / "stage0", tiny_zip, *stage0)).ckpt_path == str(
+        ckpts / "interrupted.ckpt"
+    )
+    os.utime(ckpts / "last.ckpt", ns=(2 * 10**9, 2 * 10**9))  # an epoch finished after the resume
+    assert apply_stage(config(tmp_path / "chain" / "stage0", tiny_zip, *stage0)).ckpt_path == str(ckpts / "last.ckpt")
+    given = config(tmp_path / "chain" / "stage0", tiny_zip, *stage0, f"ckpt_path={ckpts / 'last.ckpt'}")
+    with pytest.raises(StageError, match=r"a progressive chain resumes each stage from its own checkpoints; run the"):
+        apply_stage(given)
+
+
+def test_an_interrupted_chain_says_to_run_the_chain_again_in_its_folder(tmp_path, tiny_zip, caplog):
+    stop = "+callbacks.stop={_target_: tests.test_strategies.StopAfter, steps: 1}"
+    stages = "progressive.stages=[{image_size:32,max_epochs:1,batch_size:4}]"
+    cfg = config(tmp_path / "chain" / "stage0", tiny_zip, "experiment=progressive", "stage=0", stages, stop)
+    with pytest.raises(SystemExit), caplog.at_level(logging.ERROR):
+        train(cfg)
+    hint = f"resume with: python -m mdeas.train -m <same overrides> hydra.sweep.dir={tmp_path / 'chain'}"
+    assert f"interrupted at epoch 0, step 1; {hint}" in caplog.text

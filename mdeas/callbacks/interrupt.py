@@ -35,6 +35,7 @@ class ResumeOnInterrupt(pl.Callback):
     def __init__(self, dirpath: str) -> None:
         self.dirpath = Path(dirpath)
         self._deferred = False
+        self.resume_hint: str | None = None  # the command to resume, when not `ckpt_path=<interrupted.ckpt>`
 
     def on_validation_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
         # Lightning's evaluation loop raises SIGTERMException after this hook when the flag is set: hide it until
@@ -59,7 +60,5 @@ class ResumeOnInterrupt(pl.Callback):
                 "optimiser step are not in %s, and a resume goes on after them",
                 stepped % trainer.accumulate_grad_batches, path,
             )  # fmt: skip
-        log.error(
-            "interrupted at epoch %d, step %d; resume with: python -m mdeas.train <same overrides> ckpt_path=%s",
-            trainer.current_epoch, trainer.global_step, path,
-        )  # fmt: skip
+        hint = self.resume_hint or f"python -m mdeas.train <same overrides> ckpt_path={path}"
+        log.error("interrupted at epoch %d, step %d; resume with: %s", trainer.current_epoch, trainer.global_step, hint)
