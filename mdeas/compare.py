@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 
 from mdeas.atomic import write_json
 from mdeas.cli import exit_on_data_error, run_app
+from mdeas.data.errors import DataError
 from mdeas.evaluate import data_config, data_overrides
 from mdeas.inference import CheckpointError, load_module, resolve_device, stored_data_config
 from mdeas.native_eval import bootstrap_iou, model_mask_scores
@@ -61,6 +62,10 @@ def compare(
     datamodule.prepare_data()
     datamodule.setup()
     samples = datamodule.datasets[part]
+    if not samples:
+        raise DataError(
+            datamodule.index.store.describe(), None, f"the {part} split is empty: change data.split or part"
+        )
     scores = model_mask_scores(modules, samples, device, outline)  # each sample decoded once for all
     rows = []
     for i, (path, score) in enumerate(zip(ckpt_paths, scores, strict=True)):

@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from mdeas.atomic import atomic_write
-from mdeas.cli import exit_on_data_error, run_app
+from mdeas.cli import exit_on_data_error, one_line, run_app
 from mdeas.inference import CheckpointError, load_module, model_size, normalisation
 from mdeas.module import MaskDepthModule
 
@@ -56,6 +56,8 @@ def export(ckpt_path: str, fmt: str, output: str, batch_size: int = 2, opset: in
     abs difference to PyTorch (None when ONNX Runtime is missing)."""
     if fmt not in ("torchscript", "onnx"):
         raise ValueError(f"unknown export format {fmt!r}; choose torchscript or onnx")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a whole number >= 1 (the example batch traced), got {batch_size!r}")
     module = load_module(ckpt_path)
     wrapper = ExportWrapper(module).eval()
     size = model_size(module)
@@ -68,11 +70,16 @@ def export(ckpt_path: str, fmt: str, output: str, batch_size: int = 2, opset: in
             atomic_write(out, lambda tmp: torch.jit.save(traced, str(tmp)))
             produced = torch.jit.load(str(out))(*inputs)
         else:
-            atomic_write(out, lambda tmp: torch.onnx.export(
-                wrapper, inputs, str(tmp), input_names=["bg", "fg_bg"], output_names=["mask", "depth"],
-                dynamic_axes={n: {0: "batch"} for n in ("bg", "fg_bg", "mask", "depth")}, opset_version=opset,
-                dynamo=False,
-            ))  # fmt: skip
+            try:
+                atomic_write(out, lambda tmp: torch.onnx.export(
+                    wrapper, inputs, str(tmp), input_names=["bg", "fg_bg"], output_names=["mask", "depth"],
+                    dynamic_axes={n: {0: "batch"} for n in ("bg", "fg_bg", "mask", "depth")}, opset_version=opset,
+                    dynamo=False,
+                ))  # fmt: skip
+            except OSError:
+                raise
+            except Exception as e:  # the exporter's errors (an opset it lacks, an operator it cannot write)
+                raise ValueError(f"ONNX export at opset {opset} failed: {one_line(e)}") from None
             if importlib.util.find_spec("onnxruntime") is None:
                 return None
             import onnxruntime

@@ -11,6 +11,7 @@ folders (a seed layout's) is written in those folders under the output.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterator
 from itertools import chain
 from pathlib import Path, PurePosixPath
@@ -221,6 +222,8 @@ def predict(cfg: DictConfig) -> Path:
                                 path = str(out / f"{Path(cfg.video).stem}_panel.mp4")
                                 fourcc = cv2.VideoWriter_fourcc(*"mp4v")
                                 writer = cv2.VideoWriter(path, fourcc, fps, view.shape[1::-1])
+                                if not writer.isOpened():
+                                    raise OSError(errno.EIO, "cannot write an mp4 video there", path)
                             writer.write(cv2.cvtColor(view, cv2.COLOR_RGB2BGR))
                     bar.update(len(batch))
                     batch = []

@@ -17,6 +17,7 @@ from mdeas.data.decode import open_image, to_depth, to_grey
 from mdeas.data.errors import DataError
 from mdeas.data.layouts import load_index
 from mdeas.evaluate import evaluate, table
+from mdeas.export import export
 from mdeas.inference import CheckpointError, Predictor, load_module, read_checkpoint
 from mdeas.models.refiner import RefinedNet
 from mdeas.outline import KnownBackgroundOutline
@@ -132,6 +133,12 @@ def test_predict_pair_folder_zip_and_video(trained, tmp_path):
     squashed = "in/bg/a.png: size 50x30 is not the shape of the video's 48x32 frames (resized, it would squash)"
     with pytest.raises(DataError, match=re.escape(squashed)):
         list(video_items(str(tmp_path / "clip.avi"), str(tmp_path / "in" / "bg" / "a.png")))
+    (tmp_path / "blocked" / "clip_panel.mp4").mkdir(parents=True)  # the panel video cannot be written
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        paths = [f"video={tmp_path / 'clip.avi'}", f"bg={tmp_path / 'wide/bg/c.png'}", f"output={tmp_path / 'blocked'}"]
+        cfg = compose("predict", overrides=[f"ckpt_path={ckpt}", "device=cpu", *paths])
+    with pytest.raises(OSError, match=r"cannot write an mp4 video there: .*blocked/clip_panel\.mp4"):
+        predict(cfg)
 
 
 def test_predict_takes_a_list_of_zips_as_one_dataset(trained, tmp_path):
@@ -327,3 +334,11 @@ def test_the_predictor_takes_read_only_arrays_without_a_warning(trained):
         warnings.simplefilter("error")
         (out,) = predictor([bg], [fg_bg])
     assert out.mask.shape == (20, 30) and out.depth_norm.shape == (20, 30)
+
+
+def test_export_options_are_checked_in_one_line_and_write_nothing(trained, tmp_path):
+    with pytest.raises(ValueError, match=r"^batch_size must be a whole number >= 1 \(the example batch traced\), got"):
+        export(trained["ckpt"], "torchscript", str(tmp_path / "b0.pt"), batch_size=0)
+    with pytest.raises(ValueError, match=r"^ONNX export at opset 99 failed: "):
+        export(trained["ckpt"], "onnx", str(tmp_path / "o99.onnx"), opset=99)
+    assert list(tmp_path.iterdir()) == []

@@ -199,6 +199,11 @@ def test_compare_scores_the_val_split_when_asked(run, tmp_path):
         compare([run["ckpt"], run["ckpt"]], {}, part="train")
 
 
+def test_compare_refuses_an_empty_part(run, tmp_path):
+    with pytest.raises(DataError, match=r"data\.zip: the val split is empty: change data\.split or part$"):
+        compare([run["ckpt"]], {"split": [0.5, 0.0, 0.5]}, str(tmp_path / "c"), part="val")
+
+
 def test_compare_entry_names_a_missing_checkpoint_in_one_line(run, tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "mdeas.compare", f"ckpt_paths=[{run['ckpt']},nope.ckpt]"],

@@ -11,9 +11,11 @@ from mdeas.synth.generate import generate
 def main(cfg: DictConfig) -> None:
     """Generate the dataset that conf/synth.yaml and the overrides describe (see `mdeas.synth.generate`)."""
     options = {k: v for k, v in cfg.items() if k not in ("out", "num_samples", "workers")}
-    workers = None if cfg.workers is None else int(cfg.workers)
     with exit_on_data_error(TypeError, ValueError):
-        path = generate(cfg.out, int(cfg.num_samples), workers=workers, **options)
+        for key in ("num_samples", "workers"):
+            if not (isinstance(cfg[key], int) or (key == "workers" and cfg[key] is None)):
+                raise ValueError(f"{key} must be a whole number, got {cfg[key]!r}")
+        path = generate(cfg.out, cfg.num_samples, workers=cfg.workers, **options)
     print(f"wrote {cfg.num_samples} samples to {path}")
 
 
