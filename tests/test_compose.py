@@ -137,6 +137,10 @@ def test_a_jpeg_with_a_mask_file_or_a_mask_folder_is_an_object(tmp_path: Path, i
             r"photo_mask.png: size 30x9 differs from its foreground photo.jpg \(30x30\)",
         ),
         (lambda d: (d["bg_dir"] / "room.jpg").write_bytes(b"not an image"), r"room.jpg: cannot decode image"),
+        (
+            lambda d: _save(d["bg_dir"] / "deep.png", np.full((20, 20), 40000, np.uint16)),
+            r"deep.png: expected an 8-bit colour image, got mode I;16",
+        ),  # read as RGB it would turn white
     ],
 )
 def test_bad_inputs_fail_with_the_file_named_and_write_nothing(tmp_path: Path, inputs: dict, change, message) -> None:
@@ -156,6 +160,8 @@ def test_a_file_above_the_size_limit_is_refused_before_reading(tmp_path: Path, i
 
 
 def test_an_unknown_option_is_named_with_the_known_ones(tmp_path: Path, inputs: dict) -> None:
+    with pytest.raises(ValueError, match=r"^fg_max_side must be > 0 \(px at 224\), got -5"):
+        compose(tmp_path / "c.zip", workers=1, fg_max_side=-5, **inputs)
     with pytest.raises(ValueError, match=r"^unknown compose options \['scale'\]; known: image_size, seed, .*scales"):
         compose(tmp_path / "c.zip", workers=1, scale=[1.0], **inputs)
 

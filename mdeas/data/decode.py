@@ -172,7 +172,8 @@ def _jpeg(encoded: Encoded, grey: bool, scale: int) -> np.ndarray:
     return array
 
 
-def _check_eight_bit(encoded: Encoded, what: str) -> None:
+def check_eight_bit(encoded: Encoded, what: str) -> None:
+    """DataError naming the entry when its pixels are not 8-bit (`what`: the image it should be, for the message)."""
     if encoded.header.mode not in _EIGHT_BIT:
         raise encoded.error(f"expected an 8-bit {what}, got mode {encoded.header.mode}", "channels")
 
@@ -189,7 +190,7 @@ def _nearest(array: np.ndarray, scale: int) -> np.ndarray:
 def to_rgb(encoded: Encoded, scale: int = 1) -> np.ndarray:
     """8-bit colour image → uint8 [H/scale, W/scale, 3] (sides rounded up); grey is repeated to 3 channels, alpha
     dropped, palettes expanded."""
-    _check_eight_bit(encoded, "colour image")
+    check_eight_bit(encoded, "colour image")
     if encoded.header.format == "JPEG":
         return cv2.cvtColor(_jpeg(encoded, False, scale), cv2.COLOR_BGR2RGB)
     image = to_pillow(encoded, "RGB")
@@ -199,7 +200,7 @@ def to_rgb(encoded: Encoded, scale: int = 1) -> np.ndarray:
 def to_grey(encoded: Encoded, scale: int = 1) -> np.ndarray:
     """8-bit grey image (masks, 8-bit depth) → uint8 [H/scale, W/scale] (sides rounded up); colour is converted
     to luminance, alpha dropped. A reduced JPEG is averaged by libjpeg; other formats keep each block's centre pixel."""
-    _check_eight_bit(encoded, "grey image")
+    check_eight_bit(encoded, "grey image")
     if encoded.header.format == "JPEG":
         return _jpeg(encoded, True, scale)
     return _nearest(np.asarray(to_pillow(encoded, "L")), scale)
@@ -209,7 +210,7 @@ def to_mask(encoded: Encoded, scale: int = 1) -> np.ndarray:
     """8-bit mask image → uint8 [H/scale, W/scale] (sides rounded up): a grey mask as stored; a colour one (RGB,
     palette) by its brightest channel, so an object drawn in any colour on black (a red mask, a palette's class
     colours) reads as foreground, as luminance would not (pure red is 76 of 255)."""
-    _check_eight_bit(encoded, "grey image")
+    check_eight_bit(encoded, "grey image")
     if encoded.header.mode in _GREY_MODES:
         return to_grey(encoded, scale)
     return to_rgb(encoded, scale).max(axis=-1)

@@ -38,7 +38,7 @@ from omegaconf import DictConfig
 from PIL import Image, ImageOps
 
 from mdeas.cli import exit_on_data_error, run_app
-from mdeas.data.decode import open_image, to_pillow
+from mdeas.data.decode import check_eight_bit, open_image, to_pillow
 from mdeas.data.errors import DataError
 from mdeas.data.layouts import IMAGE_EXTENSIONS
 from mdeas.data.zipstore import read_file
@@ -124,10 +124,14 @@ def find_sources(
     return Sources(tuple(backgrounds), tuple(foregrounds), tuple(masks), depths)
 
 
-def _open(path: Path) -> Image.Image:
+def _open(path: Path, eight_bit: str | None = None) -> Image.Image:
     """The image file at `path`, upright; DataError naming it when it is not an image of a dataset's formats, is
-    damaged, larger than MDEAS_MAX_ENTRY_MB or declares more than MDEAS_MAX_MEGAPIXELS (`mdeas.data.decode`)."""
-    return ImageOps.exif_transpose(to_pillow(open_image(read_file(path), str(path), "")))
+    damaged, larger than MDEAS_MAX_ENTRY_MB or declares more than MDEAS_MAX_MEGAPIXELS (`mdeas.data.decode`), or,
+    given `eight_bit` (what it should be: "colour image"), when its pixels are not 8-bit."""
+    encoded = open_image(read_file(path), str(path), "")
+    if eight_bit:
+        check_eight_bit(encoded, eight_bit)
+    return ImageOps.exif_transpose(to_pillow(encoded))
 
 
 def _fit(image: Image.Image, size: int, fit: str, resample: Image.Resampling) -> Image.Image:
@@ -141,7 +145,7 @@ def _fit(image: Image.Image, size: int, fit: str, resample: Image.Resampling) ->
 
 def load_background(path: Path, size: int, fit: str) -> np.ndarray:
     """A background as uint8 [size, size, 3]."""
-    return np.asarray(_fit(_open(path).convert("RGB"), size, fit, Image.Resampling.LANCZOS))
+    return np.asarray(_fit(_open(path, "colour image").convert("RGB"), size, fit, Image.Resampling.LANCZOS))
 
 
 def load_depth(path: Path, size: int, fit: str, background: Path, max_mm: int = 65535) -> np.ndarray:
@@ -167,9 +171,9 @@ def load_depth(path: Path, size: int, fit: str, background: Path, max_mm: int = 
 def load_foreground(path: Path, mask_path: Path | None) -> tuple[np.ndarray, np.ndarray]:
     """An object as colour float64 [h, w, 3] (0-255) and opacity float64 [h, w] in [0, 1], cropped to where the
     opacity is > 0: from the mask file if given, else from the image's alpha channel."""
-    image = _open(path)
+    image = _open(path, "colour image")
     if mask_path is not None:
-        mask = _open(mask_path)
+        mask = _open(mask_path, "grey image")
         if mask.size != image.size:
             size, fg_size = (f"{w}x{h}" for w, h in (mask.size, image.size))
             raise DataError(mask_path, None, f"size {size} differs from its foreground {path.name} ({fg_size})")
@@ -290,6 +294,8 @@ def _check(opts: ComposeOptions) -> None:
         raise ValueError(f"scales must be > 0 and keep the object within the image, got {list(opts.scales)}")
     if opts.positions < 1:
         raise ValueError(f"positions must be >= 1, got {opts.positions}")
+    if not opts.fg_max_side > 0:
+        raise ValueError(f"fg_max_side must be > 0 (px at 224), got {opts.fg_max_side}")
     if opts.bg_fit not in BG_FITS:
         raise ValueError(f"bg_fit must be one of {', '.join(BG_FITS)}, got {opts.bg_fit!r}")
     if not 1000 <= opts.max_depth_mm <= 65535:
