@@ -12,6 +12,7 @@ folder) and prints a markdown table.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +23,13 @@ from omegaconf import DictConfig
 from mdeas.atomic import write_json
 from mdeas.cli import exit_on_data_error, run_app
 from mdeas.data.errors import DataError
-from mdeas.evaluate import data_config, data_overrides
+from mdeas.evaluate import data_config, data_overrides, same_files
 from mdeas.inference import CheckpointError, load_module, resolve_device, stored_data_config
 from mdeas.native_eval import bootstrap_iou, model_mask_scores
 from mdeas.outline import KnownBackgroundOutline, from_config
 from mdeas.report import cell, markdown_table
 
+log = logging.getLogger(__name__)
 PARTS = ("test", "val")
 SCORES = ("mask/iou", "mask/iou_per_image", "mask/boundary_f", "mask/precision", "mask/recall")
 
@@ -55,10 +57,18 @@ def compare(
         stored = (module.hparams.data or {}).get("config") or {}  # only read
         if (stored.get("mean"), stored.get("std")) != (first.get("mean"), first.get("std")):
             raise ValueError(f"{path}: its input normalisation differs from {ckpt_paths[0]}'s")
+
     out = Path(output or ".")
     out.mkdir(parents=True, exist_ok=True)  # before the work: an unwritable folder fails at once, naming itself
     # masks are read at full size from the zip: a resized cache would be built for nothing
-    datamodule = instantiate(data_config(first, {**data, "cache_resized": False}), _convert_="all")
+    scoring = data_config(first, {**data, "cache_resized": False})
+    for path, module in zip(ckpt_paths, modules, strict=True):
+        trained = (module.hparams.data or {}).get("config") or {}
+        other_split = any(trained.get(key) != scoring.get(key) for key in ("split", "split_by", "seed", "limit"))
+        if same_files(trained.get("path"), scoring.get("path")) and other_split:
+            log.warning("%s trained on another split of the data scored here: its scores may include its own "
+                        "training samples", path)  # fmt: skip
+    datamodule = instantiate(scoring, _convert_="all")
     datamodule.prepare_data()
     datamodule.setup()
     samples = datamodule.datasets[part]

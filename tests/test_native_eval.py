@@ -2,6 +2,7 @@
 full-size pixels, both against the full-size ground truth."""
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -202,6 +203,16 @@ def test_compare_scores_the_val_split_when_asked(run, tmp_path):
 def test_compare_refuses_an_empty_part(run, tmp_path):
     with pytest.raises(DataError, match=r"data\.zip: the val split is empty: change data\.split or part$"):
         compare([run["ckpt"]], {"split": [0.5, 0.0, 0.5]}, str(tmp_path / "c"), part="val")
+
+
+def test_compare_warns_when_a_checkpoint_trained_on_another_split_of_the_scored_data(run, tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="mdeas.compare"):
+        compare([run["ckpt"]], {}, str(tmp_path / "same"))
+        assert "trained on another split" not in caplog.text
+        compare([run["ckpt"]], {"seed": 1}, str(tmp_path / "reshuffled"))  # its training samples among the scored
+    assert f"{run['ckpt']} trained on another split of the data scored here: its scores may include its own" in (
+        caplog.text
+    )
 
 
 def test_compare_entry_names_a_missing_checkpoint_in_one_line(run, tmp_path):

@@ -20,6 +20,7 @@ import numpy as np
 from omegaconf import DictConfig
 from torch.utils.data import Dataset
 
+from mdeas.atomic import atomic_write
 from mdeas.cli import exit_on_data_error, run_app
 from mdeas.data.dataset import dataset_paths, load_sample, scan
 from mdeas.data.decode import binarise
@@ -112,15 +113,15 @@ def format_stats(stats: dict) -> str:
 
 
 def write_norm(stats: dict, out: str | Path, source: str) -> Path:
-    """Write `mean` / `std` of the inputs as a yaml merged into the `data` config (`# @package data`)."""
+    """Write `mean` / `std` of the inputs as a yaml merged into the `data` config (`# @package data`), atomically."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
+    text = (
         "# @package data\n"
         f"# input normalisation of {source} ({stats['samples']} samples), by python -m mdeas.data.stats\n"
         f"mean: {_numbers(stats['inputs']['mean'])}\n"
         f"std: {_numbers(stats['inputs']['std'])}\n"
     )
+    atomic_write(out, lambda tmp: tmp.write_text(text))
     return out
 
 
