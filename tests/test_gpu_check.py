@@ -16,6 +16,7 @@ from experiments import gpu_check
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # half a minute, for a script run only on a GPU machine: `make test-all` before taking one there
 def test_the_tiny_check_writes_every_section_to_both_summaries(tmp_path):
     out = tmp_path / "check"
     status = gpu_check.main(["--out", str(out), "--device", "cpu", "--tiny"])
