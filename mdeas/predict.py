@@ -176,6 +176,10 @@ def write_outputs(stem: str, fg_bg: np.ndarray, p: Prediction) -> np.ndarray:
 
 def items_of(cfg: DictConfig) -> tuple[Iterator[Item], int | None]:
     """The input samples of the config and their count when known (the inputs' names are checked first)."""
+    given = [name for name, on in (("video", cfg.video), ("fg_bg", cfg.fg_bg), ("input", cfg.input)) if on]
+    if len(given) > 1 or (cfg.input and cfg.bg):
+        said = ", ".join(f"{name}=" for name in [*given, *(["bg"] if cfg.bg else [])])
+        raise ValueError(f"give one input: bg= fg_bg=, input= or video= bg= (got {said})")
     if cfg.video:
         if not cfg.bg:
             raise ValueError("video=... needs bg=... (the background the frames are compared with)")

@@ -245,6 +245,7 @@ def test_bad_inputs_are_one_line_errors(trained, tmp_path, monkeypatch):
         ([f"ckpt_path={ckpt}", "input=in"], "lonely.png: missing partner"),
         ([f"ckpt_path={ckpt}", "bg=missing.png", "fg_bg=cut.png"], "missing.png: no such file"),
         ([f"ckpt_path={ckpt}", "bg=in", "fg_bg=cut.png"], "in: a folder, not a file"),
+        ([f"ckpt_path={ckpt}", "input=in", "bg=a.png", "fg_bg=b.png"], "give one input: bg= fg_bg=, input= or video="),
         ([f"ckpt_path={ckpt}", "bg=cut.png", "fg_bg=cut.png"], "cut.png: cannot decode image"),
         ([f"ckpt_path={ckpt}", "bg=small.png", "fg_bg=in/bg/a.png"], "a.png: size 50x30 differs from its bg's 10x10"),
         ([f"ckpt_path={ckpt}", "input=empty"], "empty/fg_bg: no images (.jpg"),
