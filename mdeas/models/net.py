@@ -14,7 +14,9 @@ def check_size(x: torch.Tensor, stride: int) -> None:
     """ValueError unless the input's H and W are divisible by `stride`."""
     h, w = x.shape[-2:]
     if h % stride or w % stride:
-        raise ValueError(f"input size {h}x{w} is not divisible by the model stride {stride}")
+        near = sorted({max(stride, side // stride * stride) for side in (h, w)} | {-(-max(h, w) // stride) * stride})
+        sizes = " or ".join(str(n) for n in near)
+        raise ValueError(f"input size {h}x{w} is not divisible by the model stride {stride} (sizes that are: {sizes})")
 
 
 class MaskDepthNet(nn.Module):
