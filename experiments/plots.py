@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from mdeas.callbacks.image_grid import evenly_spaced
 from mdeas.data.dataset import MaskDepthDataset
-from mdeas.inference import load_module
+from mdeas.inference import load_module, stored_data_config
 
 PALETTE = (
     (31, 119, 180),
@@ -140,7 +140,7 @@ def sample_grid(ckpt_path: str | Path, count: int = 4) -> torch.Tensor:
     """The checkpoint's predictions on `count` evenly spaced samples of its own test split (rebuilt from the data
     config it stores): `make_grid` rows fg_bg | mask GT | mask pred | depth GT | depth pred, [3, N·H, 5·W] in [0, 1]."""
     module = load_module(ckpt_path)
-    config = (module.hparams.data or {}).get("config")
+    config = stored_data_config(module, ckpt_path)
     if not config:
         raise ValueError(f"{ckpt_path}: the checkpoint holds no data config")
     datamodule = instantiate(config, _convert_="all")

@@ -57,7 +57,7 @@ def check_buildable(config: object, allowed: frozenset[str], transforms: bool = 
     found = list(_strings_and_targets(config))
     interpolations = sorted({text for kind, text in found if kind == "text" and "${" in text})
     if interpolations:
-        raise UntrustedConfig(f"its config holds an interpolation ({interpolations[0][:80]}); mdeas saves none")
+        raise UntrustedConfig(f"its config holds an interpolation ({interpolations[0][:80]}), which building resolves")
     called = [value for kind, value in found if kind == "target"]
     trusted = lambda t: isinstance(t, str) and (t in allowed or (transforms and _transform(t)))  # noqa: E731
     untrusted = sorted({str(t) for t in called if not trusted(t)})

@@ -64,7 +64,7 @@ def compare(
     scoring = data_config(first, {**data, "cache_resized": False})
     for path, module in zip(ckpt_paths, modules, strict=True):
         trained = (module.hparams.data or {}).get("config") or {}
-        other_split = any(trained.get(key) != scoring.get(key) for key in ("split", "split_by", "seed", "limit"))
+        other_split = any(trained.get(key) != scoring.get(key) for key in ("split", "split_by", "seed"))
         if same_files(trained.get("path"), scoring.get("path")) and other_split:
             log.warning("%s trained on another split of the data scored here: its scores may include its own "
                         "training samples", path)  # fmt: skip

@@ -208,6 +208,7 @@ def test_compare_refuses_an_empty_part(run, tmp_path):
 def test_compare_warns_when_a_checkpoint_trained_on_another_split_of_the_scored_data(run, tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="mdeas.compare"):
         compare([run["ckpt"]], {}, str(tmp_path / "same"))
+        compare([run["ckpt"]], {"limit": 20}, str(tmp_path / "fewer"))  # a limit cuts each part: none moves
         assert "trained on another split" not in caplog.text
         compare([run["ckpt"]], {"seed": 1}, str(tmp_path / "reshuffled"))  # its training samples among the scored
     assert f"{run['ckpt']} trained on another split of the data scored here: its scores may include its own" in (

@@ -493,7 +493,7 @@ def test_pasted_samples_equal_their_background_away_from_the_object() -> None:
         generate("x.zip", 1, paste_fraction=1.5)
     with pytest.raises(ValueError, match=r"^unknown generator options \['camuflage'\]; known: .*camouflage"):
         generate("x.zip", 1, camuflage=0.3)
-    with pytest.raises(ValueError, match=r"^generator option scales: expected numbers, got \['big'\]$"):
+    with pytest.raises(ValueError, match=r"^generator option scales: expected a list of numbers, got \['big'\]$"):
         generate("x.zip", 1, scales=["big"])
 
 

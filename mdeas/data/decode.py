@@ -30,7 +30,7 @@ from mdeas.data.errors import DataError
 from mdeas.data.layouts import DepthEncoding
 from mdeas.data.zipstore import env_limit
 
-_EIGHT_BIT = ("RGB", "L", "RGBA", "P", "CMYK", "YCbCr", "LA", "1")
+_EIGHT_BIT = ("RGB", "L", "RGBA", "P", "PA", "CMYK", "YCbCr", "LA", "1")
 _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L")
 _GREY_MODES = ("L", "LA", "1")
 _SCALES = (8, 4, 2)

@@ -13,7 +13,8 @@ def main(cfg: DictConfig) -> None:
     options = {k: v for k, v in cfg.items() if k not in ("out", "num_samples", "workers")}
     with exit_on_data_error(TypeError, ValueError):
         for key in ("num_samples", "workers"):
-            if not (isinstance(cfg[key], int) or (key == "workers" and cfg[key] is None)):
+            whole = isinstance(cfg[key], int) and not isinstance(cfg[key], bool)
+            if not (whole or (key == "workers" and cfg[key] is None)):
                 raise ValueError(f"{key} must be a whole number, got {cfg[key]!r}")
         path = generate(cfg.out, cfg.num_samples, workers=cfg.workers, **options)
     print(f"wrote {cfg.num_samples} samples to {path}")

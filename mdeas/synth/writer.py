@@ -122,7 +122,7 @@ def options_from_config(cls: type[T], what: str, options: Mapping[str, Any], *ar
             elif key in floats:
                 values[key] = tuple(float(v) for v in value)
         except (TypeError, ValueError):
-            raise ValueError(f"{what} option {key}: expected numbers, got {value!r}") from None
+            raise ValueError(f"{what} option {key}: expected a list of numbers, got {value!r}") from None
     return cls(*args, **values)
 
 
