@@ -52,20 +52,18 @@ def compare(
         raise ValueError(f"part must be one of {', '.join(PARTS)}, got {part!r}")
     device = resolve_device(device)
     modules = [load_module(path) for path in ckpt_paths]
-    first = stored_data_config(modules[0], ckpt_paths[0])
-    for path, module in zip(ckpt_paths[1:], modules[1:], strict=True):
-        stored = (module.hparams.data or {}).get("config") or {}  # only read
+    trained = [stored_data_config(module, path) for path, module in zip(ckpt_paths, modules, strict=True)]
+    first = trained[0]
+    for path, stored in zip(ckpt_paths[1:], trained[1:], strict=True):
         if (stored.get("mean"), stored.get("std")) != (first.get("mean"), first.get("std")):
             raise ValueError(f"{path}: its input normalisation differs from {ckpt_paths[0]}'s")
-
     out = Path(output or ".")
     out.mkdir(parents=True, exist_ok=True)  # before the work: an unwritable folder fails at once, naming itself
     # masks are read at full size from the zip: a resized cache would be built for nothing
     scoring = data_config(first, {**data, "cache_resized": False})
-    for path, module in zip(ckpt_paths, modules, strict=True):
-        trained = (module.hparams.data or {}).get("config") or {}
-        other_split = any(trained.get(key) != scoring.get(key) for key in ("split", "split_by", "seed"))
-        if same_files(trained.get("path"), scoring.get("path")) and other_split:
+    for path, stored in zip(ckpt_paths, trained, strict=True):
+        other_split = any(stored.get(key) != scoring.get(key) for key in ("split", "split_by", "seed"))
+        if same_files(stored.get("path"), scoring.get("path")) and other_split:
             log.warning("%s trained on another split of the data scored here: its scores may include its own "
                         "training samples", path)  # fmt: skip
     datamodule = instantiate(scoring, _convert_="all")

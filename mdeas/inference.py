@@ -122,10 +122,7 @@ def load_module(ckpt_path: str | Path, map_location: str | torch.device = "cpu")
     """The trained module of `ckpt_path` in eval mode; a one-line CheckpointError for anything else."""
     ckpt = read_checkpoint(ckpt_path, map_location)
     hparams = ckpt["hyper_parameters"]
-    try:
-        check_buildable([hparams["model"], hparams.get("loss")], MODEL_TARGETS)
-    except UntrustedConfig as e:
-        raise CheckpointError(f"{ckpt_path}: refused: {e}") from None
+    _check_buildable([hparams["model"], hparams.get("loss")], MODEL_TARGETS, ckpt_path)
     try:
         module = MaskDepthModule(**hparams)
     except (InstantiationException, TypeError, ValueError, KeyError) as e:
@@ -138,11 +135,16 @@ def stored_data_config(module: MaskDepthModule, ckpt_path: str | Path) -> dict:
     """The data module config the checkpoint trained with ({} when it holds none), checked before anything builds
     it: CheckpointError naming the file for a config that would call code other than mdeas' data parts."""
     stored = (module.hparams.data or {}).get("config") or {}
+    _check_buildable(stored, DATA_TARGETS, ckpt_path, transforms=True)
+    return stored
+
+
+def _check_buildable(config: object, allowed: frozenset[str], ckpt_path: str | Path, transforms: bool = False) -> None:
+    """`checkpoint_configs.check_buildable` as a CheckpointError naming the file."""
     try:
-        check_buildable(stored, DATA_TARGETS, transforms=True)
+        check_buildable(config, allowed, transforms)
     except UntrustedConfig as e:
         raise CheckpointError(f"{ckpt_path}: refused: {e}") from None
-    return stored
 
 
 def resolve_device(device: str) -> str:
