@@ -176,6 +176,7 @@ class DeviceAugment:
         for step in self.steps:
             step(out, draws[:, start : start + step.draws])
             start += step.draws
+        self.normalisation.to(draws.device)  # once: its buffers stay on the batches' device
         for key in IMAGES:
             out[key] = self.normalisation(out[key]).contiguous()
         for key in PLANES:
