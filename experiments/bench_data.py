@@ -53,6 +53,7 @@ from mdeas.data.dataset import load_sample
 from mdeas.data.decode import reduction
 from mdeas.data.layouts import load_index
 from mdeas.data.normalisation import IMAGENET_MEAN, IMAGENET_STD
+from mdeas.failure import fail
 from mdeas.synth.generate import generate
 
 CACHE = Path("data/cache/bench")
@@ -170,7 +171,7 @@ def cpu_ms(loader: DataLoader, limit: int) -> float:
             break
     torch.set_num_threads(threads)
     if count == 0:
-        raise SystemExit(f"error: the loader gives {len(loader)} batch(es): too few samples to time past the first")
+        fail(f"the loader gives {len(loader)} batch(es): too few samples to time past the first")
     return 1000 * (time.process_time() - start) / count
 
 

@@ -20,6 +20,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from mdeas.failure import fail
+
 PAGES = {"timeseries": "#timeseries", "images": "#images", "hparams": "#hparams"}
 
 
@@ -84,7 +86,7 @@ def main() -> None:
     args = parser.parse_args()
     chromium = args.chromium or shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
-        sys.exit("error: chromium: not found; apt-get install chromium, or give --chromium")
+        fail("chromium: not found; apt-get install chromium, or give --chromium")
     for path in take_shots(args.logdir, args.out, chromium, args.budget, args.size):
         print(path)
 

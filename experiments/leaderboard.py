@@ -40,6 +40,7 @@ import mdeas
 from experiments.plots import bar_chart, sample_grid, sample_panel, save_png
 from mdeas.data.errors import DataError
 from mdeas.evaluate import evaluate
+from mdeas.failure import fail
 from mdeas.inference import CheckpointError, load_module
 from mdeas.models import list_models
 from mdeas.summary import layer_table
@@ -394,9 +395,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         failures = leaderboard(args, shlex.join(["python", "-m", "experiments.leaderboard", *argv]))
     except (DataError, CheckpointError, ValueError) as e:
-        raise SystemExit(f"error: {e}") from None
+        fail(str(e))
     if failures:
-        raise SystemExit("error: failed entries (re-run the same command to retry them):\n" + "\n".join(failures))
+        fail("failed entries (re-run the same command to retry them):\n" + "\n".join(failures))
 
 
 if __name__ == "__main__":

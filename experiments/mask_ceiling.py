@@ -32,6 +32,7 @@ from experiments.real_check_set import skimage_data, write_inputs
 from mdeas.data.layouts import read_canonical
 from mdeas.data.splits import split
 from mdeas.data.zipstore import ZipStore
+from mdeas.failure import fail
 from mdeas.metrics.morphology import outline_band as band_of
 from mdeas.synth.compose import ComposeOptions, find_sources, load_background, load_foreground, paste, place
 from mdeas.synth.generate import bg_name, seed_sample_id, seed_scheme
@@ -74,7 +75,7 @@ def composites(zip_path: Path, quality: int | tuple[int, int]):
                     box[alpha > 1e-3] = rgb[alpha > 1e-3]
                     stored = np.asarray(Image.open(io.BytesIO(store.read(f"mask/{sample_id}.png")))) > 127
                     if not np.array_equal(stored, mask):
-                        raise SystemExit(f"error: {zip_path}: mask/{sample_id}.png differs from the rebuilt one")
+                        fail(f"{zip_path}: mask/{sample_id}.png differs from the rebuilt one")
                     image = Image.open(io.BytesIO(store.read(f"fg_bg/{sample_id}.jpg"))).convert("RGB")
                     yield sample_id, np.asarray(image, np.float64), clean.astype(np.float64), bg, colour, mask
 

@@ -38,6 +38,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from mdeas.failure import fail
 from mdeas.synth.compose import compose
 from mdeas.synth.photos import package_folder
 from mdeas.synth.writer import check_image_options
@@ -49,7 +50,7 @@ def skimage_data() -> Path:
     """scikit-image's folder of sample images; SystemExit if the package is not installed."""
     folder = package_folder("skimage")
     if folder is None:
-        raise SystemExit("error: scikit-image is not installed (it is in the real extra: pip install -e '.[real]')")
+        fail("scikit-image is not installed (it is in the real extra: pip install -e '.[real]')")
     return folder / "data"
 
 

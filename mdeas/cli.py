@@ -15,6 +15,7 @@ from hydra.errors import HydraException, InstantiationException
 from omegaconf.errors import OmegaConfBaseException
 
 from mdeas.data.errors import DataError
+from mdeas.failure import PREFIX, fail
 from mdeas.sweep import end_failed_sweep
 
 _WORKER_TRACEBACK = "Original Traceback (most recent call last):"  # how PyTorch re-raises a DataLoader worker's error
@@ -63,7 +64,7 @@ def exit_on_data_error(*also: type[BaseException]) -> Iterator[None]:
     except (DataError, OSError, InstantiationException, *also) as e:
         if full_traces():
             raise
-        raise SystemExit(f"error: {one_line(e)}") from None
+        fail(one_line(e))
 
 
 def full_traces() -> bool:
@@ -96,9 +97,9 @@ def run_app(app: Callable[[], object]) -> None:
         app()
     except (HydraException, OmegaConfBaseException) as e:
         details, head = _summary(e)
-        sys.exit("\n".join([*details, f"error: {head}"]))
+        sys.exit("\n".join([*details, PREFIX + head]))
     except OSError as e:
-        sys.exit(f"error: {one_line(e)}")
+        fail(one_line(e))
     except Exception as e:
         end_failed_sweep(e)  # every job of a sweep failed and Optuna then raised: the jobs' errors, in one line
         raise

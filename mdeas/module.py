@@ -8,17 +8,13 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
 
 from mdeas.metrics.classes import DepthMetrics, MaskMetrics
 from mdeas.models.refiner import RefinedNet
+from mdeas.plain import plain
 from mdeas.schedules import lr_scheduler_config
 
 log = logging.getLogger(__name__)
-
-
-def _plain(cfg: Any) -> Any:
-    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
 
 
 def depth_alignment(unit: str = "mm", inverted: bool = False) -> str:
@@ -68,12 +64,12 @@ class MaskDepthModule(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters(
             {
-                "model": _plain(model),
-                "loss": _plain(loss),
-                "optim": _plain(optim),
-                "sched": _plain(sched),
+                "model": plain(model),
+                "loss": plain(loss),
+                "optim": plain(optim),
+                "sched": plain(sched),
                 "depth_max_m": depth_max_m,
-                "data": _plain(data),
+                "data": plain(data),
             }
         )
         self.model = instantiate(self.hparams.model)

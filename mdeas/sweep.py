@@ -25,6 +25,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from mdeas.atomic import atomic_write
+from mdeas.failure import fail, failure_message
+from mdeas.plain import plain
 from mdeas.report import cell, markdown_table
 
 log = logging.getLogger(__name__)
@@ -33,8 +35,7 @@ FAILED = "error.txt"
 
 def metric_weights(spec: str | list | Mapping | ListConfig | DictConfig) -> dict[str, float]:
     """``{metric: weight}`` of an ``optimized_metric`` spec (a name, a list of names, or a mapping)."""
-    if isinstance(spec, ListConfig | DictConfig):
-        spec = OmegaConf.to_container(spec, resolve=True)
+    spec = plain(spec)
     if isinstance(spec, str):
         return {spec: 1.0}
     if isinstance(spec, Mapping):
@@ -124,7 +125,7 @@ class SweepSummary(Callback):
         failed = [row for row in rows if row.get("error")]
         if failed:
             said = "; ".join(f"job {row['job']}: {row['error']}" for row in failed)
-            raise SystemExit(f"error: {len(failed)} of {len(rows)} jobs failed ({md_path}): {said}")
+            fail(f"{len(failed)} of {len(rows)} jobs failed ({md_path}): {said}")
 
 
 NO_BEST_TRIAL = "No trials are completed yet"  # how Optuna's study says it has no best trial
@@ -146,7 +147,7 @@ def end_failed_sweep(error: BaseException) -> None:
 def record_failure(job_dir: Path, message: str) -> None:
     """Keep a sweep job's one-line error `message` in `<job_dir>/error.txt` and log it. The job returns None: Optuna
     then marks the trial failed and goes on (a NaN objective would end the whole study)."""
-    message = message.removeprefix("error: ")
+    message = failure_message(message)
     atomic_write(job_dir / FAILED, lambda tmp: tmp.write_text(message + "\n"))
     log.error("job failed: %s", message)
 

@@ -22,6 +22,7 @@ from mdeas.cli import exit_on_data_error, run_app
 from mdeas.data.dataset import dataset_paths, load_sample, scan
 from mdeas.data.errors import DataError
 from mdeas.data.layouts import DatasetIndex, load_index
+from mdeas.failure import fail
 
 MID_GREY = (32, 223)  # mask values that are neither background nor foreground, even after JPEG
 
@@ -108,9 +109,9 @@ def main(cfg: DictConfig) -> None:
         result = check(dataset_paths(cfg.path), cfg.layout, int(cfg.num_workers), float(cfg.max_mid_grey))
     print(report(result, int(cfg.listed)))
     if result.problems:
-        raise SystemExit(f"error: {len(result.problems)} problems in {result.index.store.describe()}")
+        fail(f"{len(result.problems)} problems in {result.index.store.describe()}")
     if not result.index.samples:
-        raise SystemExit(f"error: {result.index.store.describe()}: dataset has no samples")
+        fail(f"{result.index.store.describe()}: dataset has no samples")
 
 
 if __name__ == "__main__":

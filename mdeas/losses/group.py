@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig
 from torch import Tensor, nn
 
 from mdeas.losses.terms import TERMS, Term
+from mdeas.plain import plain
 
 # output name -> the batch entry it is scored against (mask_coarse: a refined model's coarse mask, upsampled)
 TARGETS = {"mask": "mask", "depth": "depth", "mask_coarse": "mask"}
@@ -31,12 +32,6 @@ class TermSpec:
     @property
     def func(self) -> Term:
         return TERMS.get(self.fn)
-
-
-def _plain(obj: Any) -> Any:
-    if isinstance(obj, DictConfig | ListConfig):
-        return OmegaConf.to_container(obj, resolve=True)
-    return obj
 
 
 def _named(terms: Any) -> list[tuple[str, Any]]:
@@ -65,7 +60,7 @@ def parse_terms(terms: Mapping[str, Any] | Iterable[Mapping[str, Any]] | DictCon
     """
     specs: list[TermSpec] = []
     seen: set[str] = set()
-    for name, raw in _named(_plain(terms)):
+    for name, raw in _named(plain(terms)):
         if not isinstance(raw, Mapping):
             raise ValueError(f"loss term {name!r} must be a mapping, got {type(raw).__name__}")
         extra = set(raw) - _SPEC_KEYS
