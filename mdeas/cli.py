@@ -20,6 +20,7 @@ from mdeas.sweep import end_failed_sweep
 
 _WORKER_TRACEBACK = "Original Traceback (most recent call last):"  # how PyTorch re-raises a DataLoader worker's error
 FULL_ERROR = "HYDRA_FULL_ERROR"  # set to 1 by the user: full tracebacks instead of one-line errors
+INTERRUPTED = 130  # exit status after Ctrl-C, as shells report a program ended by SIGINT
 _SET_BY_RUN_APP = "MDEAS_ONE_LINE_ERRORS"  # marks a HYDRA_FULL_ERROR that `run_app` set, not the user
 
 
@@ -88,7 +89,8 @@ def run_app(app: Callable[[], object]) -> None:
     """Run a Hydra app (a `@hydra.main` function) so that the errors Hydra reports itself, before or around the
     task (an unknown config choice or key, a run directory that cannot be written), end with one line
     `error: <what>` naming the choice, key or path, and exit status 1. The details Hydra gives (e.g. the available
-    choices) come first. With HYDRA_FULL_ERROR=1 set by the user, Hydra's own reporting is left as it is."""
+    choices) come first. Ctrl-C ends it with `interrupted` and exit status 130. With HYDRA_FULL_ERROR=1 set by the
+    user, Hydra's own reporting is left as it is."""
     if full_traces():
         app()
         return
@@ -100,6 +102,9 @@ def run_app(app: Callable[[], object]) -> None:
         sys.exit("\n".join([*details, PREFIX + head]))
     except OSError as e:
         fail(one_line(e))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)  # what was being written is left as it was (atomic writes)
+        raise SystemExit(INTERRUPTED) from None
     except Exception as e:
         end_failed_sweep(e)  # every job of a sweep failed and Optuna then raised: the jobs' errors, in one line
         raise

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
@@ -19,11 +20,17 @@ def default_workers() -> int:
 
 def ordered_map(fn: Callable[[Unit], Result], units: Sequence[Unit], workers: int) -> Iterator[Result]:
     """fn(unit) for each unit, in order: in this process for workers = 1 (or a single unit), else in a pool of
-    `workers` spawned processes (fn must be a module-level function; each process keeps its own caches)."""
+    `workers` spawned processes (fn must be a module-level function; each process keeps its own caches). The
+    workers ignore Ctrl-C: this process handles it and ends the pool."""
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     if workers == 1 or len(units) <= 1:
         yield from map(fn, units)
         return
-    with multiprocessing.get_context("spawn").Pool(min(workers, len(units))) as pool:
+    with multiprocessing.get_context("spawn").Pool(min(workers, len(units)), _ignore_interrupts) as pool:
         yield from pool.imap(fn, units)
+
+
+def _ignore_interrupts() -> None:
+    """Pool initializer: a worker leaves Ctrl-C (SIGINT, sent to the whole process group) to the parent."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
