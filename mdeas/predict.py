@@ -23,7 +23,7 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from mdeas.cli import exit_on_data_error, run_app
-from mdeas.data.decode import check_pixels, decode_rgb
+from mdeas.data.decode import check_pixels, decode_rgb, image_format
 from mdeas.data.errors import DataError
 from mdeas.data.layouts import IMAGE_EXTENSIONS, load_index
 from mdeas.data.zipstore import read_file
@@ -102,6 +102,10 @@ def video_items(video: str, bg: str) -> Iterator[Item]:
     """The frames of `video` against the background `bg` (resized to the frames' size when its aspect ratio is theirs
     within 2 %, else a DataError), named <stem>_<frame>."""
     background = read_image(bg)
+    with open(video, "rb") as file:
+        still = image_format(file.read(12))
+    if still:
+        raise DataError(video, "", f"a still {still} image, not a video (give it as fg_bg=...)")
     capture = cv2.VideoCapture(video)
     if not capture.isOpened():
         raise DataError(video, "", "cannot open video")

@@ -133,6 +133,9 @@ def test_predict_pair_folder_zip_and_video(trained, tmp_path):
     squashed = "in/bg/a.png: size 50x30 is not the shape of the video's 48x32 frames (resized, it would squash)"
     with pytest.raises(DataError, match=re.escape(squashed)):
         list(video_items(str(tmp_path / "clip.avi"), str(tmp_path / "in" / "bg" / "a.png")))
+    still = tmp_path / "in" / "fg_bg" / "a.png"  # OpenCV would read it as a one-frame video
+    with pytest.raises(DataError, match=re.escape(f"{still}: a still PNG image, not a video (give it as fg_bg=...)")):
+        list(video_items(str(still), str(tmp_path / "in" / "bg" / "a.png")))
     (tmp_path / "blocked" / "clip_panel.mp4").mkdir(parents=True)  # the panel video cannot be written
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
         paths = [f"video={tmp_path / 'clip.avi'}", f"bg={tmp_path / 'wide/bg/c.png'}", f"output={tmp_path / 'blocked'}"]

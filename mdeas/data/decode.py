@@ -60,12 +60,17 @@ _SIGNATURES = (  # first bytes → format: tells a damaged image from a file tha
 _OBJECT_REPR = re.compile(r"\s*<[^<>]* at 0x[0-9a-fA-F]+>")
 
 
+def image_format(head: bytes) -> str | None:
+    """The still-image format whose signature the first bytes `head` (at least 12) of a file start with, or None."""
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    return next((name for signature, name in _SIGNATURES if head.startswith(signature)), None)
+
+
 def image_problem(error: BaseException, head: bytes) -> str:
     """What Pillow's `error` means for an image file or entry whose first bytes are `head`, in words without
     Python object reprs: `not an image file (unknown format)`, `damaged PNG header`, `truncated image`, ..."""
-    known = next((name for signature, name in _SIGNATURES if head.startswith(signature)), None)
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        known = "WEBP"
+    known = image_format(head)
     if isinstance(error, UnidentifiedImageError) and known and known not in _FORMATS:
         return f"a {known} image, a format not read: only {', '.join(_FORMATS)}"
     if isinstance(error, UnidentifiedImageError):
