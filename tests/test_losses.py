@@ -103,6 +103,8 @@ def test_pointwise_terms_by_hand() -> None:
     assert T.rmse(logits0, target, sigmoid=True).item() == pytest.approx(math.sqrt(0.25 + 1e-6), abs=1e-7)
     # smooth L1, beta 1: 0, 0.5*0.25, 3-0.5, 2-0.5
     assert T.smooth_l1(t22(0, 0.5, 3, -2), torch.zeros(1, 1, 2, 2)).item() == pytest.approx(4.125 / 4)
+    # beta 0.25: 0; |0.5| >= beta: 0.5-0.125; 3-0.125; 2-0.125
+    assert T.smooth_l1(t22(0, 0.5, 3, -2), torch.zeros(1, 1, 2, 2), beta=0.25).item() == pytest.approx(5.125 / 4)
 
 
 def test_berhu_both_branches() -> None:

@@ -105,6 +105,9 @@ def test_mask_metrics_empty_cases_never_nan() -> None:
     # all there, nothing predicted: FN 32 -> every ratio 0 (precision 0/0 with an object missed)
     missed = mask_metrics(neg, torch.ones_like(empty))
     assert {k: v.item() for k, v in missed.items()} == dict.fromkeys(MASK_KEYS, 0.0)
+    # no pixel counted at all: every count 0, so every ratio is 0/0 with no error made: 1 (accuracy too)
+    uncounted = mask_metrics(pos, empty, valid=torch.zeros_like(empty, dtype=torch.bool))
+    assert {k: v.item() for k, v in uncounted.items()} == dict.fromkeys(MASK_KEYS, 1.0)
 
 
 # ---------------------------------------------------------------- pinned values
@@ -416,6 +419,12 @@ def test_depth_off_by_a_scale_is_perfect_after_median_and_ssi_alignment() -> Non
     assert depth_metrics(shifted, target, valid, scale=4.0)["delta1"].item() < 1.0
     aligned = scale_shift_align(shifted, target, valid, 4.0)
     torch.testing.assert_close(aligned[valid], 4.0 * target[valid].double())
+
+
+def test_median_alignment_takes_the_mean_of_the_two_middle_values() -> None:
+    target = torch.tensor([0.1, 0.2, 0.3, 0.4]).reshape(1, 1, 2, 2)  # median 0.25
+    pred = torch.tensor([0.1, 0.2, 0.4, 0.8]).reshape(1, 1, 2, 2)  # median 0.3: the ratio is 0.25 / 0.3 = 5/6
+    torch.testing.assert_close(median_align(pred, target), (pred * 5 / 6).double())
 
 
 def test_ssi_inverse_alignment_fits_scale_and_shift_of_disparity() -> None:

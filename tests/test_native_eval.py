@@ -15,13 +15,14 @@ import torch
 from hydra.utils import instantiate
 
 from experiments.score_selection import score_part
+from mdeas.baseline import fit_threshold
 from mdeas.compare import compare, table
 from mdeas.data.dataset import load_sample
 from mdeas.data.decode import binarise
 from mdeas.data.errors import DataError
 from mdeas.evaluate import data_config, evaluate
 from mdeas.inference import Predictor, full_resolution, load_module
-from mdeas.native_eval import MaskScores, bootstrap_iou, model_mask_scores
+from mdeas.native_eval import MaskScores, bootstrap_iou, full_size_samples, model_mask_scores
 from mdeas.outline import KnownBackgroundOutline
 from mdeas.train import train
 from tests.conftest import compose_train, encode, write_canonical_zip
@@ -86,6 +87,9 @@ def test_native_scores_equal_a_hand_computation_at_full_size(run):
     module, dm = full_size_test_split(run["ckpt"])
     inter = union = inter_base = union_base = 0
     threshold = run["native"]["baseline"]["threshold"]
+    chosen_on = {part: fit_threshold(full_size_samples(dm.datasets[part]), lambda x: x) for part in ("val", "test")}
+    assert chosen_on["val"] != chosen_on["test"]  # so that the next line tells which split chose it
+    assert threshold == chosen_on["val"]  # chosen on val at full size, never on the scored split
     for arrays, truth, pred in full_size_masks(module, dm, dm.datasets["test"]):
         assert arrays["mask"].shape == (64, 64)  # scored at the stored size, not the model's 32 px
         inter, union = inter + (pred & truth).sum(), union + (pred | truth).sum()

@@ -4,7 +4,8 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from mdeas.outline import KnownBackgroundOutline, _box_sum, from_config
+from mdeas.metrics.per_image import boundary
+from mdeas.outline import KnownBackgroundOutline, _box_sum, colour_alpha, from_config
 from tests.test_native_eval import ROOT
 
 SIZE = 40
@@ -114,3 +115,15 @@ def test_window_sums_count_only_pixels_inside_the_image():
     assert sums.tolist() == [[4, 6, 6, 6, 4], [6, 9, 9, 9, 6], [6, 9, 9, 9, 6], [4, 6, 6, 6, 4]]
     x = torch.rand(2, 3, 9, 11, generator=torch.Generator().manual_seed(0))
     assert torch.allclose(_box_sum(x, 2), torch.nn.functional.avg_pool2d(x, 5, 1, 2) * 25, atol=1e-5)
+
+
+def test_the_object_colour_comes_from_pixels_more_than_band_px_inside():
+    """Confident foreground counts for F only more than `band` px inside the predicted outline: with `radius` 1,
+    an outline pixel's neighbours (1 px in) give it a colour at band 1, none at band 2."""
+    alpha, bg, fg_bg = composite()
+    logits = disc_logits(10.0)
+    outline = boundary(logits > 0)
+    _, _, weight_1 = colour_alpha(logits, bg, fg_bg, band=1, radius=1)
+    _, _, weight_2 = colour_alpha(logits, bg, fg_bg, band=2, radius=1)
+    assert (weight_1[outline] > 0).float().mean() > 0.5
+    assert not (weight_2[outline] > 0).any()

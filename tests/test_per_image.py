@@ -26,6 +26,12 @@ def test_boundary_f_score_hand_cases():
     # with no tolerance: of 20 outline pixels each, the shared ones are the top and bottom rows minus one column
     # (2 x 5) and no column pixels; P = R = 10/20
     assert boundary_f_score(shifted, a, tolerance=0).item() == pytest.approx(0.5)
+    # precision and recall apart: a 2x2 square in the corner of a 4x4 one, no tolerance. Of the 2x2's 4 outline
+    # pixels 3 lie on the 4x4's outline (its inner corner is the 4x4's interior): P = 3/4; of the 4x4's 12, the
+    # same 3: R = 3/12. F = 2PR / (P + R) = 2 * 3/16 / 1 = 0.375 (their mean would be 0.5, their minimum 0.25)
+    corner, target = square(12, 4, 4, 2), square(12, 4, 4, 4)
+    assert boundary_f_score(corner, target, tolerance=0).item() == pytest.approx(0.375)
+    assert boundary_f_score(target, corner, tolerance=0).item() == pytest.approx(0.375)  # P and R swap
     far = square(16, 0, 12, 3)
     assert boundary_f_score(far, a, tolerance=1).item() == 0.0
     empty = torch.zeros_like(a)
@@ -40,6 +46,13 @@ def test_tolerance_follows_the_diagonal():
     assert boundary_tolerance(16, 16) == 1
     assert boundary_tolerance(224, 224) == 2  # 0.0075 x 316.8
     assert boundary_tolerance(1080, 1920) == 17  # 0.0075 x 2202.9
+
+
+def test_the_metric_scores_boundaries_at_the_sizes_tolerance():
+    a, shifted = square(16, 4, 4, 6), square(16, 4, 5, 6)  # 1 px apart: F 1.0 at 16x16's tolerance (1 px), 0.5 at 0
+    metric = PerImageMaskMetrics(from_logits=False)
+    metric.update(shifted.float(), a.float())
+    assert metric.compute()["boundary_f"].item() == 1.0
 
 
 def test_per_image_mean_differs_from_pooling():

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from mdeas.data.layouts import load_index
 from mdeas.data.splits import limited, split
 from mdeas.evaluate import data_config, data_overrides, default_output, same_files
-from mdeas.module import MaskDepthModule, selection_score
+from mdeas.module import MaskDepthModule, depth_alignment, selection_score
 from tests.conftest import TINY_RUN, write_canonical_zip
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -135,3 +135,26 @@ def test_a_module_on_relative_depth_scores_delta1_after_the_scale_and_shift_fit(
     module._log_metrics("val")
     assert logged["val/depth/delta1"] == 0.0 and logged["val/depth/delta1_ssi"] == pytest.approx(1.0)
     assert logged["val/score"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    ("depth", "align"),
+    [({"unit": "mm"}, "depth"), ({"unit": "relative", "inverted": False}, "inverse"),
+     ({"unit": "relative", "inverted": True}, "depth"), ({"unit": "mm", "inverted": True}, "depth")],
+)  # fmt: skip
+def test_the_module_fits_relative_depth_in_the_space_of_its_encoding(depth, align):
+    """Relative depth stored as depth is fitted in disparity: a prediction affine in the target's inverse is then
+    exact after the fit; stored inverse-like (or metric) the fit is in the stored value, where it is not."""
+    assert depth_alignment(depth["unit"], depth.get("inverted", False)) == align
+    loss, optim = (OmegaConf.load(ROOT / f"conf/{name}.yaml") for name in ("loss/relative_ssi", "optim/adam"))
+    module = MaskDepthModule(model=TINY, loss=loss, optim=optim, data={"depth": depth})
+    target = torch.linspace(0.2, 0.8, 64).reshape(1, 1, 8, 8)
+    module.mask_metrics["val"].update(torch.full((1, 1, 8, 8), 5.0), torch.ones(1, 1, 8, 8))
+    module.depth_metrics["val"].update(1 / (0.5 / target + 2), target, torch.ones(1, 1, 8, 8, dtype=torch.bool))
+    logged = {}
+    module.log_dict = lambda values, **_: logged.update(values)
+    module._log_metrics("val")
+    if align == "inverse":
+        assert logged["val/depth/abs_rel_ssi"] == pytest.approx(0.0, abs=1e-5)
+    else:
+        assert logged["val/depth/abs_rel_ssi"] > 0.01
