@@ -139,3 +139,18 @@ def test_store_keys_tell_apart_equal_names_in_two_zips(tmp_path):
     assert store.key("meta.json", 1) == "1::meta.json" and store.key("nothing.png", 1) is None
     assert store.source("1::bg/b000.jpg") == b and store.name("1::bg/b000.jpg") == "bg/b000.jpg"
     assert store.read("1::bg/b000.jpg") != store.read("bg/b000.jpg")
+
+
+def test_the_generated_set_is_resolved_once_per_data_module(tmp_path):
+    """prepare_data and setup both ask for the path: an edit of the generator's code between them (a new key) must
+    not make a second set for the same run."""
+    made = []
+
+    def generator(cache_dir: str) -> str:  # each call as if the generator's code had changed: a new zip
+        made.append(str(write_canonical_zip(tmp_path / f"set{len(made)}.zip", num_samples=8, size=16)))
+        return made[-1]
+
+    dm = MaskDepthDataModule(synth=generator, cache_dir=str(tmp_path), split=(0.5, 0.25, 0.25), num_workers=0)
+    dm.prepare_data()
+    dm.setup("fit")
+    assert dm.resolve_path() == made[0] and len(made) == 1

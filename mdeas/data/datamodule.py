@@ -142,6 +142,7 @@ class MaskDepthDataModule(pl.LightningDataModule):
         self.limit, self.fractions, self.seed = limit, tuple(split), seed
         self.split_by = split_by
         self.cache_dir, self.synth = cache_dir, synth
+        self.generated: str | None = None  # the generated set's path, once resolved
         self.augment, self.mean, self.std = list(augment), tuple(mean), tuple(std)
         if crop is not None:  # last, so that transforms which resize (RandomResizedCrop) cannot undo it
             self.augment.append(A.RandomCrop(crop, crop))
@@ -153,12 +154,15 @@ class MaskDepthDataModule(pl.LightningDataModule):
         self.datasets: dict[str, MaskDepthDataset] = {}
 
     def resolve_path(self) -> str | list[str]:
-        """The dataset path(s); with none given, the generated set `synth(cache_dir)` (made once, then cached)."""
+        """The dataset path(s); with none given, the generated set `synth(cache_dir)` (made once, then cached; its
+        path is taken once per data module)."""
         if self.path:
             return dataset_paths(self.path)
         if self.synth is None:
             raise DataError("data.path", None, "no dataset given and no generator (data.synth) to make one")
-        return str(self.synth(self.cache_dir))
+        if self.generated is None:  # once per data module: generator code edited during a run makes no new set
+            self.generated = str(self.synth(self.cache_dir))
+        return self.generated
 
     def prepare_data(self) -> None:
         self.resolve_path()
