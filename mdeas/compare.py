@@ -34,6 +34,14 @@ PARTS = ("test", "val")
 SCORES = ("mask/iou", "mask/iou_per_image", "mask/boundary_f", "mask/precision", "mask/recall")
 
 
+def same_data(a: dict, b: dict) -> bool:
+    """Whether two data configs read the same samples: the same files, or (neither naming any) the same generated
+    set (equal `synth` options)."""
+    if a.get("path") or b.get("path"):
+        return same_files(a.get("path"), b.get("path"))
+    return a.get("synth") is not None and a.get("synth") == b.get("synth")
+
+
 def compare(
     ckpt_paths: list[str],
     data: dict[str, Any],
@@ -63,7 +71,7 @@ def compare(
     scoring = data_config(first, {**data, "cache_resized": False})
     for path, stored in zip(ckpt_paths, trained, strict=True):
         other_split = any(stored.get(key) != scoring.get(key) for key in ("split", "split_by", "seed"))
-        if same_files(stored.get("path"), scoring.get("path")) and other_split:
+        if same_data(stored, scoring) and other_split:
             log.warning("%s trained on another split of the data scored here: its scores may include its own "
                         "training samples", path)  # fmt: skip
     datamodule = instantiate(scoring, _convert_="all")

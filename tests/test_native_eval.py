@@ -16,7 +16,7 @@ from hydra.utils import instantiate
 
 from experiments.score_selection import score_part
 from mdeas.baseline import fit_threshold
-from mdeas.compare import compare, table
+from mdeas.compare import compare, same_data, table
 from mdeas.data.dataset import load_sample
 from mdeas.data.decode import binarise
 from mdeas.data.errors import DataError
@@ -218,6 +218,16 @@ def test_compare_warns_when_a_checkpoint_trained_on_another_split_of_the_scored_
     assert f"{run['ckpt']} trained on another split of the data scored here: its scores may include its own" in (
         caplog.text
     )
+
+
+def test_two_data_configs_read_the_same_samples_when_they_name_the_same_files_or_generated_set(tmp_path):
+    generated = {"path": None, "synth": {"num_samples": 100, "seed": 0}}
+    assert same_data(generated, {**generated, "seed": 1})  # the same generated set, split another way
+    assert not same_data(generated, {"path": None, "synth": {"num_samples": 100, "seed": 1}})  # another set
+    zip_path = str(write_canonical_zip(tmp_path / "d.zip", num_samples=2, size=16))
+    assert same_data({"path": zip_path}, {"path": [zip_path], "synth": generated["synth"]})
+    assert not same_data({**generated, "path": zip_path}, generated)  # a file against a generated set
+    assert not same_data({"path": None, "synth": None}, {"path": None, "synth": None})  # nothing to read
 
 
 def test_compare_entry_names_a_missing_checkpoint_in_one_line(run, tmp_path):
