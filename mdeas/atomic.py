@@ -7,7 +7,7 @@ import contextlib
 import json
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
@@ -43,3 +43,20 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> None:
 def write_json(path: str | Path, data: object) -> None:
     """`data` as indented JSON at `path`, written atomically (a reader finds the old file or the whole new one)."""
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2)))
+
+
+@contextlib.contextmanager
+def output_folder(path: str | Path) -> Iterator[Path]:
+    """Create the folder `path` (and its missing parents) for a program's outputs, before its work, so that an
+    unwritable place fails at once naming itself; if the work then fails, the folders made here are removed again
+    while still empty (a failed run leaves no empty folder behind; what it did write stays)."""
+    path = Path(path)
+    made = [folder for folder in (path, *path.parents) if not folder.exists()]  # deepest first
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        yield path
+    except BaseException:
+        for folder in made:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only an empty folder goes
+        raise

@@ -20,7 +20,7 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from mdeas.atomic import write_json
+from mdeas.atomic import output_folder, write_json
 from mdeas.cli import exit_on_data_error, run_app
 from mdeas.data.errors import DataError
 from mdeas.evaluate import data_config, data_overrides, same_files
@@ -66,34 +66,34 @@ def compare(
         if (stored.get("mean"), stored.get("std")) != (first.get("mean"), first.get("std")):
             raise ValueError(f"{path}: its input normalisation differs from {ckpt_paths[0]}'s")
     out = Path(output or ".")
-    out.mkdir(parents=True, exist_ok=True)  # before the work: an unwritable folder fails at once, naming itself
-    # masks are read at full size from the zip: a resized cache would be built for nothing
-    scoring = data_config(first, {**data, "cache_resized": False})
-    for path, stored in zip(ckpt_paths, trained, strict=True):
-        other_split = any(stored.get(key) != scoring.get(key) for key in ("split", "split_by", "seed"))
-        if same_data(stored, scoring) and other_split:
-            log.warning("%s trained on another split of the data scored here: its scores may include its own "
-                        "training samples", path)  # fmt: skip
-    datamodule = instantiate(scoring, _convert_="all")
-    datamodule.prepare_data()
-    datamodule.setup()
-    samples = datamodule.datasets[part]
-    if not samples:
-        raise DataError(
-            datamodule.index.store.describe(), None, f"the {part} split is empty: change data.split or part"
-        )
-    scores = model_mask_scores(modules, samples, device, outline)  # each sample decoded once for all
-    rows = []
-    for i, (path, score) in enumerate(zip(ckpt_paths, scores, strict=True)):
-        values = score.compute()
-        row = {"checkpoint": str(path), **{k: values[k] for k in SCORES}}
-        paired = bootstrap_iou(score.counts, scores[0].counts)
-        row["mask/iou_ci95"] = paired["model"]
-        if i:
-            row["mask/iou_gain_ci95"] = paired["gain"]
-        rows.append(row)
-    results = {"samples": len(samples), "part": part, "outline": repr(outline) if outline else None, "rows": rows}
-    write_json(out / "compare.json", results)
+    with output_folder(out):
+        # masks are read at full size from the zip: a resized cache would be built for nothing
+        scoring = data_config(first, {**data, "cache_resized": False})
+        for path, stored in zip(ckpt_paths, trained, strict=True):
+            other_split = any(stored.get(key) != scoring.get(key) for key in ("split", "split_by", "seed"))
+            if same_data(stored, scoring) and other_split:
+                log.warning("%s trained on another split of the data scored here: its scores may include its own "
+                            "training samples", path)  # fmt: skip
+        datamodule = instantiate(scoring, _convert_="all")
+        datamodule.prepare_data()
+        datamodule.setup()
+        samples = datamodule.datasets[part]
+        if not samples:
+            raise DataError(
+                datamodule.index.store.describe(), None, f"the {part} split is empty: change data.split or part"
+            )
+        scores = model_mask_scores(modules, samples, device, outline)  # each sample decoded once for all
+        rows = []
+        for i, (path, score) in enumerate(zip(ckpt_paths, scores, strict=True)):
+            values = score.compute()
+            row = {"checkpoint": str(path), **{k: values[k] for k in SCORES}}
+            paired = bootstrap_iou(score.counts, scores[0].counts)
+            row["mask/iou_ci95"] = paired["model"]
+            if i:
+                row["mask/iou_gain_ci95"] = paired["gain"]
+            rows.append(row)
+        results = {"samples": len(samples), "part": part, "outline": repr(outline) if outline else None, "rows": rows}
+        write_json(out / "compare.json", results)
     return results
 
 

@@ -22,7 +22,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from mdeas.atomic import write_json
+from mdeas.atomic import output_folder, write_json
 from mdeas.baseline import fit_depth_baselines, fit_threshold, score, score_depth
 from mdeas.cli import exit_on_data_error, run_app
 from mdeas.data.datamodule import MaskDepthDataModule
@@ -126,48 +126,53 @@ def evaluate(
     gpu = torch_device.startswith("cuda")
     module = load_module(ckpt_path)
     out = Path(output) if output else default_output(Path(ckpt_path))
-    out.mkdir(parents=True, exist_ok=True)  # before the work: an unwritable folder fails at once, naming itself
-    stored = stored_data_config(module, ckpt_path)
-    datamodule = instantiate(data_config(stored, data), _convert_="all")
-    datamodule.prepare_data()
-    datamodule.setup("test")
-    needs = {"test": "it is what is scored", "val": "the |fg_bg − bg| baseline's threshold is chosen on it"}
-    for split, why in needs.items():
-        if not datamodule.datasets[split]:
-            problem = f"the {split} split is empty: {why}; change data.split"
-            raise DataError(datamodule.index.store.describe(), None, problem)
-    depth = datamodule.index.depth
-    align = depth_alignment(depth.unit, depth.inverted)
-    # the prediction in the training set's range, the target in this set's
-    module.depth_metrics["test"] = DepthMetrics(scale=depth.scale, align=align, pred_scale=module.hparams.depth_max_m)
-    module.depth_relative = depth.unit == "relative"  # the score's δ1 as this set's depth allows
-    devices = [torch.device(torch_device).index or 0] if gpu else 1
-    trainer = pl.Trainer(accelerator="gpu" if gpu else "cpu", devices=devices, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
-    model = {k.removeprefix("test/"): float(v) for k, v in trainer.test(module, datamodule, verbose=False)[0].items()}
-    has_depth = "depth/delta1" in model  # logged only where some test pixel has a known depth
-    if not has_depth:  # a set without depth: its depth rows mean nothing
-        model = {k: v for k, v in model.items() if not k.startswith("loss/depth")}
-    if resolution == "native":
-        native, baseline = native_mask_scores(
-            module, datamodule.datasets["val"], datamodule.datasets["test"], torch_device, outline
+    with output_folder(out):
+        stored = stored_data_config(module, ckpt_path)
+        datamodule = instantiate(data_config(stored, data), _convert_="all")
+        datamodule.prepare_data()
+        datamodule.setup("test")
+        needs = {"test": "it is what is scored", "val": "the |fg_bg − bg| baseline's threshold is chosen on it"}
+        for split, why in needs.items():
+            if not datamodule.datasets[split]:
+                problem = f"the {split} split is empty: {why}; change data.split"
+                raise DataError(datamodule.index.store.describe(), None, problem)
+        depth = datamodule.index.depth
+        align = depth_alignment(depth.unit, depth.inverted)
+        # the prediction in the training set's range, the target in this set's
+        module.depth_metrics["test"] = DepthMetrics(
+            scale=depth.scale, align=align, pred_scale=module.hparams.depth_max_m
         )
-        model = {**{k: v for k, v in model.items() if not k.startswith("mask/")}, **native}
-        scored = {"mask/iou": torch.tensor(native["mask/iou"]), "depth/count": float(has_depth)}
-        scored |= {k: model[k] for k in ("depth/delta1", "depth/delta1_ssi") if has_depth}
-        model["score"] = float(selection_score(scored, module.depth_relative))
-    else:
-        denormalise = datamodule.datasets["test"].denormalise
-        threshold = fit_threshold(datamodule.val_dataloader(), denormalise)
-        scores = score(datamodule.test_dataloader(), denormalise, threshold)
-        baseline = {"threshold": threshold, **{f"mask/{k}": v for k, v in scores.items()}}
-    results = {"checkpoint": str(ckpt_path), "samples": len(datamodule.datasets["test"]), "resolution": resolution,
-               "outline": repr(outline) if outline and resolution == "native" else None,
-               "model": model, "baseline": baseline}  # fmt: skip
-    depth_base = depth_baseline(datamodule, depth.scale, align) if has_depth else None
-    if depth_base is not None:
-        results["depth_baseline"] = depth_base
-    write_json(out / "metrics.json", results)
+        module.depth_relative = depth.unit == "relative"  # the score's δ1 as this set's depth allows
+        devices = [torch.device(torch_device).index or 0] if gpu else 1
+        trainer = pl.Trainer(accelerator="gpu" if gpu else "cpu", devices=devices, logger=False,
+                             enable_checkpointing=False, enable_progress_bar=False,
+                             enable_model_summary=False)  # fmt: skip
+        model = {
+            k.removeprefix("test/"): float(v) for k, v in trainer.test(module, datamodule, verbose=False)[0].items()
+        }
+        has_depth = "depth/delta1" in model  # logged only where some test pixel has a known depth
+        if not has_depth:  # a set without depth: its depth rows mean nothing
+            model = {k: v for k, v in model.items() if not k.startswith("loss/depth")}
+        if resolution == "native":
+            native, baseline = native_mask_scores(
+                module, datamodule.datasets["val"], datamodule.datasets["test"], torch_device, outline
+            )
+            model = {**{k: v for k, v in model.items() if not k.startswith("mask/")}, **native}
+            scored = {"mask/iou": torch.tensor(native["mask/iou"]), "depth/count": float(has_depth)}
+            scored |= {k: model[k] for k in ("depth/delta1", "depth/delta1_ssi") if has_depth}
+            model["score"] = float(selection_score(scored, module.depth_relative))
+        else:
+            denormalise = datamodule.datasets["test"].denormalise
+            threshold = fit_threshold(datamodule.val_dataloader(), denormalise)
+            scores = score(datamodule.test_dataloader(), denormalise, threshold)
+            baseline = {"threshold": threshold, **{f"mask/{k}": v for k, v in scores.items()}}
+        results = {"checkpoint": str(ckpt_path), "samples": len(datamodule.datasets["test"]), "resolution": resolution,
+                   "outline": repr(outline) if outline and resolution == "native" else None,
+                   "model": model, "baseline": baseline}  # fmt: skip
+        depth_base = depth_baseline(datamodule, depth.scale, align) if has_depth else None
+        if depth_base is not None:
+            results["depth_baseline"] = depth_base
+        write_json(out / "metrics.json", results)
     return results
 
 

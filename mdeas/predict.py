@@ -22,6 +22,7 @@ import numpy as np
 from omegaconf import DictConfig
 from tqdm import tqdm
 
+from mdeas.atomic import output_folder
 from mdeas.cli import exit_on_data_error, run_app
 from mdeas.data.decode import check_pixels, decode_rgb, image_format
 from mdeas.data.errors import DataError
@@ -208,10 +209,14 @@ def predict(cfg: DictConfig) -> Path:
         raise ValueError(f"batch_size must be a positive integer, got {cfg.batch_size!r}")
     predictor = Predictor(load_module(cfg.ckpt_path), resolve_device(cfg.device), from_config(cfg.get("outline")))
     out = Path(cfg.output)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise DataError(out, "", f"cannot create the output folder ({e.strerror})") from None
+    with output_folder(out):
+        write_predictions(cfg, predictor, out)
+    return out
+
+
+def write_predictions(cfg: DictConfig, predictor: Predictor, out: Path) -> None:
+    """The masks, depths and panels of the inputs of `cfg` in the folder `out` (and, for a video, its panel
+    video)."""
     items, total = items_of(cfg)
     source = cfg.video or cfg.fg_bg or (cfg.input if isinstance(cfg.input, str) else ",".join(cfg.input))
     writer, batch = None, []
@@ -238,7 +243,6 @@ def predict(cfg: DictConfig) -> Path:
     finally:  # the frames written so far stay a playable video when a later one fails
         if writer is not None:
             writer.release()
-    return out
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="predict")

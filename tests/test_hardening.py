@@ -339,7 +339,7 @@ def test_outputs_that_cannot_be_written_are_named(run, tmp_path):
             "device": "cpu"}  # fmt: skip
     cases = [
         (lambda: predict(OmegaConf.create({**pair, "output": "/proc/mdeas-out"})),
-         "/proc/mdeas-out: cannot create the output folder"),
+         "/proc/mdeas-out: No such file or directory"),
         (lambda: predict(OmegaConf.create({**pair, "output": "/proc"})), "/proc/bg_mask.png: "),
         (lambda: export(ckpt, "torchscript", "/proc/mdeas-out/m.pt"), "/proc/mdeas-out: No such file or directory"),
         (lambda: evaluate(ckpt, {}, "/proc/mdeas-out"), "/proc/mdeas-out: No such file or directory"),

@@ -144,6 +144,15 @@ def test_predict_pair_folder_zip_and_video(trained, tmp_path):
         predict(cfg)
 
 
+def test_predict_that_fails_on_its_input_leaves_no_output_folder(trained, tmp_path):
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        pair = [f"bg={tmp_path / 'no_bg.png'}", f"fg_bg={tmp_path / 'no.png'}", f"output={tmp_path / 'preds'}"]
+        cfg = compose("predict", overrides=[f"ckpt_path={trained['ckpt']}", "device=cpu", *pair])
+    with pytest.raises(DataError, match="no_bg.png"):
+        predict(cfg)
+    assert not (tmp_path / "preds").exists()
+
+
 def test_predict_takes_a_list_of_zips_as_one_dataset(trained, tmp_path):
     zips = [str(write_canonical_zip(tmp_path / f"{name}.zip", num_samples=2, size=32)) for name in ("za", "zb")]
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
