@@ -155,7 +155,12 @@ def train(cfg: DictConfig) -> dict:
         found = find_lr(trainer, module, datamodule, out_dir, **cfg.get("lr_find", {}))
         if cfg.tune_lr == "only":
             return {"lr_find": found}
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    except SIGTERMException:
+        if any(isinstance(c, ResumeOnInterrupt) and c.stopped_by == signal.SIGINT for c in callbacks):
+            raise KeyboardInterrupt from None  # a Ctrl-C, stopped after its batch: the entry point says interrupted
+        raise
 
     best = getattr(trainer.checkpoint_callback, "best_model_path", "")  # none without a ModelCheckpoint
     # the best checkpoint's scores go to metrics.json and the HPARAMS tab, not as second points on the curves
@@ -202,8 +207,9 @@ def main(cfg: DictConfig) -> float | None:
     broken progressive chain and a non-finite loss end the run with one line `error: ...` and exit status 1; in a
     sweep they end the job only (`mdeas.sweep.record_failure`; the job returns None, a failed trial) and the sweep
     exits 1 at its end.
-    Ctrl-C (Lightning's graceful stop, exit status 1) and SIGTERM (exit status 143, as a shell reports a process
-    that SIGTERM ended) end the whole sweep; both leave `checkpoints/interrupted.ckpt` (`ResumeOnInterrupt`).
+    Ctrl-C (exit status 130, `interrupted`) and SIGTERM (exit status 143, as a shell reports a process that SIGTERM
+    ended) end the whole sweep; both stop after the batch under way and leave `checkpoints/interrupted.ckpt`
+    (`ResumeOnInterrupt`).
     """
     in_sweep = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
     try:

@@ -373,7 +373,7 @@ def test_predict_refuses_ids_that_would_write_outside_the_output_folder(run, tmp
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("stop", "status"), [(signal.SIGINT, 1), (signal.SIGTERM, 143)], ids=["ctrl_c", "sigterm"])
+@pytest.mark.parametrize(("stop", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl_c", "sigterm"])
 def test_an_interrupt_leaves_a_resumable_checkpoint_and_says_how_to_resume(run, tmp_path, stop, status):
     cmd = [sys.executable, "-m", "mdeas.train", *SMALL, f"data.path={run['data']}", "trainer.max_epochs=100",
            "hydra.run.dir=run"]  # fmt: skip

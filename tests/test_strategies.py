@@ -13,6 +13,7 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import OmegaConf
 from pytorch_lightning.demos.boring_classes import BoringModel
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from mdeas import precision
 from mdeas.callbacks.interrupt import ResumeOnInterrupt
@@ -26,17 +27,16 @@ CONF = str(Path(__file__).resolve().parents[1] / "conf")
 
 
 class StopAfter(pl.Callback):
-    """Simulates Ctrl-C, or with `sigterm` a SIGTERM sent to this process, after `steps` optimiser steps."""
+    """Sends this process Ctrl-C (SIGINT), or with `sigterm` a SIGTERM, in the middle of the batch that makes
+    optimiser step `steps`: after its forward pass (BatchNorm statistics updated), before its backward pass and
+    optimiser step. The run must stop after that batch, with its step made."""
 
     def __init__(self, steps: int, sigterm: bool = False) -> None:
         self.steps, self.sigterm = steps, sigterm
 
-    def on_train_batch_end(self, trainer, *args) -> None:
-        if trainer.global_step < self.steps:
-            return
-        if not self.sigterm:
-            raise KeyboardInterrupt
-        os.kill(os.getpid(), signal.SIGTERM)  # Lightning's handler notes it; the loop stops after this batch
+    def on_before_backward(self, trainer, *args) -> None:
+        if trainer.global_step == self.steps - 1:
+            os.kill(os.getpid(), signal.SIGTERM if self.sigterm else signal.SIGINT)
 
 
 class SigtermInValidation(pl.Callback):
@@ -185,12 +185,9 @@ def test_ctrl_c_checkpoint_is_resumed_only_when_asked(tmp_path):
         )  # fmt: skip
         trainer.fit(BoringModel(), ckpt_path=ckpt_path)
 
-    sigint = signal.getsignal(signal.SIGINT)
-    try:
-        with pytest.raises(SystemExit):
-            fit(StopAfter(2))
-    finally:
-        signal.signal(signal.SIGINT, sigint)  # Lightning ignores further Ctrl-C after the first
+    with pytest.raises(SIGTERMException):  # Ctrl-C stops the fit after its batch, as a SIGTERM does
+        fit(StopAfter(2))
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back after the fit
     assert torch.load(ckpts / "interrupted.ckpt", weights_only=False)["global_step"] == 2
     fresh, resumed = StartStep(), StartStep()
     fit(fresh)
@@ -203,18 +200,15 @@ def test_ctrl_c_checkpoint_is_resumed_only_when_asked(tmp_path):
 def test_interrupt_in_the_middle_of_an_epoch_resumes_at_its_next_batch(tmp_path, tiny_zip, sigterm, caplog):
     """Stopped after 4 of 2 × 3 steps (one batch into epoch 1), resumed from interrupted.ckpt: the weights must be
     an uninterrupted run's; replaying epoch 1 from its first batch (a loader that cannot resume) would differ. The
-    stop exits 1 after Ctrl-C, 143 after SIGTERM (as a shell reports it), and logs how to resume."""
+    stop comes mid-batch (`StopAfter`); it ends with KeyboardInterrupt after Ctrl-C (the entry point says
+    `interrupted`, exit status 130), 143 after SIGTERM (as a shell reports it), and logs how to resume."""
     common = ("trainer.max_epochs=2", "+trainer.limit_train_batches=3", "seed=5", "~logger", "test=false")
     train(config(tmp_path / "straight", tiny_zip, *common))
     stop = f"+callbacks.stop={{_target_: tests.test_strategies.StopAfter, steps: 4, sigterm: {str(sigterm).lower()}}}"
-    sigint = signal.getsignal(signal.SIGINT)
-    try:
-        with pytest.raises(SystemExit) as stopped, caplog.at_level(logging.ERROR):
-            main.__wrapped__(config(tmp_path / "cut", tiny_zip, *common, stop))  # the entry point, without Hydra's CLI
-    finally:
-        signal.signal(signal.SIGINT, sigint)  # Lightning ignores further Ctrl-C after the first
+    with pytest.raises(SystemExit if sigterm else KeyboardInterrupt) as stopped, caplog.at_level(logging.ERROR):
+        main.__wrapped__(config(tmp_path / "cut", tiny_zip, *common, stop))  # the entry point, without Hydra's CLI
     ckpts = tmp_path / "cut" / "checkpoints"
-    assert stopped.value.code == (143 if sigterm else 1)
+    assert not sigterm or stopped.value.code == 143
     resume = f"resume with: python -m mdeas.train <same overrides> ckpt_path={ckpts / 'interrupted.ckpt'}"
     assert f"interrupted at epoch 1, step 4; {resume}" in caplog.text
     interrupted = torch.load(ckpts / "interrupted.ckpt", weights_only=False)
@@ -262,7 +256,7 @@ def test_interrupted_run_resumes_to_the_same_metrics(tmp_path, tiny_zip):
     common = ("trainer.max_epochs=3", "seed=5", "~logger", "callbacks.lr_monitor=null")
     straight = train(config(tmp_path / "straight", tiny_zip, *common))
     stop = "+callbacks.stop={_target_: tests.test_strategies.StopAfter, steps: 5}"  # 3 steps per epoch
-    with pytest.raises(SystemExit):
+    with pytest.raises(KeyboardInterrupt):
         train(config(tmp_path / "cut", tiny_zip, *common, stop))
     ckpts = tmp_path / "cut" / "checkpoints"
     assert (ckpts / "interrupted.ckpt").is_file() and (ckpts / "last.ckpt").is_file()
@@ -338,7 +332,7 @@ def test_a_plateau_schedule_resumed_mid_epoch_steps_at_that_epoch_s_end(tmp_path
                "+trainer.limit_train_batches=3", "trainer.max_epochs=3")  # fmt: skip
     train(config(tmp_path / "straight", tiny_zip, *plateau))
     stop = "+callbacks.stop={_target_: tests.test_strategies.StopAfter, steps: 4}"  # one batch into epoch 1
-    with pytest.raises(SystemExit):
+    with pytest.raises(KeyboardInterrupt):
         train(config(tmp_path / "cut", tiny_zip, *plateau, stop))
     train(config(tmp_path / "cut", tiny_zip, *plateau, f"ckpt_path={tmp_path / 'cut/checkpoints/interrupted.ckpt'}"))
     straight, cut = (
@@ -372,7 +366,7 @@ def test_an_interrupted_chain_says_to_run_the_chain_again_in_its_folder(tmp_path
     stop = "+callbacks.stop={_target_: tests.test_strategies.StopAfter, steps: 1}"
     stages = "progressive.stages=[{image_size:32,max_epochs:1,batch_size:4}]"
     cfg = config(tmp_path / "chain" / "stage0", tiny_zip, "experiment=progressive", "stage=0", stages, stop)
-    with pytest.raises(SystemExit), caplog.at_level(logging.ERROR):
+    with pytest.raises(KeyboardInterrupt), caplog.at_level(logging.ERROR):
         train(cfg)
     hint = f"resume with: python -m mdeas.train -m <same overrides> hydra.sweep.dir={tmp_path / 'chain'}"
     assert f"interrupted at epoch 0, step 1; {hint}" in caplog.text

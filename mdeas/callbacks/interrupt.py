@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 from pathlib import Path
+from types import FrameType
 
 import pytorch_lightning as pl
 from pytorch_lightning.trainer.states import TrainerFn
@@ -15,9 +18,12 @@ log = logging.getLogger(__name__)
 class ResumeOnInterrupt(pl.Callback):
     """Saves `<dirpath>/interrupted.ckpt` when training is interrupted and logs the command line to resume.
 
-    Interrupted means Ctrl-C (SIGINT, KeyboardInterrupt) or SIGTERM, what `kill`, schedulers and container
-    runtimes send before they kill a process: Lightning's handler notes it and raises `SIGTERMException` once the
-    batch under way is done. A run started in the background by a shell ignores SIGINT, so SIGTERM is its way out.
+    Interrupted means Ctrl-C (SIGINT) or SIGTERM, what `kill`, schedulers and container runtimes send before they
+    kill a process: Lightning's handler notes a SIGTERM and raises `SIGTERMException` once the batch under way is
+    done; during fitting this callback handles Ctrl-C the same way (`stopped_by` then says SIGINT), so that no
+    checkpoint holds half a batch (a forward pass's BatchNorm statistics without its optimiser step). A second
+    Ctrl-C stops at once (KeyboardInterrupt, Lightning's graceful stop: its checkpoint may hold half a batch). A
+    run started in the background by a shell ignores SIGINT, so SIGTERM is its way out.
 
     Resuming from it goes on with the interrupted epoch at its next batch, in the same order with the same
     augmentation draws (the train loader is resumable, `SkipCountingLoader.state_dict`), so the run ends as an
@@ -36,6 +42,32 @@ class ResumeOnInterrupt(pl.Callback):
         self.dirpath = Path(dirpath)
         self._deferred = False
         self.resume_hint: str | None = None  # the command to resume, when not `ckpt_path=<interrupted.ckpt>`
+        self.stopped_by: int | None = None  # the signal that stopped the last fit (SIGINT, SIGTERM), if any
+        self._sigint: tuple[object, object] | None = None  # (this callback's SIGINT handler, the one it replaced)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # after Lightning took its snapshot of the signal handlers (it puts them back when the fit ends)
+        self.stopped_by = None
+        default = signal.getsignal(signal.SIGINT) is signal.default_int_handler  # not ignored, not the user's own
+        if default and threading.current_thread() is threading.main_thread():
+            handler = lambda *_: self._ctrl_c(trainer)  # noqa: E731
+            self._sigint = (handler, signal.signal(signal.SIGINT, handler))
+
+    def _ctrl_c(self, trainer: pl.Trainer, *_: int | FrameType | None) -> None:
+        """First Ctrl-C while fitting: stop after the batch under way, as after a SIGTERM."""
+        log.warning("Ctrl-C: stopping after the batch under way (Ctrl-C again stops at once)")
+        self.stopped_by = signal.SIGINT
+        trainer._signal_connector.received_sigterm = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C raises KeyboardInterrupt
+
+    def _restore_sigint(self) -> None:
+        """Put back the SIGINT handler of before the fit, unless a Ctrl-C already replaced this callback's."""
+        if self._sigint is not None and signal.getsignal(signal.SIGINT) is self._sigint[0]:
+            signal.signal(signal.SIGINT, self._sigint[1])
+        self._sigint = None
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._restore_sigint()
 
     def on_validation_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
         # Lightning's evaluation loop raises SIGTERMException after this hook when the flag is set: hide it until
@@ -49,8 +81,11 @@ class ResumeOnInterrupt(pl.Callback):
             trainer._signal_connector.received_sigterm, self._deferred = True, False
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self._restore_sigint()
         if not isinstance(exception, (KeyboardInterrupt, SIGTERMException)) or trainer.state.fn != TrainerFn.FITTING:
             return
+        if isinstance(exception, SIGTERMException) and self.stopped_by is None:
+            self.stopped_by = signal.SIGTERM
         path = self.dirpath / "interrupted.ckpt"
         trainer.save_checkpoint(path)
         stepped = trainer.fit_loop.epoch_loop.batch_progress.current.processed
