@@ -4,11 +4,15 @@ beside the target, fsync it, then rename it over the target."""
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+_STARTED = time.time()  # a tmp file last written before this process began is no writer's of this process's time
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], object]) -> None:
@@ -17,7 +21,8 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> None:
     the last rename wins.
 
     On any failure `path` keeps its previous content and the tmp file is removed; an OSError about the tmp file
-    (e.g. a folder that cannot be written, a full disk) is re-raised naming `path`.
+    (e.g. a folder that cannot be written, a full disk) is re-raised naming `path`. After a write, the tmp files
+    of `path` that a killed process left (last written before this process began) are removed.
     """
     path = Path(path)
     prefix = f".{path.name}."
@@ -30,6 +35,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> None:
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        _remove_stale(path, prefix)
     except OSError as e:
         about = None if e.filename is None else Path(e.filename)
         ours = about is None or (about.parent == path.parent and about.name.startswith(prefix))  # the tmp file
@@ -38,6 +44,14 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> None:
         if tmp is not None:
             with contextlib.suppress(OSError):
                 tmp.unlink()
+
+
+def _remove_stale(path: Path, prefix: str) -> None:
+    """Remove the `<prefix><random>.tmp` files beside `path` last written before this process began."""
+    for leftover in glob.glob(os.path.join(glob.escape(str(path.parent)), glob.escape(prefix) + "*.tmp")):
+        with contextlib.suppress(OSError):
+            if os.stat(leftover).st_mtime < _STARTED:
+                os.unlink(leftover)
 
 
 def write_json(path: str | Path, data: object) -> None:

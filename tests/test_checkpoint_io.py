@@ -24,6 +24,7 @@ import torch
 from fsspec.implementations.local import LocalFileOpener
 from pytorch_lightning.plugins.io import CheckpointIO, TorchCheckpointIO
 
+from mdeas.atomic import atomic_write
 from mdeas.callbacks.atomic_checkpoint import AtomicCheckpointIO
 from mdeas.synth.writer import write_zip
 
@@ -135,3 +136,17 @@ def test_writers_of_one_path_at_once_each_fill_their_own_file(tmp_path):
         names = archive.namelist()
         assert archive.testzip() is None
     assert names[2:] in (["a-0.txt", "a-1.txt"], ["b-0.txt", "b-1.txt"]) and os.listdir(tmp_path) == ["set.zip"]
+
+
+def test_a_write_removes_the_tmp_files_a_killed_process_left_and_keeps_a_running_writers(tmp_path):
+    path = tmp_path / "last.ckpt"
+    names = (".last.ckpt.0a.tmp", ".last.ckpt.0b.tmp", ".best.ckpt.0c.tmp")
+    stale, running, other = (tmp_path / name for name in names)
+    for leftover in (stale, running, other):
+        leftover.write_bytes(b"half a checkpoint")
+    for old in (stale, other):
+        os.utime(old, (1e9, 1e9))  # last written in 2001: before this process began
+    atomic_write(path, lambda tmp: tmp.write_bytes(b"whole"))
+    assert path.read_bytes() == b"whole"
+    assert not stale.exists()  # a killed save of this path
+    assert running.exists() and other.exists()  # written since this process began; another path's
