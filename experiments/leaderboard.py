@@ -145,9 +145,7 @@ def _check_settings(run: Path, overrides: list[str]) -> None:
     before = list(OmegaConf.load(stored))
     then, now = [o for o in before if o not in overrides], [o for o in overrides if o not in before]
     if then or now:
-        raise SystemExit(
-            f"error: {run}: trained with {' '.join(then) or '-'}, not {' '.join(now) or '-'}; use another --out"
-        )
+        fail(f"{run}: trained with {' '.join(then) or '-'}, not {' '.join(now) or '-'}; use another --out")
 
 
 def run_entry(entry: Entry, out: Path, overrides: list[str], samples: int) -> str | None:

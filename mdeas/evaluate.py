@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mdeas.atomic import output_folder, write_json
 from mdeas.baseline import fit_depth_baselines, fit_threshold, score, score_depth
+from mdeas.callbacks.interrupt import ctrl_c_as_interrupt
 from mdeas.cli import exit_on_data_error, run_app
 from mdeas.data.datamodule import MaskDepthDataModule
 from mdeas.data.dataset import MaskDepthDataset
@@ -147,9 +148,9 @@ def evaluate(
         trainer = pl.Trainer(accelerator="gpu" if gpu else "cpu", devices=devices, logger=False,
                              enable_checkpointing=False, enable_progress_bar=False,
                              enable_model_summary=False)  # fmt: skip
-        model = {
-            k.removeprefix("test/"): float(v) for k, v in trainer.test(module, datamodule, verbose=False)[0].items()
-        }
+        with ctrl_c_as_interrupt(trainer):
+            tested = trainer.test(module, datamodule, verbose=False)[0]
+        model = {k.removeprefix("test/"): float(v) for k, v in tested.items()}
         has_depth = "depth/delta1" in model  # logged only where some test pixel has a known depth
         if not has_depth:  # a set without depth: its depth rows mean nothing
             model = {k: v for k, v in model.items() if not k.startswith("loss/depth")}

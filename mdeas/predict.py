@@ -12,6 +12,7 @@ folders (a seed layout's) is written in those folders under the output.
 from __future__ import annotations
 
 import errno
+import os
 from collections.abc import Iterator
 from itertools import chain
 from pathlib import Path, PurePosixPath
@@ -103,18 +104,18 @@ def video_items(video: str, bg: str) -> Iterator[Item]:
     """The frames of `video` against the background `bg` (resized to the frames' size when its aspect ratio is theirs
     within 2 %, else a DataError), named <stem>_<frame>."""
     background = read_image(bg)
-    with open(video, "rb") as file:
-        still = image_format(file.read(12))
-    if still:
-        raise DataError(video, "", f"a still {still} image, not a video (give it as fg_bg=...)")
     capture = cv2.VideoCapture(video)
     if not capture.isOpened():
         raise DataError(video, "", "cannot open video")
     try:
         check_pixels(int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)), video, "")
         stem, n = Path(video).stem, 0
-        while True:
-            ok, frame = capture.read()
+        frames = iter(capture.read, (False, None))
+        first, second = next(frames, (False, None)), next(frames, (False, None))
+        still = first[0] and not second[0] and _still_image(video)
+        if still:
+            raise DataError(video, "", f"a still {still} image, not a video (give it as fg_bg=...)")
+        for ok, frame in chain([first, second], frames):
             if not ok:
                 break
             check_pixels(frame.shape[1], frame.shape[0], video, f"frame {n}")  # when the container declared no size
@@ -130,6 +131,15 @@ def video_items(video: str, bg: str) -> Iterator[Item]:
             n += 1
     finally:
         capture.release()
+
+
+def _still_image(path: str) -> str | None:
+    """The image format of the file `path` by its first bytes (None for a video or no file): OpenCV reads a still
+    image as a one-frame video."""
+    if not os.path.isfile(path):
+        return None
+    with open(path, "rb") as file:
+        return image_format(file.read(12))
 
 
 def video_property(video: str, prop: int) -> float:

@@ -20,7 +20,7 @@ from pytorch_lightning.utilities.exceptions import MisconfigurationException, SI
 from mdeas.atomic import write_json
 from mdeas.callbacks.atomic_checkpoint import AtomicCheckpointIO
 from mdeas.callbacks.hparams import log_hparams, run_hparams
-from mdeas.callbacks.interrupt import ResumeOnInterrupt
+from mdeas.callbacks.interrupt import ResumeOnInterrupt, ctrl_c_as_interrupt
 from mdeas.callbacks.objective_check import ObjectiveCheck
 from mdeas.callbacks.plateau_resume import PlateauResume
 from mdeas.callbacks.steps import val_log_step
@@ -152,15 +152,12 @@ def train(cfg: DictConfig) -> dict:
     if module.skip_nonfinite and trainer.world_size > 1:  # a skipped batch would leave the other processes waiting
         raise ValueError(f"skip_nonfinite=true is single-device only; this run has {trainer.world_size} processes")
     if cfg.get("tune_lr"):
-        found = find_lr(trainer, module, datamodule, out_dir, **cfg.get("lr_find", {}))
+        with ctrl_c_as_interrupt(trainer):
+            found = find_lr(trainer, module, datamodule, out_dir, **cfg.get("lr_find", {}))
         if cfg.tune_lr == "only":
             return {"lr_find": found}
-    try:
+    with ctrl_c_as_interrupt(trainer):
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-    except SIGTERMException:
-        if any(isinstance(c, ResumeOnInterrupt) and c.stopped_by == signal.SIGINT for c in callbacks):
-            raise KeyboardInterrupt from None  # a Ctrl-C, stopped after its batch: the entry point says interrupted
-        raise
 
     best = getattr(trainer.checkpoint_callback, "best_model_path", "")  # none without a ModelCheckpoint
     # the best checkpoint's scores go to metrics.json and the HPARAMS tab, not as second points on the curves
@@ -171,12 +168,12 @@ def train(cfg: DictConfig) -> dict:
     results: dict = {"best_checkpoint": best}
     if trainer.fast_dev_run:
         which = None
-    validated = trainer.validate(module, datamodule=datamodule, ckpt_path=which, verbose=False)
+    with ctrl_c_as_interrupt(trainer):
+        validated = trainer.validate(module, datamodule=datamodule, ckpt_path=which, verbose=False)
+        tested = trainer.test(module, datamodule=datamodule, ckpt_path=which, verbose=False) if cfg.get("test") else []
     results["val"] = _scalars(validated[0], "val/") if validated else {}  # {}: no validation (limit_val_batches=0)
-    if cfg.get("test"):
-        results["test"] = _scalars(
-            trainer.test(module, datamodule=datamodule, ckpt_path=which, verbose=False)[0], "test/"
-        )
+    if tested:
+        results["test"] = _scalars(tested[0], "test/")
     if trainer.is_global_zero:
         write_json(out_dir / "metrics.json", results)
         log.info("val metrics: %s", json.dumps(results["val"]))

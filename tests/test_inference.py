@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from PIL import Image
 
 from mdeas.cli import exit_on_data_error
 from mdeas.data.decode import open_image, to_depth, to_grey
@@ -136,6 +137,9 @@ def test_predict_pair_folder_zip_and_video(trained, tmp_path):
     still = tmp_path / "in" / "fg_bg" / "a.png"  # OpenCV would read it as a one-frame video
     with pytest.raises(DataError, match=re.escape(f"{still}: a still PNG image, not a video (give it as fg_bg=...)")):
         list(video_items(str(still), str(tmp_path / "in" / "bg" / "a.png")))
+    frames = [Image.new("RGB", (50, 30), (40 * k, 0, 0)) for k in range(3)]  # an animated GIF is a video
+    frames[0].save(tmp_path / "moving.gif", save_all=True, append_images=frames[1:], duration=100)
+    assert len(list(video_items(str(tmp_path / "moving.gif"), str(tmp_path / "in" / "bg" / "a.png")))) == 3
     (tmp_path / "blocked" / "clip_panel.mp4").mkdir(parents=True)  # the panel video cannot be written
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
         paths = [f"video={tmp_path / 'clip.avi'}", f"bg={tmp_path / 'wide/bg/c.png'}", f"output={tmp_path / 'blocked'}"]

@@ -1,13 +1,18 @@
-"""Ctrl-C ends an entry point with one word and exit status 130, and a writer's worker processes leave it to the
-parent (no traceback from each of them)."""
+"""Ctrl-C ends an entry point with one word and exit status 130, also when Lightning stopped a trainer call for it,
+and worker processes (a writer's, a loader's) leave it to the main process (no traceback from each of them)."""
 
 from __future__ import annotations
 
 import signal
+from types import SimpleNamespace
 
 import pytest
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+from torch.utils.data import DataLoader, Dataset
 
+from mdeas.callbacks.interrupt import ResumeOnInterrupt, ctrl_c_as_interrupt
 from mdeas.cli import FULL_ERROR, INTERRUPTED, run_app
+from mdeas.data.datamodule import start_worker
 from mdeas.synth.parallel import ordered_map
 
 
@@ -16,8 +21,9 @@ def _interrupted() -> None:
 
 
 def test_ctrl_c_ends_an_entry_point_with_status_130(monkeypatch, capsys):
-    monkeypatch.delenv(FULL_ERROR, raising=False)
-    monkeypatch.delenv("MDEAS_ONE_LINE_ERRORS", raising=False)
+    for name in (FULL_ERROR, "MDEAS_ONE_LINE_ERRORS"):  # set, then unset: monkeypatch restores what run_app sets
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     with pytest.raises(SystemExit) as ended:
         run_app(_interrupted)
     assert ended.value.code == INTERRUPTED == 130
@@ -33,3 +39,37 @@ def sigint_handler(_: int) -> str:
 def test_pool_workers_leave_ctrl_c_to_the_parent():
     assert list(ordered_map(sigint_handler, [0, 1], workers=2)) == ["ignored", "ignored"]
     assert list(ordered_map(sigint_handler, [0, 1], workers=1)) == ["handled", "handled"]
+
+
+class Handlers(Dataset):
+    """Two items, each the SIGINT handler of the process that reads it (`sigint_handler`)."""
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, i: int) -> str:
+        return sigint_handler(i)
+
+
+def test_loader_workers_leave_ctrl_c_to_the_main_process():
+    """The main process stops training after the batch under way and needs its loader workers for that."""
+    assert [Handlers()[i] for i in range(2)] == ["handled", "handled"]
+    assert list(DataLoader(Handlers(), batch_size=None, num_workers=1, worker_init_fn=start_worker)) == ["ignored"] * 2
+
+
+def _stopped(trainer: SimpleNamespace, error: BaseException) -> None:
+    with ctrl_c_as_interrupt(trainer):
+        raise error
+
+
+def test_a_trainer_call_that_ctrl_c_ended_comes_out_as_keyboard_interrupt():
+    ctrl_c, sigterm = ResumeOnInterrupt("."), ResumeOnInterrupt(".")
+    ctrl_c.stopped_by, sigterm.stopped_by = signal.SIGINT, signal.SIGTERM
+    with pytest.raises(KeyboardInterrupt):  # Lightning's stop at once: sys.exit(1), the trainer interrupted
+        _stopped(SimpleNamespace(interrupted=True, callbacks=[]), SystemExit(1))
+    with pytest.raises(KeyboardInterrupt):  # training stopped after its batch for a Ctrl-C
+        _stopped(SimpleNamespace(interrupted=True, callbacks=[ctrl_c]), SIGTERMException())
+    with pytest.raises(SIGTERMException):  # for a SIGTERM: exit status 143, not 130
+        _stopped(SimpleNamespace(interrupted=True, callbacks=[sigterm]), SIGTERMException())
+    with pytest.raises(SystemExit):  # an exit of a trainer that was not interrupted stays what it was
+        _stopped(SimpleNamespace(interrupted=False, callbacks=[]), SystemExit(1))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 
@@ -43,15 +45,13 @@ class ResumeOnInterrupt(pl.Callback):
         self._deferred = False
         self.resume_hint: str | None = None  # the command to resume, when not `ckpt_path=<interrupted.ckpt>`
         self.stopped_by: int | None = None  # the signal that stopped the last fit (SIGINT, SIGTERM), if any
-        self._sigint: tuple[object, object] | None = None  # (this callback's SIGINT handler, the one it replaced)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        # after Lightning took its snapshot of the signal handlers (it puts them back when the fit ends)
+        # after Lightning took its snapshot of the signal handlers: it puts them back when the fit ends
         self.stopped_by = None
         default = signal.getsignal(signal.SIGINT) is signal.default_int_handler  # not ignored, not the user's own
         if default and threading.current_thread() is threading.main_thread():
-            handler = lambda *_: self._ctrl_c(trainer)  # noqa: E731
-            self._sigint = (handler, signal.signal(signal.SIGINT, handler))
+            signal.signal(signal.SIGINT, lambda *_: self._ctrl_c(trainer))
 
     def _ctrl_c(self, trainer: pl.Trainer, *_: int | FrameType | None) -> None:
         """First Ctrl-C while fitting: stop after the batch under way, as after a SIGTERM."""
@@ -59,15 +59,6 @@ class ResumeOnInterrupt(pl.Callback):
         self.stopped_by = signal.SIGINT
         trainer._signal_connector.received_sigterm = True
         signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C raises KeyboardInterrupt
-
-    def _restore_sigint(self) -> None:
-        """Put back the SIGINT handler of before the fit, unless a Ctrl-C already replaced this callback's."""
-        if self._sigint is not None and signal.getsignal(signal.SIGINT) is self._sigint[0]:
-            signal.signal(signal.SIGINT, self._sigint[1])
-        self._sigint = None
-
-    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._restore_sigint()
 
     def on_validation_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
         # Lightning's evaluation loop raises SIGTERMException after this hook when the flag is set: hide it until
@@ -81,7 +72,6 @@ class ResumeOnInterrupt(pl.Callback):
             trainer._signal_connector.received_sigterm, self._deferred = True, False
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        self._restore_sigint()
         if not isinstance(exception, (KeyboardInterrupt, SIGTERMException)) or trainer.state.fn != TrainerFn.FITTING:
             return
         if isinstance(exception, SIGTERMException) and self.stopped_by is None:
@@ -97,3 +87,21 @@ class ResumeOnInterrupt(pl.Callback):
             )  # fmt: skip
         hint = self.resume_hint or f"python -m mdeas.train <same overrides> ckpt_path={path}"
         log.error("interrupted at epoch %d, step %d; resume with: %s", trainer.current_epoch, trainer.global_step, hint)
+
+
+@contextlib.contextmanager
+def ctrl_c_as_interrupt(trainer: pl.Trainer) -> Iterator[None]:
+    """Around a trainer call: a Ctrl-C that ended it comes out as KeyboardInterrupt, so that the entry point ends as
+    after any Ctrl-C (`interrupted`, exit status 130; `mdeas.cli.run_app`), both when training stopped after its
+    batch (`ResumeOnInterrupt`, Lightning's SIGTERMException) and when Lightning stopped at once (it exits 1 after
+    a KeyboardInterrupt: a second Ctrl-C, or one outside training)."""
+    try:
+        yield
+    except SIGTERMException:  # a SystemExit too
+        if any(isinstance(c, ResumeOnInterrupt) and c.stopped_by == signal.SIGINT for c in trainer.callbacks):
+            raise KeyboardInterrupt from None
+        raise
+    except SystemExit as e:
+        if e.code == 1 and trainer.interrupted:
+            raise KeyboardInterrupt from None
+        raise

@@ -15,6 +15,8 @@ which reads them without a trainer, is unaffected.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from typing import Any
 import albumentations as A
 import pytorch_lightning as pl
 import torch
+from lightning_fabric.utilities.seed import pl_worker_init_function
 from torch.utils.data import DataLoader
 
 from mdeas.data.dataset import (
@@ -87,6 +90,15 @@ class SkipCountingLoader(DataLoader):
             for _ in range(owed + 1):
                 yield dict(batch)
             owed, previous = 0, batch
+
+
+def start_worker(worker_id: int) -> None:
+    """A loader worker's start: it leaves Ctrl-C to the main process, which stops training after the batch under
+    way and needs its workers for that; then Lightning's worker seeding, when `seed_everything(workers=True)` asked
+    for it (Lightning adds its own only to a loader that has none)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if int(os.environ.get("PL_SEED_WORKERS", 0)):
+        pl_worker_init_function(worker_id)
 
 
 class MaskDepthDataModule(pl.LightningDataModule):
@@ -221,6 +233,7 @@ class MaskDepthDataModule(pl.LightningDataModule):
             pin_memory=self.pin_memory and torch.cuda.is_available(),
             persistent_workers=self.num_workers > 0,
             collate_fn=collate_skipping,
+            worker_init_fn=start_worker,
         )
         loader.refill = sampler is not None
         return loader
