@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+_RANDOM_HEX = 12  # hex digits naming a tmp file: `.<name>.<random>.tmp`
 _STARTED = time.time()  # a tmp file last written before this process began is no writer's of this process's time
 
 
@@ -29,7 +30,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> None:
     tmp: Path | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{prefix}{uuid.uuid4().hex[:12]}.tmp")
+        tmp = path.with_name(f"{prefix}{uuid.uuid4().hex[:_RANDOM_HEX]}.tmp")
         open(tmp, "xb").close()  # fails here, with an OSError, where `write` might raise something vaguer
         write(tmp)
         with open(tmp, "rb") as f:
@@ -47,8 +48,10 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> None:
 
 
 def _remove_stale(path: Path, prefix: str) -> None:
-    """Remove the `<prefix><random>.tmp` files beside `path` last written before this process began."""
-    for leftover in glob.glob(os.path.join(glob.escape(str(path.parent)), glob.escape(prefix) + "*.tmp")):
+    """Remove the `<prefix><random>.tmp` files beside `path` (its own, not another path's that shares the prefix)
+    last written before this process began."""
+    pattern = glob.escape(prefix) + "[0-9a-f]" * _RANDOM_HEX + ".tmp"
+    for leftover in glob.glob(os.path.join(glob.escape(str(path.parent)), pattern)):
         with contextlib.suppress(OSError):
             if os.stat(leftover).st_mtime < _STARTED:
                 os.unlink(leftover)

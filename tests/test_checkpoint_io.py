@@ -140,13 +140,18 @@ def test_writers_of_one_path_at_once_each_fill_their_own_file(tmp_path):
 
 def test_a_write_removes_the_tmp_files_a_killed_process_left_and_keeps_a_running_writers(tmp_path):
     path = tmp_path / "last.ckpt"
-    names = (".last.ckpt.0a.tmp", ".last.ckpt.0b.tmp", ".best.ckpt.0c.tmp")
-    stale, running, other = (tmp_path / name for name in names)
-    for leftover in (stale, running, other):
+    names = (
+        ".last.ckpt.0123456789ab.tmp",
+        ".last.ckpt.0123456789ac.tmp",
+        ".best.ckpt.0123456789ad.tmp",
+        ".last.ckpt.old.0123456789ae.tmp",
+    )  # the last: a tmp file of `last.ckpt.old`, not of `last.ckpt`
+    stale, running, *others = (tmp_path / name for name in names)
+    for leftover in (stale, running, *others):
         leftover.write_bytes(b"half a checkpoint")
-    for old in (stale, other):
+    for old in (stale, *others):
         os.utime(old, (1e9, 1e9))  # last written in 2001: before this process began
     atomic_write(path, lambda tmp: tmp.write_bytes(b"whole"))
     assert path.read_bytes() == b"whole"
     assert not stale.exists()  # a killed save of this path
-    assert running.exists() and other.exists()  # written since this process began; another path's
+    assert running.exists() and all(other.exists() for other in others)  # written since this process began; others'
