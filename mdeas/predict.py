@@ -114,7 +114,7 @@ def video_items(video: str, bg: str) -> Iterator[Item]:
         first, second = next(frames, (False, None)), next(frames, (False, None))
         still = first[0] and not second[0] and _still_image(video)
         if still:
-            raise DataError(video, "", f"a still {still} image, not a video (give it as fg_bg=...)")
+            raise DataError(video, "", f"a still {still} image, not a video")
         for ok, frame in chain([first, second], frames):
             if not ok:
                 break

@@ -135,7 +135,7 @@ def test_predict_pair_folder_zip_and_video(trained, tmp_path):
     with pytest.raises(DataError, match=re.escape(squashed)):
         list(video_items(str(tmp_path / "clip.avi"), str(tmp_path / "in" / "bg" / "a.png")))
     still = tmp_path / "in" / "fg_bg" / "a.png"  # OpenCV would read it as a one-frame video
-    with pytest.raises(DataError, match=re.escape(f"{still}: a still PNG image, not a video (give it as fg_bg=...)")):
+    with pytest.raises(DataError, match=re.escape(f"{still}: a still PNG image, not a video")):
         list(video_items(str(still), str(tmp_path / "in" / "bg" / "a.png")))
     frames = [Image.new("RGB", (50, 30), (40 * k, 0, 0)) for k in range(3)]  # an animated GIF is a video
     frames[0].save(tmp_path / "moving.gif", save_all=True, append_images=frames[1:], duration=100)

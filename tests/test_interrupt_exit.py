@@ -57,19 +57,25 @@ def test_loader_workers_leave_ctrl_c_to_the_main_process():
     assert list(DataLoader(Handlers(), batch_size=None, num_workers=1, worker_init_fn=start_worker)) == ["ignored"] * 2
 
 
-def _stopped(trainer: SimpleNamespace, error: BaseException) -> None:
-    with ctrl_c_as_interrupt(trainer):
-        raise error
+def _stopped(callbacks: list, error: BaseException, during: BaseException | None = None) -> None:
+    """A trainer call that raises `error`, while handling `during` when given."""
+    with ctrl_c_as_interrupt(SimpleNamespace(callbacks=callbacks)):
+        if during is None:
+            raise error
+        try:
+            raise during
+        except type(during):
+            raise error  # noqa: B904 (as Lightning does: the KeyboardInterrupt is the exit's context)
 
 
 def test_a_trainer_call_that_ctrl_c_ended_comes_out_as_keyboard_interrupt():
     ctrl_c, sigterm = ResumeOnInterrupt("."), ResumeOnInterrupt(".")
     ctrl_c.stopped_by, sigterm.stopped_by = signal.SIGINT, signal.SIGTERM
-    with pytest.raises(KeyboardInterrupt):  # Lightning's stop at once: sys.exit(1), the trainer interrupted
-        _stopped(SimpleNamespace(interrupted=True, callbacks=[]), SystemExit(1))
+    with pytest.raises(KeyboardInterrupt):  # Lightning's stop at once: sys.exit(1) while handling the Ctrl-C
+        _stopped([], SystemExit(1), during=KeyboardInterrupt())
     with pytest.raises(KeyboardInterrupt):  # training stopped after its batch for a Ctrl-C
-        _stopped(SimpleNamespace(interrupted=True, callbacks=[ctrl_c]), SIGTERMException())
+        _stopped([ctrl_c], SIGTERMException())
     with pytest.raises(SIGTERMException):  # for a SIGTERM: exit status 143, not 130
-        _stopped(SimpleNamespace(interrupted=True, callbacks=[sigterm]), SIGTERMException())
-    with pytest.raises(SystemExit):  # an exit of a trainer that was not interrupted stays what it was
-        _stopped(SimpleNamespace(interrupted=False, callbacks=[]), SystemExit(1))
+        _stopped([sigterm], SIGTERMException())
+    with pytest.raises(SystemExit):  # another exit inside a trainer call stays what it was
+        _stopped([], SystemExit(1), during=ValueError("not a Ctrl-C"))

@@ -102,6 +102,6 @@ def ctrl_c_as_interrupt(trainer: pl.Trainer) -> Iterator[None]:
             raise KeyboardInterrupt from None
         raise
     except SystemExit as e:
-        if e.code == 1 and trainer.interrupted:
+        if isinstance(e.__context__, KeyboardInterrupt):  # Lightning's sys.exit(1) in its `except KeyboardInterrupt`
             raise KeyboardInterrupt from None
         raise

@@ -18,6 +18,7 @@ import logging
 import os
 import signal
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -92,13 +93,13 @@ class SkipCountingLoader(DataLoader):
             owed, previous = 0, batch
 
 
-def start_worker(worker_id: int) -> None:
+def start_worker(worker_id: int, rank: int = 0) -> None:
     """A loader worker's start: it leaves Ctrl-C to the main process, which stops training after the batch under
     way and needs its workers for that; then Lightning's worker seeding, when `seed_everything(workers=True)` asked
-    for it (Lightning adds its own only to a loader that has none)."""
+    for it, as for process `rank` (Lightning adds its own only to a loader that has none)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if int(os.environ.get("PL_SEED_WORKERS", 0)):
-        pl_worker_init_function(worker_id)
+        pl_worker_init_function(worker_id, rank)
 
 
 class MaskDepthDataModule(pl.LightningDataModule):
@@ -233,7 +234,7 @@ class MaskDepthDataModule(pl.LightningDataModule):
             pin_memory=self.pin_memory and torch.cuda.is_available(),
             persistent_workers=self.num_workers > 0,
             collate_fn=collate_skipping,
-            worker_init_fn=start_worker,
+            worker_init_fn=partial(start_worker, rank=self.trainer.global_rank if self.trainer else 0),
         )
         loader.refill = sampler is not None
         return loader
