@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 _RANDOM_HEX = 12  # hex digits naming a tmp file: `.<name>.<random>.tmp`
-_STARTED = time.time()  # a tmp file last written before this process began is no writer's of this process's time
+_STARTED = time.time()  # a tmp file last written before this process began has no running writer (it was killed)
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], object]) -> None:

@@ -8,7 +8,6 @@ import signal
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from types import FrameType
 
 import pytorch_lightning as pl
 from pytorch_lightning.trainer.states import TrainerFn
@@ -53,7 +52,7 @@ class ResumeOnInterrupt(pl.Callback):
         if default and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, lambda *_: self._ctrl_c(trainer))
 
-    def _ctrl_c(self, trainer: pl.Trainer, *_: int | FrameType | None) -> None:
+    def _ctrl_c(self, trainer: pl.Trainer) -> None:
         """First Ctrl-C while fitting: stop after the batch under way, as after a SIGTERM."""
         log.warning("Ctrl-C: stopping after the batch under way (Ctrl-C again stops at once)")
         self.stopped_by = signal.SIGINT
