@@ -1,12 +1,14 @@
 """What a run records is what it ran: progressive stages write their own config; evaluate takes train's data.*
 overrides."""
 
+import inspect
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
@@ -158,3 +160,12 @@ def test_the_module_fits_relative_depth_in_the_space_of_its_encoding(depth, alig
         assert logged["val/depth/abs_rel_ssi"] == pytest.approx(0.0, abs=1e-5)
     else:
         assert logged["val/depth/abs_rel_ssi"] > 0.01
+
+
+def test_gradient_accumulation_is_a_trainer_option_at_lightnings_default():
+    """README names `trainer.accumulate_grad_batches` as an option: it takes a value without `+`."""
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        default = compose("train").trainer.accumulate_grad_batches
+        two = compose("train", ["trainer.accumulate_grad_batches=2"]).trainer.accumulate_grad_batches
+    assert default == inspect.signature(pl.Trainer).parameters["accumulate_grad_batches"].default == 1
+    assert two == 2
