@@ -154,18 +154,32 @@ def test_train_entry_reports_bad_input_in_one_line_and_keeps_an_earlier_run(run,
     before = fingerprint(run["dir"])
     missing, missing_message = bad_zip(tmp_path, "missing")
     existing = f"hydra.run.dir={run['dir']}"
-    other_model = (f"ckpt_path={run['last']}", "model=dwsep_pair")
-    (tmp_path / "file").write_text("a file, not a folder")
     cases = [
         ([f"data.path={missing}", existing], f"error: {re.escape(str(missing))}: {missing_message}.*"),
         ([f"data.path={run['data']}", "data.limit=0", "hydra.run.dir=l"],
          r"error: data\.limit must be a positive number of samples \(or null for all\), got 0 \(building data\)"),
+        (["model=nope", "hydra.run.dir=n"], r"error: In 'train': Could not find 'model/nope'"),
+        (["data.nope=1", "hydra.run.dir=n"],
+         r"error: Could not override 'data\.nope'\. To append to your config use \+data\.nope=1 "
+         r"\(Key 'nope' is not in struct\)"),
+        (["hydra.run.dir=/proc/mdeas-run"], "error: /proc/mdeas-run: No such file or directory"),
+    ]  # fmt: skip
+    run_all(tmp_path, cases)
+    assert fingerprint(run["dir"]) == before
+
+
+@pytest.mark.slow
+def test_train_entry_reports_bad_runs_in_one_line_and_keeps_an_earlier_run(run, tmp_path):
+    before = fingerprint(run["dir"])
+    existing = f"hydra.run.dir={run['dir']}"
+    other_model = (f"ckpt_path={run['last']}", "model=dwsep_pair")
+    (tmp_path / "file").write_text("a file, not a folder")
+    cases = [
         ([f"data.path={run['data']}", POISON, "loss=ssim_mse", existing],
          rf"error: non-finite loss at step 1: depth_ssim=nan, depth_mse=nan, depth_l1=nan; non-finite values in the "
          rf"batch's depth \(batch ids: {ID}, {ID}, {ID}, {ID}\); skip such batches with skip_nonfinite=true"),
         ([f"data.path={run['data']}", *other_model, existing],
          rf"error: {re.escape(str(run['last']))}: weights of model 'densenet_dilated' do not fit model 'dwsep_pair'.*"),
-        (["model=nope", "hydra.run.dir=n"], r"error: In 'train': Could not find 'model/nope'"),
         ([f"data.path={run['data']}", "data.split=[0.9,0.1,0]", "test=true", "hydra.run.dir=t"],
          r"error: test=true but data\.split=\[0\.9, 0\.1, 0\] leaves no test samples; set test=false"),
         ([f"data.path={run['data']}", "+loss.terms.c={target:mask_coarse,fn:bce,weight:1.0}", "hydra.run.dir=c"],
@@ -173,12 +187,8 @@ def test_train_entry_reports_bad_input_in_one_line_and_keeps_an_earlier_run(run,
          r"or \+model/refiner=patch\); model 'densenet_dilated' has none"),
         ([f"data.path={run['data']}", "data.split=[0.5,0.5]", "hydra.run.dir=s"],
          r"error: data\.split must give 3 fractions \(train, val, test\), got \[0\.5, 0\.5\] \(building data\)"),
-        (["hydra.run.dir=/proc/mdeas-run"], "error: /proc/mdeas-run: No such file or directory"),
         ([f"data.path={run['data']}", "optimized_metric=val/mask/iuo", "trainer.max_epochs=4", "hydra.run.dir=o"],
          r"error: optimized_metric: val/mask/iuo not among the val metrics: .*val/mask/iou, .*val/score"),
-        (["data.nope=1", "hydra.run.dir=n"],
-         r"error: Could not override 'data\.nope'\. To append to your config use \+data\.nope=1 "
-         r"\(Key 'nope' is not in struct\)"),
         (["loss.terms.nope.weight=1", "hydra.run.dir=n"],
          r"error: Could not override 'loss\.terms\.nope\.weight'\. To append to your config use "
          r"\+loss\.terms\.nope\.weight=1 \(Key 'nope' is not in struct\)"),

@@ -382,6 +382,7 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return generate(tmp_path_factory.mktemp("generated") / "set.zip", 1000, workers=2, image_size=64)
 
 
+@pytest.mark.slow
 def test_train_and_evaluate_read_a_remote_zip_in_place(server, tmp_path, generated):
     os.link(generated, tmp_path / "set.zip")
     url, size = server.url("set.zip"), generated.stat().st_size

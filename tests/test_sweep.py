@@ -199,6 +199,7 @@ def test_optuna_sweep_two_trials(tmp_path: Path, tiny_zip: Path) -> None:
     assert results.best_value == pytest.approx(max(float(r["objective"]) for r in rows), rel=1e-9)
 
 
+@pytest.mark.slow
 def test_a_failed_job_leaves_the_others_their_summary_and_the_sweep_exits_1(tmp_path: Path, tiny_zip: Path) -> None:
     sweep = tmp_path / "sweep"
     cmd = tiny_run(tiny_zip, sweep, "-m", "optimized_metric=val/score,val/nope")  # job 1 names no metric
