@@ -128,7 +128,7 @@ def train(cfg: DictConfig) -> dict:
     datamodule.setup("fit")
     if not datamodule.datasets["val"]:
         split = list(cfg.data.split)
-        log.warning("data.split=%s leaves no val samples: no validation, no best.ckpt (last.ckpt only)", split)
+        log.warning("data.split=%s leaves no val samples: no validation (no best.ckpt by a val metric)", split)
     if cfg.get("test") and not datamodule.datasets["test"]:
         raise ValueError(f"test=true but data.split={list(cfg.data.split)} leaves no test samples; set test=false")
     module = build_module(cfg, datamodule)
