@@ -7,10 +7,11 @@ decoding, no uint8 conversion): without the refiner, the pair is resized (area) 
 outputs are upsampled bilinearly (what every preset does); with it (conf/model/refiner/patch.yaml, the same base
 weights), `RefinedNet.forward_full` also refines the mask on 8×8 patches at the native size. The models are
 untrained, so the refined patches are set by the share alone (threshold 0: exactly `fraction` of the patches,
-the most a trained model refines at that setting); `--fractions` adds shares to the config's. Three more rows: the
+the most a trained model refines at that setting); `--fractions` adds shares to the config's. Four more rows: the
 default model's refiner (conf/model/resunet_detail.yaml: it also reads the base's hidden map and the coarse mask's
-alpha maps), that refiner without the alpha maps (`model.refiner.alpha=false`), and the default refiner followed
-by the outline step of evaluate and predict (conf/outline/known_background.yaml). Time is the median of `--runs`
+alpha maps), that refiner without the alpha maps (`model.refiner.alpha=false`), the default refiner followed by
+the outline step of evaluate and predict (conf/outline/known_background.yaml), and that with the outputs averaged
+with the mirrored pair's (`mirror=true` of evaluate and predict). Time is the median of `--runs`
 after one warm-up, batch 1, the models taking turns run by run. The last line, `ratio: X.XX`, is the time with the
 refiner at the config's share over the time without, at the largest size.
 """
@@ -42,20 +43,20 @@ def build(model: dict, image_size: int) -> MaskDepthModule:
     ).eval()
 
 
-Row = tuple[MaskDepthModule, KnownBackgroundOutline | None]
+Row = tuple[MaskDepthModule, KnownBackgroundOutline | None, bool]  # (module, outline step, mirror)
 
 
 def ms_per_pair(rows: list[Row], width: int, height: int, runs: int) -> list[float]:
-    """Median time (ms) of `full_resolution` per (module, outline step) on one random normalised pair of `width` ×
-    `height`; the rows take turns run by run, so that a change in the machine's load reaches them alike."""
+    """Median time (ms) of `full_resolution` per (module, outline step, mirror) on one random normalised pair of
+    `width` × `height`; the rows take turns run by run, so that a change in the machine's load reaches them alike."""
     generator = torch.Generator().manual_seed(0)
     bg, fg_bg = (torch.randn(1, 3, height, width, generator=generator) for _ in range(2))
     times: list[list[float]] = [[] for _ in rows]
     with torch.inference_mode():
         for i in range(1 + runs):
-            for (module, outline), record in zip(rows, times, strict=True):
+            for (module, outline, mirror), record in zip(rows, times, strict=True):
                 start = time.perf_counter()
-                full_resolution(module, bg, fg_bg, outline)
+                full_resolution(module, bg, fg_bg, outline, mirror)
                 if i:
                     record.append(time.perf_counter() - start)
     return [statistics.median(record) * 1000 for record in times]
@@ -82,22 +83,27 @@ def main(argv: list[str] | None = None) -> None:
     preset = OmegaConf.to_container(OmegaConf.load(CONF / "model/resunet.yaml"))
     refiner = OmegaConf.to_container(OmegaConf.load(CONF / "model/refiner/patch.yaml"))
     plain = build(preset, args.base)
-    rows: dict[str, Row] = {f"resunet at {args.base} px, upsampled": (plain, None)}
+    rows: dict[str, Row] = {f"resunet at {args.base} px, upsampled": (plain, None, False)}
     for fraction in sorted({*args.fractions, refiner["fraction"]}):
         module = build({**preset, **refiner, "fraction": fraction, "threshold": 0.0}, args.base * refiner["downsample"])
         module.model.base.load_state_dict(plain.model.state_dict())
-        rows[f"+ refiner, {fraction:.0%} of the patches"] = (module, None)
+        rows[f"+ refiner, {fraction:.0%} of the patches"] = (module, None, False)
     default = OmegaConf.to_container(OmegaConf.load(CONF / "model/resunet_detail.yaml"))["model"]
     features = {"refiner": {**refiner["refiner"], **default["refiner"]}, "hidden": default["hidden"], "threshold": 0.0}
     module_size = args.base * refiner["downsample"]
     module = build({**preset, **refiner, **features}, module_size)
     module.model.base.load_state_dict(plain.model.state_dict())
-    rows[f"+ default refiner (the base's hidden map, alpha maps), {refiner['fraction']:.0%}"] = (module, None)
+    rows[f"+ default refiner (the base's hidden map, alpha maps), {refiner['fraction']:.0%}"] = (module, None, False)
     blind = build({**preset, **refiner, **features, "refiner": {**features["refiner"], "alpha": False}}, module_size)
     blind.model.base.load_state_dict(plain.model.state_dict())
-    rows[f"+ default refiner without alpha maps (model.refiner.alpha=false), {refiner['fraction']:.0%}"] = (blind, None)
+    rows[f"+ default refiner without alpha maps (model.refiner.alpha=false), {refiner['fraction']:.0%}"] = (
+        blind,
+        None,
+        False,
+    )
     outline = from_config(OmegaConf.load(CONF / "outline/known_background.yaml"))
-    rows[f"+ default refiner, {refiner['fraction']:.0%}, + outline step"] = (module, outline)
+    rows[f"+ default refiner, {refiner['fraction']:.0%}, + outline step"] = (module, outline, False)
+    rows[f"+ default refiner, {refiner['fraction']:.0%}, + outline step, mirror-averaged"] = (module, outline, True)
     times = {
         (name, s): ms
         for s in args.sizes

@@ -8,7 +8,8 @@ Kinds, as shares of the union of prediction and truth pooled over the part (they
 wrong pixels within 1 px of the true outline (the truth's 3×3 dilation minus its 3×3 erosion); `misses`, object
 pixels called background farther inside; `false`, background pixels called object farther outside. Per object:
 the pooled IoU over the part's composites of each foreground object (`mdeas.data.splits.object_of`). Masks as
-`experiments.score_selection` scores them (after the default outline step unless --no-outline).
+`experiments.score_selection` scores them (mirror-averaged with --mirror, after the default outline step unless
+--no-outline).
 """
 
 from __future__ import annotations
@@ -42,12 +43,18 @@ def error_counts(pred: np.ndarray, truth: np.ndarray) -> Counter:
 
 
 def part_errors(
-    ckpt_path: str, zip_path: str, part: str = "val", outline: KnownBackgroundOutline | None = None
+    ckpt_path: str,
+    zip_path: str,
+    part: str = "val",
+    outline: KnownBackgroundOutline | None = None,
+    mirror: bool = False,
 ) -> tuple[Counter, dict[str, Counter]]:
-    """(counts pooled over the part, counts per object) of `error_counts` for the checkpoint's masks."""
+    """(counts pooled over the part, counts per object) of `error_counts` for the checkpoint's masks (averaged with
+    the mirrored pair's when `mirror`)."""
     module, data = check_part(ckpt_path, zip_path, part)
     pooled, per_object = Counter(), defaultdict(Counter)
-    for sample, (batch, (logits,)) in zip(data.samples, full_size_logits([module], data, outline=outline), strict=True):
+    masks = full_size_logits([module], data, outline=outline, mirror=mirror)
+    for sample, (batch, (logits,)) in zip(data.samples, masks, strict=True):
         counts = error_counts(logits[0, 0].numpy() > 0, batch["mask"][0, 0].numpy() > 0.5)
         pooled += counts
         per_object[object_of(sample)] += counts
@@ -57,7 +64,7 @@ def part_errors(
 def main() -> None:
     args, outline = check_set_args(__doc__.split("\n\n")[0])
     for zip_path in args.zips:
-        pooled, per_object = part_errors(args.ckpt, zip_path, args.part, outline)
+        pooled, per_object = part_errors(args.ckpt, zip_path, args.part, outline, args.mirror)
         shares = ", ".join(f"{kind} {pooled[kind] / pooled['union']:.4f}" for kind in KINDS)
         print(f"{zip_path} {args.part}: IoU {pooled['intersection'] / pooled['union']:.4f}; errors as shares of the "
               f"union: {shares}")  # fmt: skip

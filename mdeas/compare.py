@@ -49,11 +49,12 @@ def compare(
     device: str = "auto",
     outline: KnownBackgroundOutline | None = None,
     part: str = "test",
+    mirror: bool = False,
 ) -> dict:
     """{"samples", "part", "rows": one per checkpoint with SCORES, "mask/iou_ci95" and, after the first,
     "mask/iou_gain_ci95" over it}, scored on the split `part` (test or val); written to <output>/compare.json. Each
-    model's masks are taken after `outline` when given. The checkpoints must share their input normalisation
-    (ValueError naming the one that differs)."""
+    model's masks are averaged with the mirrored pair's when `mirror`, and taken after `outline` when given. The
+    checkpoints must share their input normalisation (ValueError naming the one that differs)."""
     if not ckpt_paths:
         raise ValueError("ckpt_paths needs a checkpoint or more, got none")
     if part not in PARTS:
@@ -82,7 +83,7 @@ def compare(
             raise DataError(
                 datamodule.index.store.describe(), None, f"the {part} split is empty: change data.split or part"
             )
-        scores = model_mask_scores(modules, samples, device, outline)  # each sample decoded once for all
+        scores = model_mask_scores(modules, samples, device, outline, mirror)  # each sample decoded once for all
         rows = []
         for i, (path, score) in enumerate(zip(ckpt_paths, scores, strict=True)):
             values = score.compute()
@@ -92,7 +93,8 @@ def compare(
             if i:
                 row["mask/iou_gain_ci95"] = paired["gain"]
             rows.append(row)
-        results = {"samples": len(samples), "part": part, "outline": repr(outline) if outline else None, "rows": rows}
+        outline_step = repr(outline) if outline else None
+        results = {"samples": len(samples), "part": part, "outline": outline_step, "mirror": mirror, "rows": rows}
         write_json(out / "compare.json", results)
     return results
 
@@ -116,9 +118,9 @@ def main(cfg: DictConfig) -> None:
     with exit_on_data_error(CheckpointError, ValueError):
         paths = [cfg.ckpt_paths] if isinstance(cfg.ckpt_paths, str) else list(cfg.ckpt_paths)  # one path: a str
         outline = from_config(cfg.get("outline"))
-        results = compare(paths, data_overrides(cfg), cfg.output, cfg.device, outline, cfg.part)
+        results = compare(paths, data_overrides(cfg), cfg.output, cfg.device, outline, cfg.part, cfg.mirror)
     print(f"{results['samples']} {results['part']} samples, masks scored at each sample's stored size; "
-          f"outline step: {results['outline']}")  # fmt: skip
+          f"mirrored: {results['mirror']}; outline step: {results['outline']}")  # fmt: skip
     print(table(results))
 
 

@@ -113,14 +113,16 @@ def evaluate(
     device: str = "auto",
     resolution: str = "native",
     outline: KnownBackgroundOutline | None = None,
+    mirror: bool = False,
 ) -> dict:
     """Test metrics of the checkpoint and of the baselines on the same samples (mask metrics only, and no
     depth_baseline, for a dataset without depth), on the checkpoint's data config changed by `data` (see
     `data_config`); writes <output>/metrics.json.
 
     `resolution="native"`: masks (model and |fg_bg − bg| baseline) are scored at each sample's stored size
-    (`mdeas.native_eval`), the model's after `outline` when given; `"model"`: at the model's input size, as
-    validation during training. Depth is scored at the model's size either way."""
+    (`mdeas.native_eval`), the model's averaged with the mirrored pair's when `mirror`, after `outline` when given;
+    `"model"`: at the model's input size, as validation during training (neither applies). Depth is scored at the
+    model's size either way."""
     if resolution not in RESOLUTIONS:
         raise ValueError(f"resolution must be one of {RESOLUTIONS}, got {resolution!r}")
     torch_device = resolve_device(device)
@@ -156,7 +158,7 @@ def evaluate(
             model = {k: v for k, v in model.items() if not k.startswith("loss/depth")}
         if resolution == "native":
             native, baseline = native_mask_scores(
-                module, datamodule.datasets["val"], datamodule.datasets["test"], torch_device, outline
+                module, datamodule.datasets["val"], datamodule.datasets["test"], torch_device, outline, mirror
             )
             model = {**{k: v for k, v in model.items() if not k.startswith("mask/")}, **native}
             scored = {"mask/iou": torch.tensor(native["mask/iou"]), "depth/count": float(has_depth)}
@@ -169,6 +171,7 @@ def evaluate(
             baseline = {"threshold": threshold, **{f"mask/{k}": v for k, v in scores.items()}}
         results = {"checkpoint": str(ckpt_path), "samples": len(datamodule.datasets["test"]), "resolution": resolution,
                    "outline": repr(outline) if outline and resolution == "native" else None,
+                   "mirror": mirror and resolution == "native",
                    "model": model, "baseline": baseline}  # fmt: skip
         depth_base = depth_baseline(datamodule, depth.scale, align) if has_depth else None
         if depth_base is not None:
@@ -198,9 +201,12 @@ def table(results: dict) -> str:
 def main(cfg: DictConfig) -> None:
     with exit_on_data_error(CheckpointError, ValueError):
         outline = from_config(cfg.get("outline"))
-        results = evaluate(cfg.ckpt_path, data_overrides(cfg), cfg.output, cfg.device, cfg.resolution, outline)
+        results = evaluate(
+            cfg.ckpt_path, data_overrides(cfg), cfg.output, cfg.device, cfg.resolution, outline, cfg.mirror
+        )
     print(f"{results['samples']} test samples, masks scored at {results['resolution']} resolution; "
-          f"baseline threshold {results['baseline']['threshold']:.2f}; outline step: {results['outline']}")  # fmt: skip
+          f"baseline threshold {results['baseline']['threshold']:.2f}; mirrored: {results['mirror']}; "
+          f"outline step: {results['outline']}")  # fmt: skip
     print(table(results))
 
 

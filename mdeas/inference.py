@@ -13,6 +13,7 @@ import inspect
 import pickle
 import pickletools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -181,21 +182,46 @@ def normalisation(module: MaskDepthModule) -> Normalisation:
     return Normalisation(data.get("mean", IMAGENET_MEAN), data.get("std", IMAGENET_STD))
 
 
-@torch.no_grad()
-def full_resolution(
-    module: MaskDepthModule, bg: torch.Tensor, fg_bg: torch.Tensor, outline: KnownBackgroundOutline | None = None
-) -> dict[str, torch.Tensor]:
-    """Normalised bg, fg_bg float [B, 3, H, W] of any size → {"mask": logits, "depth"}, [B, 1, H, W] each, at
-    that size: a RefinedNet's `forward_full`; any other model runs on the pair resized to the model size as the
-    data pipeline resizes (`area_resize`), its outputs upsampled bilinearly. `outline`: then re-decides the mask
-    around its outline from the pair's colours (`mdeas.outline`)."""
+Outputs = dict[str, torch.Tensor]
+
+
+def mirror_averaged(
+    run: Callable[[torch.Tensor, torch.Tensor], Outputs], bg: torch.Tensor, fg_bg: torch.Tensor
+) -> Outputs:
+    """{"mask", "depth"} of `run(bg, fg_bg)` (images [B, 3, H, W]) averaged with those of the pair mirrored left to
+    right, mirrored back, in float32: test-time augmentation by the flip the models trained with (mask logits
+    averaged)."""
+    out, mirrored = run(bg, fg_bg), run(bg.flip(-1), fg_bg.flip(-1))
+    return {key: (out[key].float() + mirrored[key].float().flip(-1)) / 2 for key in ("mask", "depth")}
+
+
+def _native(module: MaskDepthModule, bg: torch.Tensor, fg_bg: torch.Tensor) -> Outputs:
+    """`full_resolution` without its options."""
     size = model_size(module)
     if isinstance(module.model, RefinedNet):
         out = module.model.forward_full(bg, fg_bg, size)
-        out = {key: out[key] for key in ("mask", "depth")}
+        return {key: out[key] for key in ("mask", "depth")}
+    small = module(area_resize(bg, size), area_resize(fg_bg, size))
+    return {key: upsample(small[key], fg_bg.shape[-2:]) for key in ("mask", "depth")}
+
+
+@torch.no_grad()
+def full_resolution(
+    module: MaskDepthModule,
+    bg: torch.Tensor,
+    fg_bg: torch.Tensor,
+    outline: KnownBackgroundOutline | None = None,
+    mirror: bool = False,
+) -> Outputs:
+    """Normalised bg, fg_bg float [B, 3, H, W] of any size → {"mask": logits, "depth"}, [B, 1, H, W] each, at
+    that size: a RefinedNet's `forward_full`; any other model runs on the pair resized to the model size as the
+    data pipeline resizes (`area_resize`), its outputs upsampled bilinearly. `mirror`: averaged with the mirrored
+    pair's (`mirror_averaged`); `outline`: then re-decides the mask around its outline from the pair's colours
+    (`mdeas.outline`)."""
+    if mirror:
+        out = mirror_averaged(lambda b, f: _native(module, b, f), bg, fg_bg)
     else:
-        small = module(area_resize(bg, size), area_resize(fg_bg, size))
-        out = {key: upsample(small[key], fg_bg.shape[-2:]) for key in ("mask", "depth")}
+        out = _native(module, bg, fg_bg)
     if outline is not None:
         rgb = normalisation(module).invert
         out["mask"] = outline(out["mask"], rgb(bg), rgb(fg_bg))
@@ -225,14 +251,19 @@ class Prediction:
 
 class Predictor:
     """Batched inference on uint8 RGB arrays of any size (bg and fg_bg of one sample share a size); `outline`
-    re-decides each mask around its outline at the input size (`mdeas.outline`; None: the model's mask)."""
+    re-decides each mask around its outline at the input size (`mdeas.outline`; None: the model's mask); `mirror`
+    averages each output with the mirrored pair's (`mirror_averaged`)."""
 
     def __init__(
-        self, module: MaskDepthModule, device: str | torch.device = "cpu", outline: KnownBackgroundOutline | None = None
+        self,
+        module: MaskDepthModule,
+        device: str | torch.device = "cpu",
+        outline: KnownBackgroundOutline | None = None,
+        mirror: bool = False,
     ) -> None:
         self.module = module.eval().to(device)
         self.device = torch.device(device)
-        self.outline = outline
+        self.outline, self.mirror = outline, mirror
         data = module.hparams.data or {}
         self.size = model_size(module)
         self.normalisation = normalisation(module)
@@ -253,10 +284,11 @@ class Predictor:
             outputs = []
             for bg, fg_bg in zip(bgs, fg_bgs, strict=True):
                 pair = (self._tensor([image], resized=False) for image in (bg, fg_bg))
-                out = full_resolution(self.module, *pair, outline=self.outline)
+                out = full_resolution(self.module, *pair, outline=self.outline, mirror=self.mirror)
                 outputs.append(tuple(a[0] for a in _arrays(out)))
             return outputs
-        out = self.module(self._tensor(bgs), self._tensor(fg_bgs))
+        pair = self._tensor(bgs), self._tensor(fg_bgs)
+        out = mirror_averaged(self.module, *pair) if self.mirror else self.module(*pair)
         outputs = []
         for i, (bg, fg_bg) in enumerate(zip(bgs, fg_bgs, strict=True)):  # logits upsampled, then the sigmoid
             full = {key: upsample(out[key][i : i + 1].float(), fg_bg.shape[:2]) for key in ("mask", "depth")}

@@ -98,13 +98,14 @@ def full_size_logits(
     test: MaskDepthDataset,
     device: torch.device | str = "cpu",
     outline: KnownBackgroundOutline | None = None,
+    mirror: bool = False,
 ) -> Iterator[tuple[dict[str, torch.Tensor], list[torch.Tensor]]]:
     """Each sample of `test` at its stored size (`full_size_samples`, decoded once) with each module's mask logits
-    there, float32 [1, 1, H, W] on the CPU (`full_resolution`, with `outline` when given)."""
+    there, float32 [1, 1, H, W] on the CPU (`full_resolution`, with `outline` and `mirror`)."""
     modules = [module.eval().to(device) for module in modules]
     for batch in full_size_samples(test):
         bg, fg_bg = (test.normalise(batch[k]).to(device) for k in ("bg", "fg_bg"))
-        yield batch, [full_resolution(module, bg, fg_bg, outline)["mask"].float().cpu() for module in modules]
+        yield batch, [full_resolution(module, bg, fg_bg, outline, mirror)["mask"].float().cpu() for module in modules]
 
 
 def model_mask_scores(
@@ -112,10 +113,11 @@ def model_mask_scores(
     test: MaskDepthDataset,
     device: torch.device | str = "cpu",
     outline: KnownBackgroundOutline | None = None,
+    mirror: bool = False,
 ) -> list[MaskScores]:
     """Each module's mask scores on `test`, every sample at its full size (`full_size_logits`)."""
     scores = [MaskScores(from_logits=True) for _ in modules]
-    for batch, logits in full_size_logits(modules, test, device, outline):
+    for batch, logits in full_size_logits(modules, test, device, outline, mirror):
         for score, one in zip(scores, logits, strict=True):
             score.update(one, batch["mask"])
     return scores
@@ -127,12 +129,13 @@ def native_mask_scores(
     test: MaskDepthDataset,
     device: torch.device | str = "cpu",
     outline: KnownBackgroundOutline | None = None,
+    mirror: bool = False,
 ) -> tuple[dict[str, float], dict]:
     """(model scores, baseline scores with its "threshold") on `test` at full size (`full_size_logits`), in one
     pass over its samples; the baseline's threshold is chosen on `val` at full size."""
     threshold = fit_threshold(full_size_samples(val), lambda images: images)
     model, baseline = MaskScores(from_logits=True), MaskScores(from_logits=False)
-    for batch, (logits,) in full_size_logits([module], test, device, outline):
+    for batch, (logits,) in full_size_logits([module], test, device, outline, mirror):
         model.update(logits, batch["mask"])
         baseline.update((difference(batch["bg"], batch["fg_bg"]) > threshold).float(), batch["mask"])
     model_scores = {**model.compute(), "mask/iou_ci95": None}

@@ -217,7 +217,8 @@ def predict(cfg: DictConfig) -> Path:
     """Run the checkpoint over the inputs of `cfg`; returns the output folder."""
     if not isinstance(cfg.batch_size, int) or cfg.batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {cfg.batch_size!r}")
-    predictor = Predictor(load_module(cfg.ckpt_path), resolve_device(cfg.device), from_config(cfg.get("outline")))
+    outline = from_config(cfg.get("outline"))
+    predictor = Predictor(load_module(cfg.ckpt_path), resolve_device(cfg.device), outline, cfg.mirror)
     out = Path(cfg.output)
     with output_folder(out):
         write_predictions(cfg, predictor, out)

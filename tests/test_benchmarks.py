@@ -47,7 +47,7 @@ def test_bench_train_prints_steps_end_to_end_and_the_ratio(tmp_path, monkeypatch
     assert list((tmp_path / "data/cache/bench/resized").iterdir())  # the end-to-end row read the resized cache
 
 
-def test_bench_refiner_prints_every_model_the_outline_step_and_the_ratio(capsys):
+def test_bench_refiner_prints_every_model_the_outline_step_mirroring_and_the_ratio(capsys):
     bench_refiner.main(["--sizes", "96x64", "--runs", "1", "--fractions", "0.05"])
     out = capsys.readouterr().out
     rows = (
@@ -57,6 +57,7 @@ def test_bench_refiner_prints_every_model_the_outline_step_and_the_ratio(capsys)
         "+ default refiner (the base's hidden map, alpha maps), 10%",
         "+ default refiner without alpha maps (model.refiner.alpha=false), 10%",
         "+ default refiner, 10%, + outline step",
+        "+ default refiner, 10%, + outline step, mirror-averaged",
     )
     for row in rows:
         assert f"| 96×64 | {row} | " in out, row

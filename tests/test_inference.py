@@ -19,7 +19,7 @@ from mdeas.data.errors import DataError
 from mdeas.data.layouts import load_index
 from mdeas.evaluate import evaluate, table
 from mdeas.export import export
-from mdeas.inference import CheckpointError, Predictor, load_module, read_checkpoint
+from mdeas.inference import CheckpointError, Predictor, load_module, mirror_averaged, read_checkpoint
 from mdeas.models.refiner import RefinedNet
 from mdeas.outline import KnownBackgroundOutline
 from mdeas.predict import predict, video_items
@@ -359,3 +359,18 @@ def test_export_options_are_checked_in_one_line_and_write_nothing(trained, tmp_p
     with pytest.raises(ValueError, match=r"^ONNX export at opset 99 failed: "):
         export(trained["ckpt"], "onnx", str(tmp_path / "o99.onnx"), opset=99)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_mirror_averaging_flips_the_pair_and_its_outputs_back():
+    """A `run` whose mask is fg_bg's red plus a column ramp 0..W−1 fixed to the image, depth bg's red: averaged with
+    the mirrored pair's, the image content stays where it was and the ramp becomes its mean, (W − 1) / 2."""
+    bg, fg_bg = torch.rand(2, 2, 3, 4, 5, generator=torch.Generator().manual_seed(0))
+    ramp = torch.arange(5.0)
+
+    def run(b: torch.Tensor, f: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"mask": f[:, :1] + ramp, "depth": b[:, :1], "hidden": b}
+
+    out = mirror_averaged(run, bg, fg_bg)
+    assert sorted(out) == ["depth", "mask"]
+    assert torch.allclose(out["mask"], fg_bg[:, :1] + 2.0)
+    assert torch.equal(out["depth"], bg[:, :1])

@@ -71,15 +71,21 @@ def test_native_is_the_default_and_reports_every_mask_score(run):
     assert run["native"]["model"]["depth/delta1"] == run["model"]["model"]["depth/delta1"]  # depth: model size
 
 
-def full_size_masks(module, dm, data, outline=None):
-    """(decoded arrays, truth, model's mask) of each sample of `data` at its stored size, computed by hand."""
+def full_size_masks(module, dm, data, outline=None, mirror=False):
+    """(decoded arrays, truth, model's mask) of each sample of `data` at its stored size, computed by hand (with
+    `mirror`: the logits averaged with those of the pair flipped left to right, flipped back, before `outline`)."""
     mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (dm.mean, dm.std))
     for sample in data.samples:
         arrays = load_sample(data.index, sample)
         truth = binarise(arrays["mask"]) > 0.5
         rgb = [torch.from_numpy(arrays[k]).permute(2, 0, 1)[None].float() / 255 for k in ("bg", "fg_bg")]
         bg, fg_bg = ((x - mean) / std for x in rgb)
-        logits = full_resolution(module, bg, fg_bg, outline)["mask"][0, 0]
+        logits = full_resolution(module, bg, fg_bg)["mask"]
+        if mirror:
+            logits = (logits + full_resolution(module, bg.flip(-1), fg_bg.flip(-1))["mask"].flip(-1)) / 2
+        if outline is not None:
+            logits = outline(logits, *rgb)
+        logits = logits[0, 0]
         yield arrays, truth, (torch.sigmoid(logits) > 0.5).numpy()  # as scored: a logit within ~3e-8 of 0 is 0.5
 
 
@@ -116,6 +122,25 @@ def test_evaluate_and_predict_refine_the_outline_as_full_resolution_does(run, tm
         assert (predicted != pred).mean() < 1e-3  # the same masks but for a rounding at p = 0.5
     assert refined["model"]["mask/iou"] == pytest.approx(inter / union, abs=1e-6)
     assert refined["model"]["mask/iou"] != pytest.approx(run["native"]["model"]["mask/iou"], abs=1e-4)
+
+
+def test_evaluate_compare_and_predict_average_each_mask_with_the_mirrored_pairs(run, tmp_path):
+    step = KnownBackgroundOutline(confident=0.0, min_contrast=0.05)
+    mirrored = evaluate(run["ckpt"], {}, str(tmp_path), outline=step, mirror=True)
+    assert mirrored["mirror"] is True and run["native"]["mirror"] is False
+    module, dm = full_size_test_split(run["ckpt"])
+    inter = union = inter_one = union_one = 0
+    predictor = Predictor(module, outline=step, mirror=True)
+    for arrays, truth, pred in full_size_masks(module, dm, dm.datasets["test"], step, mirror=True):
+        inter, union = inter + (pred & truth).sum(), union + (pred | truth).sum()
+        predicted = predictor([arrays["bg"]], [arrays["fg_bg"]])[0].mask > 0.5
+        assert (predicted != pred).mean() < 1e-3  # the same masks but for a rounding at p = 0.5
+    for _, truth, pred in full_size_masks(module, dm, dm.datasets["test"], step):
+        inter_one, union_one = inter_one + (pred & truth).sum(), union_one + (pred | truth).sum()
+    assert inter / union != pytest.approx(inter_one / union_one, abs=1e-4)  # the tiny model is not symmetric
+    assert mirrored["model"]["mask/iou"] == pytest.approx(inter / union, abs=1e-6)
+    compared = compare([run["ckpt"]], {}, str(tmp_path / "compare"), outline=step, mirror=True)
+    assert compared["mirror"] is True and compared["rows"][0]["mask/iou"] == pytest.approx(inter / union, abs=1e-6)
 
 
 def test_an_unknown_resolution_is_refused(run):

@@ -330,6 +330,27 @@ def test_predictor_and_full_resolution_return_full_size_outputs():
     assert np.allclose(predictions[0].mask, torch.sigmoid(out["mask"])[0, 0].numpy(), atol=1e-5)
 
 
+def test_a_refined_model_mirrors_at_full_resolution():
+    """`mirror`: the refined outputs of the pair and of the pair flipped left to right (its patches chosen on the
+    flipped coarse mask), averaged; the Predictor's refined path gives the same masks."""
+    torch.manual_seed(0)
+    module = tiny_module(image_size=64).eval()
+    randomise_last_layer(module.model.refiner)
+    rng = np.random.default_rng(0)
+    bg = rng.integers(0, 255, (60, 90, 3), dtype=np.uint8)
+    fg_bg = bg.copy()
+    fg_bg[10:50, 20:45] = (250, 20, 20)
+    pair = [torch.from_numpy((im.astype(np.float32) - 127.5) / 63.75).permute(2, 0, 1)[None] for im in (bg, fg_bg)]
+    out = full_resolution(module, *pair, mirror=True)
+    once, flipped = full_resolution(module, *pair), full_resolution(module, *(x.flip(-1) for x in pair))
+    for key in ("mask", "depth"):
+        assert out[key].shape == (1, 1, 60, 90)
+        assert torch.allclose(out[key], (once[key] + flipped[key].flip(-1)) / 2, atol=1e-6)
+    assert not torch.allclose(out["mask"], once["mask"], atol=1e-3)  # the untrained model is not symmetric
+    prediction = Predictor(module, mirror=True)([bg], [fg_bg])[0]
+    assert np.allclose(prediction.mask, torch.sigmoid(out["mask"])[0, 0].numpy(), atol=1e-5)
+
+
 def test_predict_masks_are_the_masks_evaluate_scores_for_a_plain_model():
     """Logits upsampled, then the sigmoid (not probabilities upsampled), as full-size scoring does; both resize the
     pair as the data pipeline does (INTER_AREA), here by 1.5625, where torch's area mode would differ."""
