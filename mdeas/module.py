@@ -33,7 +33,8 @@ class NonFiniteLossError(FloatingPointError):
 
 
 def selection_score(values: dict[str, torch.Tensor], relative: bool = False) -> torch.Tensor:
-    """The one number that picks `best.ckpt` and ranks sweep jobs: (mask IoU + depth δ1) / 2, or mask IoU alone
+    """The one number that ranks sweep jobs (and picks `best.ckpt` with `callbacks.model_checkpoint.monitor=val/score`;
+    by default it is the last epoch): (mask IoU + depth δ1) / 2, or mask IoU alone
     when no pixel had known depth (`values` as computed: `mask/iou`, `depth/delta1`, `depth/delta1_ssi`,
     `depth/count`). For `relative` depth (known up to scale and shift, so a plain δ1 means nothing) δ1 after the
     per-image scale-and-shift fit, `depth/delta1_ssi`."""

@@ -1,7 +1,8 @@
 """`${resume_dir:CKPT,DEFAULT}` (Hydra's run folder in conf/train.yaml): a resumed run continues in its own folder.
 
 Resuming from `<run>/checkpoints/<name>.ckpt` (what mdeas.train writes) runs in `<run>`, so its log, TensorBoard
-curves and checkpoints stay together and `best.ckpt` keeps competing with the epochs before the interruption:
+curves and checkpoints stay together and, with a val metric as the checkpoint monitor, `best.ckpt` keeps competing
+with the epochs before the interruption:
 Lightning restores a ModelCheckpoint's best scores only into the folder they were saved from, and elsewhere the
 first epoch after a resume would become `best.ckpt` whatever its score. Any other checkpoint, or none, runs in
 DEFAULT.

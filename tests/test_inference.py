@@ -374,3 +374,22 @@ def test_mirror_averaging_flips_the_pair_and_its_outputs_back():
     assert sorted(out) == ["depth", "mask"]
     assert torch.allclose(out["mask"], fg_bg[:, :1] + 2.0)
     assert torch.equal(out["depth"], bg[:, :1])
+
+
+def test_mirroring_is_off_by_default_and_predict_applies_it_when_asked(trained, tmp_path):
+    """evaluate, compare and predict default to one pass; `predict mirror=true` writes the masks of
+    `Predictor(mirror=True)` (with the default outline step), which differ from one pass's for this asymmetric model."""
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        assert [compose(name).mirror for name in ("evaluate", "compare", "predict")] == [False, False, False]
+        write_pair(tmp_path / "in", "a.png", (50, 30))
+        pair = [f"bg={tmp_path}/in/bg/a.png", f"fg_bg={tmp_path}/in/fg_bg/a.png", "device=cpu"]
+        cfg = compose(
+            "predict", overrides=[f"ckpt_path={trained['ckpt']}", f"output={tmp_path / 'm'}", *pair, "mirror=true"]
+        )
+    predict(cfg)
+    written = cv2.imread(str(tmp_path / "m" / "a_mask.png"), cv2.IMREAD_UNCHANGED) > 127
+    bg, fg_bg = (cv2.imread(str(tmp_path / "in" / kind / "a.png"))[..., ::-1].copy() for kind in ("bg", "fg_bg"))
+    module = load_module(trained["ckpt"])
+    mirrored, once = (Predictor(module, "cpu", KnownBackgroundOutline(), m)([bg], [fg_bg])[0] for m in (True, False))
+    assert np.array_equal(written, mirrored.mask > 0.5)
+    assert not np.allclose(mirrored.mask, once.mask, atol=1e-4)

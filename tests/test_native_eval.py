@@ -146,6 +146,8 @@ def test_evaluate_compare_and_predict_average_each_mask_with_the_mirrored_pairs(
 def test_an_unknown_resolution_is_refused(run):
     with pytest.raises(ValueError, match="resolution must be one of"):
         evaluate(run["ckpt"], {}, None, resolution="full")
+    with pytest.raises(ValueError, match="^mirror=true needs resolution=native; resolution=model scores one pass$"):
+        evaluate(run["ckpt"], {}, None, resolution="model", mirror=True)
 
 
 def test_bootstrap_intervals_hold_the_point_estimate_and_pair_the_images(run):
