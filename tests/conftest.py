@@ -2,6 +2,7 @@ import csv
 import io
 import json
 import os
+import signal
 import zipfile
 from pathlib import Path
 
@@ -26,6 +27,14 @@ CONF = str(Path(__file__).resolve().parents[1] / "conf")
 def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Generated datasets and resized caches made by tests (and their subprocesses) go to a temporary folder."""
     os.environ["MDEAS_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _ctrl_c_is_not_ignored() -> None:
+    """Tests of Ctrl-C hold in a test run started in the background too: a shell's `&` (and nohup) starts pytest
+    with SIGINT ignored, which this process and every subprocess it starts would inherit."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
