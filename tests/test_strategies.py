@@ -39,6 +39,18 @@ class StopAfter(pl.Callback):
             os.kill(os.getpid(), signal.SIGTERM if self.sigterm else signal.SIGINT)
 
 
+class CrashAt(pl.Callback):
+    """Fails the run with an error no callback saves a checkpoint for (as a kill it cannot catch would end it) at
+    the start of the batch after optimiser step `steps`."""
+
+    def __init__(self, steps: int) -> None:
+        self.steps = steps
+
+    def on_train_batch_start(self, trainer, *args) -> None:
+        if trainer.global_step == self.steps:
+            raise RuntimeError("killed")
+
+
 class SigtermInValidation(pl.Callback):
     """Sends this process a SIGTERM at the first validation batch after training's `epoch`-th epoch (0-based)."""
 
@@ -221,6 +233,32 @@ def test_interrupt_in_the_middle_of_an_epoch_resumes_at_its_next_batch(tmp_path,
     )
     assert resumed["global_step"] == straight["global_step"] == 6
     assert all(torch.equal(v, resumed["state_dict"][k]) for k, v in straight["state_dict"].items())
+
+
+def test_a_run_killed_mid_epoch_resumes_from_the_last_checkpoint_taken_every_n_steps(tmp_path, tiny_zip):
+    """With `last_checkpoint_steps.every_n_train_steps=4` over 2 × 3 steps, last.ckpt is rewritten at step 4, one
+    batch into epoch 1; a run that then dies leaves no interrupted.ckpt, and resuming from last.ckpt must end with
+    an uninterrupted run's weights (replaying epoch 1 from its first batch would differ). Off by default."""
+    common = ("trainer.max_epochs=2", "+trainer.limit_train_batches=3", "seed=5", "~logger", "test=false")
+    train(config(tmp_path / "straight", tiny_zip, *common))
+    every = "callbacks.last_checkpoint_steps.every_n_train_steps=4"
+    crash = "+callbacks.crash={_target_: tests.test_strategies.CrashAt, steps: 4}"
+    with pytest.raises(RuntimeError, match="killed"):
+        train(config(tmp_path / "cut", tiny_zip, *common, every, crash))
+    ckpts = tmp_path / "cut" / "checkpoints"
+    assert not (ckpts / "interrupted.ckpt").exists()
+    taken = torch.load(ckpts / "last.ckpt", weights_only=False)
+    assert (taken["epoch"], taken["global_step"]) == (1, 4)
+    train(config(tmp_path / "cut", tiny_zip, *common, every, f"ckpt_path={ckpts / 'last.ckpt'}"))
+    straight, resumed = (
+        torch.load(p / "checkpoints" / "last.ckpt", weights_only=False)
+        for p in (tmp_path / "straight", tmp_path / "cut")
+    )
+    assert resumed["global_step"] == straight["global_step"] == 6
+    assert all(torch.equal(v, resumed["state_dict"][k]) for k, v in straight["state_dict"].items())
+    with pytest.raises(RuntimeError, match="killed"):  # by default last.ckpt is the end of epoch 0 (step 3)
+        train(config(tmp_path / "default", tiny_zip, *common, crash))
+    assert torch.load(tmp_path / "default" / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 3
 
 
 def test_sigterm_during_validation_lets_it_finish_so_a_resumed_run_keeps_its_best_checkpoint(tmp_path, tiny_zip):
