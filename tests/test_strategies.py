@@ -77,9 +77,31 @@ class RecordConvDtypes(pl.Callback):
         RecordConvDtypes.params.update(p.dtype for p in pl_module.parameters())
 
 
+def write_tiny_zip(folder: Path) -> Path:
+    return write_canonical_zip(folder / "tiny.zip", num_samples=24, size=32, fg_per_bg=2)
+
+
 @pytest.fixture
 def tiny_zip(tmp_path: Path) -> Path:
-    return write_canonical_zip(tmp_path / "tiny.zip", num_samples=24, size=32, fg_per_bg=2)
+    return write_tiny_zip(tmp_path)
+
+
+RESUMED = ("trainer.max_epochs=2", "+trainer.limit_train_batches=3", "seed=5", "~logger", "test=false")  # 2 × 3 steps
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The last.ckpt of an uninterrupted run of `RESUMED` on `tiny_zip`'s data, which a resumed run must end with."""
+    folder = tmp_path_factory.mktemp("straight")
+    train(config(folder / "run", write_tiny_zip(folder), *RESUMED))
+    return torch.load(folder / "run" / "checkpoints" / "last.ckpt", weights_only=False)
+
+
+def ends_as(straight: dict, run: Path) -> None:
+    """The run in `run` ended at the uninterrupted run's step with its weights, to the bit."""
+    resumed = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    assert resumed["global_step"] == straight["global_step"] == 6
+    assert all(torch.equal(v, resumed["state_dict"][k]) for k, v in straight["state_dict"].items())
 
 
 def config(out: Path, data: Path, *overrides: str):
@@ -209,16 +231,14 @@ def test_ctrl_c_checkpoint_is_resumed_only_when_asked(tmp_path):
 
 
 @pytest.mark.parametrize("sigterm", [False, True], ids=["ctrl_c", "sigterm"])
-def test_interrupt_in_the_middle_of_an_epoch_resumes_at_its_next_batch(tmp_path, tiny_zip, sigterm, caplog):
+def test_interrupt_in_the_middle_of_an_epoch_resumes_at_its_next_batch(tmp_path, tiny_zip, straight, sigterm, caplog):
     """Stopped after 4 of 2 × 3 steps (one batch into epoch 1), resumed from interrupted.ckpt: the weights must be
     an uninterrupted run's; replaying epoch 1 from its first batch (a loader that cannot resume) would differ. The
     stop comes mid-batch (`StopAfter`); it ends with KeyboardInterrupt after Ctrl-C (the entry point says
     `interrupted`, exit status 130), 143 after SIGTERM (as a shell reports it), and logs how to resume."""
-    common = ("trainer.max_epochs=2", "+trainer.limit_train_batches=3", "seed=5", "~logger", "test=false")
-    train(config(tmp_path / "straight", tiny_zip, *common))
     stop = f"+callbacks.stop={{_target_: tests.test_strategies.StopAfter, steps: 4, sigterm: {str(sigterm).lower()}}}"
     with pytest.raises(SystemExit if sigterm else KeyboardInterrupt) as stopped, caplog.at_level(logging.ERROR):
-        main.__wrapped__(config(tmp_path / "cut", tiny_zip, *common, stop))  # the entry point, without Hydra's CLI
+        main.__wrapped__(config(tmp_path / "cut", tiny_zip, *RESUMED, stop))  # the entry point, without Hydra's CLI
     ckpts = tmp_path / "cut" / "checkpoints"
     assert not sigterm or stopped.value.code == 143
     resume = f"resume with: python -m mdeas.train <same overrides> ckpt_path={ckpts / 'interrupted.ckpt'}"
@@ -226,38 +246,26 @@ def test_interrupt_in_the_middle_of_an_epoch_resumes_at_its_next_batch(tmp_path,
     interrupted = torch.load(ckpts / "interrupted.ckpt", weights_only=False)
     assert (interrupted["epoch"], interrupted["global_step"]) == (1, 4)
     assert interrupted["loops"]["fit_loop"]["state_dict"]["combined_loader"] == [{"stepped": 1}]
-    train(config(tmp_path / "cut", tiny_zip, *common, f"ckpt_path={ckpts / 'interrupted.ckpt'}"))
-    straight, resumed = (
-        torch.load(p / "checkpoints" / "last.ckpt", weights_only=False)
-        for p in (tmp_path / "straight", tmp_path / "cut")
-    )
-    assert resumed["global_step"] == straight["global_step"] == 6
-    assert all(torch.equal(v, resumed["state_dict"][k]) for k, v in straight["state_dict"].items())
+    train(config(tmp_path / "cut", tiny_zip, *RESUMED, f"ckpt_path={ckpts / 'interrupted.ckpt'}"))
+    ends_as(straight, tmp_path / "cut")
 
 
-def test_a_run_killed_mid_epoch_resumes_from_the_last_checkpoint_taken_every_n_steps(tmp_path, tiny_zip):
+def test_a_run_killed_mid_epoch_resumes_from_the_last_checkpoint_taken_every_n_steps(tmp_path, tiny_zip, straight):
     """With `last_checkpoint_steps.every_n_train_steps=4` over 2 × 3 steps, last.ckpt is rewritten at step 4, one
     batch into epoch 1; a run that then dies leaves no interrupted.ckpt, and resuming from last.ckpt must end with
     an uninterrupted run's weights (replaying epoch 1 from its first batch would differ). Off by default."""
-    common = ("trainer.max_epochs=2", "+trainer.limit_train_batches=3", "seed=5", "~logger", "test=false")
-    train(config(tmp_path / "straight", tiny_zip, *common))
     every = "callbacks.last_checkpoint_steps.every_n_train_steps=4"
     crash = "+callbacks.crash={_target_: tests.test_strategies.CrashAt, steps: 4}"
     with pytest.raises(RuntimeError, match="killed"):
-        train(config(tmp_path / "cut", tiny_zip, *common, every, crash))
+        train(config(tmp_path / "cut", tiny_zip, *RESUMED, every, crash))
     ckpts = tmp_path / "cut" / "checkpoints"
     assert not (ckpts / "interrupted.ckpt").exists()
     taken = torch.load(ckpts / "last.ckpt", weights_only=False)
     assert (taken["epoch"], taken["global_step"]) == (1, 4)
-    train(config(tmp_path / "cut", tiny_zip, *common, every, f"ckpt_path={ckpts / 'last.ckpt'}"))
-    straight, resumed = (
-        torch.load(p / "checkpoints" / "last.ckpt", weights_only=False)
-        for p in (tmp_path / "straight", tmp_path / "cut")
-    )
-    assert resumed["global_step"] == straight["global_step"] == 6
-    assert all(torch.equal(v, resumed["state_dict"][k]) for k, v in straight["state_dict"].items())
+    train(config(tmp_path / "cut", tiny_zip, *RESUMED, every, f"ckpt_path={ckpts / 'last.ckpt'}"))
+    ends_as(straight, tmp_path / "cut")
     with pytest.raises(RuntimeError, match="killed"):  # by default last.ckpt is the end of epoch 0 (step 3)
-        train(config(tmp_path / "default", tiny_zip, *common, crash))
+        train(config(tmp_path / "default", tiny_zip, *RESUMED, crash))
     assert torch.load(tmp_path / "default" / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 3
 
 
