@@ -31,8 +31,8 @@ def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 @pytest.fixture(autouse=True, scope="session")
 def _ctrl_c_is_not_ignored() -> None:
-    """Tests of Ctrl-C hold in a test run started in the background too: a shell's `&` (and nohup) starts pytest
-    with SIGINT ignored, which this process and every subprocess it starts would inherit."""
+    """Tests of Ctrl-C hold in a test run started in the background too: a shell without job control starts a
+    command given with `&` with SIGINT ignored, which this process and every subprocess it starts would inherit."""
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 

@@ -40,14 +40,18 @@ class StopAfter(pl.Callback):
 
 
 class CrashAt(pl.Callback):
-    """Fails the run with an error no callback saves a checkpoint for (as a kill it cannot catch would end it) at
-    the start of the batch after optimiser step `steps`."""
+    """Fails the run with an error no callback saves a checkpoint for (as a kill it cannot catch would end it): at
+    the start of training batch `batch` of epoch `epoch`, or with `batch: null` at the start of its validation."""
 
-    def __init__(self, steps: int) -> None:
-        self.steps = steps
+    def __init__(self, epoch: int, batch: int | None = None) -> None:
+        self.epoch, self.batch = epoch, batch
 
-    def on_train_batch_start(self, trainer, *args) -> None:
-        if trainer.global_step == self.steps:
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if (trainer.current_epoch, batch_idx) == (self.epoch, self.batch):
+            raise RuntimeError("killed")
+
+    def on_validation_start(self, trainer, *args) -> None:
+        if self.batch is None and not trainer.sanity_checking and trainer.current_epoch == self.epoch:
             raise RuntimeError("killed")
 
 
@@ -100,7 +104,7 @@ def straight(tmp_path_factory: pytest.TempPathFactory) -> dict:
 def ends_as(straight: dict, run: Path) -> None:
     """The run in `run` ended at the uninterrupted run's step with its weights, to the bit."""
     resumed = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
-    assert resumed["global_step"] == straight["global_step"] == 6
+    assert resumed["global_step"] == straight["global_step"]
     assert all(torch.equal(v, resumed["state_dict"][k]) for k, v in straight["state_dict"].items())
 
 
@@ -250,23 +254,66 @@ def test_interrupt_in_the_middle_of_an_epoch_resumes_at_its_next_batch(tmp_path,
     ends_as(straight, tmp_path / "cut")
 
 
+EVERY = "callbacks.last_checkpoint_steps.every_n_train_steps"
+
+
+def crash(epoch: int, batch: int | None = None) -> str:
+    return f"+callbacks.crash={{_target_: tests.test_strategies.CrashAt, epoch: {epoch}, batch: {batch or 'null'}}}"
+
+
+def saved_at(run: Path) -> tuple[int, int, int]:
+    """(epoch, optimiser steps, training batches of that epoch done) of the run's last.ckpt."""
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    done = ckpt["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]["processed"]
+    return ckpt["epoch"], ckpt["global_step"], done
+
+
 def test_a_run_killed_mid_epoch_resumes_from_the_last_checkpoint_taken_every_n_steps(tmp_path, tiny_zip, straight):
     """With `last_checkpoint_steps.every_n_train_steps=4` over 2 × 3 steps, last.ckpt is rewritten at step 4, one
     batch into epoch 1; a run that then dies leaves no interrupted.ckpt, and resuming from last.ckpt must end with
     an uninterrupted run's weights (replaying epoch 1 from its first batch would differ). Off by default."""
-    every = "callbacks.last_checkpoint_steps.every_n_train_steps=4"
-    crash = "+callbacks.crash={_target_: tests.test_strategies.CrashAt, steps: 4}"
     with pytest.raises(RuntimeError, match="killed"):
-        train(config(tmp_path / "cut", tiny_zip, *RESUMED, every, crash))
-    ckpts = tmp_path / "cut" / "checkpoints"
-    assert not (ckpts / "interrupted.ckpt").exists()
-    taken = torch.load(ckpts / "last.ckpt", weights_only=False)
-    assert (taken["epoch"], taken["global_step"]) == (1, 4)
-    train(config(tmp_path / "cut", tiny_zip, *RESUMED, every, f"ckpt_path={ckpts / 'last.ckpt'}"))
+        train(config(tmp_path / "cut", tiny_zip, *RESUMED, f"{EVERY}=4", crash(1, 1)))
+    assert not (tmp_path / "cut" / "checkpoints" / "interrupted.ckpt").exists()
+    assert saved_at(tmp_path / "cut") == (1, 4, 1)
+    last = tmp_path / "cut" / "checkpoints" / "last.ckpt"
+    train(config(tmp_path / "cut", tiny_zip, *RESUMED, f"{EVERY}=4", f"ckpt_path={last}"))
     ends_as(straight, tmp_path / "cut")
     with pytest.raises(RuntimeError, match="killed"):  # by default last.ckpt is the end of epoch 0 (step 3)
-        train(config(tmp_path / "default", tiny_zip, *RESUMED, crash))
-    assert torch.load(tmp_path / "default" / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 3
+        train(config(tmp_path / "default", tiny_zip, *RESUMED, crash(1, 1)))
+    assert saved_at(tmp_path / "default")[:2] == (0, 3)
+
+
+def test_no_step_checkpoint_on_a_batch_that_validation_follows(tmp_path, tiny_zip, straight):
+    """Every step, except step 6, the last epoch's last batch: a run that dies in that validation resumes from step 5
+    and validates epoch 1 (resumed from a checkpoint taken before a validation, Lightning would go on past it, and
+    best.ckpt, the last validated epoch, would stay epoch 0's)."""
+    with pytest.raises(RuntimeError, match="killed"):
+        train(config(tmp_path / "cut", tiny_zip, *RESUMED, f"{EVERY}=1", crash(1)))
+    assert saved_at(tmp_path / "cut") == (1, 5, 2)
+    last = tmp_path / "cut" / "checkpoints" / "last.ckpt"
+    train(config(tmp_path / "cut", tiny_zip, *RESUMED, f"{EVERY}=1", f"ckpt_path={last}"))
+    ends_as(straight, tmp_path / "cut")
+    assert torch.load(tmp_path / "cut" / "checkpoints" / "best.ckpt", weights_only=False)["global_step"] == 6
+
+
+@pytest.mark.slow
+def test_no_step_checkpoint_inside_a_gradient_accumulation_window(tmp_path, tiny_zip):
+    """2 epochs of 4 batches, 2 per optimiser step, a checkpoint every step: killed at batch 2 of epoch 1, resumed,
+    killed again at batch 3 before any new step, resumed: the run must end as an uninterrupted one. A save at batch
+    2 of the first resume (the step count still at 3) would count it as done without its gradients."""
+    common = ("trainer.max_epochs=2", "+trainer.limit_train_batches=4", "trainer.accumulate_grad_batches=2",
+              "seed=5", "~logger", "test=false", f"{EVERY}=1")  # fmt: skip
+    train(config(tmp_path / "straight", tiny_zip, *common))
+    last = tmp_path / "cut" / "checkpoints" / "last.ckpt"
+    with pytest.raises(RuntimeError, match="killed"):
+        train(config(tmp_path / "cut", tiny_zip, *common, crash(1, 2)))
+    assert saved_at(tmp_path / "cut") == (1, 3, 2)
+    with pytest.raises(RuntimeError, match="killed"):
+        train(config(tmp_path / "cut", tiny_zip, *common, f"ckpt_path={last}", crash(1, 3)))
+    assert saved_at(tmp_path / "cut") == (1, 3, 2)
+    train(config(tmp_path / "cut", tiny_zip, *common, f"ckpt_path={last}"))
+    ends_as(torch.load(tmp_path / "straight" / "checkpoints" / "last.ckpt", weights_only=False), tmp_path / "cut")
 
 
 def test_sigterm_during_validation_lets_it_finish_so_a_resumed_run_keeps_its_best_checkpoint(tmp_path, tiny_zip):

@@ -1,0 +1,46 @@
+"""A checkpoint every n optimiser steps, taken only where a resumed run goes on as an uninterrupted one would."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+
+class StepCheckpoint(ModelCheckpoint):
+    """Lightning's `ModelCheckpoint(every_n_train_steps=n)` (0: never), saving after a training batch only when
+
+    - the batch made an optimiser step: with `trainer.accumulate_grad_batches` > 1 the step count stays put over a
+      window, and a save inside one (as right after a resume, when the save record starts afresh) would count the
+      window's batches as done without their gradients;
+    - no validation follows the batch (the epoch's last one, every `trainer.val_check_interval` batches, a stop):
+      a run resumed from there goes on past that validation, so its score would never compete for best.ckpt nor
+      step a plateau schedule, and the epoch's own checkpoints would never be written. The epoch's end has its own
+      checkpoint (`last_checkpoint`), written after its validation.
+    """
+
+    _step_at_start = -1
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        self._step_at_start = trainer.global_step
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if trainer.global_step > self._step_at_start and not validation_follows(trainer, batch_idx):
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+
+def validation_follows(trainer: pl.Trainer, batch_idx: int) -> bool:
+    """Whether fitting may validate (or stop) after training batch `batch_idx` of the epoch: a conservative reading
+    of Lightning's own rule (its last batch, a `val_check_interval` in batches or in time, a requested stop)."""
+    if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch or trainer.should_stop:
+        return True
+    if trainer._val_check_time_interval is not None:
+        return True
+    every = trainer.val_check_batch
+    if every is None or every == float("inf"):
+        return False
+    seen = trainer.fit_loop.epoch_loop.total_batch_idx if trainer.check_val_every_n_epoch is None else batch_idx
+    return (seen + 1) % int(every) == 0
