@@ -268,16 +268,22 @@ def saved_at(run: Path) -> tuple[int, int, int]:
     return ckpt["epoch"], ckpt["global_step"], done
 
 
-def test_a_run_killed_mid_epoch_resumes_from_the_last_checkpoint_taken_every_n_steps(tmp_path, tiny_zip, straight):
-    """With `last_checkpoint_steps.every_n_train_steps=4` over 2 × 3 steps, last.ckpt is rewritten at step 4, one
-    batch into epoch 1; a run that then dies leaves no interrupted.ckpt, and resuming from last.ckpt must end with
-    an uninterrupted run's weights (replaying epoch 1 from its first batch would differ). Off by default."""
+@pytest.mark.parametrize(
+    "every", [f"{EVERY}=4", "callbacks.last_checkpoint_steps.minutes=1e-9"], ids=["steps", "minutes"]
+)
+def test_a_run_killed_mid_epoch_resumes_from_the_last_checkpoint_taken_every_n_steps(
+    tmp_path, tiny_zip, straight, every
+):
+    """With `last_checkpoint_steps.every_n_train_steps=4` over 2 × 3 steps (or after any time at all), last.ckpt is
+    rewritten at step 4, one batch into epoch 1; a run that then dies leaves no interrupted.ckpt, and resuming from
+    last.ckpt must end with an uninterrupted run's weights (replaying epoch 1 from its first batch would differ). Off
+    by default."""
     with pytest.raises(RuntimeError, match="killed"):
-        train(config(tmp_path / "cut", tiny_zip, *RESUMED, f"{EVERY}=4", crash(1, 1)))
+        train(config(tmp_path / "cut", tiny_zip, *RESUMED, every, crash(1, 1)))
     assert not (tmp_path / "cut" / "checkpoints" / "interrupted.ckpt").exists()
     assert saved_at(tmp_path / "cut") == (1, 4, 1)
     last = tmp_path / "cut" / "checkpoints" / "last.ckpt"
-    train(config(tmp_path / "cut", tiny_zip, *RESUMED, f"{EVERY}=4", f"ckpt_path={last}"))
+    train(config(tmp_path / "cut", tiny_zip, *RESUMED, every, f"ckpt_path={last}"))
     ends_as(straight, tmp_path / "cut")
     with pytest.raises(RuntimeError, match="killed"):  # by default last.ckpt is the end of epoch 0 (step 3)
         train(config(tmp_path / "default", tiny_zip, *RESUMED, crash(1, 1)))

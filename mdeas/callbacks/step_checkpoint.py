@@ -1,7 +1,9 @@
-"""A checkpoint every n optimiser steps, taken only where a resumed run goes on as an uninterrupted one would."""
+"""A checkpoint every n optimiser steps (or minutes), taken only where a resumed run goes on as an uninterrupted one
+would."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytorch_lightning as pl
@@ -9,18 +11,29 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 
 class StepCheckpoint(ModelCheckpoint):
-    """Lightning's `ModelCheckpoint(every_n_train_steps=n)` (0: never), saving after a training batch only when
+    """Lightning's `ModelCheckpoint(every_n_train_steps=n)` (0: never), or with `minutes` its
+    `train_time_interval` (at the first batch after that much training time; one of the two), saving after a
+    training batch only when
 
     - the batch made an optimiser step: with `trainer.accumulate_grad_batches` > 1 the step count stays put over a
       window, and a save inside one (as right after a resume, when the save record starts afresh) would count the
       window's batches as done without their gradients;
-    - no validation follows the batch (the epoch's last one, every `trainer.val_check_interval` batches, a stop):
+    - no validation follows the batch (the epoch's last one, every `trainer.val_check_interval` batches,
+      any when validation is timed, a stop):
       a run resumed from there goes on past that validation, so its score would never compete for best.ckpt nor
       step a plateau schedule, and the epoch's own checkpoints would never be written. The epoch's end has its own
       checkpoint (`last_checkpoint`), written after its validation.
     """
 
     _step_at_start = -1
+
+    def __init__(self, *args: Any, minutes: float | None = None, **kwargs: Any) -> None:
+        if minutes and kwargs.get("every_n_train_steps"):
+            steps = kwargs["every_n_train_steps"]
+            raise ValueError(f"every_n_train_steps={steps} and minutes={minutes}: give one, the other 0 or null")
+        if minutes:
+            kwargs["train_time_interval"] = timedelta(minutes=minutes)
+        super().__init__(*args, **kwargs)
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
         self._step_at_start = trainer.global_step
