@@ -163,10 +163,6 @@ def test_train_entry_reports_bad_input_in_one_line_and_keeps_an_earlier_run(run,
          r"error: Could not override 'data\.nope'\. To append to your config use \+data\.nope=1 "
          r"\(Key 'nope' is not in struct\)"),
         (["hydra.run.dir=/proc/mdeas-run"], "error: /proc/mdeas-run: No such file or directory"),
-        (["callbacks.last_checkpoint_steps.every_n_train_steps=200", "callbacks.last_checkpoint_steps.minutes=15",
-          f"data.path={run['data']}", "hydra.run.dir=m"],
-         r"error: every_n_train_steps=200 and minutes=15: give one, the other 0 or null "
-         r"\(building callbacks\.last_checkpoint_steps\)"),
     ]  # fmt: skip
     run_all(tmp_path, cases)
     assert fingerprint(run["dir"]) == before

@@ -1,4 +1,4 @@
-"""A checkpoint every n optimiser steps (or minutes), taken only where a resumed run goes on as an uninterrupted one
+"""A checkpoint every m minutes (or n optimiser steps), taken only where a resumed run goes on as an uninterrupted one
 would."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 
 class StepCheckpoint(ModelCheckpoint):
-    """Lightning's `ModelCheckpoint(every_n_train_steps=n)` (0: never), or with `minutes` its
-    `train_time_interval` (at the first batch after that much training time; one of the two), saving after a
-    training batch only when
+    """Lightning's `ModelCheckpoint` every `minutes` of training (its `train_time_interval`: at the first batch
+    after that much time; null: never), or every n optimiser steps with `every_n_train_steps=n` > 0, which replaces
+    the minutes; it saves after a training batch only when
 
     - the batch made an optimiser step: with `trainer.accumulate_grad_batches` > 1 the step count stays put over a
       window, and a save inside one (as right after a resume, when the save record starts afresh) would count the
@@ -28,10 +28,7 @@ class StepCheckpoint(ModelCheckpoint):
     _step_at_start = -1
 
     def __init__(self, *args: Any, minutes: float | None = None, **kwargs: Any) -> None:
-        if minutes and kwargs.get("every_n_train_steps"):
-            steps = kwargs["every_n_train_steps"]
-            raise ValueError(f"every_n_train_steps={steps} and minutes={minutes}: give one, the other 0 or null")
-        if minutes:
+        if minutes and not kwargs.get("every_n_train_steps"):
             kwargs["train_time_interval"] = timedelta(minutes=minutes)
         super().__init__(*args, **kwargs)
 
