@@ -17,6 +17,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from mdeas import precision
 from mdeas.callbacks.interrupt import ResumeOnInterrupt
+from mdeas.callbacks.step_checkpoint import StepCheckpoint
 from mdeas.inference import CheckpointError, load_module
 from mdeas.module import MaskDepthModule
 from mdeas.progressive import StageError, apply_stage
@@ -288,6 +289,22 @@ def test_a_run_killed_mid_epoch_resumes_from_the_last_checkpoint_taken_every_n_s
     with pytest.raises(RuntimeError, match="killed"):  # by default, here, last.ckpt is the end of epoch 0 (step 3)
         train(config(tmp_path / "default", tiny_zip, *RESUMED, crash(1, 1)))
     assert saved_at(tmp_path / "default")[:2] == (0, 3)
+
+
+def test_the_step_checkpoint_keeps_one_state_key_and_refuses_a_time_that_is_not_positive(tmp_path):
+    """One key whatever the trigger (a run resumed with another setting restores its state, without Lightning's
+    missing-callback warning); null steps never mean Lightning's "every epoch"; minutes 0 or below are refused."""
+    by_time = StepCheckpoint(dirpath=tmp_path, filename="last", minutes=30)
+    by_steps = StepCheckpoint(dirpath=tmp_path, filename="last", every_n_train_steps=200, minutes=30)
+    off = StepCheckpoint(dirpath=tmp_path, filename="last", every_n_train_steps=None, minutes=None)
+    assert by_time.state_key == by_steps.state_key == off.state_key == "StepCheckpoint{'filename': 'last'}"
+    assert by_time._train_time_interval.total_seconds() == 1800 and by_steps._train_time_interval is None
+    assert (by_steps._every_n_train_steps, off._every_n_train_steps, off._every_n_epochs) == (200, 0, 0)
+    for minutes in (0, -1):
+        with pytest.raises(
+            ValueError, match=rf"minutes must be positive \(or null: no checkpoint by time\), got {minutes}"
+        ):
+            StepCheckpoint(dirpath=tmp_path, filename="last", minutes=minutes)
 
 
 def test_no_step_checkpoint_on_a_batch_that_validation_follows(tmp_path, tiny_zip, straight):

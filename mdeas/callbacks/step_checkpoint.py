@@ -27,10 +27,19 @@ class StepCheckpoint(ModelCheckpoint):
 
     _step_at_start = -1
 
-    def __init__(self, *args: Any, minutes: float | None = None, **kwargs: Any) -> None:
-        if minutes and not kwargs.get("every_n_train_steps"):
+    def __init__(self, *args: Any, minutes: float | None = None, every_n_train_steps: int | None = 0, **kwargs: Any):
+        if minutes is not None and not minutes > 0:
+            raise ValueError(f"minutes must be positive (or null: no checkpoint by time), got {minutes}")
+        steps = every_n_train_steps or 0  # null too: Lightning would read it as "every epoch"
+        if minutes and not steps:
             kwargs["train_time_interval"] = timedelta(minutes=minutes)
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, every_n_train_steps=steps, **kwargs)
+
+    @property
+    def state_key(self) -> str:
+        """One key whatever the trigger, so that a run resumed with another setting restores this callback's state
+        (Lightning's key holds the trigger, and it warns of a missing callback when the key differs)."""
+        return self._generate_state_key(filename=self.filename)
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
         self._step_at_start = trainer.global_step
