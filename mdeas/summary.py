@@ -15,7 +15,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from mdeas.cli import exit_on_data_error, run_app
 
 
-def _shape(output) -> str:
+def _shape(output: object) -> str:
     if isinstance(output, torch.Tensor):
         return str(list(output.shape))
     if isinstance(output, dict):

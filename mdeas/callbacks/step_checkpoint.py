@@ -27,7 +27,9 @@ class StepCheckpoint(ModelCheckpoint):
 
     _step_at_start = -1
 
-    def __init__(self, *args: Any, minutes: float | None = None, every_n_train_steps: int | None = 0, **kwargs: Any):
+    def __init__(
+        self, *args: Any, minutes: float | None = None, every_n_train_steps: int | None = 0, **kwargs: Any
+    ) -> None:
         if minutes is not None and not minutes > 0:
             raise ValueError(f"minutes must be positive (or null: no checkpoint by time), got {minutes}")
         steps = every_n_train_steps or 0  # null too: Lightning would read it as "every epoch"

@@ -22,7 +22,7 @@ def check_size(x: torch.Tensor, stride: int) -> None:
 class MaskDepthNet(nn.Module):
     """Fusion (with its encoder) → neck on the deepest feature → mask decoder and depth decoder."""
 
-    def __init__(self, fusion: nn.Module, neck: nn.Module, mask_decoder: nn.Module, depth_decoder: nn.Module):
+    def __init__(self, fusion: nn.Module, neck: nn.Module, mask_decoder: nn.Module, depth_decoder: nn.Module) -> None:
         super().__init__()
         self.fusion = fusion
         self.neck = neck
