@@ -8,7 +8,7 @@ Kinds, as shares of the union of prediction and truth pooled over the part (they
 wrong pixels within 1 px of the true outline (the truth's 3×3 dilation minus its 3×3 erosion); `misses`, object
 pixels called background farther inside; `false`, background pixels called object farther outside. Per object:
 the pooled IoU over the part's composites of each foreground object (`mdeas.data.splits.object_of`). Masks as
-`experiments.score_selection` scores them (mirror-averaged with --mirror, after the default outline step unless
+`experiments.score_selection` scores them (mirror-averaged unless --no-mirror, after the default outline step unless
 --no-outline).
 """
 

@@ -3,12 +3,12 @@
     python -m experiments.score_selection outputs/<date>/<time>/checkpoints/best.ckpt
     python -m experiments.score_selection CKPT --zips data/real_check.zip --part test   # the report part instead
     python -m experiments.score_selection CKPT --no-outline    # the model's masks without the outline step
-    python -m experiments.score_selection CKPT --mirror        # each mask averaged with the mirrored pair's
+    python -m experiments.score_selection CKPT --no-mirror     # one pass, not averaged with the mirrored pair's
 
 The selection part is the val split of `data.split_by=both data.split=[0,0.5,0.5] data.seed=0`, where recipes,
 thresholds and inference options are chosen; the report part (the test split, what `python -m mdeas.evaluate`
 scores with the same overrides) is kept for reporting. Prints, per zip, the pooled IoU and per-image IoU of the
-model's masks (averaged with the mirrored pair's with --mirror) after the default outline step
+model's masks (averaged with the mirrored pair's unless --no-mirror) after the default outline step
 (conf/outline/known_background.yaml), as evaluate scores them by default (the metrics of `mdeas.native_eval`).
 """
 
@@ -61,14 +61,14 @@ def score_part(
 
 
 def check_set_args(description: str) -> tuple[argparse.Namespace, KnownBackgroundOutline | None]:
-    """The command line of a script over the check sets' parts (ckpt, --zips, --part, --no-outline, --mirror),
+    """The command line of a script over the check sets' parts (ckpt, --zips, --part, --no-outline, --no-mirror),
     and the outline step it asks for (the default one, or None with --no-outline)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("ckpt")
     parser.add_argument("--zips", nargs="+", default=list(CHECK_SETS))
     parser.add_argument("--part", choices=("val", "test"), default="val")
     parser.add_argument("--no-outline", action="store_true", help="the model's masks without the outline step")
-    parser.add_argument("--mirror", action="store_true", help="each mask averaged with the mirrored pair's")
+    parser.add_argument("--no-mirror", dest="mirror", action="store_false", help="one pass, not mirror-averaged")
     args = parser.parse_args()
     return args, from_config(None if args.no_outline else OmegaConf.load(OUTLINE))
 

@@ -7,8 +7,8 @@ gives each later checkpoint the 95 % bootstrap interval of its pooled-IoU gain o
 resampled images for both): an interval that holds 0 means these samples cannot rank the two. `part=val` scores
 the val split instead: with those overrides, the selection part of a real-photo check set, where recipes are
 chosen, keeping the test split (the report part) unseen. Writes compare.json to `output` (default: the current
-folder) and prints a markdown table. `mirror=true` averages each mask with that of the pair mirrored left to right
-(off by default).
+folder) and prints a markdown table. Each mask is averaged with that of the pair mirrored left to right (`mirror=false`:
+one pass).
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ def main(cfg: DictConfig) -> None:
     with exit_on_data_error(CheckpointError, ValueError):
         paths = [cfg.ckpt_paths] if isinstance(cfg.ckpt_paths, str) else list(cfg.ckpt_paths)  # one path: a str
         outline = from_config(cfg.get("outline"))
-        mirror = cfg.get("mirror", False)
+        mirror = cfg.get("mirror", True)
         results = compare(paths, data_overrides(cfg), cfg.output, cfg.device, outline, cfg.part, mirror)
     print(f"{results['samples']} {results['part']} samples, masks scored at each sample's stored size; "
           f"mirrored: {results['mirror']}; outline step: {results['outline']}")  # fmt: skip

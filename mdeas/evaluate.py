@@ -4,8 +4,8 @@
 writes metrics.json (model, baseline, depth_baseline) and prints a markdown table. Any `data.*` override that
 `train` takes changes the data config stored in the checkpoint. The baseline's threshold is chosen on the validation
 split; the depth baselines (the median depth, the per-pixel mean depth map) are fitted on the train split, or on the
-validation split when there is none (another dataset). `mirror=true` averages each mask at native size with the
-mask of the pair mirrored left to right (off by default; depth stays one pass, at the model's size).
+validation split when there is none (another dataset). Masks at native size are averaged with those of the pair
+mirrored left to right (`mirror=false`: one pass; depth stays one pass, at the model's size).
 """
 
 from __future__ import annotations
@@ -122,12 +122,11 @@ def evaluate(
 
     `resolution="native"`: masks (model and |fg_bg − bg| baseline) are scored at each sample's stored size
     (`mdeas.native_eval`), the model's averaged with the mirrored pair's when `mirror`, after `outline` when given;
-    `"model"`: at the model's input size, as validation during training (no outline step; `mirror` is refused).
+    `"model"`: at the model's input size, as validation during training (one pass, no outline step: `outline` and
+    `mirror` are not applied, and recorded as None and False).
     Depth is scored at the model's size either way."""
     if resolution not in RESOLUTIONS:
         raise ValueError(f"resolution must be one of {RESOLUTIONS}, got {resolution!r}")
-    if mirror and resolution != "native":
-        raise ValueError(f"mirror=true needs resolution=native; resolution={resolution} scores one pass")
     torch_device = resolve_device(device)
     gpu = torch_device.startswith("cuda")
     module = load_module(ckpt_path)
@@ -174,7 +173,7 @@ def evaluate(
             baseline = {"threshold": threshold, **{f"mask/{k}": v for k, v in scores.items()}}
         results = {"checkpoint": str(ckpt_path), "samples": len(datamodule.datasets["test"]), "resolution": resolution,
                    "outline": repr(outline) if outline and resolution == "native" else None,
-                   "mirror": mirror,
+                   "mirror": mirror and resolution == "native",
                    "model": model, "baseline": baseline}  # fmt: skip
         depth_base = depth_baseline(datamodule, depth.scale, align) if has_depth else None
         if depth_base is not None:
@@ -204,7 +203,7 @@ def table(results: dict) -> str:
 def main(cfg: DictConfig) -> None:
     with exit_on_data_error(CheckpointError, ValueError):
         outline = from_config(cfg.get("outline"))
-        mirror = cfg.get("mirror", False)
+        mirror = cfg.get("mirror", True)
         results = evaluate(cfg.ckpt_path, data_overrides(cfg), cfg.output, cfg.device, cfg.resolution, outline, mirror)
     print(f"{results['samples']} test samples, masks scored at {results['resolution']} resolution; "
           f"baseline threshold {results['baseline']['threshold']:.2f}; mirrored: {results['mirror']}; "

@@ -6,8 +6,8 @@ dataset), `video=clip.mp4 bg=bg.jpg`.
 Per sample it writes <id>_mask.png (0/255), <id>_depth.png (depth as the training data stores it: 16-bit in its
 unit, e.g. mm, or for a seed layout 8-bit grey with near = bright), <id>_depth_color.png (near = bright) and
 <id>_panel.png (fg_bg | mask | depth), each at the input's size; for a video also <name>_panel.mp4. An id with
-folders (a seed layout's) is written in those folders under the output. `mirror=true` averages each mask and depth
-map with those of the pair mirrored left to right (off by default: twice the time).
+folders (a seed layout's) is written in those folders under the output. Each mask and depth map is averaged with
+those of the pair mirrored left to right, at twice the time (`mirror=false`: one pass).
 """
 
 from __future__ import annotations
@@ -219,7 +219,7 @@ def predict(cfg: DictConfig) -> Path:
     if not isinstance(cfg.batch_size, int) or cfg.batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {cfg.batch_size!r}")
     outline = from_config(cfg.get("outline"))
-    predictor = Predictor(load_module(cfg.ckpt_path), resolve_device(cfg.device), outline, cfg.get("mirror", False))
+    predictor = Predictor(load_module(cfg.ckpt_path), resolve_device(cfg.device), outline, cfg.get("mirror", True))
     out = Path(cfg.output)
     with output_folder(out):
         write_predictions(cfg, predictor, out)

@@ -195,6 +195,7 @@ def test_predict_writes_depth_as_the_training_data_stores_it(tmp_path, monkeypat
     monkeypatch.setattr("mdeas.predict.load_module", lambda path: Oracle(load_module(path)))
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
         overrides = [f"ckpt_path={ckpt}", f"output={tmp_path / 'out'}", f"input={data}", "batch_size=5", "device=cpu"]
+        overrides.append("mirror=false")  # one pass: the oracle answers each sample once
         predict(compose("predict", overrides=overrides))
     for sample, entry, mask in zip(index.samples, entries, masks, strict=True):
         written = cv2.imread(str(tmp_path / "out" / f"{sample.id}_depth.png"), cv2.IMREAD_UNCHANGED)
@@ -376,20 +377,28 @@ def test_mirror_averaging_flips_the_pair_and_its_outputs_back():
     assert torch.equal(out["depth"], bg[:, :1])
 
 
-def test_mirroring_is_off_by_default_and_predict_applies_it_when_asked(trained, tmp_path):
-    """evaluate, compare and predict default to one pass; `predict mirror=true` writes the masks of
-    `Predictor(mirror=True)` (with the default outline step), which differ from one pass's for this asymmetric model."""
+def test_mirroring_is_on_by_default_and_predict_drops_it_when_asked(trained, tmp_path):
+    """evaluate, compare and predict average with the mirrored pair by default; `predict` writes the masks of
+    `Predictor(mirror=True)` (with the default outline step), and with `mirror=false` those of one pass, which differ
+    for this asymmetric model."""
+    write_pair(tmp_path / "in", "a.png", (50, 30))
+    pair = [
+        f"ckpt_path={trained['ckpt']}",
+        f"bg={tmp_path}/in/bg/a.png",
+        f"fg_bg={tmp_path}/in/fg_bg/a.png",
+        "device=cpu",
+    ]
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        assert [compose(name).mirror for name in ("evaluate", "compare", "predict")] == [False, False, False]
-        write_pair(tmp_path / "in", "a.png", (50, 30))
-        pair = [f"bg={tmp_path}/in/bg/a.png", f"fg_bg={tmp_path}/in/fg_bg/a.png", "device=cpu"]
-        cfg = compose(
-            "predict", overrides=[f"ckpt_path={trained['ckpt']}", f"output={tmp_path / 'm'}", *pair, "mirror=true"]
-        )
-    predict(cfg)
-    written = cv2.imread(str(tmp_path / "m" / "a_mask.png"), cv2.IMREAD_UNCHANGED) > 127
+        assert [compose(name).mirror for name in ("evaluate", "compare", "predict")] == [True, True, True]
+        configs = [
+            compose("predict", overrides=[*pair, f"output={tmp_path / m}", f"mirror={m}"]) for m in ("true", "false")
+        ]
     bg, fg_bg = (cv2.imread(str(tmp_path / "in" / kind / "a.png"))[..., ::-1].copy() for kind in ("bg", "fg_bg"))
     module = load_module(trained["ckpt"])
+    for cfg, mirror in zip(configs, (True, False), strict=True):
+        predict(cfg)
+        written = cv2.imread(str(Path(cfg.output) / "a_mask.png"), cv2.IMREAD_UNCHANGED) > 127
+        expected = Predictor(module, "cpu", KnownBackgroundOutline(), mirror)([bg], [fg_bg])[0]
+        assert np.array_equal(written, expected.mask > 0.5)
     mirrored, once = (Predictor(module, "cpu", KnownBackgroundOutline(), m)([bg], [fg_bg])[0] for m in (True, False))
-    assert np.array_equal(written, mirrored.mask > 0.5)
     assert not np.allclose(mirrored.mask, once.mask, atol=1e-4)

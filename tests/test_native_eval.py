@@ -146,8 +146,16 @@ def test_evaluate_compare_and_predict_average_each_mask_with_the_mirrored_pairs(
 def test_an_unknown_resolution_is_refused(run):
     with pytest.raises(ValueError, match="resolution must be one of"):
         evaluate(run["ckpt"], {}, None, resolution="full")
-    with pytest.raises(ValueError, match="^mirror=true needs resolution=native; resolution=model scores one pass$"):
-        evaluate(run["ckpt"], {}, None, resolution="model", mirror=True)
+
+
+def test_evaluate_at_the_model_size_scores_one_pass_whatever_the_native_options(run, tmp_path):
+    """`resolution=model` scores the model's own mask as validation does: the outline step and mirroring (the CLI's
+    defaults) are not applied there, and the results say so."""
+    with_options = evaluate(
+        run["ckpt"], {}, str(tmp_path), resolution="model", outline=KnownBackgroundOutline(), mirror=True
+    )
+    assert with_options["mirror"] is False and with_options["outline"] is None
+    assert with_options["model"]["mask/iou"] == run["model"]["model"]["mask/iou"]
 
 
 def test_bootstrap_intervals_hold_the_point_estimate_and_pair_the_images(run):
