@@ -11,7 +11,7 @@ the most a trained model refines at that setting); `--fractions` adds shares to 
 default model's refiner (conf/model/resunet_detail.yaml: it also reads the base's hidden map and the coarse mask's
 alpha maps), that refiner without the alpha maps (`model.refiner.alpha=false`), the default refiner followed by
 the outline step of evaluate and predict (conf/outline/known_background.yaml), and that with the outputs averaged
-with the mirrored pair's (`mirror=true` of evaluate and predict). Time is the median of `--runs`
+with the mirrored pair's (the default of evaluate, compare and predict). Time is the median of `--runs`
 after one warm-up, batch 1, the models taking turns run by run. The last line, `ratio: X.XX`, is the time with the
 refiner at the config's share over the time without, at the largest size.
 """

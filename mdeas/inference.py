@@ -252,7 +252,8 @@ class Prediction:
 class Predictor:
     """Batched inference on uint8 RGB arrays of any size (bg and fg_bg of one sample share a size); `outline`
     re-decides each mask around its outline at the input size (`mdeas.outline`; None: the model's mask); `mirror`
-    averages each output with the mirrored pair's (`mirror_averaged`)."""
+    averages each output with the mirrored pair's (`mirror_averaged`). Both default to off here; `predict` turns both
+    on (conf/predict.yaml)."""
 
     def __init__(
         self,
