@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from hydra.errors import HydraException, InstantiationException
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from mdeas.data.errors import DataError
 from mdeas.failure import PREFIX, fail
@@ -58,10 +58,15 @@ def one_line(error: BaseException) -> str:
 @contextmanager
 def exit_on_data_error(*also: type[BaseException]) -> Iterator[None]:
     """For entry points: a DataError, an OSError (a file that cannot be read or written), a config object that
-    Hydra cannot build, and the errors of the types in `also` end the program with `error: <one line>` on stderr
-    and exit status 1 (with HYDRA_FULL_ERROR=1 they propagate with their traceback)."""
+    Hydra cannot build, a mandatory key left unset (`???`), and the errors of the types in `also` end the program
+    with `error: <one line>` on stderr and exit status 1 (with HYDRA_FULL_ERROR=1 they propagate with their
+    traceback)."""
     try:
         yield
+    except MissingMandatoryValue as e:  # a ??? key left unset; caught here, before Hydra adds a line of its own
+        if full_traces():
+            raise
+        fail(_summary(e)[1])
     except (DataError, OSError, InstantiationException, *also) as e:
         if full_traces():
             raise

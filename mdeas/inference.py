@@ -13,6 +13,7 @@ import inspect
 import pickle
 import pickletools
 import re
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,11 +75,13 @@ MODULE_HPARAMS = frozenset(inspect.signature(MaskDepthModule.__init__).parameter
 def read_checkpoint(ckpt_path: str | Path, map_location: str | torch.device = "cpu") -> dict:
     """The contents of an mdeas checkpoint (hyper_parameters with a model config, state_dict), read as data
     (`weights_only=True`); one-line CheckpointError naming the file for a missing file, a non-checkpoint, another
-    program's checkpoint, or one that would load code or classes (naming them)."""
+    program's checkpoint, a TorchScript export, or one that would load code or classes (naming them)."""
     path = Path(ckpt_path)
     if not path.is_file():
         why = "a folder, not a checkpoint file" if path.is_dir() else "no such checkpoint file"
         raise CheckpointError(f"{path}: {why}")
+    if _is_torchscript(path):
+        raise CheckpointError(f"{path}: a TorchScript export, not a checkpoint; give the .ckpt that training wrote")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
@@ -95,6 +98,17 @@ def read_checkpoint(ckpt_path: str | Path, map_location: str | torch.device = "c
     if foreign:
         raise CheckpointError(f"{path}: not an mdeas checkpoint (hyper-parameters {foreign} are not mdeas')")
     return ckpt
+
+
+def _is_torchscript(path: Path) -> bool:
+    """Whether `path` is a TorchScript archive (`torch.jit.save`: a zip holding <name>/code/ and constants.pkl)."""
+    if not zipfile.is_zipfile(path):
+        return False
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.split("/")[1:2] == ["code"] for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
 
 
 def _load_state(target: torch.nn.Module, state: dict, path: str | Path, hparams: dict) -> None:

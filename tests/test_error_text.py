@@ -182,3 +182,16 @@ def test_predict_input_errors_name_the_file_or_entry(clean, tmp_path):
     with pytest.raises(DataError) as error:
         list(zip_items(str(bad), tmp_path / "out"))
     assert_readable(one_line(error.value), "bad.zip", FG_BG)
+
+
+@pytest.mark.parametrize(
+    ("module", "missing"),
+    [("mdeas.evaluate", "ckpt_path"), ("mdeas.export", "output"), ("mdeas.synth.compose", "bg_dir")],
+)
+def test_a_mandatory_key_left_unset_is_the_whole_error(tmp_path, module, missing):
+    """`???` keys: stderr is only `error: Missing mandatory value: <key>` (Hydra's own "Error executing job" line
+    before it would make two)."""
+    args = ["ckpt_path=x.ckpt"] if module == "mdeas.export" else []
+    done = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 1
+    assert done.stderr == f"error: Missing mandatory value: {missing}\n", done.stderr

@@ -83,6 +83,20 @@ def test_a_plain_pickle_and_an_old_format_checkpoint_with_a_payload_are_refused(
     assert not marker.exists()
 
 
+def test_a_torchscript_export_is_named_as_such_and_a_plain_checkpoint_is_still_read(tmp_path):
+    """A TorchScript archive (what `mdeas.export` writes) given as ckpt_path: one line that says what it is, before
+    torch.load warns about it; a torch.save zip, which holds no code/ folder, still reads."""
+    torch.jit.script(torch.nn.Linear(2, 1)).save(str(tmp_path / "model.pt"))
+    with pytest.raises(CheckpointError) as refused:
+        read_checkpoint(tmp_path / "model.pt")
+    assert str(refused.value) == (
+        f"{tmp_path / 'model.pt'}: a TorchScript export, not a checkpoint; give the .ckpt that training wrote"
+    )
+    torch.save({"state_dict": {}}, tmp_path / "weights.ckpt")
+    with pytest.raises(CheckpointError, match=r"weights\.ckpt: not an mdeas checkpoint \(no model config"):
+        read_checkpoint(tmp_path / "weights.ckpt")
+
+
 def test_a_checkpoint_holding_config_objects_is_refused_clearly(tmp_path):
     """Hyper-parameters are saved as plain containers; a checkpoint holding OmegaConf objects (not one mdeas wrote)
     is refused naming the classes rather than loaded as code."""

@@ -10,8 +10,8 @@ from mdeas.synth.generate import generate
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="synth")
 def main(cfg: DictConfig) -> None:
     """Generate the dataset that conf/synth.yaml and the overrides describe (see `mdeas.synth.generate`)."""
-    options = {k: v for k, v in cfg.items() if k not in ("out", "num_samples", "workers")}
     with exit_on_data_error(TypeError, ValueError):
+        options = {k: v for k, v in cfg.items() if k not in ("out", "num_samples", "workers")}
         for key in ("num_samples", "workers"):
             whole = isinstance(cfg[key], int) and not isinstance(cfg[key], bool)
             if not (whole or (key == "workers" and cfg[key] is None)):

@@ -356,8 +356,8 @@ def compose(
 def main(cfg: DictConfig) -> None:
     """CLI: python -m mdeas.synth.compose bg_dir=DIR fg_dir=DIR out=PATH (see conf/compose.yaml)."""
     paths = ("out", "bg_dir", "fg_dir", "mask_dir", "depth_dir", "workers")
-    options = {k: v for k, v in cfg.items() if k not in paths}
     with exit_on_data_error(TypeError, ValueError):
+        options = {k: v for k, v in cfg.items() if k not in paths}
         path = compose(
             cfg.out,
             cfg.bg_dir,
