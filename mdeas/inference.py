@@ -101,14 +101,14 @@ def read_checkpoint(ckpt_path: str | Path, map_location: str | torch.device = "c
 
 
 def _is_torchscript(path: Path) -> bool:
-    """Whether `path` is a TorchScript archive (`torch.jit.save`: a zip holding <name>/code/ and constants.pkl)."""
-    if not zipfile.is_zipfile(path):
-        return False
+    """Whether `path` is a TorchScript archive (`torch.jit.save`: a zip holding <name>/code/ and <name>/constants.pkl);
+    a damaged zip is left to torch.load to report."""
     try:
         with zipfile.ZipFile(path) as archive:
-            return any(name.split("/")[1:2] == ["code"] for name in archive.namelist())
-    except (zipfile.BadZipFile, OSError):
+            parts = {tuple(name.split("/")[1:2]) for name in archive.namelist()}
+    except Exception:  # not a zip, or one zipfile cannot read: BadZipFile, EOFError, UnicodeDecodeError...
         return False
+    return {("code",), ("constants.pkl",)} <= parts
 
 
 def _load_state(target: torch.nn.Module, state: dict, path: str | Path, hparams: dict) -> None:

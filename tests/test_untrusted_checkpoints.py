@@ -8,6 +8,7 @@ import pickle
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -87,8 +88,10 @@ def test_a_torchscript_export_is_named_as_such_and_a_plain_checkpoint_is_still_r
     """A TorchScript archive (what `mdeas.export` writes) given as ckpt_path: one line that says what it is, before
     torch.load warns about it; a torch.save zip, which holds no code/ folder, still reads."""
     torch.jit.script(torch.nn.Linear(2, 1)).save(str(tmp_path / "model.pt"))
-    with pytest.raises(CheckpointError) as refused:
+    with pytest.raises(CheckpointError) as refused, warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
         read_checkpoint(tmp_path / "model.pt")
+    assert not warned, [str(w.message) for w in warned]
     assert str(refused.value) == (
         f"{tmp_path / 'model.pt'}: a TorchScript export, not a checkpoint; give the .ckpt that training wrote"
     )
