@@ -15,7 +15,7 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Iterator
-from itertools import chain
+from itertools import chain, islice
 from pathlib import Path, PurePosixPath
 
 import cv2
@@ -214,10 +214,16 @@ def items_of(cfg: DictConfig) -> tuple[Iterator[Item], int | None]:
     raise ValueError("give bg=... fg_bg=..., input=DIR, input=ZIP or video=... bg=...")
 
 
+def _positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
 def predict(cfg: DictConfig) -> Path:
     """Run the checkpoint over the inputs of `cfg`; returns the output folder."""
-    if not isinstance(cfg.batch_size, int) or cfg.batch_size < 1:
+    if not _positive_int(cfg.batch_size):
         raise ValueError(f"batch_size must be a positive integer, got {cfg.batch_size!r}")
+    if cfg.get("limit") is not None and not _positive_int(cfg.limit):
+        raise ValueError(f"limit must be a positive integer (or null: all), got {cfg.limit!r}")
     outline = from_config(cfg.get("outline"))
     predictor = Predictor(load_module(cfg.ckpt_path), resolve_device(cfg.device), outline, cfg.get("mirror", True))
     out = Path(cfg.output)
@@ -230,6 +236,9 @@ def write_predictions(cfg: DictConfig, predictor: Predictor, out: Path) -> None:
     """The masks, depths and panels of the inputs of `cfg` in the folder `out` (and, for a video, its panel
     video)."""
     items, total = items_of(cfg)
+    limit = cfg.get("limit")
+    if limit is not None:  # the first samples only, in the inputs' order
+        items, total = islice(items, limit), limit if total is None else min(total, limit)
     source = cfg.video or cfg.fg_bg or (cfg.input if isinstance(cfg.input, str) else ",".join(cfg.input))
     writer, batch = None, []
     try:

@@ -166,6 +166,19 @@ def test_predict_takes_a_list_of_zips_as_one_dataset(trained, tmp_path):
     assert masks == ["b000_f00_mask.png", "b000_f01_mask.png", "zb/b000_f00_mask.png", "zb/b000_f01_mask.png"]
 
 
+def test_predict_limit_takes_the_first_samples_and_refuses_a_count_that_is_not_one(trained, tmp_path):
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        base = [f"ckpt_path={trained['ckpt']}", f"input={trained['data']}", "device=cpu", "batch_size=2"]
+        predict(compose("predict", overrides=[*base, f"output={tmp_path / 'o'}", "limit=3"]))
+        bad = [compose("predict", overrides=[*base, f"output={tmp_path / 'x'}", f"limit={n}"]) for n in ("0", "1.5")]
+    masks = sorted(p.name for p in (tmp_path / "o").rglob("*_mask.png"))
+    assert masks == [f"{sample.id}_mask.png" for sample in load_index(str(trained["data"])).samples[:3]]
+    for cfg, shown in zip(bad, ("0", "1.5"), strict=True):
+        with pytest.raises(ValueError, match=rf"^limit must be a positive integer \(or null: all\), got {shown}$"):
+            predict(cfg)
+    assert not (tmp_path / "x").exists()
+
+
 def test_predict_writes_depth_as_the_training_data_stores_it(tmp_path, monkeypatch):
     """A model trained on a seed layout (8-bit grey, near = bright) that predicts each sample's own depth and mask
     writes back the dataset's depth image and mask, in the folders of the sample's id."""
