@@ -225,20 +225,23 @@ def predict(cfg: DictConfig) -> Path:
     if cfg.get("limit") is not None and not _positive_int(cfg.limit):
         raise ValueError(f"limit must be a positive integer (or null: all), got {cfg.limit!r}")
     outline = from_config(cfg.get("outline"))
+    items, total = items_of(cfg)
+    if cfg.get("limit") is not None:  # the first samples only, in the inputs' order
+        items, total = islice(items, cfg.limit), cfg.limit if total is None else min(total, cfg.limit)
+    first = next(items, None)  # a bad input fails here, before the model loads
+    items = chain([] if first is None else [first], items)
     predictor = Predictor(load_module(cfg.ckpt_path), resolve_device(cfg.device), outline, cfg.get("mirror", True))
     out = Path(cfg.output)
     with output_folder(out):
-        write_predictions(cfg, predictor, out)
+        write_predictions(cfg, predictor, out, items, total)
     return out
 
 
-def write_predictions(cfg: DictConfig, predictor: Predictor, out: Path) -> None:
-    """The masks, depths and panels of the inputs of `cfg` in the folder `out` (and, for a video, its panel
-    video)."""
-    items, total = items_of(cfg)
-    limit = cfg.get("limit")
-    if limit is not None:  # the first samples only, in the inputs' order
-        items, total = islice(items, limit), limit if total is None else min(total, limit)
+def write_predictions(
+    cfg: DictConfig, predictor: Predictor, out: Path, items: Iterator[Item], total: int | None
+) -> None:
+    """The masks, depths and panels of `items` (the inputs of `cfg`, `total` of them when known) in the folder
+    `out` (and, for a video, its panel video)."""
     source = cfg.video or cfg.fg_bg or (cfg.input if isinstance(cfg.input, str) else ",".join(cfg.input))
     writer, batch = None, []
     try:

@@ -157,6 +157,23 @@ def test_predict_that_fails_on_its_input_leaves_no_output_folder(trained, tmp_pa
     assert not (tmp_path / "preds").exists()
 
 
+def test_predict_reads_the_first_input_before_it_loads_the_model(tmp_path, monkeypatch):
+    """A missing or undecodable input fails in one line at once, not after the checkpoint has loaded."""
+
+    def never(path: str) -> None:
+        raise AssertionError(f"the model was loaded from {path}")
+
+    monkeypatch.setattr("mdeas.predict.load_module", never)
+    (tmp_path / "bg.jpg").write_bytes(b"not an image")
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        overrides = ["ckpt_path=any.ckpt", f"output={tmp_path / 'o'}", f"fg_bg={tmp_path / 'bg.jpg'}"]
+        configs = [compose("predict", overrides=[*overrides, f"bg={tmp_path / name}"]) for name in ("no.jpg", "bg.jpg")]
+    for cfg, name in zip(configs, ("no.jpg", "bg.jpg"), strict=True):
+        with pytest.raises(DataError, match=re.escape(name)):
+            predict(cfg)
+    assert not (tmp_path / "o").exists()
+
+
 def test_predict_takes_a_list_of_zips_as_one_dataset(trained, tmp_path):
     zips = [str(write_canonical_zip(tmp_path / f"{name}.zip", num_samples=2, size=32)) for name in ("za", "zb")]
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
@@ -249,6 +266,7 @@ def test_export_parity(trained, tmp_path, fmt):
 def test_bad_inputs_are_one_line_errors(trained, tmp_path, monkeypatch):
     ckpt = str(trained["ckpt"])
     write_pair(tmp_path / "in", "a.png", (50, 30))
+    write_pair(tmp_path / "ok", "a.png", (50, 30))  # inputs are read first: a checkpoint error needs good ones
     (tmp_path / "in" / "fg_bg" / "lonely.png").write_bytes((tmp_path / "in" / "fg_bg" / "a.png").read_bytes())
     (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
     (tmp_path / "cut.png").write_bytes((tmp_path / "in" / "bg" / "a.png").read_bytes()[:60])
@@ -261,7 +279,7 @@ def test_bad_inputs_are_one_line_errors(trained, tmp_path, monkeypatch):
     write_pair(tmp_path / "dup", "a.png", (8, 8))
     write_pair(tmp_path / "dup", "a.jpg", (8, 8))
     entry_points = [  # each entry point as a user runs it: the last line of stderr, a non-zero status
-        (["mdeas.predict", "ckpt_path=nope.ckpt", "output=o", "input=in"], "nope.ckpt: no such checkpoint file"),
+        (["mdeas.predict", "ckpt_path=nope.ckpt", "output=o", "input=ok"], "nope.ckpt: no such checkpoint file"),
         (["mdeas.export", "ckpt_path=junk.ckpt", "format=onnx", "output=m.onnx"], "junk.ckpt: not a PyTorch"),
         (["mdeas.evaluate", "ckpt_path=junk.ckpt"], "junk.ckpt: not a PyTorch checkpoint"),
     ]  # fmt: skip
@@ -271,7 +289,7 @@ def test_bad_inputs_are_one_line_errors(trained, tmp_path, monkeypatch):
         last = done.stderr.strip().splitlines()[-1]
         assert message in last, (args, done.stderr[-800:])
     predict_inputs = [  # the rest of predict's inputs through the same error handling, in this process
-        (["ckpt_path=junk.ckpt", "input=in"], "junk.ckpt: not a PyTorch checkpoint"),
+        (["ckpt_path=junk.ckpt", "input=ok"], "junk.ckpt: not a PyTorch checkpoint"),
         ([f"ckpt_path={ckpt}", "input=in"], "lonely.png: missing partner"),
         ([f"ckpt_path={ckpt}", "bg=missing.png", "fg_bg=cut.png"], "missing.png: no such file"),
         ([f"ckpt_path={ckpt}", "bg=in", "fg_bg=cut.png"], "in: a folder, not a file"),
@@ -281,11 +299,11 @@ def test_bad_inputs_are_one_line_errors(trained, tmp_path, monkeypatch):
         ([f"ckpt_path={ckpt}", "input=empty"], "empty/fg_bg: no images (.jpg"),
         ([f"ckpt_path={ckpt}", "input=gif"], "gif/fg_bg: a.gif: a.gif is not an image of a known kind"),
         ([f"ckpt_path={ckpt}", "input=dup"], "dup/fg_bg: a.png: same name as a.jpg: their outputs would overwrite"),
-        ([f"ckpt_path={ckpt}", "input=in", "device=gpu0"], "device must be auto, cpu, cuda or cuda:N, got 'gpu0'"),
+        ([f"ckpt_path={ckpt}", "input=ok", "device=gpu0"], "device must be auto, cpu, cuda or cuda:N, got 'gpu0'"),
     ]  # fmt: skip
     if not torch.cuda.is_available():
         predict_inputs.append(
-            ([f"ckpt_path={ckpt}", "input=in", "device=cuda"], "device=cuda: this machine has no CUDA")
+            ([f"ckpt_path={ckpt}", "input=ok", "device=cuda"], "device=cuda: this machine has no CUDA")
         )
     monkeypatch.chdir(tmp_path)
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
