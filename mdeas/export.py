@@ -12,6 +12,7 @@ The check pair is a scene with an object (`check_pair`), not noise, on which nea
 from __future__ import annotations
 
 import importlib.util
+import warnings
 from pathlib import Path
 
 import hydra
@@ -63,7 +64,11 @@ def export(ckpt_path: str, fmt: str, output: str, batch_size: int = 2, opset: in
     size = model_size(module)
     inputs = check_pair(batch_size, size)
     out = Path(output)
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # traced at the one size S the graph takes, where the models' shape checks (S divisible by the stride, the
+        # patch grid, the number of patches refined) are constants: what TracerWarning warns of; the parity check
+        # below is the proof that the graph computes what the model does
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         reference = wrapper(*inputs)
         if fmt == "torchscript":
             traced = torch.jit.trace(wrapper, inputs)

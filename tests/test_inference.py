@@ -241,6 +241,7 @@ def test_export_parity(trained, tmp_path, fmt):
         pytest.importorskip("onnxruntime")
     done = run("mdeas.export", f"ckpt_path={trained['ckpt']}", f"format={fmt}", f"output=m.{fmt}", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-1500:]
+    assert "TracerWarning" not in done.stderr, done.stderr[-1500:]  # the size checks are constants at S, by design
     diff = float(done.stdout.strip().rsplit("max abs diff vs PyTorch: ", 1)[1])
     assert diff <= 1e-4 and (tmp_path / f"m.{fmt}").stat().st_size > 100_000
     # the exported file itself, on RGB in [0, 1], against the checkpoint's model on inputs normalised by hand
