@@ -222,12 +222,13 @@ def predict(cfg: DictConfig) -> Path:
     """Run the checkpoint over the inputs of `cfg`; returns the output folder."""
     if not _positive_int(cfg.batch_size):
         raise ValueError(f"batch_size must be a positive integer, got {cfg.batch_size!r}")
-    if cfg.get("limit") is not None and not _positive_int(cfg.limit):
-        raise ValueError(f"limit must be a positive integer (or null: all), got {cfg.limit!r}")
+    limit = cfg.get("limit")
+    if limit is not None and not _positive_int(limit):
+        raise ValueError(f"limit must be a positive integer (or null: all), got {limit!r}")
     outline = from_config(cfg.get("outline"))
     items, total = items_of(cfg)
-    if cfg.get("limit") is not None:  # the first samples only, in the inputs' order
-        items, total = islice(items, cfg.limit), cfg.limit if total is None else min(total, cfg.limit)
+    if limit is not None:  # the first samples only, in the inputs' order
+        items, total = islice(items, limit), limit if total is None else min(total, limit)
     first = next(items, None)  # a bad input fails here, before the model loads
     items = chain([] if first is None else [first], items)
     predictor = Predictor(load_module(cfg.ckpt_path), resolve_device(cfg.device), outline, cfg.get("mirror", True))

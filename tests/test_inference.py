@@ -427,10 +427,9 @@ def test_mirroring_is_on_by_default_and_predict_drops_it_when_asked(trained, tmp
         ]
     bg, fg_bg = (cv2.imread(str(tmp_path / "in" / kind / "a.png"))[..., ::-1].copy() for kind in ("bg", "fg_bg"))
     module = load_module(trained["ckpt"])
-    for cfg, mirror in zip(configs, (True, False), strict=True):
+    mirrored, once = (Predictor(module, "cpu", KnownBackgroundOutline(), m)([bg], [fg_bg])[0] for m in (True, False))
+    for cfg, expected in zip(configs, (mirrored, once), strict=True):
         predict(cfg)
         written = cv2.imread(str(Path(cfg.output) / "a_mask.png"), cv2.IMREAD_UNCHANGED) > 127
-        expected = Predictor(module, "cpu", KnownBackgroundOutline(), mirror)([bg], [fg_bg])[0]
         assert np.array_equal(written, expected.mask > 0.5)
-    mirrored, once = (Predictor(module, "cpu", KnownBackgroundOutline(), m)([bg], [fg_bg])[0] for m in (True, False))
     assert not np.array_equal(mirrored.mask > 0.5, once.mask > 0.5)
