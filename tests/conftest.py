@@ -96,6 +96,21 @@ def write_canonical_zip(path: Path, num_samples: int = 12, size: int = 32, fg_pe
     return path
 
 
+def without_depth(source: Path, out: Path) -> Path:
+    """A copy of the canonical zip `source` at `out` with no depth: no depth/ entries, the manifest's depth fields
+    empty, meta.json {"depth": null} (as the real-photo check sets are written)."""
+    with zipfile.ZipFile(source) as src, zipfile.ZipFile(out, "w") as dst:
+        for name in src.namelist():
+            if name == "manifest.csv":
+                rows = [line.split(",") for line in src.read(name).decode().splitlines()]
+                dst.writestr(name, "\n".join(",".join([*row[:4], "" if i else "depth"]) for i, row in enumerate(rows)))
+            elif name == "meta.json":
+                dst.writestr(name, json.dumps({"depth": None}))
+            elif not name.startswith("depth/"):
+                dst.writestr(name, src.read(name))
+    return out
+
+
 @pytest.fixture
 def canonical_zip(tmp_path: Path) -> Path:
     return write_canonical_zip(tmp_path / "data.zip")

@@ -17,9 +17,9 @@ from mdeas.data.datamodule import MaskDepthDataModule
 from mdeas.data.decode import decode_rgb
 from mdeas.data.errors import DataError
 from mdeas.data.sampler import EpochSampler
-from mdeas.data.stats import dataset_stats, write_norm
+from mdeas.data.stats import dataset_stats, format_stats, write_norm
 from mdeas.native_eval import full_size_samples
-from tests.conftest import encode, write_canonical_zip
+from tests.conftest import encode, without_depth, write_canonical_zip
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -188,6 +188,15 @@ def test_stats_match_hand_computed_values(tmp_path):
     assert stats["depth"]["known"] == pytest.approx(1023 / 1024)
     out = write_norm(stats, tmp_path / "norm" / "d.yaml", str(path))
     assert out.read_text().splitlines()[0] == "# @package data"
+
+
+def test_stats_of_a_set_without_depth_say_none_is_known(tmp_path):
+    path = without_depth(write_canonical_zip(tmp_path / "d.zip", num_samples=4, size=32), tmp_path / "no_depth.zip")
+    stats = dataset_stats(str(path))
+    assert stats["depth"] == {"mean": None, "std": None, "known": 0.0}
+    assert stats["mask_fraction"] == pytest.approx(144 / 1024)
+    lines = format_stats(stats).splitlines()
+    assert lines[-2] == "depth   none known in this set" and lines[-1].startswith("data.mean=[")
 
 
 def test_full_size_scoring_skips_bad_samples_only_when_told(tmp_path):

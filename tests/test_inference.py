@@ -3,7 +3,6 @@ import re
 import subprocess
 import sys
 import warnings
-import zipfile
 from pathlib import Path
 
 import cv2
@@ -24,7 +23,7 @@ from mdeas.models.refiner import RefinedNet
 from mdeas.outline import KnownBackgroundOutline
 from mdeas.predict import predict, video_items
 from mdeas.train import train
-from tests.conftest import compose_train, write_canonical_zip
+from tests.conftest import compose_train, without_depth, write_canonical_zip
 from tests.layouts_fixtures import make_samples, write_seed002
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
@@ -62,16 +61,7 @@ def test_evaluate_on_another_dataset_scores_85_percent(trained, tmp_path):
 
 def test_evaluate_on_a_dataset_without_depth_reports_no_depth_rows(trained, tmp_path):
     source = write_canonical_zip(tmp_path / "with_depth.zip", num_samples=40, size=40, fg_per_bg=2, seed=5)
-    other = tmp_path / "no_depth.zip"
-    with zipfile.ZipFile(source) as src, zipfile.ZipFile(other, "w") as dst:
-        for name in src.namelist():
-            if name == "manifest.csv":
-                rows = [line.split(",") for line in src.read(name).decode().splitlines()]
-                dst.writestr(name, "\n".join(",".join([*row[:4], "" if i else "depth"]) for i, row in enumerate(rows)))
-            elif name == "meta.json":
-                dst.writestr(name, json.dumps({"depth": None}))
-            elif not name.startswith("depth/"):
-                dst.writestr(name, src.read(name))
+    other = without_depth(source, tmp_path / "no_depth.zip")
     results = evaluate(str(trained["ckpt"]), {"path": str(other)}, str(tmp_path / "e"))
     assert results["samples"] == 34 and 0.0 <= results["model"]["mask/iou"] <= 1.0
     assert not [key for key in results["model"] if "depth" in key]

@@ -74,7 +74,7 @@ def dataset_stats(
 
     Returns {"samples", "layout", "bg", "fg_bg", "inputs": {"mean": [3], "std": [3]}, "mask_fraction",
     "depth": {"mean", "std", "known"}} — images on the 0-1 scale, depth normalised (larger = farther), `known` the
-    fraction of depth pixels that are known.
+    fraction of depth pixels that are known (mean and std None where none is, as in a set without depth).
     """
     index = load_index(paths, layout, depth_inverted)
     samples = subset(index.samples, limit, seed)
@@ -88,6 +88,8 @@ def dataset_stats(
     stats["mask_fraction"] = _mean_std(sums["mask"])[0][0]
     depth_mean, depth_std = _mean_std(sums["depth"])
     known = float(sums["depth"][0][0] / max(sums["mask"][0][0], 1))
+    if not known:
+        depth_mean, depth_std = [None], [None]
     stats["depth"] = {"mean": depth_mean[0], "std": depth_std[0], "known": known}
     return stats
 
@@ -104,10 +106,13 @@ def format_stats(stats: dict) -> str:
     for name in ("bg", "fg_bg", "inputs"):
         lines.append(f"{name:<7} mean {_numbers(stats[name]['mean'])}  std {_numbers(stats[name]['std'])}")
     lines.append(f"mask    foreground fraction {stats['mask_fraction']:.4f}")
-    lines.append(
-        f"depth   mean {depth['mean']:.4f}  std {depth['std']:.4f}  (normalised, larger = farther; "
-        f"{depth['known']:.1%} of pixels known)"
-    )
+    if depth["known"]:
+        lines.append(
+            f"depth   mean {depth['mean']:.4f}  std {depth['std']:.4f}  (normalised, larger = farther; "
+            f"{depth['known']:.1%} of pixels known)"
+        )
+    else:
+        lines.append("depth   none known in this set")
     lines.append(f"data.mean={_numbers(inputs['mean'], ',')} data.std={_numbers(inputs['std'], ',')}")
     return "\n".join(lines)
 
