@@ -30,6 +30,19 @@ def _box_sum(x: torch.Tensor, px: int) -> torch.Tensor:
     return (table[..., k:, k:] - table[..., :-k, k:] - table[..., k:, :-k] + table[..., :-k, :-k]).to(x.dtype)
 
 
+def inside_colour(
+    logits: torch.Tensor, fg_bg: torch.Tensor, band: int = 1, radius: int = 6, confident: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The object colour F near each pixel as the outline step estimates it, from mask logits float [B, 1, H, W] and
+    fg_bg float [B, 3, H, W]: (the mean of fg_bg over the confident foreground within `radius` px [B, 3, H, W],
+    their count [B, 1, H, W]; F is 0 where the count is 0). Confident foreground: logit above `confident` and more
+    than `band` px inside the predicted outline."""
+    inside = erode((logits > 0).float(), band)
+    sure = ((logits > confident) & (inside > 0)).float()
+    sums = _box_sum(torch.cat([sure, fg_bg * sure], 1), radius)
+    return sums[:, 1:] / sums[:, :1].clamp_min(1e-6), sums[:, :1]
+
+
 def colour_alpha(
     logits: torch.Tensor,
     bg: torch.Tensor,
@@ -47,10 +60,7 @@ def colour_alpha(
     where it is known (an oracle's, in the images' units); then it is used as given, and the count is 1 everywhere."""
     logits, bg, fg_bg = logits.float(), bg.float(), fg_bg.float()
     if colour is None:
-        inside = erode((logits > 0).float(), band)
-        sure = ((logits > confident) & (inside > 0)).float()
-        sums = _box_sum(torch.cat([sure, fg_bg * sure], 1), radius)
-        weight, colour = sums[:, :1], sums[:, 1:] / sums[:, :1].clamp_min(1e-6)
+        colour, weight = inside_colour(logits, fg_bg, band, radius, confident)
     else:
         weight = torch.ones_like(logits)
     contrast = colour.float() - bg

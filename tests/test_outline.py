@@ -5,7 +5,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from mdeas.metrics.per_image import boundary
-from mdeas.outline import KnownBackgroundOutline, _box_sum, colour_alpha, from_config
+from mdeas.outline import KnownBackgroundOutline, _box_sum, colour_alpha, from_config, inside_colour
 from tests.test_native_eval import ROOT
 
 SIZE = 40
@@ -127,3 +127,20 @@ def test_the_object_colour_comes_from_pixels_more_than_band_px_inside():
     _, _, weight_2 = colour_alpha(logits, bg, fg_bg, band=2, radius=1)
     assert (weight_1[outline] > 0).float().mean() > 0.5
     assert not (weight_2[outline] > 0).any()
+
+
+def test_the_inside_colour_is_the_mean_over_confident_pixels_in_the_window():
+    """A 6×6 predicted square, its left half red and right half blue; confident are the pixels more than 1 px inside
+    its outline (the middle 4×4). With radius 2, pixel (6, 3) on the outline reaches 4 rows × 2 red columns of them,
+    pixel (6, 5) 4 rows × 2 red and 2 blue columns; a corner pixel none."""
+    logits = torch.full((1, 1, 12, 12), -5.0)
+    logits[..., 3:9, 3:9] = 5.0
+    fg_bg = torch.zeros(1, 3, 12, 12)
+    fg_bg[0, 0, 3:9, 3:6] = 1.0
+    fg_bg[0, 2, 3:9, 6:9] = 1.0
+    colour, count = inside_colour(logits, fg_bg, band=1, radius=2)
+    assert count[0, 0, 6, 3].item() == 4 * 2 and count[0, 0, 0, 0].item() == 0
+    assert torch.allclose(colour[0, :, 6, 3], torch.tensor([1.0, 0.0, 0.0]))
+    assert count[0, 0, 6, 5].item() == 4 * 4
+    assert torch.allclose(colour[0, :, 6, 5], torch.tensor([0.5, 0.0, 0.5]))
+    assert torch.equal(colour[0, :, 0, 0], torch.zeros(3))

@@ -23,7 +23,16 @@ from PIL import Image
 
 from mdeas.synth import default_set
 from mdeas.synth import scene as sc
-from mdeas.synth.generate import GENERATOR_VERSION, Options, depth_to_mm, generate, make_background, make_sample, plan
+from mdeas.synth.generate import (
+    GENERATOR_VERSION,
+    Options,
+    depth_to_mm,
+    generate,
+    make_background,
+    make_foreground,
+    make_sample,
+    plan,
+)
 from mdeas.synth.shapes import OPEN_KINDS, SPRITE_KINDS, Sprite, make_sprite
 from mdeas.synth.solids import Solid
 from mdeas.synth.textures import FAMILIES, texture
@@ -495,6 +504,24 @@ def test_pasted_samples_equal_their_background_away_from_the_object() -> None:
         generate("x.zip", 1, camuflage=0.3)
     with pytest.raises(ValueError, match=r"^generator option scales: expected a list of numbers, got \['big'\]$"):
         generate("x.zip", 1, scales=["big"])
+
+
+def test_a_paste_is_its_foreground_blended_over_the_background_under_its_camera() -> None:
+    """make_sample's pure paste is make_foreground's object, over the background's scene colour by its alpha (where it
+    is in front), through the background's camera with the background's noise: the object's colour F and alpha
+    known at every pixel."""
+    seed, size = 11, 96
+    opts = Options(6, image_size=size, seed=seed, fg_per_bg=3, paste_fraction=1.0, camouflage=0.5)
+    for spec in plan(opts):
+        background = make_background(seed, spec.bg_index, size, MAX_MM / 1000.0)
+        fg, pasted = make_foreground(background, spec, opts, np.random.default_rng(spec.key))
+        alpha = np.where(sc.in_front(fg, background.depth), fg.alpha, 0.0)[..., None]
+        scene = background.render.clean * (1 - alpha) + fg.rgb * alpha
+        expected = background.sensor.apply(scene, np.random.default_rng(background.noise_key))
+        sample = make_sample(background, spec, opts)
+        assert pasted and 0 < alpha.mean() < 0.5
+        np.testing.assert_array_equal(sample.fg_bg, expected)
+        np.testing.assert_array_equal(sample.mask, alpha[..., 0] > 0.5)
 
 
 def test_object_bottom_row_depth_equals_its_support_depth() -> None:

@@ -43,6 +43,7 @@ from mdeas.synth.photos import shipped_photo_paths, shipped_photos, wear_photo
 from mdeas.synth.rough_edges import rough_edges
 from mdeas.synth.scene import (
     CAMERA_PRIORS,
+    Foreground,
     Render,
     SceneInfo,
     composite,
@@ -239,27 +240,11 @@ def shared_sprite(seed: int, index: int, rows: int, open_share: float) -> Sprite
     return make_sprite(np.random.default_rng([seed, 2, index]), rows=rows, open_share=open_share)
 
 
-def make_sample(background: Background, spec: SampleSpec, opts: Options) -> SampleArrays:
-    """Place the object of `spec` into `background`: composite, mask and depth (deterministic).
-
-    The object's bounding box aims at 150/224 x scale of the image side: under the wide prior it is resized to
-    that, under the metric prior it keeps its size in metres and stands where it has about that size on the image
-    (`place_foreground`). When no placement is found the target is varied (_RETRY_SIZES) and, in the random
-    scheme, a new object drawn.
-
-    The object is lit by the scene's light and shadowed by its solids; it casts a soft shadow (p = 0.7) and
-    darkens the support at its feet (p = 0.8), which change the image outside the mask. The fg_bg image reuses
-    the background's sensor noise with p = 0.5 (as a pasted composite) and draws its own otherwise (as a photo).
-    A fraction `opts.paste_fraction` of the samples is a pure paste, as the seeds made theirs: no cast shadow, no
-    darkening, the background's noise, so that fg_bg equals bg outside the mask up to JPEG. A fraction
-    `opts.rough_edges` of the pastes has the outline of a hand-made cut-out (`rough_edges`: feathered, often
-    fringed), drawn from a stream of its own; a fraction `opts.camouflage` of the pastes wears the background's
-    own texture from another place (`camouflage`), drawn from another stream. A share `opts.open_objects` of the
-    objects is drawn from the open kinds (bicycles, ladders, fences: holes that show the background). A share
-    `opts.photo_skins` of the objects (and, in `make_background`, of the backgrounds) wears a crop of a shipped
-    photograph (`mdeas.synth.photos`), drawn from a stream of its own.
-    """
-    rng = np.random.default_rng(spec.key)
+def make_foreground(
+    background: Background, spec: SampleSpec, opts: Options, rng: np.random.Generator
+) -> tuple[Foreground, bool]:
+    """The object of `spec` placed, lit and dressed for `background` (`make_sample`), drawing from the sample's
+    stream `rng`; and whether it is a pure paste. Its rgb [S, S, 3] is the object's own colour F (linear, 0 off it)."""
     if spec.foreground is None:
         sprite = make_sprite(rng, rows=opts.sprite_rows, open_share=opts.open_objects)
     else:
@@ -288,6 +273,32 @@ def make_sample(background: Background, spec: SampleSpec, opts: Options) -> Samp
     disguise = np.random.default_rng([*spec.key, _CAMOUFLAGE_STREAM])
     if pasted and disguise.random() < opts.camouflage:
         fg = camouflage(fg, render.clean, disguise)
+    return fg, pasted
+
+
+def make_sample(background: Background, spec: SampleSpec, opts: Options) -> SampleArrays:
+    """Place the object of `spec` into `background`: composite, mask and depth (deterministic).
+
+    The object's bounding box aims at 150/224 x scale of the image side: under the wide prior it is resized to
+    that, under the metric prior it keeps its size in metres and stands where it has about that size on the image
+    (`place_foreground`). When no placement is found the target is varied (_RETRY_SIZES) and, in the random
+    scheme, a new object drawn.
+
+    The object is lit by the scene's light and shadowed by its solids; it casts a soft shadow (p = 0.7) and
+    darkens the support at its feet (p = 0.8), which change the image outside the mask. The fg_bg image reuses
+    the background's sensor noise with p = 0.5 (as a pasted composite) and draws its own otherwise (as a photo).
+    A fraction `opts.paste_fraction` of the samples is a pure paste, as the seeds made theirs: no cast shadow, no
+    darkening, the background's noise, so that fg_bg equals bg outside the mask up to JPEG. A fraction
+    `opts.rough_edges` of the pastes has the outline of a hand-made cut-out (`rough_edges`: feathered, often
+    fringed), drawn from a stream of its own; a fraction `opts.camouflage` of the pastes wears the background's
+    own texture from another place (`camouflage`), drawn from another stream. A share `opts.open_objects` of the
+    objects is drawn from the open kinds (bicycles, ladders, fences: holes that show the background). A share
+    `opts.photo_skins` of the objects (and, in `make_background`, of the backgrounds) wears a crop of a shipped
+    photograph (`mdeas.synth.photos`), drawn from a stream of its own.
+    """
+    rng = np.random.default_rng(spec.key)
+    fg, pasted = make_foreground(background, spec, opts, rng)
+    render, scene = background.render, background.scene
     colour = render.clean
     if not pasted and rng.random() < 0.7:
         colour = colour - render.direct * object_shadow(scene, render.depth, fg)[..., None]
