@@ -5,8 +5,8 @@
 
 Prints per-channel mean and std of bg and fg_bg (0-1 scale, at the stored size), of both together (what
 `data.mean` / `data.std` take), the mask foreground fraction, and depth mean and std over known pixels (normalised,
-larger = farther). `out=` writes `mean`/`std` as a `data` config: under `conf/data/norm/` (or a folder added with
-`hydra.searchpath`) it is used by `python -m mdeas.train +data/norm=myset`.
+larger = farther), or that none is known. `out=` writes `mean`/`std` as a `data` config: under `conf/data/norm/`
+(or a folder added with `hydra.searchpath`) it is used by `python -m mdeas.train +data/norm=myset`.
 """
 
 from __future__ import annotations

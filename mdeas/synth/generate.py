@@ -244,7 +244,8 @@ def make_foreground(
     background: Background, spec: SampleSpec, opts: Options, rng: np.random.Generator
 ) -> tuple[Foreground, bool]:
     """The object of `spec` placed, lit and dressed for `background` (`make_sample`), drawing from the sample's
-    stream `rng`; and whether it is a pure paste. Its rgb [S, S, 3] is the object's own colour F (linear, 0 off it)."""
+    stream `rng`; and whether it is a pure paste. Its rgb [S, S, 3] (image-sized, linear) is the object's own colour F
+    where its alpha is above 0, and means nothing elsewhere."""
     if spec.foreground is None:
         sprite = make_sprite(rng, rows=opts.sprite_rows, open_share=opts.open_objects)
     else:
