@@ -28,10 +28,12 @@ MISSING = "depth/b002_f04.png"
 RESIZED = "mask/b003_f06.png"
 GREY = "mask/b004_f08.png"
 FAINT = "mask/b005_f10.png"
+DIM = "mask/b000_f00.png"
 
 
 def _damaged(tmp_path: Path, *defects: str) -> Path:
-    """The 12-sample canonical zip with the named entries truncated, removed, resized, made grey or stored as 0/1."""
+    """The 12-sample canonical zip with the named entries truncated, removed, resized, made grey, stored as 0/1 or
+    dimmed to 100."""
     src = write_canonical_zip(tmp_path / "clean.zip")
     out = tmp_path / "bad.zip"
     with zipfile.ZipFile(src) as zin, zipfile.ZipFile(out, "w") as zout:
@@ -47,6 +49,10 @@ def _damaged(tmp_path: Path, *defects: str) -> Path:
                 zout.writestr(info, encode(np.tile(np.arange(0, 256, 8, dtype=np.uint8), (32, 1)), "PNG"))
             elif name == FAINT:
                 zout.writestr(info, encode(np.asarray(Image.open(io.BytesIO(data))) // 255, "PNG"))
+            elif name == DIM:
+                zout.writestr(
+                    info, encode((np.asarray(Image.open(io.BytesIO(data))) >= 128).astype(np.uint8) * 100, "PNG")
+                )
     return out
 
 
@@ -110,8 +116,15 @@ def test_a_broken_background_shared_by_several_samples_is_one_problem(tmp_path):
 
 def test_check_flags_a_mask_stored_as_0_and_1(tmp_path):
     problems = check(str(_damaged(tmp_path, FAINT))).problems
-    faint = "a mask stored as 0/1? its brightest value is 1, so it reads as all background (>= 128)"
+    faint = "a mask too faint: its brightest value is 1, so it reads as all background (< 128)"
     assert [(p.entry, p.problem, p.category) for p in problems] == [(FAINT, faint, "mask")]
+
+
+def test_check_flags_a_mask_too_dim_to_read_as_foreground(tmp_path):
+    """An object drawn at 100 is below training's 128; mid-grey allowed for its 14 % of pixels."""
+    problems = check(str(_damaged(tmp_path, DIM)), max_mid_grey=0.2).problems
+    dim = "a mask too faint: its brightest value is 100, so it reads as all background (< 128)"
+    assert [(p.entry, p.problem, p.category) for p in problems] == [(DIM, dim, "mask")]
 
 
 @pytest.mark.parametrize(

@@ -59,11 +59,16 @@ def test_a_deeply_nested_meta_json_is_a_layout_error(canonical, tmp_path):
         load_index(str(path))
 
 
-@pytest.mark.parametrize("meta", [{"depth": {"max": "20000"}}, {"depth": {"unit": ["mm"]}}, {"depth": 5}, [1]])
+@pytest.mark.parametrize(
+    "meta",
+    [{"depth": {"max": "20000"}}, {"depth": {"unit": ["mm"]}}, {"depth": {"unit": "millimetres"}}, {"depth": 5}, [1]],
+)
 def test_meta_json_values_of_the_wrong_type_are_layout_errors(canonical, tmp_path, meta):
     """Were TypeError (a string max compared with 0; a list unit unhashable in the set of encodings)."""
     path = with_entries(canonical, tmp_path / "meta.zip", {"meta.json": json.dumps(meta).encode()})
-    with pytest.raises(DataError, match=r"meta.zip: meta.json: depth must be png16 or gray8, unit a word and max a"):
+    with pytest.raises(
+        DataError, match=r"meta.zip: meta.json: depth must be png16 or gray8, unit mm, cm, m or relative and max"
+    ):
         load_index(str(path))
 
 

@@ -24,6 +24,7 @@ from mdeas.data.errors import DataError
 from mdeas.data.layouts import DatasetIndex, load_index
 from mdeas.failure import fail
 
+FOREGROUND = 128  # training reads a mask pixel as foreground from this value on (decode.binarise)
 MID_GREY = (32, 223)  # mask values that are neither background nor foreground, even after JPEG
 
 
@@ -56,8 +57,10 @@ class _Inspect(Dataset):
             what = (
                 f"not a binary mask: {grey:.0%} of its pixels are mid-grey (at most {self.max_mid_grey:.0%} expected)"
             )
-        elif 0 < brightest < MID_GREY[0]:
-            what = f"a mask stored as 0/1? its brightest value is {brightest}, so it reads as all background (>= 128)"
+        elif 0 < brightest < FOREGROUND:
+            what = (
+                f"a mask too faint: its brightest value is {brightest}, so it reads as all background (< {FOREGROUND})"
+            )
         else:
             return []
         store = self.index.store

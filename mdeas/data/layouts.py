@@ -53,6 +53,9 @@ class Sample:
     depth: str | None
 
 
+METRES_PER_UNIT = {"mm": 1e-3, "cm": 1e-2, "m": 1.0}  # the metric units a depth encoding may state (or "relative")
+
+
 @dataclass(frozen=True)
 class DepthEncoding:
     """How depth is stored.
@@ -73,7 +76,7 @@ class DepthEncoding:
         metrics are fractions of the full range (the seeds' [0, 1] scale)."""
         if self.unit == "relative":
             return 1.0 / self.max
-        return {"mm": 1e-3, "cm": 1e-2, "m": 1.0}.get(self.unit, 1.0)
+        return METRES_PER_UNIT[self.unit]
 
     @property
     def scale(self) -> float:
@@ -210,8 +213,8 @@ def _read_table(store: ZipStore, file_name: str, delimiter: str, width: int, pic
 
 
 def _canonical_depth(store: ZipStore, meta_key: str) -> DepthEncoding:
-    """The depth encoding of a canonical zip's meta.json: `format` png16 or gray8, `unit` a word, `max` a positive
-    number (each optional); DataError naming meta.json for anything else."""
+    """The depth encoding of a canonical zip's meta.json: `format` png16 or gray8, `unit` mm, cm, m or relative,
+    `max` a positive number (each optional); DataError naming meta.json for anything else."""
     where = (store.source(meta_key), store.name(meta_key))
     try:
         meta = json.loads(_text(store, meta_key))
@@ -222,12 +225,14 @@ def _canonical_depth(store: ZipStore, meta_key: str) -> DepthEncoding:
     if (
         fields is None
         or fields.get("format", "png16") not in ("png16", "gray8")
-        or not isinstance(fields.get("unit", ""), str)
+        or fields.get("unit", "mm") not in (*METRES_PER_UNIT, "relative")
         or not isinstance(fields.get("max", 1), int | float)
         or isinstance(fields.get("max"), bool)
         or not 0 < fields.get("max", 1) < math.inf
     ):
-        problem = f"depth must be png16 or gray8, unit a word and max a number > 0, got {str(depth)[:160]}"
+        problem = (
+            f"depth must be png16 or gray8, unit mm, cm, m or relative and max a number > 0, got {str(depth)[:160]}"
+        )
         raise DataError(*where, problem, "layout")
     return DepthEncoding(**fields)
 
