@@ -53,7 +53,8 @@ def colour_alpha(
     colour: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The known-background alpha at every pixel (module docstring), from mask logits float [B, 1, H, W] and
-    images bg, fg_bg float [B, 3, H, W] (any per-channel affine scale: the projection is the same). Returns
+    images bg, fg_bg float [B, 3, H, W] (a per-channel offset and one common scale leave α as it is; scales that
+    differ by channel, as ImageNet normalisation's nearly equal stds, change it where I − B is not along F − B). Returns
     (α unclamped, |F − B|² in the images' units, confident-foreground pixels counted within `radius`), each
     [B, 1, H, W]; where that count is 0 no colour F is known and α is meaningless. Confident foreground: logit above
     `confident` and more than `band` px inside the predicted outline. `colour`: the object's colour F [B, 3, H, W]

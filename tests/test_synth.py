@@ -33,6 +33,7 @@ from mdeas.synth.generate import (
     make_sample,
     plan,
 )
+from mdeas.synth.sensor import Sensor
 from mdeas.synth.shapes import OPEN_KINDS, SPRITE_KINDS, Sprite, make_sprite
 from mdeas.synth.solids import Solid
 from mdeas.synth.textures import FAMILIES, texture
@@ -723,3 +724,13 @@ def test_camouflage_hides_the_object_in_the_background_s_colours_and_keeps_its_o
     out = camouflage(fg, np.zeros((8, 8, 3)), np.random.default_rng(0))
     assert ((0.05 <= out.rgb) & (out.rgb <= 0.4)).all() and np.ptp(out.rgb) == 0
     assert out.alpha is fg.alpha and out.depth is fg.depth
+
+
+def test_the_sensor_vignettes_a_wide_image_by_its_own_rows_and_columns():
+    """Corners darkened by (1 − v·(x² + y²)·2) with x, y the centred pixel coordinates as fractions of width, height."""
+    sensor = Sensor(gain=1.0, balance=(1.0, 1.0, 1.0), gamma=1.0, vignette=0.4, blur=0.0, noise=0.0, shot=0.0, jpeg=0)
+    out = sensor.apply(np.full((20, 30, 3), 0.5), np.random.default_rng(0))
+    assert out.shape == (20, 30, 3)
+    x, y = (0.5 / 30 - 0.5), (0.5 / 20 - 0.5)  # the top-left pixel's centre
+    assert out[0, 0, 0] == round(0.5 * (1 - 0.4 * (x * x + y * y) * 2) * 255)
+    assert out[10, 15, 0] == round(0.5 * (1 - 0.4 * ((0.5 / 30) ** 2 + (0.5 / 20) ** 2) * 2) * 255)

@@ -29,9 +29,8 @@ class Sensor:
 
     def apply(self, rgb: np.ndarray, noise_rng: np.random.Generator) -> np.ndarray:
         """Linear scene colour [H, W, 3] (about [0, 1]) → uint8 [H, W, 3] as the camera records it."""
-        size = rgb.shape[0]
-        c = (np.arange(size) + 0.5) / size - 0.5
-        radius2 = (c[:, None] ** 2 + c[None, :] ** 2) * 2
+        rows, cols = ((np.arange(n) + 0.5) / n - 0.5 for n in rgb.shape[:2])
+        radius2 = (rows[:, None] ** 2 + cols[None, :] ** 2) * 2
         image = rgb * (self.gain * np.asarray(self.balance))[None, None, :] * (1 - self.vignette * radius2)[..., None]
         image = np.clip(image, 0, 1) ** (1 / self.gamma)
         if self.blur > 0:
