@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from hydra.errors import HydraException, InstantiationException
+from hydra.errors import HydraException, InstantiationException, OverrideParseException
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from mdeas.data.errors import DataError
@@ -87,6 +87,8 @@ def _summary(error: BaseException) -> tuple[list[str], str]:
     head = " ".join(line.strip() for line in lines[:blank])
     if isinstance(error.__cause__, OmegaConfBaseException):
         head += f" ({str(error.__cause__).splitlines()[0].strip()})"
+    if isinstance(error, OverrideParseException) and error.override and error.override not in head:
+        head = f"Error parsing override {error.override!r}: {head}"  # Hydra names it for some parse errors only
     return [line for line in lines[blank:] if line.strip()], head
 
 

@@ -23,6 +23,7 @@ from omegaconf import DictConfig
 
 from mdeas.atomic import output_folder, write_json
 from mdeas.cli import exit_on_data_error, run_app
+from mdeas.config_values import flag
 from mdeas.data.errors import DataError
 from mdeas.evaluate import data_config, data_overrides, same_files
 from mdeas.inference import CheckpointError, load_module, resolve_device, stored_data_config
@@ -119,7 +120,7 @@ def main(cfg: DictConfig) -> None:
     with exit_on_data_error(CheckpointError, ValueError):
         paths = [cfg.ckpt_paths] if isinstance(cfg.ckpt_paths, str) else list(cfg.ckpt_paths)  # one path: a str
         outline = from_config(cfg.get("outline"))
-        mirror = cfg.get("mirror", True)
+        mirror = flag(cfg.get("mirror", True), "mirror")
         results = compare(paths, data_overrides(cfg), cfg.output, cfg.device, outline, cfg.part, mirror)
     print(f"{results['samples']} {results['part']} samples, masks scored at each sample's stored size; "
           f"mirrored: {results['mirror']}; outline step: {results['outline']}")  # fmt: skip

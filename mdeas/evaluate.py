@@ -27,6 +27,7 @@ from mdeas.atomic import output_folder, write_json
 from mdeas.baseline import fit_depth_baselines, fit_threshold, score, score_depth
 from mdeas.callbacks.interrupt import ctrl_c_as_interrupt
 from mdeas.cli import exit_on_data_error, run_app
+from mdeas.config_values import flag
 from mdeas.data.datamodule import MaskDepthDataModule
 from mdeas.data.dataset import MaskDepthDataset
 from mdeas.data.errors import DataError
@@ -203,7 +204,7 @@ def table(results: dict) -> str:
 def main(cfg: DictConfig) -> None:
     with exit_on_data_error(CheckpointError, ValueError):
         outline = from_config(cfg.get("outline"))
-        mirror = cfg.get("mirror", True)
+        mirror = flag(cfg.get("mirror", True), "mirror")
         results = evaluate(cfg.ckpt_path, data_overrides(cfg), cfg.output, cfg.device, cfg.resolution, outline, mirror)
     print(f"{results['samples']} test samples, masks scored at {results['resolution']} resolution; "
           f"baseline threshold {results['baseline']['threshold']:.2f}; mirrored: {results['mirror']}; "

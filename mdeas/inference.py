@@ -112,12 +112,22 @@ def _is_torchscript(path: Path) -> bool:
 
 
 def _load_state(target: torch.nn.Module, state: dict, path: str | Path, hparams: dict) -> None:
-    try:
-        target.load_state_dict(state)
-    except RuntimeError as e:
+    """`target.load_state_dict(state)`, or a CheckpointError that says how the weights differ: tensors missing from
+    the checkpoint, tensors the model has no place for, tensors of another shape (a count and the first of each)."""
+    ours = target.state_dict()
+    missing, extra = sorted(set(ours) - set(state)), sorted(set(state) - set(ours))
+    shaped = sorted(k for k in set(ours) & set(state) if ours[k].shape != state[k].shape)
+    if missing or extra or shaped:
         name = (hparams.get("model") or {}).get("name", "?")
-        first = str(e).splitlines()[0][:160]
-        raise CheckpointError(f"{path}: weights of model {name!r} do not fit ({first})") from None
+        found = [f"{len(missing)} missing (first {missing[0]})"] if missing else []
+        found += [f"{len(extra)} not in this model (first {extra[0]})"] if extra else []
+        if shaped:
+            k = shaped[0]
+            found.append(
+                f"{len(shaped)} of another shape (first {k}: {tuple(state[k].shape)}, here {tuple(ours[k].shape)})"
+            )
+        raise CheckpointError(f"{path}: weights of model {name!r} do not fit: {'; '.join(found)}")
+    target.load_state_dict(state)
 
 
 def load_weights(model: torch.nn.Module, ckpt_path: str | Path, prefix: str = "model.") -> None:

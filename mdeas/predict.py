@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from mdeas.atomic import output_folder
 from mdeas.cli import exit_on_data_error, run_app
+from mdeas.config_values import flag, whole_number
 from mdeas.data.decode import check_pixels, decode_rgb, image_format
 from mdeas.data.errors import DataError
 from mdeas.data.layouts import IMAGE_EXTENSIONS, load_index
@@ -103,7 +104,8 @@ def zip_items(paths: str | list[str], out: Path) -> Iterator[Item]:
 
 def video_items(video: str, bg: str) -> Iterator[Item]:
     """The frames of `video` against the background `bg` (resized to the frames' size when its aspect ratio is theirs
-    within 2 %, else a DataError), named <stem>_<frame>."""
+    within 2 %, else a DataError), named <stem>_<frame>; a DataError for a video without frames, or one that ends
+    before the frame count its container declares (truncated)."""
     background = read_image(bg)
     capture = cv2.VideoCapture(video)
     if not capture.isOpened():
@@ -130,6 +132,11 @@ def video_items(video: str, bg: str) -> Iterator[Item]:
                 background = cv2.resize(background, (w, h), interpolation=cv2.INTER_AREA)
             yield f"{stem}_{n:06d}", background, frame
             n += 1
+        declared = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))  # 0 or less where the container does not say
+        if n == 0:
+            raise DataError(video, "", "no frames")
+        if n < declared:
+            raise DataError(video, f"frame {n}", f"cannot read it: the video declares {declared} frames (truncated?)")
     finally:
         capture.release()
 
@@ -214,24 +221,20 @@ def items_of(cfg: DictConfig) -> tuple[Iterator[Item], int | None]:
     raise ValueError("give bg=... fg_bg=..., input=DIR, input=ZIP or video=... bg=...")
 
 
-def _positive_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
-
-
 def predict(cfg: DictConfig) -> Path:
     """Run the checkpoint over the inputs of `cfg`; returns the output folder."""
-    if not _positive_int(cfg.batch_size):
-        raise ValueError(f"batch_size must be a positive integer, got {cfg.batch_size!r}")
+    whole_number(cfg.batch_size, "batch_size", 1)
+    mirror = flag(cfg.get("mirror", True), "mirror")
     limit = cfg.get("limit")
-    if limit is not None and not _positive_int(limit):
-        raise ValueError(f"limit must be a positive integer (or null: all), got {limit!r}")
+    if limit is not None:
+        whole_number(limit, "limit (or null: all)", 1)
     outline = from_config(cfg.get("outline"))
     items, total = items_of(cfg)
     if limit is not None:  # the first samples only, in the inputs' order
         items, total = islice(items, limit), limit if total is None else min(total, limit)
     first = next(items, None)  # a bad input fails here, before the model loads
     items = chain([] if first is None else [first], items)
-    predictor = Predictor(load_module(cfg.ckpt_path), resolve_device(cfg.device), outline, cfg.get("mirror", True))
+    predictor = Predictor(load_module(cfg.ckpt_path), resolve_device(cfg.device), outline, mirror)
     out = Path(cfg.output)
     with output_folder(out):
         write_predictions(cfg, predictor, out, items, total)

@@ -13,6 +13,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from mdeas.cli import exit_on_data_error, run_app
+from mdeas.config_values import whole_number
 
 
 def _shape(output: object) -> str:
@@ -69,9 +70,7 @@ def main(cfg: DictConfig) -> None:
     """Print the summary; a model config that cannot be built or a size it cannot take is a one-line error."""
     size = cfg.data.image_size
     with exit_on_data_error(ValueError):
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ValueError(f"data.image_size must be a positive integer, got {size!r}")
-        print(summarise(instantiate(cfg.model), size))
+        print(summarise(instantiate(cfg.model), whole_number(size, "data.image_size", 1)))
 
 
 if __name__ == "__main__":

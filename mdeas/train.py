@@ -25,6 +25,7 @@ from mdeas.callbacks.objective_check import ObjectiveCheck
 from mdeas.callbacks.plateau_resume import PlateauResume
 from mdeas.callbacks.steps import val_log_step
 from mdeas.cli import exit_on_data_error, run_app
+from mdeas.config_values import flag, whole_number
 from mdeas.data.datamodule import MaskDepthDataModule
 from mdeas.inference import CheckpointError, load_weights, read_checkpoint
 from mdeas.module import MaskDepthModule, NonFiniteLossError
@@ -58,7 +59,7 @@ def build_module(cfg: DictConfig, datamodule: MaskDepthDataModule) -> MaskDepthM
         depth_max_m=depth.scale,
         data=data,
     )
-    module.skip_nonfinite = bool(cfg.get("skip_nonfinite", False))
+    module.skip_nonfinite = flag(cfg.get("skip_nonfinite", False), "skip_nonfinite")
     size = datamodule.image_size
     module.example_input_array = (torch.zeros(1, 3, size, size), torch.zeros(1, 3, size, size))  # summary FLOPs, graph
     return module
@@ -121,7 +122,10 @@ def train(cfg: DictConfig) -> dict:
         record_config(cfg)  # Hydra wrote the chain's base config; a finished stage's file too
         if done is not None:
             return done
-    pl.seed_everything(cfg.seed, workers=True)
+    for key in ("ckpt_path", "init_from"):  # a wrong path fails here, before the data is made
+        if cfg.get(key):
+            read_checkpoint(cfg[key])
+    pl.seed_everything(whole_number(cfg.seed, "seed"), workers=True)
     out_dir = Path(cfg.paths.output_dir)
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
@@ -211,6 +215,8 @@ def main(cfg: DictConfig) -> float | None:
     in_sweep = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         with exit_on_data_error(ValueError, MisconfigurationException, StageError, NonFiniteLossError):
+            if cfg.get("progressive") and not in_sweep:
+                raise StageError("experiment=progressive runs its stages as the jobs of one sweep: add -m")
             if in_sweep:
                 clear_failure(Path(cfg.paths.output_dir))
             results = train(cfg)

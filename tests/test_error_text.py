@@ -195,3 +195,13 @@ def test_a_mandatory_key_left_unset_is_the_whole_error(tmp_path, module, missing
     done = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 1
     assert done.stderr == f"error: Missing mandatory value: {missing}\n", done.stderr
+
+
+def test_an_override_that_does_not_parse_is_named(tmp_path):
+    """Hydra's parser names the override for some errors only (not for an unclosed list)."""
+    cmd = [sys.executable, "-m", "mdeas.summary", "data.split=[0.5,0.5"]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: Error parsing override 'data.split=[0.5,0.5': no viable alternative"), (
+        done.stderr
+    )

@@ -186,7 +186,7 @@ def test_train_entry_reports_bad_runs_in_one_line_and_keeps_an_earlier_run(run, 
          r"error: loss\.terms\.c: target mask_coarse is the base's mask of a refined model \(model=resunet_detail, "
          r"or \+model/refiner=patch\); model 'densenet_dilated' has none"),
         ([f"data.path={run['data']}", "data.split=[0.5,0.5]", "hydra.run.dir=s"],
-         r"error: data\.split must give 3 fractions \(train, val, test\), got \[0\.5, 0\.5\] \(building data\)"),
+         r"error: data\.split \(train, val, test\) must be 3 finite numbers, got \[0\.5, 0\.5\] \(building data\)"),
         ([f"data.path={run['data']}", "optimized_metric=val/mask/iuo", "trainer.max_epochs=4", "hydra.run.dir=o"],
          r"error: optimized_metric: val/mask/iuo not among the val metrics: .*val/mask/iou, .*val/score"),
         (["loss.terms.nope.weight=1", "hydra.run.dir=n"],

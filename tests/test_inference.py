@@ -138,6 +138,25 @@ def test_predict_pair_folder_zip_and_video(trained, tmp_path):
         predict(cfg)
 
 
+def test_a_video_without_frames_or_cut_short_is_a_data_error(tmp_path):
+    """OpenCV simply stops reading: an empty or truncated video would otherwise pass as a shorter one."""
+    cv2.imwrite(str(tmp_path / "bg.png"), np.zeros((32, 48, 3), np.uint8))
+    writer = cv2.VideoWriter(str(tmp_path / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 5, (48, 32))
+    for k in range(4):
+        writer.write(np.full((32, 48, 3), 40 * k, np.uint8))
+    writer.release()
+    cv2.VideoWriter(str(tmp_path / "empty.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 5, (48, 32)).release()
+    data = (tmp_path / "clip.avi").read_bytes()
+    (tmp_path / "cut.avi").write_bytes(data[: int(len(data) * 0.9)])  # its header still declares 4 frames
+    bg = str(tmp_path / "bg.png")
+    assert len(list(video_items(str(tmp_path / "clip.avi"), bg))) == 4
+    with pytest.raises(DataError, match=re.escape(f"{tmp_path / 'empty.avi'}: no frames")):
+        list(video_items(str(tmp_path / "empty.avi"), bg))
+    cut = f"{tmp_path / 'cut.avi'}: frame 1: cannot read it: the video declares 4 frames (truncated?)"
+    with pytest.raises(DataError, match=re.escape(cut)):
+        list(video_items(str(tmp_path / "cut.avi"), bg))
+
+
 def test_predict_that_fails_on_its_input_leaves_no_output_folder(trained, tmp_path):
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
         pair = [f"bg={tmp_path / 'no_bg.png'}", f"fg_bg={tmp_path / 'no.png'}", f"output={tmp_path / 'preds'}"]
@@ -181,7 +200,7 @@ def test_predict_limit_takes_the_first_samples_and_refuses_a_count_that_is_not_o
     masks = sorted(p.name for p in (tmp_path / "o").rglob("*_mask.png"))
     assert masks == [f"{sample.id}_mask.png" for sample in load_index(str(trained["data"])).samples[:3]]
     for cfg, shown in zip(bad, ("0", "1.5"), strict=True):
-        with pytest.raises(ValueError, match=rf"^limit must be a positive integer \(or null: all\), got {shown}$"):
+        with pytest.raises(ValueError, match=rf"^limit \(or null: all\) must be a whole number >= 1, got {shown}$"):
             predict(cfg)
     assert not (tmp_path / "x").exists()
 
@@ -309,8 +328,10 @@ def test_checkpoint_of_another_model_is_named(trained, tmp_path):
     ckpt = torch.load(trained["ckpt"], weights_only=False)
     ckpt["state_dict"] = {k: v for k, v in ckpt["state_dict"].items() if "depth_decoder" not in k}
     torch.save(ckpt, tmp_path / "other.ckpt")
-    with pytest.raises(CheckpointError, match="other.ckpt: weights of model 'densenet_dilated' do not fit"):
+    with pytest.raises(CheckpointError, match="other.ckpt: weights of model 'densenet_dilated' do not fit: ") as caught:
         load_module(tmp_path / "other.ckpt")
+    removed = sorted(k for k in torch.load(trained["ckpt"])["state_dict"] if "depth_decoder" in k)  # model.…
+    assert str(caught.value).endswith(f"do not fit: {len(removed)} missing (first {removed[0]})")
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 from torch.utils.data import Dataset
 
 from mdeas.cli import exit_on_data_error, run_app
+from mdeas.config_values import whole_number
 from mdeas.data.dataset import dataset_paths, load_sample, scan
 from mdeas.data.errors import DataError
 from mdeas.data.layouts import DatasetIndex, load_index
@@ -109,7 +110,8 @@ def main(cfg: DictConfig) -> None:
     """CLI: python -m mdeas.data.check path=ZIP|[ZIP,...] [layout=...] [num_workers=N] (see conf/check.yaml)."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     with exit_on_data_error(ValueError):
-        result = check(dataset_paths(cfg.path), cfg.layout, int(cfg.num_workers), float(cfg.max_mid_grey))
+        workers = whole_number(cfg.num_workers, "num_workers")
+        result = check(dataset_paths(cfg.path), cfg.layout, workers, float(cfg.max_mid_grey))
     print(report(result, int(cfg.listed)))
     if result.problems:
         fail(f"{len(result.problems)} problems in {result.index.store.describe()}")

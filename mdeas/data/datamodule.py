@@ -28,6 +28,7 @@ import torch
 from lightning_fabric.utilities.seed import pl_worker_init_function
 from torch.utils.data import DataLoader
 
+from mdeas.config_values import flag, numbers, whole_number
 from mdeas.data.dataset import (
     SKIPPED,
     MaskDepthDataset,
@@ -144,8 +145,14 @@ class MaskDepthDataModule(pl.LightningDataModule):
         super().__init__()
         check_on_error(on_error)  # here too: a bad value stops the run before any data is read
         check_limit(limit, "data.limit")
-        if len(split) != len(SPLITS):
-            raise ValueError(f"data.split must give {len(SPLITS)} fractions ({', '.join(SPLITS)}), got {list(split)}")
+        whole_number(image_size, "data.image_size", 1)
+        whole_number(batch_size, "data.batch_size", 1)
+        whole_number(num_workers, "data.num_workers")
+        whole_number(seed, "data.seed")
+        split = numbers(split, f"data.split ({', '.join(SPLITS)})", len(SPLITS))
+        mean, std = numbers(mean, "data.mean", 3), numbers(std, "data.std", 3, positive=True)
+        if depth_inverted is not None:
+            flag(depth_inverted, "data.depth_inverted")
         if crop is not None and not 0 < crop <= image_size:
             raise ValueError(f"data.crop must be in [1, data.image_size={image_size}] or null, got {crop}")
         if augment_on not in AUGMENT_ON:

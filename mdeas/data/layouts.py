@@ -31,6 +31,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
+from mdeas.config_values import flag
 from mdeas.data.errors import DataError
 from mdeas.data.zipstore import NameResolver, ZipStore
 
@@ -493,7 +494,7 @@ def load_index(
     name = layout or detect_layout(store)
     index = READERS[name](store)
     if depth_inverted is not None:
-        index.depth = replace(index.depth, inverted=bool(depth_inverted))
+        index.depth = replace(index.depth, inverted=flag(depth_inverted, "depth_inverted"))
     log.info(
         "%s: layout %s, %d samples, %d problems; %s",
         store.describe(),

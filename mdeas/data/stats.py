@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 
 from mdeas.atomic import atomic_write
 from mdeas.cli import exit_on_data_error, run_app
+from mdeas.config_values import whole_number
 from mdeas.data.dataset import dataset_paths, load_sample, scan
 from mdeas.data.decode import binarise
 from mdeas.data.layouts import DatasetIndex, load_index
@@ -136,7 +137,8 @@ def main(cfg: DictConfig) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     with exit_on_data_error(ValueError):
         paths = dataset_paths(cfg.path)
-        stats = dataset_stats(paths, cfg.layout, cfg.depth_inverted, cfg.limit, int(cfg.seed), int(cfg.num_workers))
+        seed, workers = whole_number(cfg.seed, "seed"), whole_number(cfg.num_workers, "num_workers")
+        stats = dataset_stats(paths, cfg.layout, cfg.depth_inverted, cfg.limit, seed, workers)
         print(format_stats(stats))
         if cfg.out:
             print(f"wrote {write_norm(stats, cfg.out, ', '.join(paths) if isinstance(paths, list) else paths)}")

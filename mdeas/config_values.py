@@ -1,0 +1,35 @@
+"""Checks of config values that arrive untyped from the command line: each returns the value or raises a one-line
+ValueError naming the key (`mirror=no` is a string to Hydra, which Python would take for true)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+
+def flag(value: object, key: str) -> bool:
+    """`value` when it is true or false, else ValueError naming `key`."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{key} must be true or false, got {value!r}")
+    return value
+
+
+def whole_number(value: object, key: str, minimum: int = 0) -> int:
+    """`value` when it is an integer >= `minimum` (not a bool), else ValueError naming `key`."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{key} must be a whole number >= {minimum}, got {value!r}")
+    return value
+
+
+def numbers(values: object, key: str, count: int, positive: bool = False) -> tuple[float, ...]:
+    """`values` as `count` finite floats (each > 0 when `positive`), else ValueError naming `key`."""
+    ok = isinstance(values, Sequence) and not isinstance(values, str) and len(values) == count
+    ok = ok and all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+    if not ok or (positive and min(values) <= 0):
+        what = "positive numbers" if positive else "numbers"
+        raise ValueError(f"{key} must be {count} finite {what}, got {_shown(values)}")
+    return tuple(float(v) for v in values)
+
+
+def _shown(values: object) -> str:
+    return repr(list(values)) if isinstance(values, Sequence) and not isinstance(values, str) else repr(values)

@@ -1,0 +1,85 @@
+"""Config values that arrive untyped from the command line are checked where they are used, naming the key."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+
+from mdeas.config_values import flag, numbers, whole_number
+from mdeas.data.datamodule import MaskDepthDataModule
+from mdeas.data.stats import dataset_stats
+from mdeas.inference import CheckpointError
+from mdeas.train import train
+from tests.conftest import CONF, compose_train, write_canonical_zip
+
+
+def test_flag_takes_only_true_or_false():
+    assert flag(True, "mirror") is True and flag(False, "mirror") is False
+    for value in ("no", "false", 0, 1, None):
+        with pytest.raises(ValueError, match=rf"^mirror must be true or false, got {value!r}$"):
+            flag(value, "mirror")
+
+
+def test_whole_number_refuses_bools_fractions_strings_and_small_values():
+    assert whole_number(0, "seed") == 0 and whole_number(3, "data.batch_size", 1) == 3
+    for value, minimum in ((True, 0), (1.5, 0), ("abc", 0), (0, 1), (-1, 0)):
+        with pytest.raises(ValueError, match=rf"^k must be a whole number >= {minimum}, got {value!r}$"):
+            whole_number(value, "k", minimum)
+
+
+def test_numbers_checks_count_kind_and_sign():
+    assert numbers([0.5, 1, 2], "data.std", 3, positive=True) == (0.5, 1.0, 2.0)
+    assert numbers((0, -1, 2), "data.mean", 3) == (0.0, -1.0, 2.0)
+    bad = [([0.5], False), ("abc", False), ([1, "a", 2], False), ([1, float("nan"), 2], False), ([1, 0, 2], True)]
+    for values, positive in bad:
+        what = "positive numbers" if positive else "numbers"
+        with pytest.raises(ValueError, match=rf"^x must be 3 finite {what}, got "):
+            numbers(values, "x", 3, positive)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("data.mean=[0.5]", "data.mean must be 3 finite numbers, got [0.5]"),
+        ("data.std=[0,0,0]", "data.std must be 3 finite positive numbers, got [0, 0, 0]"),
+        ("data.split=[a,b,c]", "data.split (train, val, test) must be 3 finite numbers, got ['a', 'b', 'c']"),
+        ("data.batch_size=abc", "data.batch_size must be a whole number >= 1, got 'abc'"),
+        ("data.image_size=0", "data.image_size must be a whole number >= 1, got 0"),
+        ("data.num_workers=-1", "data.num_workers must be a whole number >= 0, got -1"),
+        ("data.seed=abc", "data.seed must be a whole number >= 0, got 'abc'"),
+        ("data.depth_inverted=maybe", "data.depth_inverted must be true or false, got 'maybe'"),
+    ],
+)
+def test_the_data_module_names_a_bad_value_before_reading_data(tmp_path, override, message):
+    cfg = compose_train(tmp_path / "run", tmp_path / "absent.zip", override)
+    with pytest.raises(InstantiationException) as caught:  # Hydra's wrapper; entry points report its cause
+        instantiate(cfg.data)
+    assert isinstance(caught.value.__cause__, ValueError) and str(caught.value.__cause__) == message
+    assert isinstance(instantiate(compose_train(tmp_path / "run", tmp_path / "absent.zip").data), MaskDepthDataModule)
+
+
+def test_depth_inverted_must_be_a_flag_when_reading_a_set(tmp_path):
+    data = write_canonical_zip(tmp_path / "set.zip")
+    assert dataset_stats(str(data), depth_inverted=True)["depth"] is not None
+    with pytest.raises(ValueError, match=r"^depth_inverted must be true or false, got 'maybe'$"):
+        dataset_stats(str(data), depth_inverted="maybe")
+
+
+def test_a_missing_checkpoint_fails_before_the_data_is_read(tmp_path):
+    """The data zip does not exist either: the checkpoint path is what the run reports."""
+    for key in ("ckpt_path", "init_from"):
+        cfg = compose_train(tmp_path / "run", tmp_path / "absent.zip", f"{key}={tmp_path / 'typo.ckpt'}")
+        with pytest.raises(CheckpointError, match=r"typo.ckpt: no such checkpoint file$"):
+            train(cfg)
+
+
+def test_a_progressive_chain_without_multirun_is_refused(tmp_path):
+    cmd = [sys.executable, "-m", "mdeas.train", "experiment=progressive", f"hydra.run.dir={tmp_path / 'run'}"]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(CONF).parent)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        "error: experiment=progressive runs its stages as the jobs of one sweep: add -m"
+    )
