@@ -41,7 +41,7 @@ from mdeas.metrics.morphology import outline_band
 from mdeas.native_eval import MaskScores, full_size_logits
 from mdeas.outline import colour_alpha, from_config, inside_colour
 from mdeas.synth.compose import paste as blend
-from mdeas.synth.generate import Options, SampleSpec, make_background, make_foreground, plan
+from mdeas.synth.generate import Options, SampleSpec, background_quality, make_background, make_foreground, plan
 from mdeas.synth.scene import in_front
 from mdeas.synth.writer import encode_jpeg, jpeg_quality_for
 
@@ -69,7 +69,7 @@ def paste(opts: Options, spec: SampleSpec) -> dict[str, np.ndarray]:
     colour = background.sensor.apply(linear, noise).astype(np.float64)
     fg_bg, _ = blend(background.rgb, colour, alpha, 0, 0)
     fg_bg = encode_jpeg(fg_bg, jpeg_quality_for(opts.jpeg_quality, spec.key))
-    bg = encode_jpeg(background.rgb, jpeg_quality_for(opts.jpeg_quality, (opts.seed, spec.bg_index)))
+    bg = encode_jpeg(background.rgb, background_quality(opts, spec.bg_index))
     bg, fg_bg = decode_rgb(bg, "bg", spec.id), decode_rgb(fg_bg, "fg_bg", spec.id)
     return {"bg": bg, "fg_bg": fg_bg, "colour": colour, "alpha": alpha}
 

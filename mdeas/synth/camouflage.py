@@ -22,7 +22,7 @@ def camouflage(fg: Foreground, background: np.ndarray, rng: np.random.Generator)
     height: rgb ← (1 − w)·rgb + w·moved, w ~ U(0.6, 0.95). The object keeps its outline, alpha and depth and a
     trace of its own shading; its colours become those of the background near its height, in another place."""
     h, w = background.shape[:2]
-    shift = (int(rng.integers(-h // 10, h // 10 + 1)), int(round(w * rng.uniform(0.25, 0.75))))
+    shift = (int(rng.integers(-(h // 10), h // 10 + 1)), int(round(w * rng.uniform(0.25, 0.75))))
     moved = np.roll(background, shift, axis=(0, 1))
     weight = rng.uniform(0.6, 0.95)
     return replace(fg, rgb=np.clip((1 - weight) * fg.rgb + weight * moved, 0, 1))

@@ -67,12 +67,13 @@ from mdeas.synth.writer import (
     write_zip,
 )
 
-GENERATOR_VERSION = 4
+GENERATOR_VERSION = 5  # 5: a background's JPEG quality drawn from a stream of its own; camouflage shifts ±h//10
 MIN_DEPTH_MM = 4000  # the least far limit at which every scene still has room to place its objects
 SCHEMES = ("random", "seed")
 SEED_FG_FRACTION = 150 / 224  # the seeds' cut-outs: max side 150 px on 224 px images at scale 1
 SEED_SCALES = (1.0, 0.8, 0.6, 0.4)
 _RETRY_SIZES = (1.0, 1.25, 0.8, 1.5, 0.65, 1.0)  # object sizes tried when a placement fails, x the target
+_BACKGROUND_QUALITY_STREAM = 1  # with the seed and a background's index: the stream of its JPEG quality
 _EDGE_STREAM = 7  # the random stream of cut-out edges, apart from the sample's other draws
 _CAMOUFLAGE_STREAM = 8  # the random stream of recolouring with the background's texture
 _PHOTO_STREAM = 9  # the random stream of photo skins (a background's, an object's)
@@ -212,6 +213,11 @@ def seed_sample_id(bg_id: str, obj: int, mirrored: int, scale_index: int, positi
 
 
 @functools.lru_cache(maxsize=2)
+def background_quality(opts: Options, bg_index: int) -> int:
+    """The JPEG quality background `bg_index` is saved at (`opts.jpeg_quality`, or a draw from its own stream)."""
+    return jpeg_quality_for(opts.jpeg_quality, (opts.seed, _BACKGROUND_QUALITY_STREAM, bg_index))
+
+
 def make_background(
     seed: int,
     bg_index: int,
@@ -336,7 +342,7 @@ def render_unit(opts: Options, specs: Sequence[SampleSpec], with_bg: bool) -> li
         opts.camera,
         opts.photo_skins,
     )
-    bg_quality = jpeg_quality_for(opts.jpeg_quality, (opts.seed, specs[0].bg_index))
+    bg_quality = background_quality(opts, specs[0].bg_index)
     entries = [(f"bg/{background.id}.jpg", encode_jpeg(background.rgb, bg_quality))] if with_bg else []
     for spec in specs:
         sample = make_sample(background, spec, opts)
