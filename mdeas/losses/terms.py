@@ -267,7 +267,7 @@ def inverse_l1(pred: Tensor, target: Tensor, valid: Tensor | None = None, eps: f
     return _mean(diff.abs(), known_depth(target, valid))
 
 
-def _image_median(values: Tensor, known: Tensor) -> Tensor:
+def _lower_median(values: Tensor, known: Tensor) -> Tensor:
     """Lower median of each image's known values, ``[B,1,1,1]`` (0 for an image with none); differentiable."""
     flat = torch.where(known, values, float("nan")).flatten(1)
     median = torch.nanmedian(flat, dim=1).values
@@ -277,7 +277,7 @@ def _image_median(values: Tensor, known: Tensor) -> Tensor:
 def _ssi_normalise(values: Tensor, known: Tensor, floor: float = 1e-6) -> Tensor:
     """``(x - median(x)) / mean|x - median(x)|`` per image over known pixels (the mean at least ``floor``); 0 at
     unknown pixels."""
-    centred = torch.where(known, values - _image_median(values, known), 0.0)
+    centred = torch.where(known, values - _lower_median(values, known), 0.0)
     n = known.sum(dim=(1, 2, 3), keepdim=True).clamp_min(1)
     spread = (centred.abs().sum(dim=(1, 2, 3), keepdim=True) / n).clamp_min(floor)
     return centred / spread

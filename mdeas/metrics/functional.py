@@ -282,7 +282,7 @@ def log_error_variance(d: Tensor, known: Tensor, lam: float) -> Tensor:
     return _image_mean(d * d, known, n) - lam * mean_d**2
 
 
-def _image_median(values: Tensor, m: Tensor, n: Tensor) -> Tensor:
+def _median_per_image(values: Tensor, m: Tensor, n: Tensor) -> Tensor:
     """Median of ``values`` over each image's counted pixels, ``[B]``: the middle value, or the mean of the two
     middle values for an even count (``numpy.median``); 1 for an image with none."""
     ordered = torch.where(m, values, math.inf).flatten(1).sort(dim=1).values
@@ -302,7 +302,7 @@ def median_align(
     """
     with torch.autocast(device_type=pred.device.type, enabled=False):
         pr, gt, m, n = _counted(pred.detach().float().clamp_min(eps), target, valid, scale)
-        ratio = _image_median(gt, m, n) / _image_median(pr, m, n)
+        ratio = _median_per_image(gt, m, n) / _median_per_image(pr, m, n)
         return torch.where(m, (pr * ratio.view(-1, 1, 1, 1)).clamp(eps * scale, scale), 1.0)
 
 

@@ -89,11 +89,13 @@ class PerImageMaskMetrics(Metric):
             self.add_state(name, default=torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
 
     def update(self, pred: Tensor, target: Tensor) -> None:
+        """Add the images of a batch: `pred` mask logits (or probabilities) and `target` {0, 1}, [B, 1, H, W]."""
         hard, truth = (labels.bool() for labels in mask_labels(pred, target, self.threshold, self.from_logits))
         self.iou += iou_per_image(hard, truth).sum()
         self.boundary_f += boundary_f_score(hard, truth).sum()
         self.images += hard.shape[0]
 
     def compute(self) -> dict[str, Tensor]:
+        """{"iou_per_image", "boundary_f"}: the means over the images added (0 before any)."""
         count = self.images.clamp(min=1)
         return {"iou_per_image": self.iou / count, "boundary_f": self.boundary_f / count}

@@ -406,10 +406,8 @@ def render_billboard(camera: Camera, sprite: Sprite, contact: tuple[int, int], b
     (depth t = z0 / dz), so on the contact row the object's depth equals the support's. A sprite much finer
     than its image is area-averaged first (Sprite.resampled).
     """
-    v0, u0 = contact
+    _, x0, z0 = (float(value) for value in _contact_points(camera, *contact, base))
     dx, dy, dz = camera.ray_dirs()
-    t0 = (base - camera.height) / dy[v0, 0]
-    x0, z0 = float(t0 * dx[0, u0]), float(t0 * dz[v0, 0])
     size = camera.size
     rgb, alpha, depth = np.zeros((size, size, 3)), np.zeros((size, size)), np.full((size, size), np.inf)
     rows, cols = _billboard_bbox(camera, sprite, x0, z0, base)
@@ -421,7 +419,7 @@ def render_billboard(camera: Camera, sprite: Sprite, contact: tuple[int, int], b
         box_alpha, box_rgb = sample_sprite(sprite, t * dx[:, cols] - x0, t * dy[rows] + camera.height - base)
         alpha[rows, cols], rgb[rows, cols] = box_alpha, box_rgb
         depth[rows, cols] = np.where(box_alpha > 0, t, np.inf)
-    return Foreground(sprite, rgb, alpha, depth, (v0, u0), x0, z0, base)
+    return Foreground(sprite, rgb, alpha, depth, contact, x0, z0, base)
 
 
 def _billboard_corners(camera: Camera, sprite: Sprite, x0, z0, base, scale=1.0) -> tuple[np.ndarray, ...]:

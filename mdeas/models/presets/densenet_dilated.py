@@ -26,6 +26,7 @@ FG_BG_STEM, STEMS, ENC4, ENC8 = 0, 1, 2, 3
 
 @register_model
 def densenet_dilated(stem_channels: int = 32, encoder_channels: tuple[int, ...] = (128, 256, 256)) -> MaskDepthNet:
+    """Seed 002's model (module docstring): bg, fg_bg [B, 3, H, W] → mask logits and depth, [B, 1, H, W] each."""
     fusion = DualStem(
         partial(DenseEncoder, channels=tuple(encoder_channels)), partial(conv_stem, channels=stem_channels)
     )

@@ -52,6 +52,7 @@ def _transpose_relu(ch: int, width: int) -> tuple[nn.Module, int]:
 
 @register_model
 def dwsep_pair() -> SeparateNets:
+    """Seed 004's two networks (module docstring): bg, fg_bg [B, 3, H, W] → mask logits and depth, [B, 1, H, W]."""
     depth_fusion = EarlyConcat(partial(PlainEncoder, stem_channels=16, widths=(16, 32, 64, 128), pool=False))
     depth = UNetDecoder(
         depth_fusion.channels[-1],

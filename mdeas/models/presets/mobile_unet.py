@@ -19,6 +19,8 @@ from mdeas.models.registry import register_model
 
 @register_model
 def mobile_unet(decoder_widths: tuple[int, ...] = (96, 48, 32, 24, 16)) -> MaskDepthNet:
+    """The efficient preset (module docstring): bg, fg_bg [B, 3, H, W], H and W multiples of 32 → mask logits and
+    depth, [B, 1, H, W] each."""
     fusion = EarlyConcat(MobileEncoder)
     deepest = fusion.channels[-1]
 

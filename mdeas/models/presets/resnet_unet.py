@@ -31,6 +31,7 @@ def preact_head(channels: int) -> nn.Sequential:
 
 @register_model
 def resnet_unet(stem_channels: int = 64, widths: tuple[int, ...] = (128, 128, 256, 256)) -> MaskDepthNet:
+    """Seed 003's model (module docstring): bg, fg_bg [B, 3, H, W] → mask logits and depth, [B, 1, H, W] each."""
     fusion = EarlyConcat(partial(PreActEncoder, stem_channels=stem_channels, widths=tuple(widths)))
     chans = fusion.channels
     stages = [(width, i) for i, width in reversed(list(enumerate(chans[:-1])))]

@@ -25,6 +25,7 @@ STEMS, HALF = 1, 2
 
 @register_model
 def unet_shared(stem_channels: int = 32, mask_width: int = 64, depth_width: int = 128) -> MaskDepthNet:
+    """Seed 001's model (module docstring): bg, fg_bg [B, 3, H, W] → mask logits and depth, [B, 1, H, W] each."""
     encoder = partial(ResNetEncoder, widths=(128, 256), depths=(2, 2), strides=(2, 2))
     fusion = DualStem(encoder, partial(resnet_stem, channels=stem_channels))
     deepest = fusion.channels[-1]
