@@ -36,8 +36,9 @@ def _built(error: InstantiationException) -> str:
 def one_line(error: BaseException) -> str:
     """The message of `error` as one line that names the culprit.
 
-    An OSError names its file; an error that Hydra's `instantiate` wrapped is reported as its cause, followed by
-    the config key being built; an error PyTorch re-raised from a DataLoader worker keeps only its last line.
+    An OSError names its file (a folder to make where a file lies: "a file, not a folder"); an error that Hydra's
+    `instantiate` wrapped is reported as its cause, followed by the config key being built; an error PyTorch
+    re-raised from a DataLoader worker keeps only its last line.
     """
     if isinstance(error, InstantiationException):
         cause: BaseException = error
@@ -46,6 +47,8 @@ def one_line(error: BaseException) -> str:
         if cause is error:
             return " ".join(line.strip() for line in str(error).splitlines() if line.strip())
         return f"{one_line(cause)} (building {_built(error)})"
+    if isinstance(error, FileExistsError) and error.filename is not None and os.path.isfile(error.filename):
+        return f"{error.filename}: a file, not a folder"  # mkdir of a folder on the way to an output
     if isinstance(error, OSError) and error.filename is not None and error.strerror:
         return f"{error.filename}: {error.strerror}"
     text = str(error) or type(error).__name__

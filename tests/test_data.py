@@ -141,6 +141,15 @@ def test_store_keys_tell_apart_equal_names_in_two_zips(tmp_path):
     assert store.read("1::bg/b000.jpg") != store.read("bg/b000.jpg")
 
 
+def test_a_zip_given_twice_is_refused(tmp_path):
+    a = write_canonical_zip(tmp_path / "a.zip", num_samples=2, size=16)
+    for twice in ([a, a], [a, tmp_path / "." / "a.zip"]):
+        with pytest.raises(
+            DataError, match=r"a.zip: given twice in the list of zips \(its samples would count twice\)$"
+        ):
+            ZipStore(twice)
+
+
 def test_the_generated_set_is_resolved_once_per_data_module(tmp_path):
     """prepare_data and setup both ask for the path: an edit of the generator's code between them (a new key) must
     not make a second set for the same run."""

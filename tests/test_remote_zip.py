@@ -252,6 +252,13 @@ def test_s3_without_its_extra_is_a_one_line_error():
     assert str(e.value) == "s3://bucket/set.zip: cannot read (s3:// URLs need the s3 extra: pip install 'mdeas[s3]')"
 
 
+def test_a_url_of_another_scheme_is_named_not_read_as_a_path():
+    with pytest.raises(DataError) as e:
+        ZipStore(["ftp://host/set.zip"])
+    known = "http://, https://, s3://, gs://, file:// or a local path"
+    assert str(e.value) == f"ftp://host/set.zip: unsupported URL scheme ftp:// (read: {known})"
+
+
 # ---------------------------------------------------------------- bad remote input, in process
 
 

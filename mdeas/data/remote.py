@@ -28,6 +28,8 @@ from typing import Protocol, TypeVar
 from urllib.parse import unquote, urljoin, urlsplit
 from urllib.request import url2pathname
 
+from mdeas.data.errors import DataError
+
 HTTP_SCHEMES = ("http", "https")
 EXTRAS = {"s3": "s3", "gs": "gs"}  # fsspec scheme → the mdeas extra that installs its filesystem
 RETRIES = 3  # further attempts after a failed one
@@ -73,13 +75,16 @@ class ZipURL:
 
 def zip_location(path: str | os.PathLike) -> Path | ZipURL:
     """A `data.path` value as what `ZipStore` opens: a ZipURL for `http(s)://`, `s3://`, `gs://`, else a Path
-    (`file://` URLs included)."""
+    (`file://` URLs included); a DataError for a URL of another scheme."""
     text = os.fspath(path)
     scheme = text.split("://", 1)[0].lower() if "://" in text else ""
     if scheme in (*HTTP_SCHEMES, *EXTRAS):
         return ZipURL(text)
     if scheme == "file":
         return Path(url2pathname(urlsplit(text).path))
+    if re.fullmatch(r"[a-z][a-z0-9+.-]+", scheme):
+        known = ", ".join(f"{name}://" for name in (*HTTP_SCHEMES, *EXTRAS, "file"))
+        raise DataError(text, None, f"unsupported URL scheme {scheme}:// (read: {known} or a local path)", "read")
     return Path(text)
 
 

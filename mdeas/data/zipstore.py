@@ -290,6 +290,10 @@ class ZipStore:
         self, paths: Sequence[str | os.PathLike], max_entry_mb: float | None = None, max_ratio: float | None = None
     ) -> None:
         self.paths: list[Path | ZipURL] = [zip_location(p) for p in paths]
+        same = [str(p.resolve()) if isinstance(p, Path) else str(p) for p in self.paths]
+        for i, key in enumerate(same):
+            if key in same[:i]:
+                raise DataError(self.paths[i], None, "given twice in the list of zips (its samples would count twice)")
         self.max_bytes = (max_entry_mb or env_limit("MDEAS_MAX_ENTRY_MB", MAX_ENTRY_MB)) * MIB
         self.max_ratio = max_ratio or env_limit("MDEAS_MAX_RATIO", MAX_RATIO)
         self.owner: dict[str, int] = {}  # name → the first zip holding it
