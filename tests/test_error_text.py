@@ -82,38 +82,33 @@ def with_entry(clean: Path, entry: str, change: Callable[[bytes], bytes]) -> Pat
     return replace_entry(clean, clean.with_name("bad.zip"), entry, change(data))
 
 
-DATA_CASES = {  # name → (make the bad zip from the clean one, the entry to be named; None: the zip itself)
-    "non-image entry": (lambda z: with_entry(z, FG_BG, lambda d: b"these are not image bytes"), FG_BG),
-    "truncated JPEG": (lambda z: with_entry(z, FG_BG, cut(1 / 3)), FG_BG),
-    "JPEG header only": (lambda z: with_entry(z, FG_BG, lambda d: d[:3]), FG_BG),
-    "truncated PNG": (lambda z: with_entry(z, MASK, cut(1 / 2)), MASK),
-    "PNG signature only": (lambda z: with_entry(z, DEPTH, lambda d: d[:8]), DEPTH),
-    "empty entry": (lambda z: with_entry(z, MASK, lambda d: b""), MASK),
-    "bad CRC": (lambda z: bad_crc(z, z.with_name("bad.zip"), DEPTH), DEPTH),
-    "wrong mode": (lambda z: with_entry(z, DEPTH, lambda d: encode(np.zeros((32, 32, 3), np.uint8), "PNG")), DEPTH),
-    "missing partner": (lambda z: drop_entry(z, z.with_name("bad.zip"), MASK), MASK),
-    "corrupt zip": (lambda z: not_a_zip(z.with_name("bad.zip")), None),
-}
+DATA_CASES = {  # name → (make the bad zip from the clean one, the entry to be named or None: the zip itself, cause)
+    "non-image entry": (lambda z: with_entry(z, FG_BG, lambda d: b"these are not image bytes"), FG_BG,
+                        r"cannot decode image \(not an image file \(unknown format\)\)"),
+    # a JPEG cut in its header fails in Pillow (truncated image), later in libjpeg (... JPEG data)
+    "truncated JPEG": (lambda z: with_entry(z, FG_BG, cut(1 / 3)), FG_BG,
+                       r"cannot decode image \((truncated image|truncated or corrupt JPEG data)\)"),
+    "JPEG header only": (lambda z: with_entry(z, FG_BG, lambda d: d[:3]), FG_BG,
+                         r"cannot decode image \(damaged JPEG header\)"),
+    "truncated PNG": (lambda z: with_entry(z, MASK, cut(1 / 2)), MASK, r"cannot decode image \(truncated image\)"),
+    "PNG signature only": (lambda z: with_entry(z, DEPTH, lambda d: d[:8]), DEPTH,
+                           r"cannot decode image \(damaged PNG header\)"),
+    "empty entry": (lambda z: with_entry(z, MASK, lambda d: b""), MASK, r"empty entry \(0 bytes\)"),
+    "bad CRC": (lambda z: bad_crc(z, z.with_name("bad.zip"), DEPTH), DEPTH, r"cannot read entry \(Bad CRC-32: .*\)"),
+    "wrong mode": (lambda z: with_entry(z, DEPTH, lambda d: encode(np.zeros((32, 32, 3), np.uint8), "PNG")), DEPTH,
+                   r"expected a 16-bit depth PNG, got mode RGB"),
+    "missing partner": (lambda z: drop_entry(z, z.with_name("bad.zip"), MASK), MASK,
+                        r"listed for sample b000_f01 but missing \(manifest\.csv line 3\)"),
+    "corrupt zip": (lambda z: not_a_zip(z.with_name("bad.zip")), None, r"not a readable zip \(.+\)"),
+}  # fmt: skip
 
 
 @pytest.mark.parametrize("case", list(DATA_CASES))
 def test_data_path_errors_name_zip_entry_and_cause(clean, case):
-    make, entry = DATA_CASES[case]
-    assert_readable(one_line(data_path_error(make(clean))), "bad.zip", entry)
-
-
-def test_undecodable_entries_say_what_is_wrong(clean):
-    causes = {  # a JPEG cut in its header fails in Pillow (truncated image), later in libjpeg (... JPEG data)
-        "non-image entry": r"not an image file \(unknown format\)",
-        "truncated JPEG": r"truncated image|truncated or corrupt JPEG data",
-        "JPEG header only": r"damaged JPEG header",
-        "truncated PNG": r"truncated image",
-        "PNG signature only": r"damaged PNG header",
-    }
-    for case, cause in causes.items():
-        make, entry = DATA_CASES[case]
-        message = one_line(data_path_error(make(clean)))
-        assert re.search(rf"{re.escape(entry)}: cannot decode image \(({cause})\)$", message), message
+    make, entry, cause = DATA_CASES[case]
+    message = one_line(data_path_error(make(clean)))
+    assert_readable(message, "bad.zip", entry)
+    assert re.search(rf"bad\.zip: {re.escape(entry) + ': ' if entry else ''}{cause}$", message), message
 
 
 def test_check_cli_lists_the_entry_in_words(clean, tmp_path):
