@@ -338,7 +338,9 @@ def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(run, tmp_path, m
         with exit_on_data_error():
             AtomicCheckpointIO().save_checkpoint({**checkpoint, "epoch": 7}, path)
     assert path.read_bytes() == run["last"].read_bytes() and os.listdir(path.parent) == ["last.ckpt"]
-    assert read_checkpoint(path)["epoch"] == 0 and load_module(path) is not None
+    assert read_checkpoint(path)["epoch"] == 0
+    kept, written = load_module(path).state_dict(), load_module(run["last"]).state_dict()
+    assert kept.keys() == written.keys() and all(torch.equal(kept[k], written[k]) for k in kept)
 
 
 def test_outputs_that_cannot_be_written_are_named(run, tmp_path):

@@ -53,7 +53,7 @@ def test_evaluate_reproduces_the_runs_test_metrics(trained):
     assert json.loads((trained["root"] / "eval" / "metrics.json").read_text()) == results
 
 
-def test_evaluate_on_another_dataset_scores_85_percent(trained, tmp_path):
+def test_evaluate_on_another_dataset_scores_85_percent_of_its_samples(trained, tmp_path):
     other = write_canonical_zip(tmp_path / "other.zip", num_samples=40, size=40, fg_per_bg=2, seed=5)
     results = evaluate(str(trained["ckpt"]), {"path": str(other)}, str(tmp_path / "e"))
     assert results["samples"] == 34  # 20 backgrounds: 3 pick the threshold, 17 × 2 samples are scored

@@ -77,5 +77,6 @@ def test_a_trainer_call_that_ctrl_c_ended_comes_out_as_keyboard_interrupt():
         _stopped([ctrl_c], SIGTERMException())
     with pytest.raises(SIGTERMException):  # for a SIGTERM: exit status 143, not 130
         _stopped([sigterm], SIGTERMException())
-    with pytest.raises(SystemExit):  # another exit inside a trainer call stays what it was
+    with pytest.raises(SystemExit) as caught:  # another exit inside a trainer call stays what it was
         _stopped([], SystemExit(1), during=ValueError("not a Ctrl-C"))
+    assert type(caught.value) is SystemExit and caught.value.code == 1
