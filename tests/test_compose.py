@@ -93,10 +93,12 @@ def test_every_background_gets_every_object_flip_scale_and_position(tmp_path: Pa
 
 def test_masks_have_the_seeds_size_and_the_object_shows_inside_only(tmp_path: Path, inputs: dict) -> None:
     path = compose(tmp_path / "c.zip", workers=1, jpeg_quality=95, **inputs, **OPTIONS)
+    checked = 0
     with zipfile.ZipFile(path) as archive:
         for sample_id, bg_name, fg_bg_name, mask_name, _ in _rows(archive)[1:]:
             if "_o000_" not in sample_id:  # the RGBA block: 40 x 20 px, opaque
                 continue
+            checked += 1
             mask = _array(archive, mask_name)
             assert set(np.unique(mask)) == {0, 255}
             rows, cols = np.nonzero(mask)
@@ -113,6 +115,7 @@ def test_masks_have_the_seeds_size_and_the_object_shows_inside_only(tmp_path: Pa
             assert sign * (fg_bg[left][:, 0] - fg_bg[left][:, 2]).mean() > 80
             assert sign * (fg_bg[right][:, 2] - fg_bg[right][:, 0]).mean() > 80
             assert fg_bg[inside][:, 1].mean() < 40  # the transparent green frame never shows
+    assert checked == 16
 
 
 def test_a_jpeg_with_a_mask_file_or_a_mask_folder_is_an_object(tmp_path: Path, inputs: dict) -> None:

@@ -435,7 +435,7 @@ def test_a_metric_object_keeps_its_size_and_stands_where_its_image_has_the_targe
 
 @pytest.mark.parametrize("prior", sc.CAMERA_PRIORS)
 def test_background_depth_is_planar_depth_of_the_nearest_surface(prior: str) -> None:
-    seen = set()
+    seen, ceilings = set(), 0
     for b in range(10):
         render = sc.render_background(np.random.default_rng([4, b]), SIZE, 20.0, prior)
         depth, info = render.depth, render.scene
@@ -451,6 +451,7 @@ def test_background_depth_is_planar_depth_of_the_nearest_surface(prior: str) -> 
         np.testing.assert_allclose(t[ground], np.minimum(-cam.height / dy[ground], 20.0), rtol=1e-6)
         np.testing.assert_allclose((t * dz)[wall & unclamped], room.wall_dist, rtol=1e-6)
         np.testing.assert_allclose((t * dy)[ceiling], room.ceiling - cam.height, rtol=1e-6)
+        ceilings += bool(ceiling.any())
         for i, solid in enumerate(info.solids):
             sel = (info.solid_id == i) & unclamped
             hit, _ = solid.intersect((0.0, 0.0, 0.0), (dx[sel], dy[sel], dz[sel]))
@@ -464,7 +465,7 @@ def test_background_depth_is_planar_depth_of_the_nearest_surface(prior: str) -> 
         np.testing.assert_allclose(v[rows, cols], rows, atol=1e-6)
         np.testing.assert_allclose(zc[rows, cols], t[rows, cols], rtol=1e-6)
         np.testing.assert_array_equal(depth[info.surface == sc.SKY], 20.0)
-    assert {sc.GROUND, sc.SOLID, sc.SKY, sc.BACK_WALL} <= seen
+    assert {sc.GROUND, sc.SOLID, sc.SKY, sc.BACK_WALL} <= seen and ceilings > 0
 
 
 def _samples(seed: int = 11, backgrounds: int = 8, per_bg: int = 3, size: int = SIZE):
