@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import seed as hypothesis_seed
 
-from experiments.fuzz_inputs import Case, cases, run_written
+from experiments.fuzz_inputs import Case, cases, fuzz, run_written
 from mdeas.data.dataset import load_sample
 from mdeas.data.errors import DataError
 from mdeas.data.layouts import load_index
@@ -119,3 +119,12 @@ def test_a_packed_size_past_the_end_of_the_file_is_refused_before_reading(tmp_pa
     (tmp_path / "big.zip").write_bytes(body + directory + end)
     with pytest.raises(DataError, match=r"big.zip: a.bin: not a readable zip \(lies past the central directory"):
         ZipStore([tmp_path / "big.zip"])
+
+
+def test_the_fuzzer_makes_both_readable_and_damaged_zips(tmp_path):
+    """The property above holds only if the cases really span both outcomes at every stage."""
+    tried, outcomes, failures = fuzz(40, 0, tmp_path)
+    assert tried == 40 and failures == []
+    for stage in ("index", "dataset", "check"):
+        results = {key.split(": ", 1)[1] for key in outcomes if key.startswith(f"{stage}: ")}
+        assert "ok" in results and results - {"ok", "skipped"}, (stage, results)

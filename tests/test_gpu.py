@@ -141,7 +141,7 @@ def test_predict_on_cuda_agrees_with_the_cpu(cuda_checkpoint):
     on_cpu = Predictor(load_module(cuda_checkpoint), "cpu")(bgs, fg_bgs)
     for a, b in zip(on_cuda, on_cpu, strict=True):
         assert a.mask.shape == (40, 56) and np.isfinite(a.mask).all()
-        assert np.abs(a.mask - b.mask).max() < 1e-3
+        assert np.abs(a.mask - b.mask).max() < 1e-3 and np.abs(a.depth_norm - b.depth_norm).max() < 1e-3
 
 
 @on_gpu
