@@ -3,8 +3,12 @@
 import numpy as np
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
+from hydra.errors import MissingConfigException
 
 from mdeas.data.normalisation import IMAGENET_MEAN, IMAGENET_STD, Normalisation
+from mdeas.data.stats import write_norm
+from tests.conftest import CONF
 
 
 def test_values_by_hand_and_inverse():
@@ -47,3 +51,18 @@ def test_follows_the_input_device_and_traces_without_copies():
     graph = str(torch.jit.trace(norm, torch.rand(1, 3, 2, 2)).graph)
     assert 'GetAttr[name="mean"]' in graph and 'GetAttr[name="std"]' in graph  # buffers, moved with the graph
     assert "Device = prim::Constant" not in graph  # no copy to the tracing device baked in
+
+
+def test_a_written_norm_config_is_used_and_a_missing_one_is_an_error(tmp_path):
+    """`+data/norm=<name>` merges the file `mdeas.data.stats` writes into `data`; a name not found fails (the group
+    exists: conf/data/norm/imagenet.yaml), where Hydra would otherwise add a stray key and keep ImageNet's values."""
+    (tmp_path / "data" / "norm").mkdir(parents=True)
+    write_norm(
+        {"samples": 3, "inputs": {"mean": [0.1, 0.2, 0.3], "std": [0.4, 0.5, 0.6]}}, tmp_path / "data/norm/m.yaml", "x"
+    )
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        cfg = compose("train", overrides=["+data/norm=m", f"hydra.searchpath=[file://{tmp_path}]"])
+        assert (list(cfg.data.mean), list(cfg.data.std)) == ([0.1, 0.2, 0.3], [0.4, 0.5, 0.6])
+        assert list(compose("train", overrides=["+data/norm=imagenet"]).data.mean) == list(IMAGENET_MEAN)
+        with pytest.raises(MissingConfigException, match="Could not find 'data/norm/m'"):
+            compose("train", overrides=["+data/norm=m"])
