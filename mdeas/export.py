@@ -4,9 +4,9 @@ The exported graph takes (bg, fg_bg): float32 [B, 3, S, S] RGB in [0, 1] at the 
 normalises inside) and returns (mask probability [B, 1, S, S], depth [B, 1, S, S] normalised, larger = farther).
 A refined model (`mdeas.models.refiner.RefinedNet`) is exported as it trains: the base at S / downsample, then
 the refiner on its fixed number of most uncertain patches at S, chosen in the graph (top-k; ONNX TopK, NonZero,
-Gather and ScatterND), so the export matches PyTorch except where patches tie for the last place refined (ONNX's
-TopK keeps the first in row-major order, torch's topk any of them); its native-size `forward_full` is not exported.
-The check pair is a scene with an object (`check_pair`), not noise, on which nearly every patch ties.
+Gather and ScatterND), so the export matches PyTorch: of patches that tie for the last place refined, both take the
+first in row-major order (`select_patches`); its native-size `forward_full` is not exported. The check pair is a
+scene with an object (`check_pair`), not noise.
 """
 
 from __future__ import annotations

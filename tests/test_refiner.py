@@ -198,6 +198,13 @@ def test_selection_picks_the_most_uncertain_patches():
     assert list(zip(row.tolist(), col.tolist(), strict=True)) == [(0, 3), (2, 1), (3, 0)]
     _, row, col = select_patches(uncertainty, k=3, threshold=0.5)  # (3, 0): 1 - tanh(0.75) = 0.37 is below
     assert list(zip(row.tolist(), col.tolist(), strict=True)) == [(0, 3), (2, 1)]
+    sure = torch.zeros(2, 8, 8)  # patches that tie: the first ones in row-major order (torch's topk takes others)
+    sure[:, 0, :2] = 0.5
+    sure[1, 7, 7] = 0.7
+    image, row, col = select_patches(sure, k=4)
+    assert list(zip(image.tolist(), row.tolist(), col.tolist(), strict=True)) == [
+        (0, 0, 0), (0, 0, 1), (0, 0, 2), (0, 0, 3), (1, 7, 7), (1, 0, 0), (1, 0, 1), (1, 0, 2)
+    ]  # fmt: skip
 
 
 def test_a_margin_makes_the_patches_beside_an_unsure_pixel_unsure_too():
@@ -389,6 +396,30 @@ def test_full_resolution_of_a_plain_model_upsamples_its_outputs():
         small = module.model(*pipeline)
     for key in ("mask", "depth"):
         torch.testing.assert_close(out[key], upsample(small[key], (30, 50)), atol=1e-6, rtol=0)
+
+
+def test_an_onnx_export_refines_the_same_patches_where_they_tie(tmp_path):
+    """A confident coarse mask: every patch ties at uncertainty 0, so the choice of patches is only the order."""
+    pytest.importorskip("onnxruntime")
+    import onnxruntime
+
+    torch.manual_seed(0)
+    module = tiny_module(image_size=64)
+    randomise_last_layer(module.model.refiner)
+    with torch.no_grad():
+        module.model.base.mask_decoder.head.bias.fill_(-30.0)  # far from 0.5 everywhere: p = 0
+        module.model.refiner.net[-1].bias.fill_(40.0)  # a refined patch turns to p = 1
+    ckpt = tmp_path / "sure.ckpt"
+    torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict()}, ckpt)
+    assert export(str(ckpt), "onnx", str(tmp_path / "sure.onnx")) < 1e-4
+    bg, fg_bg = (torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(i)) for i in (1, 2))
+    session = onnxruntime.InferenceSession(str(tmp_path / "sure.onnx"), providers=["CPUExecutionProvider"])
+    mask, _ = (torch.from_numpy(a) for a in session.run(None, {"bg": bg.numpy(), "fg_bg": fg_bg.numpy()}))
+    with torch.no_grad():
+        ref = module.eval().model((bg - 0.5) / 0.25, (fg_bg - 0.5) / 0.25)
+    refined = torch.sigmoid(ref["mask"]) > 0.5
+    assert 0 < refined.float().mean() < 0.5  # some patches refined, not all
+    torch.testing.assert_close(mask, torch.sigmoid(ref["mask"]), atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("fmt", ["torchscript", "onnx"])

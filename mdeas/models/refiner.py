@@ -68,9 +68,14 @@ def select_patches(
     uncertainty: torch.Tensor, k: int, threshold: float = 0.0
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The patches to refine: per image the `k` most uncertain of `uncertainty` [B, nH, nW] whose uncertainty is at
-    least `threshold` (0: all `k`). Returns (image, row, column) indices, int64 [n] each."""
-    n_w = uncertainty.shape[-1]
-    values, index = uncertainty.flatten(1).topk(min(k, n_w * uncertainty.shape[-2]), dim=1)
+    least `threshold` (0: all `k`), of equal ones the first in row-major order: a stable sort, and in an ONNX export
+    TopK, which the ONNX standard orders so (the exporter takes no stable sort; torch's topk may take any of equal
+    ones). Returns (image, row, column) indices, int64 [n] each."""
+    n_w, flat = uncertainty.shape[-1], uncertainty.flatten(1)
+    if torch.onnx.is_in_onnx_export():
+        values, index = flat.topk(min(k, flat.shape[1]), dim=1)
+    else:
+        values, index = (part[:, :k] for part in flat.sort(dim=1, descending=True, stable=True))
     image, rank = (values >= threshold).nonzero(as_tuple=True)
     patch = index[image, rank]
     return image, patch // n_w, patch % n_w
