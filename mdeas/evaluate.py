@@ -11,8 +11,8 @@ mirrored left to right (`mirror=false`: one pass; depth stays one pass, at the m
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Iterator, Sequence
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import hydra
@@ -80,11 +80,16 @@ def data_overrides(cfg: DictConfig) -> dict[str, Any]:
     return {"cache_dir": cfg.data.cache_dir, **given}
 
 
-def default_output(ckpt_path: Path) -> Path:
+def default_output(ckpt_path: Path, data_path: str | Sequence[str] | None = None) -> Path:
     """Where metrics.json goes without `output=`: <run>/evaluate for a checkpoint in <run>/checkpoints/, else an
-    evaluate/ folder beside the checkpoint."""
+    evaluate/ folder beside the checkpoint; for a dataset named by `data.path`, its sub-folder named by the zips'
+    stems (`evaluate/real_check`, `evaluate/a+b`), so that scores of several datasets are all kept."""
     ckpt = ckpt_path.resolve()
-    return (run_folder(ckpt) or ckpt.parent) / "evaluate"
+    folder = (run_folder(ckpt) or ckpt.parent) / "evaluate"
+    if not data_path:
+        return folder
+    paths = [data_path] if isinstance(data_path, str) else list(data_path)
+    return folder / "+".join(PurePosixPath(str(path).rstrip("/")).stem for path in paths)
 
 
 def depth_maps(dataset: MaskDepthDataset) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -131,7 +136,7 @@ def evaluate(
     torch_device = resolve_device(device)
     gpu = torch_device.startswith("cuda")
     module = load_module(ckpt_path)
-    out = Path(output) if output else default_output(Path(ckpt_path))
+    out = Path(output) if output else default_output(Path(ckpt_path), data.get("path"))
     with output_folder(out):
         stored = stored_data_config(module, ckpt_path)
         datamodule = instantiate(data_config(stored, data), _convert_="all")

@@ -81,6 +81,9 @@ def test_evaluate_caches_where_this_machine_says_and_writes_beside_a_loose_check
     )
     assert default_output(tmp_path / "run" / "checkpoints" / "best.ckpt") == tmp_path / "run" / "evaluate"
     assert default_output(tmp_path / "copies" / "best.ckpt") == tmp_path / "copies" / "evaluate"
+    ckpt = tmp_path / "run" / "checkpoints" / "best.ckpt"
+    assert default_output(ckpt, "data/real_check.zip") == tmp_path / "run" / "evaluate" / "real_check"
+    assert default_output(ckpt, ["a/p1.zip", "https://host/x/p2.zip"]) == tmp_path / "run" / "evaluate" / "p1+p2"
 
 
 def test_same_files_compares_the_files_a_data_path_names(tmp_path, monkeypatch):
