@@ -229,6 +229,8 @@ def place(
     opacity [h, w], top and left (px)."""
     rgb, alpha = resize_foreground(*cutout, opts.max_side(opts.scales[scale]))
     rgb, alpha = (rgb[:, ::-1], alpha[:, ::-1]) if mirrored else (rgb, alpha)
+    # With 7 positions or more this key can be another sample's JPEG-quality stream ((seed, bg, fg, m, s, p) and 6:
+    # `jpeg_quality_for`); kept so that sets composed before, the real-photo check sets among them, stay byte-identical.
     rng = np.random.default_rng([opts.seed, 5, bg, fg, mirrored, scale, position])
     top = int(rng.integers(0, opts.image_size - alpha.shape[0] + 1))
     left = int(rng.integers(0, opts.image_size - alpha.shape[1] + 1))
