@@ -25,7 +25,7 @@ from mdeas.atomic import output_folder, write_json
 from mdeas.cli import exit_on_data_error, run_app
 from mdeas.config_values import flag
 from mdeas.data.errors import DataError
-from mdeas.evaluate import data_config, data_overrides, same_files
+from mdeas.evaluate import data_config, data_overrides, holds_trained_files, same_files
 from mdeas.inference import CheckpointError, load_module, resolve_device, stored_data_config
 from mdeas.native_eval import bootstrap_iou, model_mask_scores
 from mdeas.outline import KnownBackgroundOutline, from_config
@@ -71,10 +71,12 @@ def compare(
     out = Path(output or ".")
     with output_folder(out):
         # masks are read at full size from the zip: a resized cache would be built for nothing
-        scoring = data_config(first, {**data, "cache_resized": False})
-        for path, stored in zip(ckpt_paths, trained, strict=True):
+        contents = [(module.hparams.data or {}).get("contents") for module in modules]
+        scoring = data_config(first, {**data, "cache_resized": False}, contents[0])
+        for path, stored, held in zip(ckpt_paths, trained, contents, strict=True):
             other_split = any(stored.get(key) != scoring.get(key) for key in ("split", "split_by", "seed"))
-            if same_data(stored, scoring) and other_split:
+            named = scoring.get("path")
+            if other_split and (same_data(stored, scoring) or (named and holds_trained_files(named, stored, held))):
                 log.warning("%s trained on another split of the data scored here: its scores may include its own "
                             "training samples", path)  # fmt: skip
         datamodule = instantiate(scoring, _convert_="all")

@@ -31,6 +31,7 @@ from mdeas.config_values import flag
 from mdeas.data.datamodule import MaskDepthDataModule
 from mdeas.data.dataset import MaskDepthDataset
 from mdeas.data.errors import DataError
+from mdeas.data.zipstore import ZipStore
 from mdeas.inference import CheckpointError, load_module, resolve_device, stored_data_config
 from mdeas.metrics.classes import DepthMetrics
 from mdeas.module import depth_alignment, selection_score
@@ -54,17 +55,27 @@ def same_files(a: str | list[str] | None, b: str | list[str] | None) -> bool:
     )
 
 
-def data_config(stored: dict, overrides: dict[str, Any]) -> dict:
+def holds_trained_files(path: str | Sequence[str], stored: dict, contents: list[str] | None) -> bool:
+    """Whether `data.path=path` names the zips a checkpoint trained on: the same files as its stored config's
+    `path`, or zips of the same `contents` (ZipStore.contents, recorded in the checkpoint), wherever they are: a
+    relative path typed in another folder, a copy, the generated set named by its file."""
+    if same_files(path, stored.get("path")):
+        return True
+    return bool(contents) and ZipStore([path] if isinstance(path, str) else list(path)).contents() == contents
+
+
+def data_config(stored: dict, overrides: dict[str, Any], contents: list[str] | None = None) -> dict:
     """The checkpoint's data config with `overrides` applied ({dotted key under data: value}, e.g.
     `{"path": "x.zip", "limit": 200, "synth.num_samples": 500}`). Another dataset (`path` given and not the
     files the checkpoint trained on) is split OTHER_DATASET_SPLIT (val picks the baseline threshold, test is
     scored) and used whole, unless the overrides set `split` or `limit` themselves; the training files named again
-    keep the training split, so the test split stays unseen. A checkpoint without a data config (not saved by
+    (`holds_trained_files`, with the checkpoint's `contents`) keep the training split, so the test split stays
+    unseen. A checkpoint without a data config (not saved by
     mdeas.train) takes the data module's defaults."""
     if not stored and "path" not in overrides:
         raise ValueError("the checkpoint holds no data config; give data.path=...")
     cfg = OmegaConf.create(stored or {"_target_": f"{MaskDepthDataModule.__module__}.{MaskDepthDataModule.__name__}"})
-    if "path" in overrides and not same_files(overrides["path"], stored.get("path")):
+    if "path" in overrides and not holds_trained_files(overrides["path"], stored, contents):
         cfg.split, cfg.limit = OTHER_DATASET_SPLIT, None
     for key, value in overrides.items():
         OmegaConf.update(cfg, key, value, merge=False)
@@ -139,7 +150,8 @@ def evaluate(
     out = Path(output) if output else default_output(Path(ckpt_path), data.get("path"))
     with output_folder(out):
         stored = stored_data_config(module, ckpt_path)
-        datamodule = instantiate(data_config(stored, data), _convert_="all")
+        contents = (module.hparams.data or {}).get("contents")
+        datamodule = instantiate(data_config(stored, data, contents), _convert_="all")
         datamodule.prepare_data()
         datamodule.setup("test")
         needs = {"test": "it is what is scored", "val": "the |fg_bg − bg| baseline's threshold is chosen on it"}

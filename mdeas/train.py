@@ -50,6 +50,7 @@ def build_module(cfg: DictConfig, datamodule: MaskDepthDataModule) -> MaskDepthM
         "std": list(datamodule.std),
         "depth": {"format": depth.format, "unit": depth.unit, "max": depth.max, "inverted": depth.inverted},
         "config": OmegaConf.to_container(cfg.data, resolve=True),  # rebuilds the datamodule (evaluate)
+        "contents": datamodule.index.store.contents(),  # the zips it read, known wherever they are named from
     }
     module = MaskDepthModule(
         model=cfg.model,

@@ -16,6 +16,7 @@ from mdeas.cli import exit_on_data_error
 from mdeas.data.decode import open_image, to_depth, to_grey
 from mdeas.data.errors import DataError
 from mdeas.data.layouts import load_index
+from mdeas.data.zipstore import ZipStore
 from mdeas.evaluate import evaluate, table
 from mdeas.export import export
 from mdeas.inference import CheckpointError, Predictor, load_module, mirror_averaged, read_checkpoint
@@ -57,6 +58,11 @@ def test_evaluate_on_another_dataset_scores_85_percent_of_its_samples(trained, t
     other = write_canonical_zip(tmp_path / "other.zip", num_samples=40, size=40, fg_per_bg=2, seed=5)
     results = evaluate(str(trained["ckpt"]), {"path": str(other)}, str(tmp_path / "e"))
     assert results["samples"] == 34  # 20 backgrounds: 3 pick the threshold, 17 × 2 samples are scored
+
+
+def test_a_checkpoint_records_what_its_zips_hold(trained):
+    """What evaluate recognises the training zips by, named from anywhere (ZipStore.contents)."""
+    assert load_module(trained["ckpt"]).hparams.data["contents"] == ZipStore([trained["data"]]).contents()
 
 
 def test_evaluate_on_a_dataset_without_depth_reports_no_depth_rows(trained, tmp_path):

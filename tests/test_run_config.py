@@ -3,6 +3,7 @@ overrides."""
 
 import inspect
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from omegaconf import OmegaConf
 
 from mdeas.data.layouts import load_index
 from mdeas.data.splits import limited, split
+from mdeas.data.zipstore import ZipStore
 from mdeas.evaluate import data_config, data_overrides, default_output, same_files
 from mdeas.module import MaskDepthModule, depth_alignment, selection_score
 from tests.conftest import TINY_RUN, write_canonical_zip
@@ -111,6 +113,23 @@ def test_data_config_applies_dotted_overrides_on_the_stored_config():
     assert (again["split"], again["limit"]) == ([0.7, 0.15, 0.15], 500)
     with pytest.raises(ValueError, match="holds no data config"):
         data_config({}, {"limit": 3})
+
+
+def test_the_training_zips_are_known_by_their_contents_from_any_folder(tmp_path, monkeypatch):
+    """A path typed relative to the training folder names nothing from another one: the recorded contents decide."""
+    for folder in ("train", "elsewhere"):
+        (tmp_path / folder).mkdir()
+    trained_on = write_canonical_zip(tmp_path / "train" / "set.zip")
+    contents = ZipStore([trained_on]).contents()
+    stored = {"path": "set.zip", "split": [0.7, 0.15, 0.15], "limit": None}
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert data_config(stored, {"path": str(trained_on)})["split"] == [0.0, 0.15, 0.85]  # by the path alone
+    assert data_config(stored, {"path": str(trained_on)}, contents)["split"] == [0.7, 0.15, 0.15]
+    shutil.copy(trained_on, tmp_path / "elsewhere" / "copy.zip")
+    assert data_config(stored, {"path": "copy.zip"}, contents)["split"] == [0.7, 0.15, 0.15]
+    other = write_canonical_zip(tmp_path / "elsewhere" / "other.zip", seed=3)
+    assert data_config(stored, {"path": str(other)}, contents)["split"] == [0.0, 0.15, 0.85]
+    assert ZipStore([other]).contents() != contents
 
 
 def test_selection_score_is_the_mean_of_mask_iou_and_depth_delta1(chain):

@@ -367,11 +367,15 @@ class ZipStore:
             handle = self._handle(index)
             return [str(path), handle.size, handle.version]
         stat = path.stat()
-        directory = self.directories[index]
-        entries = hashlib.sha1(
-            "\0".join(directory.names).encode() + directory.sizes.tobytes() + directory.crcs.tobytes()
-        )
-        return [str(path.resolve()), stat.st_size, stat.st_mtime_ns, entries.hexdigest()[:16]]
+        return [str(path.resolve()), stat.st_size, stat.st_mtime_ns, self.contents()[index]]
+
+    def contents(self) -> list[str]:
+        """Per zip, a hash of its entries' names, sizes and CRC-32s (16 hex digits): what it holds, wherever it lies
+        and whatever path names it."""
+        return [
+            hashlib.sha1("\0".join(d.names).encode() + d.sizes.tobytes() + d.crcs.tobytes()).hexdigest()[:16]
+            for d in self.directories
+        ]
 
     def close(self) -> None:
         """Close this process's file handles (a later read opens them again)."""
