@@ -10,6 +10,7 @@ bootstrap intervals over images of the pooled IoU (``mask/iou_ci95``) and of the
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -26,20 +27,26 @@ from mdeas.metrics.per_image import PerImageMaskMetrics, intersection_union
 from mdeas.module import MaskDepthModule
 from mdeas.outline import KnownBackgroundOutline
 
+log = logging.getLogger(__name__)
+
 
 def full_size_samples(dataset: MaskDepthDataset) -> Iterator[dict[str, torch.Tensor]]:
     """Each sample of `dataset` at its stored size, as a batch of one: bg, fg_bg RGB float32 [1,3,H,W] in [0, 1];
     mask float32 [1,1,H,W] in {0, 1}. A sample that raises DataError is left out when `dataset.on_error` is
-    "skip"."""
+    "skip", and the count of those left out is logged at the end."""
+    skipped = 0
     for sample in dataset.samples:
         try:
             arrays = load_sample(dataset.index, sample)
         except DataError:
             if dataset.on_error != "skip":
                 raise
+            skipped += 1
             continue
         rgb = {k: torch.from_numpy(arrays[k]).permute(2, 0, 1)[None].float() / 255 for k in ("bg", "fg_bg")}
         yield {**rgb, "mask": torch.from_numpy(binarise(arrays["mask"]))[None, None]}
+    if skipped:
+        log.warning("left out %d of %d samples that cannot be read (data.on_error=skip)", skipped, len(dataset.samples))
 
 
 class MaskScores:

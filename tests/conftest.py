@@ -129,3 +129,15 @@ def changed_far_from_mask(s, margin: int = 16) -> float:
     )
     changed = np.abs(s.fg_bg.astype(int) - s.background.rgb.astype(int)).max(axis=2) > 2
     return changed[far].mean() if far.any() else 0.0
+
+
+def truncated_fg_bg(tmp_path: Path, every: int) -> Path:
+    """The 24-sample canonical zip with every `every`-th sample's fg_bg JPEG cut to a third."""
+    src, out = write_canonical_zip(tmp_path / "clean.zip", num_samples=24), tmp_path / "bad.zip"
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(out, "w") as zout:
+        fg_bg = sorted(name for name in zin.namelist() if name.startswith("fg_bg/"))
+        bad = set(fg_bg[::every])
+        for info in zin.infolist():
+            data = zin.read(info)
+            zout.writestr(info, data[: len(data) // 3] if info.filename in bad else data)
+    return out

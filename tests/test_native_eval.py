@@ -17,15 +17,16 @@ from hydra.utils import instantiate
 from experiments.score_selection import score_part
 from mdeas.baseline import fit_threshold
 from mdeas.compare import compare, same_data, table
-from mdeas.data.dataset import load_sample
+from mdeas.data.dataset import MaskDepthDataset, load_sample
 from mdeas.data.decode import binarise
 from mdeas.data.errors import DataError
+from mdeas.data.layouts import load_index
 from mdeas.evaluate import data_config, evaluate
 from mdeas.inference import Predictor, full_resolution, load_module
 from mdeas.native_eval import MaskScores, bootstrap_iou, full_size_samples, model_mask_scores
 from mdeas.outline import KnownBackgroundOutline
 from mdeas.train import train
-from tests.conftest import compose_train, encode, write_canonical_zip
+from tests.conftest import compose_train, encode, truncated_fg_bg, write_canonical_zip
 
 MASK_KEYS = ("mask/iou", "mask/dice", "mask/iou_per_image", "mask/boundary_f")
 TINY_TRAIN = ("trainer.max_epochs=1", "+trainer.limit_train_batches=1", "callbacks.image_grid=null", "test=false")
@@ -329,3 +330,13 @@ def test_interval_counts_threshold_as_the_pooled_scores_do():
     pred = torch.tensor([[[[3e-8, 5.0], [-5.0, 5.0]]]])
     scores.update(pred, torch.tensor([[[[0.0, 1.0], [0.0, 1.0]]]]))
     assert scores.counts == [(2, 2)] and scores.compute()["mask/iou"] == 1.0
+
+
+def test_full_size_samples_leave_out_unreadable_ones_only_when_asked_and_count_them(tmp_path, caplog):
+    index = load_index(str(truncated_fg_bg(tmp_path, every=6)), strict=False)  # 4 of 24 fg_bg cut short
+    skipping = MaskDepthDataset(index, index.samples, 32, on_error="skip")
+    with caplog.at_level(logging.WARNING, logger="mdeas.native_eval"):
+        assert len(list(full_size_samples(skipping))) == 20
+    assert "left out 4 of 24 samples that cannot be read (data.on_error=skip)" in caplog.text
+    with pytest.raises(DataError, match="cannot decode image"):
+        list(full_size_samples(MaskDepthDataset(index, index.samples, 32)))

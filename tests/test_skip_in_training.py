@@ -1,6 +1,5 @@
 """Training with data.on_error=skip: left-out samples neither break the image panels nor pass for a perfect score."""
 
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -11,19 +10,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from mdeas.callbacks.image_grid import evenly_spaced
 from mdeas.inference import load_module
 from mdeas.train import train
-from tests.conftest import compose_train, write_canonical_zip
-
-
-def truncated_fg_bg(tmp_path: Path, every: int) -> Path:
-    """The 24-sample canonical zip with every `every`-th sample's fg_bg JPEG cut to a third."""
-    src, out = write_canonical_zip(tmp_path / "clean.zip", num_samples=24), tmp_path / "bad.zip"
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(out, "w") as zout:
-        fg_bg = sorted(name for name in zin.namelist() if name.startswith("fg_bg/"))
-        bad = set(fg_bg[::every])
-        for info in zin.infolist():
-            data = zin.read(info)
-            zout.writestr(info, data[: len(data) // 3] if info.filename in bad else data)
-    return out
+from tests.conftest import compose_train, truncated_fg_bg
 
 
 def test_panel_samples_step_past_left_out_ones() -> None:
