@@ -168,8 +168,8 @@ def depth_sums(
     pred, target: ``[B,1,H,W]`` normalised depth in [0, 1]; both are multiplied by ``scale`` (the dataset's
     unit) and pred is clamped to ``[eps * scale, scale]``. Pixels count where ``valid`` (bool ``[B,1,H,W]``,
     optional) and ``target > 0``. ``count`` is the number of counted pixels; ``ssim`` sums the SSIM map of the
-    normalised maps (pred clamped to ``[eps, 1]``, uncounted target pixels set to 0, see :func:`ssim_map`) over the
-    counted pixels. Uncounted target pixels may hold anything (NaN, inf): no metric reads their values.
+    normalised maps (pred clamped to ``[eps, 1]``, uncounted pixels set to 0 in both, see :func:`ssim_map`) over
+    the counted pixels. Uncounted target pixels may hold anything (NaN, inf): no metric reads their values.
     """
     with torch.autocast(device_type=pred.device.type, enabled=False):
         pred_n = pred.detach().float().clamp(eps, 1.0)
@@ -177,9 +177,10 @@ def depth_sums(
         m = known_depth(target_n, valid)
         mf = m.to(torch.float64)
 
-        # uncounted pixels read as 0 ("unknown") inside their counted neighbours' windows, whatever they hold
+        # uncounted pixels read as 0 ("unknown") in both maps inside their counted neighbours' windows, whatever
+        # they hold: the prediction is not asked to predict a hole
         target_n = torch.where(m, target_n, 0.0)
-        ssim = torch.where(m, ssim_map(pred_n, target_n), 0.0).sum(dtype=torch.float64)
+        ssim = torch.where(m, ssim_map(torch.where(m, pred_n, 0.0), target_n), 0.0).sum(dtype=torch.float64)
 
         # float64 for the pointwise terms; counted-out pixels become gt = pred = 1 so no log/division sees 0
         one = torch.ones((), dtype=torch.float64, device=pred.device)
