@@ -26,6 +26,13 @@ from mdeas.cli import exit_on_data_error, one_line, run_app
 from mdeas.inference import CheckpointError, load_module, model_size, normalisation
 from mdeas.module import MaskDepthModule
 
+LEGACY_EXPORTER_NOTICES = (
+    ("You are using the legacy TorchScript-based ONNX export", DeprecationWarning),
+    ("The feature will be removed", DeprecationWarning),
+    ("Constant folding - Only steps=1 can be constant folded", UserWarning),
+    ("Exporting aten::index operator of advanced indexing", UserWarning),
+)
+
 
 class ExportWrapper(nn.Module):
     """Normalise → model → (sigmoid(mask logits), depth)."""
@@ -69,6 +76,12 @@ def export(ckpt_path: str, fmt: str, output: str, batch_size: int = 2, opset: in
         # patch grid, the number of patches refined) are constants: what TracerWarning warns of; the parity check
         # below is the proof that the graph computes what the model does
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        # ONNX goes through the TorchScript-based exporter (dynamo=False), which writes the refiner's data-dependent
+        # patch selection that the parity check verifies; its notices concern itself, not the model: its deprecation,
+        # strided slices left unfolded, and advanced indexing, wrong for negative indices (ours, from topk and
+        # nonzero, never are)
+        for message, category in LEGACY_EXPORTER_NOTICES:
+            warnings.filterwarnings("ignore", message=message, category=category)
         reference = wrapper(*inputs)
         if fmt == "torchscript":
             traced = torch.jit.trace(wrapper, inputs)
