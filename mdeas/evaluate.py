@@ -59,9 +59,17 @@ def holds_trained_files(path: str | Sequence[str], stored: dict, contents: list[
     """Whether `data.path=path` names the zips a checkpoint trained on: the same files as its stored config's
     `path`, or zips of the same `contents` (ZipStore.contents, recorded in the checkpoint), wherever they are: a
     relative path typed in another folder, a copy, the generated set named by its file."""
+    if not path:  # data.path=null: the generated default, as before
+        return False
     if same_files(path, stored.get("path")):
         return True
-    return bool(contents) and ZipStore([path] if isinstance(path, str) else list(path)).contents() == contents
+    if not contents:
+        return False
+    store = ZipStore([path] if isinstance(path, str) else list(path))
+    try:
+        return store.contents() == contents
+    finally:
+        store.close()
 
 
 def data_config(stored: dict, overrides: dict[str, Any], contents: list[str] | None = None) -> dict:
@@ -94,7 +102,8 @@ def data_overrides(cfg: DictConfig) -> dict[str, Any]:
 def default_output(ckpt_path: Path, data_path: str | Sequence[str] | None = None) -> Path:
     """Where metrics.json goes without `output=`: <run>/evaluate for a checkpoint in <run>/checkpoints/, else an
     evaluate/ folder beside the checkpoint; for a dataset named by `data.path`, its sub-folder named by the zips'
-    stems (`evaluate/real_check`, `evaluate/a+b`), so that scores of several datasets are all kept."""
+    stems (`evaluate/real_check`, `evaluate/a+b`), so that scores of several datasets are kept (zips of one name in
+    two folders share a folder: give `output=` to keep both)."""
     ckpt = ckpt_path.resolve()
     folder = (run_folder(ckpt) or ckpt.parent) / "evaluate"
     if not data_path:

@@ -105,7 +105,7 @@ def zip_items(paths: str | list[str], out: Path) -> Iterator[Item]:
 def video_items(video: str, bg: str) -> Iterator[Item]:
     """The frames of `video` against the background `bg` (resized to the frames' size when its aspect ratio is theirs
     within 2 %, else a DataError), named <stem>_<frame>; a DataError for a video without frames, or one that ends
-    before the frame count its container declares (truncated)."""
+    two or more frames before the count its container declares (truncated)."""
     background = read_image(bg)
     capture = cv2.VideoCapture(video)
     if not capture.isOpened():
@@ -135,7 +135,7 @@ def video_items(video: str, bg: str) -> Iterator[Item]:
         declared = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))  # 0 or less where the container does not say
         if n == 0:
             raise DataError(video, "", "no frames")
-        if n < declared:
+        if n < declared - 1:  # a count estimated from the duration may be one too many
             raise DataError(video, f"frame {n}", f"cannot read it: the video declares {declared} frames (truncated?)")
     finally:
         capture.release()

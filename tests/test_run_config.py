@@ -130,6 +130,7 @@ def test_the_training_zips_are_known_by_their_contents_from_any_folder(tmp_path,
     other = write_canonical_zip(tmp_path / "elsewhere" / "other.zip", seed=3)
     assert data_config(stored, {"path": str(other)}, contents)["split"] == [0.0, 0.15, 0.85]
     assert ZipStore([other]).contents() != contents
+    assert data_config(stored, {"path": None}, contents)["path"] is None  # data.path=null: the generated default
 
 
 def test_selection_score_is_the_mean_of_mask_iou_and_depth_delta1(chain):

@@ -735,3 +735,9 @@ def test_the_sensor_vignettes_a_wide_image_by_its_own_rows_and_columns():
     x, y = (0.5 / 30 - 0.5), (0.5 / 20 - 0.5)  # the top-left pixel's centre
     assert out[0, 0, 0] == round(0.5 * (1 - 0.4 * (x * x + y * y) * 2) * 255)
     assert out[10, 15, 0] == round(0.5 * (1 - 0.4 * ((0.5 / 30) ** 2 + (0.5 / 20) ** 2) * 2) * 255)
+
+
+def test_a_background_is_rendered_once_for_the_samples_that_share_it():
+    """make_background is cached per process: the seed scheme asks for it once per (background, object)."""
+    first = make_background(0, 3, 32, 20.0)
+    assert make_background(0, 3, 32, 20.0) is first and make_background(0, 4, 32, 20.0) is not first

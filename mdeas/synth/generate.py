@@ -212,12 +212,12 @@ def seed_sample_id(bg_id: str, obj: int, mirrored: int, scale_index: int, positi
     return f"{bg_id}_o{obj:0{_digits(num_foregrounds, 3)}d}_m{mirrored}_s{scale_index}_p{position}"
 
 
-@functools.lru_cache(maxsize=2)
 def background_quality(opts: Options, bg_index: int) -> int:
     """The JPEG quality background `bg_index` is saved at (`opts.jpeg_quality`, or a draw from its own stream)."""
     return jpeg_quality_for(opts.jpeg_quality, (opts.seed, _BACKGROUND_QUALITY_STREAM, bg_index))
 
 
+@functools.lru_cache(maxsize=2)
 def make_background(
     seed: int,
     bg_index: int,
