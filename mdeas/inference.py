@@ -25,6 +25,7 @@ from hydra.errors import InstantiationException
 
 from mdeas.checkpoint_configs import DATA_TARGETS, MODEL_TARGETS, UntrustedConfig, check_buildable
 from mdeas.cli import one_line
+from mdeas.config_values import numbers, whole_number
 from mdeas.data.decode import encode_depth
 from mdeas.data.layouts import DepthEncoding
 from mdeas.data.normalisation import IMAGENET_MEAN, IMAGENET_STD, Normalisation
@@ -97,7 +98,23 @@ def read_checkpoint(ckpt_path: str | Path, map_location: str | torch.device = "c
     foreign = sorted(set(hparams) - MODULE_HPARAMS)
     if foreign:
         raise CheckpointError(f"{path}: not an mdeas checkpoint (hyper-parameters {foreign} are not mdeas')")
+    _check_data_record(hparams.get("data") or {}, path)
     return ckpt
+
+
+def _check_data_record(data: object, path: Path) -> None:
+    """The input size and normalisation a checkpoint records (what inference reads from it), or a CheckpointError
+    naming the file and the value."""
+    try:
+        if not isinstance(data, dict):
+            raise ValueError(f"data must be a mapping, got {type(data).__name__}")
+        if "image_size" in data:
+            whole_number(data["image_size"], "data.image_size", 1)
+        for key in ("mean", "std"):
+            if key in data:
+                numbers(data[key], f"data.{key}", 3, positive=key == "std")
+    except ValueError as e:
+        raise CheckpointError(f"{path}: damaged record of its data: {e}") from None
 
 
 def _is_torchscript(path: Path) -> bool:

@@ -100,6 +100,28 @@ def test_a_torchscript_export_is_named_as_such_and_a_plain_checkpoint_is_still_r
         read_checkpoint(tmp_path / "weights.ckpt")
 
 
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        ({"image_size": "abc"}, "data.image_size must be a whole number >= 1, got 'abc'"),
+        ({"image_size": 64, "mean": [0.5]}, "data.mean must be 3 finite numbers, got [0.5]"),
+        ({"std": [0.2, 0.0, 0.2]}, "data.std must be 3 finite positive numbers, got [0.2, 0.0, 0.2]"),
+        ([64], "data must be a mapping, got list"),
+    ],
+)
+def test_a_damaged_record_of_the_data_is_named_with_the_file(tmp_path, data, problem):
+    """What inference reads from a checkpoint (input size, normalisation) is checked when it is read."""
+    torch.save({"hyper_parameters": {"model": {"name": "x"}, "data": data}, "state_dict": {}}, tmp_path / "d.ckpt")
+    with pytest.raises(CheckpointError) as refused:
+        read_checkpoint(tmp_path / "d.ckpt")
+    assert str(refused.value) == f"{tmp_path / 'd.ckpt'}: damaged record of its data: {problem}"
+    torch.save(
+        {"hyper_parameters": {"model": {"name": "x"}, "data": {"image_size": 64}}, "state_dict": {}},
+        tmp_path / "ok.ckpt",
+    )
+    assert read_checkpoint(tmp_path / "ok.ckpt")["hyper_parameters"]["data"] == {"image_size": 64}
+
+
 def test_a_checkpoint_holding_config_objects_is_refused_clearly(tmp_path):
     """Hyper-parameters are saved as plain containers; a checkpoint holding OmegaConf objects (not one mdeas wrote)
     is refused naming the classes rather than loaded as code."""
