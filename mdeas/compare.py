@@ -75,8 +75,7 @@ def compare(
         scoring = data_config(first, {**data, "cache_resized": False}, contents[0])
         for path, stored, held in zip(ckpt_paths, trained, contents, strict=True):
             other_split = any(stored.get(key) != scoring.get(key) for key in ("split", "split_by", "seed"))
-            named = scoring.get("path")
-            if other_split and (same_data(stored, scoring) or (named and holds_trained_files(named, stored, held))):
+            if other_split and (same_data(stored, scoring) or holds_trained_files(scoring.get("path"), stored, held)):
                 log.warning("%s trained on another split of the data scored here: its scores may include its own "
                             "training samples", path)  # fmt: skip
         datamodule = instantiate(scoring, _convert_="all")

@@ -277,6 +277,12 @@ def _inflate(packed: bytes, size: int) -> bytes:
     return data
 
 
+def _entries_hash(directory: ZipDirectory) -> str:
+    """16 hex digits of a hash of a zip's entry names, sizes and CRC-32s."""
+    names = "\0".join(directory.names).encode()
+    return hashlib.sha1(names + directory.sizes.tobytes() + directory.crcs.tobytes()).hexdigest()[:16]
+
+
 class ZipStore:
     """A read-only view of the file entries of several zips.
 
@@ -367,15 +373,12 @@ class ZipStore:
             handle = self._handle(index)
             return [str(path), handle.size, handle.version]
         stat = path.stat()
-        return [str(path.resolve()), stat.st_size, stat.st_mtime_ns, self.contents()[index]]
+        return [str(path.resolve()), stat.st_size, stat.st_mtime_ns, _entries_hash(self.directories[index])]
 
     def contents(self) -> list[str]:
         """Per zip, a hash of its entries' names, sizes and CRC-32s (16 hex digits): what it holds, wherever it lies
         and whatever path names it."""
-        return [
-            hashlib.sha1("\0".join(d.names).encode() + d.sizes.tobytes() + d.crcs.tobytes()).hexdigest()[:16]
-            for d in self.directories
-        ]
+        return [_entries_hash(directory) for directory in self.directories]
 
     def close(self) -> None:
         """Close this process's file handles (a later read opens them again)."""
