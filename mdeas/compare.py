@@ -27,7 +27,7 @@ from mdeas.config_values import flag
 from mdeas.data.errors import DataError
 from mdeas.evaluate import data_config, data_overrides, holds_trained_files, same_files
 from mdeas.inference import CheckpointError, load_module, resolve_device, stored_data_config
-from mdeas.native_eval import bootstrap_iou, model_mask_scores
+from mdeas.native_eval import model_mask_scores, objects_of, paired_intervals
 from mdeas.outline import KnownBackgroundOutline, from_config
 from mdeas.report import cell, markdown_table
 
@@ -54,7 +54,8 @@ def compare(
     mirror: bool = False,
 ) -> dict:
     """{"samples", "part", "rows": one per checkpoint with SCORES, "mask/iou_ci95" and, after the first,
-    "mask/iou_gain_ci95" over it}, scored on the split `part` (test or val); written to <output>/compare.json. Each
+    "mask/iou_gain_ci95" over it, each also "_by_object" where the ids name objects (`paired_intervals`)}, scored
+    on the split `part` (test or val); written to <output>/compare.json. Each
     model's masks are averaged with the mirrored pair's when `mirror`, and taken after `outline` when given. The
     checkpoints must share their input normalisation (ValueError naming the one that differs)."""
     if not ckpt_paths:
@@ -87,14 +88,15 @@ def compare(
                 datamodule.index.store.describe(), None, f"the {part} split is empty: change data.split or part"
             )
         scores = model_mask_scores(modules, samples, device, outline, mirror)  # each sample decoded once for all
+        objects = objects_of(samples.samples, scores[0].ids)
         rows = []
         for i, (path, score) in enumerate(zip(ckpt_paths, scores, strict=True)):
             values = score.compute()
             row = {"checkpoint": str(path), **{k: values[k] for k in SCORES}}
-            paired = bootstrap_iou(score.counts, scores[0].counts)
-            row["mask/iou_ci95"] = paired["model"]
-            if i:
-                row["mask/iou_gain_ci95"] = paired["gain"]
+            for suffix, paired in paired_intervals(score, scores[0], objects).items():
+                row[f"mask/iou_ci95{suffix}"] = paired["model"]
+                if i:
+                    row[f"mask/iou_gain_ci95{suffix}"] = paired["gain"]
             rows.append(row)
         outline_step = repr(outline) if outline else None
         results = {"samples": len(samples), "part": part, "outline": outline_step, "mirror": mirror, "rows": rows}
@@ -103,17 +105,23 @@ def compare(
 
 
 def table(results: dict) -> str:
-    """Markdown: one row per checkpoint, its scores and its IoU gain over the first."""
-    header = ["checkpoint", "IoU [95 %]", "gain over the first [95 %]", "per-image IoU", "boundary F"]
-    header += ["precision", "recall"]
+    """Markdown: one row per checkpoint, its scores and its IoU gain over the first (also with whole objects
+    resampled, where the rows have that interval)."""
+    by_object = any("mask/iou_ci95_by_object" in row for row in results["rows"])
+    header = ["checkpoint", "IoU [95 %]", "gain over the first [95 %]"]
+    header += ["gain, objects resampled [95 %]"] * by_object + ["per-image IoU", "boundary F", "precision", "recall"]
     rows = []
     for row in results["rows"]:
         interval = cell(row["mask/iou_ci95"]) if row["mask/iou_ci95"] else "(too few images)"
-        gain = row.get("mask/iou_gain_ci95")
-        gain = "[{:+.4f}, {:+.4f}]".format(*gain) if gain else "–"
+        gains = [signed(row.get("mask/iou_gain_ci95"))] + [signed(row.get("mask/iou_gain_ci95_by_object"))] * by_object
         scores = (cell(row[f"mask/{key}"]) for key in ("iou_per_image", "boundary_f", "precision", "recall"))
-        rows.append([cell(row["checkpoint"]), f"{row['mask/iou']:.4f} {interval}", gain, *scores])
+        rows.append([cell(row["checkpoint"]), f"{row['mask/iou']:.4f} {interval}", *gains, *scores])
     return "\n".join(markdown_table(header, rows, numeric_from=1))
+
+
+def signed(interval: list[float] | None) -> str:
+    """An interval of gains as [+lo, +hi]; "–" for none (the first row, or too few images or objects)."""
+    return "[{:+.4f}, {:+.4f}]".format(*interval) if interval else "–"
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="compare")

@@ -186,7 +186,7 @@ def evaluate(
         if not has_depth:  # a set without depth: its depth rows mean nothing
             model = {k: v for k, v in model.items() if not k.startswith("loss/depth")}
         if resolution == "native":
-            native, baseline = native_mask_scores(
+            native, baseline, by_object = native_mask_scores(
                 module, datamodule.datasets["val"], datamodule.datasets["test"], torch_device, outline, mirror
             )
             model = {**{k: v for k, v in model.items() if not k.startswith("mask/")}, **native}
@@ -202,6 +202,8 @@ def evaluate(
                    "outline": repr(outline) if outline and resolution == "native" else None,
                    "mirror": mirror and resolution == "native",
                    "model": model, "baseline": baseline}  # fmt: skip
+        if resolution == "native" and by_object is not None:
+            results["by_object"] = by_object
         depth_base = depth_baseline(datamodule, depth.scale, align) if has_depth else None
         if depth_base is not None:
             results["depth_baseline"] = depth_base
@@ -226,6 +228,19 @@ def table(results: dict) -> str:
     return "\n".join(markdown_table(header, rows))
 
 
+WORST_OBJECTS_SHOWN = 10
+
+
+def object_table(by_object: dict[str, dict], shown: int = WORST_OBJECTS_SHOWN) -> str:
+    """Markdown: the `shown` objects with the lowest model IoU (`results["by_object"]`), worst first, each beside
+    the baseline's IoU on the same images, with a line saying how many objects there are in all."""
+    worst = sorted(by_object.items(), key=lambda item: (item[1]["model"], item[0]))[:shown]
+    header = ["object", "images", "model IoU", "\\|fg_bg − bg\\| baseline IoU"]
+    rows = [[name, str(row["images"]), cell(row["model"]), cell(row["baseline"])] for name, row in worst]
+    lines = markdown_table(header, rows, numeric_from=1)
+    return "\n".join([f"the {len(worst)} lowest of {len(by_object)} objects (all in metrics.json):", *lines])
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
     with exit_on_data_error(CheckpointError, ValueError):
@@ -236,6 +251,8 @@ def main(cfg: DictConfig) -> None:
           f"baseline threshold {results['baseline']['threshold']:.2f}; mirrored: {results['mirror']}; "
           f"outline step: {results['outline']}")  # fmt: skip
     print(table(results))
+    if results.get("by_object"):
+        print(object_table(results["by_object"]))
 
 
 if __name__ == "__main__":

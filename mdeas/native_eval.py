@@ -5,7 +5,10 @@ baseline on the same full-size pixels.
 Reported for model and baseline alike: pooled ``mask/iou``, ``mask/dice`` (and accuracy, precision, recall),
 ``mask/iou_per_image`` (mean over images) and ``mask/boundary_f`` (boundary F-score, mean over images); and 95 %
 bootstrap intervals over images of the pooled IoU (``mask/iou_ci95``) and of the model's gain over the baseline
-(``mask/iou_gain_ci95``, paired: the same resampled images for both).
+(``mask/iou_gain_ci95``, paired: the same resampled images for both). Where every sample names its foreground
+object (`mdeas.data.splits.object_of`), also the same intervals resampling whole objects
+(``mask/iou_ci95_by_object``, ``mask/iou_gain_ci95_by_object``): the composites of one object move together, so these
+say how the scores would move on other objects, and each object's own pooled IoU (``by_object``).
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from mdeas.baseline import difference, fit_threshold
 from mdeas.data.dataset import MaskDepthDataset, load_sample
 from mdeas.data.decode import binarise
 from mdeas.data.errors import DataError
+from mdeas.data.layouts import Sample
+from mdeas.data.splits import object_of
 from mdeas.inference import full_resolution
 from mdeas.metrics.classes import MaskMetrics
 from mdeas.metrics.functional import mask_labels
@@ -30,10 +35,10 @@ from mdeas.outline import KnownBackgroundOutline
 log = logging.getLogger(__name__)
 
 
-def full_size_samples(dataset: MaskDepthDataset) -> Iterator[dict[str, torch.Tensor]]:
+def full_size_samples(dataset: MaskDepthDataset) -> Iterator[dict[str, torch.Tensor | list[str]]]:
     """Each sample of `dataset` at its stored size, as a batch of one: bg, fg_bg RGB float32 [1,3,H,W] in [0, 1];
-    mask float32 [1,1,H,W] in {0, 1}. A sample that raises DataError is left out when `dataset.on_error` is
-    "skip", and the count of those left out is logged at the end."""
+    mask float32 [1,1,H,W] in {0, 1}; id, [the sample's id]. A sample that raises DataError is left out when
+    `dataset.on_error` is "skip", and the count of those left out is logged at the end."""
     skipped = 0
     for sample in dataset.samples:
         try:
@@ -44,23 +49,26 @@ def full_size_samples(dataset: MaskDepthDataset) -> Iterator[dict[str, torch.Ten
             skipped += 1
             continue
         rgb = {k: torch.from_numpy(arrays[k]).permute(2, 0, 1)[None].float() / 255 for k in ("bg", "fg_bg")}
-        yield {**rgb, "mask": torch.from_numpy(binarise(arrays["mask"]))[None, None]}
+        yield {**rgb, "mask": torch.from_numpy(binarise(arrays["mask"]))[None, None], "id": [sample.id]}
     if skipped:
         log.warning("left out %d of %d samples that cannot be read (data.on_error=skip)", skipped, len(dataset.samples))
 
 
 class MaskScores:
     """Pooled and per-image mask scores over several updates (see the module docstring for the names), keeping
-    each image's intersection and union for bootstrap intervals."""
+    each image's intersection and union, and its sample id when given, for bootstrap intervals."""
 
     def __init__(self, from_logits: bool) -> None:
         self.pooled = MaskMetrics(from_logits=from_logits)
         self.per_image = PerImageMaskMetrics(from_logits=from_logits)
         self.from_logits = from_logits
         self.counts: list[tuple[int, int]] = []  # (intersection, union) pixels per image
+        self.ids: list[str] = []  # the sample id per image, where every update gave them
 
-    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
-        """Add a batch: `pred` logits (or probabilities) and `target` in {0, 1}, float [B, 1, H, W] each."""
+    def update(self, pred: torch.Tensor, target: torch.Tensor, ids: Sequence[str] = ()) -> None:
+        """Add a batch: `pred` logits (or probabilities) and `target` in {0, 1}, float [B, 1, H, W] each, and
+        optionally the batch's sample ids."""
+        self.ids += ids
         self.pooled.update(pred, target)
         self.per_image.update(pred, target)
         hard, truth = (label.bool() for label in mask_labels(pred, target, from_logits=self.from_logits))
@@ -81,22 +89,67 @@ def bootstrap_iou(
     draws: int = 2000,
     seed: int = 0,
     min_images: int = MIN_BOOTSTRAP_IMAGES,
+    groups: Sequence[str] | None = None,
 ) -> dict:
-    """95 % bootstrap intervals over images (the same resampled images for both) of the pooled IoU of the model,
-    of the baseline and of their difference: {"model": [lo, hi], "baseline": [lo, hi], "gain": [lo, hi]}; each
-    None under `min_images` images, too few to resample (one image gives an interval of width 0)."""
-    if len(model) < min_images:
+    """95 % bootstrap intervals of the pooled IoU of the model, of the baseline and of their difference, from each
+    image's (intersection, union) pixels: {"model": [lo, hi], "baseline": [lo, hi], "gain": [lo, hi]}. Images are
+    resampled (the same resampled images for both), or with `groups` (a label per image, e.g. its object) whole
+    groups: each draw takes as many groups as there are, with replacement, and pools all their images. Each None
+    under `min_images` images (groups), too few to resample (one gives an interval of width 0)."""
+    m, b = np.asarray(model, np.float64).reshape(-1, 2), np.asarray(baseline, np.float64).reshape(-1, 2)
+    if groups is not None:
+        if len(groups) != len(m):
+            raise ValueError(f"bootstrap_iou needs a group per image: {len(groups)} groups for {len(m)} images")
+        m, b = group_sums(m, groups), group_sums(b, groups)
+    if len(m) < min_images:
         return {"model": None, "baseline": None, "gain": None}
-    m, b = np.asarray(model, np.float64), np.asarray(baseline, np.float64)
     picks = np.random.default_rng(seed).integers(0, len(m), size=(draws, len(m)))
 
-    def pooled(counts: np.ndarray) -> np.ndarray:
-        inter, union = counts[picks, 0].sum(1), counts[picks, 1].sum(1)
-        return np.where(union > 0, inter / np.maximum(union, 1), 1.0)
-
-    iou_m, iou_b = pooled(m), pooled(b)
+    iou_m, iou_b = (pooled_iou(counts[picks].sum(1)) for counts in (m, b))
     interval = lambda x: [float(v) for v in np.percentile(x, [2.5, 97.5])]  # noqa: E731
     return {"model": interval(iou_m), "baseline": interval(iou_b), "gain": interval(iou_m - iou_b)}
+
+
+def pooled_iou(counts: np.ndarray) -> np.ndarray:
+    """IoU of (intersection, union) counts [..., 2] summed over their images: [...]; 1 where the union is empty."""
+    inter, union = counts[..., 0], counts[..., 1]
+    return np.where(union > 0, inter / np.maximum(union, 1), 1.0)
+
+
+def group_sums(counts: np.ndarray, groups: Sequence[str]) -> np.ndarray:
+    """Per-image (intersection, union) counts [N, 2] summed per group: [G, 2], groups in sorted order."""
+    _, index = np.unique(np.asarray(groups, dtype=str), return_inverse=True)
+    return np.stack([np.bincount(index, counts[:, k]) for k in (0, 1)], axis=1)
+
+
+def iou_by_object(model: MaskScores, baseline: MaskScores, objects: Sequence[str]) -> dict[str, dict]:
+    """{object: {"images", "model", "baseline"}}: each object's pooled IoU over its images, for both."""
+    names, images = np.unique(np.asarray(objects, dtype=str), return_counts=True)
+    model_iou, baseline_iou = (
+        pooled_iou(group_sums(np.asarray(s.counts, np.float64), objects)) for s in (model, baseline)
+    )
+    return {
+        str(name): {"images": int(n), "model": float(m), "baseline": float(b)}
+        for name, n, m, b in zip(names, images, model_iou, baseline_iou, strict=True)
+    }
+
+
+def objects_of(samples: Sequence[Sample], ids: Sequence[str]) -> list[str] | None:
+    """The foreground object (`object_of`) of each of `ids`, ids of `samples`; None if any of them names none."""
+    by_id = {sample.id: sample for sample in samples}
+    try:
+        return [object_of(by_id[i]) for i in ids]
+    except ValueError:
+        return None
+
+
+def paired_intervals(model: MaskScores, other: MaskScores, objects: Sequence[str] | None) -> dict[str, dict]:
+    """`bootstrap_iou` of `model` against `other`, scored on the same images, by the suffix of the metric names:
+    "" resampling images and, with `objects` (one per image: `objects_of`), "_by_object" resampling objects."""
+    intervals = {"": bootstrap_iou(model.counts, other.counts)}
+    if objects is not None:
+        intervals["_by_object"] = bootstrap_iou(model.counts, other.counts, groups=objects)
+    return intervals
 
 
 @torch.no_grad()
@@ -126,7 +179,7 @@ def model_mask_scores(
     scores = [MaskScores(from_logits=True) for _ in modules]
     for batch, logits in full_size_logits(modules, test, device, outline, mirror):
         for score, one in zip(scores, logits, strict=True):
-            score.update(one, batch["mask"])
+            score.update(one, batch["mask"], batch["id"])
     return scores
 
 
@@ -137,18 +190,18 @@ def native_mask_scores(
     device: torch.device | str = "cpu",
     outline: KnownBackgroundOutline | None = None,
     mirror: bool = False,
-) -> tuple[dict[str, float], dict]:
-    """(model scores, baseline scores with its "threshold") on `test` at full size (`full_size_logits`), in one
-    pass over its samples; the baseline's threshold is chosen on `val` at full size."""
+) -> tuple[dict[str, float], dict, dict | None]:
+    """(model scores, baseline scores with its "threshold", each object's IoU or None: `iou_by_object`) on `test`
+    at full size (`full_size_logits`), in one pass over its samples; the baseline's threshold is chosen on `val` at
+    full size."""
     threshold = fit_threshold(full_size_samples(val), lambda images: images)
     model, baseline = MaskScores(from_logits=True), MaskScores(from_logits=False)
     for batch, (logits,) in full_size_logits([module], test, device, outline, mirror):
-        model.update(logits, batch["mask"])
+        model.update(logits, batch["mask"], batch["id"])
         baseline.update((difference(batch["bg"], batch["fg_bg"]) > threshold).float(), batch["mask"])
-    model_scores = {**model.compute(), "mask/iou_ci95": None}
-    baseline_scores = {"threshold": threshold, **baseline.compute(), "mask/iou_ci95": None}
-    if model.counts:
-        ci = bootstrap_iou(model.counts, baseline.counts)
-        model_scores["mask/iou_ci95"], baseline_scores["mask/iou_ci95"] = ci["model"], ci["baseline"]
-        model_scores["mask/iou_gain_ci95"] = ci["gain"]
-    return model_scores, baseline_scores
+    model_scores, baseline_scores = model.compute(), {"threshold": threshold, **baseline.compute()}
+    objects = objects_of(test.samples, model.ids) if model.ids else None
+    for suffix, ci in paired_intervals(model, baseline, objects).items():
+        model_scores[f"mask/iou_ci95{suffix}"], baseline_scores[f"mask/iou_ci95{suffix}"] = ci["model"], ci["baseline"]
+        model_scores[f"mask/iou_gain_ci95{suffix}"] = ci["gain"]
+    return model_scores, baseline_scores, iou_by_object(model, baseline, objects) if objects is not None else None

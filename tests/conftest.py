@@ -67,8 +67,12 @@ def compose_train(output_dir: Path, data: Path, *overrides: str) -> DictConfig:
         )
 
 
-def write_canonical_zip(path: Path, num_samples: int = 12, size: int = 32, fg_per_bg: int = 2, seed: int = 0) -> Path:
-    """A small canonical dataset written by hand: a bright square on a random background, known depth."""
+def write_canonical_zip(
+    path: Path, num_samples: int = 12, size: int = 32, fg_per_bg: int = 2, seed: int = 0, objects: int | None = None
+) -> Path:
+    """A small canonical dataset written by hand: a bright square on a random background, known depth. Ids are
+    b<bg>_f<sample>, or with `objects` the seed scheme's b<bg>_o<object>_m0_s<sample>_p0, sample i showing
+    object i % objects."""
     rng = np.random.default_rng(seed)
     rows = []
     with zipfile.ZipFile(path, "w") as zf:
@@ -84,7 +88,7 @@ def write_canonical_zip(path: Path, num_samples: int = 12, size: int = 32, fg_pe
             depth = np.full((size, size), 10000, np.uint16)
             depth[mask > 0] = 2000 + 100 * i
             depth[0, 0] = 0  # one unknown pixel
-            sid = f"b{b:03d}_f{i:02d}"
+            sid = f"b{b:03d}_f{i:02d}" if objects is None else f"b{b:03d}_o{i % objects:03d}_m0_s{i:02d}_p0"
             zf.writestr(f"fg_bg/{sid}.jpg", encode(fg_bg, "JPEG"))
             zf.writestr(f"mask/{sid}.png", encode(mask, "PNG"))
             zf.writestr(f"depth/{sid}.png", encode(depth, "PNG"))

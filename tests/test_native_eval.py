@@ -20,10 +20,18 @@ from mdeas.compare import compare, same_data, table
 from mdeas.data.dataset import MaskDepthDataset, load_sample
 from mdeas.data.decode import binarise
 from mdeas.data.errors import DataError
-from mdeas.data.layouts import load_index
-from mdeas.evaluate import data_config, evaluate
+from mdeas.data.layouts import Sample, load_index
+from mdeas.evaluate import data_config, evaluate, object_table
 from mdeas.inference import Predictor, full_resolution, load_module
-from mdeas.native_eval import MaskScores, bootstrap_iou, full_size_samples, model_mask_scores
+from mdeas.native_eval import (
+    MaskScores,
+    bootstrap_iou,
+    full_size_logits,
+    full_size_samples,
+    iou_by_object,
+    model_mask_scores,
+    objects_of,
+)
 from mdeas.outline import KnownBackgroundOutline
 from mdeas.train import train
 from tests.conftest import compose_train, encode, truncated_fg_bg, write_canonical_zip
@@ -178,6 +186,76 @@ def test_bootstrap_intervals_hold_the_point_estimate_and_pair_the_images(run):
     assert spread["model"] == [0.0, 1.0] and spread["baseline"] == [0.0, 0.75]
     # paired: the per-image gains are 0, 1/12 and 1/12, never negative (unpaired, the interval would cross 0)
     assert spread["gain"] == [0.0, 0.25]
+
+
+def test_the_bootstrap_by_object_resamples_whole_objects():
+    """Objects a (two images, 1/2 + 1/2 of union 2 each) and b (one image, 4 of 4): a draw of two objects pools
+    a+a = 2/4, a+b = 6/8 or b+b = 8/8 with chances 1/4, 1/2, 1/4, so the 95 % interval runs from 0.5 to 1.0; the
+    image bootstrap of the same three images draws 0.25/0.5... as well (a draw of a's images alone: 3/6 at least)."""
+    model, baseline = [(1, 2), (1, 2), (4, 4)], [(0, 2), (0, 2), (2, 4)]
+    grouped = bootstrap_iou(model, baseline, min_images=2, groups=["a", "a", "b"])
+    assert grouped["model"] == [0.5, 1.0] and grouped["baseline"] == [0.0, 0.5]
+    assert grouped["gain"] == [0.5, 0.5]  # the gain is 1/2 in every one of the three kinds of draw
+    # one image per group, labels in sorted order: the same draws as resampling images
+    counts, other = [(3, 4), (0, 2), (5, 5), (1, 3), (2, 2)], [(1, 4), (1, 2), (4, 5), (0, 3), (2, 2)]
+    assert bootstrap_iou(counts, other, groups=list("abcde")) == bootstrap_iou(counts, other)
+    # ten images of two objects: too few objects to resample, however many images
+    assert bootstrap_iou(counts * 2, other * 2, groups=list("ab") * 5) == {
+        "model": None,
+        "baseline": None,
+        "gain": None,
+    }
+    with pytest.raises(ValueError, match="bootstrap_iou needs a group per image: 2 groups for 3 images"):
+        bootstrap_iou(model, baseline, groups=["a", "b"])
+
+
+def test_each_objects_iou_pools_its_own_images():
+    model, baseline = MaskScores(from_logits=False), MaskScores(from_logits=False)
+    model.counts, baseline.counts = [(1, 2), (3, 4), (0, 0)], [(0, 2), (1, 4), (0, 3)]
+    assert iou_by_object(model, baseline, ["7", "3", "7"]) == {
+        "3": {"images": 1, "model": 0.75, "baseline": 0.25},
+        "7": {"images": 2, "model": 0.5, "baseline": 0.0},  # (1 + 0) / (2 + 0) and (0 + 0) / (2 + 3)
+    }
+    table = object_table(iou_by_object(model, baseline, ["7", "3", "7"]), shown=1)
+    assert table.splitlines()[0] == "the 1 lowest of 2 objects (all in metrics.json):"
+    assert table.splitlines()[-1] == "| 7 | 2 | 0.5000 | 0.0000 |"
+
+
+def test_objects_of_reads_each_scored_id_or_gives_none():
+    named = [
+        Sample(f"b00000_o00{i}_m0_s0_p0", "bg/b00000.jpg", f"fg_bg/{i}.jpg", f"mask/{i}.png", None) for i in (1, 2)
+    ]
+    assert objects_of(named, [named[1].id, named[0].id, named[1].id]) == ["002", "001", "002"]
+    nameless = Sample("photo_1", "bg/a.jpg", "fg_bg/photo_1.jpg", "mask/photo_1.png", None)
+    assert objects_of([*named, nameless], [named[0].id, nameless.id]) is None  # one without an object: no groups
+
+
+def test_evaluate_reports_intervals_over_objects_and_each_objects_iou(run, tmp_path):
+    data = write_canonical_zip(tmp_path / "objects.zip", num_samples=40, size=64, objects=6)
+    results = evaluate(run["ckpt"], {"path": str(data)}, str(tmp_path / "e"))
+    model, baseline, by_object = results["model"], results["baseline"], results["by_object"]
+    assert sorted(by_object) == [f"{o:03d}" for o in range(6)]
+    assert sum(row["images"] for row in by_object.values()) == results["samples"]
+    module = load_module(run["ckpt"])
+    dm = instantiate(data_config(module.hparams.data["config"], {"path": str(data)}), _convert_="all")
+    dm.setup("test")
+    test, inter_union = dm.datasets["test"], {name: np.zeros(2) for name in by_object}
+    for sample, (batch, (logits,)) in zip(test.samples, full_size_logits([module], test), strict=True):
+        pred, truth = logits[0, 0] > 0, batch["mask"][0, 0] > 0.5
+        inter_union[sample.id.split("_")[1][1:]] += [int((pred & truth).sum()), int((pred | truth).sum())]
+    for name, (inter, union) in inter_union.items():
+        assert by_object[name]["model"] == pytest.approx(inter / union, abs=1e-9), name
+    for scores in (model, baseline):
+        lo, hi = scores["mask/iou_ci95_by_object"]
+        assert lo <= scores["mask/iou"] <= hi
+    lo, hi = model["mask/iou_gain_ci95_by_object"]
+    assert lo <= model["mask/iou"] - baseline["mask/iou"] <= hi
+    assert "by_object" not in run["native"]  # ids that name no object: no groups
+    same = compare([run["ckpt"], run["ckpt"]], {"path": str(data)}, str(tmp_path / "c"))
+    assert same["rows"][0]["mask/iou_ci95_by_object"] == model["mask/iou_ci95_by_object"]
+    assert same["rows"][1]["mask/iou_gain_ci95_by_object"] == [0.0, 0.0]
+    assert "gain, objects resampled [95 %]" in table(same).splitlines()[0]
+    assert "gain, objects resampled" not in table(compare([run["ckpt"]], {}, str(tmp_path / "n")))
 
 
 def test_evaluate_refuses_an_empty_val_split_where_the_baseline_chooses_its_threshold(run, tmp_path):
