@@ -10,6 +10,7 @@ mirrored left to right (`mirror=false`: one pass; depth stays one pass, at the m
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
@@ -42,6 +43,8 @@ from mdeas.resume_dir import run_folder
 
 OTHER_DATASET_SPLIT = [0.0, 0.15, 0.85]
 RESOLUTIONS = ("native", "model")
+
+log = logging.getLogger(__name__)
 
 
 def same_files(a: str | list[str] | None, b: str | list[str] | None) -> bool:
@@ -163,6 +166,10 @@ def evaluate(
         datamodule = instantiate(data_config(stored, data, contents), _convert_="all")
         datamodule.prepare_data()
         datamodule.setup("test")
+        if contents and "path" not in data and datamodule.index.store.contents() != contents:
+            log.warning("%s: not the files this checkpoint trained on (their contents differ from those it recorded: "
+                        "a changed generator or a replaced zip), so its splits may differ from training's",
+                        datamodule.index.store.describe())  # fmt: skip
         needs = {"test": "it is what is scored", "val": "the |fg_bg − bg| baseline's threshold is chosen on it"}
         for split, why in needs.items():
             if not datamodule.datasets[split]:

@@ -90,10 +90,10 @@ def folder_items(root: Path, images: list[Path]) -> Iterator[Item]:
         yield fg.stem, *pair
 
 
-def zip_items(paths: str | list[str], out: Path) -> Iterator[Item]:
-    """The samples of a dataset zip or of several (any supported layout), named by their ids; every id is checked
-    (`output_stem`) before the first sample is read."""
-    store = (index := load_index(paths)).store
+def zip_items(paths: str | list[str], out: Path, layout: str | None = None) -> Iterator[Item]:
+    """The samples of a dataset zip or of several (any supported layout: `layout`, or detected when None), named by
+    their ids; every id is checked (`output_stem`) before the first sample is read."""
+    store = (index := load_index(paths, layout)).store
     for s in index.samples:
         output_stem(out, s.id, store.source(s.fg_bg))
     for s in index.samples:
@@ -212,12 +212,12 @@ def items_of(cfg: DictConfig) -> tuple[Iterator[Item], int | None]:
         return pair_items(cfg.bg, cfg.fg_bg), 1
     if cfg.input:
         if not isinstance(cfg.input, str):  # a list of zips: one dataset (e.g. the seeds' sets split over zips)
-            return zip_items([str(path) for path in cfg.input], Path(cfg.output)), None
+            return zip_items([str(path) for path in cfg.input], Path(cfg.output), cfg.get("layout")), None
         root = Path(cfg.input)
         if root.is_dir():
             images = folder_images(root)
             return folder_items(root, images), len(images)
-        return zip_items(str(root), Path(cfg.output)), None
+        return zip_items(str(root), Path(cfg.output), cfg.get("layout")), None
     raise ValueError("give bg=... fg_bg=..., input=DIR, input=ZIP or video=... bg=...")
 
 

@@ -203,7 +203,7 @@ def format_metrics(results: dict) -> str:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Train; return `optimized_metric` of the val metrics to a sweeper (None after `tune_lr=only`, or without
-    validation: `trainer.limit_val_batches=0`).
+    validation: `+trainer.limit_val_batches=0`).
 
     Bad data, bad config values (ValueError, e.g. CheckpointError, and Lightning's MisconfigurationException), a
     broken progressive chain and a non-finite loss end the run with one line `error: ...` and exit status 1; in a

@@ -194,8 +194,14 @@ def test_predict_takes_a_list_of_zips_as_one_dataset(trained, tmp_path):
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
         overrides = [f"ckpt_path={trained['ckpt']}", f"input=[{','.join(zips)}]", f"output={tmp_path / 'o'}"]
         predict(compose("predict", overrides=[*overrides, "device=cpu"]))
+        predict(compose("predict", overrides=[*overrides[:2], f"output={tmp_path / 'l'}", "layout=canonical"]))
+        unknown = compose("predict", overrides=[*overrides[:2], f"output={tmp_path / 'x'}", "layout=nope"])
     masks = sorted(p.relative_to(tmp_path / "o").as_posix() for p in (tmp_path / "o").rglob("*_mask.png"))
     assert masks == ["b000_f00_mask.png", "b000_f01_mask.png", "zb/b000_f00_mask.png", "zb/b000_f01_mask.png"]
+    named = sorted(p.relative_to(tmp_path / "l").as_posix() for p in (tmp_path / "l").rglob("*_mask.png"))
+    assert named == masks  # the layout given: the same samples as detected
+    with pytest.raises(DataError, match="za.zip.*unknown data.layout 'nope'; one of"):
+        predict(unknown)
 
 
 def test_predict_limit_takes_the_first_samples_and_refuses_a_count_that_is_not_one(trained, tmp_path):

@@ -1,9 +1,14 @@
+from pathlib import Path
+
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
 
 from mdeas.models import create_model, list_models
 from mdeas.models.blocks import DenseBlock, upsampling_layer
 from mdeas.summary import summarise
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 def test_size_not_divisible_by_stride_is_a_clear_error():
@@ -35,6 +40,12 @@ def test_registry_lists_and_rejects_unknown_names():
     with pytest.raises(KeyError, match="unknown model 'nope'; known models: .*densenet_dilated") as caught:
         create_model("nope")
     assert str(caught.value).startswith("unknown model")  # no quotes around the message, as a KeyError would add
+
+
+def test_summary_takes_a_presets_own_input_size_and_224_otherwise():
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        sizes = [compose("summary", overrides=o).data.image_size for o in ([], ["model=resunet_detail"])]
+    assert sizes == [224, 256]  # resunet_detail needs a multiple of 64
 
 
 def test_summary_ends_with_total_params():

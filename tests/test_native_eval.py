@@ -268,6 +268,17 @@ def test_evaluate_refuses_an_empty_test_split_in_one_line(run, tmp_path):
         evaluate(run["ckpt"], {"split": [0.5, 0.5, 0.0]}, str(tmp_path / "e"))
 
 
+def test_evaluate_warns_when_the_checkpoints_own_data_no_longer_holds_what_it_trained_on(run, tmp_path, caplog):
+    ckpt = torch.load(run["ckpt"], weights_only=True)
+    ckpt["hyper_parameters"]["data"]["contents"] = ["0" * 16]  # as if the zip at its path had been replaced
+    torch.save(ckpt, tmp_path / "moved.ckpt")
+    with caplog.at_level(logging.WARNING, logger="mdeas.evaluate"):
+        evaluate(run["ckpt"], {}, str(tmp_path / "same"), resolution="model")
+        assert "not the files this checkpoint trained on" not in caplog.text
+        evaluate(str(tmp_path / "moved.ckpt"), {}, str(tmp_path / "moved"), resolution="model")
+    assert f"{run['data']}: not the files this checkpoint trained on (their contents differ" in caplog.text
+
+
 def test_a_checkpoint_without_a_data_config_is_evaluated_with_the_data_modules_defaults(run, tmp_path):
     ckpt = torch.load(run["ckpt"], weights_only=True)
     ckpt["hyper_parameters"]["data"] = None

@@ -338,7 +338,7 @@ def _kind_of_entry(name: str, zip_kinds: set[str], file_kinds: set[str]) -> tupl
     return file_kinds, 0
 
 
-_NAME_KINDS = "name each zip or folder after its kind (bg, fg_bg, mask, depth), or set data.layout"
+_NAME_KINDS = "name each zip or folder after its kind (bg, fg_bg, mask, depth), or set data.layout (predict: layout=)"
 
 
 def _classify(store: ZipStore, i: int) -> dict[str, list[tuple[str, str]]]:
@@ -463,7 +463,7 @@ def detect_layout(store: ZipStore) -> str:
         raise DataError(
             store.describe(),
             None,
-            f"manifests of several layouts ({', '.join(sorted(found))}); set data.layout",
+            f"manifests of several layouts ({', '.join(sorted(found))}); set data.layout (predict: layout=)",
             "layout",
         )
     return found.pop() if found else "by_kind"
