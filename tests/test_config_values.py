@@ -63,7 +63,11 @@ def test_the_data_module_names_a_bad_value_before_reading_data(tmp_path, overrid
 
 def test_depth_inverted_must_be_a_flag_when_reading_a_set(tmp_path):
     data = write_canonical_zip(tmp_path / "set.zip")
-    assert dataset_stats(str(data), depth_inverted=True)["depth"] is not None
+    plain, inverted = dataset_stats(str(data))["depth"], dataset_stats(str(data), depth_inverted=True)["depth"]
+    # write_canonical_zip: 12 samples of 1,023 known pixels (one unknown), 879 at 10 m and 144 at 2 + 0.1 i m, of 20 m
+    mean = (12 * 879 * 0.5 + 144 * sum(0.1 + 0.005 * i for i in range(12))) / (12 * 1023)
+    assert plain["mean"] == pytest.approx(mean) and inverted["mean"] == pytest.approx(1 - mean)  # d → 1 − d
+    assert inverted["std"] == pytest.approx(plain["std"]) and inverted["known"] == plain["known"] == 1023 / 1024
     with pytest.raises(ValueError, match=r"^depth_inverted must be true or false, got 'maybe'$"):
         dataset_stats(str(data), depth_inverted="maybe")
 

@@ -145,7 +145,16 @@ def test_augmentation_is_seeded_per_sample_whatever_the_batch_size(zip_path):
         whole = torch.cat([b[key] for b in first])
         assert torch.equal(whole, torch.cat([b[key] for b in again]))
         assert torch.equal(whole, torch.cat([b[key] for b in pairs]))
-    assert not torch.equal(first[0]["bg"], other[0]["bg"])
+    # sample by sample (the seed also reorders and re-splits): augmented, and drawn anew under another seed
+    seeded, plain, reseeded = (by_id(b, "bg") for b in (first, batches(datamodule(zip_path)), other))
+    assert seeded.keys() == plain.keys() and sum(not torch.equal(seeded[i], plain[i]) for i in seeded) >= 2
+    common = seeded.keys() & reseeded.keys()
+    assert len(common) >= 2 and any(not torch.equal(seeded[i], reseeded[i]) for i in common)
+
+
+def by_id(batches: list[dict], key: str) -> dict[str, torch.Tensor]:
+    """{sample id: its `key` tensor} over `batches`."""
+    return {sample: batch[key][k] for batch in batches for k, sample in enumerate(batch["id"])}
 
 
 def test_validation_batches_are_normalised_but_not_augmented(zip_path):

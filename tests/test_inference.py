@@ -46,6 +46,7 @@ def run(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 def test_evaluate_reproduces_the_runs_test_metrics(trained):
     results = evaluate(str(trained["ckpt"]), {}, str(trained["root"] / "eval"), resolution="model")
+    assert {"test/mask/iou", "test/depth/delta1", "test/depth/rmse"} <= trained["results"]["test"].keys()
     for key, value in trained["results"]["test"].items():
         assert results["model"][key.removeprefix("test/")] == pytest.approx(value, rel=1e-5, abs=1e-6), key
     assert 0.0 < results["baseline"]["threshold"] <= 0.5

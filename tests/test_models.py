@@ -25,6 +25,10 @@ def test_dense_block_links_are_additive():
         torch.nn.init.zeros_(conv[3].bias)
     x = torch.randn(1, 4, 6, 6)
     assert torch.allclose(block(x), block.proj(x))
+    # with each conv the identity, dense links sum x1 = x, x2 = x + x1 = 2x, x3 = x + x1 + x2 = 4x: proj(8x)
+    # (convs that each read x alone would give proj(4x))
+    block.convs = torch.nn.ModuleList(torch.nn.Identity() for _ in range(3))
+    assert torch.allclose(block(x), block.proj(8 * x)) and not torch.allclose(block(x), block.proj(4 * x))
 
 
 def test_upsample_kinds():

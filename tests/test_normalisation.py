@@ -22,6 +22,7 @@ def test_values_by_hand_and_inverse():
 
 
 def test_defaults_are_imagenet_and_not_saved_in_state_dicts():
+    assert (IMAGENET_MEAN, IMAGENET_STD) == ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))  # the published values
     norm = Normalisation()
     assert norm.mean.flatten().tolist() == pytest.approx(IMAGENET_MEAN)
     assert norm.std.flatten().tolist() == pytest.approx(IMAGENET_STD)

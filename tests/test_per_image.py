@@ -53,6 +53,11 @@ def test_the_metric_scores_boundaries_at_the_sizes_tolerance():
     metric = PerImageMaskMetrics(from_logits=False)
     metric.update(shifted.float(), a.float())
     assert metric.compute()["boundary_f"].item() == 1.0
+    # 2 px apart: of the 20 outline pixels of either square, 12 lie within 1 px of the other's outline (8 on the two
+    # edges along the shift, 4 on the edge inside the other square), so F = 0.6; a tolerance of 2 px would give 1.0
+    metric = PerImageMaskMetrics(from_logits=False)
+    metric.update(square(16, 4, 6, 6).float(), a.float())
+    assert metric.compute()["boundary_f"].item() == pytest.approx(0.6)
 
 
 def test_per_image_mean_differs_from_pooling():

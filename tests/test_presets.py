@@ -15,7 +15,8 @@ from tests.conftest import compose_train, write_canonical_zip
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 
-# The seeds' published totals (the README's model table) and the efficient design's own count.
+# The seeds' published totals (the README's model table) and the efficient design's count, derived by hand in
+# test_mobile_unet_count_follows_from_its_design.
 PARAMS = {
     "densenet_dilated": 1_521_026,
     "resunet": 11_033_922,
@@ -53,6 +54,33 @@ def test_preset_matches_its_parameter_count_and_stride(name):
     model = create_model(name)
     assert n_params(model) == PARAMS[name]
     assert model.stride == STRIDES[name]
+
+
+def test_mobile_unet_count_follows_from_its_design():
+    """mobile_unet's parameters counted from its design (mdeas.models.presets.mobile_unet): a bias-free conv + BN,
+    ConvBN(i, o, k), holds i·o·k² + 2o; an inverted residual block an expansion ConvBN(i, mid, 1) where mid ≠ i, a
+    depthwise k×k conv + BN (mid·k² + 2·mid), a squeeze-excite of width r (two 1×1 convs with biases: 2·mid·r + r +
+    mid) and a projection ConvBN(mid, o, 1)."""
+
+    def conv_bn(i: int, o: int, k: int) -> int:
+        return i * o * k * k + 2 * o
+
+    def block(i: int, o: int, k: int, mid: int, r: int) -> int:
+        expand = conv_bn(i, mid, 1) if mid != i else 0
+        return expand + mid * k * k + 2 * mid + (2 * mid * r + r + mid if r else 0) + conv_bn(mid, o, 1)
+
+    # (in, out, kernel, mid = in × expansion rounded to a multiple of 8, r = mid / 4 rounded so, 0: no SE)
+    blocks = [(16, 16, 3, 16, 8), (16, 24, 3, 64, 0), (24, 24, 3, 72, 0), (24, 40, 5, 72, 24), (40, 40, 5, 120, 32),
+              (40, 80, 3, 240, 0), (80, 80, 3, 200, 0), (80, 112, 3, 480, 120), (112, 160, 5, 672, 168),
+              (160, 160, 5, 960, 240)]  # fmt: skip
+    encoder = conv_bn(6, 16, 3) + sum(block(*b) for b in blocks)  # the stem reads bg and fg_bg, 6 channels
+    # a decoder stage: (upsampled input + skip) channels i → o, depthwise 3×3 + BN, pointwise 1×1 + BN; a 16 → 1 head
+    stages = [(160 + 112, 96), (96 + 40, 48), (48 + 24, 32), (32 + 16, 24), (24, 16)]
+    decoder = sum(9 * i + 2 * i + i * o + 2 * o for i, o in stages) + 16 + 1
+    model = create_model("mobile_unet")
+    assert n_params(model.fusion) == encoder and n_params(model.neck) == 0
+    assert n_params(model.mask_decoder) == n_params(model.depth_decoder) == decoder
+    assert encoder + 2 * decoder == PARAMS["mobile_unet"]
 
 
 def test_dwsep_pair_is_two_separate_networks_with_the_seed_counts():

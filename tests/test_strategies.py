@@ -158,6 +158,7 @@ def test_bf16_mixed_precision_computes_in_bf16_and_keeps_fp32_weights_and_metric
     bf16 = ("trainer.precision=bf16-mixed", "+trainer.fast_dev_run=true", record)
     results = train(config(tmp_path / "r", tiny_zip, *bf16))
     assert RecordConvDtypes.outputs == {torch.bfloat16} and RecordConvDtypes.params == {torch.float32}
+    assert {"val/mask/iou", "val/score"} <= results["val"].keys()
     assert all(torch.isfinite(torch.tensor(v)) for v in results["val"].values())
 
 
@@ -418,6 +419,7 @@ def test_ddp_with_two_cpu_processes_syncs_metrics(tmp_path):
     from mdeas.evaluate import evaluate
 
     single = evaluate(metrics["best_checkpoint"], {}, str(tmp_path / "eval"))
+    assert {"test/mask/iou", "test/depth/delta1", "test/depth/rmse"} <= metrics["test"].keys()
     for key, value in metrics["test"].items():
         if "/loss" not in key:
             assert single["model"][key.removeprefix("test/")] == pytest.approx(value, rel=1e-5, abs=1e-6), key

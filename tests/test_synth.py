@@ -33,6 +33,7 @@ from mdeas.synth.generate import (
     make_sample,
     plan,
 )
+from mdeas.synth.scene import render_background
 from mdeas.synth.sensor import Sensor
 from mdeas.synth.shapes import OPEN_KINDS, SPRITE_KINDS, Sprite, make_sprite
 from mdeas.synth.solids import Solid
@@ -737,7 +738,20 @@ def test_the_sensor_vignettes_a_wide_image_by_its_own_rows_and_columns():
     assert out[10, 15, 0] == round(0.5 * (1 - 0.4 * ((0.5 / 30) ** 2 + (0.5 / 20) ** 2) * 2) * 255)
 
 
-def test_a_background_is_rendered_once_for_the_samples_that_share_it():
-    """make_background is cached per process: the seed scheme asks for it once per (background, object)."""
+def test_a_background_is_rendered_once_for_the_samples_that_share_it(tmp_path, monkeypatch):
+    """make_background is cached per process: the seed scheme asks for it once per (background, object), and
+    renders it once for all of them."""
     first = make_background(0, 3, 32, 20.0)
     assert make_background(0, 3, 32, 20.0) is first and make_background(0, 4, 32, 20.0) is not first
+    rendered = []
+
+    def counted(rng, *args):
+        rendered.append(args)
+        return render_background(rng, *args)
+
+    make_background.cache_clear()
+    monkeypatch.setattr("mdeas.synth.generate.render_background", counted)
+    options = {"scheme": "seed", "num_foregrounds": 2, "scales": [1.0], "positions": 1, "image_size": 32}
+    generate(tmp_path / "seed.zip", 8, workers=1, **options)  # 2 objects × 2 flips: 4 samples on each of 2 backgrounds
+    make_background.cache_clear()  # other tests must not get the counted renders
+    assert len(rendered) == 2
