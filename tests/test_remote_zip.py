@@ -27,7 +27,7 @@ from tests.conftest import TINY_RUN, write_canonical_zip
 
 class RangeServer(ThreadingHTTPServer):
     """Serves the files of `root` over HTTP/1.1 (kept alive) with single byte ranges (`a-b`, `a-`, `-n`), and
-    records every request as (path, Range header, status, body bytes sent).
+    records every request as (path, Range header, status, body bytes sent), and the client port it came from.
 
     Misbehaviours, for the error tests: `ignore_ranges` answers 200 with the whole file; `flaky` ("503" or
     "reset") fails the first request of each distinct range that way; `cut_at` (a byte offset) sends half of any
@@ -40,6 +40,7 @@ class RangeServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.root = root
         self.log: list[tuple[str, str, int, int]] = []
+        self.ports: list[int] = []  # the client's port per answered request (one per connection)
         self.lock = threading.Lock()
         self.ignore_ranges, self.flaky, self.cut_at, self.versioned = False, "", None, True
         self.cut_redirects = 0
@@ -107,6 +108,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _answer(self, status: int, body: bytes, headers: dict, length: int | None = None) -> None:
         self.server.record(self.path, self.headers.get("Range", ""), status, len(body))  # before the client sees it
+        self.server.ports.append(self.client_address[1])
         self.send_response(status)
         for key, value in {**headers, "Content-Length": str(len(body) if length is None else length)}.items():
             self.send_header(key, value)
@@ -222,12 +224,15 @@ def test_a_zip_whose_server_names_no_version_is_not_cached(server, tmp_path, cap
 def test_loader_workers_read_through_their_own_connections(server, tmp_path):
     local = write_canonical_zip(tmp_path / "set.zip", num_samples=60)
     kwargs = dict(image_size=32, batch_size=4, num_workers=2, cache_resized=False, pin_memory=False)
-    batches = []
+    batches, seen = [], []
     for path in (server.url("set.zip"), str(local)):
         data = MaskDepthDataModule(path=path, **kwargs)
         data.setup("fit")
+        seen.append(len(server.ports))
         batches.append(list(data.val_dataloader()))
     remote, here = batches
+    parent, loading = set(server.ports[: seen[0]]), set(server.ports[seen[0] : seen[1]])
+    assert len(loading) >= 2 and not loading & parent  # a connection per worker, none of them the parent's
     assert [b["id"] for b in remote] == [b["id"] for b in here]
     assert all(
         torch.equal(a["fg_bg"], b["fg_bg"]) and torch.equal(a["depth"], b["depth"])
