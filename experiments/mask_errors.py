@@ -53,11 +53,11 @@ def part_errors(
     the mirrored pair's when `mirror`)."""
     module, data = check_part(ckpt_path, zip_path, part)
     pooled, per_object = Counter(), defaultdict(Counter)
-    masks = full_size_logits([module], data, outline=outline, mirror=mirror)
-    for sample, (batch, (logits,)) in zip(data.samples, masks, strict=True):
+    samples = {sample.id: sample for sample in data.samples}
+    for batch, (logits,) in full_size_logits([module], data, outline=outline, mirror=mirror):
         counts = error_counts(logits[0, 0].numpy() > 0, batch["mask"][0, 0].numpy() > 0.5)
         pooled += counts
-        per_object[object_of(sample)] += counts
+        per_object[object_of(samples[batch["id"][0]])] += counts
     return pooled, dict(per_object)
 
 

@@ -40,8 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     quality = args.jpeg_quality[0] if len(args.jpeg_quality) == 1 else tuple(args.jpeg_quality)
     module, data = check_part(args.ckpt, str(args.zip), "val")
-    pairs = zip(data.samples, full_size_logits([module], data), strict=True)
-    outputs = {sample.id: (batch, out) for sample, (batch, (out,)) in pairs}
+    outputs = {batch["id"][0]: (batch, out) for batch, (out,) in full_size_logits([module], data)}
     step = KnownBackgroundOutline()
     counts = np.zeros((len(COLUMNS), 2))
     for sample_id, _, _, clean_bg, colour, mask in composites(args.zip, quality):

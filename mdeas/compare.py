@@ -25,7 +25,7 @@ from mdeas.atomic import output_folder, write_json
 from mdeas.cli import exit_on_data_error, run_app
 from mdeas.config_values import flag
 from mdeas.data.errors import DataError
-from mdeas.evaluate import data_config, data_overrides, holds_trained_files, same_files
+from mdeas.evaluate import data_config, data_overrides, holds_trained_files, same_files, warn_if_changed
 from mdeas.inference import CheckpointError, load_module, resolve_device, stored_data_config
 from mdeas.native_eval import model_mask_scores, objects_of, paired_intervals
 from mdeas.outline import KnownBackgroundOutline, from_config
@@ -82,6 +82,7 @@ def compare(
         datamodule = instantiate(scoring, _convert_="all")
         datamodule.prepare_data()
         datamodule.setup()
+        warn_if_changed(datamodule.index.store, first, data, contents[0])
         samples = datamodule.datasets[part]
         if not samples:
             raise DataError(

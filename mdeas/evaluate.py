@@ -1,7 +1,8 @@
 """Evaluate a checkpoint on its test split, or on any dataset, beside the |fg_bg − bg| and depth baselines.
 
 `python -m mdeas.evaluate ckpt_path=outputs/.../checkpoints/best.ckpt [data.path=other.zip] [data.limit=200 ...]`
-writes metrics.json (model, baseline, depth_baseline) and prints a markdown table. Any `data.*` override that
+writes metrics.json (model, baseline, depth_baseline; by_object where the sample ids name objects) and prints a
+markdown table. Any `data.*` override that
 `train` takes changes the data config stored in the checkpoint. The baseline's threshold is chosen on the validation
 split; the depth baselines (the median depth, the per-pixel mean depth map) are fitted on the train split, or on the
 validation split when there is none (another dataset). Masks at native size are averaged with those of the pair
@@ -73,6 +74,19 @@ def holds_trained_files(path: str | Sequence[str], stored: dict, contents: list[
         return store.contents() == contents
     finally:
         store.close()
+
+
+def warn_if_changed(store: ZipStore, stored: dict, overrides: dict[str, Any], contents: list[str] | None) -> None:
+    """Warn when the data scored keeps the checkpoint's training split (its own data, or its files named again by
+    path) but no longer holds what it trained on (`contents`): a changed generator, or a zip replaced at its path.
+    Nothing is said when the overrides choose other generated data (`synth.*`) or the checkpoint recorded none."""
+    if not contents or any(key.startswith("synth") for key in overrides):
+        return
+    kept = "path" not in overrides or same_files(overrides["path"], stored.get("path"))
+    if kept and store.contents() != contents:
+        log.warning("%s: not the files this checkpoint trained on (their contents differ from those it recorded: a "
+                    "changed generator or a replaced zip), so the split scored may hold samples it trained on",
+                    store.describe())  # fmt: skip
 
 
 def data_config(stored: dict, overrides: dict[str, Any], contents: list[str] | None = None) -> dict:
@@ -147,7 +161,8 @@ def evaluate(
 ) -> dict:
     """Test metrics of the checkpoint and of the baselines on the same samples (mask metrics only, and no
     depth_baseline, for a dataset without depth), on the checkpoint's data config changed by `data` (see
-    `data_config`); writes <output>/metrics.json.
+    `data_config`); writes <output>/metrics.json. At native size, where every sample id names its object, also the
+    intervals over objects and each object's IoU (`by_object`: `mdeas.native_eval.native_mask_scores`).
 
     `resolution="native"`: masks (model and |fg_bg − bg| baseline) are scored at each sample's stored size
     (`mdeas.native_eval`), the model's averaged with the mirrored pair's when `mirror`, after `outline` when given;
@@ -166,10 +181,7 @@ def evaluate(
         datamodule = instantiate(data_config(stored, data, contents), _convert_="all")
         datamodule.prepare_data()
         datamodule.setup("test")
-        if contents and "path" not in data and datamodule.index.store.contents() != contents:
-            log.warning("%s: not the files this checkpoint trained on (their contents differ from those it recorded: "
-                        "a changed generator or a replaced zip), so its splits may differ from training's",
-                        datamodule.index.store.describe())  # fmt: skip
+        warn_if_changed(datamodule.index.store, stored, data, contents)
         needs = {"test": "it is what is scored", "val": "the |fg_bg − bg| baseline's threshold is chosen on it"}
         for split, why in needs.items():
             if not datamodule.datasets[split]:

@@ -8,13 +8,15 @@ bootstrap intervals over images of the pooled IoU (``mask/iou_ci95``) and of the
 (``mask/iou_gain_ci95``, paired: the same resampled images for both). Where every sample names its foreground
 object (`mdeas.data.splits.object_of`), also the same intervals resampling whole objects
 (``mask/iou_ci95_by_object``, ``mask/iou_gain_ci95_by_object``): the composites of one object move together, so these
-say how the scores would move on other objects, and each object's own pooled IoU (``by_object``).
+say how the scores would move on other objects (where the scored ones were not trained on), and each object's own
+pooled IoU (``by_object``).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,7 +37,7 @@ from mdeas.outline import KnownBackgroundOutline
 log = logging.getLogger(__name__)
 
 
-def full_size_samples(dataset: MaskDepthDataset) -> Iterator[dict[str, torch.Tensor | list[str]]]:
+def full_size_samples(dataset: MaskDepthDataset) -> Iterator[dict[str, Any]]:
     """Each sample of `dataset` at its stored size, as a batch of one: bg, fg_bg RGB float32 [1,3,H,W] in [0, 1];
     mask float32 [1,1,H,W] in {0, 1}; id, [the sample's id]. A sample that raises DataError is left out when
     `dataset.on_error` is "skip", and the count of those left out is logged at the end."""
@@ -63,12 +65,17 @@ class MaskScores:
         self.per_image = PerImageMaskMetrics(from_logits=from_logits)
         self.from_logits = from_logits
         self.counts: list[tuple[int, int]] = []  # (intersection, union) pixels per image
-        self.ids: list[str] = []  # the sample id per image, where every update gave them
+        self.ids: list[str] | None = []  # the sample id per image; None once an update gave none
 
-    def update(self, pred: torch.Tensor, target: torch.Tensor, ids: Sequence[str] = ()) -> None:
+    def update(self, pred: torch.Tensor, target: torch.Tensor, ids: Sequence[str] | None = None) -> None:
         """Add a batch: `pred` logits (or probabilities) and `target` in {0, 1}, float [B, 1, H, W] each, and
-        optionally the batch's sample ids."""
-        self.ids += ids
+        optionally the batch's B sample ids (ValueError for another count)."""
+        if ids is not None and (isinstance(ids, str) or len(ids) != len(pred)):
+            raise ValueError(f"MaskScores.update needs one sample id per image: {len(pred)} images, ids {ids!r}")
+        if ids is None:
+            self.ids = None
+        elif self.ids is not None:
+            self.ids += ids
         self.pooled.update(pred, target)
         self.per_image.update(pred, target)
         hard, truth = (label.bool() for label in mask_labels(pred, target, from_logits=self.from_logits))
@@ -90,7 +97,7 @@ def bootstrap_iou(
     seed: int = 0,
     min_images: int = MIN_BOOTSTRAP_IMAGES,
     groups: Sequence[str] | None = None,
-) -> dict:
+) -> dict[str, list[float] | None]:
     """95 % bootstrap intervals of the pooled IoU of the model, of the baseline and of their difference, from each
     image's (intersection, union) pixels: {"model": [lo, hi], "baseline": [lo, hi], "gain": [lo, hi]}. Images are
     resampled (the same resampled images for both), or with `groups` (a label per image, e.g. its object) whole
@@ -104,8 +111,7 @@ def bootstrap_iou(
     if len(m) < min_images:
         return {"model": None, "baseline": None, "gain": None}
     picks = np.random.default_rng(seed).integers(0, len(m), size=(draws, len(m)))
-
-    iou_m, iou_b = (pooled_iou(counts[picks].sum(1)) for counts in (m, b))
+    iou_m, iou_b = (pooled_iou(np.stack([c[:, k][picks].sum(1) for k in (0, 1)], axis=-1)) for c in (m, b))
     interval = lambda x: [float(v) for v in np.percentile(x, [2.5, 97.5])]  # noqa: E731
     return {"model": interval(iou_m), "baseline": interval(iou_b), "gain": interval(iou_m - iou_b)}
 
@@ -134,8 +140,11 @@ def iou_by_object(model: MaskScores, baseline: MaskScores, objects: Sequence[str
     }
 
 
-def objects_of(samples: Sequence[Sample], ids: Sequence[str]) -> list[str] | None:
-    """The foreground object (`object_of`) of each of `ids`, ids of `samples`; None if any of them names none."""
+def objects_of(samples: Sequence[Sample], ids: Sequence[str] | None) -> list[str] | None:
+    """The foreground object (`object_of`) of each of `ids`, ids of `samples`; None if there are no ids or any of
+    them names none."""
+    if not ids:
+        return None
     by_id = {sample.id: sample for sample in samples}
     try:
         return [object_of(by_id[i]) for i in ids]
@@ -159,7 +168,7 @@ def full_size_logits(
     device: torch.device | str = "cpu",
     outline: KnownBackgroundOutline | None = None,
     mirror: bool = False,
-) -> Iterator[tuple[dict[str, torch.Tensor], list[torch.Tensor]]]:
+) -> Iterator[tuple[dict[str, Any], list[torch.Tensor]]]:
     """Each sample of `test` at its stored size (`full_size_samples`, decoded once) with each module's mask logits
     there, float32 [1, 1, H, W] on the CPU (`full_resolution`, with `outline` and `mirror`)."""
     modules = [module.eval().to(device) for module in modules]
@@ -190,7 +199,7 @@ def native_mask_scores(
     device: torch.device | str = "cpu",
     outline: KnownBackgroundOutline | None = None,
     mirror: bool = False,
-) -> tuple[dict[str, float], dict, dict | None]:
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, dict] | None]:
     """(model scores, baseline scores with its "threshold", each object's IoU or None: `iou_by_object`) on `test`
     at full size (`full_size_logits`), in one pass over its samples; the baseline's threshold is chosen on `val` at
     full size."""
@@ -200,7 +209,7 @@ def native_mask_scores(
         model.update(logits, batch["mask"], batch["id"])
         baseline.update((difference(batch["bg"], batch["fg_bg"]) > threshold).float(), batch["mask"])
     model_scores, baseline_scores = model.compute(), {"threshold": threshold, **baseline.compute()}
-    objects = objects_of(test.samples, model.ids) if model.ids else None
+    objects = objects_of(test.samples, model.ids)
     for suffix, ci in paired_intervals(model, baseline, objects).items():
         model_scores[f"mask/iou_ci95{suffix}"], baseline_scores[f"mask/iou_ci95{suffix}"] = ci["model"], ci["baseline"]
         model_scores[f"mask/iou_gain_ci95{suffix}"] = ci["gain"]

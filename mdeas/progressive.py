@@ -65,6 +65,10 @@ def apply_stage(cfg: DictConfig) -> DictConfig:
         saved = [path for path in saved if path.is_file()]
         if saved and not (out / "metrics.json").is_file():
             cfg.ckpt_path = str(max(saved, key=lambda path: path.stat().st_mtime_ns))
+    stored = (cfg.data.get("synth") or {}).get("image_size")
+    if not cfg.data.get("path") and isinstance(stored, int) and stored < spec.image_size:
+        log.warning("stage %d trains at %d px on a generated set stored at %d px (enlarged): set "
+                    "data.synth.image_size=%d", k, spec.image_size, stored, spec.image_size)  # fmt: skip
     if not (out / "metrics.json").is_file():  # a finished stage is only reported as such (`finished`)
         log.info("stage %d: %d px, batch %d, %d epochs, from %s", k, spec.image_size, cfg.data.batch_size,
                  spec.max_epochs, cfg.get("init_from") or "scratch")  # fmt: skip

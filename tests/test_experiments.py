@@ -1,5 +1,6 @@
 """Every recipe in conf/experiment composes into its seed's model, loss, optimiser and sizes."""
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -55,13 +56,20 @@ def test_best_is_the_default_base_model_and_loss_as_a_bf16_compiled_progressive_
     assert staged.init_from == str(tmp_path / "stage1" / "checkpoints" / "best.ckpt")
 
 
-def test_progressive_stages_read_one_generated_set_and_the_trainer_keys_they_name_exist(tmp_path):
+def test_progressive_stages_read_one_generated_set_and_the_trainer_keys_they_name_exist(tmp_path, caplog):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         overrides = ["experiment=progressive", "stage=0", f"paths.output_dir={tmp_path}/stage0"]
         cfg = compose("train", overrides=[*overrides, "trainer.check_val_every_n_epoch=2", "trainer.max_steps=5"])
+        larger = compose("train", overrides=[*overrides, "progressive.stages.0.image_size=256"])
     staged = apply_stage(cfg)  # the first stage: 64 px pairs read from the set stored at 224 px, as the last stage
     assert (staged.data.image_size, staged.data.synth.image_size) == (64, 224)
     assert (cfg.trainer.check_val_every_n_epoch, cfg.trainer.max_steps, cfg.trainer.val_check_interval) == (2, 5, None)
+    assert "enlarged" not in caplog.text
+    with caplog.at_level(logging.WARNING, logger="mdeas.progressive"):
+        apply_stage(larger)
+    assert "stage 0 trains at 256 px on a generated set stored at 224 px (enlarged): set data.synth.image_size=256" in (
+        caplog.text
+    )
 
 
 def test_every_recipe_file_is_tested():

@@ -189,13 +189,16 @@ def test_bootstrap_intervals_hold_the_point_estimate_and_pair_the_images(run):
 
 
 def test_the_bootstrap_by_object_resamples_whole_objects():
-    """Objects a (two images, 1/2 + 1/2 of union 2 each) and b (one image, 4 of 4): a draw of two objects pools
-    a+a = 2/4, a+b = 6/8 or b+b = 8/8 with chances 1/4, 1/2, 1/4, so the 95 % interval runs from 0.5 to 1.0; the
-    image bootstrap of the same three images draws 0.25/0.5... as well (a draw of a's images alone: 3/6 at least)."""
-    model, baseline = [(1, 2), (1, 2), (4, 4)], [(0, 2), (0, 2), (2, 4)]
-    grouped = bootstrap_iou(model, baseline, min_images=2, groups=["a", "a", "b"])
-    assert grouped["model"] == [0.5, 1.0] and grouped["baseline"] == [0.0, 0.5]
-    assert grouped["gain"] == [0.5, 0.5]  # the gain is 1/2 in every one of the three kinds of draw
+    """Object a: ten images the model misses (0 of 1 each); objects b–e: one image each it gets (1 of 1). Drawing
+    five objects, none is a with chance (4/5)^5 = 33 %, above 2.5 %, so the interval over objects reaches 1.0;
+    drawing 14 images, none of a's ten has chance (4/14)^14 < 1e-7, so the interval over images stays below it."""
+    model, baseline = [(0, 1)] * 10 + [(1, 1)] * 4, [(0, 1)] * 14
+    objects = ["a"] * 10 + ["b", "c", "d", "e"]
+    grouped, images = bootstrap_iou(model, baseline, groups=objects), bootstrap_iou(model, baseline)
+    assert grouped["model"][1] == 1.0 and images["model"][1] < 0.75
+    assert grouped["baseline"] == images["baseline"] == [0.0, 0.0] and grouped["gain"] == grouped["model"]
+    # a drawn 5, 4 or 3 times of 5: IoU 0, 1/41 or 2/32, with chances 0.03 %, 0.6 % and 5 %: 2.5 % lies at 2/32
+    assert grouped["model"][0] == pytest.approx(2 / 32) and images["model"][0] > 2 / 32
     # one image per group, labels in sorted order: the same draws as resampling images
     counts, other = [(3, 4), (0, 2), (5, 5), (1, 3), (2, 2)], [(1, 4), (1, 2), (4, 5), (0, 3), (2, 2)]
     assert bootstrap_iou(counts, other, groups=list("abcde")) == bootstrap_iou(counts, other)
@@ -205,7 +208,7 @@ def test_the_bootstrap_by_object_resamples_whole_objects():
         "baseline": None,
         "gain": None,
     }
-    with pytest.raises(ValueError, match="bootstrap_iou needs a group per image: 2 groups for 3 images"):
+    with pytest.raises(ValueError, match="bootstrap_iou needs a group per image: 2 groups for 14 images"):
         bootstrap_iou(model, baseline, groups=["a", "b"])
 
 
@@ -276,7 +279,24 @@ def test_evaluate_warns_when_the_checkpoints_own_data_no_longer_holds_what_it_tr
         evaluate(run["ckpt"], {}, str(tmp_path / "same"), resolution="model")
         assert "not the files this checkpoint trained on" not in caplog.text
         evaluate(str(tmp_path / "moved.ckpt"), {}, str(tmp_path / "moved"), resolution="model")
+        assert f"{run['data']}: not the files this checkpoint trained on (their contents differ" in caplog.text
+        caplog.clear()  # named again by its path, the replaced zip keeps the training split: the same warning
+        evaluate(str(tmp_path / "moved.ckpt"), {"path": str(run["data"])}, str(tmp_path / "named"), resolution="model")
     assert f"{run['data']}: not the files this checkpoint trained on (their contents differ" in caplog.text
+
+
+def test_mask_scores_keep_one_id_per_image_or_none():
+    pred, target = torch.zeros(2, 1, 3, 3), torch.zeros(2, 1, 3, 3)
+    scores = MaskScores(from_logits=False)
+    scores.update(pred, target, ["a", "b"])
+    assert scores.ids == ["a", "b"]
+    with pytest.raises(ValueError, match=r"one sample id per image: 2 images, ids \['c'\]"):
+        scores.update(pred, target, ["c"])
+    with pytest.raises(ValueError, match="one sample id per image: 2 images, ids 'cd'"):
+        scores.update(pred, target, "cd")
+    scores.update(pred, target)  # a batch without ids: no object can be told for any image
+    scores.update(pred, target, ["e", "f"])
+    assert scores.ids is None and len(scores.counts) == 6 and objects_of([], scores.ids) is None
 
 
 def test_a_checkpoint_without_a_data_config_is_evaluated_with_the_data_modules_defaults(run, tmp_path):
