@@ -21,6 +21,13 @@ def whole_number(value: object, key: str, minimum: int = 0) -> int:
     return value
 
 
+def finite_number(value: object, key: str) -> float:
+    """`value` as a float when it is a finite number (not a bool), else ValueError naming `key`."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{key} must be a finite number, got {value!r}")
+    return float(value)
+
+
 def numbers(values: object, key: str, count: int, positive: bool = False) -> tuple[float, ...]:
     """`values` as `count` finite floats (each > 0 when `positive`), else ValueError naming `key`."""
     ok = isinstance(values, Sequence) and not isinstance(values, str) and len(values) == count

@@ -25,7 +25,7 @@ from hydra.errors import InstantiationException
 
 from mdeas.checkpoint_configs import DATA_TARGETS, MODEL_TARGETS, UntrustedConfig, check_buildable
 from mdeas.cli import one_line
-from mdeas.config_values import numbers, whole_number
+from mdeas.config_values import finite_number, flag, numbers, whole_number
 from mdeas.data.decode import encode_depth
 from mdeas.data.layouts import DepthEncoding
 from mdeas.data.normalisation import IMAGENET_MEAN, IMAGENET_STD, Normalisation
@@ -99,12 +99,22 @@ def read_checkpoint(ckpt_path: str | Path, map_location: str | torch.device = "c
     if foreign:
         raise CheckpointError(f"{path}: not an mdeas checkpoint (hyper-parameters {foreign} are not mdeas')")
     _check_data_record(hparams.get("data") or {}, path)
+    _check_finite(ckpt["state_dict"], path)
     return ckpt
 
 
+def _check_finite(state: object, path: Path) -> None:
+    """A CheckpointError naming the file and the first weight that holds NaN or inf (a diverged run saved it)."""
+    for name, tensor in state.items() if isinstance(state, dict) else ():
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise CheckpointError(
+                f"{path}: non-finite weights ({name} holds NaN or inf): the run that saved it diverged"
+            )
+
+
 def _check_data_record(data: object, path: Path) -> None:
-    """The input size and normalisation a checkpoint records (what inference reads from it), or a CheckpointError
-    naming the file and the value."""
+    """The input size, normalisation and depth encoding a checkpoint records (what inference reads from it), or a
+    CheckpointError naming the file and the value."""
     try:
         if not isinstance(data, dict):
             raise ValueError(f"data must be a mapping, got {type(data).__name__}")
@@ -113,6 +123,12 @@ def _check_data_record(data: object, path: Path) -> None:
         for key in ("mean", "std"):
             if key in data:
                 numbers(data[key], f"data.{key}", 3, positive=key == "std")
+        depth = data.get("depth")
+        if isinstance(depth, dict):  # how predict writes depth back
+            if "max" in depth and not finite_number(depth["max"], "data.depth.max") > 0:
+                raise ValueError(f"data.depth.max must be above 0, got {depth['max']!r}")
+            if depth.get("inverted") is not None:
+                flag(depth["inverted"], "data.depth.inverted")
     except ValueError as e:
         raise CheckpointError(f"{path}: damaged record of its data: {e}") from None
 

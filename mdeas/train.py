@@ -114,6 +114,11 @@ def train(cfg: DictConfig) -> dict:
     """
     if cfg.get("tune_lr") not in (None, False, True, "only"):
         raise ValueError(f"tune_lr must be true, false or only, got {cfg.tune_lr!r}")
+    for key in ("test", "compile", "channels_last"):  # `test=no` is a string, which Python takes for true
+        flag(cfg.get(key, False), key)
+    for key in ("check_val_every_n_epoch", "accumulate_grad_batches"):
+        if cfg.trainer.get(key) is not None:
+            whole_number(cfg.trainer[key], f"trainer.{key}", 1)
     epochs = cfg.trainer.get("max_epochs")
     if epochs is not None and (not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < -1):
         raise ValueError(f"trainer.max_epochs must be a whole number (-1: no limit), got {epochs!r}")

@@ -12,6 +12,7 @@ from mdeas.config_values import flag, numbers, whole_number
 from mdeas.data.datamodule import MaskDepthDataModule
 from mdeas.data.stats import dataset_stats
 from mdeas.inference import CheckpointError
+from mdeas.synth.generate import generate
 from mdeas.train import train
 from tests.conftest import CONF, compose_train, write_canonical_zip
 
@@ -51,6 +52,7 @@ def test_numbers_checks_count_kind_and_sign():
         ("data.num_workers=-1", "data.num_workers must be a whole number >= 0, got -1"),
         ("data.seed=abc", "data.seed must be a whole number >= 0, got 'abc'"),
         ("data.depth_inverted=maybe", "data.depth_inverted must be true or false, got 'maybe'"),
+        ("data.cache_resized=no", "data.cache_resized must be true or false, got 'no'"),
     ],
 )
 def test_the_data_module_names_a_bad_value_before_reading_data(tmp_path, override, message):
@@ -70,6 +72,36 @@ def test_depth_inverted_must_be_a_flag_when_reading_a_set(tmp_path):
     assert inverted["std"] == pytest.approx(plain["std"]) and inverted["known"] == plain["known"] == 1023 / 1024
     with pytest.raises(ValueError, match=r"^depth_inverted must be true or false, got 'maybe'$"):
         dataset_stats(str(data), depth_inverted="maybe")
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("test=no", "test must be true or false, got 'no'"),
+        ("compile=no", "compile must be true or false, got 'no'"),
+        ("channels_last=nope", "channels_last must be true or false, got 'nope'"),
+        ("trainer.check_val_every_n_epoch=0", "trainer.check_val_every_n_epoch must be a whole number >= 1, got 0"),
+        ("trainer.accumulate_grad_batches=0", "trainer.accumulate_grad_batches must be a whole number >= 1, got 0"),
+    ],
+)
+def test_train_names_a_bad_switch_or_count_before_the_data_is_read(tmp_path, override, message):
+    """The data zip does not exist: the bad value is what the run reports (`test=no` used to be taken as true)."""
+    with pytest.raises(ValueError) as caught:
+        train(compose_train(tmp_path / "run", tmp_path / "absent.zip", override))
+    assert str(caught.value) == message
+
+
+def test_generator_options_name_a_value_of_the_wrong_kind(tmp_path):
+    bad = {
+        "flips": ("no", "must be true or false"),
+        "seed": ("abc", "must be a whole number >= 0"),
+        "image_size": (33.5, "must be a whole number >= 0"),
+        "camouflage": ("abc", "must be a finite number"),
+    }
+    for key, (value, problem) in bad.items():
+        with pytest.raises(ValueError, match=rf"^generator option {key} {problem}, got {value!r}$"):
+            generate(tmp_path / "g.zip", 4, workers=1, **{key: value})
+    assert not (tmp_path / "g.zip").exists()
 
 
 def test_a_missing_checkpoint_fails_before_the_data_is_read(tmp_path):

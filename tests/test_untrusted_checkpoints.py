@@ -107,6 +107,9 @@ def test_a_torchscript_export_is_named_as_such_and_a_plain_checkpoint_is_still_r
         ({"image_size": 64, "mean": [0.5]}, "data.mean must be 3 finite numbers, got [0.5]"),
         ({"std": [0.2, 0.0, 0.2]}, "data.std must be 3 finite positive numbers, got [0.2, 0.0, 0.2]"),
         ([64], "data must be a mapping, got list"),
+        ({"depth": {"unit": "mm", "max": 0}}, "data.depth.max must be above 0, got 0"),
+        ({"depth": {"max": 255, "inverted": "x"}}, "data.depth.inverted must be true or false, got 'x'"),
+        ({"depth": {"max": "abc"}}, "data.depth.max must be a finite number, got 'abc'"),
     ],
 )
 def test_a_damaged_record_of_the_data_is_named_with_the_file(tmp_path, data, problem):
@@ -120,6 +123,20 @@ def test_a_damaged_record_of_the_data_is_named_with_the_file(tmp_path, data, pro
         tmp_path / "ok.ckpt",
     )
     assert read_checkpoint(tmp_path / "ok.ckpt")["hyper_parameters"]["data"] == {"image_size": 64}
+
+
+def test_a_checkpoint_with_non_finite_weights_is_refused_naming_the_first(tmp_path):
+    state = {"a.weight": torch.ones(2), "b.weight": torch.tensor([1.0, float("nan")]), "c.bias": torch.full((1,), 1e9)}
+    torch.save({"hyper_parameters": {"model": {"name": "x"}}, "state_dict": state}, tmp_path / "nan.ckpt")
+    with pytest.raises(CheckpointError) as refused:
+        read_checkpoint(tmp_path / "nan.ckpt")
+    assert str(refused.value) == (
+        f"{tmp_path / 'nan.ckpt'}: non-finite weights (b.weight holds NaN or inf): the run that saved it diverged"
+    )
+    state["b.weight"] = torch.tensor([1.0, 2.0])
+    state["steps"] = torch.tensor(3)  # integer tensors are counters, not weights
+    torch.save({"hyper_parameters": {"model": {"name": "x"}}, "state_dict": state}, tmp_path / "ok.ckpt")
+    assert read_checkpoint(tmp_path / "ok.ckpt")["state_dict"]["steps"] == 3
 
 
 def test_a_checkpoint_holding_config_objects_is_refused_clearly(tmp_path):

@@ -167,9 +167,9 @@ class MaskDepthDataModule(pl.LightningDataModule):
         if crop is not None:  # last, so that transforms which resize (RandomResizedCrop) cannot undo it
             self.augment.append(A.RandomCrop(crop, crop))
         self.device_augment = DeviceAugment(self.augment, self.mean, self.std) if augment_on == "gpu" else None
-        self.pin_memory = pin_memory
+        self.pin_memory = flag(pin_memory, "data.pin_memory")
         self.layout, self.depth_inverted, self.on_error = layout, depth_inverted, on_error
-        self.cache_resized, self.cache_max_gb = cache_resized, cache_max_gb
+        self.cache_resized, self.cache_max_gb = flag(cache_resized, "data.cache_resized"), cache_max_gb
         self.index: DatasetIndex | None = None
         self.datasets: dict[str, MaskDepthDataset] = {}
 

@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from mdeas.atomic import atomic_write
+from mdeas.config_values import finite_number, flag, whole_number
 from mdeas.data.layouts import MANIFEST_COLUMNS
 
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
@@ -108,18 +109,25 @@ T = TypeVar("T")
 def options_from_config(cls: type[T], what: str, options: Mapping[str, Any], *args: Any) -> T:
     """`cls(*args, **options)` for an options dataclass (`what` names it in errors), from config values: ValueError
     naming unknown keys and the known ones; `jpeg_quality` as a JpegQuality; lists (Hydra's) for fields of tuples
-    of floats as such tuples (ValueError naming the option for other values)."""
-    known = [f.name for f in fields(cls)]
-    unknown = sorted(set(options) - set(known))
+    of floats as such tuples; true or false for bool fields, whole numbers >= 0 for int fields and finite numbers
+    for float fields (ValueError naming the option for other values: `flips=no` is a string Python takes for true)."""
+    kinds = {f.name: str(f.type) for f in fields(cls)}
+    unknown = sorted(set(options) - set(kinds))
     if unknown:
-        raise ValueError(f"unknown {what} options {unknown}; known: {', '.join(known)}")
-    floats = {f.name for f in fields(cls) if str(f.type).startswith("tuple[float")}
+        raise ValueError(f"unknown {what} options {unknown}; known: {', '.join(kinds)}")
     values = dict(options)
     for key, value in options.items():
+        named = f"{what} option {key}"
+        if kinds[key] == "bool":
+            flag(value, named)
+        elif kinds[key] == "int":
+            whole_number(value, named)
+        elif kinds[key] == "float":
+            values[key] = finite_number(value, named)
         try:
             if key == "jpeg_quality":
                 values[key] = as_jpeg_quality(value)
-            elif key in floats:
+            elif kinds[key].startswith("tuple[float"):
                 values[key] = tuple(float(v) for v in value)
         except (TypeError, ValueError):
             raise ValueError(f"{what} option {key}: expected a list of numbers, got {value!r}") from None
