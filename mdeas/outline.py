@@ -19,7 +19,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from mdeas.config_values import finite_number, whole_number
 from mdeas.metrics.morphology import erode, outline_band
+
+MAX_PX = 64  # the largest band or radius accepted, in px
 
 
 def _box_sum(x: torch.Tensor, px: int) -> torch.Tensor:
@@ -79,10 +82,13 @@ class KnownBackgroundOutline:
     0–1 scale) at which the colours decide."""
 
     def __init__(self, band: int = 1, radius: int = 6, confident: float = 1.0, min_contrast: float = 0.235) -> None:
-        if not (isinstance(band, int) and isinstance(radius, int) and band >= 1 and radius >= 1):
-            raise ValueError(f"band and radius must be whole px, at least 1, got band={band}, radius={radius}")
-        if not min_contrast > 0:
-            raise ValueError(f"min_contrast must be positive, got {min_contrast}")
+        for key, value in (("band", band), ("radius", radius)):
+            whole_number(value, f"outline.{key}", 1)
+            if value > MAX_PX:  # the summed-area table pads each image by it
+                raise ValueError(f"outline.{key} must be at most {MAX_PX} px, got {value}")
+        confident = finite_number(confident, "outline.confident")
+        if not finite_number(min_contrast, "outline.min_contrast") > 0:
+            raise ValueError(f"outline.min_contrast must be positive, got {min_contrast}")
         self.band, self.radius, self.confident, self.min_contrast = band, radius, confident, min_contrast
 
     def __call__(

@@ -90,12 +90,20 @@ def test_batches_are_refined_image_by_image():
 
 
 def test_bad_sizes_are_refused():
-    with pytest.raises(ValueError, match="band and radius must be whole px, at least 1, got band=0, radius=6"):
-        KnownBackgroundOutline(band=0)
-    with pytest.raises(ValueError, match="band and radius must be whole px, at least 1, got band=1, radius=1.5"):
-        KnownBackgroundOutline(radius=1.5)
-    with pytest.raises(ValueError, match="min_contrast must be positive, got -0.5"):
-        KnownBackgroundOutline(min_contrast=-0.5)
+    bad = [
+        ({"band": 0}, "outline.band must be a whole number >= 1, got 0"),
+        ({"radius": 1.5}, "outline.radius must be a whole number >= 1, got 1.5"),
+        ({"radius": True}, "outline.radius must be a whole number >= 1, got True"),
+        ({"radius": 100_000}, "outline.radius must be at most 64 px, got 100000"),
+        ({"confident": "abc"}, "outline.confident must be a finite number, got 'abc'"),
+        ({"confident": float("nan")}, "outline.confident must be a finite number, got nan"),
+        ({"min_contrast": -0.5}, "outline.min_contrast must be positive, got -0.5"),
+        ({"min_contrast": "abc"}, "outline.min_contrast must be a finite number, got 'abc'"),
+    ]
+    for options, message in bad:
+        with pytest.raises(ValueError) as caught:
+            KnownBackgroundOutline(**options)
+        assert str(caught.value) == message
 
 
 @pytest.mark.parametrize("name", ["evaluate", "predict", "compare"])
