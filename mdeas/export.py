@@ -59,6 +59,12 @@ def check_pair(batch_size: int, size: int, seed: int = 0) -> tuple[torch.Tensor,
     return bg, fg_bg
 
 
+try:  # the opsets this torch's ONNX exporter writes (a private module: where it is gone, the exporter's error says)
+    from torch.onnx._constants import ONNX_MAX_OPSET, ONNX_MIN_OPSET
+except ImportError:
+    ONNX_MIN_OPSET = ONNX_MAX_OPSET = None
+
+
 def export(ckpt_path: str, fmt: str, output: str, batch_size: int = 2, opset: int = 17) -> float | None:
     """Write the export (atomically: an existing `output` is replaced only by a complete file) and return the max
     abs difference to PyTorch (None when ONNX Runtime is missing)."""
@@ -66,6 +72,13 @@ def export(ckpt_path: str, fmt: str, output: str, batch_size: int = 2, opset: in
         raise ValueError(f"unknown export format {fmt!r}; choose torchscript or onnx")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a whole number >= 1 (the example batch traced), got {batch_size!r}")
+    if fmt == "onnx":
+        known = ONNX_MIN_OPSET is None or (isinstance(opset, int) and ONNX_MIN_OPSET <= opset <= ONNX_MAX_OPSET)
+        if isinstance(opset, bool) or not isinstance(opset, int) or not known:
+            raise ValueError(
+                f"opset must be a whole number from {ONNX_MIN_OPSET} to {ONNX_MAX_OPSET} (what this torch exports), "
+                f"got {opset!r}"
+            )
     module = load_module(ckpt_path)
     wrapper = ExportWrapper(module).eval()
     size = model_size(module)
