@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 from torch.utils.data import Dataset
 
 from mdeas.cli import exit_on_data_error, run_app
-from mdeas.config_values import whole_number
+from mdeas.config_values import finite_number, whole_number
 from mdeas.data.dataset import dataset_paths, load_sample, scan
 from mdeas.data.errors import DataError
 from mdeas.data.layouts import DatasetIndex, load_index
@@ -110,9 +110,12 @@ def main(cfg: DictConfig) -> None:
     """CLI: python -m mdeas.data.check path=ZIP|[ZIP,...] [layout=...] [num_workers=N] (see conf/check.yaml)."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     with exit_on_data_error(ValueError):
-        workers = whole_number(cfg.num_workers, "num_workers")
-        result = check(dataset_paths(cfg.path), cfg.layout, workers, float(cfg.max_mid_grey))
-    print(report(result, int(cfg.listed)))
+        workers, listed = whole_number(cfg.num_workers, "num_workers"), whole_number(cfg.listed, "listed")
+        max_mid_grey = finite_number(cfg.max_mid_grey, "max_mid_grey")
+        if not 0 <= max_mid_grey < 1:
+            raise ValueError(f"max_mid_grey (a share of a mask's pixels) must be in [0, 1), got {cfg.max_mid_grey}")
+        result = check(dataset_paths(cfg.path), cfg.layout, workers, max_mid_grey)
+    print(report(result, listed))
     if result.problems:
         fail(f"{len(result.problems)} problems in {result.index.store.describe()}")
     if not result.index.samples:
