@@ -577,6 +577,18 @@ def test_group_accepts_omegaconf_and_backpropagates() -> None:
         ),
         ({"b": {"target": "mask", "fn": "bce", "kwargs": {"width": 2}}}, r"'b': bce takes no \['width'\]; .*none"),
         ("bce", "mapping name -> spec or a list"),
+        (
+            {"n": {"target": "mask", "fn": "bce", "weight": -1}},
+            r"^loss term 'n': weight must be >= 0 \(0 turns it off\), got -1$",
+        ),
+        (
+            {"n": {"target": "mask", "fn": "bce", "weight": "abc"}},
+            r"^loss term 'n': weight must be a finite number, got 'abc'$",
+        ),
+        (
+            {"n": {"target": "mask", "fn": "bce", "weight": float("nan")}},
+            r"^loss term 'n': weight must be a finite number",
+        ),
     ],
 )
 def test_group_config_errors(terms: list, match: str) -> None:

@@ -11,6 +11,7 @@ import torch
 from omegaconf import DictConfig, ListConfig
 from torch import Tensor, nn
 
+from mdeas.config_values import finite_number
 from mdeas.losses.terms import TERMS, Term
 from mdeas.plain import plain
 
@@ -82,7 +83,10 @@ def parse_terms(terms: Mapping[str, Any] | Iterable[Mapping[str, Any]] | DictCon
         unknown = sorted(set(kwargs) - set(accepted))
         if unknown:
             raise ValueError(f"loss term {name!r}: {fn} takes no {unknown}; its options: {accepted or 'none'}")
-        specs.append(TermSpec(name, target, fn, float(raw.get("weight", 1.0)), dict(kwargs)))
+        weight = finite_number(raw.get("weight", 1.0), f"loss term {name!r}: weight")
+        if weight < 0:
+            raise ValueError(f"loss term {name!r}: weight must be >= 0 (0 turns it off), got {weight:g}")
+        specs.append(TermSpec(name, target, fn, weight, dict(kwargs)))
     if not specs:
         raise ValueError("a loss group needs at least one term")
     return specs
