@@ -31,7 +31,7 @@ from mdeas.callbacks.interrupt import ctrl_c_as_interrupt
 from mdeas.cli import exit_on_data_error, run_app
 from mdeas.config_values import flag
 from mdeas.data.datamodule import MaskDepthDataModule
-from mdeas.data.dataset import MaskDepthDataset
+from mdeas.data.dataset import MaskDepthDataset, checked_path
 from mdeas.data.errors import DataError
 from mdeas.data.zipstore import ZipStore
 from mdeas.inference import CheckpointError, load_module, resolve_device, stored_data_config
@@ -99,6 +99,7 @@ def data_config(stored: dict, overrides: dict[str, Any], contents: list[str] | N
     mdeas.train) takes the data module's defaults."""
     if not stored and "path" not in overrides:
         raise ValueError("the checkpoint holds no data config; give data.path=...")
+    checked_path(overrides.get("path"))
     cfg = OmegaConf.create(stored or {"_target_": f"{MaskDepthDataModule.__module__}.{MaskDepthDataModule.__name__}"})
     if "path" in overrides and not holds_trained_files(overrides["path"], stored, contents):
         cfg.split, cfg.limit = OTHER_DATASET_SPLIT, None

@@ -258,10 +258,11 @@ def test_a_dataset_entry_without_a_path_says_how_to_give_one(tmp_path, entry):
         ("max_mid_grey=abc", "max_mid_grey must be a finite number, got 'abc'"),
         ("max_mid_grey=2", "max_mid_grey (a share of a mask's pixels) must be in [0, 1), got 2"),
         ("max_mid_grey=nan", "max_mid_grey must be a finite number, got nan"),
+        ("path=2024", "path must be a zip or a list of zips, got 2024 (quote a name made of digits: 'path=\"2024\"')"),
     ],
 )
 def test_check_options_are_named_when_bad(tmp_path, option, message):
     data = write_canonical_zip(tmp_path / "ok.zip", num_samples=4)
-    cmd = [sys.executable, "-m", "mdeas.data.check", f"path={data}", "num_workers=0", option]
+    cmd = [sys.executable, "-m", "mdeas.data.check", f"path={data}", "num_workers=0", option]  # the last path= wins
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert done.returncode == 1 and done.stderr.strip().splitlines()[-1] == f"error: {message}"

@@ -53,6 +53,11 @@ def test_numbers_checks_count_kind_and_sign():
         ("data.seed=abc", "data.seed must be a whole number >= 0, got 'abc'"),
         ("data.depth_inverted=maybe", "data.depth_inverted must be true or false, got 'maybe'"),
         ("data.cache_resized=no", "data.cache_resized must be true or false, got 'no'"),
+        ("data.path=[]", "data.path must be a zip or a list of zips, got []"),
+        (
+            "data.path=2024",
+            "data.path must be a zip or a list of zips, got 2024 (quote a name made of digits: 'data.path=\"2024\"')",
+        ),  # fmt: skip
     ],
 )
 def test_the_data_module_names_a_bad_value_before_reading_data(tmp_path, override, message):

@@ -449,3 +449,11 @@ def test_full_size_samples_leave_out_unreadable_ones_only_when_asked_and_count_t
     assert "left out 4 of 24 samples that cannot be read (data.on_error=skip)" in caplog.text
     with pytest.raises(DataError, match="cannot decode image"):
         list(full_size_samples(MaskDepthDataset(index, index.samples, 32)))
+
+
+def test_evaluate_refuses_an_empty_or_numeric_data_path_before_reading_anything():
+    """`data.path=[]` would read as no path (the generated set, scored in place of the checkpoint's own data)."""
+    for path in ([], 2024):
+        with pytest.raises(ValueError) as refused:
+            data_config({"path": "set.zip"}, {"path": path})
+        assert str(refused.value).startswith(f"data.path must be a zip or a list of zips, got {path!r}")

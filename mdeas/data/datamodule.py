@@ -33,6 +33,7 @@ from mdeas.data.dataset import (
     SKIPPED,
     MaskDepthDataset,
     check_on_error,
+    checked_path,
     collate_skipping,
     dataset_paths,
 )
@@ -157,7 +158,7 @@ class MaskDepthDataModule(pl.LightningDataModule):
             raise ValueError(f"data.crop must be in [1, data.image_size={image_size}] or null, got {crop}")
         if augment_on not in AUGMENT_ON:
             raise ValueError(f"data.augment_on must be one of {AUGMENT_ON}, got {augment_on!r}")
-        self.path = path
+        self.path = checked_path(path)
         self.image_size, self.batch_size, self.num_workers = image_size, batch_size, num_workers
         self.limit, self.fractions, self.seed = limit, tuple(split), seed
         self.split_by = split_by

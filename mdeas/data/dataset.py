@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -150,7 +151,22 @@ def dataset_paths(path: Any) -> str | list[str]:
     """A `path=` value (one zip or a list) as plain strings; ValueError saying how to give one when it is missing."""
     if not path:
         raise ValueError("give the dataset: path=ZIP or 'path=[A.zip,B.zip]'")
+    checked_path(path, "path")
     return str(path) if isinstance(path, str) else [str(p) for p in path]
+
+
+def checked_path(path: Any, key: str = "data.path") -> Any:
+    """`path` when it is None, a zip or a non-empty list of them; else a ValueError naming `key` (`data.path=[]`
+    would read as no path, and a name made of digits arrives as a number)."""
+    names = [path] if isinstance(path, str | os.PathLike) else path
+    named = isinstance(names, Sequence) and names and all(isinstance(n, str | os.PathLike) and str(n) for n in names)
+    if path is not None and not named:
+        numbers = isinstance(path, int | float) or (
+            isinstance(path, Sequence) and any(isinstance(n, int | float) for n in path)
+        )
+        hint = f" (quote a name made of digits: '{key}=\"2024\"')" if numbers else ""
+        raise ValueError(f"{key} must be a zip or a list of zips, got {path!r}{hint}")
+    return path
 
 
 def _as_is(item: Any) -> Any:
