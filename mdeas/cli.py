@@ -22,6 +22,7 @@ _WORKER_TRACEBACK = "Original Traceback (most recent call last):"  # how PyTorch
 FULL_ERROR = "HYDRA_FULL_ERROR"  # set to 1 by the user: full tracebacks instead of one-line errors
 INTERRUPTED = 130  # exit status after Ctrl-C, as shells report a program ended by SIGINT
 _SET_BY_RUN_APP = "MDEAS_ONE_LINE_ERRORS"  # marks a HYDRA_FULL_ERROR that `run_app` set, not the user
+_RESOLVER_ERROR = "ValueError raised while resolving interpolation: "  # our resolvers' messages name their key
 
 
 def _built(error: InstantiationException) -> str:
@@ -87,7 +88,7 @@ def _summary(error: BaseException) -> tuple[list[str], str]:
     (`Key 'nope' is not in struct`); the rest of the message are details."""
     lines = [line for line in str(error).splitlines() if not line.strip().startswith(("full_key:", "object_type="))]
     blank = next((i for i, line in enumerate(lines) if not line.strip()), len(lines))
-    head = " ".join(line.strip() for line in lines[:blank])
+    head = " ".join(line.strip() for line in lines[:blank]).removeprefix(_RESOLVER_ERROR)
     if isinstance(error.__cause__, OmegaConfBaseException):
         head += f" ({str(error.__cause__).splitlines()[0].strip()})"
     if isinstance(error, OverrideParseException) and error.override and error.override not in head:

@@ -23,7 +23,7 @@ from omegaconf import DictConfig
 
 from mdeas.atomic import output_folder, write_json
 from mdeas.cli import exit_on_data_error, run_app
-from mdeas.config_values import flag
+from mdeas.config_values import file_names, flag
 from mdeas.data.errors import DataError
 from mdeas.evaluate import data_config, data_overrides, holds_trained_files, same_files, warn_if_changed
 from mdeas.inference import CheckpointError, load_module, resolve_device, stored_data_config
@@ -128,6 +128,7 @@ def signed(interval: list[float] | None) -> str:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="compare")
 def main(cfg: DictConfig) -> None:
     with exit_on_data_error(CheckpointError, ValueError):
+        file_names(cfg, "ckpt_paths", "output")
         paths = [cfg.ckpt_paths] if isinstance(cfg.ckpt_paths, str) else list(cfg.ckpt_paths)  # one path: a str
         outline = from_config(cfg.get("outline"))
         mirror = flag(cfg.get("mirror", True), "mirror")

@@ -4,7 +4,7 @@ ValueError naming the key (`mirror=no` is a string to Hydra, which Python would 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 
 def flag(value: object, key: str) -> bool:
@@ -26,6 +26,34 @@ def finite_number(value: object, key: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ValueError(f"{key} must be a finite number, got {value!r}")
     return float(value)
+
+
+def file_name(value: object, key: str) -> str | None:
+    """`value` when it is None or a non-empty name, else ValueError naming `key` (Hydra reads a name made of
+    digits, `output=2024`, as a number: the message says to quote it)."""
+    if value is None or (isinstance(value, str) and value):
+        return value
+    raise ValueError(f"{key} must be a file or folder name, got {value!r}{digits_hint(value, key)}")
+
+
+def file_names(cfg: Mapping, *keys: str) -> None:
+    """Check each of `keys` of `cfg` with `file_name`; a list value must hold names only."""
+    for key in keys:
+        value = cfg.get(key)
+        if isinstance(value, Sequence) and not isinstance(value, str):
+            if not all(isinstance(item, str) and item for item in value):
+                raise ValueError(f"{key} must be a list of file names, got {list(value)!r}{digits_hint(value, key)}")
+        else:
+            file_name(value, key)
+
+
+def digits_hint(value: object, key: str) -> str:
+    """What to write instead when `value` (or an item of a list) is a number where a name was meant; else ""."""
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        numeric = [v for v in value if isinstance(v, int | float) and not isinstance(v, bool)]
+        return f" (quote a name made of digits: '\"{numeric[0]}\"')" if numeric else ""
+    numeric = isinstance(value, int | float) and not isinstance(value, bool)
+    return f" (quote a name made of digits: '{key}=\"{value}\"')" if numeric else ""
 
 
 def numbers(values: object, key: str, count: int, positive: bool = False) -> tuple[float, ...]:

@@ -29,7 +29,7 @@ from mdeas.atomic import output_folder, write_json
 from mdeas.baseline import fit_depth_baselines, fit_threshold, score, score_depth
 from mdeas.callbacks.interrupt import ctrl_c_as_interrupt
 from mdeas.cli import exit_on_data_error, run_app
-from mdeas.config_values import flag
+from mdeas.config_values import file_names, flag
 from mdeas.data.datamodule import MaskDepthDataModule
 from mdeas.data.dataset import MaskDepthDataset, checked_path
 from mdeas.data.errors import DataError
@@ -264,6 +264,7 @@ def object_table(by_object: dict[str, dict], shown: int = WORST_OBJECTS_SHOWN) -
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
     with exit_on_data_error(CheckpointError, ValueError):
+        file_names(cfg, "ckpt_path", "output")
         outline = from_config(cfg.get("outline"))
         mirror = flag(cfg.get("mirror", True), "mirror")
         results = evaluate(cfg.ckpt_path, data_overrides(cfg), cfg.output, cfg.device, cfg.resolution, outline, mirror)

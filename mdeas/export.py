@@ -23,6 +23,7 @@ from torch import nn
 
 from mdeas.atomic import atomic_write
 from mdeas.cli import exit_on_data_error, one_line, run_app
+from mdeas.config_values import file_names
 from mdeas.inference import CheckpointError, load_module, model_size, normalisation
 from mdeas.module import MaskDepthModule
 
@@ -124,6 +125,7 @@ def export(ckpt_path: str, fmt: str, output: str, batch_size: int = 2, opset: in
 @hydra.main(version_base="1.3", config_path="../conf", config_name="export")
 def main(cfg: DictConfig) -> None:
     with exit_on_data_error(CheckpointError, ValueError):
+        file_names(cfg, "ckpt_path", "output")
         diff = export(cfg.ckpt_path, cfg.format, cfg.output, cfg.batch_size, cfg.opset)
     check = "not checked (onnxruntime is not installed: pip install -e .[dev])" if diff is None else f"{diff:.3g}"
     print(f"exported {cfg.format} to {cfg.output}; max abs diff vs PyTorch: {check}")

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from mdeas.atomic import output_folder
 from mdeas.cli import exit_on_data_error, run_app
-from mdeas.config_values import flag, whole_number
+from mdeas.config_values import file_names, flag, whole_number
 from mdeas.data.decode import check_pixels, decode_rgb, image_format
 from mdeas.data.errors import DataError
 from mdeas.data.layouts import IMAGE_EXTENSIONS, load_index
@@ -199,6 +199,7 @@ def write_outputs(stem: str, fg_bg: np.ndarray, p: Prediction) -> np.ndarray:
 
 def items_of(cfg: DictConfig) -> tuple[Iterator[Item], int | None]:
     """The input samples of the config and their count when known (the inputs' names are checked first)."""
+    file_names(cfg, "ckpt_path", "output", "bg", "fg_bg", "input", "video")
     given = [name for name, on in (("video", cfg.video), ("fg_bg", cfg.fg_bg), ("input", cfg.input)) if on]
     if len(given) > 1 or (cfg.input and cfg.bg):
         said = ", ".join(f"{name}=" for name in [*given, *(["bg"] if cfg.bg else [])])

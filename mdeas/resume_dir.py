@@ -14,6 +14,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from mdeas.config_values import file_name
+
 
 def run_folder(ckpt_path: str | Path) -> Path | None:
     """The run folder of a checkpoint in a run's `checkpoints/` folder (what mdeas.train writes), else None."""
@@ -23,7 +25,7 @@ def run_folder(ckpt_path: str | Path) -> Path | None:
 
 def resume_dir(ckpt_path: str | None, default: str) -> str:
     """The run folder of `ckpt_path` when it lies in a run's `checkpoints/` folder, else `default`."""
-    run = run_folder(ckpt_path) if ckpt_path else None
+    run = run_folder(ckpt_path) if file_name(ckpt_path, "ckpt_path") else None
     return default if run is None else str(run)
 
 

@@ -25,7 +25,7 @@ from mdeas.callbacks.objective_check import ObjectiveCheck
 from mdeas.callbacks.plateau_resume import PlateauResume
 from mdeas.callbacks.steps import val_log_step
 from mdeas.cli import exit_on_data_error, run_app
-from mdeas.config_values import flag, whole_number
+from mdeas.config_values import file_name, flag, whole_number
 from mdeas.data.datamodule import MaskDepthDataModule
 from mdeas.inference import CheckpointError, load_weights, read_checkpoint
 from mdeas.module import MaskDepthModule, NonFiniteLossError
@@ -129,7 +129,7 @@ def train(cfg: DictConfig) -> dict:
         if done is not None:
             return done
     for key in ("ckpt_path", "init_from"):  # a wrong path fails here, before the data is made
-        if cfg.get(key):
+        if file_name(cfg.get(key), key):
             read_checkpoint(cfg[key])
     pl.seed_everything(whole_number(cfg.seed, "seed"), workers=True)
     out_dir = Path(cfg.paths.output_dir)

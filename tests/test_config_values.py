@@ -8,7 +8,7 @@ import pytest
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 
-from mdeas.config_values import flag, numbers, whole_number
+from mdeas.config_values import digits_hint, file_name, file_names, flag, numbers, whole_number
 from mdeas.data.datamodule import MaskDepthDataModule
 from mdeas.data.stats import dataset_stats
 from mdeas.inference import CheckpointError
@@ -124,3 +124,26 @@ def test_a_progressive_chain_without_multirun_is_refused(tmp_path):
     assert done.stderr.strip().splitlines()[-1] == (
         "error: experiment=progressive runs its stages as the jobs of one sweep: add -m"
     )
+
+
+def test_file_name_takes_names_and_none_and_names_a_number():
+    assert file_name("runs/a.ckpt", "ckpt_path") == "runs/a.ckpt" and file_name(None, "output") is None
+    with pytest.raises(ValueError) as refused:
+        file_name(2024, "output")
+    assert (
+        str(refused.value)
+        == "output must be a file or folder name, got 2024 (quote a name made of digits: 'output=\"2024\"')"
+    )
+    for bad in ("", True, [1]):
+        with pytest.raises(ValueError, match=r"^out must be a file or folder name, got "):
+            file_name(bad, "out")
+
+
+def test_file_names_checks_each_key_and_each_item_of_a_list():
+    file_names({"a": "x", "b": ["y.zip", "z.zip"], "c": None}, "a", "b", "c", "absent")
+    with pytest.raises(ValueError) as refused:
+        file_names({"a": "x", "b": ["y.zip", 3]}, "a", "b")
+    assert (
+        str(refused.value) == "b must be a list of file names, got ['y.zip', 3] (quote a name made of digits: '\"3\"')"
+    )
+    assert digits_hint("name", "k") == "" and digits_hint(["a", "b"], "k") == ""

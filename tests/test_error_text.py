@@ -200,3 +200,23 @@ def test_an_override_that_does_not_parse_is_named(tmp_path):
     assert done.stderr.startswith("error: Error parsing override 'data.split=[0.5,0.5': no viable alternative"), (
         done.stderr
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["mdeas.train", "ckpt_path=123"], "ckpt_path must be a file or folder name, got 123"),
+        (["mdeas.evaluate", "ckpt_path=a.ckpt", "output=2024"], "output must be a file or folder name, got 2024"),
+        (["mdeas.predict", "ckpt_path=a.ckpt", "output=o", "bg=1", "fg_bg=f.jpg"], "bg must be"),
+        (["mdeas.export", "ckpt_path=7", "output=m.pt"], "ckpt_path must be"),
+        (["mdeas.compare", "ckpt_paths=[a.ckpt,12]"], "ckpt_paths must be a list of file names, got ['a.ckpt', 12]"),
+        (["mdeas.synth", "out=5", "num_samples=2"], "out must be"),
+    ],
+)
+def test_a_name_made_of_digits_is_named_with_how_to_quote_it(tmp_path, args, message):
+    """Hydra reads `output=2024` as a number: each entry point names the key and says to quote it (a path
+    function given an int ended in a traceback)."""
+    done = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith(f"error: {message}") and "quote a name made of digits" in done.stderr, done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr

@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 from tqdm import tqdm
 
+from mdeas.config_values import digits_hint
 from mdeas.data.decode import binarise, open_image, reduction, to_depth, to_mask, to_rgb
 from mdeas.data.errors import DataError
 from mdeas.data.layouts import DatasetIndex, Sample
@@ -161,11 +162,7 @@ def checked_path(path: Any, key: str = "data.path") -> Any:
     names = [path] if isinstance(path, str | os.PathLike) else path
     named = isinstance(names, Sequence) and names and all(isinstance(n, str | os.PathLike) and str(n) for n in names)
     if path is not None and not named:
-        numbers = isinstance(path, int | float) or (
-            isinstance(path, Sequence) and any(isinstance(n, int | float) for n in path)
-        )
-        hint = f" (quote a name made of digits: '{key}=\"2024\"')" if numbers else ""
-        raise ValueError(f"{key} must be a zip or a list of zips, got {path!r}{hint}")
+        raise ValueError(f"{key} must be a zip or a list of zips, got {path!r}{digits_hint(path, key)}")
     return path
 
 

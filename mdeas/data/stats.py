@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 
 from mdeas.atomic import atomic_write
 from mdeas.cli import exit_on_data_error, run_app
-from mdeas.config_values import whole_number
+from mdeas.config_values import file_names, whole_number
 from mdeas.data.dataset import dataset_paths, load_sample, scan
 from mdeas.data.decode import binarise
 from mdeas.data.layouts import DatasetIndex, load_index
@@ -137,6 +137,7 @@ def main(cfg: DictConfig) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     with exit_on_data_error(ValueError):
         paths = dataset_paths(cfg.path)
+        file_names(cfg, "out")
         seed, workers = whole_number(cfg.seed, "seed"), whole_number(cfg.num_workers, "num_workers")
         stats = dataset_stats(paths, cfg.layout, cfg.depth_inverted, cfg.limit, seed, workers)
         print(format_stats(stats))

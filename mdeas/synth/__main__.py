@@ -4,6 +4,7 @@ import hydra
 from omegaconf import DictConfig
 
 from mdeas.cli import exit_on_data_error, run_app
+from mdeas.config_values import file_names
 from mdeas.synth.generate import generate
 
 
@@ -11,6 +12,7 @@ from mdeas.synth.generate import generate
 def main(cfg: DictConfig) -> None:
     """Generate the dataset that conf/synth.yaml and the overrides describe (see `mdeas.synth.generate`)."""
     with exit_on_data_error(TypeError, ValueError):
+        file_names(cfg, "out")
         options = {k: v for k, v in cfg.items() if k not in ("out", "num_samples", "workers")}
         for key in ("num_samples", "workers"):
             whole = isinstance(cfg[key], int) and not isinstance(cfg[key], bool)

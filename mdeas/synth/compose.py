@@ -38,6 +38,7 @@ from omegaconf import DictConfig
 from PIL import Image, ImageOps
 
 from mdeas.cli import exit_on_data_error, run_app
+from mdeas.config_values import file_names
 from mdeas.data.decode import check_eight_bit, open_image, to_pillow
 from mdeas.data.errors import DataError
 from mdeas.data.layouts import IMAGE_EXTENSIONS
@@ -359,6 +360,7 @@ def main(cfg: DictConfig) -> None:
     """CLI: python -m mdeas.synth.compose bg_dir=DIR fg_dir=DIR out=PATH (see conf/compose.yaml)."""
     paths = ("out", "bg_dir", "fg_dir", "mask_dir", "depth_dir", "workers")
     with exit_on_data_error(TypeError, ValueError):
+        file_names(cfg, "out", "bg_dir", "fg_dir", "mask_dir", "depth_dir")
         options = {k: v for k, v in cfg.items() if k not in paths}
         path = compose(
             cfg.out,
