@@ -59,13 +59,16 @@ def pair_items(bg: str, fg_bg: str) -> Iterator[Item]:
 
 def folder_images(root: Path) -> list[Path]:
     """The fg_bg images of input=DIR, sorted, each with its partner DIR/bg/<name>; DataError naming the folder or
-    file when DIR/bg or DIR/fg_bg is missing, DIR/fg_bg holds no image (or a file of another kind: it would be
-    skipped), a partner is missing, or two names share a stem (their outputs, <stem>_mask.png etc., would
+    file when DIR/bg or DIR/fg_bg is missing, DIR/fg_bg holds no image (or a file of another kind, or a folder:
+    they would be skipped), a partner is missing, or two names share a stem (their outputs, <stem>_mask.png etc., would
     overwrite each other)."""
     bg_dir, fg_dir = root / "bg", root / "fg_bg"
     for d in (bg_dir, fg_dir):
         if not d.is_dir():
             raise DataError(d, "", "missing folder (input=DIR needs DIR/bg and DIR/fg_bg)")
+    folders = sorted(p.name for p in fg_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if folders:
+        raise DataError(fg_dir, folders[0], "a folder: input=DIR reads the images directly in fg_bg/ only")
     files = sorted(p for p in fg_dir.iterdir() if p.is_file() and not p.name.startswith("."))
     other = [p.name for p in files if p.suffix.lower() not in IMAGE_EXTENSIONS]
     if other or not files:

@@ -119,9 +119,12 @@ def train(cfg: DictConfig) -> dict:
     for key in ("check_val_every_n_epoch", "accumulate_grad_batches"):
         if cfg.trainer.get(key) is not None:
             whole_number(cfg.trainer[key], f"trainer.{key}", 1)
-    epochs = cfg.trainer.get("max_epochs")
-    if epochs is not None and (not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < -1):
-        raise ValueError(f"trainer.max_epochs must be a whole number (-1: no limit), got {epochs!r}")
+    for key in ("max_epochs", "max_steps"):  # read by the schedules before Lightning; 0 would train nothing
+        value = cfg.trainer.get(key)
+        if value is not None and (
+            not isinstance(value, int) or isinstance(value, bool) or not (value == -1 or value >= 1)
+        ):
+            raise ValueError(f"trainer.{key} must be a whole number >= 1 (-1: no limit), got {value!r}")
     if cfg.get("progressive"):
         done = finished(cfg)
         cfg = apply_stage(cfg)

@@ -299,6 +299,8 @@ def test_bad_inputs_are_one_line_errors(trained, tmp_path, monkeypatch):
     for folder in ("gif/bg", "gif/fg_bg"):
         (tmp_path / folder).mkdir(parents=True)
         (tmp_path / folder / "a.gif").write_bytes(b"GIF89a")
+    write_pair(tmp_path / "nested", "a.png", (8, 8))
+    (tmp_path / "nested" / "fg_bg" / "day2").mkdir()
     write_pair(tmp_path / "dup", "a.png", (8, 8))
     write_pair(tmp_path / "dup", "a.jpg", (8, 8))
     entry_points = [  # each entry point as a user runs it: the last line of stderr, a non-zero status
@@ -321,6 +323,7 @@ def test_bad_inputs_are_one_line_errors(trained, tmp_path, monkeypatch):
         ([f"ckpt_path={ckpt}", "bg=small.png", "fg_bg=in/bg/a.png"], "a.png: size 50x30 differs from its bg's 10x10"),
         ([f"ckpt_path={ckpt}", "input=empty"], "empty/fg_bg: no images (.jpg"),
         ([f"ckpt_path={ckpt}", "input=gif"], "gif/fg_bg: a.gif: a.gif is not an image of a known kind"),
+        ([f"ckpt_path={ckpt}", "input=nested"], "nested/fg_bg: day2: a folder: input=DIR reads the images directly"),
         ([f"ckpt_path={ckpt}", "input=dup"], "dup/fg_bg: a.png: same name as a.jpg: their outputs would overwrite"),
         ([f"ckpt_path={ckpt}", "input=ok", "device=gpu0"], "device must be auto, cpu, cuda or cuda:N, got 'gpu0'"),
     ]  # fmt: skip

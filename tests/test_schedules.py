@@ -268,10 +268,13 @@ def test_tune_lr_value_is_checked(tmp_path: Path, tiny_zip: Path) -> None:
         train(compose_run(tmp_path, tiny_zip, "tune_lr=yes"))
 
 
-@pytest.mark.parametrize("epochs", ["abc", "2.5", "-2"])
-def test_max_epochs_must_be_a_whole_number(tmp_path: Path, tiny_zip: Path, epochs: str) -> None:
-    """Read by the schedules before Lightning checks it: a string there blamed `sched.scheduler`."""
-    shown = {"abc": "'abc'", "2.5": "2.5", "-2": "-2"}[epochs]
-    message = rf"^trainer\.max_epochs must be a whole number \(-1: no limit\), got {shown}$"
+@pytest.mark.parametrize("key", ["max_epochs", "max_steps"])
+@pytest.mark.parametrize("value", ["abc", "2.5", "-2", "0"])
+def test_max_epochs_and_steps_must_be_whole_numbers_that_train(tmp_path: Path, tiny_zip: Path, key, value) -> None:
+    """Read by the schedules before Lightning checks them (a string there blamed `sched.scheduler`); 0 trained
+    nothing and wrote the untrained model's metrics."""
+    shown = {"abc": "'abc'", "2.5": "2.5", "-2": "-2", "0": "0"}[value]
+    message = rf"^trainer\.{key} must be a whole number >= 1 \(-1: no limit\), got {shown}$"
     with pytest.raises(ValueError, match=message):
-        train(compose_run(tmp_path, tiny_zip, f"trainer.max_epochs={epochs}"))
+        train(compose_run(tmp_path, tiny_zip, f"trainer.{key}={value}"))
+    assert not (tmp_path / "run" / "metrics.json").exists()
