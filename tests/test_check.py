@@ -20,6 +20,8 @@ from mdeas.data.sampler import EpochSampler
 from mdeas.data.stats import dataset_stats, format_stats, write_norm
 from mdeas.native_eval import full_size_samples
 from tests.conftest import encode, without_depth, write_canonical_zip
+from tests.layouts_fixtures import encode as encode_jpeg
+from tests.layouts_fixtures import grey_depth, make_samples, replace_entry, write_seed002
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -125,6 +127,23 @@ def test_check_flags_a_mask_too_dim_to_read_as_foreground(tmp_path):
     problems = check(str(_damaged(tmp_path, DIM)), max_mid_grey=0.2).problems
     dim = "a mask too faint: its brightest value is 100, so it reads as all background (< 128)"
     assert [(p.entry, p.problem, p.category) for p in problems] == [(DIM, dim, "mask")]
+
+
+def test_check_flags_an_eight_bit_depth_map_in_colour_not_grey_in_three_channels(tmp_path):
+    """A colour-mapped depth map reads as its luminance, which is not depth; grey saved as RGB JPEG is fine."""
+    records = make_samples()
+    written = write_seed002(tmp_path / "seed.zip", records)
+    depth = records[0].depth
+    coloured = np.stack([255 * depth, 128 + 0 * depth, 255 * (1 - depth)], axis=-1).astype(np.uint8)
+    grey = np.repeat(grey_depth(records[1].depth)[..., None], 3, axis=-1)
+    names = [name.replace("/overlay/", "/depth/") for name in written]
+    replace_entry(tmp_path / "seed.zip", tmp_path / "one.zip", names[0], encode_jpeg(coloured))
+    replace_entry(tmp_path / "one.zip", tmp_path / "two.zip", names[1], encode_jpeg(grey))
+    problems = check(str(tmp_path / "two.zip")).problems
+    assert [(p.entry, p.category) for p in problems] == [(names[0], "depth")], problems
+    assert re.fullmatch(r"a depth map in colour \(channels \d+ apart on average\): read as its grey; store it as grey",
+                        problems[0].problem)  # fmt: skip
+    assert Image.open(io.BytesIO(zipfile.ZipFile(tmp_path / "two.zip").read(names[1]))).mode == "RGB"
 
 
 @pytest.mark.parametrize(

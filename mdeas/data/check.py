@@ -1,5 +1,5 @@
 """Check a dataset before training: every sample's entries exist, stay within the read and decode limits (README
-"Security"), decode, agree in size, and masks are binary.
+"Security"), decode, agree in size, masks are binary and 8-bit depth maps grey.
 
     python -m mdeas.data.check path=data/set.zip
     python -m mdeas.data.check 'path=[part1.zip,part2.zip]' layout=seed003 num_workers=4
@@ -15,18 +15,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import hydra
+import numpy as np
 from omegaconf import DictConfig
 from torch.utils.data import Dataset
 
 from mdeas.cli import exit_on_data_error, run_app
 from mdeas.config_values import finite_number, whole_number
 from mdeas.data.dataset import dataset_paths, load_sample, scan
+from mdeas.data.decode import GREY_MODES, open_image, to_rgb
 from mdeas.data.errors import DataError
-from mdeas.data.layouts import DatasetIndex, load_index
+from mdeas.data.layouts import DatasetIndex, Sample, load_index
 from mdeas.failure import fail
 
 FOREGROUND = 128  # training reads a mask pixel as foreground from this value on (decode.binarise)
 MID_GREY = (32, 223)  # mask values that are neither background nor foreground, even after JPEG
+COLOUR_SPREAD = 16  # mean spread of a pixel's channels (0-255) above which an 8-bit depth map is in colour
 
 
 @dataclass
@@ -50,8 +53,28 @@ class _Inspect(Dataset):
         sample = self.index.samples[i]
         try:
             mask = load_sample(self.index, sample)["mask"]
+            colour = self.colour_depth(sample)
         except DataError as e:
             return [e]
+        return [*self.mask_problems(sample, mask), *colour]
+
+    def colour_depth(self, sample: Sample) -> list[DataError]:
+        """A problem when the sample's 8-bit depth map is in colour (a colour map, read as its luminance)."""
+        store = self.index.store
+        if not sample.depth or self.index.depth.format != "gray8":
+            return []
+        image = open_image(store.read(sample.depth), str(store.source(sample.depth)), store.name(sample.depth))
+        if image.header.mode in GREY_MODES:
+            return []
+        rgb = to_rgb(image).astype(np.int16)
+        spread = float((rgb.max(axis=-1) - rgb.min(axis=-1)).mean())
+        if spread <= COLOUR_SPREAD:
+            return []  # grey stored in three channels (JPEG leaves a little colour)
+        what = f"a depth map in colour (channels {spread:.0f} apart on average): read as its grey; store it as grey"
+        return [DataError(store.source(sample.depth), store.name(sample.depth), what, "depth")]
+
+    def mask_problems(self, sample: Sample, mask: np.ndarray) -> list[DataError]:
+        """A problem when `mask` (uint8 [H, W] as stored) is not binary or too faint to hold foreground."""
         grey = float(((mask >= MID_GREY[0]) & (mask <= MID_GREY[1])).mean())
         brightest = int(mask.max())
         if grey > self.max_mid_grey:

@@ -32,7 +32,7 @@ from mdeas.data.zipstore import env_limit
 
 _EIGHT_BIT = ("RGB", "L", "RGBA", "P", "PA", "CMYK", "YCbCr", "LA", "1")
 _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L")
-_GREY_MODES = ("L", "LA", "1")
+GREY_MODES = ("L", "LA", "1")
 _SCALES = (8, 4, 2)
 _FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "WEBP")  # what Pillow may read (JPEG opens a camera's multi-picture MPO too)
 _UNREADABLE = (OSError, SyntaxError, ValueError, EOFError)  # how Pillow says an image is damaged
@@ -216,7 +216,7 @@ def to_mask(encoded: Encoded, scale: int = 1) -> np.ndarray:
     palette) by its brightest channel, so an object drawn in any colour on black (a red mask, a palette's class
     colours) reads as foreground, as luminance would not (pure red is 76 of 255)."""
     check_eight_bit(encoded, "grey image")
-    if encoded.header.mode in _GREY_MODES:
+    if encoded.header.mode in GREY_MODES:
         return to_grey(encoded, scale)
     return to_rgb(encoded, scale).max(axis=-1)
 
