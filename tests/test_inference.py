@@ -201,7 +201,7 @@ def test_predict_takes_a_list_of_zips_as_one_dataset(trained, tmp_path):
     assert masks == ["b000_f00_mask.png", "b000_f01_mask.png", "zb/b000_f00_mask.png", "zb/b000_f01_mask.png"]
     named = sorted(p.relative_to(tmp_path / "l").as_posix() for p in (tmp_path / "l").rglob("*_mask.png"))
     assert named == masks  # the layout given: the same samples as detected
-    with pytest.raises(DataError, match="za.zip.*unknown data.layout 'nope'; one of"):
+    with pytest.raises(DataError, match="za.zip.*unknown layout 'nope'; one of"):
         predict(unknown)
 
 

@@ -75,7 +75,7 @@ def test_forced_layout_and_depth_not_inverted(tmp_path):
     assert np.abs(raw["depth"] - (1 - record.depth)).max() < 0.05  # grey / 255: bright = far
     with pytest.raises(DataError, match=r"s000.zip: labels.txt line 1: expected 5 fields, got 4"):
         load_index(str(paths[0]), layout="seed003")
-    with pytest.raises(DataError, match="unknown data.layout 'nope'"):
+    with pytest.raises(DataError, match="unknown layout 'nope'"):
         load_index(str(paths[0]), layout="nope")
 
 

@@ -489,7 +489,10 @@ def load_index(
     store = ZipStore(paths)
     if layout is not None and layout not in READERS:
         raise DataError(
-            store.describe(), None, f"unknown data.layout {layout!r}; one of {', '.join(READERS)}", "layout"
+            store.describe(),
+            None,
+            f"unknown layout {layout!r}; one of {', '.join(READERS)}",
+            "layout",
         )
     name = layout or detect_layout(store)
     index = READERS[name](store)
