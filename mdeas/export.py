@@ -36,7 +36,9 @@ LEGACY_EXPORTER_NOTICES = (
 
 
 class ExportWrapper(nn.Module):
-    """Normalise → model → (sigmoid(mask logits), depth)."""
+    """The exported model: bg, fg_bg float [B, 3, S, S] in [0, 1] (RGB, not normalised; S the checkpoint's size) →
+    (mask probability [B, 1, S, S], depth [B, 1, S, S] as trained: a fraction of the data's depth range, larger =
+    farther)."""
 
     def __init__(self, module: MaskDepthModule) -> None:
         super().__init__()

@@ -1,4 +1,4 @@
-"""Load a trained checkpoint and run it on raw images: resize, normalise, predict, map back to the input size (a
+"""Load a trained checkpoint and run it on raw images: normalise, resize, predict, map back to the input size (a
 refined model, `mdeas.models.refiner.RefinedNet`, refines its mask at the input size instead).
 
 A checkpoint carries what this needs (DESIGN.md): the model config, the input size, the normalisation and the

@@ -100,6 +100,8 @@ class MaskDepthModule(pl.LightningModule):
             self.model.compile()
 
     def forward(self, bg: torch.Tensor, fg_bg: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Normalised bg, fg_bg float [B, 3, H, W] → the model's outputs: "mask" logits and "depth" [B, 1, H, W]
+        (and a refined model's "mask_coarse")."""
         if self.channels_last:
             bg, fg_bg = (x.contiguous(memory_format=torch.channels_last) for x in (bg, fg_bg))
         return self.model(bg, fg_bg)

@@ -155,7 +155,7 @@ def test_crop_trains_on_windows_of_the_full_images_and_validates_on_whole_ones(t
     for key in ("bg", "mask", "depth"):
         assert torch.equal(full[key][:, y : y + 16, x : x + 16], window[key])
     assert next(iter(cropped.val_dataloader()))["fg_bg"].shape[-1] == 32
-    with pytest.raises(ValueError, match="data.crop must be in"):
+    with pytest.raises(ValueError, match=r"^data\.crop must be in \[1, data\.image_size=32\] or null, got 48$"):
         MaskDepthDataModule(path=str(path), image_size=32, crop=48)
 
 

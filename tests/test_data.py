@@ -71,13 +71,15 @@ def test_subset_is_seeded_and_bad_fractions_rejected(canonical_zip):
         assert len(set(ids)) == 5 and ids == [i for i in order if i in ids]
     assert len({tuple(ids) for ids in drawn.values()}) > 1  # the seed chooses which
     assert [s.id for s in subset(samples, 5, 1)] == drawn[1] and len(subset(samples, 100, 1)) == 12
-    with pytest.raises(ValueError, match="sum to 1"):
+    with pytest.raises(
+        ValueError, match=r"^data\.split fractions must be non-negative and sum to 1, got \[0\.5, 0\.2, 0\.2\]$"
+    ):
         split(samples, (0.5, 0.2, 0.2), 0)
 
 
 def test_store_reopens_handles_after_pickling(canonical_zip):
     store = ZipStore([canonical_zip])
-    assert store.read("meta.json")
+    assert store.read("meta.json") == zipfile.ZipFile(canonical_zip).read("meta.json")
     clone = pickle.loads(pickle.dumps(store))
     assert clone._handles == {} and clone.read("meta.json") == store.read("meta.json")
 

@@ -163,7 +163,7 @@ def test_ssim_valid_averages_map_over_valid_pixels() -> None:
 
 
 def test_ssim_too_small_image_is_a_clear_error() -> None:
-    with pytest.raises(ValueError, match="reflect padding"):
+    with pytest.raises(ValueError, match=r"^ssim with a 11x11 window and reflect padding needs H and W > 5, got 4x4$"):
         T.ssim(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4, 4))
 
 
@@ -404,6 +404,10 @@ def test_huber_and_bce_dice_by_hand() -> None:
     logits, target = t22(0.0, 2.0, -1.0, 3.0), t22(0, 1, 1, 0)
     expected = T.bce(logits, target).item() + T.dice(logits, target).item()
     assert T.bce_dice(logits, target).item() == pytest.approx(expected, rel=1e-6)
+    # probabilities (sigmoid=False): BCE mean(-ln 0.5, -ln 0.9, -ln 0.2, -ln 0.9) + Dice 1 - 2·1.1 / (1.7 + 2)
+    probabilities = t22(0.5, 0.9, 0.2, 0.1)
+    by_hand = -(math.log(0.5) + 2 * math.log(0.9) + math.log(0.2)) / 4 + 1 - 2.2 / 3.7
+    assert T.bce_dice(probabilities, target, sigmoid=False).item() == pytest.approx(by_hand, rel=1e-5)
 
 
 def test_dice_on_raw_values() -> None:

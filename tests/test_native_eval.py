@@ -153,7 +153,7 @@ def test_evaluate_compare_and_predict_average_each_mask_with_the_mirrored_pairs(
 
 
 def test_an_unknown_resolution_is_refused(run):
-    with pytest.raises(ValueError, match="resolution must be one of"):
+    with pytest.raises(ValueError, match=r"^resolution must be one of \('native', 'model'\), got 'full'$"):
         evaluate(run["ckpt"], {}, None, resolution="full")
 
 

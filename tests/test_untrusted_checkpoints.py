@@ -270,7 +270,7 @@ def test_every_target_mdeas_configs_save_in_a_checkpoint_is_allowed():
     assert len(model) >= 4 and {"_target_": "albumentations.HorizontalFlip"} in data
     check_buildable(model, MODEL_TARGETS)
     check_buildable(data + [{"_target_": "albumentations.CLAHE"}], DATA_TARGETS, transforms=True)
-    with pytest.raises(UntrustedConfig):
+    with pytest.raises(UntrustedConfig, match=r"^its config would call albumentations\.HorizontalFlip \(a checkpoint"):
         check_buildable([{"_target_": "albumentations.HorizontalFlip"}], MODEL_TARGETS)  # transforms: data only
 
 

@@ -25,7 +25,9 @@ class DataError(ValueError):
     (`printable`).
     """
 
-    def __init__(self, source: object, entry: str | None = None, problem: str | None = None, category: str = "data"):
+    def __init__(
+        self, source: object, entry: str | None = None, problem: str | None = None, category: str = "data"
+    ) -> None:
         if problem is None and entry is None:  # a whole message, maybe a worker traceback ending in our line
             last = ([line for line in str(source).splitlines() if line.strip()] or [""])[-1]
             source = last.split(_WORKER_PREFIX, 1)[-1]
@@ -37,5 +39,5 @@ class DataError(ValueError):
         self.source, self.entry, self.problem, self.category = str(source), entry, problem, category
         super().__init__(message)
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type, tuple]:
         return type(self), (self.source, self.entry, self.problem, self.category)

@@ -20,7 +20,9 @@ class EpochSampler(DistributedSampler):
 
     start = 0
 
-    def __init__(self, dataset: Dataset, seed: int, num_replicas: int = 1, rank: int = 0, drop_last: bool = False):
+    def __init__(
+        self, dataset: Dataset, seed: int, num_replicas: int = 1, rank: int = 0, drop_last: bool = False
+    ) -> None:
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=drop_last)
 
     def __iter__(self) -> Iterator[tuple[int, int]]:

@@ -300,8 +300,10 @@ class ZipStore:
         for i, key in enumerate(same):
             if key in same[:i]:
                 raise DataError(self.paths[i], None, "given twice in the list of zips (its samples would count twice)")
-        self.max_bytes = (max_entry_mb or env_limit("MDEAS_MAX_ENTRY_MB", MAX_ENTRY_MB)) * MIB
-        self.max_ratio = max_ratio or env_limit("MDEAS_MAX_RATIO", MAX_RATIO)
+        if max_entry_mb is None:
+            max_entry_mb = env_limit("MDEAS_MAX_ENTRY_MB", MAX_ENTRY_MB)
+        self.max_bytes = max_entry_mb * MIB
+        self.max_ratio = env_limit("MDEAS_MAX_RATIO", MAX_RATIO) if max_ratio is None else max_ratio
         self.owner: dict[str, int] = {}  # name → the first zip holding it
         self.shadowed: set[str] = set()  # keys of names that an earlier zip also holds
         self.directories: list[ZipDirectory] = []

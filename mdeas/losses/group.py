@@ -22,7 +22,7 @@ _SPEC_KEYS = {"target", "fn", "weight", "kwargs"}
 
 @dataclass(frozen=True)
 class TermSpec:
-    """One configured term: ``weight * fn(outputs[target], batch[target], **kwargs)``."""
+    """One configured term: ``weight * fn(outputs[target], batch[TARGETS[target]], **kwargs)``."""
 
     name: str
     target: str

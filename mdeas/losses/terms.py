@@ -2,10 +2,10 @@
 
 pred, target: ``[B,1,H,W]`` float. Mask terms get mask **logits** as pred: ``bce``, ``focal`` and ``lovasz_hinge``
 work on logits by definition; ``dice``, ``soft_iou`` and ``bce_dice`` apply the sigmoid unless given
-``sigmoid=False`` (to compare raw maps, e.g. depth); the regression terms compare ``sigmoid(pred)`` only when given
-``sigmoid=True``. valid: optional bool ``[B,1,H,W]`` (broadcastable), the pixels to include; the reduction is then
-over valid pixels only (0 when there are none). Every term runs in float32 with autocast off, whatever the input
-dtype, and returns a float32 scalar.
+``sigmoid=False`` (to compare probabilities or raw maps, e.g. depth); the regression terms compare
+``sigmoid(pred)`` only when given ``sigmoid=True``. valid: optional bool ``[B,1,H,W]`` (broadcastable), the
+pixels to include; the reduction is then over valid pixels only (0 when there are none). Every term runs in
+float32 with autocast off, whatever the input dtype, and returns a float32 scalar.
 
 SSIM terms: ``ssim`` is ``1 - SSIM`` (range [0, 2], what seed 002's weights assume); ``dssim`` is kornia's
 ``ssim_loss``, ``clip((1 - SSIM) / 2, 0, 1)`` (range [0, 1], the DenseDepth form).
@@ -57,10 +57,9 @@ def _mean(values: Tensor, valid: Tensor | None) -> Tensor:
     return torch.where(valid, values, 0.0).sum() / valid.sum().clamp_min(1)
 
 
-def _sum(values: Tensor, valid: Tensor | None, dim: tuple[int, ...] | None = None) -> Tensor:
-    """Sum of ``values`` over ``dim`` (all when None), of the ``valid`` pixels only when given."""
-    values = values if valid is None else torch.where(valid, values, 0.0)
-    return values.sum() if dim is None else values.sum(dim=dim)
+def _sum(values: Tensor, valid: Tensor | None) -> Tensor:
+    """Sum of ``values``, of the ``valid`` pixels only when given."""
+    return (values if valid is None else torch.where(valid, values, 0.0)).sum()
 
 
 def _prob(pred: Tensor, sigmoid: bool) -> Tensor:
@@ -111,8 +110,14 @@ def dice(
 def bce_dice(
     pred: Tensor, target: Tensor, valid: Tensor | None = None, smooth: float = 1e-6, sigmoid: bool = True
 ) -> Tensor:
-    """``bce + dice``, both on the same logits (seed 001's "Dice + BCE")."""
-    return bce(pred, target, valid) + dice(pred, target, valid, smooth=smooth, sigmoid=sigmoid)
+    """``bce + dice`` on the same map (seed 001's "Dice + BCE"): logits, or with ``sigmoid=False`` probabilities
+    in [0, 1] (the cross-entropy then on ``clamp(pred, 1e-6, 1 - 1e-6)``)."""
+    if sigmoid:
+        cross = bce(pred, target, valid)
+    else:
+        probabilities = pred.clamp(1e-6, 1.0 - 1e-6)
+        cross = _mean(F.binary_cross_entropy(probabilities, target, reduction="none"), valid)
+    return cross + dice(pred, target, valid, smooth=smooth, sigmoid=sigmoid)
 
 
 @_register("soft_iou")
