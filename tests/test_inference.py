@@ -19,10 +19,10 @@ from mdeas.data.layouts import load_index
 from mdeas.data.zipstore import ZipStore
 from mdeas.evaluate import evaluate, table
 from mdeas.export import export
-from mdeas.inference import CheckpointError, Predictor, load_module, mirror_averaged, read_checkpoint
+from mdeas.inference import CheckpointError, Prediction, Predictor, load_module, mirror_averaged, read_checkpoint
 from mdeas.models.refiner import RefinedNet
 from mdeas.outline import KnownBackgroundOutline
-from mdeas.predict import predict, video_items
+from mdeas.predict import depth_color, panel, predict, video_items
 from mdeas.train import train
 from tests.conftest import compose_train, without_depth, write_canonical_zip
 from tests.layouts_fixtures import make_samples, write_seed002
@@ -396,6 +396,27 @@ def test_the_readmes_python_example_gives_predicts_mask(trained, tmp_path, monke
     written = cv2.imread(str(tmp_path / "out" / "scene_mask.png"), cv2.IMREAD_UNCHANGED)
     assert names["mask"].shape == (30, 50) and np.array_equal(written, names["mask"].astype(np.uint8) * 255)
     assert names["depth"].shape == (30, 50) and 0.0 <= names["depth"].min() <= names["depth"].max() <= 1.0
+
+
+def test_the_predictor_refuses_a_pair_of_two_sizes(trained):
+    predictor = Predictor(load_module(trained["ckpt"]))
+    bg, fg_bg = np.zeros((20, 30, 3), np.uint8), np.zeros((20, 31, 3), np.uint8)
+    with pytest.raises(ValueError, match=r"^bg size 30x20 differs from fg_bg 31x20$"):
+        predictor([bg], [fg_bg])
+
+
+def test_the_panel_is_the_composite_the_mask_and_depth_near_bright():
+    """fg_bg | mask 0/255 in three channels | depth in colour, nearer brighter (the colour map's luminance rises)."""
+    fg_bg = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+    depth_norm = np.array([[0.0, 0.5, 1.0], [0.2, 0.2, 0.2]], np.float32)
+    mask = np.array([[0.9, 0.1, 0.51], [0.0, 0.5, 1.0]], np.float32)
+    view = panel(fg_bg, Prediction(mask, np.zeros((2, 3), np.uint16), depth_norm))
+    assert view.shape == (2, 9, 3) and view.dtype == np.uint8
+    assert np.array_equal(view[:, :3], fg_bg)
+    assert np.array_equal(view[:, 3:6], np.repeat((mask > 0.5)[..., None] * 255, 3, axis=2).astype(np.uint8))
+    assert np.array_equal(view[:, 6:], depth_color(depth_norm))
+    grey = cv2.cvtColor(depth_color(depth_norm), cv2.COLOR_RGB2GRAY).astype(int)
+    assert grey[0, 0] > grey[0, 1] > grey[0, 2] and len(set(grey[1])) == 1
 
 
 def test_the_predictor_takes_read_only_arrays_without_a_warning(trained):

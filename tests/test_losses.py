@@ -660,8 +660,9 @@ def _preset(name: str) -> LossGroup:
     return hydra.utils.instantiate(OmegaConf.load(ROOT / "conf" / "loss" / f"{name}.yaml"))
 
 
-def test_seed_presets_by_hand() -> None:
-    """Each seed preset's total against the seed's formula written out with torch/reference SSIM."""
+def test_seed_presets_and_the_default_by_hand() -> None:
+    """Each seed preset's total (and the default loss's) against its formula written out with torch/reference
+    SSIM."""
     outputs, batch = _sample(size=24)
     m, d, v = outputs["mask"], outputs["depth"], batch["valid"]
     tm, td = batch["mask"], batch["depth"]
@@ -676,6 +677,13 @@ def test_seed_presets_by_hand() -> None:
         + (d - td).abs()[v].mean()
         + edge,
         "bce_ssim": bce + (1 - reference_ssim_map(d, td)[v].mean()) / 2,
+        "bce_dice_ssim": bce
+        + 1
+        - (2 * (p * tm).sum() + 1) / (p.sum() + tm.sum() + 1)
+        + 1
+        - reference_ssim_map(d, td)[v].mean()
+        + (d - td).abs()[v].mean()
+        + edge,
         "rmse_dice": 1
         - (2 * (p * tm).sum() + 1e-6) / (p.sum() + tm.sum() + 1e-6)
         + torch.sqrt(((d - td) ** 2)[v].mean() + 1e-6),
