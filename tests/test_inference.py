@@ -13,7 +13,7 @@ from hydra import compose, initialize_config_dir
 from PIL import Image
 
 from mdeas.cli import exit_on_data_error
-from mdeas.data.decode import open_image, to_depth, to_grey
+from mdeas.data.decode import open_image, to_depth, to_grey, to_png16
 from mdeas.data.errors import DataError
 from mdeas.data.layouts import load_index
 from mdeas.data.zipstore import ZipStore
@@ -218,11 +218,16 @@ def test_predict_limit_takes_the_first_samples_and_refuses_a_count_that_is_not_o
     assert not (tmp_path / "x").exists()
 
 
-def test_predict_writes_depth_as_the_training_data_stores_it(tmp_path, monkeypatch):
-    """A model trained on a seed layout (8-bit grey, near = bright) that predicts each sample's own depth and mask
-    writes back the dataset's depth image and mask, in the folders of the sample's id."""
-    data = tmp_path / "seed.zip"
-    write_seed002(data, make_samples(backgrounds=6, per_bg=2, size=32))
+@pytest.mark.parametrize("layout", ["seed002", "canonical"])
+def test_predict_writes_depth_as_the_training_data_stores_it(tmp_path, monkeypatch, layout):
+    """A model trained on a seed layout (8-bit grey, near = bright) or the canonical one (16-bit, mm) that predicts
+    each sample's own depth and mask writes back the dataset's depth image (where its depth is known) and mask, in
+    the folders of the sample's id."""
+    data = tmp_path / f"{layout}.zip"
+    if layout == "seed002":
+        write_seed002(data, make_samples(backgrounds=6, per_bg=2, size=32))
+    else:
+        write_canonical_zip(data, fg_per_bg=2)
     run_cfg = compose_train(tmp_path / "run", data, "trainer.max_epochs=1", "callbacks.image_grid=null")
     ckpt = train(run_cfg)["best_checkpoint"]
     index = load_index(str(data))
@@ -247,12 +252,15 @@ def test_predict_writes_depth_as_the_training_data_stores_it(tmp_path, monkeypat
     monkeypatch.setattr("mdeas.predict.load_module", lambda path: Oracle(load_module(path)))
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
         overrides = [f"ckpt_path={ckpt}", f"output={tmp_path / 'out'}", f"input={data}", "batch_size=5", "device=cpu"]
-        overrides.append("mirror=false")  # one pass: the oracle answers each sample once
+        overrides += ["mirror=false", "outline=none"]  # one pass: the oracle answers each sample once, as it is
         predict(compose("predict", overrides=overrides))
     for sample, entry, mask in zip(index.samples, entries, masks, strict=True):
         written = cv2.imread(str(tmp_path / "out" / f"{sample.id}_depth.png"), cv2.IMREAD_UNCHANGED)
-        assert written.dtype == np.uint8 and written.shape == (32, 32), sample.id
-        assert np.abs(written.astype(int) - to_grey(entry)).max() <= 1, sample.id
+        stored = to_grey(entry) if layout == "seed002" else to_png16(entry)
+        known = np.ones(stored.shape, bool) if layout == "seed002" else stored > 0
+        assert written.dtype == (np.uint8 if layout == "seed002" else np.uint16), sample.id
+        assert written.shape == (32, 32) and known.mean() > 0.5, sample.id
+        assert np.abs(written.astype(int) - stored.astype(int))[known].max() <= 1, sample.id
         written_mask = cv2.imread(str(tmp_path / "out" / f"{sample.id}_mask.png"), cv2.IMREAD_UNCHANGED)
         assert np.array_equal(written_mask, mask.astype(np.uint8) * 255), sample.id
 
