@@ -173,7 +173,9 @@ def test_multirun_over_a_loss_weight_writes_jobs_and_summary(tmp_path: Path, tin
         job = sweep / row["job"]
         assert float(row["objective"]) == pytest.approx(job_objective(job), rel=1e-9)
         assert OmegaConf.load(job / ".hydra" / "config.yaml").loss.terms.depth_ssim.weight == weight
-    assert "best: job" in (sweep / "sweep_summary.md").read_text()
+    best_row = max(rows, key=lambda row: float(row["objective"]))
+    best_line = f"best: job {best_row['job']} ({float(best_row['objective']):.4f}): `{best_row['overrides']}`"
+    assert (sweep / "sweep_summary.md").read_text().splitlines()[-1] == best_line
     names, tags = hparams_of(sweep / "0")
     assert {"model", "loss", "lr", "loss/depth_ssim"} <= names  # the swept weight is the term's hyper-parameter
     assert not any(name.startswith(("choice/", "override/")) for name in names)
