@@ -17,7 +17,11 @@ def test_bench_data_prints_every_loader_and_the_ratio(tmp_path, monkeypatch, cap
         for loader in ("seed-style (extracted files)", "resized cache build", "mdeas, no augmentation",
                        "mdeas, decoded each epoch at full size", "mdeas, decoded each epoch", "mdeas |"):  # fmt: skip
             assert f"| {layout} | {loader}" in out, (layout, loader)
-    assert re.search(r"\nratio: \d+\.\d\d\n$", out)
+    rows = {tuple(c.strip() for c in line.split("|")[1:4]): line.split("|") for line in out.splitlines()}
+    seed_style, mdeas = rows["seed002", "seed-style (extracted files)", "64"], rows["seed002", "mdeas", "64"]
+    ratio = float(re.search(r"\nratio: (\d+\.\d\d)\n$", out).group(1))
+    assert ratio == float(mdeas[5]) and float(seed_style[5]) == 1.0  # the headline: mdeas over seed-style, seed002
+    assert ratio == pytest.approx(float(mdeas[4]) / float(seed_style[4]), rel=0.01)
 
 
 def test_timed_counts_each_timed_batch_s_fetch_and_step(monkeypatch):
