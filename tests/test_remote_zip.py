@@ -22,6 +22,8 @@ from mdeas.data.datamodule import MaskDepthDataModule
 from mdeas.data.errors import DataError
 from mdeas.data.remote import FsspecRanges, RemoteError, RemoteFile, ZipURL, with_retries
 from mdeas.data.zipstore import ZipDirectory, ZipStore
+from mdeas.evaluate import evaluate
+from mdeas.outline import KnownBackgroundOutline
 from tests.conftest import TINY_RUN, write_canonical_zip
 
 
@@ -407,5 +409,8 @@ def test_train_and_evaluate_read_a_remote_zip_in_place(server, tmp_path, generat
                "output=evaluated", cwd=tmp_path)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((tmp_path / "evaluated" / "metrics.json").read_text())
-    assert results["samples"] > 0 and 0 <= results["model"]["mask/iou"] <= 1
+    local = evaluate(str(tmp_path / "run/checkpoints/best.ckpt"), {"path": str(generated), "limit": 64},
+                     str(tmp_path / "local"), outline=KnownBackgroundOutline(), mirror=True)  # fmt: skip
+    assert results["samples"] == local["samples"] > 0  # the same samples read by range requests as from the file
+    assert results["model"]["mask/iou"] == pytest.approx(local["model"]["mask/iou"], abs=1e-6)
     assert server.bytes_sent - trained < 0.2 * size, f"evaluate fetched {server.bytes_sent - trained} of {size} bytes"
