@@ -488,12 +488,7 @@ def load_index(
         raise DataError("data.path", None, "no zip given")
     store = ZipStore(paths)
     if layout is not None and layout not in READERS:
-        raise DataError(
-            store.describe(),
-            None,
-            f"unknown layout {layout!r}; one of {', '.join(READERS)}",
-            "layout",
-        )
+        raise DataError(store.describe(), None, f"unknown layout {layout!r}; one of {', '.join(READERS)}", "layout")
     name = layout or detect_layout(store)
     index = READERS[name](store)
     if depth_inverted is not None:
