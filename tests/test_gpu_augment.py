@@ -6,6 +6,7 @@ from pathlib import Path
 import albumentations as A
 import numpy as np
 import pytest
+import pytorch_lightning as pl
 import torch
 
 from mdeas.data.datamodule import MaskDepthDataModule
@@ -172,8 +173,26 @@ def test_a_transform_without_a_device_version_is_named():
         MaskDepthDataModule(path="x.zip", augment_on="tpu")
 
 
+class TrainBatches(pl.Callback):
+    """Keeps a copy of each batch the training step receives (after the batch transfer hooks)."""
+
+    seen: list[dict[str, torch.Tensor]] = []
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+        TrainBatches.seen.append({k: v.detach().clone() for k, v in batch.items() if torch.is_tensor(v)})
+
+
 def test_training_runs_with_augment_on_gpu(tmp_path, zip_path, one_thread):
+    """The loader's uint8 batch reaches the step as the CPU path's would: float, normalised, cropped, a 0/1 mask."""
+    TrainBatches.seen.clear()
+    record = "+callbacks.record={_target_: tests.test_gpu_augment.TrainBatches}"
     results = train(compose_train(tmp_path / "run", zip_path, "data.augment_on=gpu", "data.crop=16",
-                                  "+trainer.fast_dev_run=true", "callbacks.image_grid=null"))  # fmt: skip
+                                  "+trainer.fast_dev_run=true", "callbacks.image_grid=null", record))  # fmt: skip
     assert {"val/mask/iou", "val/score"} <= set(results["val"]), results["val"]  # validation ran
     assert all(np.isfinite(v) for v in results["val"].values())
+    (batch,) = TrainBatches.seen
+    for key in ("bg", "fg_bg"):
+        assert batch[key].dtype == torch.float32 and batch[key].shape == (4, 3, 16, 16), key
+        assert batch[key].min() < 0 < batch[key].max(), key  # normalised by the data's mean and std, not 0-255
+    assert batch["mask"].shape == (4, 1, 16, 16) and set(batch["mask"].unique().tolist()) <= {0.0, 1.0}
+    assert batch["depth"].dtype == torch.float32 and 0 <= batch["depth"].min() <= batch["depth"].max() <= 1
