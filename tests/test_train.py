@@ -27,7 +27,11 @@ def test_fast_dev_run_composes_the_real_config(tmp_path, tiny_zip):
     results = train(cfg)
     assert {"val/mask/iou", "val/depth/delta1", "val/depth/rmse"} <= set(results["val"])
     assert all(math.isfinite(v) for v in results["val"].values()), results["val"]
+    val = results["val"]
+    assert val["val/score"] == pytest.approx((val["val/mask/iou"] + val["val/depth/delta1"]) / 2)
+    assert all(0 <= val[f"val/{key}"] <= 1 for key in ("mask/iou", "mask/dice", "depth/delta1"))
     assert json.loads((tmp_path / "run" / "metrics.json").read_text()) == results
+    assert not list((tmp_path / "run").rglob("*.ckpt"))  # a fast dev run saves no checkpoint
 
 
 def test_one_epoch_writes_tensorboard_checkpoints_and_metrics(tmp_path, tiny_zip):
