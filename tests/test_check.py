@@ -134,7 +134,7 @@ def test_check_flags_an_eight_bit_depth_map_in_colour_not_grey_in_three_channels
     records = make_samples()
     written = write_seed002(tmp_path / "seed.zip", records)
     depth = records[0].depth
-    coloured = np.stack([255 * depth, 128 + 0 * depth, 255 * (1 - depth)], axis=-1).astype(np.uint8)
+    coloured = np.stack([255 * depth, np.full_like(depth, 128), 255 * (1 - depth)], axis=-1).astype(np.uint8)
     grey = np.repeat(grey_depth(records[1].depth)[..., None], 3, axis=-1)
     names = [name.replace("/overlay/", "/depth/") for name in written]
     replace_entry(tmp_path / "seed.zip", tmp_path / "one.zip", names[0], encode_jpeg(coloured))
