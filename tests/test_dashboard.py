@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from pytorch_lightning.loggers import TensorBoardLogger
@@ -186,6 +187,12 @@ def test_panel_layout_and_captions() -> None:
     header = image.shape[0] - n * (tile + GAP) - GAP
     assert image.dtype.name == "uint8" and image.shape[1:] == (len(COLUMNS) * (tile + GAP) + GAP, 3)
     assert 20 < header < 60 and image[:header].std() > 0  # the labels are drawn
+    top = header + (tile + GAP)  # row 1; its fg_bg and mask GT tiles carry no caption
+    for column, source in (("fg_bg", rows["fg_bg"][1]), ("mask GT", mask[1].expand(3, -1, -1))):
+        left = GAP + COLUMNS.index(column) * (tile + GAP)
+        enlarged = source.repeat_interleave(3, dim=1).repeat_interleave(3, dim=2)  # nearest, ×3
+        expected = (enlarged * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        assert np.array_equal(image[top : top + tile, left : left + tile], expected), column
     relative = prediction_panel(**rows, depth_scale_m=None, ids=["a", "b", "c"])  # relative depth: no metres
     changed = (relative != image).any(-1).nonzero()[1]  # columns of the pixels that differ
     depth_gt = COLUMNS.index("depth GT") * (tile + GAP) + GAP
