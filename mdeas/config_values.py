@@ -4,6 +4,7 @@ ValueError naming the key (`mirror=no` is a string to Hydra, which Python would 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping, Sequence
 
 
@@ -28,10 +29,18 @@ def finite_number(value: object, key: str) -> float:
     return float(value)
 
 
+def named(value: object) -> bool:
+    """Whether `value` is a non-empty name (text or a path) or a non-empty list of them."""
+    items = [value] if isinstance(value, str | os.PathLike) else value
+    return (
+        isinstance(items, Sequence) and bool(items) and all(isinstance(i, str | os.PathLike) and str(i) for i in items)
+    )
+
+
 def file_name(value: object, key: str) -> str | None:
     """`value` when it is None or a non-empty name, else ValueError naming `key` (Hydra reads a name made of
     digits, `output=2024`, as a number: the message says to quote it)."""
-    if value is None or (isinstance(value, str) and value):
+    if value is None or (isinstance(value, str) and named(value)):
         return value
     raise ValueError(f"{key} must be a file or folder name, got {value!r}{digits_hint(value, key)}")
 
@@ -41,7 +50,7 @@ def file_names(cfg: Mapping, *keys: str) -> None:
     for key in keys:
         value = cfg.get(key)
         if isinstance(value, Sequence) and not isinstance(value, str):
-            if not all(isinstance(item, str) and item for item in value):
+            if not named(value):
                 raise ValueError(f"{key} must be a list of file names, got {list(value)!r}{digits_hint(value, key)}")
         else:
             file_name(value, key)

@@ -66,10 +66,11 @@ def folder_images(root: Path) -> list[Path]:
     for d in (bg_dir, fg_dir):
         if not d.is_dir():
             raise DataError(d, "", "missing folder (input=DIR needs DIR/bg and DIR/fg_bg)")
-    folders = sorted(p.name for p in fg_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    listed = sorted(p for p in fg_dir.iterdir() if not p.name.startswith("."))
+    folders = [p.name for p in listed if p.is_dir()]
     if folders:
         raise DataError(fg_dir, folders[0], "a folder: input=DIR reads the images directly in fg_bg/ only")
-    files = sorted(p for p in fg_dir.iterdir() if p.is_file() and not p.name.startswith("."))
+    files = [p for p in listed if p.is_file()]
     other = [p.name for p in files if p.suffix.lower() not in IMAGE_EXTENSIONS]
     if other or not files:
         what = f"{other[0]} is not an image of a known kind" if other else "no images"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -12,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 from tqdm import tqdm
 
-from mdeas.config_values import digits_hint
+from mdeas.config_values import digits_hint, named
 from mdeas.data.decode import binarise, open_image, reduction, to_depth, to_mask, to_rgb
 from mdeas.data.errors import DataError
 from mdeas.data.layouts import DatasetIndex, Sample
@@ -159,9 +158,7 @@ def dataset_paths(path: Any) -> str | list[str]:
 def checked_path(path: Any, key: str = "data.path") -> Any:
     """`path` when it is None, a zip or a non-empty list of them; else a ValueError naming `key` (`data.path=[]`
     would read as no path, and a name made of digits arrives as a number)."""
-    names = [path] if isinstance(path, str | os.PathLike) else path
-    named = isinstance(names, Sequence) and names and all(isinstance(n, str | os.PathLike) and str(n) for n in names)
-    if path is not None and not named:
+    if path is not None and not named(path):
         raise ValueError(f"{key} must be a zip or a list of zips, got {path!r}{digits_hint(path, key)}")
     return path
 
