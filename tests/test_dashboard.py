@@ -17,7 +17,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from mdeas.callbacks.image_grid import ImageGrid
-from mdeas.callbacks.panels import COLUMNS, GAP, prediction_panel
+from mdeas.callbacks.panels import COLUMNS, GAP, TURBO, depth_ranges, prediction_panel, signed, turbo
 from mdeas.metrics.pr_curve import precision_recall, threshold_counts
 from mdeas.train import train
 from tests.conftest import compose_train, write_canonical_zip
@@ -167,6 +167,32 @@ def test_threshold_counts_match_counting_by_hand() -> None:
         assert (tp[i], fp[i]) == ((positive & labels).sum(), (positive & ~labels).sum()), t
     precision, recall = precision_recall(tp, fp)
     assert recall[0] == 1 and precision[0] == pytest.approx(labels.float().mean().item())
+
+
+def test_threshold_counts_and_precision_recall_edge_cases() -> None:
+    scores = torch.tensor([float("nan"), 1.5, -0.2, 0.5])  # NaN and -0.2 count as 0, 1.5 as 1
+    tp, fp = threshold_counts(scores, torch.tensor([1, 1, 0, 0]).bool(), 3)
+    assert tp.tolist() == [2, 1, 1] and fp.tolist() == [2, 1, 0]
+    precision, recall = precision_recall(torch.tensor([3, 2, 0]), torch.tensor([5, 1, 0]))
+    assert precision.tolist() == pytest.approx([3 / 8, 2 / 3, 1.0])  # nothing predicted positive: precision 1
+    assert recall.tolist() == pytest.approx([1.0, 2 / 3, 0.0])
+    _, recall = precision_recall(torch.zeros(3, dtype=torch.long), torch.tensor([4, 2, 1]))
+    assert recall.tolist() == [0.0, 0.0, 0.0]  # no positive pixel: recall 0, not NaN
+
+
+def test_depth_ranges_signed_errors_and_turbo() -> None:
+    depth = torch.tensor([[0.2, 0.4, 0.0], [0.3, 0.3, 0.3], [0.9, 0.9, 0.9]]).view(3, 1, 1, 3)
+    valid = torch.tensor([[1, 1, 1], [1, 1, 1], [0, 0, 0]]).bool().view(3, 1, 1, 3)
+    pred = torch.tensor([[0.0, 1.0, 0.5], [0.1, 0.2, 0.3], [0.5, 0.7, 0.6]]).view(3, 1, 1, 3)
+    low, high = depth_ranges(depth, valid, pred)
+    # row 0: the known depth (0 is unknown); row 1: constant, widened by 1e-3; row 2: nothing valid, the prediction's
+    assert low.flatten().tolist() == pytest.approx([0.2, 0.3, 0.5])
+    assert high.flatten().tolist() == pytest.approx([0.4, 0.301, 0.7])
+    colours = signed(torch.tensor([0.5, -2.0, 0.0]).view(1, 1, 1, 3))[0, :, 0].T
+    assert colours.tolist() == [[0.5, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 0.0, 0.0]]  # red, blue (clamped), black
+    levels = turbo(torch.tensor([float("nan"), 0.0, 1.0, 2.0, 0.5]).view(1, 1, 1, 5))[0, :, 0].T
+    for got, index in zip(levels, (0, 0, 255, 255, 128)):  # NaN as 0, clamped to [0, 1], 256 levels
+        assert torch.equal(got, TURBO[:, index]), index
 
 
 def test_panel_layout_and_captions() -> None:
