@@ -21,6 +21,7 @@ from mdeas.callbacks.panels import COLUMNS, GAP, TURBO, depth_ranges, prediction
 from mdeas.metrics.pr_curve import precision_recall, threshold_counts
 from mdeas.train import train
 from tests.conftest import compose_train, write_canonical_zip
+from tests.test_schedules import cosine_warmup, lrs
 
 EPOCHS, TILE = 2, 128
 
@@ -60,6 +61,9 @@ def test_lr_once_per_optimiser_step_and_no_repeated_val_points(run: Path) -> Non
     series = scalars(run / "tensorboard")
     steps = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"]
     assert [step for step, _ in series["train/lr"]] == list(range(steps))
+    # the rate each step used (logged before the scheduler steps): warm-up over the first epoch, then cosine to 0
+    expected = lrs(cosine_warmup(1e-3, total=steps, batches=steps // EPOCHS), steps)
+    assert [value for _, value in series["train/lr"]] == pytest.approx(expected, rel=1e-6, abs=1e-12)
     for tag, points in series.items():
         if tag.startswith("val/"):
             assert len(points) == EPOCHS and max(Counter(s for s, _ in points).values()) == 1, (tag, points)
