@@ -166,6 +166,39 @@ def test_validation_batches_are_normalised_but_not_augmented(zip_path):
         assert all(torch.equal(a[k], b[k]) for k in ("bg", "fg_bg", "mask", "depth", "valid"))
 
 
+def test_brightness_contrast_matches_albumentations_and_its_probability():
+    """Fixed limits (contrast +0.1, brightness +0.1 of the full range): x·1.1 + 0.1, clipped; a draw at or above p
+    leaves the sample alone."""
+    jitter = A.RandomBrightnessContrast(brightness_limit=(0.1, 0.1), contrast_limit=(0.1, 0.1), p=0.5)
+    image = np.array([[[0, 128, 255], [10, 200, 60]]], np.uint8)  # [1, 2, 3]
+    expected = A.Compose([A.RandomBrightnessContrast(brightness_limit=(0.1, 0.1), contrast_limit=(0.1, 0.1), p=1)])
+    expected = expected(image=image)["image"].astype(np.float32) / 255
+    one = lambda a: torch.from_numpy(np.stack([a, a]))  # noqa: E731
+    raw = {"bg": one(image), "fg_bg": one(image), "mask": one(np.zeros((1, 2), np.uint8)),
+           "depth": one(np.ones((1, 2), np.float32)), "valid": one(np.ones((1, 2), bool)), "id": ["0", "1"],
+           "draws": torch.tensor([[0.2, 0.7, 0.3], [0.6, 0.7, 0.3]])}  # fmt: skip
+    out = DeviceAugment([jitter], mean=(0.0,) * 3, std=(1.0,) * 3)(raw)
+    assert out["fg_bg"][0, :, 0, 0].tolist() == pytest.approx([0.1, 128 / 255 * 1.1 + 0.1, 1.0])  # 255 clipped
+    assert np.abs(out["fg_bg"][0].permute(1, 2, 0).numpy() - expected).max() <= 1 / 255  # albumentations rounds
+    assert torch.equal(out["bg"], out["fg_bg"])
+    assert torch.allclose(out["fg_bg"][1], torch.from_numpy(image).permute(2, 0, 1) / 255)  # 0.6 ≥ p: unchanged
+
+
+@pytest.mark.parametrize(
+    ("transform", "message"),
+    [
+        (A.RandomBrightnessContrast(brightness_by_max=False), "needs brightness_by_max=true"),
+        (A.RandomBrightnessContrast(ensure_safe_range=True), "ensure_safe_range=false"),
+        (A.Affine(shear=10, border_mode=0), "translate_percent, scale, rotate and p, not shear"),
+        (A.Affine(border_mode=1), "not border_mode"),
+        (A.RandomCrop(16, 16, pad_if_needed=True), "does not pad"),
+    ],
+)
+def test_device_steps_refuse_options_they_do_not_reproduce(transform, message):
+    with pytest.raises(ValueError, match=message):
+        DeviceAugment([transform], mean=(0.5,) * 3, std=(0.25,) * 3)
+
+
 def test_a_transform_without_a_device_version_is_named():
     with pytest.raises(ValueError, match=r"GaussNoise has no device version: use data.augment_on=cpu"):
         DeviceAugment([A.HorizontalFlip(), A.GaussNoise()], mean=(0.5,) * 3, std=(0.25,) * 3)
