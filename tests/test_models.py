@@ -35,6 +35,16 @@ def test_upsample_kinds():
     x = torch.randn(1, 8, 4, 4)
     layer, ch = upsampling_layer("pixel_shuffle", 8)
     assert ch == 2 and layer(x).shape == (1, 2, 8, 8)
+    shuffled = upsampling_layer("pixel_shuffle", 4)[0](torch.arange(4.0).view(1, 4, 1, 1))
+    assert shuffled.flatten().tolist() == [0.0, 1.0, 2.0, 3.0]  # channel c → pixel (c // 2, c % 2)
+    layer, ch = upsampling_layer("nearest", 8)
+    assert ch == 8 and torch.equal(layer(x), x.repeat_interleave(2, -1).repeat_interleave(2, -2))
+    layer, ch = upsampling_layer("bilinear", 8)
+    assert ch == 8 and torch.allclose(layer(torch.ones(1, 8, 3, 3)), torch.ones(1, 8, 6, 6))
+    layer, ch = upsampling_layer("transpose", 8, out_channels=3)
+    assert ch == 3 and layer(x).shape == (1, 3, 8, 8)
+    with pytest.raises(ValueError, match="pixel_shuffle needs channels divisible by 4, got 6"):
+        upsampling_layer("pixel_shuffle", 6)
     with pytest.raises(ValueError, match="unknown upsampling 'cubic'"):
         upsampling_layer("cubic", 8)
 
@@ -65,6 +75,7 @@ from functools import partial  # noqa: E402
 
 from mdeas.models.blocks import (  # noqa: E402
     ChannelMean,
+    DilatedContext,
     Residual,
     basic_block,
     conv_stem,
@@ -74,6 +85,7 @@ from mdeas.models.blocks import (  # noqa: E402
 )
 from mdeas.models.decoders.unet import unet_stages  # noqa: E402
 from mdeas.models.fusion import DualStem, EarlyConcat, SiameseDiff  # noqa: E402
+from mdeas.models.necks import SharedNeck  # noqa: E402
 from mdeas.models.registry import DECODERS, ENCODERS, FUSIONS, NECKS  # noqa: E402
 from mdeas.registry import Registry  # noqa: E402
 
@@ -179,6 +191,27 @@ def test_each_fusion_works_with_several_encoders(fusion, encoder, encoder_kwargs
     assert {k: tuple(v.shape) for k, v in out.items()} == {"mask": (2, 1, 32, 32), "depth": (2, 1, 32, 32)}
     (out["mask"].pow(2).mean() + out["depth"].pow(2).mean()).backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_dilated_context_branches_see_their_own_dilation():
+    """All weights 1, biases 0, BatchNorm at its initial statistics: an impulse reaches the 3×3 grid of offsets
+    {-d, 0, d} around it in branch d, and nothing else."""
+    context = DilatedContext(1, 1, (1, 9)).eval()
+    with torch.no_grad():
+        for module in context.modules():
+            if isinstance(module, torch.nn.Conv2d):
+                module.weight.fill_(1.0)
+                if module.bias is not None:
+                    module.bias.zero_()
+    x = torch.zeros(1, 1, 32, 40)
+    x[0, 0, 16, 25] = 1.0
+    out = context(x)
+    assert out.shape == (1, 2, 32, 40)
+    for branch, d in enumerate((1, 9)):
+        reached = {tuple(p) for p in (out[0, branch] > 0).nonzero().tolist()}
+        assert reached == {(16 + i * d, 25 + j * d) for i in (-1, 0, 1) for j in (-1, 0, 1)}, d
+    pair = torch.randn(1, 4, 2, 2)
+    assert all(part is pair for part in SharedNeck(4)(pair))
 
 
 def test_composed_model_with_the_dilated_neck_sizes_each_decoder_from_its_branch():
