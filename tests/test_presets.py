@@ -109,6 +109,19 @@ def test_output_contract_at_64_and_backpropagation_to_every_parameter(name):
     assert missing == []
 
 
+@pytest.mark.parametrize("name", sorted(PARAMS))
+def test_in_eval_mode_a_sample_is_predicted_alone_as_in_a_batch(name):
+    """No mixing across the batch and no BatchNorm left on batch statistics: the first sample's outputs in a batch of
+    three are its outputs alone."""
+    torch.manual_seed(0)
+    model = create_model(name).eval()
+    bg, fg_bg = torch.randn(3, 3, 64, 64), torch.randn(3, 3, 64, 64)
+    with torch.no_grad():
+        batch, alone = model(bg, fg_bg), model(bg[:1], fg_bg[:1])
+    for key in ("mask", "depth"):
+        assert torch.allclose(batch[key][:1], alone[key], atol=1e-5), key
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("size", [128, 224])
 @pytest.mark.parametrize("name", sorted(PARAMS))

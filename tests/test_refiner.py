@@ -75,6 +75,18 @@ def test_shapes_at_training_size_and_at_native_sizes():
         net(torch.zeros(1, 3, 40, 40), torch.zeros(1, 3, 40, 40))
 
 
+def test_each_image_chooses_its_own_patches_whatever_the_batch():
+    torch.manual_seed(0)
+    net = RefinedNet(tiny_base(), PatchRefiner(), downsample=4, fraction=0.1).eval()
+    randomise_last_layer(net.refiner)
+    bg, fg_bg = torch.randn(3, 3, 64, 64), torch.randn(3, 3, 64, 64)
+    with torch.no_grad():
+        batch, alone = net(bg, fg_bg), net(bg[1:2], fg_bg[1:2])
+    for key in ("mask", "depth", "mask_coarse"):
+        assert torch.allclose(batch[key][1:2], alone[key], atol=1e-5), key
+    assert not torch.allclose(batch["mask"][1:2], batch["mask_coarse"][1:2])  # patches were refined
+
+
 def test_only_the_selected_patches_change_the_coarse_logits():
     torch.manual_seed(0)
     bg, fg_bg, coarse = torch.randn(2, 3, 37, 45), torch.randn(2, 3, 37, 45), 3 * torch.randn(2, 1, 37, 45)
