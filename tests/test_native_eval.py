@@ -261,6 +261,24 @@ def test_evaluate_reports_intervals_over_objects_and_each_objects_iou(run, tmp_p
     assert "gain, objects resampled" not in table(compare([run["ckpt"]], {}, str(tmp_path / "n")))
 
 
+def test_compare_table_rows_written_out() -> None:
+    scores = {"mask/iou_per_image": 0.25, "mask/boundary_f": 0.125, "mask/precision": 1.0, "mask/recall": 0.5}
+    first = {"checkpoint": "a|b.ckpt", "mask/iou": 0.5, "mask/iou_ci95": None, **scores}
+    second = {"checkpoint": "c.ckpt", "mask/iou": 0.55, "mask/iou_ci95": [0.5, 0.6], **scores,
+              "mask/iou_gain_ci95": [-0.01, 0.02]}  # fmt: skip
+    assert table({"rows": [first, second]}).splitlines()[2:] == [
+        "| a\\|b.ckpt | 0.5000 (too few images) | – | 0.2500 | 0.1250 | 1.0000 | 0.5000 |",
+        "| c.ckpt | 0.5500 [0.5000, 0.6000] | [-0.0100, +0.0200] | 0.2500 | 0.1250 | 1.0000 | 0.5000 |",
+    ]
+    second |= {"mask/iou_ci95_by_object": [0.4, 0.7], "mask/iou_gain_ci95_by_object": [0.0, 0.03]}
+    lines = table({"rows": [first, second]}).splitlines()
+    assert lines[0].split(" | ")[3] == "gain, objects resampled [95 %]"
+    assert lines[2].split(" | ")[2:4] == ["–", "–"] and lines[3].split(" | ")[2:4] == [
+        "[-0.0100, +0.0200]",
+        "[+0.0000, +0.0300]",
+    ]
+
+
 def test_evaluate_refuses_an_empty_val_split_where_the_baseline_chooses_its_threshold(run, tmp_path):
     with pytest.raises(DataError, match=r"data\.zip: the val split is empty: the \|fg_bg − bg\| baseline's thr"):
         evaluate(run["ckpt"], {"split": [0.5, 0.0, 0.5]}, str(tmp_path / "e"))
