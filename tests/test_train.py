@@ -48,16 +48,21 @@ def test_one_epoch_writes_tensorboard_checkpoints_and_metrics(tmp_path, tiny_zip
     assert (run / "checkpoints" / "last.ckpt").is_file() and (run / "checkpoints" / "best.ckpt").is_file()
     metrics = json.loads((run / "metrics.json").read_text())
     assert "val/mask/iou" in metrics["val"] and "test/depth/delta1" in metrics["test"]
-    scalars, images = set(), set()
+    values, images = {}, set()
     for events in (run / "tensorboard").glob("events.out.tfevents.*"):
-        acc = EventAccumulator(str(events), size_guidance={"images": 0}).Reload()
-        scalars |= set(acc.Tags()["scalars"])
+        acc = EventAccumulator(str(events), size_guidance={"images": 0, "scalars": 0}).Reload()
+        values |= {tag: [e.value for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
         images |= set(acc.Tags()["images"])
-    expected = {"val/mask/iou", "val/depth/delta1", "train/loss_epoch"} | {
-        f"train/loss/{t}" for t in ("depth_ssim", "mask_ssim", "depth_mse", "mask_mse", "depth_l1", "mask_l1")
-    }
-    assert expected <= scalars, expected - scalars
+    terms = [f"train/loss/{t}" for t in ("depth_ssim", "mask_ssim", "depth_mse", "mask_mse", "depth_l1", "mask_l1")]
+    expected = {"val/mask/iou", "val/depth/delta1", "train/loss_epoch", *terms}
+    assert expected <= set(values), expected - set(values)
     assert {"val_images/samples", "val_images/worst"} <= images
+    assert values["val/mask/iou"][-1] == pytest.approx(metrics["val"]["val/mask/iou"], rel=1e-6)  # float32 in TB
+    # each term is logged weighted, as its epoch mean: the six add up to the epoch's loss
+    assert sum(values[t][-1] for t in terms) == pytest.approx(values["train/loss_epoch"][-1], rel=1e-5)
+    best, last = (torch.load(run / "checkpoints" / f"{n}.ckpt", weights_only=False) for n in ("best", "last"))
+    # the train split of the 20 samples (split by background), in whole batches of 4: 3 steps
+    assert best["epoch"] == last["epoch"] == 0 and best["global_step"] == last["global_step"] == 3
 
 
 def test_tune_lr_trains_with_the_suggestion_as_onecycle_peak(tmp_path, tiny_zip, one_thread):
