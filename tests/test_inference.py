@@ -110,6 +110,8 @@ def test_predict_pair_folder_zip_and_video(trained, tmp_path):
     assert done.returncode == 0, done.stderr[-1500:]
     check_outputs(tmp_path / "folder", "a", (50, 30))
     check_outputs(tmp_path / "folder", "b", (40, 40))
+    for name in ("a_mask.png", "a_depth.png"):  # one pair, two ways in: the same outputs
+        assert (tmp_path / "folder" / name).read_bytes() == (tmp_path / "pair" / name).read_bytes(), name
     done = run("mdeas.predict", f"ckpt_path={ckpt}", "output=zip", f"input={trained['data']}", "batch_size=5",
                cwd=tmp_path)  # fmt: skip
     assert done.returncode == 0, done.stderr[-1500:]
@@ -125,6 +127,8 @@ def test_predict_pair_folder_zip_and_video(trained, tmp_path):
                cwd=tmp_path)  # fmt: skip
     assert done.returncode == 0, done.stderr[-1500:]
     check_outputs(tmp_path / "video", "clip_000003", (48, 32))
+    masks = [cv2.imread(str(tmp_path / "video" / f"clip_{n:06d}_mask.png"), cv2.IMREAD_UNCHANGED) for n in range(4)]
+    assert all(np.array_equal(m, masks[0]) for m in masks)  # four equal frames, four equal masks
     video = cv2.VideoCapture(str(tmp_path / "video" / "clip_panel.mp4"))
     frames = [frame for ok, frame in iter(video.read, (False, None)) if ok]
     assert len(frames) == 4 and all(frame.shape == (32, 3 * 48, 3) for frame in frames)  # fg_bg | mask | depth
