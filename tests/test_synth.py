@@ -33,6 +33,7 @@ from mdeas.synth.generate import (
     make_sample,
     plan,
 )
+from mdeas.synth.lighting import Light, billboard_shadow, sample_light, visibility
 from mdeas.synth.scene import render_background
 from mdeas.synth.sensor import Sensor
 from mdeas.synth.shapes import OPEN_KINDS, SPRITE_KINDS, Sprite, make_sprite
@@ -755,3 +756,39 @@ def test_a_background_is_rendered_once_for_the_samples_that_share_it(tmp_path, m
     generate(tmp_path / "seed.zip", 8, workers=1, **options)  # 2 objects × 2 flips: 4 samples on each of 2 backgrounds
     make_background.cache_clear()  # other tests must not get the counted renders
     assert len(rendered) == 2
+
+
+def _light(*directions: tuple[float, float, float]) -> Light:
+    return Light(np.array(directions, float), sun=np.ones(3), ambient=np.full(3, 0.3))
+
+
+def test_lambert_is_the_cosine_towards_the_source_with_wrap():
+    light = _light((0, 1, 0), (0, 1, 0))
+    normals = (np.array([0.0, 1.0, 0.0, 0.6]), np.array([1.0, 0.0, -1.0, 0.8]), np.zeros(4))  # x, y, z
+    assert light.lambert(normals).tolist() == pytest.approx([1.0, 0.0, 0.0, 0.8])  # up, sideways, down, 37° off
+    assert light.lambert(normals, wrap=1.0).tolist() == pytest.approx([1.0, 0.5, 0.0, 0.9])  # (cos + 1) / 2
+
+
+def test_shadow_rays_count_the_directions_a_solid_blocks():
+    box = Solid("box", x=0.0, z=5.0, ground_y=-1.0, height=2.0, rx=0.5, rz=1.0)  # x ±0.5, y −1..1, z 4..6
+    light = _light((0, 0, 1), (0, 1, 0))  # towards the box, and straight up
+    points, normal = (np.zeros(2), np.zeros(2), np.array([0.0, 7.0])), (np.zeros(2), np.zeros(2), np.ones(2))
+    assert visibility(points, normal, light, [box]).tolist() == [0.5, 1.0]  # in front of the box; behind it
+    assert visibility(points, normal, light, []).tolist() == [1.0, 1.0]
+
+
+def test_a_billboard_hides_the_source_from_points_behind_it_only():
+    light = _light((0, 0.6, 0.8), (1, 0, 0))  # the second ray runs parallel to the plane: never hidden
+    points = (np.zeros(2), np.zeros(2), np.array([5.0, 7.0]))  # before and beyond the plane z = 6
+    opaque = billboard_shadow(points, light, 6.0, lambda x, y: np.ones_like(x))
+    assert opaque.tolist() == [0.5, 0.0]
+    half = billboard_shadow(points, light, 6.0, lambda x, y: np.where(y > 1.0, 1.0, 0.5))  # the ray meets y = 0.75
+    assert half.tolist() == [0.25, 0.0]
+
+
+def test_sampled_lights_are_unit_directions_above_the_horizon():
+    for seed, outdoor in itertools.product(range(20), (False, True)):
+        light = sample_light(np.random.default_rng(seed), outdoor)
+        assert light.directions.shape == (6, 3)
+        assert np.allclose(np.linalg.norm(light.directions, axis=1), 1.0) and (light.directions[:, 1] > 0).all()
+        assert (light.ambient >= 0).all() and (light.sun > 0).all()
