@@ -195,7 +195,7 @@ def test_depth_ranges_signed_errors_and_turbo() -> None:
     colours = signed(torch.tensor([0.5, -2.0, 0.0]).view(1, 1, 1, 3))[0, :, 0].T
     assert colours.tolist() == [[0.5, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 0.0, 0.0]]  # red, blue (clamped), black
     levels = turbo(torch.tensor([float("nan"), 0.0, 1.0, 2.0, 0.5]).view(1, 1, 1, 5))[0, :, 0].T
-    for got, index in zip(levels, (0, 0, 255, 255, 128)):  # NaN as 0, clamped to [0, 1], 256 levels
+    for got, index in zip(levels, (0, 0, 255, 255, 128), strict=True):  # NaN as 0, clamped to [0, 1], 256 levels
         assert torch.equal(got, TURBO[:, index]), index
 
 
