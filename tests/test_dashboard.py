@@ -15,6 +15,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.trainer.states import TrainerFn
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
+from tensorboard.util import tensor_util
 
 from mdeas.callbacks.image_grid import ImageGrid
 from mdeas.callbacks.panels import COLUMNS, GAP, TURBO, depth_ranges, prediction_panel, signed, turbo
@@ -106,7 +107,15 @@ def test_image_panels_pr_curves_and_graph(run: Path) -> None:
     for tag in ("val_images/samples", "val_images/worst"):
         assert len(images[tag]) == EPOCHS and {event.width for event in images[tag]} == {width}, tag
     assert len(pr["val/mask/pr"]) == EPOCHS and len(pr["val/mask/pr_baseline"]) == 1
-    assert graph
+    assert graph  # the model graph was written (logger.log_graph=true)
+    # rows TP, FP, TN, FN, precision, recall over 201 thresholds, counted over every val pixel
+    curves = [tensor_util.make_ndarray(pr[tag][-1].tensor_proto) for tag in ("val/mask/pr", "val/mask/pr_baseline")]
+    for tp, fp, tn, fn, precision, recall in curves:
+        total = tp + fp + tn + fn
+        assert tp.shape == (201,) and (total == total[0]).all() and total[0] % (32 * 32) == 0
+        assert tn[0] == fn[0] == 0 and (np.diff(tp) <= 0).all() and (np.diff(fp) <= 0).all()
+        assert np.allclose(recall, tp / tp[0]) and np.allclose(precision[tp + fp > 0], (tp / (tp + fp))[tp + fp > 0])
+    assert curves[0][0][0] == curves[1][0][0] and curves[0][1][0] == curves[1][1][0]  # the same val pixels
 
 
 def _fitting(tmp_path: Path) -> SimpleNamespace:
