@@ -163,12 +163,12 @@ def _load_state(target: torch.nn.Module, state: dict, path: str | Path, hparams:
     target.load_state_dict(state)
 
 
-def load_weights(model: torch.nn.Module, ckpt_path: str | Path, prefix: str = "model.") -> None:
-    """Copy the weights under `prefix` of an mdeas checkpoint into `model` (strict: every tensor must fit). A
+def load_weights(model: torch.nn.Module, ckpt_path: str | Path) -> None:
+    """Copy the model's weights (under `model.`) of an mdeas checkpoint into `model` (strict: every tensor must fit). A
     RefinedNet also takes a checkpoint of its base model alone (second-stage training): into its `base`; and one
     whose refiner read no alpha maps into a refiner that does (its alpha conv keeps its zero start)."""
     ckpt = read_checkpoint(ckpt_path)
-    weights = {k.removeprefix(prefix): v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+    weights = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
     if isinstance(model, RefinedNet) and not any(k.startswith("base.") for k in weights):
         model = model.base
     elif isinstance(model, RefinedNet) and model.refiner.alpha is not None and "refiner.alpha.weight" not in weights:

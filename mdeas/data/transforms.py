@@ -28,13 +28,12 @@ def build_resize(image_size: int) -> A.Compose:
     return A.Compose([resize], additional_targets=TARGETS)
 
 
-def build_augment(augmentations: Sequence[A.BasicTransform], seed: int | None = None) -> A.Compose | None:
+def build_augment(augmentations: Sequence[A.BasicTransform], seed: int) -> A.Compose | None:
     """`augmentations` in order as one joint transform (None when there are none), seeded by `seed_augment`."""
     if not augmentations:
         return None
     augment = A.Compose(list(augmentations), additional_targets=TARGETS)
-    if seed is not None:
-        seed_augment(augment, seed)
+    seed_augment(augment, seed)
     return augment
 
 

@@ -279,12 +279,12 @@ def _lower_median(values: Tensor, known: Tensor) -> Tensor:
     return torch.where(known.flatten(1).any(dim=1), median, 0.0).view(-1, 1, 1, 1)
 
 
-def _ssi_normalise(values: Tensor, known: Tensor, floor: float = 1e-6) -> Tensor:
-    """``(x - median(x)) / mean|x - median(x)|`` per image over known pixels (the mean at least ``floor``); 0 at
-    unknown pixels."""
+def _ssi_normalise(values: Tensor, known: Tensor) -> Tensor:
+    """``(x - median(x)) / mean|x - median(x)|`` per image over known pixels (the mean at least 1e-6); 0 at unknown
+    pixels."""
     centred = torch.where(known, values - _lower_median(values, known), 0.0)
     n = known.sum(dim=(1, 2, 3), keepdim=True).clamp_min(1)
-    spread = (centred.abs().sum(dim=(1, 2, 3), keepdim=True) / n).clamp_min(floor)
+    spread = (centred.abs().sum(dim=(1, 2, 3), keepdim=True) / n).clamp_min(1e-6)
     return centred / spread
 
 

@@ -43,9 +43,9 @@ class ConvReLU(nn.Sequential):
         super().__init__(conv(in_ch, out_ch, 3, padding=1), nn.ReLU(inplace=True))
 
 
-def conv_relu_pair(in_ch: int, out_ch: int, transpose: bool = False) -> nn.Sequential:
+def conv_relu_pair(in_ch: int, out_ch: int) -> nn.Sequential:
     """Two ConvReLU (in → out → out): [B, in, H, W] → [B, out, H, W]."""
-    return nn.Sequential(ConvReLU(in_ch, out_ch, transpose), ConvReLU(out_ch, out_ch, transpose))
+    return nn.Sequential(ConvReLU(in_ch, out_ch), ConvReLU(out_ch, out_ch))
 
 
 class BNReLUConv(nn.Sequential):
