@@ -1,4 +1,5 @@
 import logging
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -176,6 +177,28 @@ def test_repeated_manifest_rows_are_read_once_and_counted(tmp_path, caplog):
         index = load_index(str(repeated))
     assert [s.id for s in index.samples] == [s.id for s in load_index(str(src)).samples]
     assert index.resolution.endswith("; 3 rows repeat an earlier one (read once)") and "3 rows repeat" in caplog.text
+
+
+def test_a_manifest_giving_two_samples_one_id_is_a_problem_naming_it(tmp_path):
+    """Two samples of one zip under one id would share their outputs (predict writes <id>_mask.png)."""
+    src = write_canonical_zip(tmp_path / "d.zip", num_samples=4, fg_per_bg=2)
+    dup = tmp_path / "dup.zip"
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dup, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename == "manifest.csv":
+                rows = data.decode().splitlines()
+                rows[2] = ",".join([rows[1].split(",")[0], *rows[2].split(",")[1:]])  # row 2 takes row 1's id
+                data = "\n".join(rows).encode()
+            zout.writestr(info, data)
+    first, second = (row.split(",") for row in zipfile.ZipFile(dup).read("manifest.csv").decode().splitlines()[1:3])
+    with pytest.raises(DataError, match=rf"dup\.zip: {second[2]}: sample id {first[0]} used twice in the manifest"):
+        load_index(str(dup))
+    kept = load_index(str(dup), strict=False)
+    assert len(kept.samples) == 3 and [s.id for s in kept.samples].count(first[0]) == 1
+    copy = shutil.copy(src, tmp_path / "copy.zip")
+    two = load_index([str(src), str(copy)], strict=False)  # the same ids in two zips: the second's under copy/
+    assert len(two.samples) == 8 and not two.problems and sum("copy/" in s.id for s in two.samples) == 4
 
 
 def test_zip_folder_missing_from_the_manifest_resolves(tmp_path, caplog):
