@@ -100,7 +100,8 @@ def compare(
                     row[f"mask/iou_gain_ci95{suffix}"] = paired["gain"]
             rows.append(row)
         outline_step = repr(outline) if outline else None
-        results = {"samples": len(samples), "part": part, "outline": outline_step, "mirror": mirror, "rows": rows}
+        scored = len(scores[0].counts)  # samples left out under data.on_error=skip are not
+        results = {"samples": scored, "part": part, "outline": outline_step, "mirror": mirror, "rows": rows}
         write_json(out / "compare.json", results)
     return results
 

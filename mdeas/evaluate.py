@@ -206,7 +206,7 @@ def evaluate(
         if not has_depth:  # a set without depth: its depth rows mean nothing
             model = {k: v for k, v in model.items() if not k.startswith("loss/depth")}
         if resolution == "native":
-            native, baseline, by_object = native_mask_scores(
+            native, baseline, by_object, counted = native_mask_scores(
                 module, datamodule.datasets["val"], datamodule.datasets["test"], torch_device, outline, mirror
             )
             model = {**{k: v for k, v in model.items() if not k.startswith("mask/")}, **native}
@@ -218,7 +218,8 @@ def evaluate(
             threshold = fit_threshold(datamodule.val_dataloader(), denormalise)
             scores = score(datamodule.test_dataloader(), denormalise, threshold)
             baseline = {"threshold": threshold, **{f"mask/{k}": v for k, v in scores.items()}}
-        results = {"checkpoint": str(ckpt_path), "samples": len(datamodule.datasets["test"]), "resolution": resolution,
+            counted = len(datamodule.datasets["test"])
+        results = {"checkpoint": str(ckpt_path), "samples": counted, "resolution": resolution,
                    "outline": repr(outline) if outline and resolution == "native" else None,
                    "mirror": mirror and resolution == "native",
                    "model": model, "baseline": baseline}  # fmt: skip

@@ -40,7 +40,8 @@ log = logging.getLogger(__name__)
 def full_size_samples(dataset: MaskDepthDataset) -> Iterator[dict[str, Any]]:
     """Each sample of `dataset` at its stored size, as a batch of one: bg, fg_bg RGB float32 [1,3,H,W] in [0, 1];
     mask float32 [1,1,H,W] in {0, 1}; id, [the sample's id]. A sample that raises DataError is left out when
-    `dataset.on_error` is "skip", and the count of those left out is logged at the end."""
+    `dataset.on_error` is "skip", and the count of those left out is logged at the end; a DataError when that
+    leaves none (nothing would be scored, and an empty score reads as perfect)."""
     skipped = 0
     for sample in dataset.samples:
         try:
@@ -54,6 +55,12 @@ def full_size_samples(dataset: MaskDepthDataset) -> Iterator[dict[str, Any]]:
         yield {**rgb, "mask": torch.from_numpy(binarise(arrays["mask"]))[None, None], "id": [sample.id]}
     if skipped:
         log.warning("left out %d of %d samples that cannot be read (data.on_error=skip)", skipped, len(dataset.samples))
+    if skipped and skipped == len(dataset.samples):
+        raise DataError(
+            dataset.index.store.describe(),
+            None,
+            f"{dataset.name}: no sample to score; every one of its {skipped} was left out (data.on_error=skip)",
+        )
 
 
 class MaskScores:
@@ -199,10 +206,10 @@ def native_mask_scores(
     device: torch.device | str = "cpu",
     outline: KnownBackgroundOutline | None = None,
     mirror: bool = False,
-) -> tuple[dict[str, Any], dict[str, Any], dict[str, dict] | None]:
-    """(model scores, baseline scores with its "threshold", each object's IoU or None: `iou_by_object`) on `test`
-    at full size (`full_size_logits`), in one pass over its samples; the baseline's threshold is chosen on `val` at
-    full size."""
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, dict] | None, int]:
+    """(model scores, baseline scores with its "threshold", each object's IoU or None: `iou_by_object`, the number
+    of samples scored) on `test` at full size (`full_size_logits`), in one pass over its samples; the baseline's
+    threshold is chosen on `val` at full size."""
     threshold = fit_threshold(full_size_samples(val), lambda images: images)
     model, baseline = MaskScores(from_logits=True), MaskScores(from_logits=False)
     for batch, (logits,) in full_size_logits([module], test, device, outline, mirror):
@@ -213,4 +220,5 @@ def native_mask_scores(
     for suffix, ci in paired_intervals(model, baseline, objects).items():
         model_scores[f"mask/iou_ci95{suffix}"], baseline_scores[f"mask/iou_ci95{suffix}"] = ci["model"], ci["baseline"]
         model_scores[f"mask/iou_gain_ci95{suffix}"] = ci["gain"]
-    return model_scores, baseline_scores, iou_by_object(model, baseline, objects) if objects is not None else None
+    by_object = iou_by_object(model, baseline, objects) if objects is not None else None
+    return model_scores, baseline_scores, by_object, len(model.counts)

@@ -469,6 +469,19 @@ def test_full_size_samples_leave_out_unreadable_ones_only_when_asked_and_count_t
     assert "left out 4 of 24 samples that cannot be read (data.on_error=skip)" in caplog.text
     with pytest.raises(DataError, match="cannot decode image"):
         list(full_size_samples(MaskDepthDataset(index, index.samples, 32)))
+    unreadable = [sample for i, sample in enumerate(index.samples) if i % 6 == 0]  # the 4 cut short
+    nothing = MaskDepthDataset(index, unreadable, 32, on_error="skip", name="test")
+    with pytest.raises(DataError, match=r"bad\.zip: test: no sample to score; every one of its 4 was left out"):
+        list(full_size_samples(nothing))  # an empty score would read as a perfect one
+
+
+def test_evaluate_and_compare_count_the_samples_they_scored(run, tmp_path):
+    bad = truncated_fg_bg(tmp_path, every=3)  # 8 of 24 fg_bg cut short
+    data = {"path": str(bad), "on_error": "skip"}
+    results = evaluate(run["ckpt"], data, str(tmp_path / "e"))
+    compared = compare([run["ckpt"]], data, str(tmp_path / "c"))
+    clean = compare([run["ckpt"]], {"path": str(tmp_path / "clean.zip")}, str(tmp_path / "k"))  # the same split
+    assert results["samples"] == compared["samples"] and 0 < compared["samples"] < clean["samples"]
 
 
 def test_evaluate_refuses_an_empty_or_numeric_data_path_before_reading_anything():
