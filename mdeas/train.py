@@ -171,6 +171,10 @@ def train(cfg: DictConfig) -> dict:
             return {"lr_find": found}
     with ctrl_c_as_interrupt(trainer):
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    left_out = {"every training sample was left out (data.on_error=skip)": cfg.data.get("on_error") == "skip",
+                "every training loss was non-finite (skip_nonfinite=true)": module.skip_nonfinite}  # fmt: skip
+    if trainer.global_step == 0 and any(left_out.values()):  # nothing trained: an untrained model's scores would follow
+        raise ValueError(f"train: no training step was taken: {' or '.join(k for k, v in left_out.items() if v)}")
 
     best = getattr(trainer.checkpoint_callback, "best_model_path", "")  # none without a ModelCheckpoint
     # the best checkpoint's scores go to metrics.json and the HPARAMS tab, not as second points on the curves

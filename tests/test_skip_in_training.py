@@ -1,5 +1,6 @@
 """Training with data.on_error=skip: left-out samples neither break the image panels nor pass for a perfect score."""
 
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -43,8 +44,29 @@ def test_training_with_left_out_samples_keeps_its_panels_and_scores(tmp_path: Pa
     assert {"val_images/samples", "val_images/worst"} <= set(events.Tags()["images"])
 
 
-def test_a_split_whose_every_sample_is_left_out_is_an_error_not_a_perfect_score(tmp_path: Path) -> None:
-    cfg = compose_train(tmp_path / "run", truncated_fg_bg(tmp_path, every=1), "data.on_error=skip",
-                        "trainer.max_epochs=1", "test=false")  # fmt: skip
-    with pytest.raises(ValueError, match=r"^val: no sample to score; every one was left out \(data.on_error=skip\)$"):
+def _bad_only_in(tmp_path: Path, split: str) -> Path:
+    """The 24-sample canonical zip with the fg_bg of every sample of `split` (default data.split) cut short."""
+    data = truncated_fg_bg(tmp_path, every=1)
+    part = instantiate(compose_train(tmp_path / "probe", data).data)
+    part.setup()
+    bad = {s.fg_bg for s in part.datasets[split].samples}
+    out = tmp_path / f"{split}_bad.zip"
+    with zipfile.ZipFile(data) as cut, zipfile.ZipFile(tmp_path / "clean.zip") as clean, zipfile.ZipFile(out, "w") as z:
+        for info in cut.infolist():
+            z.writestr(info, (cut if info.filename in bad else clean).read(info.filename))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("split", "message"),
+    [
+        ("val", r"^val: no sample to score; every one was left out \(data.on_error=skip\)$"),
+        ("train", r"^train: no training step was taken: every training sample was left out \(data.on_error=skip\)$"),
+    ],
+)
+def test_a_split_whose_every_sample_is_left_out_is_an_error_not_a_score(tmp_path: Path, split, message) -> None:
+    """Not a perfect score of nothing (val), nor an untrained model's scores (train)."""
+    cfg = compose_train(tmp_path / "run", _bad_only_in(tmp_path, split), "data.on_error=skip", "trainer.max_epochs=1",
+                        "test=false")  # fmt: skip
+    with pytest.raises(ValueError, match=message):
         train(cfg)
