@@ -259,6 +259,12 @@ def test_cli_writes_only_the_zip_and_reports_bad_input_on_one_line(tmp_path: Pat
     )
     assert bad.returncode != 0
     assert bad.stderr.strip() == f"error: {tmp_path / 'nowhere'}: no such folder"
+    for value, said in (("workers=1.7", "workers must be a whole number >= 1, got 1.7"),
+                        ("jpeg_quality=true", "compose option jpeg_quality must be a whole number or a range [low, "
+                                              "high] of them, got True")):  # fmt: skip
+        bad = subprocess.run([*base, f"fg_dir={inputs['fg_dir']}", "out=out/e.zip", value], cwd=work, env=env,
+                             capture_output=True, text=True)  # fmt: skip
+        assert bad.returncode == 1 and bad.stderr.strip().splitlines()[-1] == f"error: {said}", bad.stderr
 
 
 @pytest.mark.slow

@@ -38,7 +38,7 @@ from omegaconf import DictConfig
 from PIL import Image, ImageOps
 
 from mdeas.cli import exit_on_data_error, run_app
-from mdeas.config_values import file_names
+from mdeas.config_values import file_names, whole_number
 from mdeas.data.decode import check_eight_bit, open_image, to_pillow
 from mdeas.data.errors import DataError
 from mdeas.data.layouts import IMAGE_EXTENSIONS
@@ -368,7 +368,7 @@ def main(cfg: DictConfig) -> None:
             cfg.fg_dir,
             cfg.mask_dir,
             cfg.depth_dir,
-            workers=None if cfg.workers is None else int(cfg.workers),
+            workers=None if cfg.workers is None else whole_number(cfg.workers, "workers", 1),
             **options,
         )
     with zipfile.ZipFile(path) as archive:

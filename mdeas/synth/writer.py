@@ -98,9 +98,15 @@ def write_zip(out: str | Path, meta: dict, rows: Sequence[Sequence[str]], entrie
     return Path(out)
 
 
-def as_jpeg_quality(value: int | Sequence[int]) -> JpegQuality:
-    """A config value (an int, or a list [low, high] from Hydra) as a JpegQuality."""
-    return int(value) if isinstance(value, int | np.integer) else tuple(int(q) for q in value)
+def as_jpeg_quality(value: int | Sequence[int], key: str = "jpeg_quality") -> JpegQuality:
+    """A config value (an int, or a list [low, high] from Hydra) as a JpegQuality; ValueError naming `key` for
+    anything but whole numbers (`true` would be quality 1, 95.9 would be 95)."""
+    whole = lambda q: isinstance(q, int | np.integer) and not isinstance(q, bool)  # noqa: E731
+    if whole(value):
+        return int(value)
+    if isinstance(value, Sequence) and not isinstance(value, str) and all(whole(q) for q in value):
+        return tuple(int(q) for q in value)
+    raise ValueError(f"{key} must be a whole number or a range [low, high] of them, got {value!r}")
 
 
 T = TypeVar("T")
@@ -124,10 +130,10 @@ def options_from_config(cls: type[T], what: str, options: Mapping[str, Any], *ar
             whole_number(value, named)
         elif kinds[key] == "float":
             values[key] = finite_number(value, named)
+        if key == "jpeg_quality":
+            values[key] = as_jpeg_quality(value, named)
         try:
-            if key == "jpeg_quality":
-                values[key] = as_jpeg_quality(value)
-            elif kinds[key].startswith("tuple[float"):
+            if kinds[key].startswith("tuple[float"):
                 values[key] = tuple(float(v) for v in value)
         except (TypeError, ValueError):
             raise ValueError(f"{what} option {key}: expected a list of numbers, got {value!r}") from None
