@@ -73,7 +73,7 @@ def export(ckpt_path: str, fmt: str, output: str, batch_size: int = 2, opset: in
     abs difference to PyTorch (None when ONNX Runtime is missing)."""
     if fmt not in ("torchscript", "onnx"):
         raise ValueError(f"unknown export format {fmt!r}; choose torchscript or onnx")
-    if not isinstance(batch_size, int) or batch_size < 1:
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:  # true is not 1
         raise ValueError(f"batch_size must be a whole number >= 1 (the example batch traced), got {batch_size!r}")
     if fmt == "onnx":
         known = ONNX_MIN_OPSET is None or (isinstance(opset, int) and ONNX_MIN_OPSET <= opset <= ONNX_MAX_OPSET)

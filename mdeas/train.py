@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import signal
+from collections.abc import Mapping
 from pathlib import Path
 
 import hydra
@@ -25,7 +26,7 @@ from mdeas.callbacks.objective_check import ObjectiveCheck
 from mdeas.callbacks.plateau_resume import PlateauResume
 from mdeas.callbacks.steps import val_log_step
 from mdeas.cli import exit_on_data_error, run_app
-from mdeas.config_values import file_name, flag, whole_number
+from mdeas.config_values import file_name, finite_number, flag, numbers, whole_number
 from mdeas.data.datamodule import MaskDepthDataModule
 from mdeas.inference import CheckpointError, load_weights, read_checkpoint
 from mdeas.module import MaskDepthModule, NonFiniteLossError
@@ -94,6 +95,16 @@ def check_resume(module: MaskDepthModule, ckpt_path: str) -> None:
             )
 
 
+def check_optim(optim: Mapping) -> None:
+    """ValueError naming the key for a learning rate that is not a finite number > 0 (inf trains to NaN losses that
+    would be blamed on the data) and for Adam's betas other than 2 numbers in [0, 1)."""
+    lr, betas = optim.get("lr"), optim.get("betas")
+    if lr is not None and not finite_number(lr, "optim.lr") > 0:
+        raise ValueError(f"optim.lr must be a finite number > 0, got {lr!r}")
+    if betas is not None and not all(0 <= b < 1 for b in numbers(betas, "optim.betas", 2)):
+        raise ValueError(f"optim.betas must be 2 numbers in [0, 1), got {list(betas)!r}")
+
+
 def record_config(cfg: DictConfig) -> None:
     """Rewrite the run's `.hydra/config.yaml` with `cfg` (e.g. after a progressive stage set its own size, batch,
     epochs and starting weights), so that the file says what ran."""
@@ -125,6 +136,7 @@ def train(cfg: DictConfig) -> dict:
             not isinstance(value, int) or isinstance(value, bool) or not (value == -1 or value >= 1)
         ):
             raise ValueError(f"trainer.{key} must be a whole number >= 1 (-1: no limit), got {value!r}")
+    check_optim(cfg.optim)
     if cfg.get("progressive"):
         done = finished(cfg)
         cfg = apply_stage(cfg)

@@ -87,6 +87,11 @@ def test_depth_inverted_must_be_a_flag_when_reading_a_set(tmp_path):
         ("channels_last=nope", "channels_last must be true or false, got 'nope'"),
         ("trainer.check_val_every_n_epoch=0", "trainer.check_val_every_n_epoch must be a whole number >= 1, got 0"),
         ("trainer.accumulate_grad_batches=0", "trainer.accumulate_grad_batches must be a whole number >= 1, got 0"),
+        ("optim.lr=inf", "optim.lr must be a finite number, got inf"),  # trained to NaN, blamed on a batch
+        ("optim.lr=0", "optim.lr must be a finite number > 0, got 0"),
+        ("optim.lr=abc", "optim.lr must be a finite number, got 'abc'"),
+        ("optim.betas=[0.5]", "optim.betas must be 2 finite numbers, got [0.5]"),
+        ("optim.betas=[0.5,1.0]", "optim.betas must be 2 numbers in [0, 1), got [0.5, 1.0]"),
     ],
 )
 def test_train_names_a_bad_switch_or_count_before_the_data_is_read(tmp_path, override, message):

@@ -447,8 +447,12 @@ def test_the_predictor_takes_read_only_arrays_without_a_warning(trained):
 
 
 def test_export_options_are_checked_in_one_line_and_write_nothing(trained, tmp_path):
-    with pytest.raises(ValueError, match=r"^batch_size must be a whole number >= 1 \(the example batch traced\), got"):
-        export(trained["ckpt"], "torchscript", str(tmp_path / "b0.pt"), batch_size=0)
+    for batch_size in (0, True):  # true would be 1 to Python, and torch.rand then fails on a bool
+        with pytest.raises(
+            ValueError,
+            match=rf"^batch_size must be a whole number >= 1 \(the example batch traced\), got {batch_size}$",
+        ):
+            export(trained["ckpt"], "torchscript", str(tmp_path / "b0.pt"), batch_size=batch_size)
     for opset in (99, 3, "abc"):  # refused before the export, in one line (the exporter's own error is a page)
         with pytest.raises(ValueError, match=rf"^opset must be a whole number from \d+ to \d+ .*, got {opset!r}$"):
             export(trained["ckpt"], "onnx", str(tmp_path / "o99.onnx"), opset=opset)
