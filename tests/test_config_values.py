@@ -53,6 +53,10 @@ def test_numbers_checks_count_kind_and_sign():
         ("data.seed=abc", "data.seed must be a whole number >= 0, got 'abc'"),
         ("data.depth_inverted=maybe", "data.depth_inverted must be true or false, got 'maybe'"),
         ("data.cache_resized=no", "data.cache_resized must be true or false, got 'no'"),
+        ("data.crop=abc", "data.crop must be a whole number >= 1, got 'abc'"),
+        ("data.crop=100", "data.crop must be in [1, data.image_size=32] or null, got 100"),
+        ("data.cache_max_gb=abc", "data.cache_max_gb must be a finite number, got 'abc'"),  # read once a cache is built
+        ("data.cache_max_gb=-1", "data.cache_max_gb must be a number >= 0, got -1"),
         ("data.path=[]", "data.path must be a zip or a list of zips, got []"),
         (
             "data.path=2024",
