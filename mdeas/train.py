@@ -34,7 +34,7 @@ from mdeas.precision import resolve_precision
 from mdeas.progressive import StageError, apply_stage, finished
 from mdeas.report import markdown_table
 from mdeas.resume_dir import register
-from mdeas.schedules import find_lr
+from mdeas.schedules import check_lr_find, find_lr
 from mdeas.sweep import clear_failure, objective, record_failure
 
 register()  # ${resume_dir:...} in conf/train.yaml, resolved when Hydra starts the run
@@ -125,6 +125,8 @@ def train(cfg: DictConfig) -> dict:
     """
     if cfg.get("tune_lr") not in (None, False, True, "only"):
         raise ValueError(f"tune_lr must be true, false or only, got {cfg.tune_lr!r}")
+    if cfg.get("tune_lr"):
+        check_lr_find(cfg.get("lr_find") or {})
     for key in ("test", "compile", "channels_last"):  # `test=no` is a string, which Python takes for true
         flag(cfg.get(key, False), key)
     for key in ("check_val_every_n_epoch", "accumulate_grad_batches"):

@@ -92,6 +92,15 @@ def test_depth_inverted_must_be_a_flag_when_reading_a_set(tmp_path):
         ("trainer.check_val_every_n_epoch=0", "trainer.check_val_every_n_epoch must be a whole number >= 1, got 0"),
         ("trainer.accumulate_grad_batches=0", "trainer.accumulate_grad_batches must be a whole number >= 1, got 0"),
         ("optim.lr=inf", "optim.lr must be a finite number, got inf"),  # trained to NaN, blamed on a batch
+        ("tune_lr=true lr_find.num_training=0", "lr_find.num_training must be a whole number >= 2, got 0"),
+        (
+            "tune_lr=true lr_find.early_stop_threshold=abc",
+            "lr_find.early_stop_threshold must be a finite number, got 'abc'",
+        ),
+        (
+            "tune_lr=true lr_find.min_lr=1 lr_find.max_lr=0.1",
+            "lr_find.min_lr and lr_find.max_lr must be 0 < min_lr < max_lr, got 1 and 0.1",
+        ),
         ("optim.lr=0", "optim.lr must be a finite number > 0, got 0"),
         ("optim.lr=abc", "optim.lr must be a finite number, got 'abc'"),
         ("optim.betas=[0.5]", "optim.betas must be 2 finite numbers, got [0.5]"),
@@ -101,7 +110,7 @@ def test_depth_inverted_must_be_a_flag_when_reading_a_set(tmp_path):
 def test_train_names_a_bad_switch_or_count_before_the_data_is_read(tmp_path, override, message):
     """The data zip does not exist: the bad value is what the run reports (`test=no` used to be taken as true)."""
     with pytest.raises(ValueError) as caught:
-        train(compose_train(tmp_path / "run", tmp_path / "absent.zip", override))
+        train(compose_train(tmp_path / "run", tmp_path / "absent.zip", *override.split()))
     assert str(caught.value) == message
 
 
