@@ -385,8 +385,13 @@ def _check(opts: Options) -> None:
         raise ValueError(f"camera must be one of {', '.join(CAMERA_PRIORS)}, got {opts.camera!r}")
     if opts.scheme not in SCHEMES:
         raise ValueError(f"scheme must be one of {', '.join(SCHEMES)}, got {opts.scheme!r}")
-    if opts.num_foregrounds < 1 or opts.positions < 1 or not opts.scales:
-        raise ValueError("the seed scheme needs num_foregrounds >= 1, positions >= 1 and at least one scale")
+    for name in ("num_foregrounds", "positions"):
+        if getattr(opts, name) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(opts, name)}")
+    if not opts.scales:
+        raise ValueError("scales must hold at least one scale, got []")
+    if len(opts.scale_range) != 2:
+        raise ValueError(f"scale_range must be [low, high], got {list(opts.scale_range)}")
     for name in ("paste_fraction", "rough_edges", "camouflage", "open_objects", "photo_skins"):
         if not 0 <= getattr(opts, name) <= 1:
             raise ValueError(f"{name} must be in [0, 1], got {getattr(opts, name)}")
