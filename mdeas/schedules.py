@@ -76,6 +76,10 @@ def warmup_cosine(
     ``total_steps - 1`` (a run resumed with a larger budget keeps its saved schedule) follow torch's periodic cosine
     back up.
     """
+    if not finite_number(warmup_epochs, "sched.scheduler.warmup_epochs") >= 0:
+        raise ValueError(f"sched.scheduler.warmup_epochs must be a number >= 0, got {warmup_epochs!r}")
+    if not 0 <= finite_number(min_factor, "sched.scheduler.min_factor") <= 1:
+        raise ValueError(f"sched.scheduler.min_factor must be in [0, 1], got {min_factor!r}")
     warmup = min(round(warmup_epochs * steps_per_epoch), max(0, total_steps - 2))  # peak, then at least one step
     floor = min_factor * optimizer.param_groups[0]["lr"]  # before LinearLR sets the first step's lr
     ramp = LinearLR(optimizer, start_factor=1 / (warmup + 1), end_factor=1.0, total_iters=warmup)

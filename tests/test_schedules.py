@@ -117,6 +117,20 @@ def test_cosine_warmup_by_hand_with_a_floor_and_fractional_warmup() -> None:
     assert one_epoch == pytest.approx([0.5 / 3, 1 / 3, 0.5, 0.0], rel=1e-9, abs=1e-15)
 
 
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ({"warmup_epochs": -1}, "sched.scheduler.warmup_epochs must be a number >= 0, got -1"),
+        ({"warmup_epochs": "abc"}, "sched.scheduler.warmup_epochs must be a finite number, got 'abc'"),
+        ({"min_factor": float("nan")}, "sched.scheduler.min_factor must be a finite number, got nan"),
+        ({"min_factor": 2}, r"sched.scheduler.min_factor must be in \[0, 1\], got 2"),
+    ],
+)
+def test_cosine_warmup_names_a_bad_option(option: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        cosine_warmup(0.5, total=10, batches=4, **option)
+
+
 def test_cyclic_schedule_refuses_edges_of_no_length() -> None:
     message = r"^sched.scheduler.edge_epochs=0: a cycle's edge must last more than 0 epochs$"
     with pytest.raises(ValueError, match=message):
