@@ -38,9 +38,10 @@ Item = tuple[str, np.ndarray, np.ndarray]  # id, bg, fg_bg (uint8 RGB)
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """uint8 RGB [H, W, 3] from an image file; DataError naming the file otherwise, or when the file is larger
-    than MDEAS_MAX_ENTRY_MB (read nothing) or its header declares more than MDEAS_MAX_MEGAPIXELS (decode nothing)."""
-    return decode_rgb(read_file(Path(path)), str(path), "")
+    """uint8 RGB [H, W, 3] from an image file, upright as its EXIF orientation says (as a viewer shows it, so the
+    outputs match what the user sees); DataError naming the file otherwise, or when the file is larger than
+    MDEAS_MAX_ENTRY_MB (read nothing) or its header declares more than MDEAS_MAX_MEGAPIXELS (decode nothing)."""
+    return decode_rgb(read_file(Path(path)), str(path), "", upright=True)
 
 
 def same_size(bg: np.ndarray, fg_bg: np.ndarray, source: object, entry: str) -> None:

@@ -4,10 +4,11 @@ import zipfile
 import cv2
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from mdeas.data.dataset import MaskDepthDataset, load_sample
 from mdeas.data.decode import (
+    EXIF_ORIENTATION,
     binarise,
     decode_rgb,
     encode_depth,
@@ -286,3 +287,18 @@ def test_a_png_mask_reduced_at_decode_is_centred_like_the_jpeg_images(scale):
         assert mask.shape == image.shape[:2] == (-(-225 // scale), 224 // scale)
         shifts.append(_centre(mask.astype(np.float64)) - _centre(image[..., 0].astype(np.float64)))
     assert np.abs(np.mean(shifts, 0)).max() < 0.5 / scale + 0.02, np.mean(shifts, 0)  # half a source pixel at most
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_upright_decoding_turns_an_image_as_its_exif_orientation_says(orientation):
+    """As Pillow's exif_transpose shows it; a dataset entry (upright=False) stays as stored."""
+    stored = np.random.default_rng(orientation).integers(0, 256, (6, 10, 3), dtype=np.uint8)  # not square
+    exif = Image.Exif()
+    exif[EXIF_ORIENTATION] = orientation
+    buffer = io.BytesIO()
+    Image.fromarray(stored).save(buffer, format="PNG", exif=exif)
+    data = buffer.getvalue()
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data)).convert("RGB")))
+    assert np.array_equal(decode_rgb(data, "photo.png", "", upright=True), expected)
+    assert np.array_equal(decode_rgb(data, "photo.png", ""), stored)
+    assert expected.shape[:2] == ((10, 6) if orientation >= 5 else (6, 10))  # 5-8 swap the sides

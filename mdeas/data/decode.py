@@ -38,6 +38,16 @@ _FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "WEBP")  # what Pillow may read (JPEG 
 _UNREADABLE = (OSError, SyntaxError, ValueError, EOFError)  # how Pillow says an image is damaged
 MAX_MEGAPIXELS = 64.0  # 8000×8000; a 48-MP phone photo passes, the seeds' images have 0.05-0.16
 _KEEP_AS_STORED = cv2.IMREAD_IGNORE_ORIENTATION  # like Pillow: EXIF orientation is not applied
+EXIF_ORIENTATION = 0x0112  # the EXIF tag; its values 2-8 → the turn that shows the image upright (1: as stored)
+EXIF_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 _JPEG_FLAGS = {  # (grey, scale) → cv2.imdecode flags
     (False, 1): cv2.IMREAD_COLOR,
     (False, 2): cv2.IMREAD_REDUCED_COLOR_2,
@@ -263,10 +273,16 @@ def encode_depth(depth: np.ndarray, encoding: DepthEncoding) -> np.ndarray:
     raise ValueError(f"unknown depth format {encoding.format!r} (png16 or gray8)")
 
 
-def decode_rgb(data: bytes, source: str, entry: str, target_size: int | None = None) -> np.ndarray:
-    """`to_rgb` of the bytes of one entry, reduced when `target_size` allows (`reduction`)."""
+def decode_rgb(
+    data: bytes, source: str, entry: str, target_size: int | None = None, upright: bool = False
+) -> np.ndarray:
+    """`to_rgb` of the bytes of one entry, reduced when `target_size` allows (`reduction`); with `upright`, turned
+    as its EXIF orientation says (a phone photo as a viewer shows it; a dataset's entries are read as stored, the
+    way their masks and depth maps were drawn)."""
     encoded = open_image(data, source, entry)
-    return to_rgb(encoded, reduction(encoded.size, target_size))
+    rgb = to_rgb(encoded, reduction(encoded.size, target_size))
+    turn = EXIF_TRANSPOSE.get(encoded.header.getexif().get(EXIF_ORIENTATION, 1)) if upright else None
+    return rgb if turn is None else np.asarray(Image.fromarray(rgb).transpose(turn))
 
 
 def binarise(mask: np.ndarray) -> np.ndarray:
