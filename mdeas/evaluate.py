@@ -218,7 +218,7 @@ def evaluate(
             threshold = fit_threshold(datamodule.val_dataloader(), denormalise)
             scores = score(datamodule.test_dataloader(), denormalise, threshold)
             baseline = {"threshold": threshold, **{f"mask/{k}": v for k, v in scores.items()}}
-            counted = len(datamodule.datasets["test"])
+            counted = len(datamodule.datasets["test"]) - trainer.test_dataloaders.skipped  # left out: on_error=skip
         results = {"checkpoint": str(ckpt_path), "samples": counted, "resolution": resolution,
                    "outline": repr(outline) if outline and resolution == "native" else None,
                    "mirror": mirror and resolution == "native",

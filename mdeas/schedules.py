@@ -141,12 +141,12 @@ def _finite(values: list[float]) -> list[float | None]:
 
 def check_lr_find(options: Mapping[str, Any]) -> None:
     """ValueError naming the `lr_find.<key>` of a bad LR range test option: min_lr < max_lr, both finite and > 0;
-    num_training a whole number >= 2; early_stop_threshold null or a finite number > 0 (Lightning's own errors are
+    num_training a whole number >= 1; early_stop_threshold null or a finite number > 0 (Lightning's own errors are
     a ZeroDivisionError or a TypeError deep in its loop)."""
     low, high = (finite_number(options.get(k, d), f"lr_find.{k}") for k, d in (("min_lr", 1e-8), ("max_lr", 1.0)))
     if not 0 < low < high:
         raise ValueError(f"lr_find.min_lr and lr_find.max_lr must be 0 < min_lr < max_lr, got {low:g} and {high:g}")
-    whole_number(options.get("num_training", 100), "lr_find.num_training", 2)
+    whole_number(options.get("num_training", 100), "lr_find.num_training", 1)
     threshold = options.get("early_stop_threshold", 4.0)
     if threshold is not None and not finite_number(threshold, "lr_find.early_stop_threshold") > 0:
         raise ValueError(f"lr_find.early_stop_threshold must be a number > 0 or null, got {threshold!r}")

@@ -55,8 +55,8 @@ def test_numbers_checks_count_kind_and_sign():
         ("data.cache_resized=no", "data.cache_resized must be true or false, got 'no'"),
         ("data.crop=abc", "data.crop must be a whole number >= 1, got 'abc'"),
         ("data.crop=100", "data.crop must be in [1, data.image_size=32] or null, got 100"),
-        ("data.cache_max_gb=abc", "data.cache_max_gb must be a finite number, got 'abc'"),  # read once a cache is built
-        ("data.cache_max_gb=-1", "data.cache_max_gb must be a number >= 0, got -1"),
+        ("data.cache_max_gb=abc", "data.cache_max_gb must be a number >= 0 (inf: the disk alone limits), got 'abc'"),
+        ("data.cache_max_gb=-1", "data.cache_max_gb must be a number >= 0 (inf: the disk alone limits), got -1"),
         ("data.path=[]", "data.path must be a zip or a list of zips, got []"),
         (
             "data.path=2024",
@@ -92,7 +92,7 @@ def test_depth_inverted_must_be_a_flag_when_reading_a_set(tmp_path):
         ("trainer.check_val_every_n_epoch=0", "trainer.check_val_every_n_epoch must be a whole number >= 1, got 0"),
         ("trainer.accumulate_grad_batches=0", "trainer.accumulate_grad_batches must be a whole number >= 1, got 0"),
         ("optim.lr=inf", "optim.lr must be a finite number, got inf"),  # trained to NaN, blamed on a batch
-        ("tune_lr=true lr_find.num_training=0", "lr_find.num_training must be a whole number >= 2, got 0"),
+        ("tune_lr=true lr_find.num_training=0", "lr_find.num_training must be a whole number >= 1, got 0"),
         (
             "tune_lr=true lr_find.early_stop_threshold=abc",
             "lr_find.early_stop_threshold must be a finite number, got 'abc'",

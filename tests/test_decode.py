@@ -24,6 +24,7 @@ from mdeas.data.layouts import SEED_DEPTH, DepthEncoding, load_index
 from mdeas.data.normalisation import IMAGENET_MEAN, IMAGENET_STD
 from mdeas.data.transforms import apply, build_resize
 from mdeas.data.zipstore import ZipStore
+from mdeas.predict import read_image
 from tests.conftest import write_canonical_zip
 from tests.layouts_fixtures import replace_entry
 
@@ -289,16 +290,30 @@ def test_a_png_mask_reduced_at_decode_is_centred_like_the_jpeg_images(scale):
     assert np.abs(np.mean(shifts, 0)).max() < 0.5 / scale + 0.02, np.mean(shifts, 0)  # half a source pixel at most
 
 
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])  # JPEG pixels come from OpenCV, told to keep them as stored
 @pytest.mark.parametrize("orientation", range(1, 9))
-def test_upright_decoding_turns_an_image_as_its_exif_orientation_says(orientation):
+def test_upright_decoding_turns_an_image_as_its_exif_orientation_says(orientation, fmt):
     """As Pillow's exif_transpose shows it; a dataset entry (upright=False) stays as stored."""
-    stored = np.random.default_rng(orientation).integers(0, 256, (6, 10, 3), dtype=np.uint8)  # not square
+    stored = np.random.default_rng(orientation).integers(0, 256, (24, 40, 3), dtype=np.uint8)
     exif = Image.Exif()
     exif[EXIF_ORIENTATION] = orientation
     buffer = io.BytesIO()
-    Image.fromarray(stored).save(buffer, format="PNG", exif=exif)
+    Image.fromarray(stored).save(buffer, format=fmt, exif=exif, **({"quality": 95} if fmt == "JPEG" else {}))
     data = buffer.getvalue()
-    expected = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data)).convert("RGB")))
-    assert np.array_equal(decode_rgb(data, "photo.png", "", upright=True), expected)
-    assert np.array_equal(decode_rgb(data, "photo.png", ""), stored)
-    assert expected.shape[:2] == ((10, 6) if orientation >= 5 else (6, 10))  # 5-8 swap the sides
+    as_stored = Image.open(io.BytesIO(data)).convert("RGB")  # Pillow's decode
+    for upright, expected in ((True, ImageOps.exif_transpose(as_stored)), (False, as_stored)):
+        got, expected = decode_rgb(data, f"photo.{fmt.lower()}", "", upright=upright), np.asarray(expected)
+        assert got.shape == expected.shape and np.abs(got.astype(int) - expected).mean() < 0.5, (upright, fmt)
+    turned = np.asarray(ImageOps.exif_transpose(as_stored))
+    assert turned.shape[:2] == ((40, 24) if orientation >= 5 else (24, 40))  # 5-8 swap the sides
+
+
+def test_a_damaged_exif_block_reads_the_image_as_stored(tmp_path):
+    """Pillow raises SyntaxError reading such a block; the pixels decode, so predict takes the image as stored."""
+    for name, options in (
+        ("b.png", {"exif": b"XXXXXXXX"}),
+        ("b.jpg", {"exif": b"Exif\0\0XXXXXXXX", "dpi": (300, 300)}),
+    ):
+        Image.new("RGB", (16, 8), (10, 200, 30)).save(tmp_path / name, **options)
+        image = read_image(tmp_path / name)
+        assert image.shape == (8, 16, 3) and np.abs(image.astype(int) - (10, 200, 30)).max() <= 2, name

@@ -196,6 +196,8 @@ def test_a_manifest_giving_two_samples_one_id_is_a_problem_naming_it(tmp_path):
         load_index(str(dup))
     kept = load_index(str(dup), strict=False)
     assert len(kept.samples) == 3 and [s.id for s in kept.samples].count(first[0]) == 1
+    after = load_index([str(src), str(dup)], strict=False)  # its ids already taken by an earlier zip: the same
+    assert [str(p.problem) for p in after.problems] == [f"sample id {first[0]} used twice in the manifest"]
     copy = shutil.copy(src, tmp_path / "copy.zip")
     two = load_index([str(src), str(copy)], strict=False)  # the same ids in two zips: the second's under copy/
     assert len(two.samples) == 8 and not two.problems and sum("copy/" in s.id for s in two.samples) == 4

@@ -481,7 +481,9 @@ def test_evaluate_and_compare_count_the_samples_they_scored(run, tmp_path):
     results = evaluate(run["ckpt"], data, str(tmp_path / "e"))
     compared = compare([run["ckpt"]], data, str(tmp_path / "c"))
     clean = compare([run["ckpt"]], {"path": str(tmp_path / "clean.zip")}, str(tmp_path / "k"))  # the same split
-    assert results["samples"] == compared["samples"] and 0 < compared["samples"] < clean["samples"]
+    at_model_size = evaluate(run["ckpt"], data, str(tmp_path / "m"), resolution="model")
+    assert results["samples"] == compared["samples"] == at_model_size["samples"]
+    assert 0 < compared["samples"] < clean["samples"]
 
 
 def test_evaluate_refuses_an_empty_or_numeric_data_path_before_reading_anything():

@@ -28,7 +28,7 @@ import torch
 from lightning_fabric.utilities.seed import pl_worker_init_function
 from torch.utils.data import DataLoader
 
-from mdeas.config_values import finite_number, flag, numbers, whole_number
+from mdeas.config_values import flag, numbers, whole_number
 from mdeas.data.dataset import (
     SKIPPED,
     MaskDepthDataset,
@@ -154,10 +154,12 @@ class MaskDepthDataModule(pl.LightningDataModule):
         mean, std = numbers(mean, "data.mean", 3), numbers(std, "data.std", 3, positive=True)
         if depth_inverted is not None:
             flag(depth_inverted, "data.depth_inverted")
-        if crop is not None and not 0 < whole_number(crop, "data.crop", 1) <= image_size:
+        if crop is not None and not whole_number(crop, "data.crop", 1) <= image_size:
             raise ValueError(f"data.crop must be in [1, data.image_size={image_size}] or null, got {crop}")
-        if not finite_number(cache_max_gb, "data.cache_max_gb") >= 0:
-            raise ValueError(f"data.cache_max_gb must be a number >= 0, got {cache_max_gb!r}")
+        if isinstance(cache_max_gb, bool) or not isinstance(cache_max_gb, int | float) or not cache_max_gb >= 0:
+            raise ValueError(
+                f"data.cache_max_gb must be a number >= 0 (inf: the disk alone limits), got {cache_max_gb!r}"
+            )
         if augment_on not in AUGMENT_ON:
             raise ValueError(f"data.augment_on must be one of {AUGMENT_ON}, got {augment_on!r}")
         self.path = checked_path(path)

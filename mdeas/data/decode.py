@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import re
+import struct
 import warnings
 from dataclasses import dataclass
 
@@ -281,8 +282,20 @@ def decode_rgb(
     way their masks and depth maps were drawn)."""
     encoded = open_image(data, source, entry)
     rgb = to_rgb(encoded, reduction(encoded.size, target_size))
-    turn = EXIF_TRANSPOSE.get(encoded.header.getexif().get(EXIF_ORIENTATION, 1)) if upright else None
+    turn = exif_turn(encoded) if upright else None
     return rgb if turn is None else np.asarray(Image.fromarray(rgb).transpose(turn))
+
+
+def exif_turn(encoded: Encoded) -> Image.Transpose | None:
+    """The turn that shows `encoded` upright by its EXIF orientation; None for none, and for EXIF that cannot be
+    read (a damaged block: the pixels decode, so the image is taken as stored, without Pillow's warnings)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            orientation = encoded.header.getexif().get(EXIF_ORIENTATION, 1)
+    except (*_UNREADABLE, struct.error, TypeError):
+        return None
+    return EXIF_TRANSPOSE.get(orientation)
 
 
 def binarise(mask: np.ndarray) -> np.ndarray:

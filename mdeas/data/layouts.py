@@ -134,7 +134,8 @@ class _Collector:
         self.resolver = NameResolver(store)
         self.samples: list[Sample] = []
         self.problems: list[DataError] = []
-        self._ids: dict[str, int] = {}  # sample id → the zip it came from
+        self._ids: set[str] = set()
+        self._listed: set[tuple[int, str]] = set()  # (zip, id) as each manifest gives it
         self._seen: set[tuple] = set()
         self.repeated = 0  # rows naming the same four entries as an earlier row: read once, counted here
 
@@ -163,16 +164,19 @@ class _Collector:
             self.repeated += 1
             return
         self._seen.add(tuple(keys))
-        if sample_id is not None and self._ids.get(sample_id) == home:  # a manifest naming two samples alike
-            self.problem(home, self.store.name(keys[1]), f"sample id {sample_id} used twice in the manifest", "layout")
-            return
+        if sample_id is not None:
+            if (home, sample_id) in self._listed:  # one manifest naming two samples alike
+                what = f"sample id {sample_id} used twice in the manifest"
+                self.problem(home, self.store.name(keys[1]), what, "layout")
+                return
+            self._listed.add((home, sample_id))
         sample_id = sample_id or _stem(self.store.name(keys[1]))
         if sample_id in self._ids:
             sample_id = f"{self.store.paths[home].stem}/{sample_id}"  # predict writes it in a folder of that name
         if sample_id in self._ids:
             self.problem(home, self.store.name(keys[1]), f"sample id {sample_id} used twice", "layout")
             return
-        self._ids[sample_id] = home
+        self._ids.add(sample_id)
         self.samples.append(Sample(sample_id, keys[0], keys[1], keys[2], keys[3]))
 
     def index(self, layout: str, depth: DepthEncoding) -> DatasetIndex:

@@ -35,11 +35,11 @@ from typing import Any
 import hydra
 import numpy as np
 from omegaconf import DictConfig
-from PIL import Image, ImageOps
+from PIL import Image
 
 from mdeas.cli import exit_on_data_error, run_app
 from mdeas.config_values import file_names, whole_number
-from mdeas.data.decode import check_eight_bit, open_image, to_pillow
+from mdeas.data.decode import check_eight_bit, exif_turn, open_image, to_pillow
 from mdeas.data.errors import DataError
 from mdeas.data.layouts import IMAGE_EXTENSIONS
 from mdeas.data.zipstore import read_file
@@ -132,7 +132,8 @@ def _open(path: Path, eight_bit: str | None = None) -> Image.Image:
     encoded = open_image(read_file(path), str(path), "")
     if eight_bit:
         check_eight_bit(encoded, eight_bit)
-    return ImageOps.exif_transpose(to_pillow(encoded))
+    image, turn = to_pillow(encoded), exif_turn(encoded)
+    return image if turn is None else image.transpose(turn)
 
 
 def _fit(image: Image.Image, size: int, fit: str, resample: Image.Resampling) -> Image.Image:

@@ -398,7 +398,9 @@ def _check(opts: Options) -> None:
     if opts.photo_skins > 0:
         shipped_photo_paths()  # no photo package installed: say so before anything is rendered
     low, high = opts.scale_range
-    if not all(0 < s <= 1.5 for s in (*opts.scales, low, high)) or low > high:
+    if low > high:
+        raise ValueError(f"scale_range must be [low, high] with low <= high, got {list(opts.scale_range)}")
+    if not all(0 < s <= 1.5 for s in (*opts.scales, low, high)):
         raise ValueError(f"scales must be in (0, 1.5], got {opts.scales} and scale_range {opts.scale_range}")
 
 
