@@ -96,11 +96,11 @@ def check_resume(module: MaskDepthModule, ckpt_path: str) -> None:
 
 
 def check_optim(optim: Mapping) -> None:
-    """ValueError naming the key for a learning rate that is not a finite number > 0 (inf trains to NaN losses that
+    """ValueError naming the key for a learning rate that is not a finite number >= 0 (inf trains to NaN losses that
     would be blamed on the data) and for Adam's betas other than 2 numbers in [0, 1)."""
     lr, betas = optim.get("lr"), optim.get("betas")
-    if lr is not None and not finite_number(lr, "optim.lr") > 0:
-        raise ValueError(f"optim.lr must be a finite number > 0, got {lr!r}")
+    if lr is not None and not finite_number(lr, "optim.lr") >= 0:  # 0: the weights stay as they start
+        raise ValueError(f"optim.lr must be a finite number >= 0, got {lr!r}")
     if betas is not None and not all(0 <= b < 1 for b in numbers(betas, "optim.betas", 2)):
         raise ValueError(f"optim.betas must be 2 numbers in [0, 1), got {list(betas)!r}")
 

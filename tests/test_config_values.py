@@ -101,7 +101,7 @@ def test_depth_inverted_must_be_a_flag_when_reading_a_set(tmp_path):
             "tune_lr=true lr_find.min_lr=1 lr_find.max_lr=0.1",
             "lr_find.min_lr and lr_find.max_lr must be 0 < min_lr < max_lr, got 1 and 0.1",
         ),
-        ("optim.lr=0", "optim.lr must be a finite number > 0, got 0"),
+        ("optim.lr=-1e-3", "optim.lr must be a finite number >= 0, got -0.001"),
         ("optim.lr=abc", "optim.lr must be a finite number, got 'abc'"),
         ("optim.betas=[0.5]", "optim.betas must be 2 finite numbers, got [0.5]"),
         ("optim.betas=[0.5,1.0]", "optim.betas must be 2 numbers in [0, 1), got [0.5, 1.0]"),
