@@ -163,16 +163,19 @@ def test_a_name_matching_several_entries_is_an_error(tmp_path):
         load_index(str(twice), layout="seed000")
 
 
-def test_repeated_manifest_rows_are_read_once_and_counted(tmp_path, caplog):
-    src = write_canonical_zip(tmp_path / "d.zip", num_samples=4, fg_per_bg=1)
-    repeated = tmp_path / "repeated.zip"
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(repeated, "w") as zout:
+def with_manifest(src: Path, dst: Path, edit) -> Path:
+    """The zip `src` written to `dst` with its manifest.csv's text passed through `edit` (text → text)."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
         for info in zin.infolist():
             data = zin.read(info)
-            if info.filename == "manifest.csv":
-                rows = data.decode().splitlines()
-                data = "\n".join([*rows, rows[1], rows[2], rows[1]]).encode()
-            zout.writestr(info, data)
+            zout.writestr(info, edit(data.decode()).encode() if info.filename == "manifest.csv" else data)
+    return dst
+
+
+def test_repeated_manifest_rows_are_read_once_and_counted(tmp_path, caplog):
+    src = write_canonical_zip(tmp_path / "d.zip", num_samples=4, fg_per_bg=1)
+    rows = zipfile.ZipFile(src).read("manifest.csv").decode().splitlines()
+    repeated = with_manifest(src, tmp_path / "repeated.zip", lambda _: "\n".join([*rows, rows[1], rows[2], rows[1]]))
     with caplog.at_level(logging.INFO, logger="mdeas.data.layouts"):
         index = load_index(str(repeated))
     assert [s.id for s in index.samples] == [s.id for s in load_index(str(src)).samples]
@@ -182,15 +185,9 @@ def test_repeated_manifest_rows_are_read_once_and_counted(tmp_path, caplog):
 def test_a_manifest_giving_two_samples_one_id_is_a_problem_naming_it(tmp_path):
     """Two samples of one zip under one id would share their outputs (predict writes <id>_mask.png)."""
     src = write_canonical_zip(tmp_path / "d.zip", num_samples=4, fg_per_bg=2)
-    dup = tmp_path / "dup.zip"
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dup, "w") as zout:
-        for info in zin.infolist():
-            data = zin.read(info)
-            if info.filename == "manifest.csv":
-                rows = data.decode().splitlines()
-                rows[2] = ",".join([rows[1].split(",")[0], *rows[2].split(",")[1:]])  # row 2 takes row 1's id
-                data = "\n".join(rows).encode()
-            zout.writestr(info, data)
+    rows = zipfile.ZipFile(src).read("manifest.csv").decode().splitlines()
+    rows[2] = ",".join([rows[1].split(",")[0], *rows[2].split(",")[1:]])  # row 2 takes row 1's id
+    dup = with_manifest(src, tmp_path / "dup.zip", lambda _: "\n".join(rows))
     first, second = (row.split(",") for row in zipfile.ZipFile(dup).read("manifest.csv").decode().splitlines()[1:3])
     with pytest.raises(DataError, match=rf"dup\.zip: {second[2]}: sample id {first[0]} used twice in the manifest"):
         load_index(str(dup))
@@ -352,9 +349,5 @@ def test_each_zip_s_manifest_reads_its_own_files(tmp_path):
 
 def test_a_blank_manifest_line_is_skipped(tmp_path):
     source = write_canonical_zip(tmp_path / "c.zip", num_samples=4, fg_per_bg=1)
-    blank = tmp_path / "blank.zip"
-    with zipfile.ZipFile(source) as zin, zipfile.ZipFile(blank, "w") as zout:
-        for info in zin.infolist():
-            data = zin.read(info)
-            zout.writestr(info, data.replace(b"\n", b"\r\r\n") + b"\n" if info.filename == "manifest.csv" else data)
+    blank = with_manifest(source, tmp_path / "blank.zip", lambda text: text.replace("\n", "\r\r\n") + "\n")
     assert len(load_index(str(blank)).samples) == 4
