@@ -73,10 +73,14 @@ def _target(group: dict | None) -> str | None:
     return (group.get("scheduler") or group).get("_target_")
 
 
+RESUMED_DATA = ("image_size", "batch_size", "seed", "split", "split_by", "limit", "crop")  # what fixes the batches
+
+
 def check_resume(module: MaskDepthModule, ckpt_path: str) -> None:
     """Refuse `ckpt_path=` before Lightning loads it when it is not an mdeas checkpoint, or holds another model's
-    weights or another optimiser's or LR schedule's state than the config asks for (CheckpointError naming the
-    file): Lightning would load a schedule's state into another kind of schedule, or drop it."""
+    weights or another optimiser's or LR schedule's state than the config asks for, or was trained on other data
+    or other batches (`RESUMED_DATA`, the zips' contents) (CheckpointError naming the file): Lightning would load
+    a schedule's state into another kind of schedule, or drop it, and a resumed epoch would skip or repeat samples."""
     ckpt = read_checkpoint(ckpt_path)
     saved = ckpt["hyper_parameters"]
     shapes = {k: tuple(v.shape) for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
@@ -93,6 +97,19 @@ def check_resume(module: MaskDepthModule, ckpt_path: str) -> None:
                 f"{ckpt_path}: holds the state of {kind} {theirs}, not {ours}; resume with the run's own {group}, "
                 "or start from its weights with init_from="
             )
+    theirs, ours = ((data or {}).get("config") or {} for data in (saved.get("data"), module.hparams.data))
+    for key in RESUMED_DATA:  # another order or other batches: the rest of the epoch would be skipped or repeated
+        if theirs and theirs.get(key) != ours.get(key):
+            raise CheckpointError(
+                f"{ckpt_path}: trained with data.{key}={theirs.get(key)!r}, not {ours.get(key)!r}; resume with the "
+                "run's own data settings, or start from its weights with init_from="
+            )
+    held = (saved.get("data") or {}).get("contents")
+    if held and held != module.hparams.data.get("contents"):
+        raise CheckpointError(
+            f"{ckpt_path}: trained on other data than data.path holds now; resume on the run's own data, or start "
+            "from its weights with init_from="
+        )
 
 
 def check_optim(optim: Mapping) -> None:

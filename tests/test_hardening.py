@@ -285,7 +285,14 @@ def test_resume_refuses_a_non_checkpoint_and_another_optimiser_or_schedule_befor
         train(config(tmp_path / "c", run["data"], f"ckpt_path={run['last']}", "sched=step"))
     with pytest.raises(CheckpointError, match=r"schedule mdeas\.schedules\.warmup_cosine, not none; resume with"):
         train(config(tmp_path / "d", run["data"], f"ckpt_path={run['last']}", "sched=none"))
-    assert not any((tmp_path / name / "checkpoints").exists() for name in "abcd")
+    # other batches would skip or repeat the rest of a resumed epoch; other data is another run
+    expected = r"last\.ckpt: trained with data\.batch_size=4, not 8; resume with the run's own data settings, or "
+    with pytest.raises(CheckpointError, match=expected):
+        train(config(tmp_path / "e", run["data"], f"ckpt_path={run['last']}", "data.batch_size=8"))
+    other = write_canonical_zip(tmp_path / "other.zip", num_samples=24, size=32, seed=9)
+    with pytest.raises(CheckpointError, match=r"last\.ckpt: trained on other data than data\.path holds now; resume"):
+        train(config(tmp_path / "f", other, f"ckpt_path={run['last']}"))
+    assert not any((tmp_path / name / "checkpoints").exists() for name in "abcdef")
 
 
 def test_skip_nonfinite_is_refused_with_several_processes(run, tmp_path, monkeypatch):
