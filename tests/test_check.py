@@ -285,3 +285,14 @@ def test_check_options_are_named_when_bad(tmp_path, option, message):
     cmd = [sys.executable, "-m", "mdeas.data.check", f"path={data}", "num_workers=0", option]  # the last path= wins
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert done.returncode == 1 and done.stderr.strip().splitlines()[-1] == f"error: {message}"
+
+
+def test_stats_refuses_a_folder_as_its_output_before_the_scan(tmp_path):
+    data = write_canonical_zip(tmp_path / "ok.zip", num_samples=4)
+    cmd = [sys.executable, "-m", "mdeas.data.stats", f"path={data}", "num_workers=0", f"out={tmp_path}"]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert done.returncode == 1 and "samples (layout" not in done.stdout  # nothing was scanned
+    assert (
+        done.stderr.strip().splitlines()[-1] == f"error: out={tmp_path} is a folder; name the yaml file to write, "
+        "e.g. out=conf/data/norm/my.yaml"
+    )

@@ -4,6 +4,9 @@ import csv
 import json
 from pathlib import Path
 
+import pytest
+
+from mdeas.callbacks.tensorboard_logger import TensorBoardLogger
 from mdeas.train import train
 from tests.conftest import compose_train, write_canonical_zip
 
@@ -20,3 +23,9 @@ def test_csv_logger_writes_every_epochs_losses_and_val_metrics(tmp_path: Path) -
     assert len([row for row in rows if row["train/loss/mask_bce"]]) == 2  # an epoch mean per epoch
     scored = json.loads((tmp_path / "run" / "metrics.json").read_text())["val"]["val/score"]
     assert scored == results["val"]["val/score"] and scored in {float(row["val/score"]) for row in val}
+
+
+def test_the_tensorboard_logger_takes_log_graph_only_as_true_or_false(tmp_path: Path) -> None:
+    assert TensorBoardLogger(save_dir=tmp_path, log_graph=True)._log_graph  # with tensorboard installed
+    with pytest.raises(ValueError, match=r"^logger\.log_graph must be true or false, got 'maybe'$"):
+        TensorBoardLogger(save_dir=tmp_path, log_graph="maybe")  # text, which Python takes for true

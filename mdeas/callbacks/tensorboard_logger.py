@@ -9,15 +9,22 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import pytorch_lightning as pl
 from pytorch_lightning.loggers import TensorBoardLogger as LightningTensorBoardLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_only, rank_zero_warn
 from torch import Tensor
 
+from mdeas.config_values import flag
+
 
 class TensorBoardLogger(LightningTensorBoardLogger):
-    """Same arguments as Lightning's (`save_dir`, `name`, `version`, `log_graph`, `default_hp_metric`, ...)."""
+    """Same arguments as Lightning's (`save_dir`, `name`, `version`, `log_graph`, `default_hp_metric`, ...);
+    `log_graph` must be true or false (`maybe` is text, which Python takes for true)."""
+
+    def __init__(self, *args: Any, log_graph: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, log_graph=flag(log_graph, "logger.log_graph"), **kwargs)
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:

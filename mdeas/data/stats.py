@@ -138,6 +138,8 @@ def main(cfg: DictConfig) -> None:
     with exit_on_data_error(ValueError):
         paths = dataset_paths(cfg.path)
         file_names(cfg, "out")
+        if cfg.out and Path(cfg.out).is_dir():  # found before the scan, not after it
+            raise ValueError(f"out={cfg.out} is a folder; name the yaml file to write, e.g. out=conf/data/norm/my.yaml")
         seed, workers = whole_number(cfg.seed, "seed"), whole_number(cfg.num_workers, "num_workers")
         stats = dataset_stats(paths, cfg.layout, cfg.depth_inverted, cfg.limit, seed, workers)
         print(format_stats(stats))
