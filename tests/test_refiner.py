@@ -87,6 +87,21 @@ def test_each_image_chooses_its_own_patches_whatever_the_batch():
     assert not torch.allclose(batch["mask"][1:2], batch["mask_coarse"][1:2])  # patches were refined
 
 
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ({"fraction": "abc"}, "model.fraction must be a finite number, got 'abc'"),
+        ({"fraction": 0}, r"model.fraction must be in \(0, 1\], got 0"),
+        ({"threshold": 5}, r"model.threshold \(the least uncertainty refined\) must be in \[0, 1\], got 5"),
+        ({"threshold": "abc"}, "model.threshold must be a finite number, got 'abc'"),  # stored, then failed in evaluate
+        ({"downsample": 0}, "model.downsample must be a whole number >= 1, got 0"),
+    ],
+)
+def test_a_refined_model_names_a_bad_option(option, message):
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        RefinedNet(tiny_base(), PatchRefiner(), **option)
+
+
 def test_only_the_selected_patches_change_the_coarse_logits():
     torch.manual_seed(0)
     bg, fg_bg, coarse = torch.randn(2, 3, 37, 45), torch.randn(2, 3, 37, 45), 3 * torch.randn(2, 1, 37, 45)

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mdeas.config_values import finite_number, whole_number
 from mdeas.models.net import check_size
 from mdeas.models.registry import create_model
 from mdeas.outline import colour_alpha
@@ -234,8 +235,11 @@ class RefinedNet(nn.Module):
         hidden: str | None = None,
     ) -> None:
         super().__init__()
-        if not 0.0 < fraction <= 1.0:
-            raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+        if not 0.0 < finite_number(fraction, "model.fraction") <= 1.0:
+            raise ValueError(f"model.fraction must be in (0, 1], got {fraction}")
+        if not 0.0 <= finite_number(threshold, "model.threshold") <= 1.0:  # uncertainty is in [0, 1]
+            raise ValueError(f"model.threshold (the least uncertainty refined) must be in [0, 1], got {threshold}")
+        whole_number(downsample, "model.downsample", 1)
         if (hidden is None) != (refiner.features == 0):
             raise ValueError(
                 f"a refiner reading {refiner.features} feature channels needs hidden to name the base's "
