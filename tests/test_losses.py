@@ -593,6 +593,14 @@ def test_group_accepts_omegaconf_and_backpropagates() -> None:
             {"n": {"target": "mask", "fn": "bce", "weight": float("nan")}},
             r"^loss term 'n': weight must be a finite number",
         ),
+        (  # option values the term cannot use: found when the group is built, not at the first step
+            {"d": {"target": "mask", "fn": "dice", "kwargs": {"smooth": "abc"}}},
+            r"^loss term 'd': dice with \{'smooth': 'abc'\} fails: TypeError: ",
+        ),
+        (
+            {"s": {"target": "depth", "fn": "ssim", "kwargs": {"window_size": 4}}},
+            r"^loss term 's': ssim with \{'window_size': 4\} fails: ",
+        ),
     ],
 )
 def test_group_config_errors(terms: list, match: str) -> None:

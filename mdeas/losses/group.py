@@ -52,6 +52,22 @@ def _named(terms: Any) -> list[tuple[str, Any]]:
     return pairs
 
 
+def try_term(name: str, fn: str, target: str, kwargs: dict[str, Any]) -> None:
+    """Compute the term once on a small made-up batch ([2, 1, 32, 32]), so that a bad option value
+    (`kwargs.smooth=abc`, an even SSIM window) is a ValueError naming the term here, not a traceback at the first
+    training step (or one that ends a whole sweep)."""
+    draw = torch.Generator().manual_seed(0)
+    pred = torch.randn(2, 1, 32, 32, generator=draw)
+    truth = (torch.rand(2, 1, 32, 32, generator=draw) > 0.5).float()
+    valid = None
+    if TARGETS[target] == "depth":
+        truth, valid = truth * 0.5 + 0.25, torch.ones_like(truth, dtype=torch.bool)
+    try:
+        TERMS.get(fn)(pred, truth, valid, **kwargs)
+    except Exception as e:  # noqa: BLE001 -- whatever the term raises on these options, said in one line
+        raise ValueError(f"loss term {name!r}: {fn} with {kwargs} fails: {type(e).__name__}: {e}") from None
+
+
 def parse_terms(terms: Mapping[str, Any] | Iterable[Mapping[str, Any]] | DictConfig | ListConfig) -> list[TermSpec]:
     """Check and convert term specs (dicts or OmegaConf), in config order.
 
@@ -83,6 +99,7 @@ def parse_terms(terms: Mapping[str, Any] | Iterable[Mapping[str, Any]] | DictCon
         unknown = sorted(set(kwargs) - set(accepted))
         if unknown:
             raise ValueError(f"loss term {name!r}: {fn} takes no {unknown}; its options: {accepted or 'none'}")
+        try_term(name, fn, target, dict(kwargs))
         weight = finite_number(raw.get("weight", 1.0), f"loss term {name!r}: weight")
         if weight < 0:
             raise ValueError(f"loss term {name!r}: weight must be >= 0 (0 turns it off), got {weight:g}")
