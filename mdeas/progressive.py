@@ -15,6 +15,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, open_dict
 
+from mdeas.config_values import whole_number
+
 log = logging.getLogger(__name__)
 
 
@@ -27,13 +29,16 @@ def stage_dir(output_dir: str | Path, stage: int) -> Path:
     return Path(output_dir).parent / f"stage{stage}"
 
 
+STAGE_KEYS = {"image_size", "batch_size", "max_epochs"}
+
+
 def apply_stage(cfg: DictConfig) -> DictConfig:
     """Set the size, batch size, epochs and starting weights of stage `cfg.stage` from `cfg.progressive.stages`.
 
     Returns `cfg` changed in place; `cfg.ckpt_path` is set when this stage was interrupted before.
     """
     stages = cfg.progressive.stages
-    k = int(cfg.stage)
+    k = whole_number(cfg.stage, "stage")
     if not 0 <= k < len(stages):
         raise StageError(f"stage={k} is out of range: progressive.stages has {len(stages)} stages")
     if cfg.get("ckpt_path"):
@@ -42,6 +47,11 @@ def apply_stage(cfg: DictConfig) -> DictConfig:
             f"run the chain again without ckpt_path, in its sweep directory ({Path(cfg.paths.output_dir).parent})"
         )
     spec = stages[k]
+    unknown = sorted(set(spec) - STAGE_KEYS)
+    missing = sorted({"image_size", "max_epochs"} - set(spec))
+    if unknown or missing:
+        said = "; ".join([f"unknown keys {unknown}"] * bool(unknown) + [f"missing {missing}"] * bool(missing))
+        raise StageError(f"progressive.stages[{k}]: {said}; a stage takes {', '.join(sorted(STAGE_KEYS))}")
     out = Path(cfg.paths.output_dir)
     with open_dict(cfg):
         cfg.data.image_size = spec.image_size

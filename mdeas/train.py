@@ -146,6 +146,12 @@ def train(cfg: DictConfig) -> dict:
         check_lr_find(cfg.get("lr_find") or {})
     for key in ("test", "compile", "channels_last"):  # `test=no` is a string, which Python takes for true
         flag(cfg.get(key, False), key)
+    if cfg.get("progressive"):  # first: a stage sets sizes and epochs, checked below
+        done = finished(cfg)
+        cfg = apply_stage(cfg)
+        record_config(cfg)  # Hydra wrote the chain's base config; a finished stage's file too
+        if done is not None:
+            return done
     for key in ("check_val_every_n_epoch", "accumulate_grad_batches"):
         if cfg.trainer.get(key) is not None:
             whole_number(cfg.trainer[key], f"trainer.{key}", 1)
@@ -156,12 +162,6 @@ def train(cfg: DictConfig) -> dict:
         ):
             raise ValueError(f"trainer.{key} must be a whole number >= 1 (-1: no limit), got {value!r}")
     check_optim(cfg.optim)
-    if cfg.get("progressive"):
-        done = finished(cfg)
-        cfg = apply_stage(cfg)
-        record_config(cfg)  # Hydra wrote the chain's base config; a finished stage's file too
-        if done is not None:
-            return done
     for key in ("ckpt_path", "init_from"):  # a wrong path fails here, before the data is made
         if file_name(cfg.get(key), key):
             read_checkpoint(cfg[key])

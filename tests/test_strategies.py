@@ -136,6 +136,23 @@ def test_a_stage_takes_its_size_epochs_and_batch(tmp_path, tiny_zip):
     assert cfg.get("init_from") is None and cfg.ckpt_path is None
 
 
+def test_a_stage_with_a_misspelt_or_missing_key_or_no_epochs_is_named(tmp_path, tiny_zip):
+    base = ("experiment=progressive", "stage=0")
+    for stage, message in (
+        ("{image_size: 32, max_epochs: 1, batch_sise: 4}", r"progressive\.stages\[0\]: unknown keys \['batch_sise'\]"),
+        ("{image_sise: 32, max_epochs: 1}", r"progressive\.stages\[0\]: unknown keys \['image_sise'\]; missing \['im"),
+    ):
+        cfg = config(tmp_path / "chain" / "stage0", tiny_zip, *base, f"progressive.stages=[{stage}]")
+        with pytest.raises(StageError, match=message):
+            apply_stage(cfg)
+    # a stage's values go through the same checks as the command line's (0 epochs would score stage 0's weights)
+    cfg = config(tmp_path / "chain" / "stage0", tiny_zip, *base, "progressive.stages=[{image_size: 32, max_epochs: 0}]")
+    with pytest.raises(ValueError, match=r"^trainer\.max_epochs must be a whole number >= 1 \(-1: no limit\), got 0$"):
+        train(cfg)
+    with pytest.raises(ValueError, match=r"^stage must be a whole number >= 0, got 'abc'$"):
+        apply_stage(config(tmp_path / "chain" / "stage0", tiny_zip, "experiment=progressive", "stage=abc"))
+
+
 def test_init_from_loads_weights_only_and_rejects_another_model(tmp_path, tiny_zip):
     first = train(config(tmp_path / "a", tiny_zip))
     cfg = config(tmp_path / "b", tiny_zip, f"init_from={first['best_checkpoint']}", "optim.lr=0")
