@@ -4,10 +4,11 @@
 one val metric, a list of them (summed) or ``{metric: weight}`` (weighted sum; a negative weight for a metric to
 lower, e.g. ``{val/mask/iou: 1, val/depth/rmse: -0.1}``).
 
-A job of a sweep that fails with a one-line error (bad data, a bad value, a non-finite loss) does not end the sweep:
-its error is kept in ``<job>/error.txt`` and it returns None (Optuna marks the trial failed); the summary lists it,
-and the sweep exits with status 1 naming the failed jobs once every job has run. Where every job failed, the sweeper
-itself raises afterwards (Optuna has no best trial); :func:`end_failed_sweep` then gives the same summary and line.
+A job of a sweep that fails does not end the sweep (a one-line error for bad data, a bad value or a non-finite loss;
+any other error by its type and message, its traceback in the job's log): its error is kept in ``<job>/error.txt``
+and it returns None (Optuna marks the trial failed); the summary lists it, and the sweep exits with status 1 naming
+the failed jobs once every job has run. Where every job failed, the sweeper itself raises afterwards (Optuna has no
+best trial); :func:`end_failed_sweep` then gives the same summary and line.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from mdeas.callbacks.interrupt import ResumeOnInterrupt, ctrl_c_as_interrupt
 from mdeas.callbacks.objective_check import ObjectiveCheck
 from mdeas.callbacks.plateau_resume import PlateauResume
 from mdeas.callbacks.steps import val_log_step
-from mdeas.cli import exit_on_data_error, run_app
+from mdeas.cli import exit_on_data_error, full_traces, one_line, run_app
 from mdeas.config_values import file_name, finite_number, flag, numbers, whole_number
 from mdeas.data.datamodule import MaskDepthDataModule
 from mdeas.inference import CheckpointError, load_weights, read_checkpoint
@@ -252,6 +252,8 @@ def main(cfg: DictConfig) -> float | None:
     broken progressive chain and a non-finite loss end the run with one line `error: ...` and exit status 1; in a
     sweep they end the job only (`mdeas.sweep.record_failure`; the job returns None, a failed trial) and the sweep
     exits 1 at its end.
+    Any other error ends a sweep's job the same way, its type and message in the one line and its traceback in
+    the job's log; a single run shows it as a traceback.
     Ctrl-C (exit status 130, `interrupted`) and SIGTERM (exit status 143, as a shell reports a process that SIGTERM
     ended) end the whole sweep; both stop after the batch under way and leave `checkpoints/interrupted.ckpt`
     (`ResumeOnInterrupt`).
@@ -271,6 +273,12 @@ def main(cfg: DictConfig) -> float | None:
         if not in_sweep or not isinstance(failure.code, str):  # an interrupt (Lightning exits 1) ends the sweep
             raise
         record_failure(Path(cfg.paths.output_dir), str(failure.code))  # the other jobs still run
+        return None
+    except Exception as error:  # a fault no check foresaw: in a sweep it ends its job only, its traceback logged
+        if not in_sweep or full_traces():
+            raise
+        log.exception("job failed")
+        record_failure(Path(cfg.paths.output_dir), f"{type(error).__name__}: {one_line(error)} (traceback in its log)")
         return None
 
 

@@ -256,12 +256,18 @@ class Multirun:
 
 @pytest.mark.parametrize(
     ("stop", "ends_the_sweep"),
-    [(KeyboardInterrupt(), True), (SystemExit(143), True), (ValueError("data.limit must be positive"), False)],
-    ids=["ctrl_c", "sigterm", "bad_value"],
+    [
+        (KeyboardInterrupt(), True),
+        (SystemExit(143), True),
+        (ValueError("data.limit must be positive"), False),
+        (TypeError("unsupported operand"), False),
+    ],
+    ids=["ctrl_c", "sigterm", "bad_value", "unforeseen_fault"],
 )
 def test_a_jobs_interrupt_ends_the_sweep_and_its_error_ends_the_job_only(monkeypatch, tmp_path, stop, ends_the_sweep):
     """In a sweep, Ctrl-C or SIGTERM (an exit status) propagates, with no error.txt: the sweep stops. A one-line
-    error is kept in the job's error.txt and the job returns None (a failed trial): the sweep goes on."""
+    error, or any other error by its type, is kept in the job's error.txt and the job returns None (a failed trial):
+    the sweep goes on."""
 
     def train(cfg):
         raise stop
@@ -275,7 +281,12 @@ def test_a_jobs_interrupt_ends_the_sweep_and_its_error_ends_the_job_only(monkeyp
         assert caught.value is stop and not (tmp_path / "error.txt").exists()
     else:
         assert train_module.main.__wrapped__(cfg) is None
-        assert (tmp_path / "error.txt").read_text() == "data.limit must be positive\n"
+        expected = (
+            "data.limit must be positive"
+            if isinstance(stop, ValueError)
+            else f"TypeError: {stop} (traceback in its log)"
+        )
+        assert (tmp_path / "error.txt").read_text() == expected + "\n"
 
 
 def test_only_optunas_want_of_a_best_trial_is_read_as_a_sweep_whose_every_job_failed(tmp_path: Path) -> None:
