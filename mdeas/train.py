@@ -23,6 +23,7 @@ from mdeas.callbacks.atomic_checkpoint import AtomicCheckpointIO
 from mdeas.callbacks.hparams import log_hparams, run_hparams
 from mdeas.callbacks.interrupt import ResumeOnInterrupt, ctrl_c_as_interrupt
 from mdeas.callbacks.objective_check import ObjectiveCheck
+from mdeas.callbacks.options import check_callback_options
 from mdeas.callbacks.plateau_resume import PlateauResume
 from mdeas.callbacks.steps import val_log_step
 from mdeas.cli import exit_on_data_error, full_traces, one_line, run_app
@@ -162,6 +163,7 @@ def train(cfg: DictConfig) -> dict:
         ):
             raise ValueError(f"trainer.{key} must be a whole number >= 1 (-1: no limit), got {value!r}")
     check_optim(cfg.optim)
+    check_callback_options(cfg.get("callbacks"))
     for key in ("ckpt_path", "init_from"):  # a wrong path fails here, before the data is made
         if file_name(cfg.get(key), key):
             read_checkpoint(cfg[key])

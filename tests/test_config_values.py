@@ -105,6 +105,27 @@ def test_depth_inverted_must_be_a_flag_when_reading_a_set(tmp_path):
         ("optim.lr=abc", "optim.lr must be a finite number, got 'abc'"),
         ("optim.betas=[0.5]", "optim.betas must be 2 finite numbers, got [0.5]"),
         ("optim.betas=[0.5,1.0]", "optim.betas must be 2 numbers in [0, 1), got [0.5, 1.0]"),
+        # callbacks: failed after an epoch (tile, num_thresholds) or in a line without the key (save_top_k, decay)
+        ("callbacks.image_grid.tile=abc", "callbacks.image_grid.tile must be a whole number >= 1, got 'abc'"),
+        ("callbacks.image_grid.num_samples=-1", "callbacks.image_grid.num_samples must be a whole number >= 0, got -1"),
+        (
+            "callbacks.pr_curves.num_thresholds=1",
+            "callbacks.pr_curves.num_thresholds must be a whole number >= 2, got 1",
+        ),
+        (
+            "callbacks.model_checkpoint.save_top_k=abc",
+            "callbacks.model_checkpoint.save_top_k must be a whole number >= -1, got 'abc'",
+        ),
+        (
+            "callbacks.last_checkpoint_steps.minutes=abc",
+            "callbacks.last_checkpoint_steps.minutes must be a finite number, got 'abc'",
+        ),
+        (
+            "callbacks.last_checkpoint_steps.minutes=0",
+            "callbacks.last_checkpoint_steps.minutes must be a positive number of minutes (or null: no checkpoint by "
+            "time), got 0",
+        ),
+        ("callbacks=ema callbacks.ema.decay=1.5", "callbacks.ema.decay must be a number in [0, 1], got 1.5"),
     ],
 )
 def test_train_names_a_bad_switch_or_count_before_the_data_is_read(tmp_path, override, message):
