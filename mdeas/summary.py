@@ -67,10 +67,17 @@ def summarise(model: nn.Module, image_size: int) -> str:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="summary")
 def main(cfg: DictConfig) -> None:
-    """Print the summary; a model config that cannot be built or a size it cannot take is a one-line error."""
+    """Print the summary; a model config that cannot be built or a size it cannot take (or hold in memory) is a
+    one-line error."""
     size = cfg.data.image_size
     with exit_on_data_error(ValueError):
-        print(summarise(instantiate(cfg.model), whole_number(size, "data.image_size", 1)))
+        model = instantiate(cfg.model)
+        try:
+            print(summarise(model, whole_number(size, "data.image_size", 1)))
+        except RuntimeError as error:  # the CPU's allocator raises a RuntimeError; CUDA's OutOfMemoryError is one
+            if not isinstance(error, torch.OutOfMemoryError) and "can't allocate memory" not in str(error):
+                raise
+            raise ValueError(f"data.image_size={size}: the forward pass does not fit in memory") from None
 
 
 if __name__ == "__main__":

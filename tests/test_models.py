@@ -56,6 +56,48 @@ def test_registry_lists_and_rejects_unknown_names():
     assert str(caught.value).startswith("unknown model")  # no quotes around the message, as a KeyError would add
 
 
+@pytest.mark.parametrize(
+    ("name", "overrides", "key", "shown"),
+    [
+        ("resunet", {"widths": [0, 8, 8, 8]}, "model.widths", "[0, 8, 8, 8]"),
+        ("resunet", {"bottom": 2.5}, "model.bottom", "2.5"),
+        ("unet_shared", {"mask_width": True}, "model.mask_width", "True"),
+        ("densenet_dilated", {"encoder_channels": []}, "model.encoder_channels", "[]"),
+        ("composed", {"encoder_kwargs": {"widths": [8, -8]}}, "model.encoder_kwargs.widths", "[8, -8]"),
+    ],
+)
+def test_a_channel_count_under_one_is_named_when_the_model_is_built(name, overrides, key, shown):
+    """PyTorch builds a layer of 0 channels and fails only in its first forward pass, without naming the option."""
+    with pytest.raises(ValueError) as refused:
+        create_model(name, **overrides)
+    assert str(refused.value) == f"{key} must be a number of channels >= 1 or a list of them, got {shown}"
+
+
+def test_a_refiner_width_under_one_is_named():
+    from mdeas.models.refiner import PatchRefiner
+
+    with pytest.raises(ValueError, match=r"^model\.refiner\.widths must be a number of channels >= 1 .*got \[0, 32\]$"):
+        PatchRefiner(widths=[0, 32])
+    assert PatchRefiner(widths=[8, 4]).net[-1].in_channels == 4
+
+
+def test_summary_names_an_image_size_that_does_not_fit_in_memory(monkeypatch):
+    from mdeas import summary
+
+    def out_of_memory(model, image_size):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: 1 bytes")
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("summary", overrides=["model=densenet_dilated", "data.image_size=40000"])
+    monkeypatch.setattr(summary, "summarise", out_of_memory)
+    with pytest.raises(SystemExit) as caught:
+        summary.main.__wrapped__(cfg)
+    assert caught.value.code == "error: data.image_size=40000: the forward pass does not fit in memory"
+    monkeypatch.setattr(summary, "summarise", lambda model, size: 1 / 0)
+    with pytest.raises(ZeroDivisionError):  # any other fault surfaces as it is
+        summary.main.__wrapped__(cfg)
+
+
 def test_summary_takes_a_presets_own_input_size_and_224_otherwise():
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         sizes = [compose("summary", overrides=o).data.image_size for o in ([], ["model=resunet_detail"])]

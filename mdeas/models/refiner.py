@@ -29,7 +29,7 @@ from torch import nn
 
 from mdeas.config_values import finite_number, whole_number
 from mdeas.models.net import check_size
-from mdeas.models.registry import create_model
+from mdeas.models.registry import check_channels, create_model
 from mdeas.outline import colour_alpha
 
 IN_CHANNELS = 10  # bg, fg_bg, |fg_bg − bg| (3 each) and the coarse mask probability (+ the base's features)
@@ -105,6 +105,8 @@ class PatchRefiner(nn.Module):
     ) -> None:
         if not 0 <= margin <= patch // 2:
             raise ValueError(f"margin must be in [0, patch / 2 = {patch // 2}] px, got {margin}")
+        if widths:  # none: one 3×3 conv from the inputs to the correction
+            check_channels({"widths": widths}, "model.refiner")
         dilations = [1] * len(widths) if dilations is None else list(dilations)
         if len(dilations) != len(widths) or min(dilations, default=1) < 1:
             raise ValueError(f"dilations must be {len(widths)} integers ≥ 1 (one per width), got {dilations}")
