@@ -601,6 +601,18 @@ def test_group_accepts_omegaconf_and_backpropagates() -> None:
             {"s": {"target": "depth", "fn": "ssim", "kwargs": {"window_size": 4}}},
             r"^loss term 's': ssim with \{'window_size': 4\} fails: ",
         ),
+        (  # a mask target scored on its raw logits: trained without a word before
+            {"m": {"target": "mask", "fn": "mse"}},
+            r"^loss term 'm': mse on target mask would score the logits; add kwargs: \{sigmoid: true\}$",
+        ),
+        (
+            {"m": {"target": "mask", "fn": "dice", "kwargs": {"sigmoid": False}}},
+            r"^loss term 'm': dice on target mask would score the logits; add kwargs: \{sigmoid: true\}$",
+        ),
+        (
+            {"c": {"target": "mask_coarse", "fn": "silog"}},
+            r"^loss term 'c': silog is a depth term, it cannot score target mask_coarse's logits; mask terms: bce, ",
+        ),
     ],
 )
 def test_group_config_errors(terms: list, match: str) -> None:

@@ -68,6 +68,27 @@ def try_term(name: str, fn: str, target: str, kwargs: dict[str, Any]) -> None:
         raise ValueError(f"loss term {name!r}: {fn} with {kwargs} fails: {type(e).__name__}: {e}") from None
 
 
+LOGIT_TERMS = ("bce", "boundary_bce", "focal", "lovasz_hinge")  # mask terms defined on logits (no sigmoid option)
+
+
+def check_mask_term(name: str, fn: str, target: str, kwargs: dict[str, Any]) -> None:
+    """ValueError naming the term when a mask target meets a term that would score the raw logits: a term with a
+    ``sigmoid`` option left false (MSE on logits pulls the background towards the 0 logit, the decision boundary)
+    or a depth term without one (logs of logits)."""
+    if TARGETS[target] != "mask" or fn in LOGIT_TERMS:
+        return
+    option = inspect.signature(TERMS.get(fn)).parameters.get("sigmoid")
+    if option is None:
+        raise ValueError(
+            f"loss term {name!r}: {fn} is a depth term, it cannot score target {target}'s logits; mask terms: "
+            f"{', '.join(LOGIT_TERMS)} or a term with kwargs: {{sigmoid: true}}"
+        )
+    if kwargs.get("sigmoid", option.default) is not True:
+        raise ValueError(
+            f"loss term {name!r}: {fn} on target {target} would score the logits; add kwargs: {{sigmoid: true}}"
+        )
+
+
 def parse_terms(terms: Mapping[str, Any] | Iterable[Mapping[str, Any]] | DictConfig | ListConfig) -> list[TermSpec]:
     """Check and convert term specs (dicts or OmegaConf), in config order.
 
@@ -99,6 +120,7 @@ def parse_terms(terms: Mapping[str, Any] | Iterable[Mapping[str, Any]] | DictCon
         unknown = sorted(set(kwargs) - set(accepted))
         if unknown:
             raise ValueError(f"loss term {name!r}: {fn} takes no {unknown}; its options: {accepted or 'none'}")
+        check_mask_term(name, fn, target, dict(kwargs))
         try_term(name, fn, target, dict(kwargs))
         weight = finite_number(raw.get("weight", 1.0), f"loss term {name!r}: weight")
         if weight < 0:
