@@ -20,6 +20,7 @@ from pytorch_lightning.utilities.exceptions import MisconfigurationException, SI
 
 from mdeas.atomic import write_json
 from mdeas.callbacks.atomic_checkpoint import AtomicCheckpointIO
+from mdeas.callbacks.csv_logger import CSVLogger
 from mdeas.callbacks.hparams import log_hparams, run_hparams
 from mdeas.callbacks.interrupt import ResumeOnInterrupt, ctrl_c_as_interrupt
 from mdeas.callbacks.objective_check import ObjectiveCheck
@@ -77,12 +78,11 @@ def _target(group: dict | None) -> str | None:
 RESUMED_DATA = ("image_size", "batch_size", "seed", "split", "split_by", "limit", "crop")  # what fixes the batches
 
 
-def check_resume(module: MaskDepthModule, ckpt_path: str) -> None:
-    """Refuse `ckpt_path=` before Lightning loads it when it is not an mdeas checkpoint, or holds another model's
+def check_resume(module: MaskDepthModule, ckpt_path: str, ckpt: dict) -> None:
+    """Refuse `ckpt_path=` (read as `ckpt`) before Lightning loads it when it holds another model's
     weights or another optimiser's or LR schedule's state than the config asks for, or was trained on other data
     or other batches (`RESUMED_DATA`, the zips' contents) (CheckpointError naming the file): Lightning would load
     a schedule's state into another kind of schedule, or drop it, and a resumed epoch would skip or repeat samples."""
-    ckpt = read_checkpoint(ckpt_path)
     saved = ckpt["hyper_parameters"]
     shapes = {k: tuple(v.shape) for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
     if shapes != {k: tuple(v.shape) for k, v in module.state_dict().items() if k.startswith("model.")}:
@@ -164,9 +164,10 @@ def train(cfg: DictConfig) -> dict:
             raise ValueError(f"trainer.{key} must be a whole number >= 1 (-1: no limit), got {value!r}")
     check_optim(cfg.optim)
     check_callback_options(cfg.get("callbacks"))
-    for key in ("ckpt_path", "init_from"):  # a wrong path fails here, before the data is made
-        if file_name(cfg.get(key), key):
-            read_checkpoint(cfg[key])
+    # a wrong path fails here, before the data is made
+    resumed = read_checkpoint(cfg.ckpt_path) if file_name(cfg.get("ckpt_path"), "ckpt_path") else None
+    if file_name(cfg.get("init_from"), "init_from"):
+        read_checkpoint(cfg.init_from)
     pl.seed_everything(whole_number(cfg.seed, "seed"), workers=True)
     out_dir = Path(cfg.paths.output_dir)
     datamodule = instantiate(cfg.data)
@@ -181,8 +182,8 @@ def train(cfg: DictConfig) -> dict:
     if cfg.get("init_from"):
         load_weights(module.model, cfg.init_from)
         log.info("initialised the model's weights from %s", cfg.init_from)
-    if cfg.get("ckpt_path"):
-        check_resume(module, cfg.ckpt_path)
+    if resumed is not None:
+        check_resume(module, cfg.ckpt_path, resumed)
     module.set_memory_format(cfg.get("channels_last", False), cfg.get("compile", False))
     if cfg.trainer.get("precision") == "auto":
         cfg.trainer.precision = resolve_precision("auto", cfg.trainer.get("accelerator", "auto"))
@@ -194,6 +195,8 @@ def train(cfg: DictConfig) -> dict:
             if isinstance(callback, ResumeOnInterrupt):
                 callback.resume_hint = f"python -m mdeas.train -m <same overrides> hydra.sweep.dir={out_dir.parent}"
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
+    if resumed is not None and isinstance(logger, CSVLogger):  # keeps the rows logged before the checkpoint
+        logger.resume_step = resumed["global_step"]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, plugins=[AtomicCheckpointIO()])
     if module.skip_nonfinite and trainer.world_size > 1:  # a skipped batch would leave the other processes waiting
         raise ValueError(f"skip_nonfinite=true is single-device only; this run has {trainer.world_size} processes")
