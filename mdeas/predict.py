@@ -110,7 +110,7 @@ def zip_items(paths: str | list[str], out: Path, layout: str | None = None) -> I
 def video_items(video: str, bg: str) -> Iterator[Item]:
     """The frames of `video` against the background `bg` (resized to the frames' size when its aspect ratio is theirs
     within 2 %, else a DataError), named <stem>_<frame>; a DataError for a video without frames, or one that ends
-    two or more frames before the count its container declares (truncated)."""
+    two or more frames before the count its container declares (cut short, or a damaged frame OpenCV stops at)."""
     background = read_image(bg)
     capture = cv2.VideoCapture(video)
     if not capture.isOpened():
@@ -141,7 +141,9 @@ def video_items(video: str, bg: str) -> Iterator[Item]:
         if n == 0:
             raise DataError(video, "", "no frames")
         if n < declared - 1:  # a count estimated from the duration may be one too many
-            raise DataError(video, f"frame {n}", f"cannot read it: the video declares {declared} frames (truncated?)")
+            raise DataError(
+                video, f"frame {n}", f"cannot read it: the video declares {declared} frames (damaged or cut short)"
+            )
     finally:
         capture.release()
 

@@ -163,9 +163,15 @@ def test_a_video_without_frames_or_cut_short_is_a_data_error(tmp_path):
     assert len(list(video_items(str(tmp_path / "clip.avi"), bg))) == 4
     with pytest.raises(DataError, match=re.escape(f"{tmp_path / 'empty.avi'}: no frames")):
         list(video_items(str(tmp_path / "empty.avi"), bg))
-    cut = f"{tmp_path / 'cut.avi'}: frame 1: cannot read it: the video declares 4 frames (truncated?)"
+    cut = f"{tmp_path / 'cut.avi'}: frame 1: cannot read it: the video declares 4 frames (damaged or cut short)"
     with pytest.raises(DataError, match=re.escape(cut)):
         list(video_items(str(tmp_path / "cut.avi"), bg))
+    frame_starts = [m.start() for m in re.finditer(b"\xff\xd8", data)]  # each MJPG frame is a JPEG
+    damaged = bytearray(data)
+    damaged[frame_starts[2] : frame_starts[3] - 20] = bytes(frame_starts[3] - 20 - frame_starts[2])  # frame 2 zeroed
+    (tmp_path / "damaged.avi").write_bytes(damaged)
+    with pytest.raises(DataError, match=re.escape("damaged.avi: frame 2: cannot read it: the video declares 4 frames")):
+        list(video_items(str(tmp_path / "damaged.avi"), bg))
 
 
 def test_predict_that_fails_on_its_input_leaves_no_output_folder(trained, tmp_path):
