@@ -182,8 +182,10 @@ def train(cfg: DictConfig) -> dict:
     if cfg.get("init_from"):
         load_weights(module.model, cfg.init_from)
         log.info("initialised the model's weights from %s", cfg.init_from)
+    resume_step = None
     if resumed is not None:
         check_resume(module, cfg.ckpt_path, resumed)
+        resume_step, resumed = resumed["global_step"], None  # Lightning reads the file again; this copy can go
     module.set_memory_format(cfg.get("channels_last", False), cfg.get("compile", False))
     if cfg.trainer.get("precision") == "auto":
         cfg.trainer.precision = resolve_precision("auto", cfg.trainer.get("accelerator", "auto"))
@@ -195,8 +197,8 @@ def train(cfg: DictConfig) -> dict:
             if isinstance(callback, ResumeOnInterrupt):
                 callback.resume_hint = f"python -m mdeas.train -m <same overrides> hydra.sweep.dir={out_dir.parent}"
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
-    if resumed is not None and isinstance(logger, CSVLogger):  # keeps the rows logged before the checkpoint
-        logger.resume_step = resumed["global_step"]
+    if isinstance(logger, CSVLogger):  # a resumed run keeps the rows logged before its checkpoint
+        logger.resume_step = resume_step
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, plugins=[AtomicCheckpointIO()])
     if module.skip_nonfinite and trainer.world_size > 1:  # a skipped batch would leave the other processes waiting
         raise ValueError(f"skip_nonfinite=true is single-device only; this run has {trainer.world_size} processes")
