@@ -81,6 +81,22 @@ def test_a_refiner_width_under_one_is_named():
     assert PatchRefiner(widths=[8, 4]).net[-1].in_channels == 4
 
 
+def test_model_switches_and_refiner_counts_of_the_wrong_kind_are_named():
+    """`model.freeze_base=no` froze the base and `difference=maybe` added the channels: text is true to Python."""
+    from mdeas.models.refiner import PatchRefiner, refined
+
+    with pytest.raises(ValueError, match=r"^model\.difference must be true or false, got 'maybe'$"):
+        create_model("resunet", difference="maybe")
+    for key, value in (("freeze_base", "no"), ("detail", 1)):
+        with pytest.raises(ValueError, match=rf"^model\.{key} must be true or false, got {value!r}$"):
+            refined("resunet", PatchRefiner(), **{key: value}, difference=True)
+    for key, value, least in (("patch", "abc", 1), ("features", -1, 0), ("margin", 1.5, 0)):
+        with pytest.raises(ValueError, match=rf"^model\.refiner\.{key} must be a whole number >= {least}, got "):
+            PatchRefiner(**{key: value})
+    with pytest.raises(ValueError, match=r"^model\.refiner\.alpha must be true or false, got 'no'$"):
+        PatchRefiner(alpha="no")
+
+
 def test_summary_names_an_image_size_that_does_not_fit_in_memory(monkeypatch):
     from mdeas import summary
 

@@ -13,6 +13,7 @@ from functools import partial
 import torch
 from torch import nn
 
+from mdeas.config_values import flag
 from mdeas.models.blocks import Stem, conv_stem
 from mdeas.models.registry import FUSIONS
 
@@ -27,7 +28,7 @@ class EarlyConcat(nn.Module):
 
     def __init__(self, encoder: EncoderFactory, difference: bool = False) -> None:
         super().__init__()
-        self.difference = difference
+        self.difference = flag(difference, "model.difference")  # `maybe` is text, which Python takes for true
         self.encoder = encoder(9 if difference else 6)
         self.channels = list(self.encoder.channels)
         self.strides = list(self.encoder.strides)

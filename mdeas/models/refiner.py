@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mdeas.config_values import finite_number, whole_number
+from mdeas.config_values import finite_number, flag, whole_number
 from mdeas.models.net import check_size
 from mdeas.models.registry import check_channels, create_model
 from mdeas.outline import colour_alpha
@@ -103,7 +103,10 @@ class PatchRefiner(nn.Module):
         features: int = 0,
         alpha: bool = False,
     ) -> None:
-        if not 0 <= margin <= patch // 2:
+        whole_number(patch, "model.refiner.patch", 1)
+        whole_number(features, "model.refiner.features")
+        flag(alpha, "model.refiner.alpha")
+        if not 0 <= whole_number(margin, "model.refiner.margin") <= patch // 2:
             raise ValueError(f"margin must be in [0, patch / 2 = {patch // 2}] px, got {margin}")
         if widths:  # none: one 3×3 conv from the inputs to the correction
             check_channels({"widths": widths}, "model.refiner")
@@ -242,6 +245,8 @@ class RefinedNet(nn.Module):
         if not 0.0 <= finite_number(threshold, "model.threshold") <= 1.0:  # uncertainty is in [0, 1]
             raise ValueError(f"model.threshold (the least uncertainty refined) must be in [0, 1], got {threshold}")
         whole_number(downsample, "model.downsample", 1)
+        flag(freeze_base, "model.freeze_base")  # `no` is text, which Python takes for true
+        flag(detail, "model.detail")
         if (hidden is None) != (refiner.features == 0):
             raise ValueError(
                 f"a refiner reading {refiner.features} feature channels needs hidden to name the base's "
