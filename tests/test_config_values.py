@@ -145,6 +145,10 @@ def test_generator_options_name_a_value_of_the_wrong_kind(tmp_path):
     for key, (value, problem) in bad.items():
         with pytest.raises(ValueError, match=rf"^generator option {key} {problem}, got {value!r}$"):
             generate(tmp_path / "g.zip", 4, workers=1, **{key: value})
+    for count, workers in ((True, 1), (1.5, 1), (4, "abc"), (0, 1)):  # `true` made a set of one sample
+        key, value = ("workers", workers) if workers == "abc" else ("num_samples", count)
+        with pytest.raises(ValueError, match=rf"^generator option {key} must be a whole number >= 1, got {value!r}$"):
+            generate(tmp_path / "g.zip", count, workers=workers)
     assert not (tmp_path / "g.zip").exists()
 
 

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from mdeas.config_values import whole_number
 from mdeas.synth.camouflage import camouflage
 from mdeas.synth.parallel import default_workers, ordered_map
 from mdeas.synth.photos import shipped_photo_paths, shipped_photos, wear_photo
@@ -371,8 +372,6 @@ def work_units(opts: Options, specs: Sequence[SampleSpec]) -> list[tuple[Options
 
 
 def _check(opts: Options) -> None:
-    if opts.num_samples < 1:
-        raise ValueError(f"num_samples must be >= 1, got {opts.num_samples}")
     check_image_options(opts.image_size, opts.seed, opts.jpeg_quality)
     if opts.fg_per_bg < 1:
         raise ValueError(f"fg_per_bg must be >= 1, got {opts.fg_per_bg}")
@@ -416,11 +415,10 @@ def generate(out: str | Path, num_samples: int, workers: int | None = None, **op
     max_depth_mm. `workers` processes render (default: the CPU count); the zip's bytes do not depend on it. The
     zip is written beside `out` and renamed into place, so `out` is either complete or absent.
     """
+    whole_number(num_samples, "generator option num_samples", 1)  # `true` made a set of one sample
+    workers = default_workers() if workers is None else whole_number(workers, "generator option workers", 1)
     opts = options_from_config(Options, "generator", options, num_samples)
-    workers = default_workers() if workers is None else workers
     _check(opts)
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
     specs = plan(opts)
     meta = {
         "generator": "mdeas.synth",
