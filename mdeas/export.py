@@ -12,6 +12,7 @@ scene with an object (`check_pair`), not noise.
 from __future__ import annotations
 
 import importlib.util
+import os
 import warnings
 from pathlib import Path
 
@@ -82,6 +83,8 @@ def export(ckpt_path: str, fmt: str, output: str, batch_size: int = 2, opset: in
                 f"opset must be a whole number from {ONNX_MIN_OPSET} to {ONNX_MAX_OPSET} (what this torch exports), "
                 f"got {opset!r}"
             )
+    if str(output).endswith(("/", os.sep)) or os.path.isdir(output):  # it was written as a file of that name
+        raise ValueError(f"output must name a file, not a folder: {output}")
     module = load_module(ckpt_path)
     wrapper = ExportWrapper(module).eval()
     size = model_size(module)

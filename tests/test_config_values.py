@@ -58,6 +58,7 @@ def test_numbers_checks_count_kind_and_sign():
         ("data.cache_max_gb=abc", "data.cache_max_gb must be a number >= 0 (inf: the disk alone limits), got 'abc'"),
         ("data.cache_max_gb=-1", "data.cache_max_gb must be a number >= 0 (inf: the disk alone limits), got -1"),
         ("data.path=[]", "data.path must be a zip or a list of zips, got []"),
+        ("data.cache_dir=''", "data.cache_dir must be a file or folder name, got ''"),  # cached into the current folder
         (
             "data.path=2024",
             "data.path must be a zip or a list of zips, got 2024 (quote a name made of digits: 'data.path=\"2024\"')",

@@ -462,6 +462,9 @@ def test_export_options_are_checked_in_one_line_and_write_nothing(trained, tmp_p
     for opset in (99, 3, "abc"):  # refused before the export, in one line (the exporter's own error is a page)
         with pytest.raises(ValueError, match=rf"^opset must be a whole number from \d+ to \d+ .*, got {opset!r}$"):
             export(trained["ckpt"], "onnx", str(tmp_path / "o99.onnx"), opset=opset)
+    for folder in (f"{tmp_path / 'new'}/", str(tmp_path)):  # `new/` was written as a file named new
+        with pytest.raises(ValueError, match=rf"^output must name a file, not a folder: {re.escape(folder)}$"):
+            export(trained["ckpt"], "torchscript", folder)
     assert list(tmp_path.iterdir()) == []
 
 

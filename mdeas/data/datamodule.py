@@ -28,7 +28,7 @@ import torch
 from lightning_fabric.utilities.seed import pl_worker_init_function
 from torch.utils.data import DataLoader
 
-from mdeas.config_values import flag, numbers, whole_number
+from mdeas.config_values import file_name, flag, numbers, whole_number
 from mdeas.data.dataset import (
     SKIPPED,
     MaskDepthDataset,
@@ -166,7 +166,8 @@ class MaskDepthDataModule(pl.LightningDataModule):
         self.image_size, self.batch_size, self.num_workers = image_size, batch_size, num_workers
         self.limit, self.fractions, self.seed = limit, tuple(split), seed
         self.split_by = split_by
-        self.cache_dir, self.synth = cache_dir, synth
+        cache_dir = os.fspath(cache_dir) if isinstance(cache_dir, os.PathLike) else cache_dir
+        self.cache_dir, self.synth = file_name(cache_dir, "data.cache_dir"), synth  # "": the current folder
         self.generated: str | None = None  # the generated set's path, once resolved
         self.augment, self.mean, self.std = list(augment), tuple(mean), tuple(std)
         if crop is not None:  # last, so that transforms which resize (RandomResizedCrop) cannot undo it
