@@ -36,7 +36,8 @@ from mdeas.data.errors import DataError
 from mdeas.data.zipstore import ZipStore
 from mdeas.inference import CheckpointError, load_module, resolve_device, stored_data_config
 from mdeas.metrics.classes import DepthMetrics
-from mdeas.module import depth_alignment, selection_score
+from mdeas.models.net import check_size
+from mdeas.module import MaskDepthModule, depth_alignment, selection_score
 from mdeas.native_eval import native_mask_scores
 from mdeas.outline import KnownBackgroundOutline, from_config
 from mdeas.report import cell, markdown_table
@@ -151,6 +152,16 @@ def depth_baseline(datamodule: MaskDepthDataModule, scale: float, align: str) ->
     return {"fit_on": fit_on, "median": baselines.constant * scale, **scores}
 
 
+def check_model_size(module: MaskDepthModule, size: object) -> None:
+    """ValueError naming data.image_size when the model cannot take it (not divisible by its stride), before any
+    sample is decoded and cached at that size."""
+    if isinstance(size, int) and not isinstance(size, bool) and size > 0:
+        try:
+            check_size(torch.empty(0, 0, size, size), module.model.stride)
+        except ValueError as error:
+            raise ValueError(f"data.image_size={size}: {error}") from None
+
+
 def evaluate(
     ckpt_path: str,
     data: dict[str, Any],
@@ -179,7 +190,9 @@ def evaluate(
     with output_folder(out):
         stored = stored_data_config(module, ckpt_path)
         contents = (module.hparams.data or {}).get("contents")
-        datamodule = instantiate(data_config(stored, data, contents), _convert_="all")
+        config = data_config(stored, data, contents)
+        check_model_size(module, config.get("image_size"))
+        datamodule = instantiate(config, _convert_="all")
         datamodule.prepare_data()
         datamodule.setup("test")
         warn_if_changed(datamodule.index.store, stored, data, contents)

@@ -452,6 +452,15 @@ def test_the_predictor_takes_read_only_arrays_without_a_warning(trained):
     assert out.mask.shape == (20, 30) and out.depth_norm.shape == (20, 30)
 
 
+def test_evaluate_names_an_image_size_the_model_cannot_take_before_reading_any_sample(trained, tmp_path):
+    """The model's stride does not divide 40: said before every split was decoded and cached at that size."""
+    stride = load_module(trained["ckpt"]).model.stride
+    expected = rf"^data\.image_size=40: input size 40x40 is not divisible by the model stride {stride} "
+    with pytest.raises(ValueError, match=expected):
+        evaluate(str(trained["ckpt"]), {"image_size": 40, "cache_dir": str(tmp_path / "cache")}, str(tmp_path / "e"))
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_export_options_are_checked_in_one_line_and_write_nothing(trained, tmp_path):
     for batch_size in (0, True):  # true would be 1 to Python, and torch.rand then fails on a bool
         with pytest.raises(
