@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 
 import hydra
@@ -20,7 +21,7 @@ import numpy as np
 from omegaconf import DictConfig
 from torch.utils.data import Dataset
 
-from mdeas.atomic import atomic_write
+from mdeas.atomic import atomic_write, output_folder
 from mdeas.cli import exit_on_data_error, run_app
 from mdeas.config_values import file_names, whole_number
 from mdeas.data.dataset import dataset_paths, load_sample, scan
@@ -141,10 +142,11 @@ def main(cfg: DictConfig) -> None:
         if cfg.out and Path(cfg.out).is_dir():  # found before the scan, not after it
             raise ValueError(f"out={cfg.out} is a folder; name the yaml file to write, e.g. out=conf/data/norm/my.yaml")
         seed, workers = whole_number(cfg.seed, "seed"), whole_number(cfg.num_workers, "num_workers")
-        stats = dataset_stats(paths, cfg.layout, cfg.depth_inverted, cfg.limit, seed, workers)
-        print(format_stats(stats))
-        if cfg.out:
-            print(f"wrote {write_norm(stats, cfg.out, ', '.join(paths) if isinstance(paths, list) else paths)}")
+        with output_folder(Path(cfg.out).parent) if cfg.out else nullcontext():  # a folder it cannot make: now
+            stats = dataset_stats(paths, cfg.layout, cfg.depth_inverted, cfg.limit, seed, workers)
+            print(format_stats(stats))
+            if cfg.out:
+                print(f"wrote {write_norm(stats, cfg.out, ', '.join(paths) if isinstance(paths, list) else paths)}")
 
 
 if __name__ == "__main__":
