@@ -511,8 +511,11 @@ def test_pasted_samples_equal_their_background_away_from_the_object() -> None:
         generate("x.zip", 1, paste_fraction=1.5)
     with pytest.raises(ValueError, match=r"^unknown generator options \['camuflage'\]; known: .*camouflage"):
         generate("x.zip", 1, camuflage=0.3)
-    with pytest.raises(ValueError, match=r"^generator option scales: expected a list of numbers, got \['big'\]$"):
-        generate("x.zip", 1, scales=["big"])
+    for scales, said in ((["big"], "'big'"), ([True], "True"), (["0.5"], "'0.5'")):  # [true] was taken for [1.0]
+        with pytest.raises(ValueError, match=rf"^generator option scales\[0\] must be a finite number, got {said}$"):
+            generate("x.zip", 1, scales=scales)
+    with pytest.raises(ValueError, match=r"^generator option scales: expected a list of numbers, got 0\.5$"):
+        generate("x.zip", 1, scales=0.5)
 
 
 def test_a_paste_is_its_foreground_blended_over_the_background_under_its_camera() -> None:

@@ -132,11 +132,10 @@ def options_from_config(cls: type[T], what: str, options: Mapping[str, Any], *ar
             values[key] = finite_number(value, named)
         if key == "jpeg_quality":
             values[key] = as_jpeg_quality(value, named)
-        try:
-            if kinds[key].startswith("tuple[float"):
-                values[key] = tuple(float(v) for v in value)
-        except (TypeError, ValueError):
-            raise ValueError(f"{what} option {key}: expected a list of numbers, got {value!r}") from None
+        if kinds[key].startswith("tuple[float"):  # [true] and ['0.5'] were taken for 1.0 and 0.5
+            if isinstance(value, str) or not isinstance(value, Sequence):
+                raise ValueError(f"{what} option {key}: expected a list of numbers, got {value!r}")
+            values[key] = tuple(finite_number(v, f"{what} option {key}[{i}]") for i, v in enumerate(value))
     return cls(*args, **values)
 
 
