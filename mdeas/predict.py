@@ -211,6 +211,9 @@ def items_of(cfg: DictConfig) -> tuple[Iterator[Item], int | None]:
     if len(given) > 1 or (cfg.input and cfg.bg):
         said = ", ".join(f"{name}=" for name in [*given, *(["bg"] if cfg.bg else [])])
         raise ValueError(f"give one input: bg= fg_bg=, input= or video= bg= (got {said})")
+    reads_zips = bool(cfg.input) and (not isinstance(cfg.input, str) or not Path(cfg.input).is_dir())
+    if cfg.get("layout") is not None and not reads_zips:  # it was ignored
+        raise ValueError(f"layout={cfg.layout} is for input=ZIP only (the layout of a zip its names do not tell)")
     if cfg.video:
         if not cfg.bg:
             raise ValueError("video=... needs bg=... (the background the frames are compared with)")

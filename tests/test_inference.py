@@ -344,6 +344,7 @@ def test_bad_inputs_are_one_line_errors(trained, tmp_path, monkeypatch):
         ([f"ckpt_path={ckpt}", "input=nested"], "nested/fg_bg: day2: a folder: input=DIR reads the images directly"),
         ([f"ckpt_path={ckpt}", "input=dup"], "dup/fg_bg: a.png: same name as a.jpg: their outputs would overwrite"),
         ([f"ckpt_path={ckpt}", "input=ok", "device=gpu0"], "device must be auto, cpu, cuda or cuda:N, got 'gpu0'"),
+        ([f"ckpt_path={ckpt}", "input=ok", "layout=seed002"], "layout=seed002 is for input=ZIP only"),  # was ignored
     ]  # fmt: skip
     if not torch.cuda.is_available():
         predict_inputs.append(
