@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib
 import importlib.util
 import io
 import json
@@ -19,6 +20,8 @@ from PIL import Image
 from mdeas.data.errors import DataError
 from mdeas.data.layouts import load_index
 from mdeas.synth.compose import compose, composite_depth, find_sources, load_depth
+
+compose_module = importlib.import_module("mdeas.synth.compose")  # the module, not its `compose` function
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = 48
@@ -199,12 +202,14 @@ def test_depth_maps_give_the_object_the_depth_of_its_contact_row(tmp_path: Path,
     assert backgrounds[0][0, 0] == 12000 and backgrounds[0][-1, 0] < 4200  # nearer at the bottom
 
 
-def test_depth_beyond_the_declared_max_is_refused_naming_the_file(tmp_path: Path, inputs: dict) -> None:
+def test_depth_beyond_the_declared_max_is_refused_naming_the_file(tmp_path: Path, inputs: dict, monkeypatch) -> None:
     depth_dir = tmp_path / "depth"
     _save(depth_dir / "room.png", np.full((60, 80), 9000, np.uint16))
     _save(depth_dir / "street.png", np.full((100, 50), 30000, np.uint16))  # 30 m: the zip would say 15 m
-    with pytest.raises(DataError, match=r"street.png: depth up to 30000 mm, beyond max_depth_mm=15000"):
-        compose(tmp_path / "d.zip", workers=1, depth_dir=depth_dir, max_depth_mm=15000, **inputs, **OPTIONS)
+    with monkeypatch.context() as patched:  # the last background's depth is read before any sample is rendered
+        patched.setattr(compose_module, "_render", lambda unit: pytest.fail(f"rendered background {unit.bg}"))
+        with pytest.raises(DataError, match=r"street.png: depth up to 30000 mm, beyond max_depth_mm=15000"):
+            compose(tmp_path / "d.zip", workers=1, depth_dir=depth_dir, max_depth_mm=15000, **inputs, **OPTIONS)
     assert not (tmp_path / "d.zip").exists()
     far_top = np.full((100, 50), 9000, np.uint16)
     far_top[:10] = 30000  # rows that bg_fit=crop cuts away (the centre 50 x 50 is kept) and resizing keeps
