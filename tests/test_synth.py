@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tracemalloc
 import zipfile
 from pathlib import Path
 
@@ -800,3 +801,16 @@ def test_sampled_lights_are_unit_directions_above_the_horizon():
         assert light.directions.shape == (6, 3)
         assert np.allclose(np.linalg.norm(light.directions, axis=1), 1.0) and (light.directions[:, 1] > 0).all()
         assert (light.ambient >= 0).all() and (light.sun > 0).all()
+
+
+def test_the_seed_scheme_lists_only_the_samples_kept() -> None:
+    """positions=10**8 built every background's full list before cutting it to num_samples (killed for memory);
+    here a million positions must cost no more than a few samples (the full list would take over 100 MB)."""
+    tracemalloc.start()
+    try:
+        specs = plan(Options(3, scheme="seed", positions=10**6, num_foregrounds=2, flips=True))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert [s.id for s in specs] == ["b00000_o000_m0_s0_p0", "b00000_o000_m0_s0_p1", "b00000_o000_m0_s0_p2"]
+    assert peak < 1_000_000, f"{peak} bytes"

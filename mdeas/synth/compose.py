@@ -340,7 +340,7 @@ def compose(
     _check(opts)
     sources = find_sources(bg_dir, fg_dir, mask_dir, depth_dir)
     nb, nf = len(sources.backgrounds), len(sources.foregrounds)
-    per_pair = seed_scheme(1, opts.flips, len(opts.scales), opts.positions)
+    per_pair = list(seed_scheme(1, opts.flips, len(opts.scales), opts.positions))
     rows = [
         sample_row(seed_sample_id(bg_name(b, nb), f, m, s, p, nf), bg_name(b, nb), sources.depths is not None)
         for b in range(nb)

@@ -29,8 +29,9 @@ processes; the same arguments give a byte-identical zip whatever the number of w
 from __future__ import annotations
 
 import functools
+import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -183,29 +184,35 @@ def _digits(count: int, least: int) -> int:
 def plan(opts: Options) -> list[SampleSpec]:
     """The samples of a dataset, in order: background by background (ids `b00012_f03` for the random scheme,
     `b00012_o007_m1_s2_p4` for the seed scheme: object 7, mirrored, scale index 2, position 4)."""
-    specs = []
-    for b in range(opts.num_backgrounds):
-        bg_id = bg_name(b, opts.num_backgrounds)
-        if opts.scheme == "random":
-            width = _digits(opts.fg_per_bg, 2)
-            specs += [SampleSpec(f"{bg_id}_f{k:0{width}d}", b, (opts.seed, 1, b, k)) for k in range(opts.fg_per_bg)]
-            continue
-        for o, m, s, p in seed_scheme(opts.num_foregrounds, opts.flips, len(opts.scales), opts.positions):
-            name = seed_sample_id(bg_id, o, m, s, p, opts.num_foregrounds)
-            specs.append(SampleSpec(name, b, (opts.seed, 3, b, o, m, s, p), o, bool(m), opts.scales[s]))
-    return specs[: opts.num_samples]
+
+    def specs() -> Iterator[SampleSpec]:
+        for b in range(opts.num_backgrounds):
+            bg_id = bg_name(b, opts.num_backgrounds)
+            if opts.scheme == "random":
+                width = _digits(opts.fg_per_bg, 2)
+                yield from (
+                    SampleSpec(f"{bg_id}_f{k:0{width}d}", b, (opts.seed, 1, b, k)) for k in range(opts.fg_per_bg)
+                )
+                continue
+            for o, m, s, p in seed_scheme(opts.num_foregrounds, opts.flips, len(opts.scales), opts.positions):
+                name = seed_sample_id(bg_id, o, m, s, p, opts.num_foregrounds)
+                yield SampleSpec(name, b, (opts.seed, 3, b, o, m, s, p), o, bool(m), opts.scales[s])
+
+    return list(itertools.islice(specs(), opts.num_samples))  # made lazily: positions=10**8 lists only what is kept
 
 
-def seed_scheme(num_foregrounds: int, flips: bool, num_scales: int, positions: int) -> list[tuple[int, int, int, int]]:
-    """The seeds' samples of one background, in order: (object, mirrored 0/1, scale index, position)."""
+def seed_scheme(
+    num_foregrounds: int, flips: bool, num_scales: int, positions: int
+) -> Iterator[tuple[int, int, int, int]]:
+    """The seeds' samples of one background, in order, one at a time: (object, mirrored 0/1, scale index, position)."""
     mirrors = (0, 1) if flips else (0,)
-    return [
+    return (  # not itertools.product, which holds each of its ranges as a tuple
         (o, m, s, p)
         for o in range(num_foregrounds)
         for m in mirrors
         for s in range(num_scales)
         for p in range(positions)
-    ]
+    )
 
 
 def seed_sample_id(bg_id: str, obj: int, mirrored: int, scale_index: int, position: int, num_foregrounds: int) -> str:
