@@ -100,7 +100,8 @@ def run_app(app: Callable[[], object]) -> None:
     """Run a Hydra app (a `@hydra.main` function) so that the errors Hydra reports itself, before or around the
     task (an unknown config choice or key, a run directory that cannot be written), end with one line
     `error: <what>` naming the choice, key or path, and exit status 1. The details Hydra gives (e.g. the available
-    choices) come first. Ctrl-C ends it with `interrupted` and exit status 130. With HYDRA_FULL_ERROR=1 set by the
+    choices) come first. Ctrl-C ends it with `interrupted` and exit status 130; a MemoryError with one line saying
+    so. With HYDRA_FULL_ERROR=1 set by the
     user, Hydra's own reporting is left as it is."""
     if full_traces():
         app()
@@ -116,6 +117,8 @@ def run_app(app: Callable[[], object]) -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)  # what was being written is left as it was (atomic writes)
         raise SystemExit(INTERRUPTED) from None
+    except MemoryError as e:  # numpy's too: a size or count beyond this machine, not a fault to trace
+        fail(f"out of memory ({one_line(e)}): a size, batch or count too large for this machine?")
     except Exception as e:
         end_failed_sweep(e)  # every job of a sweep failed and Optuna then raised: the jobs' errors, in one line
         raise

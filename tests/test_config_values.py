@@ -146,6 +146,9 @@ def test_generator_options_name_a_value_of_the_wrong_kind(tmp_path):
     for key, (value, problem) in bad.items():
         with pytest.raises(ValueError, match=rf"^generator option {key} {problem}, got {value!r}$"):
             generate(tmp_path / "g.zip", 4, workers=1, **{key: value})
+    for size in (8, 100_000):  # 100000 ended in numpy's MemoryError
+        with pytest.raises(ValueError, match=rf"^image_size must be in \[16, 8192\] px, got {size}$"):
+            generate(tmp_path / "g.zip", 4, workers=1, image_size=size)
     for count, workers in ((True, 1), (1.5, 1), (4, "abc"), (0, 1)):  # `true` made a set of one sample
         key, value = ("workers", workers) if workers == "abc" else ("num_samples", count)
         with pytest.raises(ValueError, match=rf"^generator option {key} must be a whole number >= 1, got {value!r}$"):

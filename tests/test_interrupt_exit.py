@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 from torch.utils.data import DataLoader, Dataset
@@ -28,6 +29,22 @@ def test_ctrl_c_ends_an_entry_point_with_status_130(monkeypatch, capsys):
         run_app(_interrupted)
     assert ended.value.code == INTERRUPTED == 130
     assert capsys.readouterr().err == "interrupted\n"
+
+
+def test_running_out_of_memory_ends_an_entry_point_in_one_line(monkeypatch):
+    """numpy's _ArrayMemoryError is a MemoryError: `mdeas.synth image_size=100000` ended in a traceback."""
+    for name in (FULL_ERROR, "MDEAS_ONE_LINE_ERRORS"):
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+
+    def too_large() -> None:
+        np.zeros((2**62,), np.uint8)
+
+    with pytest.raises(SystemExit) as ended:
+        run_app(too_large)
+    said = str(ended.value.code)
+    assert said.startswith("error: out of memory (") and "\n" not in said
+    assert said.endswith("): a size, batch or count too large for this machine?")
 
 
 def sigint_handler(_: int) -> str:

@@ -139,11 +139,14 @@ def options_from_config(cls: type[T], what: str, options: Mapping[str, Any], *ar
     return cls(*args, **values)
 
 
+MAX_IMAGE_SIZE = 8192  # px a side: a generated sample's float buffers then take about 2 GB, not a machine's memory
+
+
 def check_image_options(image_size: int, seed: int, jpeg_quality: JpegQuality) -> None:
-    """ValueError naming the option for an image size < 16, a negative seed or a JPEG quality (or range) outside
-    [1, 100]."""
-    if image_size < 16:
-        raise ValueError(f"image_size must be >= 16, got {image_size}")
+    """ValueError naming the option for an image size outside [16, MAX_IMAGE_SIZE], a negative seed or a JPEG
+    quality (or range) outside [1, 100]."""
+    if not 16 <= image_size <= MAX_IMAGE_SIZE:
+        raise ValueError(f"image_size must be in [16, {MAX_IMAGE_SIZE}] px, got {image_size}")
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
     qualities = (jpeg_quality,) if isinstance(jpeg_quality, int) else tuple(jpeg_quality)
