@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+import torch
 from hydra.errors import HydraException, InstantiationException, OverrideParseException
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
@@ -96,6 +97,14 @@ def _summary(error: BaseException) -> tuple[list[str], str]:
     return [line for line in lines[blank:] if line.strip()], head
 
 
+def out_of_memory(error: BaseException) -> bool:
+    """Whether `error` says memory ran out: a MemoryError (numpy's too), PyTorch's OutOfMemoryError, or the
+    RuntimeError its CPU allocator raises."""
+    return isinstance(error, MemoryError | torch.OutOfMemoryError) or (
+        isinstance(error, RuntimeError) and "can't allocate memory" in str(error)
+    )
+
+
 def run_app(app: Callable[[], object]) -> None:
     """Run a Hydra app (a `@hydra.main` function) so that the errors Hydra reports itself, before or around the
     task (an unknown config choice or key, a run directory that cannot be written), end with one line
@@ -117,8 +126,8 @@ def run_app(app: Callable[[], object]) -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)  # what was being written is left as it was (atomic writes)
         raise SystemExit(INTERRUPTED) from None
-    except MemoryError as e:  # numpy's too: a size or count beyond this machine, not a fault to trace
-        fail(f"out of memory ({one_line(e)}): a size, batch or count too large for this machine?")
     except Exception as e:
+        if out_of_memory(e):  # a size or count beyond this machine, not a fault to trace
+            fail(f"out of memory ({one_line(e)}): a size, batch or count too large for this machine?")
         end_failed_sweep(e)  # every job of a sweep failed and Optuna then raised: the jobs' errors, in one line
         raise

@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from mdeas.cli import exit_on_data_error, run_app
+from mdeas.cli import exit_on_data_error, out_of_memory, run_app
 from mdeas.config_values import whole_number
 
 
@@ -74,8 +74,8 @@ def main(cfg: DictConfig) -> None:
         model = instantiate(cfg.model)
         try:
             print(summarise(model, whole_number(size, "data.image_size", 1)))
-        except RuntimeError as error:  # the CPU's allocator raises a RuntimeError; CUDA's OutOfMemoryError is one
-            if not isinstance(error, torch.OutOfMemoryError) and "can't allocate memory" not in str(error):
+        except RuntimeError as error:
+            if not out_of_memory(error):
                 raise
             raise ValueError(f"data.image_size={size}: the forward pass does not fit in memory") from None
 

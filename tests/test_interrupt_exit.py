@@ -40,11 +40,17 @@ def test_running_out_of_memory_ends_an_entry_point_in_one_line(monkeypatch):
     def too_large() -> None:
         np.zeros((2**62,), np.uint8)
 
-    with pytest.raises(SystemExit) as ended:
-        run_app(too_large)
-    said = str(ended.value.code)
-    assert said.startswith("error: out of memory (") and "\n" not in said
-    assert said.endswith("): a size, batch or count too large for this machine?")
+    def allocator_refuses() -> None:  # what PyTorch's CPU allocator raises (export batch_size=100000000)
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: 9 bytes")
+
+    for app in (too_large, allocator_refuses):
+        with pytest.raises(SystemExit) as ended:
+            run_app(app)
+        said = str(ended.value.code)
+        assert said.startswith("error: out of memory (") and "\n" not in said
+        assert said.endswith("): a size, batch or count too large for this machine?")
+    with pytest.raises(RuntimeError, match="^other$"):  # any other fault keeps its traceback
+        run_app(lambda: (_ for _ in ()).throw(RuntimeError("other")))
 
 
 def sigint_handler(_: int) -> str:
