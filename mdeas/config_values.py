@@ -22,6 +22,18 @@ def whole_number(value: object, key: str, minimum: int = 0) -> int:
     return value
 
 
+WORKERS_PER_CPU = 8  # the most loader processes per CPU core a count may ask for
+
+
+def worker_count(value: object, key: str) -> int:
+    """`value` when it is a whole number of processes in [0, WORKERS_PER_CPU × the CPU count], else ValueError naming
+    `key` (num_workers=100000 started processes until the machine ran out of memory)."""
+    most = WORKERS_PER_CPU * (os.cpu_count() or 1)
+    if whole_number(value, key) > most:
+        raise ValueError(f"{key} must be at most {most} ({WORKERS_PER_CPU} per CPU core), got {value}")
+    return value
+
+
 def finite_number(value: object, key: str) -> float:
     """`value` as a float when it is a finite number (not a bool), else ValueError naming `key`."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):

@@ -1,5 +1,6 @@
 """Config values that arrive untyped from the command line are checked where they are used, naming the key."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -50,6 +51,10 @@ def test_numbers_checks_count_kind_and_sign():
         ("data.batch_size=abc", "data.batch_size must be a whole number >= 1, got 'abc'"),
         ("data.image_size=0", "data.image_size must be a whole number >= 1, got 0"),
         ("data.num_workers=-1", "data.num_workers must be a whole number >= 0, got -1"),
+        (
+            "data.num_workers=100000",
+            f"data.num_workers must be at most {8 * os.cpu_count()} (8 per CPU core), got 100000",
+        ),
         ("data.seed=abc", "data.seed must be a whole number >= 0, got 'abc'"),
         ("data.depth_inverted=maybe", "data.depth_inverted must be true or false, got 'maybe'"),
         ("data.cache_resized=no", "data.cache_resized must be true or false, got 'no'"),

@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 from torch.utils.data import Dataset
 
 from mdeas.cli import exit_on_data_error, run_app
-from mdeas.config_values import finite_number, whole_number
+from mdeas.config_values import finite_number, whole_number, worker_count
 from mdeas.data.dataset import dataset_paths, load_sample, scan
 from mdeas.data.decode import GREY_MODES, open_image, to_rgb
 from mdeas.data.errors import DataError
@@ -133,7 +133,7 @@ def main(cfg: DictConfig) -> None:
     """CLI: python -m mdeas.data.check path=ZIP|[ZIP,...] [layout=...] [num_workers=N] (see conf/check.yaml)."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     with exit_on_data_error(ValueError):
-        workers, listed = whole_number(cfg.num_workers, "num_workers"), whole_number(cfg.listed, "listed")
+        workers, listed = worker_count(cfg.num_workers, "num_workers"), whole_number(cfg.listed, "listed")
         max_mid_grey = finite_number(cfg.max_mid_grey, "max_mid_grey")
         if not 0 <= max_mid_grey < 1:
             raise ValueError(f"max_mid_grey (a share of a mask's pixels) must be in [0, 1), got {cfg.max_mid_grey}")

@@ -28,7 +28,7 @@ import torch
 from lightning_fabric.utilities.seed import pl_worker_init_function
 from torch.utils.data import DataLoader
 
-from mdeas.config_values import file_name, flag, numbers, whole_number
+from mdeas.config_values import file_name, flag, numbers, whole_number, worker_count
 from mdeas.data.dataset import (
     SKIPPED,
     MaskDepthDataset,
@@ -148,7 +148,7 @@ class MaskDepthDataModule(pl.LightningDataModule):
         check_limit(limit, "data.limit")
         whole_number(image_size, "data.image_size", 1)
         whole_number(batch_size, "data.batch_size", 1)
-        whole_number(num_workers, "data.num_workers")
+        worker_count(num_workers, "data.num_workers")
         whole_number(seed, "data.seed")
         split = numbers(split, f"data.split ({', '.join(SPLITS)})", len(SPLITS))
         mean, std = numbers(mean, "data.mean", 3), numbers(std, "data.std", 3, positive=True)
