@@ -97,11 +97,15 @@ def _summary(error: BaseException) -> tuple[list[str], str]:
     return [line for line in lines[blank:] if line.strip()], head
 
 
+OUT_OF_MEMORY_WORDS = ("can't allocate memory", "Insufficient memory")  # PyTorch's CPU allocator, OpenCV
+
+
 def out_of_memory(error: BaseException) -> bool:
-    """Whether `error` says memory ran out: a MemoryError (numpy's too), PyTorch's OutOfMemoryError, or the
-    RuntimeError its CPU allocator raises."""
-    return isinstance(error, MemoryError | torch.OutOfMemoryError) or (
-        isinstance(error, RuntimeError) and "can't allocate memory" in str(error)
+    """Whether `error` says memory ran out: a MemoryError (numpy's too), PyTorch's OutOfMemoryError, or what
+    PyTorch's CPU allocator and OpenCV raise instead (a RuntimeError, a cv2.error)."""
+    said = str(error)
+    return isinstance(error, MemoryError | torch.OutOfMemoryError) or any(
+        words in said for words in OUT_OF_MEMORY_WORDS
     )
 
 

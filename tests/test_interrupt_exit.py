@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 from types import SimpleNamespace
 
+import cv2
 import numpy as np
 import pytest
 from pytorch_lightning.utilities.exceptions import SIGTERMException
@@ -43,7 +44,10 @@ def test_running_out_of_memory_ends_an_entry_point_in_one_line(monkeypatch):
     def allocator_refuses() -> None:  # what PyTorch's CPU allocator raises (export batch_size=100000000)
         raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: 9 bytes")
 
-    for app in (too_large, allocator_refuses):
+    def opencv_refuses() -> None:  # evaluate data.image_size=100000: cv2.resize
+        cv2.resize(np.zeros((8, 8), np.uint8), (2**20, 2**20))
+
+    for app in (too_large, allocator_refuses, opencv_refuses):
         with pytest.raises(SystemExit) as ended:
             run_app(app)
         said = str(ended.value.code)
