@@ -113,9 +113,9 @@ def run_app(app: Callable[[], object]) -> None:
     """Run a Hydra app (a `@hydra.main` function) so that the errors Hydra reports itself, before or around the
     task (an unknown config choice or key, a run directory that cannot be written), end with one line
     `error: <what>` naming the choice, key or path, and exit status 1. The details Hydra gives (e.g. the available
-    choices) come first. Ctrl-C ends it with `interrupted` and exit status 130; a MemoryError with one line saying
-    so. With HYDRA_FULL_ERROR=1 set by the
-    user, Hydra's own reporting is left as it is."""
+    choices) come first. Ctrl-C ends it with `interrupted` and exit status 130; running out of memory
+    (`out_of_memory`) with one line saying so. With HYDRA_FULL_ERROR=1 set by the user, Hydra's own reporting is
+    left as it is."""
     if full_traces():
         app()
         return
