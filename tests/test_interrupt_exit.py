@@ -53,8 +53,12 @@ def test_running_out_of_memory_ends_an_entry_point_in_one_line(monkeypatch):
         said = str(ended.value.code)
         assert said.startswith("error: out of memory (") and "\n" not in said
         assert said.endswith("): a size, batch or count too large for this machine?")
+
+    def other_fault() -> None:
+        raise RuntimeError("other")
+
     with pytest.raises(RuntimeError, match="^other$"):  # any other fault keeps its traceback
-        run_app(lambda: (_ for _ in ()).throw(RuntimeError("other")))
+        run_app(other_fault)
 
 
 def sigint_handler(_: int) -> str:
