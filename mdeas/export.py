@@ -76,13 +76,13 @@ def export(ckpt_path: str, fmt: str, output: str, batch_size: int = 2, opset: in
         raise ValueError(f"unknown export format {fmt!r}; choose torchscript or onnx")
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:  # true is not 1
         raise ValueError(f"batch_size must be a whole number >= 1 (the example batch traced), got {batch_size!r}")
-    if fmt == "onnx":
-        known = ONNX_MIN_OPSET is None or (isinstance(opset, int) and ONNX_MIN_OPSET <= opset <= ONNX_MAX_OPSET)
-        if isinstance(opset, bool) or not isinstance(opset, int) or not known:
-            raise ValueError(
-                f"opset must be a whole number from {ONNX_MIN_OPSET} to {ONNX_MAX_OPSET} (what this torch exports), "
-                f"got {opset!r}"
-            )
+    whole = isinstance(opset, int) and not isinstance(opset, bool)  # checked for either format: a typo all the same
+    known = fmt == "torchscript" or ONNX_MIN_OPSET is None or (whole and ONNX_MIN_OPSET <= opset <= ONNX_MAX_OPSET)
+    if not whole or not known:
+        raise ValueError(
+            f"opset must be a whole number from {ONNX_MIN_OPSET} to {ONNX_MAX_OPSET} (what this torch exports), "
+            f"got {opset!r}"
+        )
     if str(output).endswith(("/", os.sep)) or os.path.isdir(output):  # it was written as a file of that name
         raise ValueError(f"output must name a file, not a folder: {output}")
     module = load_module(ckpt_path)

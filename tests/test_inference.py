@@ -469,9 +469,10 @@ def test_export_options_are_checked_in_one_line_and_write_nothing(trained, tmp_p
             match=rf"^batch_size must be a whole number >= 1 \(the example batch traced\), got {batch_size}$",
         ):
             export(trained["ckpt"], "torchscript", str(tmp_path / "b0.pt"), batch_size=batch_size)
-    for opset in (99, 3, "abc"):  # refused before the export, in one line (the exporter's own error is a page)
+    for fmt, opset in (("onnx", 99), ("onnx", 3), ("onnx", "abc"), ("torchscript", "abc"), ("torchscript", True)):
+        # refused before the export, in one line (the exporter's own error is a page); TorchScript ignored it
         with pytest.raises(ValueError, match=rf"^opset must be a whole number from \d+ to \d+ .*, got {opset!r}$"):
-            export(trained["ckpt"], "onnx", str(tmp_path / "o99.onnx"), opset=opset)
+            export(trained["ckpt"], fmt, str(tmp_path / "o99.onnx"), opset=opset)
     for folder in (f"{tmp_path / 'new'}/", str(tmp_path)):  # `new/` was written as a file named new
         with pytest.raises(ValueError, match=rf"^output must name a file, not a folder: {re.escape(folder)}$"):
             export(trained["ckpt"], "torchscript", folder)
