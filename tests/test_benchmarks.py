@@ -65,7 +65,10 @@ def test_bench_refiner_prints_every_model_the_outline_step_mirroring_and_the_rat
     )
     for row in rows:
         assert f"| 96×64 | {row} | " in out, row
-    assert re.search(r"\nratio: \d+\.\d\d\n$", out)
+    cells = {line.split("|")[2].strip(): line.split("|")[3:5] for line in out.splitlines() if "| 96×64 |" in line}
+    assert float(cells[rows[0]][1]) == 1.0  # each row's time over the base's, the base first
+    ratio = float(re.search(r"\nratio: (\d+\.\d\d)\n$", out).group(1))
+    assert ratio == float(cells[rows[2]][1])  # the headline: the configured refiner (10 %) over the base alone
 
 
 def test_bench_models_times_presets_in_alternating_rounds(monkeypatch):

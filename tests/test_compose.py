@@ -317,7 +317,7 @@ def test_the_real_check_set_takes_a_range_of_jpeg_qualities(tmp_path: Path) -> N
     ("qualities", "message"),
     [
         (["1", "2", "3"], "--jpeg-quality takes one quality or LOW HIGH, got 3 values"),
-        (["60", "40"], "jpeg_quality must be in [1, 100] or a range [low, high] in it, got (60, 40)"),
+        (["60", "40"], "jpeg_quality must be in [1, 100] or a range [low, high] in it, got [60, 40]"),
     ],
 )
 def test_the_real_check_set_refuses_a_bad_jpeg_quality_in_one_line(

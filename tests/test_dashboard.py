@@ -65,6 +65,7 @@ def test_lr_once_per_optimiser_step_and_no_repeated_val_points(run: Path) -> Non
     # the rate each step used (logged before the scheduler steps): warm-up over the first epoch, then cosine to 0
     expected = lrs(cosine_warmup(1e-3, total=steps, batches=steps // EPOCHS), steps)
     assert [value for _, value in series["train/lr"]] == pytest.approx(expected, rel=1e-6, abs=1e-12)
+    assert {"val/score", "val/mask/iou", "val/depth/delta1"} <= series.keys()
     for tag, points in series.items():
         if tag.startswith("val/"):
             assert len(points) == EPOCHS and max(Counter(s for s, _ in points).values()) == 1, (tag, points)

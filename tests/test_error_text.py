@@ -25,6 +25,8 @@ from tests.conftest import write_canonical_zip
 from tests.layouts_fixtures import drop_entry, replace_entry
 
 FG_BG, MASK, DEPTH = "fg_bg/b000_f01.jpg", "mask/b000_f01.png", "depth/b000_f01.png"
+NOT_AN_IMAGE = "cannot decode image (not an image file (unknown format))"
+TRUNCATED, EMPTY = "cannot decode image (truncated image)", "empty entry (0 bytes)"
 INTERNALS = re.compile(r"object at 0x|Traceback|<[\w.]+ [^>]*>")
 
 
@@ -136,19 +138,25 @@ def _compose_inputs(root: Path) -> dict[str, Path]:
 
 
 @pytest.mark.parametrize(
-    ("damage", "file"),
+    ("damage", "file", "cause"),
     [
-        (lambda d: (d["bg_dir"] / "room.png").write_bytes(b"not an image"), "room.png"),
-        (lambda d: (d["fg_dir"] / "block.png").write_bytes((d["fg_dir"] / "block.png").read_bytes()[:70]), "block.png"),
-        (lambda d: (d["bg_dir"] / "room.png").write_bytes(b""), "room.png"),
+        (lambda d: (d["bg_dir"] / "room.png").write_bytes(b"not an image"), "bg/room.png", NOT_AN_IMAGE),
+        (
+            lambda d: (d["fg_dir"] / "block.png").write_bytes((d["fg_dir"] / "block.png").read_bytes()[:70]),
+            "fg/block.png",
+            TRUNCATED,
+        ),
+        (lambda d: (d["bg_dir"] / "room.png").write_bytes(b""), "bg/room.png", EMPTY),
     ],
 )
-def test_compose_errors_name_the_file(tmp_path, damage, file):
+def test_compose_errors_name_the_file(tmp_path, damage, file, cause):
     inputs = _compose_inputs(tmp_path)
     damage(inputs)
     with pytest.raises(DataError) as error:
         compose(tmp_path / "c.zip", workers=1, image_size=32, scales=[1.0], positions=1, **inputs)
-    assert_readable(one_line(error.value), file, None)
+    message = one_line(error.value)
+    assert_readable(message, file, None)
+    assert message == f"{tmp_path / file}: {cause}"
 
 
 def test_compose_cli_error_is_one_readable_line(tmp_path):
@@ -168,15 +176,18 @@ def test_compose_cli_error_is_one_readable_line(tmp_path):
 def test_predict_input_errors_name_the_file_or_entry(clean, tmp_path):
     files = {"junk.png": b"not an image", "empty.png": b"", "cut.png": encode(np.zeros((30, 30, 3), np.uint8), "PNG")}
     files["cut.png"] = files["cut.png"][:60]
+    causes = {"junk.png": NOT_AN_IMAGE, "empty.png": EMPTY, "cut.png": TRUNCATED}
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
         with pytest.raises(DataError) as error:
             read_image(tmp_path / name)
         assert_readable(one_line(error.value), name, None)
+        assert one_line(error.value) == f"{tmp_path / name}: {causes[name]}"
     bad = DATA_CASES["non-image entry"][0](clean)
     with pytest.raises(DataError) as error:
         list(zip_items(str(bad), tmp_path / "out"))
     assert_readable(one_line(error.value), "bad.zip", FG_BG)
+    assert one_line(error.value) == f"{bad}: {FG_BG}: {NOT_AN_IMAGE}"
 
 
 @pytest.mark.parametrize(

@@ -120,9 +120,22 @@ def test_bar_chart_draws_bars_in_proportion_to_their_values() -> None:
 
 
 def test_sample_panel_stacks_labelled_grids_at_the_tile_size() -> None:
-    grid = torch.rand(3, 4 * 32, 5 * 32)  # make_grid of 4 samples at 32 px
+    """Each 32 px tile of the grids is one flat colour: in the panel it fills its 50 px tile (read at the tile's
+    centre), the grids under their label bands, the first grid's 4 rows above the second's 2."""
+    colours = torch.randint(0, 256, (3, 4, 5), generator=torch.Generator().manual_seed(0))
+    grid = colours.repeat_interleave(32, 1).repeat_interleave(32, 2) / 255  # make_grid of 4 samples at 32 px
     panel = sample_panel({"loss a": grid, "loss b": grid[:, :64]}, tile=50)
     assert panel.size == (5 * 50, LABEL_HEIGHT * 3 + 6 * 50)
+    pixels = np.asarray(panel)
+    tops = {"loss a": 2 * LABEL_HEIGHT, "loss b": 3 * LABEL_HEIGHT + 4 * 50}
+    for label, rows in (("loss a", 4), ("loss b", 2)):
+        for row in range(rows):
+            for col in range(5):
+                centre = pixels[tops[label] + row * 50 + 25, col * 50 + 25]
+                assert centre.tolist() == colours[:, row, col].tolist(), (label, row, col)
+        band = pixels[tops[label] - LABEL_HEIGHT : tops[label]]
+        assert (band != 255).any(), label  # the label is written in its band
+    assert (pixels[:LABEL_HEIGHT] != 255).any()  # the column titles
 
 
 def test_save_png_shrinks_an_image_to_the_byte_budget(tmp_path) -> None:

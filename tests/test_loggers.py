@@ -49,5 +49,7 @@ def test_a_resumed_run_keeps_the_rows_logged_before_its_checkpoint(tmp_path: Pat
 
 def test_the_tensorboard_logger_takes_log_graph_only_as_true_or_false(tmp_path: Path) -> None:
     assert TensorBoardLogger(save_dir=tmp_path, log_graph=True)._log_graph  # with tensorboard installed
-    with pytest.raises(ValueError, match=r"^logger\.log_graph must be true or false, got 'maybe'$"):
-        TensorBoardLogger(save_dir=tmp_path, log_graph="maybe")  # text, which Python takes for true
+    assert not TensorBoardLogger(save_dir=tmp_path, log_graph=False)._log_graph
+    for text in ("maybe", "false"):  # text, which Python takes for true
+        with pytest.raises(ValueError, match=rf"^logger\.log_graph must be true or false, got '{text}'$"):
+            TensorBoardLogger(save_dir=tmp_path, log_graph=text)

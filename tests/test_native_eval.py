@@ -29,7 +29,6 @@ from mdeas.native_eval import (
     full_size_logits,
     full_size_samples,
     iou_by_object,
-    model_mask_scores,
     objects_of,
 )
 from mdeas.outline import KnownBackgroundOutline
@@ -354,16 +353,18 @@ def test_compare_scores_each_checkpoint_as_evaluate_does_and_pairs_the_gain(run,
 
 
 def test_compare_scores_the_val_split_when_asked(run, tmp_path):
-    """part=val scores the val split (a check set's selection part): its pooled IoU, as the scorer gives it."""
+    """part=val scores the val split (a check set's selection part): its pooled IoU equal to a hand computation at
+    full size, one pass (`mirror` off, as `full_size_masks` predicts)."""
     module = load_module(run["ckpt"]).eval()
     datamodule = instantiate(data_config(module.hparams.data["config"], {}), _convert_="all")
-    datamodule.prepare_data()
-    datamodule.setup()
+    datamodule.setup("test")
     val = datamodule.datasets["val"]
-    expected = model_mask_scores([module], val, torch.device("cpu"), None)[0].compute()["mask/iou"]
+    inter = union = 0
+    for _, truth, pred in full_size_masks(module, datamodule, val):
+        inter, union = inter + (pred & truth).sum(), union + (pred | truth).sum()
     results = compare([run["ckpt"], run["ckpt"]], {}, str(tmp_path), "cpu", part="val")
     assert (results["part"], results["samples"]) == ("val", len(val))
-    assert results["rows"][0]["mask/iou"] == pytest.approx(expected, abs=1e-9)
+    assert results["rows"][0]["mask/iou"] == pytest.approx(inter / union, abs=1e-6)
     assert results["rows"][0]["mask/iou"] != pytest.approx(run["native"]["model"]["mask/iou"], abs=1e-9)
     with pytest.raises(ValueError, match="part must be one of test, val, got 'train'"):
         compare([run["ckpt"], run["ckpt"]], {}, part="train")
@@ -483,7 +484,13 @@ def test_evaluate_and_compare_count_the_samples_they_scored(run, tmp_path):
     clean = compare([run["ckpt"]], {"path": str(tmp_path / "clean.zip")}, str(tmp_path / "k"))  # the same split
     at_model_size = evaluate(run["ckpt"], data, str(tmp_path / "m"), resolution="model")
     assert results["samples"] == compared["samples"] == at_model_size["samples"]
-    assert 0 < compared["samples"] < clean["samples"]
+    module = load_module(run["ckpt"])
+    dm = instantiate(data_config(module.hparams.data["config"], {"path": str(tmp_path / "clean.zip")}), _convert_="all")
+    dm.setup("test")
+    with zipfile.ZipFile(bad) as archive:  # the fg_bg entries cut short, as `truncated_fg_bg` chose them
+        cut = set(sorted(name for name in archive.namelist() if name.startswith("fg_bg/"))[::3])
+    whole = [s for s in dm.datasets["test"].samples if s.fg_bg not in cut]  # one zip: keys are entry names
+    assert len(cut) == 8 and clean["samples"] == len(dm.datasets["test"]) > compared["samples"] == len(whole) > 0
 
 
 def test_evaluate_refuses_an_empty_or_numeric_data_path_before_reading_anything():

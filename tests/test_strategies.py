@@ -297,14 +297,14 @@ def test_a_run_killed_mid_epoch_resumes_from_the_last_checkpoint_taken_every_n_s
     rewritten at step 4, one batch into epoch 1; a run that then dies leaves no interrupted.ckpt, and resuming from
     last.ckpt must end with an uninterrupted run's weights (replaying epoch 1 from its first batch would differ). By
     default it comes every 30 minutes, which this run never reaches."""
-    with pytest.raises(RuntimeError, match="killed"):
+    with pytest.raises(RuntimeError, match="^killed$"):
         train(config(tmp_path / "cut", tiny_zip, *RESUMED, every, crash(1, 1)))
     assert not (tmp_path / "cut" / "checkpoints" / "interrupted.ckpt").exists()
     assert saved_at(tmp_path / "cut") == (1, 4, 1)
     last = tmp_path / "cut" / "checkpoints" / "last.ckpt"
     train(config(tmp_path / "cut", tiny_zip, *RESUMED, every, f"ckpt_path={last}"))
     ends_as(straight, tmp_path / "cut")
-    with pytest.raises(RuntimeError, match="killed"):  # by default, here, last.ckpt is the end of epoch 0 (step 3)
+    with pytest.raises(RuntimeError, match="^killed$"):  # by default, here, last.ckpt is the end of epoch 0 (step 3)
         train(config(tmp_path / "default", tiny_zip, *RESUMED, crash(1, 1)))
     assert saved_at(tmp_path / "default")[:2] == (0, 3)
 
@@ -329,7 +329,7 @@ def test_no_step_checkpoint_on_a_batch_that_validation_follows(tmp_path, tiny_zi
     """Every step, except step 6, the last epoch's last batch: a run that dies in that validation resumes from step 5
     and validates epoch 1 (resumed from a checkpoint taken before a validation, Lightning would go on past it, and
     best.ckpt, the last validated epoch, would stay epoch 0's)."""
-    with pytest.raises(RuntimeError, match="killed"):
+    with pytest.raises(RuntimeError, match="^killed$"):
         train(config(tmp_path / "cut", tiny_zip, *RESUMED, f"{EVERY}=1", crash(1)))
     assert saved_at(tmp_path / "cut") == (1, 5, 2)
     last = tmp_path / "cut" / "checkpoints" / "last.ckpt"
@@ -347,10 +347,10 @@ def test_no_step_checkpoint_inside_a_gradient_accumulation_window(tmp_path, tiny
               "seed=5", "~logger", "test=false", f"{EVERY}=1")  # fmt: skip
     train(config(tmp_path / "straight", tiny_zip, *common))
     last = tmp_path / "cut" / "checkpoints" / "last.ckpt"
-    with pytest.raises(RuntimeError, match="killed"):
+    with pytest.raises(RuntimeError, match="^killed$"):
         train(config(tmp_path / "cut", tiny_zip, *common, crash(1, 2)))
     assert saved_at(tmp_path / "cut") == (1, 3, 2)
-    with pytest.raises(RuntimeError, match="killed"):
+    with pytest.raises(RuntimeError, match="^killed$"):
         train(config(tmp_path / "cut", tiny_zip, *common, f"ckpt_path={last}", crash(1, 3)))
     assert saved_at(tmp_path / "cut") == (1, 3, 2)
     train(config(tmp_path / "cut", tiny_zip, *common, f"ckpt_path={last}"))

@@ -20,6 +20,7 @@ from omegaconf import OmegaConf
 from mdeas.callbacks.atomic_checkpoint import AtomicCheckpointIO
 from mdeas.checkpoint_configs import DATA_TARGETS, MODEL_TARGETS, UntrustedConfig, check_buildable
 from mdeas.cli import exit_on_data_error
+from mdeas.compare import compare
 from mdeas.evaluate import evaluate
 from mdeas.export import export
 from mdeas.inference import CheckpointError, load_module, read_checkpoint
@@ -186,8 +187,8 @@ def test_every_optimiser_and_schedule_saves_plain_data(tmp_path, optim):
 
 
 def test_every_entry_point_refuses_a_payload_in_one_line_and_never_runs_it(tmp_path):
-    """predict (as a command: exit status 1, one line), evaluate, export, and train with init_from= or ckpt_path=
-    (resume), each as its command runs it (`exit_on_data_error`)."""
+    """predict (as a command: exit status 1, one line), evaluate, compare, export, and train with init_from= or
+    ckpt_path= (resume), each as its command runs it (`exit_on_data_error`)."""
     marker = tmp_path / "created"
     evil = crafted(tmp_path / "evil.ckpt", RunsCommand(marker))
     data = write_canonical_zip(tmp_path / "data.zip")
@@ -202,6 +203,7 @@ def test_every_entry_point_refuses_a_payload_in_one_line_and_never_runs_it(tmp_p
     runs = {
         "predict": lambda: predict(predicting),
         "evaluate": lambda: evaluate(str(evil), {}, str(tmp_path / "e")),
+        "compare": lambda: compare([str(evil)], {}, str(tmp_path / "c")),
         "export": lambda: export(str(evil), "torchscript", str(tmp_path / "m.pt")),
         "init_from": lambda: train(compose_train(tmp_path / "a", data, f"init_from={evil}")),
         "resume": lambda: train(compose_train(tmp_path / "b", data, f"ckpt_path={evil}")),

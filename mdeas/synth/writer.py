@@ -152,4 +152,5 @@ def check_image_options(image_size: int, seed: int, jpeg_quality: JpegQuality) -
     qualities = (jpeg_quality,) if isinstance(jpeg_quality, int) else tuple(jpeg_quality)
     counted = len(qualities) == (1 if isinstance(jpeg_quality, int) else 2)
     if not counted or not all(1 <= q <= 100 for q in qualities) or qualities[0] > qualities[-1]:
-        raise ValueError(f"jpeg_quality must be in [1, 100] or a range [low, high] in it, got {jpeg_quality}")
+        given = jpeg_quality if isinstance(jpeg_quality, int) else list(jpeg_quality)  # as written: [60, 40]
+        raise ValueError(f"jpeg_quality must be in [1, 100] or a range [low, high] in it, got {given}")
