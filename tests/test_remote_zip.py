@@ -17,11 +17,13 @@ from pathlib import Path
 import fsspec
 import pytest
 import torch
+from fsspec.implementations.memory import MemoryFileSystem
+from fsspec.registry import _registry as fsspec_filesystems  # scheme → class, what fsspec.register_implementation fills
 
 from mdeas.data.datamodule import MaskDepthDataModule
 from mdeas.data.errors import DataError
-from mdeas.data.remote import FsspecRanges, RemoteError, RemoteFile, ZipURL, with_retries
-from mdeas.data.zipstore import ZipDirectory, ZipStore
+from mdeas.data.remote import RemoteError, ZipURL, with_retries
+from mdeas.data.zipstore import ZipStore
 from mdeas.evaluate import evaluate
 from mdeas.outline import KnownBackgroundOutline
 from tests.conftest import TINY_RUN, write_canonical_zip
@@ -242,14 +244,48 @@ def test_loader_workers_read_through_their_own_connections(server, tmp_path):
     )
 
 
-def test_s3_and_gs_go_through_fsspec(tmp_path):
+class BucketFileSystem(MemoryFileSystem):
+    """fsspec's in-memory filesystem under the s3:// and gs:// schemes (its store is MemoryFileSystem's)."""
+
+    protocol = ("s3", "gs")
+
+    @classmethod
+    def _strip_protocol(cls, path: str) -> str:
+        return super()._strip_protocol(path.split("://", 1)[-1])
+
+
+def test_s3_and_gs_go_through_fsspec(tmp_path, monkeypatch):
+    """A zip store and a data module read `s3://` and `gs://` URLs through the filesystem fsspec registers for the
+    scheme (here one in memory, as s3fs or gcsfs would be), the same entries and batches as the local copy."""
     local = write_canonical_zip(tmp_path / "set.zip", num_samples=6)
     with fsspec.open("memory://bucket/set.zip", "wb") as f:
         f.write(local.read_bytes())
-    remote = RemoteFile(FsspecRanges("memory://bucket/set.zip"))
-    directory, here = ZipDirectory(remote), ZipStore([local])
-    assert directory.names == here.listing[0]
-    assert directory.read(remote, directory.row["manifest.csv"]) == here.read("manifest.csv")
+    for scheme in BucketFileSystem.protocol:
+        monkeypatch.setitem(fsspec_filesystems, scheme, BucketFileSystem)
+    here = ZipStore([local])
+
+    def batch(path: str) -> dict:
+        data = MaskDepthDataModule(path=path, image_size=32, batch_size=6, split=(0.0, 0.0, 1.0), cache_resized=False)
+        data.setup("test")
+        return next(iter(data.test_dataloader()))
+
+    expected = batch(str(local))
+    for url in ("s3://bucket/set.zip", "gs://bucket/set.zip"):
+        store = ZipStore([url])
+        assert store.listing == here.listing and store.read("manifest.csv") == here.read("manifest.csv"), url
+        read = batch(url)
+        assert read["id"] == expected["id"] and torch.equal(read["fg_bg"], expected["fg_bg"]), url
+        with pytest.raises(DataError) as missing:
+            ZipStore([url.replace("set", "gone")])
+        assert str(missing.value) == f"{url.replace('set', 'gone')}: cannot read (no such object)"
+
+    def refused(self, path: str, **kwargs) -> dict:
+        raise PermissionError("Access Denied")  # what s3fs raises for a 403
+
+    monkeypatch.setattr(BucketFileSystem, "info", refused)
+    with pytest.raises(DataError) as locked:
+        ZipStore(["s3://bucket/set.zip"])
+    assert str(locked.value) == "s3://bucket/set.zip: cannot read (permission denied: Access Denied)"
 
 
 @pytest.mark.skipif(importlib.util.find_spec("s3fs") is not None, reason="s3fs is installed")

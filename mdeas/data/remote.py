@@ -225,8 +225,10 @@ class FsspecRanges:
     def _call(self, call: Callable[[], T]) -> T:
         try:
             return call()
-        except (FileNotFoundError, PermissionError) as e:
-            raise RemoteError(_reason(e)) from None
+        except FileNotFoundError:  # its text is the path alone, which the error names already
+            raise RemoteError("no such object") from None
+        except PermissionError as e:
+            raise RemoteError(f"permission denied: {_reason(e)}") from None
         except Exception as e:  # each filesystem raises its own types for network failures
             raise RemoteError(f"{type(e).__name__}: {_reason(e)}", retry=True) from None
 
