@@ -72,6 +72,7 @@ class MaskScores:
         self.per_image = PerImageMaskMetrics(from_logits=from_logits)
         self.from_logits = from_logits
         self.counts: list[tuple[int, int]] = []  # (intersection, union) pixels per image
+        self.foreground = 0  # pixels of the object in the ground truth, over every update
         self.ids: list[str] | None = []  # the sample id per image; None once an update gave none
 
     def update(self, pred: torch.Tensor, target: torch.Tensor, ids: Sequence[str] | None = None) -> None:
@@ -87,6 +88,7 @@ class MaskScores:
         self.per_image.update(pred, target)
         hard, truth = (label.bool() for label in mask_labels(pred, target, from_logits=self.from_logits))
         self.counts += [(int(i), int(u)) for i, u in zip(*intersection_union(hard, truth), strict=True)]
+        self.foreground += int(truth.sum())
 
     def compute(self) -> dict[str, float]:
         """{"mask/<name>": value} over every update so far."""
@@ -216,6 +218,9 @@ def native_mask_scores(
         model.update(logits, batch["mask"], batch["id"])
         baseline.update((difference(batch["bg"], batch["fg_bg"]) > threshold).float(), batch["mask"])
     model_scores, baseline_scores = model.compute(), {"threshold": threshold, **baseline.compute()}
+    if model.foreground == 0:
+        log.warning("%s: no mask of the %d samples scored holds a foreground pixel: the mask scores compare empty "
+                    "masks (IoU 1 for predicting nothing)", test.index.store.describe(), len(model.counts))  # fmt: skip
     objects = objects_of(test.samples, model.ids)
     for suffix, ci in paired_intervals(model, baseline, objects).items():
         model_scores[f"mask/iou_ci95{suffix}"], baseline_scores[f"mask/iou_ci95{suffix}"] = ci["model"], ci["baseline"]

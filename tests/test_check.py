@@ -14,8 +14,10 @@ from PIL import Image
 from mdeas.cli import exit_on_data_error
 from mdeas.data.check import check, report
 from mdeas.data.datamodule import MaskDepthDataModule
+from mdeas.data.dataset import load_sample
 from mdeas.data.decode import decode_rgb
 from mdeas.data.errors import DataError
+from mdeas.data.layouts import load_index
 from mdeas.data.sampler import EpochSampler
 from mdeas.data.stats import dataset_stats, format_stats, write_norm
 from mdeas.native_eval import full_size_samples
@@ -31,11 +33,12 @@ RESIZED = "mask/b003_f06.png"
 GREY = "mask/b004_f08.png"
 FAINT = "mask/b005_f10.png"
 DIM = "mask/b000_f00.png"
+FAINT_RIM = "mask/b001_f02.png"
 
 
 def _damaged(tmp_path: Path, *defects: str) -> Path:
-    """The 12-sample canonical zip with the named entries truncated, removed, resized, made grey, stored as 0/1 or
-    dimmed to 100."""
+    """The 12-sample canonical zip with the named entries truncated, removed, resized, made grey, stored as 0/1,
+    dimmed to 100 or to 100 with a rim at 50."""
     src = write_canonical_zip(tmp_path / "clean.zip")
     out = tmp_path / "bad.zip"
     with zipfile.ZipFile(src) as zin, zipfile.ZipFile(out, "w") as zout:
@@ -55,6 +58,10 @@ def _damaged(tmp_path: Path, *defects: str) -> Path:
                 zout.writestr(
                     info, encode((np.asarray(Image.open(io.BytesIO(data))) >= 128).astype(np.uint8) * 100, "PNG")
                 )
+            elif name == FAINT_RIM:
+                inside = np.asarray(Image.open(io.BytesIO(data))) >= 128
+                rim = inside & ~np.roll(inside, 1, axis=1)
+                zout.writestr(info, encode((inside * 100 - rim * 50).astype(np.uint8), "PNG"))
     return out
 
 
@@ -116,17 +123,24 @@ def test_a_broken_background_shared_by_several_samples_is_one_problem(tmp_path):
     assert lines[1:3] == ["1 problems:", "  decode: 1"] and "bg/b001.jpg: cannot decode image" in lines[3]
 
 
-def test_check_flags_a_mask_stored_as_0_and_1(tmp_path):
-    problems = check(str(_damaged(tmp_path, FAINT))).problems
-    faint = "a mask too faint: its brightest value is 1, so it reads as all background (< 128)"
-    assert [(p.entry, p.problem, p.category) for p in problems] == [(FAINT, faint, "mask")]
+@pytest.mark.parametrize("entry", [FAINT, DIM])
+def test_a_binary_mask_stored_at_another_level_reads_as_its_0_255_original(tmp_path, entry):
+    """A mask stored as 0/1 (a boolean array saved as it is) or 0/100 has two values: its brighter one is the
+    object, read as the 0/255 mask it came from (it read as all background, an empty truth that scored IoU 1)."""
+    damaged = _damaged(tmp_path, entry)
+    assert check(str(damaged)).problems == []
+    clean, read = (load_index(str(path)) for path in (tmp_path / "clean.zip", damaged))
+    sample = next(i for i, s in enumerate(read.samples) if s.mask == entry)
+    original = load_sample(clean, clean.samples[sample])["mask"]
+    assert 0 < (original == 255).sum() < original.size and set(np.unique(original)) == {0, 255}
+    assert np.array_equal(load_sample(read, read.samples[sample])["mask"], original)
 
 
-def test_check_flags_a_mask_too_dim_to_read_as_foreground(tmp_path):
-    """An object drawn at 100 is below training's 128; mid-grey allowed for its 14 % of pixels."""
-    problems = check(str(_damaged(tmp_path, DIM)), max_mid_grey=0.2).problems
-    dim = "a mask too faint: its brightest value is 100, so it reads as all background (< 128)"
-    assert [(p.entry, p.problem, p.category) for p in problems] == [(DIM, dim, "mask")]
+def test_check_flags_a_mask_too_faint_to_read_as_foreground(tmp_path):
+    """An object drawn at 100 with a rim at 50: more than two values, all under the 128 where foreground starts."""
+    problems = check(str(_damaged(tmp_path, FAINT_RIM)), max_mid_grey=0.5).problems
+    faint = "a mask too faint: its brightest value is 100, so it reads as all background (< 128)"
+    assert [(p.entry, p.problem, p.category) for p in problems] == [(FAINT_RIM, faint, "mask")]
 
 
 def test_check_flags_an_eight_bit_depth_map_in_colour_not_grey_in_three_channels(tmp_path):

@@ -499,3 +499,18 @@ def test_evaluate_refuses_an_empty_or_numeric_data_path_before_reading_anything(
         with pytest.raises(ValueError) as refused:
             data_config({"path": "set.zip"}, {"path": path})
         assert str(refused.value).startswith(f"data.path must be a zip or a list of zips, got {path!r}")
+
+
+def test_evaluate_warns_when_no_scored_mask_holds_foreground(run, tmp_path, caplog):
+    """Empty truths score any empty prediction as IoU 1: said, not passed off as a result."""
+    empty = tmp_path / "empty.zip"
+    with zipfile.ZipFile(run["data"]) as archive, zipfile.ZipFile(empty, "w") as out:
+        for info in archive.infolist():
+            blank = info.filename.startswith("mask/")
+            out.writestr(info, encode(np.zeros((64, 64), np.uint8), "PNG") if blank else archive.read(info))
+    with caplog.at_level(logging.WARNING, logger="mdeas.native_eval"):
+        evaluate(run["ckpt"], {}, str(tmp_path / "full"))
+        assert "holds a foreground pixel" not in caplog.text
+        results = evaluate(run["ckpt"], {"path": str(empty)}, str(tmp_path / "e"))
+    said = f"{empty}: no mask of the {results['samples']} samples scored holds a foreground pixel: the mask scores "
+    assert said + "compare empty masks (IoU 1 for predicting nothing)" in caplog.messages

@@ -22,12 +22,11 @@ from torch.utils.data import Dataset
 from mdeas.cli import exit_on_data_error, run_app
 from mdeas.config_values import finite_number, whole_number, worker_count
 from mdeas.data.dataset import dataset_paths, load_sample, scan
-from mdeas.data.decode import GREY_MODES, open_image, to_rgb
+from mdeas.data.decode import FOREGROUND, GREY_MODES, open_image, to_rgb
 from mdeas.data.errors import DataError
 from mdeas.data.layouts import DatasetIndex, Sample, load_index
 from mdeas.failure import fail
 
-FOREGROUND = 128  # training reads a mask pixel as foreground from this value on (decode.binarise)
 MID_GREY = (32, 223)  # mask values that are neither background nor foreground, even after JPEG
 COLOUR_SPREAD = 16  # mean spread of a pixel's channels (0-255) above which an 8-bit depth map is in colour
 
@@ -74,7 +73,8 @@ class _Inspect(Dataset):
         return [DataError(store.source(sample.depth), store.name(sample.depth), what, "depth")]
 
     def mask_problems(self, sample: Sample, mask: np.ndarray) -> list[DataError]:
-        """A problem when `mask` (uint8 [H, W] as stored) is not binary or too faint to hold foreground."""
+        """A problem when `mask` (uint8 [H, W] as read, `decode.to_mask`) is not binary or too faint to hold
+        foreground (a two-valued mask at another level than 255 reads as 0/255 and is fine)."""
         grey = float(((mask >= MID_GREY[0]) & (mask <= MID_GREY[1])).mean())
         brightest = int(mask.max())
         if grey > self.max_mid_grey:

@@ -34,6 +34,7 @@ from mdeas.data.zipstore import env_limit
 _EIGHT_BIT = ("RGB", "L", "RGBA", "P", "PA", "CMYK", "YCbCr", "LA", "1")
 _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L")
 GREY_MODES = ("L", "LA", "1")
+FOREGROUND = 128  # a mask pixel is foreground from this value on (`binarise`)
 _SCALES = (8, 4, 2)
 _FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "WEBP")  # what Pillow may read (JPEG opens a camera's multi-picture MPO too)
 _UNREADABLE = (OSError, SyntaxError, ValueError, EOFError)  # how Pillow says an image is damaged
@@ -225,11 +226,14 @@ def to_grey(encoded: Encoded, scale: int = 1) -> np.ndarray:
 def to_mask(encoded: Encoded, scale: int = 1) -> np.ndarray:
     """8-bit mask image → uint8 [H/scale, W/scale] (sides rounded up): a grey mask as stored; a colour one (RGB,
     palette) by its brightest channel, so an object drawn in any colour on black (a red mask, a palette's class
-    colours) reads as foreground, as luminance would not (pure red is 76 of 255)."""
+    colours) reads as foreground, as luminance would not (pure red is 76 of 255). A mask of exactly two values, 0
+    and one under FOREGROUND (a boolean array saved as 0/1), is a binary mask at another level: returned as 0/255."""
     check_eight_bit(encoded, "grey image")
-    if encoded.header.mode in GREY_MODES:
-        return to_grey(encoded, scale)
-    return to_rgb(encoded, scale).max(axis=-1)
+    mask = to_grey(encoded, scale) if encoded.header.mode in GREY_MODES else to_rgb(encoded, scale).max(axis=-1)
+    brightest = int(mask.max())
+    if 0 < brightest < FOREGROUND and not (mask % brightest).any():  # every value 0 or `brightest`
+        return mask // brightest * 255
+    return mask
 
 
 def to_png16(encoded: Encoded, scale: int = 1) -> np.ndarray:
@@ -300,4 +304,4 @@ def exif_turn(encoded: Encoded) -> Image.Transpose | None:
 
 def binarise(mask: np.ndarray) -> np.ndarray:
     """uint8 grey mask [H, W] → float32 {0, 1}, thresholded at half range (JPEG masks are not strictly binary)."""
-    return (mask >= 128).astype(np.float32)
+    return (mask >= FOREGROUND).astype(np.float32)
