@@ -184,10 +184,11 @@ class _Collector:
         return DatasetIndex(self.store, self.samples, depth, layout, self.problems, self.resolver.summary() + repeated)
 
 
-def _table(store: ZipStore, key: str, delimiter: str = ",") -> list[list[str]]:
-    """The rows of a delimited manifest; DataError naming it when the csv module cannot split it."""
+def _table(store: ZipStore, key: str, delimiter: str = ",", spaced: bool = False) -> list[list[str]]:
+    """The rows of a delimited manifest (`spaced`: a space after a delimiter is not part of the field, so
+    `"a"; "b"` reads as a, b); DataError naming it when the csv module cannot split it."""
     try:
-        return list(csv.reader(io.StringIO(_text(store, key)), delimiter=delimiter))
+        return list(csv.reader(io.StringIO(_text(store, key)), delimiter=delimiter, skipinitialspace=spaced))
     except csv.Error as e:
         raise DataError(store.source(key), store.name(key), f"unreadable table ({e})", "layout") from None
 
@@ -196,7 +197,7 @@ def _rows(store: ZipStore, key: str, delimiter: str) -> list[tuple[int, list[str
     """(line number, fields) of a delimited manifest; blank lines skipped, a header (no image name) dropped."""
     rows = [
         (n, [f.strip() for f in row])
-        for n, row in enumerate(_table(store, key, delimiter), start=1)
+        for n, row in enumerate(_table(store, key, delimiter, spaced=True), start=1)
         if any(f.strip() for f in row)
     ]
     if rows and not any(f.lower().endswith(IMAGE_EXTENSIONS) for f in rows[0][1]):
@@ -204,8 +205,16 @@ def _rows(store: ZipStore, key: str, delimiter: str) -> list[tuple[int, list[str
     return rows
 
 
-def _read_table(store: ZipStore, file_name: str, delimiter: str, width: int, pick: Callable) -> _Collector:
-    """Every `file_name` manifest: rows of `width` fields, mapped by `pick(fields)` to (bg, fg_bg, mask, depth)."""
+TABLE_KINDS = ("bg", "fg_bg", "mask", "depth")
+DELIMITERS = {";": "';'", "\t": "tabs"}  # as an error names them
+
+
+def _read_table(
+    store: ZipStore, file_name: str, delimiter: str, width: int, pick: Callable, depth_last: bool = False
+) -> _Collector:
+    """Every `file_name` manifest: rows of `width` fields, mapped by `pick(fields)` to (bg, fg_bg, mask, depth).
+    Empty fields after the last are dropped (a trailing delimiter); with `depth_last`, depth is the last field and a
+    set without depth may leave it empty or out (its samples' depth is unknown)."""
     found = _manifests(store, file_name)
     if not found:
         raise DataError(store.describe(), file_name, "missing: no zip holds this manifest", "layout")
@@ -213,10 +222,21 @@ def _read_table(store: ZipStore, file_name: str, delimiter: str, width: int, pic
     for home, key in found:
         for line, fields in _rows(store, key, delimiter):
             where = f"{store.name(key)} line {line}"
+            while len(fields) > width and not fields[-1]:
+                fields = fields[:-1]
+            if depth_last and len(fields) == width - 1:
+                fields = [*fields, ""]
             if len(fields) != width:
-                collector.problem(home, where, f"expected {width} fields, got {len(fields)}: {fields}", "layout")
+                expected = f"{width - 1} or {width}" if depth_last else str(width)
+                what = f"expected {expected} fields separated by {DELIMITERS[delimiter]}, got {len(fields)}: {fields}"
+                collector.problem(home, where, what, "layout")
+                continue
+            names = [name or None for name in pick(fields)]
+            empty = [kind for kind, name in zip(TABLE_KINDS[:3], names, strict=False) if name is None]
+            if empty:
+                collector.problem(home, where, f"empty {' and '.join(empty)} field: {fields}", "layout")
             else:
-                collector.add_names(home, where, None, pick(fields))
+                collector.add_names(home, where, None, names)
     return collector
 
 
@@ -276,8 +296,8 @@ def read_canonical(store: ZipStore) -> DatasetIndex:
 
 
 def read_seed002(store: ZipStore) -> DatasetIndex:
-    """Index seed 002's zip: `label_data.csv` rows `"bg";"fg_bg";"mask";"depth"`."""
-    return _read_table(store, "label_data.csv", ";", 4, lambda f: f).index("seed002", SEED_DEPTH)
+    """Index seed 002's zip: `label_data.csv` rows `"bg";"fg_bg";"mask";"depth"` (depth empty or left out: unknown)."""
+    return _read_table(store, "label_data.csv", ";", 4, lambda f: f, depth_last=True).index("seed002", SEED_DEPTH)
 
 
 def _bg_first(fields: list[str]) -> str:

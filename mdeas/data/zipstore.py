@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+import unicodedata
 import zlib
 from array import array
 from collections.abc import Sequence
@@ -426,6 +427,12 @@ def normalise_name(name: str) -> str:
     return name.lstrip("/")
 
 
+def fold(name: str) -> str:
+    """`name` as compared when no entry has it exactly: in one Unicode form (NFC: macOS writes é as e and an
+    accent) and one case (Windows and macOS ignore it, so `a.JPG` and `a.jpg` name one file there)."""
+    return unicodedata.normalize("NFC", name).casefold()
+
+
 def _common_suffix(a: list[str], b: list[str]) -> int:
     k = 0
     while k < min(len(a), len(b)) and a[-1 - k] == b[-1 - k]:
@@ -438,15 +445,17 @@ class NameResolver:
     put `prefix` before it) from the first name each rule fits, and trying known rules first.
 
     A name matches an entry when one is a path suffix of the other (`data_1/Fg-Bg/x.jpg` ↔ `Fg-Bg/x.jpg`, either
-    way round), after `normalise_name`. A longer shared suffix wins over a shorter; then an entry in the zip that a
-    dropped folder names (`data_2/Fg-Bg/x.jpg` → data_2.zip, for parts that reuse file names), then one in the
-    manifest's own zip (`home`); two equally good entries are an error.
+    way round), after `normalise_name`, compared as `fold` gives them. A longer shared suffix wins over a shorter;
+    then one that is the same without folding; then an entry in the zip that a dropped folder names
+    (`data_2/Fg-Bg/x.jpg` → data_2.zip, for parts that reuse file names), then one in the manifest's own zip
+    (`home`); two equally good entries are an error.
     """
 
     def __init__(self, store: ZipStore) -> None:
         self.store = store
         self.rules: dict[tuple[int, str], int] = {(0, ""): 0}  # rule → names it resolved; insertion = try order
         self.normalised = 0
+        self.folded = 0  # names found only when compared in one case and Unicode form
         self._by_file: dict[str, list[tuple[int, str]]] | None = None
         self._stems = {path.stem: i for i, path in enumerate(store.paths)}
 
@@ -479,20 +488,23 @@ class NameResolver:
             self._by_file = {}
             for i, names in enumerate(self.store.listing):
                 for entry in names:
-                    self._by_file.setdefault(entry.rsplit("/", 1)[-1], []).append((i, entry))
+                    self._by_file.setdefault(fold(entry.rsplit("/", 1)[-1]), []).append((i, entry))
+        folded = [fold(part) for part in parts]
         scored = []
-        for i, entry in self._by_file.get(parts[-1], []):
+        for i, entry in self._by_file.get(folded[-1], []):
             found = entry.split("/")
-            k = _common_suffix(parts, found)
+            k = _common_suffix(folded, [fold(part) for part in found])
             if k in (len(parts), len(found)):
-                scored.append(((k, i == self._zip_named(parts[: len(parts) - k]), i == home), i, found, k))
+                exact = _common_suffix(parts, found) == k
+                scored.append(((k, exact, i == self._zip_named(parts[: len(parts) - k]), i == home), i, found, k))
         if not scored:
             return None
         scored.sort(key=lambda s: s[0], reverse=True)
         if len(scored) > 1 and scored[0][0] == scored[1][0]:
             matches = ", ".join("/".join(s[2]) for s in scored[:3])
             raise DataError(self.store.describe(), name, f"matches several entries ({matches})", "missing")
-        _, i, found, k = scored[0]
+        (_, exact, *_), i, found, k = scored[0]
+        self.folded += not exact
         prefix = "/".join(found[: len(found) - k])
         rule = (len(parts) - k, prefix + "/" if prefix else "")
         self.rules[rule] = self.rules.get(rule, 0) + 1
@@ -503,10 +515,11 @@ class NameResolver:
         done = {rule: n for rule, n in self.rules.items() if n}
         text = ", ".join(f"{n} {_describe(rule)}" for rule, n in done.items()) or "none"
         cleaned = f" ({self.normalised} after removing './', '/' or '\\')" if self.normalised else ""
-        return f"{sum(done.values())} names resolved: {text}{cleaned}"
+        folded = f" ({self.folded} in another case or Unicode form)" if self.folded else ""
+        return f"{sum(done.values())} names resolved: {text}{cleaned}{folded}"
 
 
 def _describe(rule: tuple[int, str]) -> str:
     drop, prefix = rule
     said = ([f"without their first {drop} folder(s)"] if drop else []) + ([f"under '{prefix}'"] if prefix else [])
-    return " and ".join(said) or "exact"
+    return " and ".join(said) or "where listed"
