@@ -129,7 +129,8 @@ def bad_zip(tmp_path: Path, kind: str) -> tuple[Path, str]:
         return rewrite(clean, out, "manifest.csv", None), r"manifest\.csv: missing; not a canonical mdeas dataset"
     if kind == "empty_split":
         small = write_canonical_zip(out, num_samples=2, size=32)  # one background: nothing for val and test
-        return small, r"the val split is empty \(2 samples\); use more data or change data\.split"
+        said = r"the val split is empty \(2 samples on 1 background, each dealt whole to one split: data\.split_by="
+        return small, said + r"background\); use more data or change data\.split or data\.split_by"
     raise ValueError(kind)
 
 

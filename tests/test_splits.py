@@ -3,7 +3,7 @@
 import pytest
 
 from mdeas.data.layouts import Sample
-from mdeas.data.splits import limited, object_of, split
+from mdeas.data.splits import groups_dealt, limited, object_of, split
 
 
 def seed_scheme(backgrounds: int, objects: int) -> list[Sample]:
@@ -61,3 +61,12 @@ def test_a_limit_cuts_each_part_of_the_whole_split():
     assert [len(part) for part in limited(whole, 7, seed=0)] == [5, 1, 1]  # quotas 4.9, 1.05, 1.05
     assert all(limited(whole, 1, seed=0))  # a part that had samples keeps one
     assert limited(whole, None, seed=0) == whole and limited(whole, 500, seed=0) == whole
+
+
+def test_groups_dealt_counts_what_each_way_of_splitting_deals_whole():
+    samples = [Sample(f"bg{b}/fg_{o}/{k}", f"bg/bg{b}.jpg", f"bg{b}/fg_{o}/overlay/{k}.jpg", "m", None)
+               for b in (1, 2, 3) for o in (1, 2) for k in (1, 2)]  # fmt: skip
+    assert groups_dealt(samples, "background") == "3 backgrounds"
+    assert groups_dealt(samples, "object") == "2 objects"
+    assert groups_dealt(samples, "both") == "3 backgrounds and 2 objects"
+    assert groups_dealt(samples[:2], "both") == "1 background and 1 object"

@@ -43,7 +43,7 @@ from mdeas.data.layouts import DatasetIndex, load_index
 from mdeas.data.normalisation import IMAGENET_MEAN, IMAGENET_STD
 from mdeas.data.resized_cache import resized_cache
 from mdeas.data.sampler import EpochSampler
-from mdeas.data.splits import check_limit, limited, split
+from mdeas.data.splits import check_limit, groups_dealt, limited, split
 from mdeas.data.transforms import build_augment
 
 log = logging.getLogger(__name__)
@@ -214,7 +214,9 @@ class MaskDepthDataModule(pl.LightningDataModule):
                 raise DataError(
                     self.index.store.describe(),
                     None,
-                    f"the {name} split is empty ({count} samples); use more data or change data.split",
+                    f"the {name} split is empty ({count} samples on {groups_dealt(self.index.samples, self.split_by)}"
+                    f", each dealt whole to one split: data.split_by={self.split_by}); use more data or change "
+                    "data.split or data.split_by",
                 )
         augment = build_augment(self.augment, seed=self.seed) if self.device_augment is None else None
         for name in SPLITS:

@@ -76,6 +76,14 @@ def _deal(samples: Sequence[Sample], key: Callable[[Sample], str], fractions: Se
     return part_of
 
 
+def groups_dealt(samples: Sequence[Sample], by: str) -> str:
+    """What `split(..., by=by)` deals whole to the parts, counted: "3 backgrounds", "2 objects" or both."""
+    counts = {"background": len({s.bg for s in samples})} if by != "object" else {}
+    if by != "background":
+        counts["object"] = len({object_of(s) for s in samples})
+    return " and ".join(f"{n} {kind}{'s' * (n != 1)}" for kind, n in counts.items())
+
+
 def split(
     samples: Sequence[Sample], fractions: Sequence[float], seed: int, by: str = "background"
 ) -> list[list[Sample]]:
