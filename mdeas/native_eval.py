@@ -72,7 +72,7 @@ class MaskScores:
         self.per_image = PerImageMaskMetrics(from_logits=from_logits)
         self.from_logits = from_logits
         self.counts: list[tuple[int, int]] = []  # (intersection, union) pixels per image
-        self.foreground = 0  # pixels of the object in the ground truth, over every update
+        self.foreground = self.pixels = 0  # pixels of the object in the ground truth, and all pixels, over every update
         self.ids: list[str] | None = []  # the sample id per image; None once an update gave none
 
     def update(self, pred: torch.Tensor, target: torch.Tensor, ids: Sequence[str] | None = None) -> None:
@@ -88,7 +88,7 @@ class MaskScores:
         self.per_image.update(pred, target)
         hard, truth = (label.bool() for label in mask_labels(pred, target, from_logits=self.from_logits))
         self.counts += [(int(i), int(u)) for i, u in zip(*intersection_union(hard, truth), strict=True)]
-        self.foreground += int(truth.sum())
+        self.foreground, self.pixels = self.foreground + int(truth.sum()), self.pixels + truth.numel()
 
     def compute(self) -> dict[str, float]:
         """{"mask/<name>": value} over every update so far."""
@@ -97,6 +97,7 @@ class MaskScores:
 
 
 MIN_BOOTSTRAP_IMAGES = 5
+MOSTLY_FOREGROUND = 0.5  # share of the scored mask pixels over which masks look inverted (pasted objects are smaller)
 
 
 def bootstrap_iou(
@@ -218,9 +219,13 @@ def native_mask_scores(
         model.update(logits, batch["mask"], batch["id"])
         baseline.update((difference(batch["bg"], batch["fg_bg"]) > threshold).float(), batch["mask"])
     model_scores, baseline_scores = model.compute(), {"threshold": threshold, **baseline.compute()}
+    where = test.index.store.describe()
     if model.foreground == 0:
         log.warning("%s: no mask of the %d samples scored holds a foreground pixel: the mask scores compare empty "
-                    "masks (IoU 1 for predicting nothing)", test.index.store.describe(), len(model.counts))  # fmt: skip
+                    "masks (IoU 1 for predicting nothing)", where, len(model.counts))  # fmt: skip
+    elif model.foreground > MOSTLY_FOREGROUND * model.pixels:
+        log.warning("%s: %.0f %% of the scored mask pixels are foreground: are the masks inverted (the object black "
+                    "on white)?", where, 100 * model.foreground / model.pixels)  # fmt: skip
     objects = objects_of(test.samples, model.ids)
     for suffix, ci in paired_intervals(model, baseline, objects).items():
         model_scores[f"mask/iou_ci95{suffix}"], baseline_scores[f"mask/iou_ci95{suffix}"] = ci["model"], ci["baseline"]

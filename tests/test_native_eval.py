@@ -1,9 +1,11 @@
 """evaluate scores masks at each sample's stored size by default: the model's logits upsampled, the baseline on
 full-size pixels, both against the full-size ground truth."""
 
+import io
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -13,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 from hydra.utils import instantiate
+from PIL import Image
 
 from experiments.score_selection import score_part
 from mdeas.baseline import fit_threshold
@@ -501,16 +504,32 @@ def test_evaluate_refuses_an_empty_or_numeric_data_path_before_reading_anything(
         assert str(refused.value).startswith(f"data.path must be a zip or a list of zips, got {path!r}")
 
 
-def test_evaluate_warns_when_no_scored_mask_holds_foreground(run, tmp_path, caplog):
-    """Empty truths score any empty prediction as IoU 1: said, not passed off as a result."""
-    empty = tmp_path / "empty.zip"
-    with zipfile.ZipFile(run["data"]) as archive, zipfile.ZipFile(empty, "w") as out:
+def masks_changed(src: Path, dst: Path, change) -> Path:
+    """A copy of zip `src` with each mask entry's array replaced by `change(mask)`."""
+    with zipfile.ZipFile(src) as archive, zipfile.ZipFile(dst, "w") as out:
         for info in archive.infolist():
-            blank = info.filename.startswith("mask/")
-            out.writestr(info, encode(np.zeros((64, 64), np.uint8), "PNG") if blank else archive.read(info))
+            data = archive.read(info)
+            if info.filename.startswith("mask/"):
+                data = encode(change(np.asarray(Image.open(io.BytesIO(data)))), "PNG")
+            out.writestr(info, data)
+    return dst
+
+
+def test_evaluate_warns_when_no_scored_mask_holds_foreground_or_most_pixels_do(run, tmp_path, caplog):
+    """Empty truths score any empty prediction as IoU 1, and inverted ones make the background the object: said,
+    not passed off as a result."""
+    empty = masks_changed(run["data"], tmp_path / "empty.zip", np.zeros_like)
+    inverted = masks_changed(run["data"], tmp_path / "inverted.zip", lambda mask: 255 - mask)
     with caplog.at_level(logging.WARNING, logger="mdeas.native_eval"):
         evaluate(run["ckpt"], {}, str(tmp_path / "full"))
-        assert "holds a foreground pixel" not in caplog.text
         results = evaluate(run["ckpt"], {"path": str(empty)}, str(tmp_path / "e"))
+        evaluate(run["ckpt"], {"path": str(inverted)}, str(tmp_path / "i"))
+    first, second = (r.getMessage() for r in caplog.records if r.name == "mdeas.native_eval")  # none on the data
     said = f"{empty}: no mask of the {results['samples']} samples scored holds a foreground pixel: the mask scores "
-    assert said + "compare empty masks (IoU 1 for predicting nothing)" in caplog.messages
+    assert first == said + "compare empty masks (IoU 1 for predicting nothing)"
+    share = re.fullmatch(
+        rf"{re.escape(str(inverted))}: (\d+) % of the scored mask pixels are foreground: are the masks inverted "
+        r"\(the object black on white\)\?",
+        second,
+    )
+    assert share and 50 < int(share.group(1)) < 100, second
