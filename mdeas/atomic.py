@@ -16,14 +16,16 @@ _RANDOM_HEX = 12  # hex digits naming a tmp file: `.<name>.<random>.tmp`
 _STARTED = time.time()  # a tmp file last written before this process began has no running writer (it was killed)
 
 
-def atomic_write(path: str | Path, write: Callable[[Path], object]) -> None:
+def atomic_write(path: str | Path, write: Callable[[Path], object], durable: bool = True) -> None:
     """Call `write(tmp)` to fill a new file `.<name>.<random>.tmp` beside `path`, fsync it and rename it over
     `path` (atomic on POSIX). Writers of one path at the same time (processes of one run) each fill their own file;
     the last rename wins.
 
     On any failure `path` keeps its previous content and the tmp file is removed; an OSError about the tmp file
     (e.g. a folder that cannot be written, a full disk) is re-raised naming `path`. After a write, the tmp files
-    of `path` that a killed process left (last written before this process began) are removed.
+    of `path` that a killed process left (last written before this process began) are removed. `durable=False`
+    skips the fsync and that clean-up (a listing of the folder): for many small files that can be made again
+    (predict's outputs), still never half-written.
     """
     path = Path(path)
     prefix = f".{path.name}."
@@ -33,10 +35,12 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> None:
         tmp = path.with_name(f"{prefix}{uuid.uuid4().hex[:_RANDOM_HEX]}.tmp")
         open(tmp, "xb").close()  # fails here, with an OSError, where `write` might raise something vaguer
         write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
+        if durable:
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
-        _remove_stale(path, prefix)
+        if durable:
+            _remove_stale(path, prefix)
     except OSError as e:
         about = None if e.filename is None else Path(e.filename)
         ours = about is None or (about.parent == path.parent and about.name.startswith(prefix))  # the tmp file

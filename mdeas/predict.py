@@ -24,7 +24,7 @@ import numpy as np
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from mdeas.atomic import output_folder
+from mdeas.atomic import atomic_write, output_folder
 from mdeas.cli import exit_on_data_error, run_app
 from mdeas.config_values import file_names, flag, whole_number
 from mdeas.data.decode import check_pixels, decode_rgb, image_format
@@ -179,8 +179,10 @@ def panel(fg_bg: np.ndarray, p: Prediction) -> np.ndarray:
 
 
 def write_png(path: Path, image: np.ndarray) -> None:
-    """Write a PNG (uint8 or uint16, grey or BGR); an OSError names the file (cv2.imwrite would only return False)."""
-    path.write_bytes(cv2.imencode(".png", image)[1].tobytes())
+    """Write a PNG (uint8 or uint16, grey or BGR) whole or not at all (`atomic_write`: a full disk or Ctrl-C leaves
+    the earlier file); an OSError names the file (cv2.imwrite would only return False)."""
+    encoded = cv2.imencode(".png", image)[1].tobytes()
+    atomic_write(path, lambda tmp: tmp.write_bytes(encoded), durable=False)
 
 
 def output_stem(out: Path, sample_id: str, source: object) -> str:

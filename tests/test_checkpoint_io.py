@@ -8,6 +8,7 @@ The same atomic write (`mdeas.atomic`) serves dataset zips and results, also whe
 
 from __future__ import annotations
 
+import errno
 import multiprocessing
 import os
 import shutil
@@ -19,6 +20,8 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import torch
 from fsspec.implementations.local import LocalFileOpener
@@ -26,6 +29,7 @@ from pytorch_lightning.plugins.io import CheckpointIO, TorchCheckpointIO
 
 from mdeas.atomic import atomic_write
 from mdeas.callbacks.atomic_checkpoint import AtomicCheckpointIO
+from mdeas.predict import write_png
 from mdeas.synth.writer import write_zip
 
 CHUNK = 1 << 20  # bytes written between two points where the kill may strike
@@ -155,3 +159,26 @@ def test_a_write_removes_the_tmp_files_a_killed_process_left_and_keeps_a_running
     assert path.read_bytes() == b"whole"
     assert not stale.exists()  # a killed save of this path
     assert running.exists() and all(other.exists() for other in others)  # written since this process began; others'
+
+
+def test_a_prediction_write_cut_short_keeps_the_earlier_file_and_names_it(tmp_path, monkeypatch):
+    """predict's PNGs go through a file beside each output: a write that fails midway (a full disk, a file-size
+    limit) leaves the earlier output whole and no partial file, and the error names the output, not the tmp file
+    (it left a truncated PNG in place and an error naming no file)."""
+    path = tmp_path / "a_mask.png"
+    write_png(path, np.full((4, 4), 255, np.uint8))
+    before = path.read_bytes()
+    real = Path.write_bytes
+
+    def full_disk(self: Path, data: bytes) -> int:
+        real(self, data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device", str(self))
+
+    monkeypatch.setattr(Path, "write_bytes", full_disk)
+    with pytest.raises(OSError) as error:
+        write_png(path, np.zeros((64, 64), np.uint8))
+    assert str(error.value) == f"[Errno {errno.ENOSPC}] No space left on device: '{path}'"
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["a_mask.png"]
+    monkeypatch.undo()
+    write_png(path, np.zeros((64, 64), np.uint8))
+    assert cv2.imread(str(path), cv2.IMREAD_UNCHANGED).shape == (64, 64)
