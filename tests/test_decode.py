@@ -250,6 +250,18 @@ def test_colour_masks_read_by_their_brightest_channel_and_grey_ones_as_stored():
     assert np.abs(to_mask(stored).astype(int) - to_grey(stored).astype(int)).max() <= 3
 
 
+def test_a_0_1_mask_read_as_0_255_stored_as_png_or_jpeg():
+    """A boolean array saved as it is: exactly 0/1 in a PNG, 0-2 after JPEG (ringing at the edge). Scaled to its
+    brightest value it reads as the object; nothing of an empty mask becomes foreground."""
+    shape = np.zeros((32, 32), bool)
+    shape[8:24, 6:20] = True
+    png = to_mask(open_image(encode(shape.astype(np.uint8), "PNG"), "a.zip", "mask/1.png"))
+    assert set(np.unique(png)) == {0, 255} and np.array_equal(png == 255, shape)
+    jpeg = to_mask(open_image(encode(shape.astype(np.uint8), "JPEG", quality=75), "a.zip", "mask/1.jpg"))
+    assert (binarise(jpeg).astype(bool) != shape).mean() < 0.05  # at most the ringing next to the edge
+    assert not to_mask(open_image(encode(np.zeros((32, 32), np.uint8), "JPEG"), "a.zip", "mask/2.jpg")).any()
+
+
 def _centre(weights: np.ndarray) -> np.ndarray:
     """Centroid (row, col) of a non-negative [H, W] map, in pixel-centre units."""
     rows, cols = np.mgrid[: weights.shape[0], : weights.shape[1]]

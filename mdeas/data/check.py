@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 from mdeas.cli import exit_on_data_error, run_app
 from mdeas.config_values import finite_number, whole_number, worker_count
 from mdeas.data.dataset import dataset_paths, load_sample, scan
-from mdeas.data.decode import FOREGROUND, GREY_MODES, open_image, to_rgb
+from mdeas.data.decode import GREY_MODES, open_image, to_rgb
 from mdeas.data.errors import DataError
 from mdeas.data.layouts import DatasetIndex, Sample, load_index
 from mdeas.failure import fail
@@ -73,20 +73,12 @@ class _Inspect(Dataset):
         return [DataError(store.source(sample.depth), store.name(sample.depth), what, "depth")]
 
     def mask_problems(self, sample: Sample, mask: np.ndarray) -> list[DataError]:
-        """A problem when `mask` (uint8 [H, W] as read, `decode.to_mask`) is not binary or too faint to hold
-        foreground (a two-valued mask at another level than 255 reads as 0/255 and is fine)."""
+        """A problem when `mask` (uint8 [H, W] as read, `decode.to_mask`: one stored under 255, such as 0/1, is
+        scaled to its brightest value) is not binary."""
         grey = float(((mask >= MID_GREY[0]) & (mask <= MID_GREY[1])).mean())
-        brightest = int(mask.max())
-        if grey > self.max_mid_grey:
-            what = (
-                f"not a binary mask: {grey:.0%} of its pixels are mid-grey (at most {self.max_mid_grey:.0%} expected)"
-            )
-        elif 0 < brightest < FOREGROUND:
-            what = (
-                f"a mask too faint: its brightest value is {brightest}, so it reads as all background (< {FOREGROUND})"
-            )
-        else:
+        if grey <= self.max_mid_grey:
             return []
+        what = f"not a binary mask: {grey:.0%} of its pixels are mid-grey (at most {self.max_mid_grey:.0%} expected)"
         store = self.index.store
         return [DataError(store.source(sample.mask), store.name(sample.mask), what, "mask")]
 

@@ -226,13 +226,14 @@ def to_grey(encoded: Encoded, scale: int = 1) -> np.ndarray:
 def to_mask(encoded: Encoded, scale: int = 1) -> np.ndarray:
     """8-bit mask image → uint8 [H/scale, W/scale] (sides rounded up): a grey mask as stored; a colour one (RGB,
     palette) by its brightest channel, so an object drawn in any colour on black (a red mask, a palette's class
-    colours) reads as foreground, as luminance would not (pure red is 76 of 255). A mask of exactly two values, 0
-    and one under FOREGROUND (a boolean array saved as 0/1), is a binary mask at another level: returned as 0/255."""
+    colours) reads as foreground, as luminance would not (pure red is 76 of 255). A mask whose brightest value is
+    under FOREGROUND was stored at another level (a boolean array saved as 0/1, which JPEG leaves as 0-2): it is
+    returned scaled to that value, 0/1 as 0/255, so that its half range is FOREGROUND."""
     check_eight_bit(encoded, "grey image")
     mask = to_grey(encoded, scale) if encoded.header.mode in GREY_MODES else to_rgb(encoded, scale).max(axis=-1)
     brightest = int(mask.max())
-    if 0 < brightest < FOREGROUND and not (mask % brightest).any():  # every value 0 or `brightest`
-        return mask // brightest * 255
+    if 0 < brightest < FOREGROUND:
+        return ((mask.astype(np.uint16) * 255 + brightest // 2) // brightest).astype(np.uint8)  # rounded half up
     return mask
 
 
