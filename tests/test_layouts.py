@@ -443,3 +443,22 @@ def test_names_in_another_case_or_unicode_form_find_their_entries(tmp_path, stor
     ]
     folded = sum(stored(name) != listed(name) for s in plain.samples for name in (s.bg, s.fg_bg, s.mask, s.depth))
     assert index.resolution == f"24 names resolved: 24 where listed ({folded} in another case or Unicode form)"
+
+
+def test_zips_of_two_layouts_are_refused_whichever_layout_is_forced(tmp_path):
+    """A forced layout read one zip and left the other out unsaid: the zip no sample reads from is named."""
+    seed, _ = _seed002(tmp_path)
+    canonical = write_canonical_zip(tmp_path / "can.zip")
+    paths = [str(seed[0]), str(canonical)]
+    with pytest.raises(DataError) as error:
+        load_index(paths)
+    assert str(error.value) == (
+        f"{seed[0]}, {canonical}: manifests of several layouts (canonical, seed002): the zips of one dataset share "
+        "one layout; data.layout= (predict: layout=) picks one where a zip holds several"
+    )
+    for layout, unread in (("seed002", canonical), ("canonical", seed[0])):
+        with pytest.raises(DataError) as error:
+            load_index(paths, layout=layout)
+        assert str(error.value) == (
+            f"{unread}: no sample of layout {layout} reads from this zip: the zips of one dataset share one layout"
+        )

@@ -490,7 +490,8 @@ def detect_layout(store: ZipStore) -> str:
         raise DataError(
             store.describe(),
             None,
-            f"manifests of several layouts ({', '.join(sorted(found))}); set data.layout (predict: layout=)",
+            f"manifests of several layouts ({', '.join(sorted(found))}): the zips of one dataset share one layout; "
+            "data.layout= (predict: layout=) picks one where a zip holds several",
             "layout",
         )
     return found.pop() if found else "by_kind"
@@ -536,4 +537,17 @@ def load_index(
         raise first
     if require_samples and not index.samples:
         raise DataError(store.describe(), None, "dataset has no samples", "layout")
+    check_every_zip_read(index)
     return index
+
+
+def check_every_zip_read(index: DatasetIndex) -> None:
+    """DataError naming a zip of a dataset of several that no sample reads from and no problem names (a zip of
+    another layout than the one read, which it would leave out unsaid)."""
+    store = index.store
+    read = {store.locate(key)[0] for s in index.samples for key in (s.bg, s.fg_bg, s.mask, s.depth) if key}
+    named = {str(problem.source) for problem in index.problems}
+    for i, path in enumerate(store.paths):
+        if index.samples and i not in read and str(path) not in named:
+            what = f"no sample of layout {index.layout} reads from this zip: the zips of one dataset share one layout"
+            raise DataError(path, None, what, "layout")
