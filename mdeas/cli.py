@@ -92,9 +92,20 @@ def _summary(error: BaseException) -> tuple[list[str], str]:
     head = " ".join(line.strip() for line in lines[:blank]).removeprefix(_RESOLVER_ERROR)
     if isinstance(error.__cause__, OmegaConfBaseException):
         head += f" ({str(error.__cause__).splitlines()[0].strip()})"
-    if isinstance(error, OverrideParseException) and error.override and error.override not in head:
-        head = f"Error parsing override {error.override!r}: {head}"  # Hydra names it for some parse errors only
+    if isinstance(error, OverrideParseException):
+        head = head.split(" See https://")[0]  # the grammar's page, given below instead
+        if head.startswith("LexerNoViableAltException"):  # a character the grammar has no token for, as é
+            head = "a character the override grammar does not take"
+        if error.override and error.override not in head:
+            head = f"Error parsing override {error.override!r}: {head}"  # Hydra names it for some parse errors only
+        head += f" ({QUOTING_HINT})"
     return [line for line in lines[blank:] if line.strip()], head
+
+
+QUOTING_HINT = (
+    "a value holding ( ) [ ] , or letters beyond ASCII is quoted whole, 'key=\"in/é (1).jpg\"'; "
+    "https://hydra.cc/docs/advanced/override_grammar/basic"
+)
 
 
 OUT_OF_MEMORY_WORDS = ("can't allocate memory", "Insufficient memory")  # PyTorch's CPU allocator, OpenCV

@@ -13,9 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import OverrideParseException
 from PIL import Image
 
-from mdeas.cli import one_line
+from mdeas.cli import QUOTING_HINT, _summary, one_line
 from mdeas.data.dataset import MaskDepthDataset
 from mdeas.data.errors import DataError
 from mdeas.data.layouts import load_index
@@ -211,6 +213,21 @@ def test_an_override_that_does_not_parse_is_named(tmp_path):
     assert done.stderr.startswith("error: Error parsing override 'data.split=[0.5,0.5': no viable alternative"), (
         done.stderr
     )
+
+
+@pytest.mark.parametrize(
+    ("override", "said"),
+    [
+        ("data.path=in/é.jpg", "a character the override grammar does not take"),  # Hydra: LexerNoViableAlt...
+        ("bg=in/a(1).jpg", "mismatched input '(' expecting <EOF>"),
+    ],
+)
+def test_an_override_with_a_character_to_quote_says_how(override, said):
+    with pytest.raises(OverrideParseException) as error:
+        OverridesParser.create().parse_overrides([override])
+    assert _summary(error.value)[1] == f"Error parsing override {override!r}: {said} ({QUOTING_HINT})"
+    quoted = override.replace("=", "='", 1) + "'"
+    assert OverridesParser.create().parse_overrides([quoted])[0].value() == override.split("=", 1)[1]
 
 
 @pytest.mark.parametrize(
