@@ -15,16 +15,17 @@ def test_same_seed_gives_identical_metrics_and_weights_on_cpu(tmp_path):
     data = write_canonical_zip(tmp_path / "tiny.zip", num_samples=24, size=32)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
 
-    def train(name: str, seed: int = 11) -> subprocess.CompletedProcess:
+    def train(name: str, seed: int = 11) -> subprocess.Popen:
         cmd = [sys.executable, "-m", "mdeas.train", "model=resunet", f"data.path={data}", "data.image_size=32",
                "data.batch_size=4", "data.num_workers=2", "data/aug=strong", "trainer.max_epochs=2",
                "trainer.accelerator=cpu", f"seed={seed}", "callbacks.image_grid=null",
                f"hydra.run.dir={name}"]  # fmt: skip
-        return subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
+        with open(tmp_path / f"{name}.log", "w") as log:  # a file, not a pipe that a run could fill and wait on
+            return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, env=env)
 
-    runs = [train("a"), train("b"), train("c", seed=12)]
-    for done in runs:
-        assert done.returncode == 0, done.stderr[-2000:]
+    runs = {name: train(name, seed) for name, seed in (("a", 11), ("b", 11), ("c", 12))}  # at once, one thread each
+    for name, run in runs.items():
+        assert run.wait(timeout=600) == 0, (tmp_path / f"{name}.log").read_text()[-2000:]
     a, b = (json.loads((tmp_path / name / "metrics.json").read_text()) for name in "ab")
     assert a["best_checkpoint"] == str(tmp_path / "a" / "checkpoints" / "best.ckpt")
     assert {k: a[k] for k in ("val", "test")} == {k: b[k] for k in ("val", "test")}
