@@ -30,7 +30,7 @@ from mdeas.config_values import file_names, flag, whole_number
 from mdeas.data.decode import check_pixels, decode_rgb, image_format
 from mdeas.data.errors import DataError
 from mdeas.data.layouts import IMAGE_EXTENSIONS, load_index
-from mdeas.data.zipstore import read_file
+from mdeas.data.zipstore import fold, read_file
 from mdeas.inference import CheckpointError, Prediction, Predictor, load_module, resolve_device
 from mdeas.outline import from_config
 
@@ -58,11 +58,11 @@ def pair_items(bg: str, fg_bg: str) -> Iterator[Item]:
     yield Path(fg_bg).stem, *pair
 
 
-def folder_images(root: Path) -> list[Path]:
-    """The fg_bg images of input=DIR, sorted, each with its partner DIR/bg/<name>; DataError naming the folder or
-    file when DIR/bg or DIR/fg_bg is missing, DIR/fg_bg holds no image (or a file of another kind, or a folder:
-    they would be skipped), a partner is missing, or two names share a stem (their outputs, <stem>_mask.png etc., would
-    overwrite each other)."""
+def folder_images(root: Path) -> list[tuple[Path, Path]]:
+    """The fg_bg images of input=DIR, sorted, each with its partner in DIR/bg (`partner`): (fg_bg, bg) paths;
+    DataError naming the folder or file when DIR/bg or DIR/fg_bg is missing, DIR/fg_bg holds no image (or a file of
+    another kind, or a folder: they would be skipped), a partner is missing, or two names share a stem (their
+    outputs, <stem>_mask.png etc., would overwrite each other)."""
     bg_dir, fg_dir = root / "bg", root / "fg_bg"
     for d in (bg_dir, fg_dir):
         if not d.is_dir():
@@ -77,20 +77,27 @@ def folder_images(root: Path) -> list[Path]:
         what = f"{other[0]} is not an image of a known kind" if other else "no images"
         raise DataError(fg_dir, other[0] if other else "", f"{what} ({' '.join(IMAGE_EXTENSIONS)})")
     stems: dict[str, str] = {}
+    backgrounds: dict[str, list[Path]] = {}  # by the name in one case and Unicode form (`fold`)
+    for path in sorted(p for p in bg_dir.iterdir() if p.is_file()):
+        backgrounds.setdefault(fold(path.name), []).append(path)
+    pairs = []
     for fg in files:
-        if not (bg_dir / fg.name).is_file():
-            raise DataError(bg_dir, fg.name, f"missing partner of {fg}")
+        near = backgrounds.get(fold(fg.name), [])
+        bg = bg_dir / fg.name if (bg_dir / fg.name).is_file() else near[0] if len(near) == 1 else None
+        if bg is None:
+            said = f"missing partner of {fg}" if not near else f"{len(near)} partners of {fg} in another case"
+            raise DataError(bg_dir, fg.name, said)
         if fg.stem in stems:
             raise DataError(fg_dir, fg.name, f"same name as {stems[fg.stem]}: their outputs would overwrite each other")
         stems[fg.stem] = fg.name
-    return files
+        pairs.append((fg, bg))
+    return pairs
 
 
-def folder_items(root: Path, images: list[Path]) -> Iterator[Item]:
-    """Pairs DIR/bg/<name> with each of `images`, DIR/fg_bg/<name> (as `folder_images` lists and checks them)."""
-    bg_dir = root / "bg"
-    for fg in images:
-        pair = read_image(bg_dir / fg.name), read_image(fg)
+def folder_items(pairs: list[tuple[Path, Path]]) -> Iterator[Item]:
+    """The (fg_bg, bg) files of input=DIR (as `folder_images` lists and checks them), named by the fg_bg stem."""
+    for fg, bg in pairs:
+        pair = read_image(bg), read_image(fg)
         same_size(*pair, fg, "")
         yield fg.stem, *pair
 
@@ -228,8 +235,8 @@ def items_of(cfg: DictConfig) -> tuple[Iterator[Item], int | None]:
             return zip_items([str(path) for path in cfg.input], Path(cfg.output), cfg.get("layout")), None
         root = Path(cfg.input)
         if root.is_dir():
-            images = folder_images(root)
-            return folder_items(root, images), len(images)
+            pairs = folder_images(root)
+            return folder_items(pairs), len(pairs)
         return zip_items(str(root), Path(cfg.output), cfg.get("layout")), None
     raise ValueError("give bg=... fg_bg=..., input=DIR, input=ZIP or video=... bg=...")
 

@@ -21,7 +21,7 @@ from mdeas.cli import QUOTING_HINT, _summary, one_line
 from mdeas.data.dataset import MaskDepthDataset
 from mdeas.data.errors import DataError
 from mdeas.data.layouts import load_index
-from mdeas.predict import read_image, zip_items
+from mdeas.predict import folder_images, read_image, zip_items
 from mdeas.synth.compose import compose
 from tests.conftest import write_canonical_zip
 from tests.layouts_fixtures import drop_entry, replace_entry
@@ -248,3 +248,23 @@ def test_a_name_made_of_digits_is_named_with_how_to_quote_it(tmp_path, args, mes
     assert done.returncode == 1, done.stderr
     assert done.stderr.startswith(f"error: {message}") and "quote a name made of digits" in done.stderr, done.stderr
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+
+
+def test_a_folder_pairs_names_in_another_case_and_names_an_ambiguous_partner(tmp_path):
+    """input=DIR made on Windows: fg_bg/a.JPG beside bg/a.jpg is one pair; with bg/B.jpg and bg/b.JPG both there,
+    fg_bg/b.jpg has two and neither is taken."""
+    image = encode(np.zeros((8, 8, 3), np.uint8), "PNG")
+    for name in ("bg/a.jpg", "fg_bg/a.JPG", "bg/c.png", "fg_bg/c.png"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(image)
+    assert folder_images(tmp_path) == [
+        (tmp_path / "fg_bg/a.JPG", tmp_path / "bg/a.jpg"),
+        (tmp_path / "fg_bg/c.png", tmp_path / "bg/c.png"),
+    ]
+    for name in ("bg/B.jpg", "bg/b.JPG", "fg_bg/b.jpg"):
+        (tmp_path / name).write_bytes(image)
+    with pytest.raises(DataError) as error:
+        folder_images(tmp_path)
+    assert (
+        one_line(error.value) == f"{tmp_path / 'bg'}: b.jpg: 2 partners of {tmp_path / 'fg_bg/b.jpg'} in another case"
+    )
