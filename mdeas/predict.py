@@ -58,16 +58,19 @@ def pair_items(bg: str, fg_bg: str) -> Iterator[Item]:
     yield Path(fg_bg).stem, *pair
 
 
+OS_FILES = ("thumbs.db", "desktop.ini")  # what Windows leaves in a folder of images (macOS's start with a dot)
+
+
 def folder_images(root: Path) -> list[tuple[Path, Path]]:
-    """The fg_bg images of input=DIR, sorted, each with its partner in DIR/bg (`partner`): (fg_bg, bg) paths;
-    DataError naming the folder or file when DIR/bg or DIR/fg_bg is missing, DIR/fg_bg holds no image (or a file of
-    another kind, or a folder: they would be skipped), a partner is missing, or two names share a stem (their
-    outputs, <stem>_mask.png etc., would overwrite each other)."""
+    """The fg_bg images of input=DIR, sorted (dot files and OS_FILES left out), each with its partner in DIR/bg:
+    (fg_bg, bg) paths. DataError naming the folder or file when DIR/bg or DIR/fg_bg is missing, DIR/fg_bg holds no
+    image (or a file of another kind, or a folder: they would be skipped), a partner is missing or ambiguous, or two
+    names share a stem (their outputs, <stem>_mask.png etc., would overwrite each other)."""
     bg_dir, fg_dir = root / "bg", root / "fg_bg"
     for d in (bg_dir, fg_dir):
         if not d.is_dir():
             raise DataError(d, "", "missing folder (input=DIR needs DIR/bg and DIR/fg_bg)")
-    listed = sorted(p for p in fg_dir.iterdir() if not p.name.startswith("."))
+    listed = sorted(p for p in fg_dir.iterdir() if not p.name.startswith(".") and p.name.lower() not in OS_FILES)
     folders = [p.name for p in listed if p.is_dir()]
     if folders:
         raise DataError(fg_dir, folders[0], "a folder: input=DIR reads the images directly in fg_bg/ only")

@@ -251,10 +251,10 @@ def test_a_name_made_of_digits_is_named_with_how_to_quote_it(tmp_path, args, mes
 
 
 def test_a_folder_pairs_names_in_another_case_and_names_an_ambiguous_partner(tmp_path):
-    """input=DIR made on Windows: fg_bg/a.JPG beside bg/a.jpg is one pair; with bg/B.jpg and bg/b.JPG both there,
-    fg_bg/b.jpg has two and neither is taken."""
+    """input=DIR made on Windows: fg_bg/a.JPG beside bg/a.jpg is one pair, Thumbs.db is no image to pair (as
+    .DS_Store); with bg/B.jpg and bg/b.JPG both there, fg_bg/b.jpg has two and neither is taken."""
     image = encode(np.zeros((8, 8, 3), np.uint8), "PNG")
-    for name in ("bg/a.jpg", "fg_bg/a.JPG", "bg/c.png", "fg_bg/c.png"):
+    for name in ("bg/a.jpg", "fg_bg/a.JPG", "bg/c.png", "fg_bg/c.png", "fg_bg/Thumbs.db", "fg_bg/.DS_Store"):
         (tmp_path / name).parent.mkdir(exist_ok=True)
         (tmp_path / name).write_bytes(image)
     assert folder_images(tmp_path) == [
