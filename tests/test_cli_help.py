@@ -4,6 +4,8 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 
 def test_train_help_opens_with_usage_and_examples_then_lists_every_group() -> None:
     done = subprocess.run([sys.executable, "-m", "mdeas.train", "--help"], capture_output=True, text=True)
@@ -19,6 +21,7 @@ TOOLS = ["mdeas.evaluate", "mdeas.compare", "mdeas.predict", "mdeas.export", "md
          "mdeas.summary", "mdeas.synth", "mdeas.synth.compose"]  # fmt: skip
 
 
+@pytest.mark.slow  # nine interpreters; train's help, with the same layout, is in the fast set
 def test_every_other_entry_point_opens_its_help_with_usage_and_examples_then_its_own_config() -> None:
     """`--help` of each tool: its usage line, what it does with examples, then its composed config, without train's
     config groups (which do not apply to it)."""

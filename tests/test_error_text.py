@@ -234,9 +234,17 @@ def test_an_override_with_a_character_to_quote_says_how(override, said):
     ("args", "message"),
     [
         (["mdeas.train", "ckpt_path=123"], "ckpt_path must be a file or folder name, got 123"),
-        (["mdeas.evaluate", "ckpt_path=a.ckpt", "output=2024"], "output must be a file or folder name, got 2024"),
-        (["mdeas.predict", "ckpt_path=a.ckpt", "output=o", "bg=1", "fg_bg=f.jpg"], "bg must be"),
-        (["mdeas.export", "ckpt_path=7", "output=m.pt"], "ckpt_path must be"),
+        pytest.param(
+            ["mdeas.evaluate", "ckpt_path=a.ckpt", "output=2024"],
+            "output must be a file or folder name, got 2024",
+            marks=pytest.mark.slow,  # the same check (`file_names`) as train's and compare's, in the fast set
+        ),
+        pytest.param(
+            ["mdeas.predict", "ckpt_path=a.ckpt", "output=o", "bg=1", "fg_bg=f.jpg"],
+            "bg must be",
+            marks=pytest.mark.slow,
+        ),
+        pytest.param(["mdeas.export", "ckpt_path=7", "output=m.pt"], "ckpt_path must be", marks=pytest.mark.slow),
         (["mdeas.compare", "ckpt_paths=[a.ckpt,12]"], "ckpt_paths must be a list of file names, got ['a.ckpt', 12]"),
         (["mdeas.synth", "out=5", "num_samples=2"], "out must be"),
     ],

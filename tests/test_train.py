@@ -65,6 +65,7 @@ def test_one_epoch_writes_tensorboard_checkpoints_and_metrics(tmp_path, tiny_zip
     assert best["epoch"] == last["epoch"] == 0 and best["global_step"] == last["global_step"] == 3
 
 
+@pytest.mark.slow  # the LR finder's sweep and a run after it
 def test_tune_lr_trains_with_the_suggestion_as_onecycle_peak(tmp_path, tiny_zip, one_thread):
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
         cfg = compose(
