@@ -545,9 +545,11 @@ def check_every_zip_read(index: DatasetIndex) -> None:
     """DataError naming a zip of a dataset of several that no sample reads from and no problem names (a zip of
     another layout than the one read, which it would leave out unsaid)."""
     store = index.store
+    if len(store.paths) == 1 or not index.samples:  # one zip: nothing to leave out (no pass over the samples)
+        return
     read = {store.locate(key)[0] for s in index.samples for key in (s.bg, s.fg_bg, s.mask, s.depth) if key}
     named = {str(problem.source) for problem in index.problems}
     for i, path in enumerate(store.paths):
-        if index.samples and i not in read and str(path) not in named:
+        if i not in read and str(path) not in named:
             what = f"no sample of layout {index.layout} reads from this zip: the zips of one dataset share one layout"
             raise DataError(path, None, what, "layout")
