@@ -37,7 +37,7 @@ from mdeas.data.zipstore import ZipStore
 from mdeas.inference import CheckpointError, load_module, resolve_device, stored_data_config
 from mdeas.metrics.classes import DepthMetrics
 from mdeas.models.net import check_size
-from mdeas.module import MaskDepthModule, depth_alignment, selection_score
+from mdeas.module import NO_DEPTH_LEARNT, MaskDepthModule, depth_alignment, selection_score
 from mdeas.native_eval import native_mask_scores
 from mdeas.outline import KnownBackgroundOutline, from_config
 from mdeas.report import cell, markdown_table
@@ -172,9 +172,10 @@ def evaluate(
     mirror: bool = False,
 ) -> dict:
     """Test metrics of the checkpoint and of the baselines on the same samples (mask metrics only, and no
-    depth_baseline, for a dataset without depth), on the checkpoint's data config changed by `data` (see
-    `data_config`); writes <output>/metrics.json. At native size, where every sample id names its object, also the
-    intervals over objects and each object's IoU (`by_object`: `mdeas.native_eval.native_mask_scores`).
+    depth_baseline, for a dataset without depth or a checkpoint that learnt none: `MaskDepthModule.learns_depth`), on
+    the checkpoint's data config changed by `data` (see `data_config`); writes <output>/metrics.json. At native size,
+    where every sample id names its object, also the intervals over objects and each object's IoU (`by_object`:
+    `mdeas.native_eval.native_mask_scores`).
 
     `resolution="native"`: masks (model and |fg_bg − bg| baseline) are scored at each sample's stored size
     (`mdeas.native_eval`), the model's averaged with the mirrored pair's when `mirror`, after `outline` when given;
@@ -215,7 +216,9 @@ def evaluate(
         with ctrl_c_as_interrupt(trainer):
             tested = trainer.test(module, datamodule, verbose=False)[0]
         model = {k.removeprefix("test/"): float(v) for k, v in tested.items()}
-        has_depth = "depth/delta1" in model  # logged only where some test pixel has a known depth
+        has_depth = "depth/delta1" in model  # logged only where some test pixel has a known depth (and it learnt depth)
+        if not module.learns_depth:
+            log.info("depth not scored: %s learnt no depth (%s)", ckpt_path, NO_DEPTH_LEARNT)
         if not has_depth:  # a set without depth: its depth rows mean nothing
             model = {k: v for k, v in model.items() if not k.startswith("loss/depth")}
         if resolution == "native":

@@ -129,6 +129,8 @@ def _check_data_record(data: object, path: Path) -> None:
                 raise ValueError(f"data.depth.max must be above 0, got {depth['max']!r}")
             if depth.get("inverted") is not None:
                 flag(depth["inverted"], "data.depth.inverted")
+        if data.get("depth_known") is not None:  # whether the depth head learnt anything
+            flag(data["depth_known"], "data.depth_known")
     except ValueError as e:
         raise CheckpointError(f"{path}: damaged record of its data: {e}") from None
 

@@ -28,6 +28,9 @@ def depth_alignment(unit: str = "mm", inverted: bool = False) -> str:
     return "inverse" if unit == "relative" and not inverted else "depth"
 
 
+NO_DEPTH_LEARNT = "no depth loss term of weight > 0, or data without depth"  # why `learns_depth` is false
+
+
 class NonFiniteLossError(FloatingPointError):
     """A training loss that is NaN or infinite; the message names the step, the terms and the batch's samples."""
 
@@ -50,7 +53,9 @@ class MaskDepthModule(pl.LightningModule):
 
     `model`, `loss`, `optim` and `sched` are Hydra configs (stored in the checkpoint, so the module can be rebuilt
     from it alone); `depth_max_m` is the depth (metres) that normalised depth 1.0 stands for, used by metrics (1.0 for
-    relative depth, where the unit is the encoding's range).
+    relative depth, where the unit is the encoding's range). `learns_depth`: whether the depth head is trained, by a
+    depth term of weight > 0 on data with depth (`data["depth_known"]`, taken as true where not recorded); where it is
+    not, depth is not scored and `score` is the mask IoU.
     """
 
     def __init__(
@@ -81,6 +86,7 @@ class MaskDepthModule(pl.LightningModule):
                 f"loss.terms.{coarse[0]}: target mask_coarse is the base's mask of a refined model "
                 f"(model=resunet_detail, or +model/refiner=patch); model {self.hparams.model.get('name')!r} has none"
             )
+        self.learns_depth = self.loss.trains("depth") and bool((self.hparams.data or {}).get("depth_known", True))
         self.mask_metrics = torch.nn.ModuleDict({s: MaskMetrics() for s in ("val", "test")})
         encoding = (self.hparams.data or {}).get("depth") or {}
         self.depth_relative = encoding.get("unit") == "relative"
@@ -146,7 +152,8 @@ class MaskDepthModule(pl.LightningModule):
     def _evaluate(self, batch: dict, stage: str) -> dict[str, torch.Tensor]:
         _, outputs = self._loss(batch, stage)
         self.mask_metrics[stage].update(outputs["mask"], batch["mask"])
-        self.depth_metrics[stage].update(outputs["depth"], batch["depth"], batch["valid"])
+        if self.learns_depth:
+            self.depth_metrics[stage].update(outputs["depth"], batch["depth"], batch["valid"])
         return outputs
 
     def validation_step(self, batch: dict, batch_idx: int) -> dict[str, torch.Tensor]:
@@ -157,8 +164,8 @@ class MaskDepthModule(pl.LightningModule):
         self._evaluate(batch, "test")
 
     def _log_metrics(self, stage: str) -> None:
-        """Log `<stage>/mask/*`, `<stage>/depth/*` (none where no pixel had a known depth) and `<stage>/score` (see
-        `selection_score`), then reset."""
+        """Log `<stage>/mask/*`, `<stage>/depth/*` (none where no pixel had a known depth, or the model learns no
+        depth: `learns_depth`) and `<stage>/score` (see `selection_score`), then reset."""
         mask = self.mask_metrics[stage]
         with mask.sync_context():  # every process's counts
             if int(mask.tp.sum() + mask.fp.sum() + mask.fn.sum() + mask.tn.sum()) == 0:

@@ -5,7 +5,8 @@
 dataset), `video=clip.mp4 bg=bg.jpg`.
 Per sample it writes <id>_mask.png (0/255), <id>_depth.png (depth as the training data stores it: 16-bit in its
 unit, e.g. mm, or for a seed layout 8-bit grey with near = bright), <id>_depth_color.png (near = bright) and
-<id>_panel.png (fg_bg | mask | depth), each at the input's size; for a video also <name>_panel.mp4. An id with
+<id>_panel.png (fg_bg | mask | depth), each at the input's size; for a video also <name>_panel.mp4. A checkpoint
+that learnt no depth (`MaskDepthModule.learns_depth`) writes the mask and a panel without depth. An id with
 folders (a seed layout's) is written in those folders under the output. Each mask and depth map is averaged with
 those of the pair mirrored left to right, at twice the time (`mirror=false`: one pass).
 """
@@ -13,6 +14,7 @@ those of the pair mirrored left to right, at twice the time (`mirror=false`: one
 from __future__ import annotations
 
 import errno
+import logging
 import os
 from collections.abc import Iterator
 from itertools import chain, islice
@@ -32,9 +34,12 @@ from mdeas.data.errors import DataError
 from mdeas.data.layouts import IMAGE_EXTENSIONS, load_index
 from mdeas.data.zipstore import fold, read_file
 from mdeas.inference import CheckpointError, Prediction, Predictor, load_module, resolve_device
+from mdeas.module import NO_DEPTH_LEARNT
 from mdeas.outline import from_config
 
 Item = tuple[str, np.ndarray, np.ndarray]  # id, bg, fg_bg (uint8 RGB)
+
+log = logging.getLogger(__name__)
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -182,10 +187,10 @@ def depth_color(depth_norm: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(cv2.applyColorMap(grey, cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB)
 
 
-def panel(fg_bg: np.ndarray, p: Prediction) -> np.ndarray:
-    """fg_bg | mask | depth colour side by side: RGB uint8 [H, 3W, 3]."""
+def panel(fg_bg: np.ndarray, p: Prediction, depth: bool = True) -> np.ndarray:
+    """fg_bg | mask | depth colour side by side: RGB uint8 [H, 3W, 3]; without `depth`, fg_bg | mask [H, 2W, 3]."""
     mask = np.repeat((p.mask[..., None] > 0.5).astype(np.uint8) * 255, 3, axis=2)
-    return np.concatenate([fg_bg, mask, depth_color(p.depth_norm)], axis=1)
+    return np.concatenate([fg_bg, mask, *([depth_color(p.depth_norm)] if depth else [])], axis=1)
 
 
 def write_png(path: Path, image: np.ndarray) -> None:
@@ -204,14 +209,15 @@ def output_stem(out: Path, sample_id: str, source: object) -> str:
     return str(out / sample_id)
 
 
-def write_outputs(stem: str, fg_bg: np.ndarray, p: Prediction) -> np.ndarray:
+def write_outputs(stem: str, fg_bg: np.ndarray, p: Prediction, depth: bool = True) -> np.ndarray:
     """Write the four files of one sample, <stem>_mask.png etc. (in the folders `stem` names, as seed layouts'
-    ids do); returns its panel."""
+    ids do), or without `depth` the mask and a panel without depth; returns its panel."""
     Path(stem).parent.mkdir(parents=True, exist_ok=True)
     write_png(Path(f"{stem}_mask.png"), (p.mask > 0.5).astype(np.uint8) * 255)
-    write_png(Path(f"{stem}_depth.png"), p.depth)
-    write_png(Path(f"{stem}_depth_color.png"), cv2.cvtColor(depth_color(p.depth_norm), cv2.COLOR_RGB2BGR))
-    view = panel(fg_bg, p)
+    if depth:
+        write_png(Path(f"{stem}_depth.png"), p.depth)
+        write_png(Path(f"{stem}_depth_color.png"), cv2.cvtColor(depth_color(p.depth_norm), cv2.COLOR_RGB2BGR))
+    view = panel(fg_bg, p, depth)
     write_png(Path(f"{stem}_panel.png"), cv2.cvtColor(view, cv2.COLOR_RGB2BGR))
     return view
 
@@ -258,6 +264,8 @@ def predict(cfg: DictConfig) -> Path:
     first = next(items, None)  # a bad input fails here, before the model loads
     items = chain([] if first is None else [first], items)
     predictor = Predictor(load_module(cfg.ckpt_path), resolve_device(cfg.device), outline, mirror)
+    if not predictor.module.learns_depth:
+        log.info("no depth maps written: %s learnt no depth (%s)", cfg.ckpt_path, NO_DEPTH_LEARNT)
     out = Path(cfg.output)
     with output_folder(out):
         write_predictions(cfg, predictor, out, items, total)
@@ -279,7 +287,8 @@ def write_predictions(
                 if batch and (item is None or len(batch) == cfg.batch_size):
                     preds = predictor([b for _, b, _ in batch], [f for _, _, f in batch])
                     for (sample_id, _, fg_bg), p in zip(batch, preds, strict=True):
-                        view = write_outputs(output_stem(out, sample_id, source), fg_bg, p)
+                        stem = output_stem(out, sample_id, source)
+                        view = write_outputs(stem, fg_bg, p, predictor.module.learns_depth)
                         if cfg.video:
                             if writer is None:
                                 fps = video_property(cfg.video, cv2.CAP_PROP_FPS) or 25.0

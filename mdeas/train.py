@@ -52,6 +52,7 @@ def build_module(cfg: DictConfig, datamodule: MaskDepthDataModule) -> MaskDepthM
         "mean": list(datamodule.mean),
         "std": list(datamodule.std),
         "depth": {"format": depth.format, "unit": depth.unit, "max": depth.max, "inverted": depth.inverted},
+        "depth_known": any(s.depth is not None for s in datamodule.index.samples),  # else the depth head learns nothing
         "config": OmegaConf.to_container(cfg.data, resolve=True),  # rebuilds the datamodule (evaluate)
         "contents": datamodule.index.store.contents(),  # the zips it read, known wherever they are named from
     }

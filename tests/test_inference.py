@@ -251,7 +251,8 @@ def test_predict_writes_depth_as_the_training_data_stores_it(tmp_path, monkeypat
 
         def __init__(self, module: torch.nn.Module) -> None:
             super().__init__()
-            self.hparams, self.queue = module.hparams, list(zip(truth, masks, strict=True))
+            self.hparams, self.learns_depth = module.hparams, module.learns_depth
+            self.queue = list(zip(truth, masks, strict=True))
 
         def forward(self, bg: torch.Tensor, fg_bg: torch.Tensor) -> dict[str, torch.Tensor]:
             depths, logits = zip(*[self.queue.pop(0) for _ in bg], strict=True)
@@ -518,3 +519,32 @@ def test_mirroring_is_on_by_default_and_predict_drops_it_when_asked(trained, tmp
         written = cv2.imread(str(Path(cfg.output) / "a_mask.png"), cv2.IMREAD_UNCHANGED) > 127
         assert np.array_equal(written, expected.mask > 0.5)
     assert not np.array_equal(mirrored.mask > 0.5, once.mask > 0.5)
+
+
+def test_a_checkpoint_that_learnt_no_depth_scores_and_writes_none(trained, tmp_path):
+    """The trained checkpoint relabelled as trained with every depth term at weight 0: its depth head is not scored
+    (`score` is the mask IoU, no depth rows or depth baseline) and predict writes the mask and a two-tile panel."""
+    saved = torch.load(trained["ckpt"], weights_only=False)
+    for term in saved["hyper_parameters"]["loss"]["terms"].values():
+        term["weight"] = 0.0 if term["target"] == "depth" else term["weight"]
+    torch.save(saved, ckpt := tmp_path / "mask_only.ckpt")
+    scored = evaluate(str(ckpt), {}, str(tmp_path / "eval"))
+    assert not [key for key in scored["model"] if key.startswith("depth")] and "depth_baseline" not in scored
+    assert scored["model"]["score"] == pytest.approx(scored["model"]["mask/iou"])
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        write_pair(tmp_path / "in", "a.png", (40, 30))
+        overrides = [f"ckpt_path={ckpt}", f"output={tmp_path / 'out'}", "device=cpu", f"input={tmp_path / 'in'}"]
+        predict(compose("predict", overrides=overrides))
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_mask.png", "a_panel.png"]
+    assert cv2.imread(str(tmp_path / "out" / "a_panel.png")).shape == (30, 80, 3)
+
+
+def test_a_checkpoint_of_data_without_depth_learns_none(trained):
+    """The data side of `learns_depth`: recorded by train (`depth_known`), true where a checkpoint has no record."""
+    hparams = dict(load_module(trained["ckpt"]).hparams)
+    assert hparams["data"]["depth_known"] is True
+    for known, learns in ((False, False), (None, True)):
+        data = {k: v for k, v in hparams["data"].items() if k != "depth_known"}
+        data |= {} if known is None else {"depth_known": known}
+        module = type(load_module(trained["ckpt"]))(**{**hparams, "data": data})
+        assert module.learns_depth is learns

@@ -746,3 +746,14 @@ def test_every_preset_in_conf_loss_builds() -> None:
         }
         assert {k: v.item() for k, v in parts.items()} == pytest.approx(expected, rel=1e-6), name
         assert total.item() == pytest.approx(sum(expected.values()), rel=1e-6), name
+
+
+def test_a_group_trains_a_target_only_through_a_term_of_weight_above_zero() -> None:
+    group = LossGroup(
+        {
+            "bce": {"target": "mask_coarse", "fn": "bce", "weight": 1.0},
+            "l1": {"target": "depth", "fn": "l1", "weight": 0.0},
+        }
+    )
+    assert group.trains("mask") and not group.trains("depth")
+    assert LossGroup({"l1": {"target": "depth", "fn": "l1", "weight": 0.5}}).trains("depth")

@@ -110,6 +110,7 @@ def test_a_torchscript_export_is_named_as_such_and_a_plain_checkpoint_is_still_r
         ([64], "data must be a mapping, got list"),
         ({"depth": {"unit": "mm", "max": 0}}, "data.depth.max must be above 0, got 0"),
         ({"depth": {"max": 255, "inverted": "x"}}, "data.depth.inverted must be true or false, got 'x'"),
+        ({"depth_known": "no"}, "data.depth_known must be true or false, got 'no'"),
         ({"depth": {"max": "abc"}}, "data.depth.max must be a finite number, got 'abc'"),
     ],
 )

@@ -148,6 +148,10 @@ class LossGroup(nn.Module):
         """Term names in config order."""
         return [t.name for t in self.terms]
 
+    def trains(self, truth: str) -> bool:
+        """Whether some term of weight > 0 scores an output against the batch entry `truth` ("mask" or "depth")."""
+        return any(TARGETS[t.target] == truth and t.weight > 0 for t in self.terms)
+
     def forward(self, outputs: Mapping[str, Tensor], batch: Mapping[str, Any]) -> tuple[Tensor, dict[str, Tensor]]:
         """Total loss and the weighted value of every term (see the class docstring)."""
         ref = next(iter(outputs.values()))
