@@ -2,7 +2,7 @@
 
 `python -m mdeas.predict ckpt_path=run/checkpoints/best.ckpt output=preds bg=bg.jpg fg_bg=scene.jpg`, or
 `input=DIR` (DIR/bg/<name> and DIR/fg_bg/<name>), `input=data.zip` or `'input=[a.zip,b.zip]'` (any supported
-dataset), `video=clip.mp4 bg=bg.jpg`.
+dataset, or bg/ and fg_bg/ folders alone: the `by_kind` layout without masks), `video=clip.mp4 bg=bg.jpg`.
 Per sample it writes <id>_mask.png (0/255), <id>_depth.png (depth as the training data stores it: 16-bit in its
 unit, e.g. mm, or for a seed layout 8-bit grey with near = bright), <id>_depth_color.png (near = bright) and
 <id>_panel.png (fg_bg | mask | depth), each at the input's size; for a video also <name>_panel.mp4. A checkpoint
@@ -113,7 +113,7 @@ def folder_items(pairs: list[tuple[Path, Path]]) -> Iterator[Item]:
 def zip_items(paths: str | list[str], out: Path, layout: str | None = None) -> Iterator[Item]:
     """The samples of a dataset zip or of several (any supported layout: `layout`, or detected when None), named by
     their ids; every id is checked (`output_stem`) before the first sample is read."""
-    store = (index := load_index(paths, layout)).store
+    store = (index := load_index(paths, layout, masks=False)).store
     for s in index.samples:
         output_stem(out, s.id, store.source(s.fg_bg))
     for s in index.samples:

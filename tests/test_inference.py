@@ -3,6 +3,7 @@ import re
 import subprocess
 import sys
 import warnings
+import zipfile
 from pathlib import Path
 
 import cv2
@@ -548,3 +549,17 @@ def test_a_checkpoint_of_data_without_depth_learns_none(trained):
         data |= {} if known is None else {"depth_known": known}
         module = type(load_module(trained["ckpt"]))(**{**hparams, "data": data})
         assert module.learns_depth is learns
+
+
+def test_predict_reads_a_zip_of_bg_and_fg_bg_folders_as_it_reads_the_folders(trained, tmp_path):
+    """input=pairs.zip holding only bg/ and fg_bg/ (no masks, no depth) predicts each pair at its size."""
+    write_pair(tmp_path / "in", "a.png", (40, 30))
+    write_pair(tmp_path / "in", "b.png", (24, 36))
+    with zipfile.ZipFile(tmp_path / "pairs.zip", "w") as archive:
+        for path in sorted((tmp_path / "in").rglob("*.png")):
+            archive.write(path, path.relative_to(tmp_path / "in").as_posix())
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        overrides = [f"ckpt_path={trained['ckpt']}", f"output={tmp_path / 'out'}", f"input={tmp_path / 'pairs.zip'}"]
+        predict(compose("predict", overrides=[*overrides, "device=cpu"]))
+    check_outputs(tmp_path / "out", "a", (40, 30))
+    check_outputs(tmp_path / "out", "b", (24, 36))

@@ -462,3 +462,20 @@ def test_zips_of_two_layouts_are_refused_whichever_layout_is_forced(tmp_path):
         assert str(error.value) == (
             f"{unread}: no sample of layout {layout} reads from this zip: the zips of one dataset share one layout"
         )
+
+
+def test_by_kind_without_depth_reads_it_unknown_and_without_masks_only_for_predict(tmp_path):
+    """A set of bg, fg_bg and mask zips trains with depth unknown; bg and fg_bg alone are predict's inputs only."""
+    paths, written = write_by_kind(tmp_path, make_samples())  # bg, fg_bg, mask, depth
+    index = load_index([str(p) for p in paths[:3]])
+    assert len(index.samples) == 6 and not index.problems
+    assert all(s.depth is None for s in index.samples)
+    raw = load_sample(index, index.samples[0])
+    assert (binarise(raw["mask"]) == written[index.store.name(index.samples[0].fg_bg)].mask).all()
+    assert not raw["valid"].any()
+    with pytest.raises(DataError, match=r"no mask images found \(bg.zip: bg; fg_bg.zip: fg_bg\); name each zip"):
+        load_index([str(p) for p in paths[:2]])
+    pairs = load_index([str(p) for p in paths[:2]], masks=False)
+    assert sorted(pairs.store.name(s.fg_bg) for s in pairs.samples) == sorted(written)
+    assert all(s.mask is None and s.depth is None for s in pairs.samples)
+    assert all(pairs.store.name(s.bg) == f"bg/bg{written[pairs.store.name(s.fg_bg)].b}.jpg" for s in pairs.samples)

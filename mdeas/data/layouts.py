@@ -8,7 +8,7 @@ Layouts (README "Dataset layouts"; detected from the zips unless `layout` is giv
   parts spread over several zips).
 - `seed000`: `labels.txt`, tab-separated: bg, fg, fg_bg, mask; depth has the fg_bg file name in `fg_bg_depth/`.
 - `by_kind`: no manifest; one zip (or folder) per kind, told apart by zip, folder or file names (folders naming
-  several kinds outrank their zip's name), paired by file name (seeds 001, 004).
+  several kinds outrank their zip's name), paired by file name (seeds 001, 004); depth may be absent (unknown).
 
 Depth: canonical zips store 16-bit millimetres (0 = unknown, larger = farther); the seed layouts store DenseDepth's
 8-bit grey, read as relative depth (max 255) with `inverted=True` by default: DenseDepth's NYU model predicts an
@@ -45,12 +45,13 @@ SEED_DEPTH_INVERTED = True  # DenseDepth's NYU output is inverse-like: the seeds
 
 @dataclass(frozen=True)
 class Sample:
-    """One sample: its id and the store keys of its four images (`depth` may be None: unknown)."""
+    """One sample: its id and the store keys of its four images (`depth` may be None: unknown; `mask` only in an
+    index of predict's inputs, `load_index(masks=False)`)."""
 
     id: str
     bg: str
     fg_bg: str
-    mask: str
+    mask: str | None
     depth: str | None
 
 
@@ -388,12 +389,13 @@ def _classify(store: ZipStore, i: int) -> dict[str, list[tuple[str, str]]]:
     return entries
 
 
-def read_by_kind(store: ZipStore) -> DatasetIndex:
+def read_by_kind(store: ZipStore, masks: bool = True) -> DatasetIndex:
     """Index zips holding one kind each (or one folder per kind), pairing by file name without extension, relative
     to the kind's folder.
 
     bg pairs by the same name, else by the longest bg name that starts the sample's name up to a separator
-    (`bg12` for `bg12_fg3_7`, `Image_1` for `Image_1_2_3`).
+    (`bg12` for `bg12_fg3_7`, `Image_1` for `Image_1_2_3`). Without any depth entry every sample's depth is unknown;
+    without `masks` (predict's inputs) mask entries are optional the same way.
     """
     groups: dict[str, dict[str, str]] = {k: {} for k in KINDS}  # kind → pairing name → key
     collector, told = _Collector(store), []
@@ -408,7 +410,7 @@ def read_by_kind(store: ZipStore) -> DatasetIndex:
                     other = store.name(groups[kind][pairing])
                     collector.problem(i, name, f"same {kind} name as {other}", "layout")
                 groups[kind][pairing] = store.key(name, i)
-    for kind in KINDS:
+    for kind in ("bg", "fg_bg", "mask") if masks else ("bg", "fg_bg"):
         if not groups[kind]:
             found = "; ".join(told)
             raise DataError(store.describe(), None, f"no {kind} images found ({found}); {_NAME_KINDS}", "layout")
@@ -448,9 +450,10 @@ def _pair_by_name(store: ZipStore, groups: dict[str, dict[str, str]], collector:
         key = fg_bg[name]
         home = store.locate(key)[0]
         partners = {"bg": _bg_for(name, bgs), "mask": mask.get(name), "depth": depth.get(name)}
-        for kind in (k for k, v in partners.items() if v is None):
+        missing = [kind for kind, v in partners.items() if v is None and (kind == "bg" or groups[kind])]
+        for kind in missing:  # a kind with no entry at all (depth; predict's masks) is unknown for every sample
             collector.problem(home, store.name(key), f"no {kind} partner (nothing named like {name})", "missing")
-        if all(partners.values()):
+        if not missing:
             collector.add_keys(home, name, [partners["bg"], key, partners["mask"], partners["depth"]])
 
 
@@ -503,12 +506,14 @@ def load_index(
     depth_inverted: bool | None = None,
     strict: bool = True,
     require_samples: bool = True,
+    masks: bool = True,
 ) -> DatasetIndex:
     """Open one zip or several and index them as one dataset.
 
     `layout`: a key of READERS, or None to detect it; `depth_inverted`: override the layout's default (None keeps
     it); `strict`: raise the first problem (with the count of all), else leave problem samples out. A dataset with
     no samples is an error unless `require_samples` is False (`mdeas.data.check` lists the problems that left none).
+    Without `masks` (predict's inputs), a `by_kind` set may hold no masks: its samples' `mask` is then None.
     Logs one INFO line: layout, sample count and how manifest names were resolved.
     """
     paths = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
@@ -518,7 +523,7 @@ def load_index(
     if layout is not None and layout not in READERS:
         raise DataError(store.describe(), None, f"unknown layout {layout!r}; one of {', '.join(READERS)}", "layout")
     name = layout or detect_layout(store)
-    index = READERS[name](store)
+    index = read_by_kind(store, masks) if name == "by_kind" else READERS[name](store)
     if depth_inverted is not None:
         index.depth = replace(index.depth, inverted=flag(depth_inverted, "depth_inverted"))
     log.info(
