@@ -29,7 +29,7 @@ from tqdm import tqdm
 from mdeas.atomic import atomic_write, output_folder
 from mdeas.cli import exit_on_data_error, run_app
 from mdeas.config_values import file_names, flag, whole_number
-from mdeas.data.decode import check_pixels, decode_rgb, image_format
+from mdeas.data.decode import check_pixels, decode_rgb, exif_turn, image_format, open_image
 from mdeas.data.errors import DataError
 from mdeas.data.layouts import IMAGE_EXTENSIONS, load_index
 from mdeas.data.zipstore import fold, read_file
@@ -56,10 +56,24 @@ def same_size(bg: np.ndarray, fg_bg: np.ndarray, source: object, entry: str) -> 
         raise DataError(source, entry, f"size {size(fg_bg)} differs from its bg's {size(bg)}", "size")
 
 
+def same_upright_size(bg: np.ndarray, fg_bg: np.ndarray, bg_path: str | Path, fg_path: str | Path) -> None:
+    """`same_size` of a pair of files read upright (`read_image`); the DataError names the file turned by its EXIF
+    orientation, as the sizes it gives are the turned ones."""
+    try:
+        same_size(bg, fg_bg, fg_path, "")
+    except DataError as error:
+        files = (("bg", bg_path), ("fg_bg", fg_path))
+        turned = [kind for kind, path in files if exif_turn(open_image(read_file(Path(path)), str(path), ""))]
+        if not turned:
+            raise
+        said = f"{error.problem}, as shown upright ({' and '.join(turned)} turned by its EXIF orientation)"
+        raise DataError(error.source, None, said, "size") from None
+
+
 def pair_items(bg: str, fg_bg: str) -> Iterator[Item]:
     """The one pair bg=… fg_bg=…, named by the fg_bg file's stem."""
     pair = read_image(bg), read_image(fg_bg)
-    same_size(*pair, fg_bg, "")
+    same_upright_size(*pair, bg, fg_bg)
     yield Path(fg_bg).stem, *pair
 
 
@@ -106,7 +120,7 @@ def folder_items(pairs: list[tuple[Path, Path]]) -> Iterator[Item]:
     """The (fg_bg, bg) files of input=DIR (as `folder_images` lists and checks them), named by the fg_bg stem."""
     for fg, bg in pairs:
         pair = read_image(bg), read_image(fg)
-        same_size(*pair, fg, "")
+        same_upright_size(*pair, bg, fg)
         yield fg.stem, *pair
 
 

@@ -314,6 +314,9 @@ def test_bad_inputs_are_one_line_errors(trained, tmp_path, monkeypatch):
     (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
     (tmp_path / "cut.png").write_bytes((tmp_path / "in" / "bg" / "a.png").read_bytes()[:60])
     cv2.imwrite(str(tmp_path / "small.png"), np.zeros((10, 10, 3), np.uint8))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned a quarter: 30x50 upright
+    Image.fromarray(np.zeros((30, 50, 3), np.uint8)).save(tmp_path / "turned.jpg", exif=exif)
     for folder in ("empty/bg", "empty/fg_bg"):
         (tmp_path / folder).mkdir(parents=True)
     for folder in ("gif/bg", "gif/fg_bg"):
@@ -341,6 +344,8 @@ def test_bad_inputs_are_one_line_errors(trained, tmp_path, monkeypatch):
         ([f"ckpt_path={ckpt}", "input=in", "bg=a.png", "fg_bg=b.png"], "give one input: bg= fg_bg=, input= or video="),
         ([f"ckpt_path={ckpt}", "bg=cut.png", "fg_bg=cut.png"], "cut.png: cannot decode image"),
         ([f"ckpt_path={ckpt}", "bg=small.png", "fg_bg=in/bg/a.png"], "a.png: size 50x30 differs from its bg's 10x10"),
+        ([f"ckpt_path={ckpt}", "bg=turned.jpg", "fg_bg=in/bg/a.png"],
+         "a.png: size 50x30 differs from its bg's 30x50, as shown upright (bg turned by its EXIF orientation)"),
         ([f"ckpt_path={ckpt}", "input=empty"], "empty/fg_bg: no images (.jpg"),
         ([f"ckpt_path={ckpt}", "input=gif"], "gif/fg_bg: a.gif: a.gif is not an image of a known kind"),
         ([f"ckpt_path={ckpt}", "input=nested"], "nested/fg_bg: day2: a folder: input=DIR reads the images directly"),
