@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 import signal
 from collections.abc import Mapping
 from pathlib import Path
@@ -195,10 +196,12 @@ def train(cfg: DictConfig) -> dict:
         log.info("precision auto: %s", cfg.trainer.precision)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     callbacks += [ObjectiveCheck(cfg.optimized_metric), PlateauResume()]
-    if cfg.get("progressive"):  # a chain resumes as a whole, in its sweep folder
-        for callback in callbacks:
-            if isinstance(callback, ResumeOnInterrupt):
-                callback.resume_hint = f"python -m mdeas.train -m <same overrides> hydra.sweep.dir={out_dir.parent}"
+    for callback in (c for c in callbacks if isinstance(c, ResumeOnInterrupt)):
+        if cfg.get("progressive"):  # a chain resumes as a whole, in its sweep folder
+            callback.resume_hint = f"python -m mdeas.train -m <same overrides> hydra.sweep.dir={out_dir.parent}"
+        elif HydraConfig.initialized():  # the command line, whose ckpt_path= the hint sets anew
+            given = [o for o in HydraConfig.get().overrides.task if not o.startswith("ckpt_path=")]
+            callback.overrides = " ".join(shlex.quote(o) for o in given)
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     if isinstance(logger, CSVLogger):  # a resumed run keeps the rows logged before its checkpoint
         logger.resume_step = resume_step

@@ -4,8 +4,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from mdeas.failed_run import end_failed_run, holds_only_hydra_files
 
 

@@ -415,7 +415,9 @@ def test_an_interrupt_leaves_a_resumable_checkpoint_and_says_how_to_resume(run, 
             proc.kill()
     text = (tmp_path / "output").read_text()
     assert exit_status == status and "Traceback" not in text, text[-2000:]
-    assert f"resume with: python -m mdeas.train <same overrides> ckpt_path={ckpts / 'interrupted.ckpt'}" in text
+    same = " ".join([*SMALL, f"data.path={run['data']}", "trainer.max_epochs=100"])  # it resumes in its folder
+    assert f"resume with: python -m mdeas.train {same} ckpt_path={ckpts / 'interrupted.ckpt'}" in text
+    assert "weights_only" not in text  # Lightning's word on saving without the argument, read as a load warning
     interrupted = read_checkpoint(ckpts / "interrupted.ckpt")
     assert interrupted["epoch"] >= read_checkpoint(ckpts / "last.ckpt")["epoch"] >= 0
     assert sorted(p.name for p in ckpts.iterdir()) == ["best.ckpt", "interrupted.ckpt", "last.ckpt"]

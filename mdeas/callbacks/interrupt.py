@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shlex
 import signal
 import threading
 from collections.abc import Iterator
@@ -42,6 +43,7 @@ class ResumeOnInterrupt(pl.Callback):
     def __init__(self, dirpath: str) -> None:
         self.dirpath = Path(dirpath)
         self._deferred = False
+        self.overrides = "<same overrides>"  # the run's command-line overrides, shell-quoted (train sets them)
         self.resume_hint: str | None = None  # the command to resume, when not `ckpt_path=<interrupted.ckpt>`
         self.stopped_by: int | None = None  # the signal that stopped the last fit (SIGINT, SIGTERM), if any
 
@@ -76,7 +78,7 @@ class ResumeOnInterrupt(pl.Callback):
         if isinstance(exception, SIGTERMException) and self.stopped_by is None:
             self.stopped_by = signal.SIGTERM
         path = self.dirpath / "interrupted.ckpt"
-        trainer.save_checkpoint(path)
+        trainer.save_checkpoint(path, weights_only=False)  # the whole state (optimiser, loops): what a resume needs
         stepped = trainer.fit_loop.epoch_loop.batch_progress.current.processed
         if stepped % trainer.accumulate_grad_batches:
             log.warning(
@@ -84,7 +86,8 @@ class ResumeOnInterrupt(pl.Callback):
                 "optimiser step are not in %s, and a resume goes on after them",
                 stepped % trainer.accumulate_grad_batches, path,
             )  # fmt: skip
-        hint = self.resume_hint or f"python -m mdeas.train <same overrides> ckpt_path={path}"
+        same = [self.overrides] if self.overrides else []
+        hint = self.resume_hint or " ".join(["python -m mdeas.train", *same, shlex.quote(f"ckpt_path={path}")])
         log.error("interrupted at epoch %d, step %d; resume with: %s", trainer.current_epoch, trainer.global_step, hint)
 
 
