@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from mdeas.baseline import difference, fit_threshold
 from mdeas.data.dataset import MaskDepthDataset, load_sample
@@ -180,9 +181,9 @@ def full_size_logits(
     mirror: bool = False,
 ) -> Iterator[tuple[dict[str, Any], list[torch.Tensor]]]:
     """Each sample of `test` at its stored size (`full_size_samples`, decoded once) with each module's mask logits
-    there, float32 [1, 1, H, W] on the CPU (`full_resolution`, with `outline` and `mirror`)."""
+    there, float32 [1, 1, H, W] on the CPU (`full_resolution`, with `outline` and `mirror`), with a progress bar."""
     modules = [module.eval().to(device) for module in modules]
-    for batch in full_size_samples(test):
+    for batch in tqdm(full_size_samples(test), "native size", total=len(test), unit="sample"):
         bg, fg_bg = (test.normalise(batch[k]).to(device) for k in ("bg", "fg_bg"))
         yield batch, [full_resolution(module, bg, fg_bg, outline, mirror)["mask"].float().cpu() for module in modules]
 
