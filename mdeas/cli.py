@@ -86,7 +86,7 @@ def full_traces() -> bool:
 def _summary(error: BaseException) -> tuple[list[str], str]:
     """Hydra's report of a config error as (detail lines, one line): the message's first paragraph without
     OmegaConf's `full_key`/`object_type` lines, with the first line of an OmegaConf cause in brackets
-    (`Key 'nope' is not in struct`); the rest of the message are details."""
+    (`Key 'nope' is not in struct`); the rest of the message are details, but for Hydra's config search path."""
     lines = [line for line in str(error).splitlines() if not line.strip().startswith(("full_key:", "object_type="))]
     blank = next((i for i, line in enumerate(lines) if not line.strip()), len(lines))
     head = " ".join(line.strip() for line in lines[:blank]).removeprefix(_RESOLVER_ERROR)
@@ -99,7 +99,15 @@ def _summary(error: BaseException) -> tuple[list[str], str]:
         if error.override and error.override not in head:
             head = f"Error parsing override {error.override!r}: {head}"  # Hydra names it for some parse errors only
         head += f" ({QUOTING_HINT})"
-    return [line for line in lines[blank:] if line.strip()], head
+    details = [line for line in lines[blank:] if line.strip()]
+    if SEARCH_PATH in details:  # where Hydra looked (the package's own folders): noise beside the choices
+        start = details.index(SEARCH_PATH)
+        end = next((i for i in range(start + 1, len(details)) if not details[i][:1].isspace()), len(details))
+        details = details[:start] + details[end:]
+    return details, head
+
+
+SEARCH_PATH = "Config search path:"
 
 
 QUOTING_HINT = (

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hydra import compose as compose_config
+from hydra import initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.errors import OverrideParseException
+from hydra.errors import MissingConfigException, OverrideParseException
 from PIL import Image
 
 from mdeas.cli import QUOTING_HINT, _summary, one_line
@@ -276,3 +278,14 @@ def test_a_folder_pairs_names_in_another_case_and_names_an_ambiguous_partner(tmp
     assert (
         one_line(error.value) == f"{tmp_path / 'bg'}: b.jpg: 2 partners of {tmp_path / 'fg_bg/b.jpg'} in another case"
     )
+
+
+def test_an_unknown_config_choice_lists_the_choices_without_hydras_search_path():
+    with initialize_config_dir(config_dir=str(Path(__file__).parents[1] / "conf"), version_base="1.3"):
+        with pytest.raises(MissingConfigException) as error:
+            compose_config("train", overrides=["model=resunett"])
+    details, head = _summary(error.value)
+    assert "Config search path:" in str(error.value)  # Hydra's, left out
+    assert head == "In 'train': Could not find 'model/resunett'"
+    assert details[0] == "Available options in 'model':" and "\tresunet" in details
+    assert all(line.startswith("\t") for line in details[1:]) and not [line for line in details if "provider=" in line]
