@@ -127,7 +127,7 @@ def folder_items(pairs: list[tuple[Path, Path]]) -> Iterator[Item]:
 def zip_items(paths: str | list[str], out: Path, layout: str | None = None) -> Iterator[Item]:
     """The samples of a dataset zip or of several (any supported layout: `layout`, or detected when None), named by
     their ids; every id is checked (`output_stem`) before the first sample is read."""
-    store = (index := load_index(paths, layout, masks=False)).store
+    store = (index := load_index(paths, layout, pairs_only=True)).store
     for s in index.samples:
         output_stem(out, s.id, store.source(s.fg_bg))
     for s in index.samples:

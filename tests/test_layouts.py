@@ -475,7 +475,30 @@ def test_by_kind_without_depth_reads_it_unknown_and_without_masks_only_for_predi
     assert not raw["valid"].any()
     with pytest.raises(DataError, match=r"no mask images found \(bg.zip: bg; fg_bg.zip: fg_bg\); name each zip"):
         load_index([str(p) for p in paths[:2]])
-    pairs = load_index([str(p) for p in paths[:2]], masks=False)
+    pairs = load_index([str(p) for p in paths[:2]], pairs_only=True)
     assert sorted(pairs.store.name(s.fg_bg) for s in pairs.samples) == sorted(written)
     assert all(s.mask is None and s.depth is None for s in pairs.samples)
     assert all(pairs.store.name(s.bg) == f"bg/bg{written[pairs.store.name(s.fg_bg)].b}.jpg" for s in pairs.samples)
+
+
+@pytest.mark.parametrize("layout", ["canonical", *LAYOUTS])
+def test_predicts_inputs_need_only_bg_and_fg_bg(tmp_path, layout):
+    """A sample whose mask and depth entries are missing is a problem for training, an input for predict."""
+    if layout == "canonical":
+        paths = [write_canonical_zip(tmp_path / "c.zip", num_samples=6, size=16)]
+    else:
+        paths = LAYOUTS[layout](tmp_path)[0]
+    whole = load_index([str(p) for p in paths])
+    first = whole.samples[0]
+    gone = {(whole.store.source(key), whole.store.name(key)) for key in (first.mask, first.depth)}
+    (tmp_path / "cut").mkdir()
+    cut = [Path(shutil.copy(path, tmp_path / "cut" / path.name)) for path in paths]
+    for path, target in zip(paths, cut, strict=True):
+        for name in (name for source, name in gone if source == path):
+            drop(target, target.with_suffix(".tmp"), name).replace(target)
+    with pytest.raises(DataError, match="listed for sample .* but missing|no mask partner"):
+        load_index([str(p) for p in cut])
+    pairs = load_index([str(p) for p in cut], pairs_only=True)
+    assert [s.id for s in pairs.samples] == [s.id for s in whole.samples] and not pairs.problems
+    assert (pairs.samples[0].mask, pairs.samples[0].depth) == (None, None)
+    assert all(s.mask is not None for s in pairs.samples[1:])

@@ -46,7 +46,7 @@ SEED_DEPTH_INVERTED = True  # DenseDepth's NYU output is inverse-like: the seeds
 @dataclass(frozen=True)
 class Sample:
     """One sample: its id and the store keys of its four images (`depth` may be None: unknown; `mask` only in an
-    index of predict's inputs, `load_index(masks=False)`)."""
+    index of predict's inputs, `load_index(pairs_only=True)`)."""
 
     id: str
     bg: str
@@ -130,8 +130,9 @@ def _manifests(store: ZipStore, file_name: str) -> list[tuple[int, str]]:
 class _Collector:
     """Resolves manifest rows into samples; records problems instead of stopping at the first."""
 
-    def __init__(self, store: ZipStore) -> None:
+    def __init__(self, store: ZipStore, pairs_only: bool = False) -> None:
         self.store = store
+        self.pairs_only = pairs_only  # predict's inputs: a mask or depth listed but missing is left None
         self.resolver = NameResolver(store)
         self.samples: list[Sample] = []
         self.problems: list[DataError] = []
@@ -147,16 +148,17 @@ class _Collector:
         """Resolve bg, fg_bg, mask, depth names (depth may be None) listed at `where` in zip `home`."""
         keys: list[str | None] = []
         label = sample_id or names[1]
-        for name in names:
+        needed = names[:2] if self.pairs_only else names
+        for i, name in enumerate(names):
             try:
                 key = None if name is None else self.resolver.resolve(name, home)
             except DataError as e:
                 self.problems.append(e)
                 return
-            if name is not None and key is None:
+            if name is not None and key is None and i < len(needed):
                 self.problem(home, name, f"listed for sample {label} but missing ({where})", "missing")
             keys.append(key)
-        if all(k is not None for k, n in zip(keys, names, strict=True) if n is not None):
+        if all(k is not None for k, n in zip(keys, needed, strict=False) if n is not None):
             self.add_keys(home, sample_id, keys)
 
     def add_keys(self, home: int, sample_id: str | None, keys: Sequence[str | None]) -> None:
@@ -211,15 +213,21 @@ DELIMITERS = {";": "';'", "\t": "tabs"}  # as an error names them
 
 
 def _read_table(
-    store: ZipStore, file_name: str, delimiter: str, width: int, pick: Callable, depth_last: bool = False
+    store: ZipStore,
+    file_name: str,
+    delimiter: str,
+    width: int,
+    pick: Callable,
+    depth_last: bool = False,
+    pairs_only: bool = False,
 ) -> _Collector:
     """Every `file_name` manifest: rows of `width` fields, mapped by `pick(fields)` to (bg, fg_bg, mask, depth).
     Empty fields after the last are dropped (a trailing delimiter); with `depth_last`, depth is the last field and a
-    set without depth may leave it empty or out (its samples' depth is unknown)."""
+    set without depth may leave it empty or out (its samples' depth is unknown). `pairs_only`: see `load_index`."""
     found = _manifests(store, file_name)
     if not found:
         raise DataError(store.describe(), file_name, "missing: no zip holds this manifest", "layout")
-    collector = _Collector(store)
+    collector = _Collector(store, pairs_only)
     for home, key in found:
         for line, fields in _rows(store, key, delimiter):
             where = f"{store.name(key)} line {line}"
@@ -233,7 +241,9 @@ def _read_table(
                 collector.problem(home, where, what, "layout")
                 continue
             names = [name or None for name in pick(fields)]
-            empty = [kind for kind, name in zip(TABLE_KINDS[:3], names, strict=False) if name is None]
+            empty = [
+                kind for kind, name in zip(TABLE_KINDS[: 2 if pairs_only else 3], names, strict=False) if name is None
+            ]
             if empty:
                 collector.problem(home, where, f"empty {' and '.join(empty)} field: {fields}", "layout")
             else:
@@ -266,12 +276,12 @@ def _canonical_depth(store: ZipStore, meta_key: str) -> DepthEncoding:
     return DepthEncoding(**fields)
 
 
-def read_canonical(store: ZipStore) -> DatasetIndex:
+def read_canonical(store: ZipStore, pairs_only: bool = False) -> DatasetIndex:
     """Index canonical zips: each `manifest.csv` (id,bg,fg_bg,mask,depth) with the `meta.json` beside it."""
     found = _manifests(store, "manifest.csv")
     if not found:
         raise DataError(store.paths[0], "manifest.csv", "missing; not a canonical mdeas dataset", "layout")
-    collector, encodings = _Collector(store), set()
+    collector, encodings = _Collector(store, pairs_only), set()
     for home, key in found:
         folder = store.name(key)[: -len("manifest.csv")]
         meta_key = store.key(folder + "meta.json", home)
@@ -296,9 +306,10 @@ def read_canonical(store: ZipStore) -> DatasetIndex:
     return collector.index("canonical", encodings.pop())
 
 
-def read_seed002(store: ZipStore) -> DatasetIndex:
+def read_seed002(store: ZipStore, pairs_only: bool = False) -> DatasetIndex:
     """Index seed 002's zip: `label_data.csv` rows `"bg";"fg_bg";"mask";"depth"` (depth empty or left out: unknown)."""
-    return _read_table(store, "label_data.csv", ";", 4, lambda f: f, depth_last=True).index("seed002", SEED_DEPTH)
+    collector = _read_table(store, "label_data.csv", ";", 4, lambda f: f, depth_last=True, pairs_only=pairs_only)
+    return collector.index("seed002", SEED_DEPTH)
 
 
 def _bg_first(fields: list[str]) -> str:
@@ -312,9 +323,9 @@ def _pick_003(fields: list[str]) -> list[str]:
     return [_bg_first(fields), fields[2], fields[3], fields[4]]
 
 
-def read_seed003(store: ZipStore) -> DatasetIndex:
+def read_seed003(store: ZipStore, pairs_only: bool = False) -> DatasetIndex:
     """Index seed 003's zips: `labels.txt` rows `bg<TAB>fg<TAB>fg_bg<TAB>mask<TAB>depth` (fg is not used)."""
-    return _read_table(store, "labels.txt", "\t", 5, _pick_003).index("seed003", SEED_DEPTH)
+    return _read_table(store, "labels.txt", "\t", 5, _pick_003, pairs_only=pairs_only).index("seed003", SEED_DEPTH)
 
 
 def _depth_of_000(fg_bg: str) -> str:
@@ -327,9 +338,9 @@ def _pick_000(fields: list[str]) -> list[str]:
     return [_bg_first(fields), fields[2], fields[3], _depth_of_000(fields[2])]
 
 
-def read_seed000(store: ZipStore) -> DatasetIndex:
+def read_seed000(store: ZipStore, pairs_only: bool = False) -> DatasetIndex:
     """Index seed 000's zip: `labels.txt` rows `bg<TAB>fg<TAB>fg_bg<TAB>mask`, depth found by the fg_bg name."""
-    return _read_table(store, "labels.txt", "\t", 4, _pick_000).index("seed000", SEED_DEPTH)
+    return _read_table(store, "labels.txt", "\t", 4, _pick_000, pairs_only=pairs_only).index("seed000", SEED_DEPTH)
 
 
 _KIND_WORDS = {
@@ -389,13 +400,13 @@ def _classify(store: ZipStore, i: int) -> dict[str, list[tuple[str, str]]]:
     return entries
 
 
-def read_by_kind(store: ZipStore, masks: bool = True) -> DatasetIndex:
+def read_by_kind(store: ZipStore, pairs_only: bool = False) -> DatasetIndex:
     """Index zips holding one kind each (or one folder per kind), pairing by file name without extension, relative
     to the kind's folder.
 
     bg pairs by the same name, else by the longest bg name that starts the sample's name up to a separator
     (`bg12` for `bg12_fg3_7`, `Image_1` for `Image_1_2_3`). Without any depth entry every sample's depth is unknown;
-    without `masks` (predict's inputs) mask entries are optional the same way.
+    with `pairs_only` (predict's inputs) masks may be absent the same way, and a sample's missing mask or depth too.
     """
     groups: dict[str, dict[str, str]] = {k: {} for k in KINDS}  # kind → pairing name → key
     collector, told = _Collector(store), []
@@ -410,11 +421,11 @@ def read_by_kind(store: ZipStore, masks: bool = True) -> DatasetIndex:
                     other = store.name(groups[kind][pairing])
                     collector.problem(i, name, f"same {kind} name as {other}", "layout")
                 groups[kind][pairing] = store.key(name, i)
-    for kind in ("bg", "fg_bg", "mask") if masks else ("bg", "fg_bg"):
+    for kind in ("bg", "fg_bg") if pairs_only else ("bg", "fg_bg", "mask"):
         if not groups[kind]:
             found = "; ".join(told)
             raise DataError(store.describe(), None, f"no {kind} images found ({found}); {_NAME_KINDS}", "layout")
-    _pair_by_name(store, groups, collector)
+    _pair_by_name(store, groups, collector, pairs_only)
     return collector.index("by_kind", SEED_DEPTH)
 
 
@@ -440,7 +451,9 @@ def _bg_for(name: str, bgs: dict[str, str]) -> str | None:
     return next((bgs[name[:c]] for c in reversed(cuts) if name[:c] in bgs), None)
 
 
-def _pair_by_name(store: ZipStore, groups: dict[str, dict[str, str]], collector: _Collector) -> None:
+def _pair_by_name(
+    store: ZipStore, groups: dict[str, dict[str, str]], collector: _Collector, pairs_only: bool = False
+) -> None:
     fg_bg, mask, depth, bgs = groups["fg_bg"], groups["mask"], groups["depth"], groups["bg"]
     for kind, names in (("mask", mask), ("depth", depth)):
         for name in sorted(set(names) - set(fg_bg)):
@@ -450,14 +463,15 @@ def _pair_by_name(store: ZipStore, groups: dict[str, dict[str, str]], collector:
         key = fg_bg[name]
         home = store.locate(key)[0]
         partners = {"bg": _bg_for(name, bgs), "mask": mask.get(name), "depth": depth.get(name)}
-        missing = [kind for kind, v in partners.items() if v is None and (kind == "bg" or groups[kind])]
+        needed = [kind for kind in partners if kind == "bg" or (groups[kind] and not pairs_only)]
+        missing = [kind for kind in needed if partners[kind] is None]
         for kind in missing:  # a kind with no entry at all (depth; predict's masks) is unknown for every sample
             collector.problem(home, store.name(key), f"no {kind} partner (nothing named like {name})", "missing")
         if not missing:
             collector.add_keys(home, name, [partners["bg"], key, partners["mask"], partners["depth"]])
 
 
-READERS: dict[str, Callable[[ZipStore], DatasetIndex]] = {
+READERS: dict[str, Callable[[ZipStore, bool], DatasetIndex]] = {  # (store, pairs_only) → index
     "canonical": read_canonical,
     "seed002": read_seed002,
     "seed003": read_seed003,
@@ -506,14 +520,15 @@ def load_index(
     depth_inverted: bool | None = None,
     strict: bool = True,
     require_samples: bool = True,
-    masks: bool = True,
+    pairs_only: bool = False,
 ) -> DatasetIndex:
     """Open one zip or several and index them as one dataset.
 
     `layout`: a key of READERS, or None to detect it; `depth_inverted`: override the layout's default (None keeps
     it); `strict`: raise the first problem (with the count of all), else leave problem samples out. A dataset with
     no samples is an error unless `require_samples` is False (`mdeas.data.check` lists the problems that left none).
-    Without `masks` (predict's inputs), a `by_kind` set may hold no masks: its samples' `mask` is then None.
+    `pairs_only` (predict's inputs) needs only each sample's bg and fg_bg: a mask or depth missing (and in a
+    `by_kind` set any mask at all) leaves the sample's `mask` or `depth` None.
     Logs one INFO line: layout, sample count and how manifest names were resolved.
     """
     paths = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
@@ -523,7 +538,7 @@ def load_index(
     if layout is not None and layout not in READERS:
         raise DataError(store.describe(), None, f"unknown layout {layout!r}; one of {', '.join(READERS)}", "layout")
     name = layout or detect_layout(store)
-    index = read_by_kind(store, masks) if name == "by_kind" else READERS[name](store)
+    index = READERS[name](store, pairs_only)
     if depth_inverted is not None:
         index.depth = replace(index.depth, inverted=flag(depth_inverted, "depth_inverted"))
     log.info(
