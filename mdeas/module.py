@@ -170,8 +170,8 @@ class MaskDepthModule(pl.LightningModule):
         with mask.sync_context():  # every process's counts
             if int(mask.tp.sum() + mask.fp.sum() + mask.fn.sum() + mask.tn.sum()) == 0:
                 raise ValueError(f"{stage}: no sample to score; every one was left out (data.on_error=skip)")
-        values = {}
-        for task, metric in (("mask", mask), ("depth", self.depth_metrics[stage])):
+        values = {"depth/count": torch.zeros(())}  # what a model that learns no depth leaves it (`learns_depth`)
+        for task, metric in (("mask", mask), *([("depth", self.depth_metrics[stage])] if self.learns_depth else [])):
             values |= {f"{task}/{k}": v for k, v in metric.compute().items()}
             metric.reset()
         unscored = ("depth/",) if float(values["depth/count"]) == 0 else ("depth/count", "depth/images")

@@ -24,8 +24,10 @@ def run_folder(ckpt_path: str | Path) -> Path | None:
 
 
 def resume_dir(ckpt_path: str | None, default: str) -> str:
-    """The run folder of `ckpt_path` when it lies in a run's `checkpoints/` folder, else `default`."""
-    run = run_folder(ckpt_path) if file_name(ckpt_path, "ckpt_path") else None
+    """The run folder of `ckpt_path` when it is a file in a run's `checkpoints/` folder, else `default` (a path
+    that names no file makes no folder of its own: the run fails in `default`, its error in that folder's log)."""
+    exists = file_name(ckpt_path, "ckpt_path") and Path(ckpt_path).is_file()
+    run = run_folder(ckpt_path) if exists else None
     return default if run is None else str(run)
 
 

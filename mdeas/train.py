@@ -31,7 +31,7 @@ from mdeas.callbacks.steps import val_log_step
 from mdeas.cli import exit_on_data_error, full_traces, one_line, run_app
 from mdeas.config_values import file_name, finite_number, flag, numbers, whole_number
 from mdeas.data.datamodule import MaskDepthDataModule
-from mdeas.failed_run import end_failed_run
+from mdeas.failed_run import log_to_files
 from mdeas.failure import failure_message
 from mdeas.inference import CheckpointError, load_weights, read_checkpoint
 from mdeas.module import MaskDepthModule, NonFiniteLossError
@@ -264,8 +264,7 @@ def main(cfg: DictConfig) -> float | None:
     Bad data, bad config values (ValueError, e.g. CheckpointError, and Lightning's MisconfigurationException), a
     broken progressive chain and a non-finite loss end the run with one line `error: ...` and exit status 1; in a
     sweep they end the job only (`mdeas.sweep.record_failure`; the job returns None, a failed trial) and the sweep
-    exits 1 at its end. A single run's error is added to its train.log, and a run folder holding only Hydra's
-    files is removed (`mdeas.failed_run`).
+    exits 1 at its end. A single run's error is also added to its train.log (`mdeas.failed_run`).
     Any other error ends a sweep's job the same way, its type and message in the one line and its traceback in
     the job's log; a single run shows it as a traceback.
     Ctrl-C (exit status 130, `interrupted`) and SIGTERM (exit status 143, as a shell reports a process that SIGTERM
@@ -285,14 +284,14 @@ def main(cfg: DictConfig) -> float | None:
         raise SystemExit(128 + signal.SIGTERM) from None
     except SystemExit as failure:
         if not in_sweep and isinstance(failure.code, str):
-            end_failed_run(Path(cfg.paths.output_dir), failure_message(failure.code))
+            log_to_files(failure_message(failure.code))
         if not in_sweep or not isinstance(failure.code, str):  # an interrupt (Lightning exits 1) ends the sweep
             raise
         record_failure(Path(cfg.paths.output_dir), str(failure.code))  # the other jobs still run
         return None
     except Exception as error:  # a fault no check foresaw: in a sweep it ends its job only, its traceback logged
         if not in_sweep:
-            end_failed_run(Path(cfg.paths.output_dir), f"{type(error).__name__}: {one_line(error)}", traceback=True)
+            log_to_files(f"{type(error).__name__}: {one_line(error)}", traceback=True)
         if not in_sweep or full_traces():
             raise
         log.exception("job failed")

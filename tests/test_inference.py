@@ -568,3 +568,16 @@ def test_predict_reads_a_zip_of_bg_and_fg_bg_folders_as_it_reads_the_folders(tra
         predict(compose("predict", overrides=[*overrides, "device=cpu"]))
     check_outputs(tmp_path / "out", "a", (40, 30))
     check_outputs(tmp_path / "out", "b", (24, 36))
+
+
+def test_a_model_that_learns_no_depth_computes_no_depth_metric(trained, recwarn):
+    """Its depth metrics are never updated: computing them would only warn (torchmetrics' compute before update)."""
+    module = load_module(trained["ckpt"])
+    module.learns_depth = False
+    module.log_dict = lambda logged, **_: setattr(module, "logged", logged)
+    batch = {"mask": torch.ones(1, 1, 8, 8), "depth": torch.rand(1, 1, 8, 8), "valid": torch.ones(1, 1, 8, 8).bool()}
+    module.mask_metrics["val"].update(torch.full((1, 1, 8, 8), 3.0), batch["mask"])
+    module._log_metrics("val")
+    assert sorted(module.logged)[-1] == "val/score" and not [k for k in module.logged if "depth" in k]
+    assert module.logged["val/score"] == module.logged["val/mask/iou"] == 1.0
+    assert not [w for w in recwarn if "compute" in str(w.message)]

@@ -102,10 +102,15 @@ def test_last_checkpoint_is_rewritten_every_epoch_when_best_does_not_improve(tmp
 
 @pytest.mark.parametrize(
     ("ckpt_path", "expected"),
-    [("runs/a/checkpoints/last.ckpt", "runs/a"), ("/x/y/checkpoints/interrupted.ckpt", "/x/y"),
-     ("weights/model.ckpt", "new"), (None, "new")],
+    [("runs/a/checkpoints/last.ckpt", "runs/a"), ("x/y/checkpoints/interrupted.ckpt", "x/y"),
+     ("weights/model.ckpt", "new"), ("runs/gone/checkpoints/last.ckpt", "new"), (None, "new")],
 )  # fmt: skip
-def test_a_checkpoint_of_a_run_resumes_in_that_run_s_folder(ckpt_path, expected):
+def test_a_checkpoint_of_a_run_resumes_in_that_run_s_folder(ckpt_path, expected, tmp_path, monkeypatch):
+    """A checkpoint file in <run>/checkpoints/ resumes in <run>; a path naming no file makes no folder of its own."""
+    monkeypatch.chdir(tmp_path)
+    for path in ("runs/a/checkpoints/last.ckpt", "x/y/checkpoints/interrupted.ckpt", "weights/model.ckpt"):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_bytes(b"")
     assert resume_dir(ckpt_path, "new") == expected
 
 
