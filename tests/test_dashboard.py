@@ -237,3 +237,6 @@ def test_panel_layout_and_captions() -> None:
     changed = (relative != image).any(-1).nonzero()[1]  # columns of the pixels that differ
     depth_gt = COLUMNS.index("depth GT") * (tile + GAP) + GAP
     assert len(changed) and changed.min() >= depth_gt and changed.max() < depth_gt + tile  # only its caption
+    masks_only = prediction_panel(**rows, depth_scale_m=20.0, ids=["a", "b", "c"], with_depth=False)
+    kept = COLUMNS.index("depth GT") * (tile + GAP) + GAP  # the mask columns, as in the whole panel
+    assert masks_only.shape == (image.shape[0], kept, 3) and np.array_equal(masks_only[header:], image[header:, :kept])

@@ -133,6 +133,7 @@ class ImageGrid(pl.Callback):
                 depth_scale_m=scale,
                 ids=list(rows["id"]),
                 tile=self.tile,
+                with_depth=getattr(pl_module, "learns_depth", True),
             )
             summary = image_summary(tag, image)
             for logger in loggers:

@@ -123,10 +123,12 @@ def prediction_panel(
     depth_scale_m: float | None,
     ids: list[str] | None = None,
     tile: int = 128,
+    with_depth: bool = True,
 ) -> np.ndarray:
     """The panel of a batch (CPU tensors, shapes as `panel_tiles`; `mask_logits` the model's [N,1,H,W] logits),
     each row captioned with its id (on bg), its depth range in metres (`depth_scale_m` = depth 1.0; None: relative
-    depth, the range as it is) and its IoU. Returns uint8 RGB [H', W', 3] (see `draw_panel`)."""
+    depth, the range as it is) and its IoU; without `with_depth` (a model that learns none) the mask columns only.
+    Returns uint8 RGB [H', W', 3] (see `draw_panel`)."""
     prob = torch.sigmoid(mask_logits.float())
     iou = iou_per_image(prob > 0.5, mask > 0.5)
     low, high = depth_ranges(depth, valid, depth_pred)
@@ -136,8 +138,9 @@ def prediction_panel(
             depth_range = f"{low[r].item():.2f} to {high[r].item():.2f}"
         else:
             depth_range = f"{low[r].item() * depth_scale_m:.1f} to {high[r].item() * depth_scale_m:.1f} m"
-        row = {3: f"IoU {iou[r]:.2f}", 5: depth_range}
+        row = {3: f"IoU {iou[r]:.2f}", **({5: depth_range} if with_depth else {})}
         if ids is not None:
             row[0] = ids[r][-16:]
         captions.append(row)
-    return draw_panel(panel_tiles(bg, fg_bg, mask, prob, depth, depth_pred, valid), captions, tile)
+    tiles = panel_tiles(bg, fg_bg, mask, prob, depth, depth_pred, valid)
+    return draw_panel(tiles if with_depth else tiles[:, : COLUMNS.index("depth GT")], captions, tile)
