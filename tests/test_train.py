@@ -115,11 +115,15 @@ def test_a_checkpoint_of_a_run_resumes_in_that_run_s_folder(ckpt_path, expected,
 
 
 def test_the_run_folder_follows_ckpt_path(tmp_path):
+    (tmp_path / "r" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "r" / "checkpoints" / "last.ckpt").write_bytes(b"")
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
         resumed = compose("train", [f"ckpt_path={tmp_path}/r/checkpoints/last.ckpt"], return_hydra_config=True)
+        missing = compose("train", [f"ckpt_path={tmp_path}/m/checkpoints/last.ckpt"], return_hydra_config=True)
         fresh = compose("train", [], return_hydra_config=True)
     assert resumed.hydra.run.dir == f"{tmp_path}/r"
-    assert fresh.hydra.run.dir.startswith("outputs/20") and fresh.hydra.run.dir.count("/") == 2
+    for run in (fresh, missing):
+        assert run.hydra.run.dir.startswith("outputs/20") and run.hydra.run.dir.count("/") == 2
 
 
 def test_resuming_in_the_run_s_folder_keeps_the_best_epoch_from_before(tmp_path, tiny_zip):
