@@ -100,6 +100,18 @@ def write_summary(
     return csv_path, md_path
 
 
+def scores_of_two_kinds(sweep_dir: Path) -> list[str]:
+    """The finished jobs under `sweep_dir` whose `val/score` is the mask IoU alone (no depth metric: the model learns
+    no depth, or its data holds none) where other jobs' is (IoU + δ1) / 2, in job order; [] when all agree."""
+    alone, both = [], []
+    for path in sweep_dir.glob("*/metrics.json"):
+        val = json.loads(path.read_text()).get("val") or {}
+        if "val/score" in val:
+            depth = any(k in val for k in ("val/depth/delta1", "val/depth/delta1_ssi"))
+            (both if depth else alone).append(path.parent.name)
+    return sorted(alone, key=lambda name: (len(name), name)) if alone and both else []
+
+
 class SweepSummary(Callback):
     """Hydra callback: after a multirun (any sweeper), summarise its jobs (:func:`job_rows`) into
     ``sweep_summary.csv`` and ``sweep_summary.md`` in the sweep directory."""
@@ -123,6 +135,12 @@ class SweepSummary(Callback):
         direction = OmegaConf.select(config, "hydra.sweeper.direction", default="maximize")  # Optuna's, if any
         csv_path, md_path = write_summary(sweep_dir, rows, self.name, str(direction))
         log.info("sweep summary: %s, %s", csv_path, md_path)
+        ranked_by = OmegaConf.select(config, "optimized_metric", default=None)
+        alone = scores_of_two_kinds(sweep_dir) if ranked_by and "val/score" in metric_weights(ranked_by) else []
+        if alone:
+            log.warning("jobs %s score the mask IoU alone (they learn no depth) beside jobs scoring (IoU + δ1) / 2: "
+                        "the two do not compare; rank them by optimized_metric=val/mask/iou",
+                        ", ".join(alone))  # fmt: skip
         failed = [row for row in rows if row.get("error")]
         if failed:
             said = "; ".join(f"job {row['job']}: {row['error']}" for row in failed)

@@ -304,3 +304,18 @@ def test_only_optunas_want_of_a_best_trial_is_read_as_a_sweep_whose_every_job_fa
             end_failed_sweep(ValueError("No trials are completed yet."))
     finally:
         SweepSummary.running = None
+
+
+def test_a_sweep_ranking_scores_of_two_kinds_says_so(tmp_path: Path, caplog) -> None:
+    """Jobs that learn no depth log `val/score` = IoU, the others (IoU + δ1) / 2: ranked together, they are named."""
+    sweep = tmp_path / "sweep"
+    fake_job(sweep, 0, ["loss.terms.depth_l1.weight=1"], {**VAL, "val/score": 0.625}, metric="val/score")
+    fake_job(sweep, 1, ["loss.terms.depth_l1.weight=0"], {"val/mask/iou": 0.7, "val/score": 0.7}, metric="val/score")
+    hydra = {"hydra": {"sweep": {"dir": str(sweep)}}}
+    for ranked_by, said in (("val/score", True), ("val/mask/iou", False)):
+        caplog.clear()
+        SweepSummary().on_multirun_end(config=OmegaConf.create({**hydra, "optimized_metric": ranked_by}))
+        warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        expected = "jobs 1 score the mask IoU alone (they learn no depth) beside jobs scoring (IoU + δ1) / 2: the two "
+        expected += "do not compare; rank them by optimized_metric=val/mask/iou"
+        assert warned == ([expected] if said else [])
