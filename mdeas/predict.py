@@ -201,10 +201,10 @@ def depth_color(depth_norm: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(cv2.applyColorMap(grey, cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB)
 
 
-def panel(fg_bg: np.ndarray, p: Prediction, depth: bool = True) -> np.ndarray:
-    """fg_bg | mask | depth colour side by side: RGB uint8 [H, 3W, 3]; without `depth`, fg_bg | mask [H, 2W, 3]."""
+def panel(fg_bg: np.ndarray, p: Prediction, with_depth: bool = True) -> np.ndarray:
+    """fg_bg | mask | depth colour side by side: RGB uint8 [H, 3W, 3]; without `with_depth`, fg_bg | mask [H, 2W, 3]."""
     mask = np.repeat((p.mask[..., None] > 0.5).astype(np.uint8) * 255, 3, axis=2)
-    return np.concatenate([fg_bg, mask, *([depth_color(p.depth_norm)] if depth else [])], axis=1)
+    return np.concatenate([fg_bg, mask, *([depth_color(p.depth_norm)] if with_depth else [])], axis=1)
 
 
 def write_png(path: Path, image: np.ndarray) -> None:
@@ -223,15 +223,15 @@ def output_stem(out: Path, sample_id: str, source: object) -> str:
     return str(out / sample_id)
 
 
-def write_outputs(stem: str, fg_bg: np.ndarray, p: Prediction, depth: bool = True) -> np.ndarray:
+def write_outputs(stem: str, fg_bg: np.ndarray, p: Prediction, with_depth: bool = True) -> np.ndarray:
     """Write the four files of one sample, <stem>_mask.png etc. (in the folders `stem` names, as seed layouts'
-    ids do), or without `depth` the mask and a panel without depth; returns its panel."""
+    ids do), or without `with_depth` the mask and a panel without depth; returns its panel."""
     Path(stem).parent.mkdir(parents=True, exist_ok=True)
     write_png(Path(f"{stem}_mask.png"), (p.mask > 0.5).astype(np.uint8) * 255)
-    if depth:
+    if with_depth:
         write_png(Path(f"{stem}_depth.png"), p.depth)
         write_png(Path(f"{stem}_depth_color.png"), cv2.cvtColor(depth_color(p.depth_norm), cv2.COLOR_RGB2BGR))
-    view = panel(fg_bg, p, depth)
+    view = panel(fg_bg, p, with_depth)
     write_png(Path(f"{stem}_panel.png"), cv2.cvtColor(view, cv2.COLOR_RGB2BGR))
     return view
 

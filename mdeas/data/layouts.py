@@ -148,17 +148,17 @@ class _Collector:
         """Resolve bg, fg_bg, mask, depth names (depth may be None) listed at `where` in zip `home`."""
         keys: list[str | None] = []
         label = sample_id or names[1]
-        needed = names[:2] if self.pairs_only else names
-        for i, name in enumerate(names):
+        required = 2 if self.pairs_only else len(names)  # the first names a sample cannot do without
+        for name in names:
             try:
                 key = None if name is None else self.resolver.resolve(name, home)
             except DataError as e:
                 self.problems.append(e)
                 return
-            if name is not None and key is None and i < len(needed):
+            if name is not None and key is None and len(keys) < required:
                 self.problem(home, name, f"listed for sample {label} but missing ({where})", "missing")
             keys.append(key)
-        if all(k is not None for k, n in zip(keys, needed, strict=False) if n is not None):
+        if all(k is not None for k, n in zip(keys[:required], names[:required], strict=True) if n is not None):
             self.add_keys(home, sample_id, keys)
 
     def add_keys(self, home: int, sample_id: str | None, keys: Sequence[str | None]) -> None:
