@@ -31,7 +31,7 @@ from mdeas.cli import exit_on_data_error, run_app
 from mdeas.config_values import file_names, flag, whole_number
 from mdeas.data.decode import check_pixels, decode_rgb, exif_turn, image_format, open_image
 from mdeas.data.errors import DataError
-from mdeas.data.layouts import IMAGE_EXTENSIONS, load_index
+from mdeas.data.layouts import IMAGE_EXTENSIONS, OS_FILES, load_index
 from mdeas.data.zipstore import fold, read_file
 from mdeas.inference import CheckpointError, Prediction, Predictor, load_module, resolve_device
 from mdeas.module import NO_DEPTH_LEARNT
@@ -77,14 +77,12 @@ def pair_items(bg: str, fg_bg: str) -> Iterator[Item]:
     yield Path(fg_bg).stem, *pair
 
 
-OS_FILES = ("thumbs.db", "desktop.ini")  # what Windows leaves in a folder of images (macOS's start with a dot)
-
-
 def folder_images(root: Path) -> list[tuple[Path, Path]]:
     """The fg_bg images of input=DIR, sorted (dot files and OS_FILES left out), each with its partner in DIR/bg:
-    (fg_bg, bg) paths. DataError naming the folder or file when DIR/bg or DIR/fg_bg is missing, DIR/fg_bg holds no
-    image (or a file of another kind, or a folder: they would be skipped), a partner is missing or ambiguous, or two
-    names share a stem (their outputs, <stem>_mask.png etc., would overwrite each other)."""
+    the bg of the same name, else the one bg of the same stem in any case, Unicode form or extension: (fg_bg, bg)
+    paths. DataError naming the folder or file when DIR/bg or DIR/fg_bg is missing, DIR/fg_bg holds no image (or a
+    file of another kind, a folder or a broken link: they would be skipped), a partner is missing or ambiguous, or
+    two names share a stem (their outputs, <stem>_mask.png etc., would overwrite each other)."""
     bg_dir, fg_dir = root / "bg", root / "fg_bg"
     for d in (bg_dir, fg_dir):
         if not d.is_dir():
@@ -93,21 +91,23 @@ def folder_images(root: Path) -> list[tuple[Path, Path]]:
     folders = [p.name for p in listed if p.is_dir()]
     if folders:
         raise DataError(fg_dir, folders[0], "a folder: input=DIR reads the images directly in fg_bg/ only")
-    files = [p for p in listed if p.is_file()]
-    other = [p.name for p in files if p.suffix.lower() not in IMAGE_EXTENSIONS]
-    if other or not files:
-        what = f"{other[0]} is not an image of a known kind" if other else "no images"
+    unreadable = [p.name for p in listed if not p.is_file()]
+    if unreadable:
+        raise DataError(fg_dir, unreadable[0], "not a file (a broken link, a pipe or a device)")
+    other = [p.name for p in listed if p.suffix.lower() not in IMAGE_EXTENSIONS]
+    if other or not listed:
+        what = "not an image of a known kind" if other else "no images"
         raise DataError(fg_dir, other[0] if other else "", f"{what} ({' '.join(IMAGE_EXTENSIONS)})")
     stems: dict[str, str] = {}
-    backgrounds: dict[str, list[Path]] = {}  # by the name in one case and Unicode form (`fold`)
+    backgrounds: dict[str, list[Path]] = {}  # by the stem in one case and Unicode form (`fold`)
     for path in sorted(p for p in bg_dir.iterdir() if p.is_file()):
-        backgrounds.setdefault(fold(path.name), []).append(path)
+        backgrounds.setdefault(fold(path.stem), []).append(path)
     pairs = []
-    for fg in files:
-        near = backgrounds.get(fold(fg.name), [])
+    for fg in listed:
+        near = backgrounds.get(fold(fg.stem), [])
         bg = bg_dir / fg.name if (bg_dir / fg.name).is_file() else near[0] if len(near) == 1 else None
         if bg is None:
-            said = f"missing partner of {fg}" if not near else f"{len(near)} partners of {fg} in another case"
+            said = f"missing partner of {fg}" if not near else f"{len(near)} partners of {fg} ({near[0].name}, ...)"
             raise DataError(bg_dir, fg.name, said)
         if fg.stem in stems:
             raise DataError(fg_dir, fg.name, f"same name as {stems[fg.stem]}: their outputs would overwrite each other")
@@ -126,7 +126,12 @@ def folder_items(pairs: list[tuple[Path, Path]]) -> Iterator[Item]:
 
 def zip_items(paths: str | list[str], out: Path, layout: str | None = None) -> Iterator[Item]:
     """The samples of a dataset zip or of several (any supported layout: `layout`, or detected when None), named by
-    their ids; every id is checked (`output_stem`) before the first sample is read."""
+    their ids; every id is checked (`output_stem`) before the first sample is read. An image file given as a zip is
+    a DataError that says how to give one pair."""
+    for path in [paths] if isinstance(paths, str) else paths:
+        known = _still_image(path)
+        if known:
+            raise DataError(path, None, f"a {known} image, not a zip: give one pair as bg=... fg_bg=...", "read")
     store = (index := load_index(paths, layout, pairs_only=True)).store
     for s in index.samples:
         output_stem(out, s.id, store.source(s.fg_bg))
@@ -141,7 +146,7 @@ def video_items(video: str, bg: str) -> Iterator[Item]:
     within 2 %, else a DataError), named <stem>_<frame>; a DataError for a video without frames, or one that ends
     two or more frames before the count its container declares (cut short, or a damaged frame OpenCV stops at)."""
     background = read_image(bg)
-    capture = cv2.VideoCapture(video)
+    capture = open_video(video)
     if not capture.isOpened():
         raise DataError(video, "", "cannot open video")
     try:
@@ -186,9 +191,18 @@ def _still_image(path: str) -> str | None:
         return image_format(file.read(12))
 
 
+def open_video(video: str) -> cv2.VideoCapture:
+    """OpenCV's capture of the file `video`, FFmpeg's own log lines off (its errors are told in one line from what
+    the capture reads; OPENCV_FFMPEG_LOGLEVEL set by the user wins); DataError when there is no such file."""
+    if not os.path.isfile(video):
+        raise DataError(video, "", "a folder, not a video file" if os.path.isdir(video) else "no such file")
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET, read when FFmpeg opens its first file
+    return cv2.VideoCapture(video)
+
+
 def video_property(video: str, prop: int) -> float:
     """One `cv2.CAP_PROP_*` of a video file (0 when unknown or unreadable)."""
-    capture = cv2.VideoCapture(video)
+    capture = open_video(video)
     try:
         return capture.get(prop)
     finally:

@@ -261,23 +261,24 @@ def test_a_name_made_of_digits_is_named_with_how_to_quote_it(tmp_path, args, mes
 
 
 def test_a_folder_pairs_names_in_another_case_and_names_an_ambiguous_partner(tmp_path):
-    """input=DIR made on Windows: fg_bg/a.JPG beside bg/a.jpg is one pair, Thumbs.db is no image to pair (as
-    .DS_Store); with bg/B.jpg and bg/b.JPG both there, fg_bg/b.jpg has two and neither is taken."""
+    """input=DIR made on Windows: fg_bg/a.JPG beside bg/a.jpg is one pair, so is fg_bg/d.jpg beside bg/d.png,
+    Thumbs.db is no image to pair (as .DS_Store); with bg/B.jpg and bg/b.JPG both there, fg_bg/b.jpg has two and
+    neither is taken."""
     image = encode(np.zeros((8, 8, 3), np.uint8), "PNG")
-    for name in ("bg/a.jpg", "fg_bg/a.JPG", "bg/c.png", "fg_bg/c.png", "fg_bg/Thumbs.db", "fg_bg/.DS_Store"):
+    names = ("bg/a.jpg", "fg_bg/a.JPG", "bg/c.png", "fg_bg/c.png", "bg/d.png", "fg_bg/d.jpg", "fg_bg/Thumbs.db")
+    for name in (*names, "fg_bg/.DS_Store"):
         (tmp_path / name).parent.mkdir(exist_ok=True)
         (tmp_path / name).write_bytes(image)
     assert folder_images(tmp_path) == [
         (tmp_path / "fg_bg/a.JPG", tmp_path / "bg/a.jpg"),
         (tmp_path / "fg_bg/c.png", tmp_path / "bg/c.png"),
+        (tmp_path / "fg_bg/d.jpg", tmp_path / "bg/d.png"),
     ]
     for name in ("bg/B.jpg", "bg/b.JPG", "fg_bg/b.jpg"):
         (tmp_path / name).write_bytes(image)
     with pytest.raises(DataError) as error:
         folder_images(tmp_path)
-    assert (
-        one_line(error.value) == f"{tmp_path / 'bg'}: b.jpg: 2 partners of {tmp_path / 'fg_bg/b.jpg'} in another case"
-    )
+    assert one_line(error.value) == f"{tmp_path / 'bg'}: b.jpg: 2 partners of {tmp_path / 'fg_bg/b.jpg'} (B.jpg, ...)"
 
 
 def test_an_unknown_config_choice_lists_the_choices_without_hydras_search_path():

@@ -326,8 +326,12 @@ def test_bad_inputs_are_one_line_errors(trained, tmp_path, monkeypatch):
     (tmp_path / "nested" / "fg_bg" / "day2").mkdir()
     write_pair(tmp_path / "dup", "a.png", (8, 8))
     write_pair(tmp_path / "dup", "a.jpg", (8, 8))
+    write_pair(tmp_path / "broken", "a.png", (8, 8))
+    (tmp_path / "broken" / "fg_bg" / "b.png").symlink_to(tmp_path / "nowhere.png")
+    (tmp_path / "text.mp4").write_text("hello\n")
     entry_points = [  # each entry point as a user runs it: the last line of stderr, a non-zero status
         (["mdeas.predict", "ckpt_path=nope.ckpt", "output=o", "input=ok"], "nope.ckpt: no such checkpoint file"),
+        (["mdeas.predict", f"ckpt_path={ckpt}", "output=o", "video=text.mp4", "bg=ok/bg/a.png"], "text.mp4: cannot"),
         (["mdeas.export", "ckpt_path=junk.ckpt", "format=onnx", "output=m.onnx"], "junk.ckpt: not a PyTorch"),
         (["mdeas.evaluate", "ckpt_path=junk.ckpt"], "junk.ckpt: not a PyTorch checkpoint"),
     ]  # fmt: skip
@@ -336,6 +340,7 @@ def test_bad_inputs_are_one_line_errors(trained, tmp_path, monkeypatch):
         assert done.returncode != 0, args
         last = done.stderr.strip().splitlines()[-1]
         assert message in last, (args, done.stderr[-800:])
+        assert "moov atom" not in done.stderr  # FFmpeg's own log line before the one-line error
     predict_inputs = [  # the rest of predict's inputs through the same error handling, in this process
         (["ckpt_path=junk.ckpt", "input=ok"], "junk.ckpt: not a PyTorch checkpoint"),
         ([f"ckpt_path={ckpt}", "input=in"], "lonely.png: missing partner"),
@@ -347,8 +352,11 @@ def test_bad_inputs_are_one_line_errors(trained, tmp_path, monkeypatch):
         ([f"ckpt_path={ckpt}", "bg=turned.jpg", "fg_bg=in/bg/a.png"],
          "a.png: size 50x30 differs from its bg's 30x50, as shown upright (bg turned by its EXIF orientation)"),
         ([f"ckpt_path={ckpt}", "input=empty"], "empty/fg_bg: no images (.jpg"),
-        ([f"ckpt_path={ckpt}", "input=gif"], "gif/fg_bg: a.gif: a.gif is not an image of a known kind"),
+        ([f"ckpt_path={ckpt}", "input=gif"], "gif/fg_bg: a.gif: not an image of a known kind (.jpg"),
         ([f"ckpt_path={ckpt}", "input=nested"], "nested/fg_bg: day2: a folder: input=DIR reads the images directly"),
+        ([f"ckpt_path={ckpt}", "input=broken"], "broken/fg_bg: b.png: not a file (a broken link, a pipe or a device)"),
+        ([f"ckpt_path={ckpt}", "video=nope.mp4", "bg=ok/bg/a.png"], "nope.mp4: no such file"),
+        ([f"ckpt_path={ckpt}", "input=ok/bg/a.png"], "a.png: a PNG image, not a zip: give one pair as bg=... fg_bg="),
         ([f"ckpt_path={ckpt}", "input=dup"], "dup/fg_bg: a.png: same name as a.jpg: their outputs would overwrite"),
         ([f"ckpt_path={ckpt}", "input=ok", "device=gpu0"], "device must be auto, cpu, cuda or cuda:N, got 'gpu0'"),
         ([f"ckpt_path={ckpt}", "input=ok", "layout=seed002"], "layout=seed002 is for input=ZIP only"),  # was ignored

@@ -4,6 +4,7 @@ import unicodedata
 import zipfile
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -502,3 +503,42 @@ def test_predicts_inputs_need_only_bg_and_fg_bg(tmp_path, layout):
     assert [s.id for s in pairs.samples] == [s.id for s in whole.samples] and not pairs.problems
     assert (pairs.samples[0].mask, pairs.samples[0].depth) == (None, None)
     assert all(s.mask is not None for s in pairs.samples[1:])
+
+
+def _pair_zip(path: Path, names: dict[str, bytes]) -> str:
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in names.items():
+            z.writestr(name, data)
+    return str(path)
+
+
+def _png(shade: int) -> bytes:
+    return cv2.imencode(".png", np.full((8, 8, 3), shade, np.uint8))[1].tobytes()
+
+
+def test_zips_that_each_hold_bg_and_fg_bg_pair_within_themselves(tmp_path):
+    """Two folders-by-kind zips with the same names: each fg_bg pairs with its own zip's bg, the second's id under
+    its zip's name (predict writes it in that folder); with masks in each, as a training set too."""
+    first = _pair_zip(tmp_path / "plain.zip", {"bg/a.jpg": _png(10), "fg_bg/a.jpg": _png(20), "mask/a.png": _png(0)})
+    second = _pair_zip(tmp_path / "tiny.zip", {"bg/a.png": _png(30), "fg_bg/a.png": _png(40), "mask/a.png": _png(0)})
+    for pairs_only in (True, False):
+        index = load_index([first, second], pairs_only=pairs_only)
+        got = {s.id: (index.store.source(s.bg).name, index.store.name(s.bg)) for s in index.samples}
+        assert got == {"a": ("plain.zip", "bg/a.jpg"), "tiny/a": ("tiny.zip", "bg/a.png")}, pairs_only
+    lean = _pair_zip(tmp_path / "lean.zip", {"bg/b.png": _png(30), "fg_bg/b.png": _png(40)})
+    with pytest.raises(DataError, match=r"lean.zip: no mask images found \(lean.zip: bg, fg_bg\)"):
+        load_index([first, lean])
+
+
+def test_a_fg_bg_entry_in_a_format_not_read_is_a_problem_not_a_sample_left_out(tmp_path):
+    names = {"bg/a.jpg": _png(10), "fg_bg/a.jpg": _png(20), "bg/c.jpg": _png(10), "fg_bg/c.heic": b"heic"}
+    mixed = _pair_zip(tmp_path / "mixed.zip", {**names, "fg_bg/notes.txt": b"x", "fg_bg/Thumbs.db": b"x"})
+    index = load_index(mixed, pairs_only=True, strict=False)
+    assert [s.id for s in index.samples] == ["a"]
+    assert [f"{p.entry}: {p.problem}" for p in index.problems] == [
+        f"{name}: not an image of a known kind (.jpg .jpeg .png .bmp .tif .tiff .webp): its sample would be left out"
+        for name in ("fg_bg/c.heic", "fg_bg/notes.txt")
+    ]
+    gifs = _pair_zip(tmp_path / "gifs.zip", {"bg/a.gif": b"GIF89a", "fg_bg/a.gif": b"GIF89a"})
+    with pytest.raises(DataError, match=r"no bg images found \(gifs.zip: no images \(fg_bg/a.gif is no image of a"):
+        load_index(gifs, pairs_only=True)

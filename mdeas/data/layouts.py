@@ -380,9 +380,18 @@ def _kind_of_entry(name: str, zip_kinds: set[str], file_kinds: set[str]) -> tupl
 _NAME_KINDS = "name each zip or folder after its kind (bg, fg_bg, mask, depth), or set data.layout (predict: layout=)"
 
 
-def _classify(store: ZipStore, i: int) -> dict[str, list[tuple[str, str]]]:
-    """The image entries of zip `i` by kind, as (name without the kind folder, entry name) pairs; a name's leading
-    `/` is not a folder."""
+OS_FILES = ("thumbs.db", "desktop.ini")  # what Windows leaves in a folder of images (macOS's start with a dot)
+
+
+def _is_listed_file(name: str) -> bool:
+    """An entry that is a file a user put there: not a folder, a dot file, an OS_FILES name or under __MACOSX/."""
+    base = name.rsplit("/", 1)[-1]
+    return bool(base) and not base.startswith(".") and base.lower() not in OS_FILES and not name.startswith("__MACOSX/")
+
+
+def _classify(store: ZipStore, i: int) -> tuple[dict[str, list[tuple[str, str]]], list[str]]:
+    """The image entries of zip `i` by kind, as (name without the kind folder, entry name) pairs (a name's leading
+    `/` is not a folder), and the other files that its fg_bg kind holds (each would be a sample left out)."""
     images = [n for n in store.listing[i] if _is_image(n)]
     zip_kinds = kinds_named(store.paths[i].stem)
     folders = {n.lstrip("/").rsplit("/", 1)[0] for n in images if "/" in n.lstrip("/")}
@@ -397,22 +406,18 @@ def _classify(store: ZipStore, i: int) -> dict[str, list[tuple[str, str]]]:
             raise DataError(store.paths[i], name, f"its names point to {said}; {_NAME_KINDS}", "layout")
         parts = name.lstrip("/").split("/")
         entries[next(iter(kinds))].append(("/".join(parts[: max(depth - 1, 0)] + parts[depth:]), name))
-    return entries
+    others = [n for n in store.listing[i] if _is_listed_file(n) and not _is_image(n)]
+    unread = [n for n in others if _kind_of_entry(n.lstrip("/"), zip_kinds, set())[0] == {"fg_bg"}]
+    return entries, unread
 
 
-def read_by_kind(store: ZipStore, pairs_only: bool = False) -> DatasetIndex:
-    """Index zips holding one kind each (or one folder per kind), pairing by file name without extension, relative
-    to the kind's folder.
-
-    bg pairs by the same name, else by the longest bg name that starts the sample's name up to a separator
-    (`bg12` for `bg12_fg3_7`, `Image_1` for `Image_1_2_3`). Without any depth entry every sample's depth is unknown;
-    with `pairs_only` (predict's inputs) masks may be absent the same way, and a sample's missing mask or depth too.
-    """
-    groups: dict[str, dict[str, str]] = {k: {} for k in KINDS}  # kind → pairing name → key
-    collector, told = _Collector(store), []
-    for i in range(len(store.paths)):
-        entries = _classify(store, i)
-        told.append(f"{store.paths[i].name}: {', '.join(k for k, v in entries.items() if v) or 'no images'}")
+def _pairing_names(
+    store: ZipStore, classified: dict[int, dict[str, list[tuple[str, str]]]], collector: _Collector
+) -> dict[str, dict[str, str]]:
+    """kind → pairing name → key over the zips `classified` (zip number → `_classify`'s entries); two entries of
+    one kind under one pairing name are a problem."""
+    groups: dict[str, dict[str, str]] = {k: {} for k in KINDS}
+    for i, entries in classified.items():
         for kind, pairs in entries.items():
             common = _common_folder([p for p, _ in pairs])
             for path, name in pairs:
@@ -421,11 +426,37 @@ def read_by_kind(store: ZipStore, pairs_only: bool = False) -> DatasetIndex:
                     other = store.name(groups[kind][pairing])
                     collector.problem(i, name, f"same {kind} name as {other}", "layout")
                 groups[kind][pairing] = store.key(name, i)
-    for kind in ("bg", "fg_bg") if pairs_only else ("bg", "fg_bg", "mask"):
-        if not groups[kind]:
-            found = "; ".join(told)
-            raise DataError(store.describe(), None, f"no {kind} images found ({found}); {_NAME_KINDS}", "layout")
-    _pair_by_name(store, groups, collector, pairs_only)
+    return groups
+
+
+def read_by_kind(store: ZipStore, pairs_only: bool = False) -> DatasetIndex:
+    """Index zips holding one kind each (or one folder per kind), pairing by file name without extension, relative
+    to the kind's folder; zips that each hold bg and fg_bg pair within themselves (an id an earlier zip used is read
+    as `<zip stem>/<id>`).
+
+    bg pairs by the same name, else by the longest bg name that starts the sample's name up to a separator
+    (`bg12` for `bg12_fg3_7`, `Image_1` for `Image_1_2_3`). Without any depth entry every sample's depth is unknown;
+    with `pairs_only` (predict's inputs) masks may be absent the same way, and a sample's missing mask or depth too.
+    A file among the fg_bg entries that is no image of a known kind is a problem.
+    """
+    collector, told = _Collector(store), []
+    classified = {}
+    for i in range(len(store.paths)):
+        classified[i], unread = _classify(store, i)
+        told.append(f"{store.paths[i].name}: {', '.join(k for k, v in classified[i].items() if v) or 'no images'}")
+        told[-1] += f" ({unread[0]} is no image of a known kind)" if unread else ""
+        for name in unread:
+            what = f"not an image of a known kind ({' '.join(IMAGE_EXTENSIONS)}): its sample would be left out"
+            collector.problem(i, name, what, "layout")
+    own = len(classified) > 1 and all(entries["bg"] and entries["fg_bg"] for entries in classified.values())
+    for part in [{i: c} for i, c in classified.items()] if own else [classified]:
+        groups = _pairing_names(store, part, collector)
+        for kind in ("bg", "fg_bg") if pairs_only else ("bg", "fg_bg", "mask"):
+            if not groups[kind]:
+                found = "; ".join(told[i] for i in part)
+                where = store.paths[next(iter(part))] if own else store.describe()
+                raise DataError(where, None, f"no {kind} images found ({found}); {_NAME_KINDS}", "layout")
+        _pair_by_name(store, groups, collector, pairs_only)
     return collector.index("by_kind", SEED_DEPTH)
 
 
