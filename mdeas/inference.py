@@ -73,6 +73,12 @@ def _refused(path: Path, error: pickle.UnpicklingError) -> str:
 MODULE_HPARAMS = frozenset(inspect.signature(MaskDepthModule.__init__).parameters) - {"self"}
 
 
+def _first_sentence(error: BaseException, limit: int = 120) -> str:
+    """The first sentence of an error's text, at most `limit` characters (cut at a word, with "...")."""
+    first = str(error).splitlines()[0].split(". ")[0].rstrip(".")
+    return first if len(first) <= limit else first[:limit].rsplit(" ", 1)[0] + "..."
+
+
 def read_checkpoint(ckpt_path: str | Path, map_location: str | torch.device = "cpu") -> dict:
     """The contents of an mdeas checkpoint (hyper_parameters with a model config, state_dict), read as data
     (`weights_only=True`); one-line CheckpointError naming the file for a missing file, a non-checkpoint, another
@@ -87,10 +93,10 @@ def read_checkpoint(ckpt_path: str | Path, map_location: str | torch.device = "c
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         if "weights only" not in str(e).lower():
-            raise CheckpointError(f"{path}: not a PyTorch checkpoint ({str(e).splitlines()[0][:120]})") from None
+            raise CheckpointError(f"{path}: not a PyTorch checkpoint ({_first_sentence(e)})") from None
         raise CheckpointError(_refused(path, e)) from None
     except Exception as e:  # anything else a foreign or damaged file raises while unpickling: KeyError, IndexError...
-        detail = str(e).splitlines()[0][:120] if isinstance(e, (OSError, RuntimeError, ValueError)) and str(e) else ""
+        detail = _first_sentence(e) if isinstance(e, (OSError, RuntimeError, ValueError)) and str(e) else ""
         raise CheckpointError(f"{path}: not a PyTorch checkpoint ({detail or type(e).__name__})") from None
     hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
     if not isinstance(hparams, dict) or not isinstance(hparams.get("model"), dict) or "state_dict" not in ckpt:

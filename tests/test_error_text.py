@@ -30,7 +30,7 @@ from tests.layouts_fixtures import drop_entry, replace_entry
 
 FG_BG, MASK, DEPTH = "fg_bg/b000_f01.jpg", "mask/b000_f01.png", "depth/b000_f01.png"
 NOT_AN_IMAGE = "cannot decode image (not an image file (unknown format))"
-TRUNCATED, EMPTY = "cannot decode image (truncated image)", "empty entry (0 bytes)"
+TRUNCATED, EMPTY = "cannot decode image (truncated image)", "empty file (0 bytes)"
 INTERNALS = re.compile(r"object at 0x|Traceback|<[\w.]+ [^>]*>")
 
 

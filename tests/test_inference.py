@@ -589,3 +589,15 @@ def test_a_model_that_learns_no_depth_computes_no_depth_metric(trained, recwarn)
     assert sorted(module.logged)[-1] == "val/score" and not [k for k in module.logged if "depth" in k]
     assert module.logged["val/score"] == module.logged["val/mask/iou"] == 1.0
     assert not [w for w in recwarn if "compute" in str(w.message)]
+
+
+def test_a_cut_checkpoint_is_named_with_the_first_sentence_of_torchs_complaint(tmp_path):
+    whole = tmp_path / "whole.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(1000)}}, whole)
+    cut = tmp_path / "cut.ckpt"
+    cut.write_bytes(whole.read_bytes()[:500])
+    with pytest.raises(CheckpointError) as caught:
+        read_checkpoint(cut)
+    line = str(caught.value)
+    assert line.startswith(f"{cut}: not a PyTorch checkpoint (") and line.endswith(")"), line
+    assert ". " not in line.split("(", 1)[1] and len(line) < len(str(cut)) + 160, line

@@ -144,7 +144,7 @@ def open_image(data: bytes, source: str, entry: str) -> Encoded:
     """Read the header of an image entry; DataError naming the entry when it is empty, not an image of a dataset's
     formats, or larger than `max_pixels()` (checked before any pixel is decoded)."""
     if not data:
-        raise DataError(source, entry, "empty entry (0 bytes)", "decode")
+        raise DataError(source, entry, f"empty {'entry' if entry else 'file'} (0 bytes)", "decode")
     limit = max_pixels()
     if Image.MAX_IMAGE_PIXELS is not None and limit > Image.MAX_IMAGE_PIXELS:
         Image.MAX_IMAGE_PIXELS = limit  # Pillow's own guard (refusing above twice this) never below ours
@@ -207,7 +207,7 @@ def _nearest(array: np.ndarray, scale: int) -> np.ndarray:
 def to_rgb(encoded: Encoded, scale: int = 1) -> np.ndarray:
     """8-bit colour image → uint8 [H/scale, W/scale, 3] (sides rounded up); grey is repeated to 3 channels, alpha
     dropped, palettes expanded."""
-    check_eight_bit(encoded, "colour image")
+    check_eight_bit(encoded, "image (colour or grey)")
     if encoded.header.format == "JPEG":
         return cv2.cvtColor(_jpeg(encoded, False, scale), cv2.COLOR_BGR2RGB)
     image = to_pillow(encoded, "RGB")

@@ -128,7 +128,7 @@ def find_sources(
 def _open(path: Path, eight_bit: str | None = None) -> Image.Image:
     """The image file at `path`, upright; DataError naming it when it is not an image of a dataset's formats, is
     damaged, larger than MDEAS_MAX_ENTRY_MB or declares more than MDEAS_MAX_MEGAPIXELS (`mdeas.data.decode`), or,
-    given `eight_bit` (what it should be: "colour image"), when its pixels are not 8-bit."""
+    given `eight_bit` (what it should be: "image (colour or grey)"), when its pixels are not 8-bit."""
     encoded = open_image(read_file(path), str(path), "")
     if eight_bit:
         check_eight_bit(encoded, eight_bit)
@@ -147,7 +147,7 @@ def _fit(image: Image.Image, size: int, fit: str, resample: Image.Resampling) ->
 
 def load_background(path: Path, size: int, fit: str) -> np.ndarray:
     """A background as uint8 [size, size, 3]."""
-    return np.asarray(_fit(_open(path, "colour image").convert("RGB"), size, fit, Image.Resampling.LANCZOS))
+    return np.asarray(_fit(_open(path, "image (colour or grey)").convert("RGB"), size, fit, Image.Resampling.LANCZOS))
 
 
 def load_depth(path: Path, size: int, fit: str, background: Path, max_mm: int = 65535) -> np.ndarray:
@@ -173,7 +173,7 @@ def load_depth(path: Path, size: int, fit: str, background: Path, max_mm: int = 
 def load_foreground(path: Path, mask_path: Path | None) -> tuple[np.ndarray, np.ndarray]:
     """An object as colour float64 [h, w, 3] (0-255) and opacity float64 [h, w] in [0, 1], cropped to where the
     opacity is > 0: from the mask file if given, else from the image's alpha channel."""
-    image = _open(path, "colour image")
+    image = _open(path, "image (colour or grey)")
     if mask_path is not None:
         mask = _open(mask_path, "grey image")
         if mask.size != image.size:
