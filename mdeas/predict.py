@@ -137,7 +137,17 @@ def zip_items(paths: str | list[str], out: Path, layout: str | None = None) -> I
         output_stem(out, s.id, store.source(s.fg_bg))
     for s in index.samples:
         pair = tuple(decode_rgb(store.read(key), str(store.source(key)), store.name(key)) for key in (s.bg, s.fg_bg))
-        same_size(*pair, store.source(s.fg_bg), store.name(s.fg_bg))
+        try:
+            same_size(*pair, store.source(s.fg_bg), store.name(s.fg_bg))
+        except DataError as error:
+            keys = (("bg", s.bg), ("fg_bg", s.fg_bg))
+            turned = [kind for kind, key in keys if exif_turn(open_image(store.read(key), "", store.name(key)))]
+            if not turned:
+                raise
+            said = f"{error.problem} as stored ({' and '.join(turned)} with an EXIF orientation: a zip's images are "
+            raise DataError(
+                error.source, error.entry, said + "read as stored, as their masks were drawn)", "size"
+            ) from None
         yield s.id, *pair
 
 

@@ -317,6 +317,9 @@ def test_bad_inputs_are_one_line_errors(trained, tmp_path, monkeypatch):
     exif = Image.Exif()
     exif[0x0112] = 6  # shown turned a quarter: 30x50 upright
     Image.fromarray(np.zeros((30, 50, 3), np.uint8)).save(tmp_path / "turned.jpg", exif=exif)
+    with zipfile.ZipFile(tmp_path / "turned.zip", "w") as z:
+        z.write(tmp_path / "turned.jpg", "fg_bg/a.jpg")
+        z.writestr("bg/a.png", cv2.imencode(".png", np.zeros((50, 30, 3), np.uint8))[1].tobytes())
     for folder in ("empty/bg", "empty/fg_bg"):
         (tmp_path / folder).mkdir(parents=True)
     for folder in ("gif/bg", "gif/fg_bg"):
@@ -351,6 +354,8 @@ def test_bad_inputs_are_one_line_errors(trained, tmp_path, monkeypatch):
         ([f"ckpt_path={ckpt}", "bg=small.png", "fg_bg=in/bg/a.png"], "a.png: size 50x30 differs from its bg's 10x10"),
         ([f"ckpt_path={ckpt}", "bg=turned.jpg", "fg_bg=in/bg/a.png"],
          "a.png: size 50x30 differs from its bg's 30x50, as shown upright (bg turned by its EXIF orientation)"),
+        ([f"ckpt_path={ckpt}", "input=turned.zip"],
+         "fg_bg/a.jpg: size 50x30 differs from its bg's 30x50 as stored (fg_bg with an EXIF orientation: a zip's"),
         ([f"ckpt_path={ckpt}", "input=empty"], "empty/fg_bg: no images (.jpg"),
         ([f"ckpt_path={ckpt}", "input=gif"], "gif/fg_bg: a.gif: not an image of a known kind (.jpg"),
         ([f"ckpt_path={ckpt}", "input=nested"], "nested/fg_bg: day2: a folder: input=DIR reads the images directly"),
