@@ -19,7 +19,7 @@ from PIL import Image
 
 from mdeas.data.errors import DataError
 from mdeas.data.layouts import load_index
-from mdeas.synth.compose import compose, composite_depth, find_sources, load_depth
+from mdeas.synth.compose import compose, composite_depth, find_sources, load_depth, mask_opacity
 
 compose_module = importlib.import_module("mdeas.synth.compose")  # the module, not its `compose` function
 
@@ -331,3 +331,42 @@ def test_the_real_check_set_refuses_a_bad_jpeg_quality_in_one_line(
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error.endswith(f": error: {message}")  # after the program name, which argparse takes from argv
     assert not (tmp_path / "q.zip").exists()
+
+
+def test_a_mask_file_reads_as_the_dataset_readers_read_masks() -> None:
+    """Grey as stored; 0/1 scaled to 0/1.0; a red or palette-coloured mask by its brightest channel; a white mask
+    whose shape is in its alpha channel by that alpha."""
+    shape = np.zeros((4, 6), np.uint8)
+    shape[1:3, 2:5] = 1
+    expected = shape.astype(np.float64)
+    soft = (shape * 200).astype(np.uint8)
+    np.testing.assert_array_equal(mask_opacity(Image.fromarray(soft)), soft / 255.0)
+    np.testing.assert_array_equal(mask_opacity(Image.fromarray(shape)), expected)
+    red = np.zeros((4, 6, 3), np.uint8)
+    red[..., 0] = shape * 255
+    np.testing.assert_array_equal(mask_opacity(Image.fromarray(red)), expected)
+    palette = Image.fromarray(shape, "P")
+    palette.putpalette([0, 0, 0, 128, 0, 0] + [0] * 762)  # VOC's first class colour on black
+    np.testing.assert_array_equal(mask_opacity(palette), expected)
+    white = np.dstack([np.full((4, 6, 3), 255, np.uint8), shape * 255])
+    np.testing.assert_array_equal(mask_opacity(Image.fromarray(white, "RGBA")), expected)
+
+
+def test_objects_whose_mask_would_be_empty_and_files_sharing_a_stem_are_refused(tmp_path: Path, inputs: dict) -> None:
+    faint = np.zeros((30, 30, 4), np.uint8)
+    faint[..., 3] = 100  # opacity 0.39 everywhere: pasted, never in the mask
+    _save(inputs["fg_dir"] / "block.png", faint)
+    with pytest.raises(
+        DataError, match=r"block.png: the object's opacity is at most 0.5 everywhere: its mask is empty"
+    ):
+        compose(tmp_path / "c.zip", workers=1, **inputs, **OPTIONS)
+    _save(inputs["fg_dir"] / "block.jpg", np.zeros((30, 30, 3), np.uint8))
+    with pytest.raises(DataError, match=r"fg: block.png: same name as block.jpg: give each file a name of its own"):
+        find_sources(**inputs)
+    (inputs["fg_dir"] / "block.jpg").unlink()
+    (inputs["bg_dir"] / "._room.jpg").write_bytes(b"\x00\x05\x16\x07")  # what macOS leaves on other disks
+    assert "._room.jpg" not in [p.name for p in find_sources(**inputs).backgrounds]
+    for name in ("block.png", "photo.jpg"):
+        (inputs["fg_dir"] / name).unlink()
+    with pytest.raises(DataError, match=r"fg: no images other than masks \(\*_mask\.\*\)"):
+        find_sources(**inputs)

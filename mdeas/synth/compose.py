@@ -9,7 +9,11 @@ Inputs (one folder level, files sorted by name; images: .jpg .jpeg .png .bmp .we
   first (`bg_fit=crop`).
 - `fg_dir`: foregrounds. An object's opacity is, in this order: `mask_dir/<name>.png` if `mask_dir` is given,
   `fg_dir/<name>_mask.png` if present (files named `*_mask.*` are never foregrounds), else the image's own alpha
-  channel (RGBA cut-outs). Each object is cropped to its opaque part's bounding box.
+  channel (RGBA cut-outs). A grey mask file is an opacity (one whose brightest value is under 128, saved as 0/1,
+  scaled to it), a colour or palette one a label map read as the dataset readers read masks (opaque where its
+  brightest channel is foreground), either times its alpha channel if any. Each object is cropped to its opaque
+  part's bounding box. Dot files are left out; two files of one folder with the same stem (`a.jpg`, `a.png`) are
+  refused.
 - `depth_dir` (optional): `<background name>.png`, 16-bit millimetres (0 = unknown), one per background.
 
 Every background gets every object, mirrored or not (`flips`), at every scale in `scales` (the object's longer
@@ -39,7 +43,7 @@ from PIL import Image
 
 from mdeas.cli import exit_on_data_error, run_app
 from mdeas.config_values import file_names, whole_number
-from mdeas.data.decode import check_eight_bit, exif_turn, open_image, to_pillow
+from mdeas.data.decode import FOREGROUND, GREY_MODES, check_eight_bit, exif_turn, open_image, to_pillow
 from mdeas.data.errors import DataError
 from mdeas.data.layouts import IMAGE_EXTENSIONS
 from mdeas.data.zipstore import read_file
@@ -93,9 +97,19 @@ class ComposeOptions:
 
 
 def _images(folder: Path) -> list[Path]:
+    """The image files of `folder` by name (dot files left out: macOS's `._*`); DataError naming the folder when it
+    is none, or the file when two share a stem (a mask or depth map would be taken for both)."""
     if not folder.is_dir():
-        raise DataError(folder, None, "no such folder")
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        raise DataError(folder, None, "a file, not a folder" if folder.is_file() else "no such folder")
+    images = sorted(
+        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and p.name[0] != "."
+    )
+    stems: dict[str, str] = {}
+    for path in images:
+        if path.stem in stems:
+            raise DataError(folder, path.name, f"same name as {stems[path.stem]}: give each file a name of its own")
+        stems[path.stem] = path.name
+    return images
 
 
 def find_sources(
@@ -107,7 +121,8 @@ def find_sources(
     foregrounds = [p for p in _images(fg_dir) if not p.stem.endswith(MASK_SUFFIX)]
     for folder, found in ((bg_dir, backgrounds), (fg_dir, foregrounds)):
         if not found:
-            raise DataError(folder, None, f"no images ({' '.join(IMAGE_EXTENSIONS)})")
+            masks_only = " other than masks (*_mask.*)" if folder == fg_dir and _images(fg_dir) else ""
+            raise DataError(folder, None, f"no images{masks_only} ({' '.join(IMAGE_EXTENSIONS)})")
     masks: list[Path | None] = []
     for fg in foregrounds:
         mask = (
@@ -170,6 +185,23 @@ def load_depth(path: Path, size: int, fit: str, background: Path, max_mm: int = 
     return depth
 
 
+def mask_opacity(mask: Image.Image) -> np.ndarray:
+    """A mask file's opacity, float64 [h, w] in [0, 1]. Grey (or colour with equal channels) is an opacity as
+    stored, scaled so that its brightest is 1 when that is under FOREGROUND (a mask saved as 0/1); colour or a
+    palette is a label map read as the dataset readers read masks (`to_mask`: the brightest channel, a red mask or
+    a palette's class colours on black), opaque where that is foreground; either times the alpha channel where
+    there is one (a white shape drawn in alpha)."""
+    rgba = np.asarray(mask.convert("RGBA"), np.float64)
+    colour = rgba[..., :3]
+    labels = mask.mode not in GREY_MODES and not (colour == colour[..., :1]).all()
+    value = colour.max(axis=-1)
+    brightest = value.max()
+    value = value * 255.0 / brightest if 0 < brightest < FOREGROUND else value
+    if labels:
+        value = np.where(value >= FOREGROUND, 255.0, 0.0)
+    return value * rgba[..., 3] / 255.0 / 255.0
+
+
 def load_foreground(path: Path, mask_path: Path | None) -> tuple[np.ndarray, np.ndarray]:
     """An object as colour float64 [h, w, 3] (0-255) and opacity float64 [h, w] in [0, 1], cropped to where the
     opacity is > 0: from the mask file if given, else from the image's alpha channel."""
@@ -179,7 +211,7 @@ def load_foreground(path: Path, mask_path: Path | None) -> tuple[np.ndarray, np.
         if mask.size != image.size:
             size, fg_size = (f"{w}x{h}" for w, h in (mask.size, image.size))
             raise DataError(mask_path, None, f"size {size} differs from its foreground {path.name} ({fg_size})")
-        alpha = np.asarray(mask.convert("L"), np.float64) / 255.0
+        alpha = mask_opacity(mask)
     elif image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         alpha = np.asarray(image.convert("RGBA"), np.float64)[..., 3] / 255.0
     else:
@@ -187,6 +219,8 @@ def load_foreground(path: Path, mask_path: Path | None) -> tuple[np.ndarray, np.
     rows, cols = np.nonzero(alpha > 0)
     if rows.size == 0:
         raise DataError(mask_path or path, None, "the object's opacity is 0 everywhere")
+    if not (alpha > 0.5).any():
+        raise DataError(mask_path or path, None, "the object's opacity is at most 0.5 everywhere: its mask is empty")
     box = (slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1))
     return np.asarray(image.convert("RGB"), np.float64)[box], alpha[box]
 
