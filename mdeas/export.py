@@ -64,9 +64,11 @@ def check_pair(batch_size: int, size: int, seed: int = 0) -> tuple[torch.Tensor,
 
 
 try:  # the opsets this torch's ONNX exporter writes (a private module: where it is gone, the exporter's error says)
-    from torch.onnx._constants import ONNX_MAX_OPSET, ONNX_MIN_OPSET
+    from torch.onnx._constants import ONNX_MAX_OPSET
 except ImportError:
-    ONNX_MIN_OPSET = ONNX_MAX_OPSET = None
+    ONNX_MAX_OPSET = None
+ONNX_MIN_OPSET = 11  # the first whose Resize interpolates as PyTorch does (every model upsamples)
+SUFFIXES = {".onnx": "onnx", ".pt": "torchscript", ".pth": "torchscript", ".ts": "torchscript"}  # what each names
 
 
 def export(ckpt_path: str, fmt: str, output: str, batch_size: int = 2, opset: int = 17) -> float | None:
@@ -77,14 +79,20 @@ def export(ckpt_path: str, fmt: str, output: str, batch_size: int = 2, opset: in
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:  # true is not 1
         raise ValueError(f"batch_size must be a whole number >= 1 (the example batch traced), got {batch_size!r}")
     whole = isinstance(opset, int) and not isinstance(opset, bool)  # checked for either format: a typo all the same
-    known = fmt == "torchscript" or ONNX_MIN_OPSET is None or (whole and ONNX_MIN_OPSET <= opset <= ONNX_MAX_OPSET)
+    top = ONNX_MAX_OPSET or opset
+    known = fmt == "torchscript" or (whole and ONNX_MIN_OPSET <= opset <= top)
     if not whole or not known:
         raise ValueError(
-            f"opset must be a whole number from {ONNX_MIN_OPSET} to {ONNX_MAX_OPSET} (what this torch exports), "
-            f"got {opset!r}"
+            f"opset must be a whole number from {ONNX_MIN_OPSET} (the first whose Resize matches PyTorch's "
+            f"interpolation) to {ONNX_MAX_OPSET} (what this torch exports), got {opset!r}"
         )
     if str(output).endswith(("/", os.sep)) or os.path.isdir(output):  # it was written as a file of that name
         raise ValueError(f"output must name a file, not a folder: {output}")
+    named = SUFFIXES.get(Path(output).suffix.lower(), fmt)
+    if named != fmt:
+        raise ValueError(f"output {output} names a {named} file, but format={fmt}: give format={named} or another name")
+    if os.path.isfile(output) and os.path.isfile(ckpt_path) and os.path.samefile(output, ckpt_path):
+        raise ValueError(f"output {output} is the checkpoint it exports: name another file")
     module = load_module(ckpt_path)
     wrapper = ExportWrapper(module).eval()
     size = model_size(module)

@@ -491,12 +491,22 @@ def test_export_options_are_checked_in_one_line_and_write_nothing(trained, tmp_p
             export(trained["ckpt"], "torchscript", str(tmp_path / "b0.pt"), batch_size=batch_size)
     for fmt, opset in (("onnx", 99), ("onnx", 3), ("onnx", "abc"), ("torchscript", "abc"), ("torchscript", True)):
         # refused before the export, in one line (the exporter's own error is a page); TorchScript ignored it
-        with pytest.raises(ValueError, match=rf"^opset must be a whole number from \d+ to \d+ .*, got {opset!r}$"):
+        with pytest.raises(ValueError, match=rf"^opset must be a whole number from \d+ .* to \d+ .*, got {opset!r}$"):
             export(trained["ckpt"], fmt, str(tmp_path / "o99.onnx"), opset=opset)
+    with pytest.raises(ValueError, match=r"^opset must be a whole number from 11 \(the first whose Resize matches"):
+        export(trained["ckpt"], "onnx", str(tmp_path / "o7.onnx"), opset=7)  # upsampling would not match
     for folder in (f"{tmp_path / 'new'}/", str(tmp_path)):  # `new/` was written as a file named new
         with pytest.raises(ValueError, match=rf"^output must name a file, not a folder: {re.escape(folder)}$"):
             export(trained["ckpt"], "torchscript", folder)
+    forgot = str(tmp_path / "forgot.onnx")
+    with pytest.raises(ValueError, match=rf"^output {re.escape(forgot)} names a onnx file, but format=torchscript"):
+        export(trained["ckpt"], "torchscript", forgot)
     assert list(tmp_path.iterdir()) == []
+    copy = tmp_path / "c.ckpt"
+    copy.write_bytes(Path(trained["ckpt"]).read_bytes())
+    with pytest.raises(ValueError, match=r"c.ckpt is the checkpoint it exports: name another file$"):
+        export(str(copy), "torchscript", str(tmp_path / "." / "c.ckpt"))
+    assert copy.read_bytes() == Path(trained["ckpt"]).read_bytes()
 
 
 def test_mirror_averaging_flips_the_pair_and_its_outputs_back():
