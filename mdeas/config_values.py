@@ -57,6 +57,13 @@ def file_name(value: object, key: str) -> str | None:
     raise ValueError(f"{key} must be a file or folder name, got {value!r}{digits_hint(value, key)}")
 
 
+def output_file(value: str | os.PathLike, key: str) -> None:
+    """ValueError naming `key` when the output file `value` names a folder: written with a trailing `/` (it would
+    be written as a file of that name) or one that exists."""
+    if str(value).endswith(("/", os.sep)) or os.path.isdir(value):
+        raise ValueError(f"{key} must name a file, not a folder: {value}")
+
+
 def file_names(cfg: Mapping, *keys: str) -> None:
     """Check each of `keys` of `cfg` with `file_name`; a list value must hold names only."""
     for key in keys:

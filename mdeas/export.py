@@ -24,7 +24,7 @@ from torch import nn
 
 from mdeas.atomic import atomic_write
 from mdeas.cli import exit_on_data_error, one_line, run_app
-from mdeas.config_values import file_names
+from mdeas.config_values import file_names, output_file
 from mdeas.inference import CheckpointError, load_module, model_size, normalisation
 from mdeas.module import MaskDepthModule
 
@@ -86,8 +86,7 @@ def export(ckpt_path: str, fmt: str, output: str, batch_size: int = 2, opset: in
             f"opset must be a whole number from {ONNX_MIN_OPSET} (the first whose Resize matches PyTorch's "
             f"interpolation) to {ONNX_MAX_OPSET} (what this torch exports), got {opset!r}"
         )
-    if str(output).endswith(("/", os.sep)) or os.path.isdir(output):  # it was written as a file of that name
-        raise ValueError(f"output must name a file, not a folder: {output}")
+    output_file(output, "output")
     named = SUFFIXES.get(Path(output).suffix.lower(), fmt)
     if named != fmt:
         raise ValueError(f"output {output} names a {named} file, but format={fmt}: give format={named} or another name")

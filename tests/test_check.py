@@ -295,16 +295,17 @@ def test_check_options_are_named_when_bad(tmp_path, option, message):
     assert done.returncode == 1 and done.stderr.strip().splitlines()[-1] == f"error: {message}"
 
 
-@pytest.mark.parametrize("where", ["folder", "under_a_file"])
+@pytest.mark.parametrize("where", ["folder", "slash", "under_a_file"])
 def test_stats_refuses_an_output_it_cannot_write_before_the_scan(tmp_path, where):
     data = write_canonical_zip(tmp_path / "ok.zip", num_samples=4)
-    out = tmp_path if where == "folder" else data / "x.yaml"  # a folder; a place under a file
+    # a folder; a new name written as a folder; a place under a file
+    out = {"folder": tmp_path, "slash": f"{tmp_path / 'new'}/", "under_a_file": data / "x.yaml"}[where]
     cmd = [sys.executable, "-m", "mdeas.data.stats", f"path={data}", "num_workers=0", f"out={out}"]
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert done.returncode == 1 and "samples (layout" not in done.stdout  # nothing was scanned
     expected = (
-        f"error: out={tmp_path} is a folder; name the yaml file to write, e.g. out=conf/data/norm/my.yaml"
-        if where == "folder"
+        f"error: out (the yaml file to write, e.g. out=conf/data/norm/my.yaml) must name a file, not a folder: {out}"
+        if where != "under_a_file"
         else f"error: {data}: a file, not a folder"
     )
     assert done.stderr.strip().splitlines()[-1] == expected

@@ -364,6 +364,8 @@ def test_objects_whose_mask_would_be_empty_and_files_sharing_a_stem_are_refused(
     with pytest.raises(DataError, match=r"fg: block.png: same name as block.jpg: give each file a name of its own"):
         find_sources(**inputs)
     (inputs["fg_dir"] / "block.jpg").unlink()
+    with pytest.raises(ValueError, match=r"^out must name a file, not a folder: .*/z/$"):
+        compose(f"{tmp_path / 'z'}/", workers=1, **inputs, **OPTIONS)  # it would be written as a file named z
     (inputs["bg_dir"] / "._room.jpg").write_bytes(b"\x00\x05\x16\x07")  # what macOS leaves on other disks
     assert "._room.jpg" not in [p.name for p in find_sources(**inputs).backgrounds]
     for name in ("block.png", "photo.jpg"):

@@ -238,6 +238,7 @@ def test_cli_writes_only_the_zip(tmp_path: Path) -> None:
         assert json.loads(archive.read("meta.json"))["scales"] == [1.0, 0.5]
     for bad, said in (("workers=abc", "workers must be a whole number, got 'abc'"),
                       ("num_samples=4.7", "num_samples must be a whole number, got 4.7"),
+                      ("out=data/y/", "out must name a file, not a folder: data/y/"),
                       ("jpeg_quality=[30,95.9]", "generator option jpeg_quality must be a whole number or a range "
                                                    "[low, high] of them, got [30, 95.9]")):  # fmt: skip
         result = subprocess.run([*command, bad], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)

@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 
 from mdeas.atomic import atomic_write, output_folder
 from mdeas.cli import exit_on_data_error, run_app
-from mdeas.config_values import file_names, whole_number, worker_count
+from mdeas.config_values import file_names, output_file, whole_number, worker_count
 from mdeas.data.dataset import dataset_paths, load_sample, scan
 from mdeas.data.decode import binarise
 from mdeas.data.layouts import DatasetIndex, load_index
@@ -139,8 +139,8 @@ def main(cfg: DictConfig) -> None:
     with exit_on_data_error(ValueError):
         paths = dataset_paths(cfg.path)
         file_names(cfg, "out")
-        if cfg.out and Path(cfg.out).is_dir():  # found before the scan, not after it
-            raise ValueError(f"out={cfg.out} is a folder; name the yaml file to write, e.g. out=conf/data/norm/my.yaml")
+        if cfg.out:  # found before the scan, not after it
+            output_file(cfg.out, "out (the yaml file to write, e.g. out=conf/data/norm/my.yaml)")
         seed, workers = whole_number(cfg.seed, "seed"), worker_count(cfg.num_workers, "num_workers")
         with output_folder(Path(cfg.out).parent) if cfg.out else nullcontext():  # a folder it cannot make: now
             stats = dataset_stats(paths, cfg.layout, cfg.depth_inverted, cfg.limit, seed, workers)

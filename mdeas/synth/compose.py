@@ -42,7 +42,7 @@ from omegaconf import DictConfig
 from PIL import Image
 
 from mdeas.cli import exit_on_data_error, run_app
-from mdeas.config_values import file_names, whole_number
+from mdeas.config_values import file_names, output_file, whole_number
 from mdeas.data.decode import FOREGROUND, GREY_MODES, check_eight_bit, exif_turn, open_image, to_pillow
 from mdeas.data.errors import DataError
 from mdeas.data.layouts import IMAGE_EXTENSIONS
@@ -371,6 +371,7 @@ def compose(
     """Write the composited canonical zip to `out` (module docstring); returns its path. options: see
     ComposeOptions. `workers` processes render (default: the CPU count); the bytes do not depend on it."""
     opts = options_from_config(ComposeOptions, "compose", options)
+    output_file(out, "out")
     _check(opts)
     sources = find_sources(bg_dir, fg_dir, mask_dir, depth_dir)
     nb, nf = len(sources.backgrounds), len(sources.foregrounds)

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from mdeas.config_values import whole_number
+from mdeas.config_values import output_file, whole_number
 from mdeas.synth.camouflage import camouflage
 from mdeas.synth.parallel import default_workers, ordered_map
 from mdeas.synth.photos import shipped_photo_paths, shipped_photos, wear_photo
@@ -422,6 +422,7 @@ def generate(out: str | Path, num_samples: int, workers: int | None = None, **op
     max_depth_mm. `workers` processes render (default: the CPU count); the zip's bytes do not depend on it. The
     zip is written beside `out` and renamed into place, so `out` is either complete or absent.
     """
+    output_file(out, "out")
     whole_number(num_samples, "generator option num_samples", 1)  # `true` made a set of one sample
     workers = default_workers() if workers is None else whole_number(workers, "generator option workers", 1)
     opts = options_from_config(Options, "generator", options, num_samples)
