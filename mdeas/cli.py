@@ -7,6 +7,7 @@ Every `python -m mdeas.X` runs its Hydra app through `run_app` and its task insi
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -128,13 +129,20 @@ def out_of_memory(error: BaseException) -> bool:
     )
 
 
-def run_app(app: Callable[[], object]) -> None:
+def _sigterm_as_ctrl_c(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def run_app(app: Callable[[], object], sigterm_as_ctrl_c: bool = False) -> None:
     """Run a Hydra app (a `@hydra.main` function) so that the errors Hydra reports itself, before or around the
     task (an unknown config choice or key, a run directory that cannot be written), end with one line
     `error: <what>` naming the choice, key or path, and exit status 1. The details Hydra gives (e.g. the available
     choices) come first. Ctrl-C ends it with `interrupted` and exit status 130; running out of memory
     (`out_of_memory`) with one line saying so. With HYDRA_FULL_ERROR=1 set by the user, Hydra's own reporting is
-    left as it is."""
+    left as it is. `sigterm_as_ctrl_c`: SIGTERM (`kill`) ends it as Ctrl-C does, its worker processes and
+    half-written files cleaned up (for the writers of datasets; training handles SIGTERM itself, resumably)."""
+    if sigterm_as_ctrl_c:
+        signal.signal(signal.SIGTERM, _sigterm_as_ctrl_c)
     if full_traces():
         app()
         return

@@ -3,7 +3,11 @@ and worker processes (a writer's, a loader's) leave it to the main process (no t
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
+import sys
+import time
 from types import SimpleNamespace
 
 import cv2
@@ -70,6 +74,22 @@ def sigint_handler(_: int) -> str:
 def test_pool_workers_leave_ctrl_c_to_the_parent():
     assert list(ordered_map(sigint_handler, [0, 1], workers=2)) == ["ignored", "ignored"]
     assert list(ordered_map(sigint_handler, [0, 1], workers=1)) == ["handled", "handled"]
+
+
+def test_a_dataset_writer_ends_on_sigterm_as_on_ctrl_c(tmp_path):
+    """`kill` sent to the process group of `python -m mdeas.synth` mid-write: status 130, `interrupted`, no worker
+    left and no half-written zip (the temporary file beside `out` removed)."""
+    command = [sys.executable, "-m", "mdeas.synth", f"out={tmp_path / 'x.zip'}", "num_samples=100000", "workers=2"]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".x.zip.*.tmp")) and time.monotonic() < deadline:  # writing has begun
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == INTERRUPTED and err.strip().splitlines()[-1] == "interrupted", err[-2000:]
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ProcessLookupError):  # the process group is gone: no worker outlived the parent
+        os.killpg(process.pid, 0)
 
 
 class Handlers(Dataset):

@@ -23,4 +23,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    run_app(main)
+    run_app(main, sigterm_as_ctrl_c=True)

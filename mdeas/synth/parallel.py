@@ -32,5 +32,7 @@ def ordered_map(fn: Callable[[Unit], Result], units: Sequence[Unit], workers: in
 
 
 def _ignore_interrupts() -> None:
-    """Pool initializer: a worker leaves Ctrl-C (SIGINT, sent to the whole process group) to the parent."""
+    """Pool initializer: a worker leaves Ctrl-C (SIGINT, sent to the whole process group) to the parent, and a
+    SIGTERM (the parent's pool ends its workers so) ends it at once, whatever handler the parent set."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
