@@ -1,4 +1,5 @@
 import io
+import re
 import zipfile
 
 import cv2
@@ -224,6 +225,19 @@ def test_damaged_entry_and_directory_name_the_culprit(tmp_path):
     path.write_bytes(bytes(raw[: raw.rindex(b"PK\x01\x02") + 20]))  # cut inside the central directory
     with pytest.raises(DataError, match=r"d.zip: not a readable zip \(no end of central directory record\)"):
         ZipStore([path])
+
+
+def test_an_entry_compressed_in_a_way_not_read_names_the_method_and_the_fix(tmp_path):
+    with zipfile.ZipFile(tmp_path / "lzma.zip", "w", compression=zipfile.ZIP_LZMA) as zf:
+        zf.writestr("meta.json", '{"depth": null}')
+        zf.writestr("manifest.csv", "id,bg,fg_bg,mask,depth\n")
+    message = (
+        r"lzma.zip: meta.json: cannot read entry \(compressed with LZMA, which is not read: zip it again with deflate"
+    )
+    with pytest.raises(DataError, match=message):
+        ZipStore([tmp_path / "lzma.zip"]).read("meta.json")
+    with pytest.raises(DataError, match=f"^{re.escape(str(tmp_path))}/{message}"):  # itself, not in a layout complaint
+        load_index(str(tmp_path / "lzma.zip"))
 
 
 def test_colour_masks_read_by_their_brightest_channel_and_grey_ones_as_stored():

@@ -255,8 +255,9 @@ def _canonical_depth(store: ZipStore, meta_key: str) -> DepthEncoding:
     """The depth encoding of a canonical zip's meta.json: `format` png16 or gray8, `unit` mm, cm, m or relative,
     `max` a positive number (each optional); DataError naming meta.json for anything else."""
     where = (store.source(meta_key), store.name(meta_key))
+    text = _text(store, meta_key)  # an entry that cannot be read says so itself
     try:
-        meta = json.loads(_text(store, meta_key))
+        meta = json.loads(text)
     except (ValueError, RecursionError) as e:
         raise DataError(*where, f"unreadable depth encoding ({e})", "layout") from None
     depth = (meta.get("depth") if isinstance(meta, dict) else meta) or {}

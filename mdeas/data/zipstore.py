@@ -47,6 +47,7 @@ _MAX_COMMENT = 0xFFFF
 _UTF8_NAMES, _ENCRYPTED, _DESCRIPTOR = 0x800, 0x1, 0x8
 _STORED, _DEFLATED = 0, 8
 _MOST_AROUND_DATA = _LOCAL.size + 2 * 0xFFFF + 24  # bytes: local header, longest name and extra, data descriptor
+_METHODS = {9: "Deflate64", 12: "bzip2", 14: "LZMA", 93: "Zstandard", 95: "XZ", 98: "PPMd", 99: "AES encryption"}
 MAX_ENTRY_MB = 256.0  # per entry: 5× the largest manifest (the seed scheme's 400k rows: 48 MiB), 10× a 12-MP 16-bit PNG
 MAX_RATIO = 100.0  # stored / packed size; images are 1.0-1.2 (JPEG, PNG are compressed already), manifests 8-13
 RATIO_FROM = 1 << 20  # bytes: entries smaller than this are never refused for their ratio
@@ -240,7 +241,8 @@ class ZipDirectory:
         if self.methods[i] == _DEFLATED:
             data = _inflate(data, size)
         elif self.methods[i] != _STORED:
-            raise BadZip(f"unsupported compression method {self.methods[i]}")
+            method = _METHODS.get(self.methods[i], f"method {self.methods[i]}")
+            raise BadZip(f"compressed with {method}, which is not read: zip it again with deflate or store")
         if len(data) != size:
             raise BadZip(f"{len(data)} bytes where the directory says {size}")
         if zlib.crc32(data) != self.crcs[i]:
