@@ -168,6 +168,10 @@ def test_a_file_above_the_size_limit_is_refused_before_reading(tmp_path: Path, i
 def test_an_unknown_option_is_named_with_the_known_ones(tmp_path: Path, inputs: dict) -> None:
     with pytest.raises(ValueError, match=r"^fg_max_side must be > 0 \(px at 224\), got -5"):
         compose(tmp_path / "c.zip", workers=1, fg_max_side=-5, **inputs)
+    with pytest.raises(ValueError, match=r"^fg_max_side=300 \(px at 224\) at scale 1 is larger than the image"):
+        compose(tmp_path / "c.zip", workers=1, fg_max_side=300, **inputs)  # the scales are fine
+    with pytest.raises(ValueError, match=r"^scales must be > 0, got \[1.0, 0.0\]"):
+        compose(tmp_path / "c.zip", workers=1, scales=[1.0, 0.0], **inputs)
     with pytest.raises(ValueError, match=r"^unknown compose options \['scale'\]; known: image_size, seed, .*scales"):
         compose(tmp_path / "c.zip", workers=1, scale=[1.0], **inputs)
 

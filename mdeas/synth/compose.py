@@ -42,7 +42,7 @@ from omegaconf import DictConfig
 from PIL import Image
 
 from mdeas.cli import exit_on_data_error, run_app
-from mdeas.config_values import file_names, output_file, whole_number
+from mdeas.config_values import file_name, output_file, whole_number
 from mdeas.data.decode import FOREGROUND, GREY_MODES, check_eight_bit, exif_turn, open_image, to_pillow
 from mdeas.data.errors import DataError
 from mdeas.data.layouts import IMAGE_EXTENSIONS
@@ -347,12 +347,17 @@ def _render(unit: _Unit) -> list[tuple[str, bytes]]:
 
 def _check(opts: ComposeOptions) -> None:
     check_image_options(opts.image_size, opts.seed, opts.jpeg_quality)
-    if not opts.scales or not all(0 < s and opts.max_side(s) <= opts.image_size for s in opts.scales):
-        raise ValueError(f"scales must be > 0 and keep the object within the image, got {list(opts.scales)}")
+    if not opts.scales or not all(0 < s for s in opts.scales):
+        raise ValueError(f"scales must be > 0, got {list(opts.scales)}")
     if opts.positions < 1:
         raise ValueError(f"positions must be >= 1, got {opts.positions}")
     if not opts.fg_max_side > 0:
         raise ValueError(f"fg_max_side must be > 0 (px at 224), got {opts.fg_max_side}")
+    if opts.max_side(max(opts.scales)) > opts.image_size:
+        raise ValueError(
+            f"fg_max_side={opts.fg_max_side:g} (px at 224) at scale {max(opts.scales):g} is larger than the image: "
+            f"the object must fit (fg_max_side x scale at most 224)"
+        )
     if opts.bg_fit not in BG_FITS:
         raise ValueError(f"bg_fit must be one of {', '.join(BG_FITS)}, got {opts.bg_fit!r}")
     if not 1000 <= opts.max_depth_mm <= 65535:
@@ -416,7 +421,8 @@ def main(cfg: DictConfig) -> None:
     """CLI: python -m mdeas.synth.compose bg_dir=DIR fg_dir=DIR out=PATH (see conf/compose.yaml)."""
     paths = ("out", "bg_dir", "fg_dir", "mask_dir", "depth_dir", "workers")
     with exit_on_data_error(TypeError, ValueError):
-        file_names(cfg, "out", "bg_dir", "fg_dir", "mask_dir", "depth_dir")
+        for key in ("out", "bg_dir", "fg_dir", "mask_dir", "depth_dir"):
+            file_name(cfg[key], key)  # one name each (a list is refused)
         options = {k: v for k, v in cfg.items() if k not in paths}
         path = compose(
             cfg.out,
