@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 MANIFEST_COLUMNS = ["id", "bg", "fg_bg", "mask", "depth"]
 KINDS = ("bg", "fg_bg", "mask", "depth")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+OTHER_IMAGES = (".gif", ".heic", ".heif", ".avif", ".jp2", ".jxl", ".psd", ".tga", ".ppm", ".pgm", ".exr", ".dng")
 SEED_DEPTH_INVERTED = True  # DenseDepth's NYU output is inverse-like: the seeds' grey depth is bright = near
 
 
@@ -392,7 +393,8 @@ def _is_listed_file(name: str) -> bool:
 
 def _classify(store: ZipStore, i: int) -> tuple[dict[str, list[tuple[str, str]]], list[str]]:
     """The image entries of zip `i` by kind, as (name without the kind folder, entry name) pairs (a name's leading
-    `/` is not a folder), and the other files that its fg_bg kind holds (each would be a sample left out)."""
+    `/` is not a folder), and the images in formats not read (OTHER_IMAGES) among its fg_bg entries (each would be
+    a sample left out)."""
     images = [n for n in store.listing[i] if _is_image(n)]
     zip_kinds = kinds_named(store.paths[i].stem)
     folders = {n.lstrip("/").rsplit("/", 1)[0] for n in images if "/" in n.lstrip("/")}
@@ -407,7 +409,7 @@ def _classify(store: ZipStore, i: int) -> tuple[dict[str, list[tuple[str, str]]]
             raise DataError(store.paths[i], name, f"its names point to {said}; {_NAME_KINDS}", "layout")
         parts = name.lstrip("/").split("/")
         entries[next(iter(kinds))].append(("/".join(parts[: max(depth - 1, 0)] + parts[depth:]), name))
-    others = [n for n in store.listing[i] if _is_listed_file(n) and not _is_image(n)]
+    others = [n for n in store.listing[i] if _is_listed_file(n) and n.lower().endswith(OTHER_IMAGES)]
     unread = [n for n in others if _kind_of_entry(n.lstrip("/"), zip_kinds, set())[0] == {"fg_bg"}]
     return entries, unread
 
@@ -438,16 +440,17 @@ def read_by_kind(store: ZipStore, pairs_only: bool = False) -> DatasetIndex:
     bg pairs by the same name, else by the longest bg name that starts the sample's name up to a separator
     (`bg12` for `bg12_fg3_7`, `Image_1` for `Image_1_2_3`). Without any depth entry every sample's depth is unknown;
     with `pairs_only` (predict's inputs) masks may be absent the same way, and a sample's missing mask or depth too.
-    A file among the fg_bg entries that is no image of a known kind is a problem.
+    An image among the fg_bg entries in a format not read (OTHER_IMAGES: `a.gif`) is a problem; other files are
+    not samples (`notes.txt`).
     """
     collector, told = _Collector(store), []
     classified = {}
     for i in range(len(store.paths)):
         classified[i], unread = _classify(store, i)
         told.append(f"{store.paths[i].name}: {', '.join(k for k, v in classified[i].items() if v) or 'no images'}")
-        told[-1] += f" ({unread[0]} is no image of a known kind)" if unread else ""
+        told[-1] += f" ({unread[0]} is in a format not read)" if unread else ""
         for name in unread:
-            what = f"not an image of a known kind ({' '.join(IMAGE_EXTENSIONS)}): its sample would be left out"
+            what = f"an image in a format not read (only {' '.join(IMAGE_EXTENSIONS)}): its sample would be left out"
             collector.problem(i, name, what, "layout")
     own = len(classified) > 1 and all(entries["bg"] and entries["fg_bg"] for entries in classified.values())
     for part in [{i: c} for i, c in classified.items()] if own else [classified]:
