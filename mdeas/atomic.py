@@ -7,6 +7,7 @@ import contextlib
 import glob
 import json
 import os
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -74,6 +75,10 @@ def output_folder(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     made = [folder for folder in (path, *path.parents) if not folder.exists()]  # deepest first
     path.mkdir(parents=True, exist_ok=True)
+    try:
+        tempfile.TemporaryFile(dir=path).close()  # a folder that exists but takes no file (read-only, immutable)
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(path)) from None
     try:
         yield path
     except BaseException:
