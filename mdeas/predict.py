@@ -31,7 +31,7 @@ from mdeas.cli import exit_on_data_error, run_app
 from mdeas.config_values import file_names, flag, whole_number
 from mdeas.data.decode import check_pixels, decode_rgb, exif_turn, image_format, open_image
 from mdeas.data.errors import DataError
-from mdeas.data.layouts import IMAGE_EXTENSIONS, OS_FILES, load_index
+from mdeas.data.layouts import IMAGE_EXTENSIONS, load_index
 from mdeas.data.zipstore import fold, read_file
 from mdeas.inference import CheckpointError, Prediction, Predictor, load_module, resolve_device
 from mdeas.module import NO_DEPTH_LEARNT
@@ -75,6 +75,9 @@ def pair_items(bg: str, fg_bg: str) -> Iterator[Item]:
     pair = read_image(bg), read_image(fg_bg)
     same_upright_size(*pair, bg, fg_bg)
     yield Path(fg_bg).stem, *pair
+
+
+OS_FILES = ("thumbs.db", "desktop.ini")  # what Windows leaves in a folder of images (macOS's start with a dot)
 
 
 def folder_images(root: Path) -> list[tuple[Path, Path]]:

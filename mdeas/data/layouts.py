@@ -102,9 +102,13 @@ class DatasetIndex:
     resolution: str = ""
 
 
+def _user_file(name: str) -> bool:
+    """Not a dot file nor under __MACOSX/ (what macOS adds to a zip)."""
+    return not name.rsplit("/", 1)[-1].startswith(".") and not name.startswith("__MACOSX/")
+
+
 def _is_image(name: str) -> bool:
-    base = name.rsplit("/", 1)[-1]
-    return name.lower().endswith(IMAGE_EXTENSIONS) and not base.startswith(".") and not name.startswith("__MACOSX/")
+    return name.lower().endswith(IMAGE_EXTENSIONS) and _user_file(name)
 
 
 def _stem(name: str) -> str:
@@ -382,15 +386,6 @@ def _kind_of_entry(name: str, zip_kinds: set[str], file_kinds: set[str]) -> tupl
 _NAME_KINDS = "name each zip or folder after its kind (bg, fg_bg, mask, depth), or set data.layout (predict: layout=)"
 
 
-OS_FILES = ("thumbs.db", "desktop.ini")  # what Windows leaves in a folder of images (macOS's start with a dot)
-
-
-def _is_listed_file(name: str) -> bool:
-    """An entry that is a file a user put there: not a folder, a dot file, an OS_FILES name or under __MACOSX/."""
-    base = name.rsplit("/", 1)[-1]
-    return bool(base) and not base.startswith(".") and base.lower() not in OS_FILES and not name.startswith("__MACOSX/")
-
-
 def _classify(store: ZipStore, i: int) -> tuple[dict[str, list[tuple[str, str]]], list[str]]:
     """The image entries of zip `i` by kind, as (name without the kind folder, entry name) pairs (a name's leading
     `/` is not a folder), and the images in formats not read (OTHER_IMAGES) among its fg_bg entries (each would be
@@ -409,7 +404,7 @@ def _classify(store: ZipStore, i: int) -> tuple[dict[str, list[tuple[str, str]]]
             raise DataError(store.paths[i], name, f"its names point to {said}; {_NAME_KINDS}", "layout")
         parts = name.lstrip("/").split("/")
         entries[next(iter(kinds))].append(("/".join(parts[: max(depth - 1, 0)] + parts[depth:]), name))
-    others = [n for n in store.listing[i] if _is_listed_file(n) and n.lower().endswith(OTHER_IMAGES)]
+    others = [n for n in store.listing[i] if n.lower().endswith(OTHER_IMAGES) and _user_file(n)]
     unread = [n for n in others if _kind_of_entry(n.lstrip("/"), zip_kinds, set())[0] == {"fg_bg"}]
     return entries, unread
 
