@@ -22,6 +22,7 @@ from mdeas.metrics import (
     depth_metrics,
     depth_sums,
     mask_confusion,
+    mask_labels,
     mask_metrics,
     median_align,
     scale_shift_align,
@@ -191,7 +192,7 @@ def test_mask_metrics_pinned_values() -> None:
 
 
 def test_mask_metrics_logits_and_probabilities_are_never_guessed() -> None:
-    """Logits are always passed through the sigmoid, probabilities never, whatever their range."""
+    """Logits are always thresholded as logits, probabilities as probabilities, whatever their range."""
     _, t, _ = pinned_mask_batch()
     inside = torch.rand(2, 1, 6, 7, generator=torch.Generator().manual_seed(3))  # logits in [0, 1]: all foreground
     assert as_floats(mask_metrics(inside, t)) == pytest.approx(from_counts(51, 33, 0, 0), rel=1e-15)
@@ -200,6 +201,16 @@ def test_mask_metrics_logits_and_probabilities_are_never_guessed() -> None:
     probs[0, 0, 0, :] = 1.2  # probabilities above 1 are thresholded as they are, the others are left alone
     counts = pixel_counts(probs > 0.5, t > 0.5, None)
     assert as_floats(mask_metrics(probs, t, from_logits=False)) == pytest.approx(from_counts(*counts), rel=1e-15)
+
+
+def test_logits_are_cut_at_the_thresholds_logit_not_through_a_rounding_sigmoid() -> None:
+    logits = torch.tensor([1e-9, -1e-9, math.log(3) + 1e-6, math.log(3) - 1e-6]).reshape(1, 1, 2, 2)
+    target = torch.ones(1, 1, 2, 2)
+    assert torch.sigmoid(logits[0, 0, 0, 0]).item() == 0.5  # what the sigmoid would have called background
+    assert mask_labels(logits, target)[0].flatten().tolist() == [1, 0, 1, 1]
+    assert mask_labels(logits, target, threshold=0.75)[0].flatten().tolist() == [0, 0, 1, 0]  # sigmoid(log 3) = 0.75
+    assert mask_labels(logits, target, threshold=0.0)[0].flatten().tolist() == [1, 1, 1, 1]
+    assert mask_labels(logits, target, threshold=1.0)[0].flatten().tolist() == [0, 0, 0, 0]
 
 
 def test_mask_metric_class_pinned_accumulation() -> None:

@@ -74,9 +74,11 @@ def ssim_map(img1: Tensor, img2: Tensor, window_size: int = SSIM_WINDOW, max_val
         )
 
 
-def _probs(pred: Tensor, from_logits: bool) -> Tensor:
-    pred = pred.detach().float()
-    return torch.sigmoid(pred) if from_logits else pred
+def _logit(probability: float) -> float:
+    """The logit whose sigmoid is `probability`: -inf at 0, inf at 1."""
+    if probability <= 0 or probability >= 1:
+        return math.copysign(math.inf, probability - 0.5)
+    return math.log(probability / (1 - probability))
 
 
 def mask_labels(
@@ -88,13 +90,14 @@ def mask_labels(
 ) -> tuple[Tensor, Tensor]:
     """int64 labels ``(pred, target)`` of ``[B,1,H,W]`` masks, for torchmetrics' binary stat scores.
 
-    pred: logits (``from_logits=True``, passed through the sigmoid) or probabilities (used as they are); label 1
-    where the probability is ``> threshold``. Thresholding here means torchmetrics never guesses from the value
-    range whether ``pred`` holds logits. target: label 1 where ``> 0.5``, 0 elsewhere, and ``MASK_IGNORE`` where
-    the optional bool ``valid`` is False.
+    pred: logits (``from_logits=True``) or probabilities; label 1 where the probability is ``> threshold``, decided
+    for logits against the threshold's logit (0 for 0.5), as a float32 sigmoid would round logits within 3e-8 of 0
+    to 0.5 and call them background where the outline step and ``logits > 0`` call them object. Thresholding here
+    means torchmetrics never guesses from the value range whether ``pred`` holds logits. target: label 1
+    where ``> 0.5``, 0 elsewhere, and ``MASK_IGNORE`` where the optional bool ``valid`` is False.
     """
     with torch.autocast(device_type=pred.device.type, enabled=False):
-        p = (_probs(pred, from_logits) > threshold).long()
+        p = (pred.detach().float() > (_logit(threshold) if from_logits else threshold)).long()
         t = (target.detach().float() > 0.5).long()
     if valid is not None:
         t = torch.where(valid.to(torch.bool).expand_as(t), t, MASK_IGNORE)
