@@ -22,11 +22,11 @@ $(VENV)/.installed: pyproject.toml
 train: install ## train the default recipe on generated data (extra overrides: make train ARGS="...")
 	THP_MEM_ALLOC_ENABLE=1 $(PY) -m mdeas.train $(ARGS)
 
-test: install ## run the fast tests
-	$(PY) -m pytest -m "not slow" -q
+test: install ## run the fast tests, one process per CPU core (pytest-xdist), one thread each
+	OMP_NUM_THREADS=1 $(PY) -m pytest -m "not slow" -q -n auto
 
-test-all: install ## run every test, slow ones included
-	$(PY) -m pytest -q
+test-all: install ## run every test, slow ones included, one process per CPU core
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n auto
 
 lint: install ## ruff lint and format check
 	$(VENV)/bin/ruff check .
