@@ -23,12 +23,14 @@ def difference(bg: torch.Tensor, fg_bg: torch.Tensor) -> torch.Tensor:
     return (fg_bg - bg).abs().mean(dim=1, keepdim=True)
 
 
-def _differences(batches: Iterable[dict], denormalise: Callable) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+def _differences(
+    batches: Iterable[dict], denormalise: Callable[[torch.Tensor], torch.Tensor]
+) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
     for batch in batches:
         yield difference(denormalise(batch["bg"]), denormalise(batch["fg_bg"])), batch["mask"]
 
 
-def fit_threshold(batches: Iterable[dict], denormalise: Callable) -> float:
+def fit_threshold(batches: Iterable[dict], denormalise: Callable[[torch.Tensor], torch.Tensor]) -> float:
     """The threshold of THRESHOLDS with the best IoU over `batches` (validation data)."""
     inter = torch.zeros(len(THRESHOLDS), dtype=torch.float64)
     union = torch.zeros(len(THRESHOLDS), dtype=torch.float64)
@@ -39,7 +41,9 @@ def fit_threshold(batches: Iterable[dict], denormalise: Callable) -> float:
     return float(THRESHOLDS[int(iou(inter, union).argmax())])
 
 
-def score(batches: Iterable[dict], denormalise: Callable, threshold: float) -> dict[str, float]:
+def score(
+    batches: Iterable[dict], denormalise: Callable[[torch.Tensor], torch.Tensor], threshold: float
+) -> dict[str, float]:
     """Mask metrics of the thresholded difference over `batches`."""
     metric = MaskMetrics(threshold=0.5, from_logits=False)
     for diff, mask in _differences(batches, denormalise):

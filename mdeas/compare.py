@@ -128,6 +128,7 @@ def signed(interval: list[float] | None) -> str:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="compare")
 def main(cfg: DictConfig) -> None:
+    """Score several checkpoints on one dataset, paired sample by sample (see conf/compare.yaml)."""
     with exit_on_data_error(CheckpointError, ValueError):
         file_names(cfg, "ckpt_paths", "output")
         paths = [cfg.ckpt_paths] if isinstance(cfg.ckpt_paths, str) else list(cfg.ckpt_paths)  # one path: a str

@@ -280,6 +280,7 @@ def object_table(by_object: dict[str, dict], shown: int = WORST_OBJECTS_SHOWN) -
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
+    """Score a checkpoint and the |fg_bg − bg| baseline on a dataset's test split (see conf/evaluate.yaml)."""
     with exit_on_data_error(CheckpointError, ValueError):
         file_names(cfg, "ckpt_path", "output")
         outline = from_config(cfg.get("outline"))

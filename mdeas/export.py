@@ -136,6 +136,7 @@ def export(ckpt_path: str, fmt: str, output: str, batch_size: int = 2, opset: in
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="export")
 def main(cfg: DictConfig) -> None:
+    """Export a checkpoint to TorchScript or ONNX and check it against PyTorch (see conf/export.yaml)."""
     with exit_on_data_error(CheckpointError, ValueError):
         file_names(cfg, "ckpt_path", "output")
         diff = export(cfg.ckpt_path, cfg.format, cfg.output, cfg.batch_size, cfg.opset)

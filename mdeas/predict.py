@@ -72,9 +72,7 @@ def same_upright_size(bg: np.ndarray, fg_bg: np.ndarray, bg_path: str | Path, fg
 
 def pair_items(bg: str, fg_bg: str) -> Iterator[Item]:
     """The one pair bg=… fg_bg=…, named by the fg_bg file's stem."""
-    pair = read_image(bg), read_image(fg_bg)
-    same_upright_size(*pair, bg, fg_bg)
-    yield Path(fg_bg).stem, *pair
+    return folder_items([(Path(fg_bg), Path(bg))])
 
 
 OS_FILES = ("thumbs.db", "desktop.ini")  # what Windows leaves in a folder of images (macOS's start with a dot)
@@ -348,6 +346,7 @@ def write_predictions(
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
 def main(cfg: DictConfig) -> None:
+    """Write masks and depth maps for a pair, a folder, a dataset zip or a video (see conf/predict.yaml)."""
     with exit_on_data_error(CheckpointError, ValueError):
         out = predict(cfg)
     print(f"predictions written to {out}")

@@ -109,7 +109,9 @@ def bad_zip(tmp_path: Path, kind: str) -> tuple[Path, str]:
         return rewrite(clean, out, "fg_bg/", lambda d: b""), rf"fg_bg/{ID}\.jpg: empty entry \(0 bytes\)"
     if kind == "sixteen_bit":
         mask16 = encode(np.full((32, 32), 65535, np.uint16), "PNG")
-        return rewrite(clean, out, "mask/", lambda d: mask16), rf"mask/{ID}\.png: expected an 8-bit grey image.*I;16"
+        return rewrite(
+            clean, out, "mask/", lambda d: mask16
+        ), rf"mask/{ID}\.png: expected an 8-bit mask \(grey or colour\).*I;16"
     if kind == "channels":
         rgb = encode(np.zeros((32, 32, 3), np.uint8), "PNG")
         return rewrite(clean, out, "depth/", lambda d: rgb), rf"depth/{ID}\.png: expected a 16-bit depth PNG.*RGB"

@@ -316,7 +316,9 @@ def test_grey_and_rgba_inputs_are_converted_and_16_bit_masks_rejected(tmp_path):
     wide = replace_entry(src, tmp_path / "w.zip", "bg2/fg_1/mask/1.jpg", encode(np.zeros((24, 24), np.uint16), "PNG"))
     index = load_index(str(wide))
     sample = next(s for s in index.samples if s.mask == "bg2/fg_1/mask/1.jpg")
-    with pytest.raises(DataError, match=r"w.zip: bg2/fg_1/mask/1.jpg: expected an 8-bit grey image, got mode I;16"):
+    with pytest.raises(
+        DataError, match=r"w.zip: bg2/fg_1/mask/1.jpg: expected an 8-bit mask \(grey or colour\), got mode I;16"
+    ):
         load_sample(index, sample)
 
 

@@ -254,8 +254,12 @@ def test_a_margin_makes_the_patches_beside_an_unsure_pixel_unsure_too():
 def test_patches_refined_scale_with_the_image_area_and_stop_at_the_threshold():
     torch.manual_seed(0)
     net = RefinedNet(tiny_base(), randomise_last_layer(PatchRefiner()), downsample=4, fraction=0.25).eval()
-    assert net.patches((64, 64)) == 16 and net.patches((1080, 1920)) == 8100 and net.patches((37, 45)) == 8
-    assert RefinedNet(tiny_base(), PatchRefiner(), fraction=1.0).patches((1080, 1920)) is None
+    assert (
+        net.patches_per_image((64, 64)) == 16
+        and net.patches_per_image((1080, 1920)) == 8100
+        and net.patches_per_image((37, 45)) == 8
+    )
+    assert RefinedNet(tiny_base(), PatchRefiner(), fraction=1.0).patches_per_image((1080, 1920)) is None
     bg, fg_bg = torch.randn(1, 3, 120, 160), torch.randn(1, 3, 120, 160)
     with torch.no_grad():
         for threshold, changed in ((0.0, 0.25), (1.01, 0.0)):  # uncertainty is at most 1: none above 1.01

@@ -236,8 +236,8 @@ def test_cli_writes_only_the_zip(tmp_path: Path) -> None:
     with zipfile.ZipFile(tmp_path / "data" / "x.zip") as archive:
         assert [row[0] for row in _manifest(archive)[1:]][-1] == "b00000_o000_m1_s1_p0"
         assert json.loads(archive.read("meta.json"))["scales"] == [1.0, 0.5]
-    for bad, said in (("workers=abc", "workers must be a whole number, got 'abc'"),
-                      ("num_samples=4.7", "num_samples must be a whole number, got 4.7"),
+    for bad, said in (("workers=abc", "generator option workers must be a whole number >= 1, got 'abc'"),
+                      ("num_samples=4.7", "generator option num_samples must be a whole number >= 1, got 4.7"),
                       ("out=data/y/", "out must name a file, not a folder: data/y/"),
                       ("jpeg_quality=[30,95.9]", "generator option jpeg_quality must be a whole number or a range "
                                                    "[low, high] of them, got [30, 95.9]")):  # fmt: skip

@@ -229,7 +229,7 @@ def to_mask(encoded: Encoded, scale: int = 1) -> np.ndarray:
     colours) reads as foreground, as luminance would not (pure red is 76 of 255). A mask whose brightest value is
     under FOREGROUND was stored at another level (a boolean array saved as 0/1, which JPEG leaves as 0-2): it is
     returned scaled to that value, 0/1 as 0/255, so that its half range is FOREGROUND."""
-    check_eight_bit(encoded, "grey image")
+    check_eight_bit(encoded, "mask (grey or colour)")
     mask = to_grey(encoded, scale) if encoded.header.mode in GREY_MODES else to_rgb(encoded, scale).max(axis=-1)
     brightest = int(mask.max())
     if 0 < brightest < FOREGROUND:

@@ -128,7 +128,7 @@ def _manifests(store: ZipStore, file_name: str) -> list[tuple[int, str]]:
         (i, store.key(name, i))
         for i, names in enumerate(store.listing)
         for name in names
-        if name.rsplit("/", 1)[-1] == file_name and not name.startswith("__MACOSX/")
+        if name.rsplit("/", 1)[-1] == file_name and _user_file(name)
     ]
 
 
@@ -213,7 +213,6 @@ def _rows(store: ZipStore, key: str, delimiter: str) -> list[tuple[int, list[str
     return rows
 
 
-TABLE_KINDS = ("bg", "fg_bg", "mask", "depth")
 DELIMITERS = {";": "';'", "\t": "tabs"}  # as an error names them
 
 
@@ -246,9 +245,7 @@ def _read_table(
                 collector.problem(home, where, what, "layout")
                 continue
             names = [name or None for name in pick(fields)]
-            empty = [
-                kind for kind, name in zip(TABLE_KINDS[: 2 if pairs_only else 3], names, strict=False) if name is None
-            ]
+            empty = [kind for kind, name in zip(KINDS[: 2 if pairs_only else 3], names, strict=False) if name is None]
             if empty:
                 collector.problem(home, where, f"empty {' and '.join(empty)} field: {fields}", "layout")
             else:

@@ -9,10 +9,10 @@ opens its own connection.
 
 HTTP(S) needs nothing beyond the standard library (`http.client`, one kept-alive connection per host, redirects
 followed); `s3://` and `gs://` go through fsspec (`pip install 'mdeas[s3]'` or `'mdeas[gs]'`). A connection that
-fails, is reset or times out, a response cut short, and HTTP 408, 429 and 5xx are retried `RETRIES` times, after
-0.2, 0.4, 0.8 s; a missing file, a refused permission, or a server that answers a range request with the whole
-file are reported at once. Every failure is a `RemoteError`; after retries its message ends with the number of
-attempts. `file://` URLs are plain local paths (`zip_location`).
+fails, is reset or times out, a response cut short, and HTTP 408, 429, 500, 502, 503 and 504 are retried `RETRIES`
+times, after 0.2, 0.4, 0.8 s; a missing file, a refused permission, or a server that answers a range request with
+the whole file are reported at once. Every failure is a `RemoteError`; after retries its message ends with the
+number of attempts. `file://` URLs are plain local paths (`zip_location`).
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ class RangeSource(Protocol):
     """Byte ranges of one remote file; `RemoteFile` retries and caches them."""
 
     def get(self, start: int, stop: int) -> tuple[bytes, int]:
-        """(bytes [start, stop), the file's size in bytes)."""
+        """(bytes [start, stop), the file's size in bytes or -1 when the source does not say)."""
 
     def tail(self, count: int) -> tuple[bytes, int, str]:
         """(the last `count` bytes, or all when fewer, the file's size in bytes, its version: ETag or time)."""
@@ -255,12 +255,12 @@ def open_source(url: ZipURL) -> RangeSource:
 
 class RemoteFile:
     """A read-only, seekable binary file over a RangeSource, with the retries of `with_retries` and an LRU cache of
-    fetched ranges (`cache_mb` MiB). `prefetch` fetches a range that the next reads will take apart; a read outside
+    fetched ranges (CACHE_MB MiB). `prefetch` fetches a range that the next reads will take apart; a read outside
     the current range (the last one prefetched or read) is a request of its own, exactly as long as the read."""
 
-    def __init__(self, source: RangeSource, cache_mb: float = CACHE_MB) -> None:
+    def __init__(self, source: RangeSource) -> None:
         self.source = source
-        self.cache_bytes = int(cache_mb * (1 << 20))
+        self.cache_bytes = int(CACHE_MB * (1 << 20))
         self.pos = 0
         self._size: int | None = None
         self._version: str | None = None

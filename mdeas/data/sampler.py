@@ -20,10 +20,8 @@ class EpochSampler(DistributedSampler):
 
     start = 0
 
-    def __init__(
-        self, dataset: Dataset, seed: int, num_replicas: int = 1, rank: int = 0, drop_last: bool = False
-    ) -> None:
-        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=drop_last)
+    def __init__(self, dataset: Dataset, seed: int, num_replicas: int = 1, rank: int = 0) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         epoch, start, self.start = self.epoch, self.start, 0

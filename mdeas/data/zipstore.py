@@ -4,10 +4,10 @@ Entries are addressed by *keys*: the entry name itself, or `<zip index>::<name>`
 of the same store also holds (two generated zips both have `fg_bg/b00000_f00.jpg`). `NameResolver` maps the names
 written in a manifest to keys, tolerating folder prefixes that the manifest has and the zip lacks, or the reverse.
 
-`ZipDirectory` reads a zip's central directory into a few flat arrays (name, data offset, sizes, method, CRC per
-entry) instead of one `zipfile.ZipInfo` object per entry: a 400k-entry zip then indexes in about a second and a
-hundred MB, and a DataLoader worker reads entries through its own plain file handle without parsing the directory
-again.
+`ZipDirectory` reads a zip's central directory into a few flat arrays (name, local-header offset, sizes, method,
+flags, CRC per entry) instead of one `zipfile.ZipInfo` object per entry: a 400k-entry zip then indexes in about a
+second and a hundred MB, and a DataLoader worker reads entries through its own plain file handle without parsing the
+directory again.
 
 Reads are bounded (README "Security"): an entry whose declared (or packed) size is above a limit, or whose declared
 size is over 1 MiB with a compression ratio above a limit, is refused before a byte of it is read; its

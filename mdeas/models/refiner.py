@@ -277,7 +277,7 @@ class RefinedNet(nn.Module):
             self.base.eval()
         return self
 
-    def patches(self, size: Sequence[int]) -> int | None:
+    def patches_per_image(self, size: Sequence[int]) -> int | None:
         """Patches refined per image of `size` (H, W): `fraction` of them, rounded up; None for every patch."""
         rows, cols = self.refiner.grid(size)
         return None if self.fraction >= 1.0 else math.ceil(self.fraction * rows * cols)
@@ -292,7 +292,7 @@ class RefinedNet(nn.Module):
         if self.project is not None:  # the hidden map the base's forward just recorded, taken so it is not kept
             hidden = self.base.get_submodule(self.hidden).__dict__.pop("recorded_input")
             features = upsample(self.project(hidden), size)
-        k = self.patches(size)
+        k = self.patches_per_image(size)
         if k is None and threshold > 0:  # every patch may be refined, but only those the threshold lets through
             rows, cols = self.refiner.grid(size)
             k = rows * cols

@@ -14,10 +14,6 @@ def main(cfg: DictConfig) -> None:
     with exit_on_data_error(TypeError, ValueError):
         file_names(cfg, "out")
         options = {k: v for k, v in cfg.items() if k not in ("out", "num_samples", "workers")}
-        for key in ("num_samples", "workers"):
-            whole = isinstance(cfg[key], int) and not isinstance(cfg[key], bool)
-            if not (whole or (key == "workers" and cfg[key] is None)):
-                raise ValueError(f"{key} must be a whole number, got {cfg[key]!r}")
         path = generate(cfg.out, cfg.num_samples, workers=cfg.workers, **options)
     print(f"wrote {cfg.num_samples} samples to {path}")
 

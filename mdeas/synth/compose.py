@@ -207,7 +207,7 @@ def load_foreground(path: Path, mask_path: Path | None) -> tuple[np.ndarray, np.
     opacity is > 0: from the mask file if given, else from the image's alpha channel."""
     image = _open(path, "image (colour or grey)")
     if mask_path is not None:
-        mask = _open(mask_path, "grey image")
+        mask = _open(mask_path, "mask (grey or colour)")
         if mask.size != image.size:
             size, fg_size = (f"{w}x{h}" for w, h in (mask.size, image.size))
             raise DataError(mask_path, None, f"size {size} differs from its foreground {path.name} ({fg_size})")
@@ -257,17 +257,17 @@ def place(
     bg: int,
     fg: int,
     mirrored: int,
-    scale: int,
+    scale_index: int,
     position: int,
 ) -> tuple[np.ndarray, np.ndarray, int, int]:
     """The object `cutout` (colour, opacity of `load_foreground`) of sample (bg, fg, mirrored, scale index,
     position): resized to its scale, mirrored if asked, and the place it is pasted at. Returns colour [h, w, 3],
     opacity [h, w], top and left (px)."""
-    rgb, alpha = resize_foreground(*cutout, opts.max_side(opts.scales[scale]))
+    rgb, alpha = resize_foreground(*cutout, opts.max_side(opts.scales[scale_index]))
     rgb, alpha = (rgb[:, ::-1], alpha[:, ::-1]) if mirrored else (rgb, alpha)
     # With 7 positions or more this key can be another sample's JPEG-quality stream ((seed, bg, fg, m, s, p) and 6:
     # `jpeg_quality_for`); kept so that sets composed before, the real-photo check sets among them, stay byte-identical.
-    rng = np.random.default_rng([opts.seed, 5, bg, fg, mirrored, scale, position])
+    rng = np.random.default_rng([opts.seed, 5, bg, fg, mirrored, scale_index, position])
     top = int(rng.integers(0, opts.image_size - alpha.shape[0] + 1))
     left = int(rng.integers(0, opts.image_size - alpha.shape[1] + 1))
     return rgb, alpha, top, left
@@ -419,11 +419,11 @@ def compose(
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="compose")
 def main(cfg: DictConfig) -> None:
     """CLI: python -m mdeas.synth.compose bg_dir=DIR fg_dir=DIR out=PATH (see conf/compose.yaml)."""
-    paths = ("out", "bg_dir", "fg_dir", "mask_dir", "depth_dir", "workers")
+    not_options = ("out", "bg_dir", "fg_dir", "mask_dir", "depth_dir", "workers")
     with exit_on_data_error(TypeError, ValueError):
         for key in ("out", "bg_dir", "fg_dir", "mask_dir", "depth_dir"):
             file_name(cfg[key], key)  # one name each (a list is refused)
-        options = {k: v for k, v in cfg.items() if k not in paths}
+        options = {k: v for k, v in cfg.items() if k not in not_options}
         path = compose(
             cfg.out,
             cfg.bg_dir,

@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 from mdeas.fingerprint import code_fingerprint
 from mdeas.synth.generate import generate
@@ -33,7 +34,7 @@ class GeneratedSet:
     calls it when no `data.path` is given.
     """
 
-    def __init__(self, **options) -> None:
+    def __init__(self, **options: Any) -> None:
         self.options = dict(options)
 
     def path(self, cache_dir: str | Path) -> Path:

@@ -174,7 +174,7 @@ class SampleArrays:
 
 def bg_name(bg_index: int, num_backgrounds: int) -> str:
     """Background id, e.g. b00012 (at least 5 digits)."""
-    return f"b{bg_index:0{max(5, len(str(num_backgrounds - 1)))}d}"
+    return f"b{bg_index:0{_digits(num_backgrounds, 5)}d}"
 
 
 def _digits(count: int, least: int) -> int:

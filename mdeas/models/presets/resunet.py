@@ -21,7 +21,8 @@ from mdeas.models.registry import register_model
 
 @register_model
 def resunet(widths: tuple[int, ...] = (32, 64, 128, 256), bottom: int = 512, difference: bool = False) -> MaskDepthNet:
-    """`difference`: |fg_bg − bg| as three more input channels (EarlyConcat)."""
+    """Residual U-Net on the early-concatenated pair: bg, fg_bg [B, 3, H, W] → mask logits and depth, [B, 1, H, W]
+    each. `difference`: |fg_bg − bg| as three more input channels (EarlyConcat)."""
     fusion = EarlyConcat(partial(ResidualEncoder, widths=tuple(widths), bottom=bottom), difference)
     stages = [(width, i) for i, width in reversed(list(enumerate(widths)))]
 
