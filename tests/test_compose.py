@@ -137,7 +137,10 @@ def test_a_jpeg_with_a_mask_file_or_a_mask_folder_is_an_object(tmp_path: Path, i
     ("change", "message"),
     [
         (lambda d: (d["fg_dir"] / "photo_mask.png").unlink(), r"photo.jpg: no alpha channel and no mask"),
-        (lambda d: _save(d["fg_dir"] / "photo_mask.png", np.zeros((30, 30), np.uint8)), r"opacity is 0 everywhere"),
+        (
+            lambda d: _save(d["fg_dir"] / "photo_mask.png", np.zeros((30, 30), np.uint8)),
+            r"fg/photo_mask\.png: the object's opacity is 0 everywhere$",
+        ),
         (
             lambda d: _save(d["fg_dir"] / "photo_mask.png", np.ones((9, 30), np.uint8)),
             r"photo_mask.png: size 30x9 differs from its foreground photo.jpg \(30x30\)",
@@ -161,6 +164,10 @@ def test_bad_inputs_fail_with_the_file_named_and_write_nothing(tmp_path: Path, i
 
 def test_a_file_above_the_size_limit_is_refused_before_reading(tmp_path: Path, inputs: dict, monkeypatch) -> None:
     monkeypatch.setenv("MDEAS_MAX_ENTRY_MB", "0.0001")  # 105 bytes
+    read_bytes = Path.read_bytes
+    monkeypatch.setattr(  # not one input file is read
+        Path, "read_bytes", lambda path: pytest.fail(f"read {path}") if tmp_path in path.parents else read_bytes(path)
+    )
     with pytest.raises(DataError, match=r"\.(jpg|png): refused: [\d.]+ MiB, above the 0.0001 MiB limit"):
         compose(tmp_path / "out" / "c.zip", workers=1, **inputs, **OPTIONS)
 
@@ -178,6 +185,7 @@ def test_an_unknown_option_is_named_with_the_known_ones(tmp_path: Path, inputs: 
 
 def test_an_image_above_the_pixel_limit_is_refused_before_decoding(tmp_path: Path, inputs: dict, monkeypatch) -> None:
     monkeypatch.setenv("MDEAS_MAX_MEGAPIXELS", "0.0001")  # 100 pixels
+    monkeypatch.setattr("mdeas.synth.compose.to_pillow", lambda *args: pytest.fail("an image was decoded"))
     with pytest.raises(DataError, match=r"\.(jpg|png): refused: declares \d+x\d+ pixels, above the 0.0001-megapixel"):
         compose(tmp_path / "out" / "c.zip", workers=1, **inputs, **OPTIONS)
 

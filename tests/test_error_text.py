@@ -235,20 +235,33 @@ def test_an_override_with_a_character_to_quote_says_how(override, said):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["mdeas.train", "ckpt_path=123"], "ckpt_path must be a file or folder name, got 123"),
+        (
+            ["mdeas.train", "ckpt_path=123"],
+            "ckpt_path must be a file or folder name, got 123 (quote a name made of digits: 'ckpt_path=\"123\"')",
+        ),
         pytest.param(
             ["mdeas.evaluate", "ckpt_path=a.ckpt", "output=2024"],
-            "output must be a file or folder name, got 2024",
+            "output must be a file or folder name, got 2024 (quote a name made of digits: 'output=\"2024\"')",
             marks=pytest.mark.slow,  # the same check (`file_names`) as train's and compare's, in the fast set
         ),
         pytest.param(
             ["mdeas.predict", "ckpt_path=a.ckpt", "output=o", "bg=1", "fg_bg=f.jpg"],
-            "bg must be",
+            "bg must be a file or folder name, got 1 (quote a name made of digits: 'bg=\"1\"')",
             marks=pytest.mark.slow,
         ),
-        pytest.param(["mdeas.export", "ckpt_path=7", "output=m.pt"], "ckpt_path must be", marks=pytest.mark.slow),
-        (["mdeas.compare", "ckpt_paths=[a.ckpt,12]"], "ckpt_paths must be a list of file names, got ['a.ckpt', 12]"),
-        (["mdeas.synth", "out=5", "num_samples=2"], "out must be"),
+        pytest.param(
+            ["mdeas.export", "ckpt_path=7", "output=m.pt"],
+            "ckpt_path must be a file or folder name, got 7 (quote a name made of digits: 'ckpt_path=\"7\"')",
+            marks=pytest.mark.slow,
+        ),
+        (
+            ["mdeas.compare", "ckpt_paths=[a.ckpt,12]"],
+            "ckpt_paths must be a list of file names, got ['a.ckpt', 12] (quote a name made of digits: '\"12\"')",
+        ),
+        (
+            ["mdeas.synth", "out=5", "num_samples=2"],
+            "out must be a file or folder name, got 5 (quote a name made of digits: 'out=\"5\"')",
+        ),
     ],
 )
 def test_a_name_made_of_digits_is_named_with_how_to_quote_it(tmp_path, args, message):
@@ -256,8 +269,7 @@ def test_a_name_made_of_digits_is_named_with_how_to_quote_it(tmp_path, args, mes
     function given an int ended in a traceback)."""
     done = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 1, done.stderr
-    assert done.stderr.startswith(f"error: {message}") and "quote a name made of digits" in done.stderr, done.stderr
-    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert done.stderr == f"error: {message}\n"
 
 
 def test_a_folder_pairs_names_in_another_case_and_names_an_ambiguous_partner(tmp_path):

@@ -334,7 +334,8 @@ def test_bad_inputs_are_one_line_errors(trained, tmp_path, monkeypatch):
     (tmp_path / "text.mp4").write_text("hello\n")
     entry_points = [  # each entry point as a user runs it: the last line of stderr, a non-zero status
         (["mdeas.predict", "ckpt_path=nope.ckpt", "output=o", "input=ok"], "nope.ckpt: no such checkpoint file"),
-        (["mdeas.predict", f"ckpt_path={ckpt}", "output=o", "video=text.mp4", "bg=ok/bg/a.png"], "text.mp4: cannot"),
+        (["mdeas.predict", f"ckpt_path={ckpt}", "output=o", "video=text.mp4", "bg=ok/bg/a.png"],
+         "text.mp4: cannot open video"),
         (["mdeas.export", "ckpt_path=junk.ckpt", "format=onnx", "output=m.onnx"], "junk.ckpt: not a PyTorch"),
         (["mdeas.evaluate", "ckpt_path=junk.ckpt"], "junk.ckpt: not a PyTorch checkpoint"),
     ]  # fmt: skip

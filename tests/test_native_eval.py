@@ -334,6 +334,7 @@ def test_a_checkpoint_without_a_data_config_is_evaluated_with_the_data_modules_d
 def test_the_score_follows_the_native_mask_iou(run):
     model = run["native"]["model"]
     assert model["score"] == pytest.approx((model["mask/iou"] + model["depth/delta1"]) / 2)
+    assert abs(model["mask/iou"] - run["model"]["model"]["mask/iou"]) > 1e-3  # the native IoU, not the model size's
 
 
 def test_compare_scores_each_checkpoint_as_evaluate_does_and_pairs_the_gain(run, tmp_path):
