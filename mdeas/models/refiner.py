@@ -19,6 +19,7 @@ same share of the image's patches.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -324,17 +325,9 @@ class RefinedNet(nn.Module):
         return self._refine(bg, fg_bg, self._base(bg, fg_bg, lambda x: resize(x, side)), self.threshold)
 
 
-def refined(
-    name: str,
-    refiner: PatchRefiner,
-    downsample: int = 4,
-    fraction: float = 0.25,
-    threshold: float = 0.1,
-    freeze_base: bool = False,
-    detail: bool = False,
-    hidden: str | None = None,
-    **preset: Any,
-) -> RefinedNet:
-    """The preset `name` (its keyword overrides in `preset`) as the base of a RefinedNet with `refiner`."""
-    base = create_model(name, **preset)
-    return RefinedNet(base, refiner, downsample, fraction, threshold, freeze_base, detail, hidden)
+def refined(name: str, refiner: PatchRefiner, **options: Any) -> RefinedNet:
+    """The preset `name` as the base of a RefinedNet with `refiner`: the options RefinedNet takes (downsample,
+    fraction, threshold, freeze_base, detail, hidden) go to it, the others to the preset."""
+    own = set(inspect.signature(RefinedNet).parameters) - {"base", "refiner"}
+    base = create_model(name, **{key: value for key, value in options.items() if key not in own})
+    return RefinedNet(base, refiner, **{key: value for key, value in options.items() if key in own})
