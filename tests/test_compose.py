@@ -179,6 +179,12 @@ def test_an_unknown_option_is_named_with_the_known_ones(tmp_path: Path, inputs: 
         compose(tmp_path / "c.zip", workers=1, fg_max_side=300, **inputs)  # the scales are fine
     with pytest.raises(ValueError, match=r"^scales must be > 0, got \[1.0, 0.0\]"):
         compose(tmp_path / "c.zip", workers=1, scales=[1.0, 0.0], **inputs)
+    with pytest.raises(  # refused before its list of samples is made (10**9 of them would exhaust the memory)
+        ValueError,
+        match=r"^compose would write 16,000,000,000 samples \(2 backgrounds x 2 objects x 2 flips x 2 scales x "
+        r"1,000,000,000 positions\), above 10,000,000: lower positions or scales$",
+    ):
+        compose(tmp_path / "c.zip", workers=1, **inputs, **{**OPTIONS, "positions": 10**9})
     with pytest.raises(ValueError, match=r"^unknown compose options \['scale'\]; known: image_size, seed, .*scales"):
         compose(tmp_path / "c.zip", workers=1, scale=[1.0], **inputs)
 

@@ -256,6 +256,7 @@ QUALITY = "jpeg_quality must be in [1, 100] or a range [low, high] in it, got"
     ("kwargs", "said"),
     [
         ({"num_samples": 0}, "generator option num_samples must be a whole number >= 1, got 0"),
+        ({"num_samples": 10**9}, "generator option num_samples must be at most 10,000,000, got 1,000,000,000"),
         ({"image_size": 8}, "image_size must be in [16, 8192] px, got 8"),
         ({"max_depth_mm": 70000}, f"{DEPTH_RANGE}, got 70000"),
         ({"max_depth_mm": 3000}, f"{DEPTH_RANGE}, got 3000"),  # nearer than the generated rooms' nearest objects

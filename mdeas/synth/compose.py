@@ -47,7 +47,7 @@ from mdeas.data.decode import FOREGROUND, GREY_MODES, check_eight_bit, exif_turn
 from mdeas.data.errors import DataError
 from mdeas.data.layouts import IMAGE_EXTENSIONS
 from mdeas.data.zipstore import read_file
-from mdeas.synth.generate import SEED_SCALES, bg_name, seed_sample_id, seed_scheme
+from mdeas.synth.generate import MAX_SAMPLES, SEED_SCALES, bg_name, seed_sample_id, seed_scheme
 from mdeas.synth.parallel import default_workers, ordered_map
 from mdeas.synth.writer import (
     JpegQuality,
@@ -380,7 +380,14 @@ def compose(
     _check(opts)
     sources = find_sources(bg_dir, fg_dir, mask_dir, depth_dir)
     nb, nf = len(sources.backgrounds), len(sources.foregrounds)
-    per_pair = list(seed_scheme(1, opts.flips, len(opts.scales), opts.positions))
+    flips, scales = 2 if opts.flips else 1, len(opts.scales)
+    if nb * nf * flips * scales * opts.positions > MAX_SAMPLES:
+        raise ValueError(
+            f"compose would write {nb * nf * flips * scales * opts.positions:,} samples ({nb} backgrounds x {nf} "
+            f"objects x {flips} flips x {scales} scales x {opts.positions:,} positions), above {MAX_SAMPLES:,}: "
+            "lower positions or scales"
+        )
+    per_pair = list(seed_scheme(1, opts.flips, scales, opts.positions))
     rows = [
         sample_row(seed_sample_id(bg_name(b, nb), f, m, s, p, nf), bg_name(b, nb), sources.depths is not None)
         for b in range(nb)

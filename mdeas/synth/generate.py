@@ -72,6 +72,7 @@ from mdeas.synth.writer import (
 GENERATOR_VERSION = 5  # 5: a background's JPEG quality drawn from a stream of its own; camouflage shifts ±h//10
 MIN_DEPTH_MM = 4000  # the least far limit at which every scene still has room to place its objects
 SCHEMES = ("random", "seed")
+MAX_SAMPLES = 10_000_000  # the most samples a set may hold (the seeds' had 400,000); its manifest is built in memory
 SEED_FG_FRACTION = 150 / 224  # the seeds' cut-outs: max side 150 px on 224 px images at scale 1
 SEED_SCALES = (1.0, 0.8, 0.6, 0.4)
 _RETRY_SIZES = (1.0, 1.25, 0.8, 1.5, 0.65, 1.0)  # object sizes tried when a placement fails, x the target
@@ -424,6 +425,8 @@ def generate(out: str | Path, num_samples: int, workers: int | None = None, **op
     """
     output_file(out, "out")
     whole_number(num_samples, "generator option num_samples", 1)  # `true` made a set of one sample
+    if num_samples > MAX_SAMPLES:
+        raise ValueError(f"generator option num_samples must be at most {MAX_SAMPLES:,}, got {num_samples:,}")
     workers = default_workers() if workers is None else whole_number(workers, "generator option workers", 1)
     opts = options_from_config(Options, "generator", options, num_samples)
     _check(opts)
