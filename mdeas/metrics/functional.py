@@ -185,10 +185,7 @@ def depth_sums(
         target_n = torch.where(m, target_n, 0.0)
         ssim = torch.where(m, ssim_map(torch.where(m, pred_n, 0.0), target_n), 0.0).sum(dtype=torch.float64)
 
-        # float64 for the pointwise terms; counted-out pixels become gt = pred = 1 so no log/division sees 0
-        one = torch.ones((), dtype=torch.float64, device=pred.device)
-        gt = torch.where(m, target_n.to(torch.float64) * scale, one)
-        pr = torch.where(m, pred_n.to(torch.float64) * scale, one)
+        pr, gt, _, _ = _counted(pred_n, target_n, valid, scale)  # float64; 1 in both where not counted
         err = gt - pr
         log_err = torch.log(gt) - torch.log(pr)
         ratio = torch.maximum(gt / pr, pr / gt)
