@@ -318,6 +318,8 @@ def write_predictions(
     `out` (and, for a video, its panel video)."""
     source = cfg.video or cfg.fg_bg or (cfg.input if isinstance(cfg.input, str) else ",".join(cfg.input))
     writer, batch = None, []
+    video_path = out / f"{Path(cfg.video or 'none').stem}_panel.mp4"
+    being_written = video_path.with_name(f".{video_path.stem}.{os.getpid()}.mp4")  # named when released
     try:
         with tqdm(total=total, desc="predict", unit="sample") as bar:
             for item in chain(items, [None]):
@@ -331,17 +333,20 @@ def write_predictions(
                         if cfg.video:
                             if writer is None:
                                 fps = video_property(cfg.video, cv2.CAP_PROP_FPS) or 25.0
-                                path = str(out / f"{Path(cfg.video).stem}_panel.mp4")
                                 fourcc = cv2.VideoWriter_fourcc(*"mp4v")
-                                writer = cv2.VideoWriter(path, fourcc, fps, view.shape[1::-1])
-                                if not writer.isOpened():
-                                    raise OSError(errno.EIO, "cannot write an mp4 video there", path)
+                                opened = cv2.VideoWriter(str(being_written), fourcc, fps, view.shape[1::-1])
+                                if video_path.is_dir() or not opened.isOpened():
+                                    opened.release()
+                                    being_written.unlink(missing_ok=True)
+                                    raise OSError(errno.EIO, "cannot write an mp4 video there", str(video_path))
+                                writer = opened
                             writer.write(cv2.cvtColor(view, cv2.COLOR_RGB2BGR))
                     bar.update(len(batch))
                     batch = []
     finally:  # the frames written so far stay a playable video when a later one fails
         if writer is not None:
             writer.release()
+            being_written.replace(video_path)  # whole: another prediction into this folder writes its own
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="predict")

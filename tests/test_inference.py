@@ -133,6 +133,7 @@ def test_predict_pair_folder_zip_and_video(trained, tmp_path):
     video = cv2.VideoCapture(str(tmp_path / "video" / "clip_panel.mp4"))
     frames = [frame for ok, frame in iter(video.read, (False, None)) if ok]
     assert len(frames) == 4 and all(frame.shape == (32, 3 * 48, 3) for frame in frames)  # fg_bg | mask | depth
+    assert not list((tmp_path / "video").glob(".*"))  # written under a name of its own, then renamed
     squashed = "in/bg/a.png: size 50x30 is not the shape of the video's 48x32 frames (resized, it would squash)"
     with pytest.raises(DataError, match=re.escape(squashed)):
         list(video_items(str(tmp_path / "clip.avi"), str(tmp_path / "in" / "bg" / "a.png")))
@@ -148,6 +149,7 @@ def test_predict_pair_folder_zip_and_video(trained, tmp_path):
         cfg = compose("predict", overrides=[f"ckpt_path={ckpt}", "device=cpu", *paths])
     with pytest.raises(OSError, match=r"cannot write an mp4 video there: .*blocked/clip_panel\.mp4"):
         predict(cfg)
+    assert not list((tmp_path / "blocked").glob(".*"))  # no partial video left
 
 
 def test_a_video_without_frames_or_cut_short_is_a_data_error(tmp_path):
