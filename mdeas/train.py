@@ -39,6 +39,7 @@ from mdeas.precision import resolve_precision
 from mdeas.progressive import StageError, apply_stage, finished
 from mdeas.report import markdown_table
 from mdeas.resume_dir import register
+from mdeas.run_lock import sole_trainer
 from mdeas.schedules import check_lr_find, find_lr
 from mdeas.sweep import clear_failure, objective, record_failure
 
@@ -272,6 +273,12 @@ def main(cfg: DictConfig) -> float | None:
     (`ResumeOnInterrupt`).
     """
     in_sweep = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    with sole_trainer(Path(cfg.paths.output_dir)):  # a second process there ends at once, a sweep with it
+        return _run(cfg, in_sweep)
+
+
+def _run(cfg: DictConfig, in_sweep: bool) -> float | None:
+    """`main`'s work in the run folder, once it holds it."""
     try:
         with exit_on_data_error(ValueError, MisconfigurationException, StageError, NonFiniteLossError):
             if cfg.get("progressive") and not in_sweep:

@@ -44,7 +44,9 @@ def test_debug_choice_composes_its_short_run(choice: str) -> None:
     for key, value in {**SHARED, **CHOICES[choice]}.items():
         assert select(cfg, key) == value, key
     run_dir = OmegaConf.to_container(cfg.hydra.run, resolve=False)["dir"]
-    assert run_dir == "${resume_dir:${ckpt_path},'outputs/debug/${now:%Y-%m-%d}/${now:%H-%M-%S}'}"  # resumes in place
+    assert (
+        run_dir == "${resume_dir:${ckpt_path},'outputs/debug/${now:%Y-%m-%d}/${now:%H-%M-%S-%f}'}"
+    )  # resumes in place
     assert plain.model.name == "densenet_dilated"  # a recipe keeps its model and loss under debug
 
 

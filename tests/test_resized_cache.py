@@ -231,3 +231,21 @@ def test_a_build_killed_outright_is_cleared_by_the_next_one(tmp_path):
     assert sorted(p.name for p in cache.glob("*.partial-*")) == sorted(p.name for p in kept[:3])  # its own renamed
     [built] = [p for p in cache.glob("resized-16px-*") if ".partial-" not in p.name]
     assert (built / rc.COMPLETE).is_file() and not (built / rc.BUILDING).exists()  # no lock file left in it
+
+
+def test_a_build_is_never_taken_for_abandoned_before_it_holds_its_lock(tmp_path, monkeypatch):
+    """Another process clearing abandoned builds between this builder's making its lock file and locking it (the
+    moment an unlocked file used to stand there) finds no lock file, and leaves the folder alone."""
+    dm = MaskDepthDataModule(path=str(write_canonical_zip(tmp_path / "d.zip")), image_size=16, num_workers=0,
+                             split=(1.0, 0.0, 0.0))  # fmt: skip
+    dm.setup()
+    cache, cleared = tmp_path / "c", []
+    lock = rc.lock
+
+    def others_clear_first(handle, wait=True):
+        cleared.extend(rc.remove_abandoned_builds(cache))
+        return lock(handle, wait)
+
+    monkeypatch.setattr(rc, "lock", others_clear_first)
+    assert rc.resized_cache(dm.datasets["train"], cache) is not None
+    assert cleared == [] and len(list(cache.glob("resized-16px-*"))) == 1

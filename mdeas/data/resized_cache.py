@@ -38,12 +38,8 @@ from torch.utils.data import Dataset
 
 from mdeas.data.dataset import MaskDepthDataset, scan
 from mdeas.data.remote import ZipURL
+from mdeas.file_lock import fcntl, lock
 from mdeas.fingerprint import code_fingerprint
-
-try:
-    import fcntl
-except ImportError:  # not POSIX: builds killed outright leave their temporary folders for the user to delete
-    fcntl = None
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 2  # the layout of a cache folder; the code that fills it is fingerprinted (DECODING_CODE)
@@ -151,10 +147,12 @@ def _write(dataset: MaskDepthDataset, folder: Path, num_workers: int) -> int:
 
 @contextmanager
 def _building(folder: Path) -> Iterator[None]:
-    """Hold an exclusive lock (flock) on `folder`'s BUILDING file while the block runs: the folder is being built."""
-    with (folder / BUILDING).open("w") as handle:
-        if fcntl is not None:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+    """Hold an exclusive lock (flock) on `folder`'s BUILDING file while the block runs: the folder is being built.
+    The file takes its name once locked, so that `remove_abandoned_builds` never finds it unlocked meanwhile."""
+    unnamed = folder / f"{BUILDING}.new"
+    with unnamed.open("w") as handle:
+        lock(handle)
+        unnamed.rename(folder / BUILDING)
         yield
 
 
@@ -171,8 +169,9 @@ def remove_abandoned_builds(root: Path) -> list[Path]:
             continue
         try:
             with (folder / BUILDING).open("r") as handle:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except (FileNotFoundError, BlockingIOError):  # not judged, or being built
+                if not lock(handle, wait=False):  # being built
+                    continue
+        except FileNotFoundError:  # not judged
             continue
         shutil.rmtree(folder, ignore_errors=True)
         removed.append(folder)

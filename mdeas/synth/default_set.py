@@ -9,6 +9,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from mdeas.file_lock import exclusive
 from mdeas.fingerprint import code_fingerprint
 from mdeas.synth.generate import generate
 
@@ -46,7 +47,10 @@ class GeneratedSet:
 
     def __call__(self, cache_dir: str | Path) -> Path:
         target = self.path(cache_dir)
-        if not target.exists():
-            log.info("generating the default dataset into %s", target)
-            generate(target, **self.options)
+        if target.exists():
+            return target
+        with exclusive(target.with_name(f".{target.name}.lock")):  # two runs started together generate it once
+            if not target.exists():
+                log.info("generating the default dataset into %s", target)
+                generate(target, **self.options)
         return target
