@@ -142,10 +142,21 @@ def train_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def run_all(cwd: Path, cases: list[tuple[list[str], str]]) -> None:
-    """Run the train entry in `cwd` for each (args, last-line regex) case, a few at a time; each must exit 1 with
-    its one-line error last on stderr and no traceback."""
+    """Run the train entry in `cwd` for each (args, last-line regex) case, a few at a time (those given one run folder
+    one after another: a second training process there would be refused); each must exit 1 with its one-line
+    error last on stderr and no traceback."""
+    folders: dict[str, list[int]] = {}
+    for i, (args, _) in enumerate(cases):
+        folders.setdefault(next((a for a in args if a.startswith("hydra.run.dir=")), str(i)), []).append(i)
+    results = {}
+
+    def in_turn(indices: list[int]) -> None:
+        for i in indices:
+            results[i] = train_cli(cwd, *cases[i][0])
+
     with ThreadPoolExecutor(4) as pool:
-        done = list(pool.map(lambda case: train_cli(cwd, *case[0]), cases))
+        list(pool.map(in_turn, folders.values()))
+    done = [results[i] for i in range(len(cases))]
     for (args, expected), result in zip(cases, done, strict=True):
         last = (result.stderr.strip().splitlines() or [""])[-1]
         assert result.returncode == 1, (args, result.stderr[-2000:])
