@@ -4,6 +4,7 @@ process leaves no stale lock). Where flock does not exist (Windows) nothing is l
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,6 +15,8 @@ try:
     import fcntl
 except ImportError:  # not POSIX
     fcntl = None
+
+log = logging.getLogger(__name__)
 
 
 class Held(Exception):
@@ -26,13 +29,15 @@ class Held(Exception):
 
 def lock(handle: IO, wait: bool = True) -> bool:
     """Take the exclusive lock of an open file, waiting for it or not; False when another process holds it (never
-    without flock)."""
+    without flock, nor where the file system refuses locks: a warning says so)."""
     if fcntl is None:
         return True
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
     except BlockingIOError:
         return False
+    except OSError as error:  # a file system without locks (some network mounts): the work goes on unlocked
+        log.warning("%s: cannot be locked (%s); going on without the lock", handle.name, error.strerror)
     return True
 
 

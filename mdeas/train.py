@@ -273,7 +273,7 @@ def main(cfg: DictConfig) -> float | None:
     (`ResumeOnInterrupt`).
     """
     in_sweep = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-    with sole_trainer(Path(cfg.paths.output_dir)):  # a second process there ends at once, a sweep with it
+    with exit_on_data_error(), sole_trainer(Path(cfg.paths.output_dir)):  # a second process there ends at once
         return _run(cfg, in_sweep)
 
 

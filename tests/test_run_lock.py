@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mdeas import run_lock
+from mdeas import file_lock, run_lock
 from mdeas.file_lock import Held, exclusive
 from mdeas.synth import default_set
 from tests.conftest import TINY_RUN
@@ -96,3 +96,13 @@ def test_a_set_generated_by_another_process_meanwhile_is_not_generated_again(tmp
     other.wait(timeout=30)
     waiting.join(timeout=30)
     assert found == [target]
+
+
+def test_a_file_system_without_locks_lets_the_work_go_on_with_a_warning(tmp_path, monkeypatch, caplog):
+    def refused(handle, operation):
+        raise OSError(37, "No locks available")
+
+    monkeypatch.setattr(file_lock.fcntl, "flock", refused)
+    with caplog.at_level("WARNING", logger="mdeas.file_lock"), exclusive(tmp_path / ".lock", wait=False):
+        pass
+    assert f"{tmp_path / '.lock'}: cannot be locked (No locks available); going on without the lock" in caplog.text
