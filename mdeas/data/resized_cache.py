@@ -167,11 +167,10 @@ def remove_abandoned_builds(root: Path) -> list[Path]:
     for folder in root.glob("resized-*.partial-*"):
         if not folder.name.rsplit("-", 1)[0].endswith(own):  # `<cache>.partial-<host>-<random>`
             continue
-        try:
-            with (folder / BUILDING).open("r") as handle:
-                if not lock(handle, wait=False):  # being built
-                    continue
-        except FileNotFoundError:  # not judged
+        try:  # only a lock actually taken proves the build abandoned (read-write: NFS refuses it on a read-only handle)
+            with (folder / BUILDING).open("r+") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # no lock file yet, being built, or a file system refusing the lock: left alone
             continue
         shutil.rmtree(folder, ignore_errors=True)
         removed.append(folder)
